@@ -1,0 +1,58 @@
+/** Output helpers: tables, sizes, durations, JSON. Human output to stdout; progress and notes to stderr. */
+import type { ExecutionView, TaskView } from '../protocol/index.js';
+
+/** Prints `value` as indented JSON on stdout. */
+export function printJson(value: unknown): void { process.stdout.write(JSON.stringify(value, null, 2) + '\n'); }
+
+/** A plain text table with left-aligned columns. */
+export function table(header: string[], rows: string[][]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
+  return [line(header), ...rows.map(line)].join('\n') + '\n';
+}
+
+/** Bytes as B / KiB / MiB / GiB. */
+export function formatBytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  let v = n;
+  while (v >= 1024 && i < units.length - 1) { v /= 1024; i++; }
+  return `${i === 0 ? v : v.toFixed(1)} ${units[i]}`;
+}
+
+/** Milliseconds as e.g. 850ms, 2.4s, 3m05s. */
+export function formatDuration(ms: number): string {
+  if (ms < 1000) return `${Math.round(ms)}ms`;
+  if (ms < 60_000) return `${(ms / 1000).toFixed(1)}s`;
+  const m = Math.floor(ms / 60_000);
+  return `${m}m${String(Math.round((ms % 60_000) / 1000)).padStart(2, '0')}s`;
+}
+
+/** Task parameters as `C=10, gamma=0.001` (or `#index` when none). */
+export function formatParams(t: Pick<TaskView, 'index' | 'params'>): string {
+  const entries = Object.entries(t.params);
+  return entries.length === 0 ? `#${t.index}` : entries.map(([k, v]) => `${k}=${v}`).join(', ');
+}
+
+/** One execution as `agent:state` with its failure reason, e.g. `provider-2:failed(out_of_memory)`. */
+export function formatExecution(e: ExecutionView): string {
+  return `${e.agentName}:${e.state}${e.failure && e.state !== 'cancelled' ? `(${e.failure.reason})` : ''}`;
+}
+
+/** A one-line summary of a task for progress output. */
+export function taskLine(t: TaskView): string {
+  const runningOn = t.executions.filter((e) => e.state === 'running').map((e) => e.agentName);
+  const agreed = t.executions.filter((e) => e.state === 'valid').map((e) => e.agentName);
+  const outvoted = t.executions.filter((e) => e.state === 'invalid').map((e) => e.agentName);
+  const head = `task ${t.index} (${formatParams(t)})`;
+  switch (t.state) {
+    case 'queued': return `${head}: queued`;
+    case 'running': {
+      const reported = t.executions.filter((e) => e.state === 'reported').map((e) => e.agentName);
+      return `${head}: running on ${runningOn.join(', ') || '(assigning)'}${reported.length ? `; reported by ${reported.join(', ')}` : ''}`;
+    }
+    case 'verified': return `${head}: verified by ${agreed.join(' + ')}${outvoted.length ? `; outvoted: ${outvoted.join(', ')}` : ''}`;
+    case 'failed': return `${head}: failed: ${t.failure?.reason ?? '?'} (${t.failure?.blame ?? '?'}): ${t.failure?.message ?? ''}`;
+    case 'cancelled': return `${head}: cancelled`;
+  }
+}

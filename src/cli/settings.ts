@@ -1,0 +1,71 @@
+/**
+ * CLI settings: the config file (named profiles of coordinator URL + API key) and the environment, read once
+ * at start into a frozen object. Config file: `$DEQO_HOME/config.json` (default `~/.deqo/config.json`).
+ */
+import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { z } from 'zod';
+import { DeqoClient } from '../client/index.js';
+import { CliError, EXIT } from './exit-codes.js';
+
+const ProfileSchema = z.object({ coordinator: z.string().url(), apiKey: z.string().min(1) });
+export const CliConfigSchema = z.object({
+  current: z.string().default('default'),
+  profiles: z.record(z.string(), ProfileSchema).default({}),
+});
+export type CliConfig = z.infer<typeof CliConfigSchema>;
+export type Profile = z.infer<typeof ProfileSchema>;
+
+/** Settings from the environment, read once. */
+export interface Env {
+  home: string;
+  configPath: string;
+  coordinator: string | undefined;
+  apiKey: string | undefined;
+  profile: string | undefined;
+}
+
+/** Reads DEQO_HOME, DEQO_COORDINATOR, DEQO_API_KEY, DEQO_PROFILE. */
+export function readEnv(env: NodeJS.ProcessEnv = process.env): Readonly<Env> {
+  const home = env.DEQO_HOME ?? join(homedir(), '.deqo');
+  return Object.freeze({ home, configPath: join(home, 'config.json'), coordinator: env.DEQO_COORDINATOR,
+    apiKey: env.DEQO_API_KEY, profile: env.DEQO_PROFILE });
+}
+
+/** Loads the config file (empty when absent). Throws CliError naming the bad field. */
+export async function loadConfig(path: string): Promise<CliConfig> {
+  let text: string;
+  try { text = await readFile(path, 'utf8'); } catch { return CliConfigSchema.parse({}); }
+  const r = CliConfigSchema.safeParse(JSON.parse(text));
+  if (!r.success) throw new CliError(`${path}: ${r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`, EXIT.USAGE);
+  return r.data;
+}
+
+/** Saves a profile (mode 0600: it holds a key) and makes it current. */
+export async function saveProfile(path: string, name: string, profile: Profile): Promise<void> {
+  const cfg = await loadConfig(path);
+  cfg.profiles[name] = profile;
+  cfg.current = name;
+  await mkdir(dirname(path), { recursive: true });
+  await writeFile(path, JSON.stringify(cfg, null, 2) + '\n', { mode: 0o600 });
+  await chmod(path, 0o600);
+}
+
+/** Global flags every command accepts. */
+export interface GlobalOptions { coordinator?: string; apiKey?: string; profile?: string }
+
+/**
+ * A client for the coordinator chosen by flags, then environment, then the config profile.
+ * Throws CliError (AUTH) when no key is known.
+ */
+export async function clientFor(env: Env, opts: GlobalOptions): Promise<DeqoClient> {
+  const cfg = await loadConfig(env.configPath);
+  const profile = cfg.profiles[opts.profile ?? env.profile ?? cfg.current];
+  const coordinator = opts.coordinator ?? env.coordinator ?? profile?.coordinator ?? 'http://127.0.0.1:8470';
+  const apiKey = opts.apiKey ?? env.apiKey ?? profile?.apiKey;
+  if (!apiKey) {
+    throw new CliError(`no API key: run \`deqo up\` (it saves a buyer key in ${env.configPath}) or pass --api-key / DEQO_API_KEY`, EXIT.AUTH);
+  }
+  return new DeqoClient(coordinator.replace(/\/$/, ''), apiKey);
+}

@@ -1,0 +1,124 @@
+/**
+ * Typed HTTP client of the coordinator API, used by the agent, the CLI and (later) the dashboard.
+ * Every response body is validated with the protocol schemas. Errors are thrown as ApiError.
+ */
+import { createReadStream, createWriteStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import { Readable, Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { ReadableStream as WebReadableStream } from 'node:stream/web';
+import { z } from 'zod';
+import {
+  BlobInfoSchema, ClaimResponseSchema, ErrorBodySchema, HeartbeatResponseSchema, JobListSchema, JobResultsSchema,
+  JobViewSchema, ProviderListSchema, RegisterAgentResponseSchema, SubmitJobResponseSchema,
+  type Assignment, type BlobInfo, type HeartbeatResponse, type JobResults, type JobSpecInput, type JobState, type JobSummary,
+  type JobView, type ProviderView, type RegisterAgentRequest, type RegisterAgentResponse, type ReportRequest, type SubmitJobResponse,
+} from '../protocol/index.js';
+
+/** An error answered by the coordinator (or a failure to reach it: code `unreachable`, status 0). */
+export class ApiError extends Error {
+  override readonly name = 'ApiError';
+  constructor(readonly status: number, readonly code: string, message: string, readonly details?: unknown, readonly retryable = false) {
+    super(message);
+  }
+}
+
+/** Progress callback for transfers: bytes done and total (null when unknown). */
+export type Progress = (done: number, total: number | null) => void;
+
+export class DeqoClient {
+  /** @param baseUrl e.g. http://127.0.0.1:8470 ; @param apiKey bearer key */
+  constructor(readonly baseUrl: string, private readonly apiKey: string) {}
+
+  private async request<S extends z.ZodType>(method: string, path: string, schema: S, body?: unknown, signal?: AbortSignal): Promise<z.infer<S>> {
+    const res = await this.fetch(path, { method, signal,
+      headers: body === undefined ? {} : { 'content-type': 'application/json' },
+      body: body === undefined ? undefined : JSON.stringify(body) });
+    const json: unknown = await res.json().catch(() => null);
+    if (!res.ok) throw toApiError(res.status, json);
+    const parsed = schema.safeParse(json);
+    if (!parsed.success) throw new ApiError(res.status, 'bad_response', `unexpected response from ${method} ${path}: ${parsed.error.message}`);
+    return parsed.data;
+  }
+
+  private async fetch(path: string, init: RequestInit & { duplex?: 'half' }): Promise<Response> {
+    try {
+      return await fetch(`${this.baseUrl}${path}`, { ...init, headers: { ...(init.headers as Record<string, string>), authorization: `Bearer ${this.apiKey}` } });
+    } catch (err) {
+      if ((err as Error).name === 'AbortError') throw err;
+      throw new ApiError(0, 'unreachable', `cannot reach the coordinator at ${this.baseUrl} (${(err as { cause?: Error }).cause?.message ?? (err as Error).message}); is it running?`, undefined, true);
+    }
+  }
+
+  // ---- buyer ----
+  submitJob(spec: JobSpecInput): Promise<SubmitJobResponse> { return this.request('POST', '/v1/jobs', SubmitJobResponseSchema, spec); }
+  getJob(jobId: string): Promise<JobView> { return this.request('GET', `/v1/jobs/${encodeURIComponent(jobId)}`, JobViewSchema); }
+  async listJobs(opts: { state?: JobState; limit?: number } = {}): Promise<JobSummary[]> {
+    const q = new URLSearchParams();
+    if (opts.state) q.set('state', opts.state);
+    if (opts.limit) q.set('limit', String(opts.limit));
+    return (await this.request('GET', `/v1/jobs?${q}`, JobListSchema)).jobs;
+  }
+  getResults(jobId: string): Promise<JobResults> { return this.request('GET', `/v1/jobs/${encodeURIComponent(jobId)}/results`, JobResultsSchema); }
+  async cancelJob(jobId: string): Promise<boolean> {
+    return (await this.request('POST', `/v1/jobs/${encodeURIComponent(jobId)}/cancel`, z.object({ cancelled: z.boolean() }), {})).cancelled;
+  }
+  async listProviders(): Promise<ProviderView[]> { return (await this.request('GET', '/v1/providers', ProviderListSchema)).providers; }
+
+  // ---- blobs ----
+  /** Uploads a file as a blob, streaming; `onProgress` gets bytes sent. */
+  async uploadFile(path: string, onProgress?: Progress): Promise<BlobInfo> {
+    const size = (await stat(path)).size;
+    return this.uploadStream(createReadStream(path), size, onProgress);
+  }
+  /** Uploads bytes from a stream as a blob. */
+  async uploadStream(source: Readable, size: number | null, onProgress?: Progress): Promise<BlobInfo> {
+    let done = 0;
+    const meter = new Transform({ transform(chunk: Buffer, _e, cb) { done += chunk.length; onProgress?.(done, size); cb(null, chunk); } });
+    source.on('error', (e) => meter.destroy(e));
+    const body = Readable.toWeb(source.pipe(meter)) as unknown as ReadableStream;
+    const res = await this.fetch('/v1/blobs', { method: 'POST', body, duplex: 'half', headers: { 'content-type': 'application/octet-stream' } });
+    const json: unknown = await res.json().catch(() => null);
+    if (!res.ok) throw toApiError(res.status, json);
+    return BlobInfoSchema.parse(json);
+  }
+  /** Uploads a buffer as a blob. */
+  uploadBuffer(data: Buffer | string): Promise<BlobInfo> {
+    const buf = Buffer.isBuffer(data) ? data : Buffer.from(data);
+    return this.uploadStream(Readable.from([buf]), buf.length);
+  }
+  /** Downloads a blob to a file, streaming; `onProgress` gets bytes received. Returns the size. */
+  async downloadBlob(sha256: string, dest: string, onProgress?: Progress): Promise<number> {
+    const res = await this.fetch(`/v1/blobs/${sha256}`, { method: 'GET' });
+    if (!res.ok || !res.body) throw toApiError(res.status, await res.json().catch(() => null));
+    const total = Number(res.headers.get('content-length') ?? NaN);
+    let done = 0;
+    const meter = new Transform({ transform(chunk: Buffer, _e, cb) { done += chunk.length; onProgress?.(done, Number.isFinite(total) ? total : null); cb(null, chunk); } });
+    await pipeline(Readable.fromWeb(res.body as WebReadableStream), meter, createWriteStream(dest));
+    return done;
+  }
+  /** Downloads a blob into memory (small blobs: logs). */
+  async fetchBlob(sha256: string): Promise<Buffer> {
+    const res = await this.fetch(`/v1/blobs/${sha256}`, { method: 'GET' });
+    if (!res.ok) throw toApiError(res.status, await res.json().catch(() => null));
+    return Buffer.from(await res.arrayBuffer());
+  }
+
+  // ---- agent ----
+  registerAgent(body: RegisterAgentRequest): Promise<RegisterAgentResponse> { return this.request('POST', '/v1/agents/register', RegisterAgentResponseSchema, body); }
+  heartbeat(agentId: string, executions: Array<{ executionId: string; fencingToken: number }>): Promise<HeartbeatResponse> {
+    return this.request('POST', `/v1/agents/${agentId}/heartbeat`, HeartbeatResponseSchema, { executions });
+  }
+  async claim(agentId: string, max: number, waitMs: number, signal?: AbortSignal): Promise<Assignment[]> {
+    return (await this.request('POST', `/v1/agents/${agentId}/claim`, ClaimResponseSchema, { max, waitMs }, signal)).executions;
+  }
+  async report(agentId: string, executionId: string, body: ReportRequest): Promise<void> {
+    await this.request('POST', `/v1/agents/${agentId}/executions/${executionId}/report`, z.object({ ok: z.literal(true) }), body);
+  }
+}
+
+function toApiError(status: number, json: unknown): ApiError {
+  const body = ErrorBodySchema.safeParse(json);
+  if (body.success) return new ApiError(status, body.data.error.code, body.data.error.message, body.data.error.details, body.data.error.retryable ?? false);
+  return new ApiError(status, 'http_error', `HTTP ${status}`);
+}

@@ -1,0 +1,57 @@
+/** Provider (agent) routes: register, heartbeat, claim, report; and the provider list. */
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
+import { errors } from '../core/index.js';
+import {
+  ClaimRequestSchema, HeartbeatRequestSchema, RegisterAgentRequestSchema, ReportRequestSchema,
+  type HeartbeatResponse, type ProviderView, type RegisterAgentResponse,
+} from '../protocol/index.js';
+import { requireScope, verifyAgentIdentity } from './auth.js';
+import { idParam, parseOr400, type ServerDeps } from './server.js';
+
+export function agentRoutes({ store, engine }: ServerDeps): FastifyPluginAsync {
+  /** The agent named in the path, checked to belong to the caller's provider account (else 404). */
+  async function ownAgent(req: FastifyRequest): Promise<string> {
+    requireScope(req.principal, 'provider');
+    const agentId = idParam(req, 'agentId');
+    const agent = await store.accounts.getAgent(agentId);
+    if (!agent || agent.providerId !== req.principal.accountId) throw errors.notFound('agent', agentId);
+    return agentId;
+  }
+
+  return async (app) => {
+    app.post('/v1/agents/register', async (req): Promise<RegisterAgentResponse> => {
+      requireScope(req.principal, 'provider');
+      const body = parseOr400(RegisterAgentRequestSchema, req.body, 'registration');
+      const agentId = verifyAgentIdentity(body.publicKey, body.timestamp, body.signature, Date.now());
+      await engine.registerAgent({ id: agentId, providerId: req.principal.accountId, name: body.name, publicKey: body.publicKey, capacity: body.capacity });
+      return { agentId, heartbeatIntervalMs: engine.config.heartbeatIntervalMs, leaseTtlMs: engine.config.leaseTtlMs };
+    });
+
+    app.post('/v1/agents/:agentId/heartbeat', async (req): Promise<HeartbeatResponse> => {
+      const agentId = await ownAgent(req);
+      const body = parseOr400(HeartbeatRequestSchema, req.body, 'heartbeat');
+      return engine.heartbeat(agentId, body.executions);
+    });
+
+    app.post('/v1/agents/:agentId/claim', async (req) => {
+      const agentId = await ownAgent(req);
+      const body = parseOr400(ClaimRequestSchema, req.body, 'claim');
+      return { executions: await engine.claim(agentId, body.max, body.waitMs) };
+    });
+
+    app.post('/v1/agents/:agentId/executions/:id/report', async (req) => {
+      const agentId = await ownAgent(req);
+      const executionId = idParam(req);
+      const body = parseOr400(ReportRequestSchema, req.body, 'report');
+      await engine.report(agentId, executionId, body);
+      return { ok: true };
+    });
+
+    app.get('/v1/providers', async (): Promise<{ providers: ProviderView[] }> => {
+      const online = Date.now() - engine.config.agentTtlMs;
+      const agents = await store.accounts.listAgents();
+      return { providers: agents.map((a) => ({ agentId: a.id, name: a.name, providerId: a.providerId, online: a.lastSeenAt >= online,
+        lastSeenAt: a.lastSeenAt, capacity: a.capacity, running: a.running })) };
+    });
+  };
+}

@@ -1,0 +1,28 @@
+/** Blob routes: streamed upload (application/octet-stream) and download, content-addressed by SHA-256. */
+import type { FastifyPluginAsync } from 'fastify';
+import type { Readable } from 'node:stream';
+import { type BlobInfo, Sha256Schema } from '../protocol/index.js';
+import { parseOr400, type ServerDeps } from './server.js';
+
+export function blobRoutes({ store, blobs }: ServerDeps): FastifyPluginAsync {
+  return async (app) => {
+    // Leave the body as a stream: the route consumes it.
+    app.addContentTypeParser('application/octet-stream', (_req, _payload, done) => done(null));
+
+    app.post('/v1/blobs', async (req, reply): Promise<BlobInfo> => {
+      const expected = req.headers['x-deqo-sha256'];
+      const sha = typeof expected === 'string' ? parseOr400(Sha256Schema, expected, 'header x-deqo-sha256') : undefined;
+      const info = await blobs.put(req.raw as Readable, sha);
+      await store.accounts.recordBlob(info.sha256, info.size, Date.now());
+      reply.status(201);
+      return info;
+    });
+
+    app.get('/v1/blobs/:sha256', async (req, reply) => {
+      const sha = parseOr400(Sha256Schema, (req.params as { sha256: unknown }).sha256, 'path parameter sha256');
+      const { stream, size } = await blobs.open(sha);
+      reply.header('content-type', 'application/octet-stream').header('content-length', String(size)).header('x-deqo-sha256', sha);
+      return reply.send(stream);
+    });
+  };
+}

@@ -1,0 +1,54 @@
+/** Buyer routes: submit, list, view, results, cancel, logs. */
+import type { FastifyPluginAsync } from 'fastify';
+import { errors } from '../core/index.js';
+import { JobSpecSchema, ListJobsQuerySchema, type JobResults, type JobView, type SubmitJobResponse } from '../protocol/index.js';
+import { requireScope } from './auth.js';
+import { idParam, parseOr400, type ServerDeps } from './server.js';
+
+export function jobRoutes({ store, engine }: ServerDeps): FastifyPluginAsync {
+  return async (app) => {
+    app.post('/v1/jobs', async (req, reply): Promise<SubmitJobResponse> => {
+      requireScope(req.principal, 'buyer');
+      const spec = parseOr400(JobSpecSchema, req.body, 'job spec');
+      for (const input of spec.inputs) {
+        if ((await store.accounts.blobSize(input.blob)) === null) {
+          throw errors.notFound('input blob', `${input.blob} (inputs: ${input.path}); upload it first`);
+        }
+      }
+      const r = await engine.submitJob(req.principal.accountId, spec);
+      reply.status(201);
+      return { jobId: r.jobId, tasks: r.tasks };
+    });
+
+    app.get('/v1/jobs', async (req) => {
+      requireScope(req.principal, 'buyer');
+      const q = parseOr400(ListJobsQuerySchema, req.query, 'query');
+      return { jobs: await store.jobs.listJobs(req.principal.accountId, q) };
+    });
+
+    app.get('/v1/jobs/:id', async (req): Promise<JobView> => {
+      requireScope(req.principal, 'buyer');
+      const id = idParam(req);
+      const view = await store.jobs.jobView(id, req.principal.accountId);
+      if (!view) throw errors.notFound('job', id);
+      return view;
+    });
+
+    app.get('/v1/jobs/:id/results', async (req): Promise<JobResults> => {
+      requireScope(req.principal, 'buyer');
+      const id = idParam(req);
+      const r = await store.jobs.jobResults(id, req.principal.accountId);
+      if (!r) throw errors.notFound('job', id);
+      return { jobId: id, ...r };
+    });
+
+    app.post('/v1/jobs/:id/cancel', async (req) => {
+      requireScope(req.principal, 'buyer');
+      const id = idParam(req);
+      const h = await store.jobs.jobHeader(id);
+      if (!h || h.buyerId !== req.principal.accountId) throw errors.notFound('job', id);
+      const cancelled = await store.jobs.cancelJob(id, Date.now());
+      return { jobId: id, cancelled };
+    });
+  };
+}

@@ -1,0 +1,78 @@
+/**
+ * The coordinator's HTTP API (Fastify): wiring and HTTP only. `buildServer(deps)` returns an app that tests
+ * drive with `inject()` or over a real port. Every body is parsed with the protocol's zod schemas; every
+ * error is `{error: {code, message, details}}` from the catalogue.
+ */
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from 'fastify';
+import type { Logger } from 'pino';
+import { z } from 'zod';
+import { DeqoError, errors } from '../core/index.js';
+import type { Engine } from '../engine/index.js';
+import { fieldIssues, IdSchema } from '../protocol/index.js';
+import type { Principal, Store } from '../store/index.js';
+import { authenticate } from './auth.js';
+import type { BlobStore } from './blobs.js';
+import { agentRoutes } from './routes-agents.js';
+import { blobRoutes } from './routes-blobs.js';
+import { jobRoutes } from './routes-jobs.js';
+
+export interface ServerDeps { store: Store; engine: Engine; blobs: BlobStore; log: Logger }
+
+declare module 'fastify' {
+  interface FastifyRequest { principal: Principal }
+}
+
+/** Parses `data` with `schema`; throws DeqoError validation_failed naming each bad field. */
+export function parseOr400<S extends z.ZodType>(schema: S, data: unknown, where: string): z.infer<S> {
+  const r = schema.safeParse(data);
+  if (!r.success) {
+    const issues = fieldIssues(r.error);
+    const first = issues[0]!;
+    throw new DeqoError('validation_failed', `invalid ${where}: ${first.path}: ${first.message}${issues.length > 1 ? ` (and ${issues.length - 1} more)` : ''}`, issues);
+  }
+  return r.data;
+}
+
+/** Route param `:id` parsed as an id. */
+export function idParam(req: FastifyRequest, name = 'id'): string {
+  return parseOr400(IdSchema, (req.params as Record<string, unknown>)[name], `path parameter ${name}`);
+}
+
+/** Builds the app. Does not listen. */
+export function buildServer(deps: ServerDeps): FastifyInstance {
+  const app: FastifyInstance = Fastify({ loggerInstance: deps.log as FastifyBaseLogger, bodyLimit: 8 * 1024 * 1024, disableRequestLogging: true });
+  app.decorateRequest('principal', null as unknown as Principal);
+
+  app.addHook('onRequest', async (req) => {
+    if (req.url === '/v1/health') return;
+    req.principal = await authenticate(deps.store, req.headers.authorization);
+  });
+
+  app.setErrorHandler((err, req, reply) => {
+    if (err instanceof DeqoError) {
+      if (err.status >= 500) req.log.error({ err }, 'request failed');
+      return reply.status(err.status).send(err.toBody());
+    }
+    const e = err as { statusCode?: number; code?: string; message: string };
+    if (e.statusCode === 413 || e.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
+      return reply.status(413).send(new DeqoError('payload_too_large', 'request body too large').toBody());
+    }
+    if (e.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
+      return reply.status(415).send(new DeqoError('unsupported_media_type', `unsupported Content-Type; send application/json (or application/octet-stream to /v1/blobs)`).toBody());
+    }
+    if (e.statusCode && e.statusCode >= 400 && e.statusCode < 500) {
+      return reply.status(400).send(new DeqoError('validation_failed', `bad request: ${e.message}`).toBody());
+    }
+    req.log.error({ err }, 'unhandled error');
+    return reply.status(500).send(new DeqoError('internal', 'internal error; the coordinator logged the details').toBody());
+  });
+  app.setNotFoundHandler((req, reply) => {
+    reply.status(404).send(errors.notFound('route', `${req.method} ${req.url.split('?')[0]}`).toBody());
+  });
+
+  app.get('/v1/health', async () => ({ ok: true }));
+  app.register(jobRoutes(deps));
+  app.register(agentRoutes(deps));
+  app.register(blobRoutes(deps));
+  return app;
+}

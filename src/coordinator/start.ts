@@ -1,0 +1,51 @@
+/** Starting a coordinator: store + engine + HTTP server on a port. */
+import { join } from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import pino, { type Logger } from 'pino';
+import { DEFAULT_ENGINE_CONFIG, Engine, type EngineConfig } from '../engine/index.js';
+import { openSqliteStore, type Store } from '../store/index.js';
+import { BlobStore } from './blobs.js';
+import { buildServer } from './server.js';
+
+/** Coordinator settings. Sizes in bytes. */
+export interface CoordinatorConfig {
+  /** Folder for the SQLite database (`deqo.db`) and blobs (`blobs/`). */
+  dataDir: string;
+  /** Listen address; 127.0.0.1 by default (not reachable from other machines). */
+  host: string;
+  /** TCP port; 0 picks a free one. */
+  port: number;
+  /** Largest blob accepted, bytes. */
+  maxBlobBytes: number;
+  engine: EngineConfig;
+}
+
+export const DEFAULT_COORDINATOR_CONFIG: Omit<CoordinatorConfig, 'dataDir'> = {
+  host: '127.0.0.1', port: 8470, maxBlobBytes: 2 * 1024 ** 3, engine: DEFAULT_ENGINE_CONFIG,
+};
+
+/** A running coordinator. */
+export interface RunningCoordinator { url: string; store: Store; engine: Engine; app: FastifyInstance; close(): Promise<void> }
+
+/** Opens the store, starts the engine loop and listens. Throws if the port is taken. */
+export async function startCoordinator(config: CoordinatorConfig, log: Logger = pino({ level: 'warn' })): Promise<RunningCoordinator> {
+  const store = await openSqliteStore(join(config.dataDir, 'deqo.db'));
+  const engine = new Engine(store, config.engine, log);
+  const blobs = new BlobStore(join(config.dataDir, 'blobs'), config.maxBlobBytes);
+  const app = buildServer({ store, engine, blobs, log });
+  await app.listen({ host: config.host, port: config.port });
+  engine.start();
+  const addr = app.server.address();
+  const port = typeof addr === 'object' && addr ? addr.port : config.port;
+  let closed = false;
+  return {
+    url: `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`, store, engine, app,
+    async close() {
+      if (closed) return;
+      closed = true;
+      await engine.stop();
+      await app.close();
+      await store.close();
+    },
+  };
+}

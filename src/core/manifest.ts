@@ -1,0 +1,21 @@
+/**
+ * The canonical form of a result manifest, which the result hash is the SHA-256 of. Agents and the
+ * coordinator both build it from the same manifest, so they agree byte for byte:
+ *
+ *   deqo-result-v1\n
+ *   exit <code>\n
+ *   stdout <sha256>\n
+ *   file <sha256> <size> <JSON-encoded path>\n      (one per output file, sorted by path, code-unit order)
+ */
+import type { Manifest } from '../protocol/index.js';
+
+/** Canonical text of a manifest (UTF-8 when hashed). Throws RangeError on duplicate file paths. */
+export function canonicalManifest(m: Manifest): string {
+  const files = [...m.files].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  for (let i = 1; i < files.length; i++) {
+    if (files[i]!.path === files[i - 1]!.path) throw new RangeError(`duplicate output path ${files[i]!.path}`);
+  }
+  const lines = ['deqo-result-v1', `exit ${m.exitCode}`, `stdout ${m.stdoutSha256}`,
+    ...files.map((f) => `file ${f.sha256} ${f.size} ${JSON.stringify(f.path)}`)];
+  return lines.join('\n') + '\n';
+}

@@ -1,0 +1,166 @@
+/**
+ * The engine: coordinator services over core + store. It submits jobs, runs the scheduler (pure plan, then a
+ * conditional apply), hands executions to agents under leases (with long-poll), takes reports and verifies,
+ * and reaps expired leases. Loops run on a timer and on events (submit, report, register).
+ */
+import type { Logger } from 'pino';
+import { defaultMaxExecutions, DeqoError, errors, expandTasks, planExecutions, taskEnv } from '../core/index.js';
+import type { Assignment, Capacity, JobSpec, ReportRequest } from '../protocol/index.js';
+import type { Store } from '../store/index.js';
+import { DEFAULT_ENGINE_CONFIG, type EngineConfig } from './config.js';
+import { classifyReport, verifyTask } from './verifier.js';
+
+/** Time source in epoch ms (injected so tests and simulations control it). */
+export type Clock = () => number;
+
+export class Engine {
+  private readonly waiters = new Map<string, Set<() => void>>();
+  private timer: NodeJS.Timeout | null = null;
+  private scheduling: Promise<void> | null = null;
+  private rescheduleRequested = false;
+
+  constructor(
+    readonly store: Store,
+    readonly config: EngineConfig = DEFAULT_ENGINE_CONFIG,
+    private readonly log: Logger,
+    private readonly now: Clock = Date.now,
+  ) {}
+
+  /** Starts the periodic scheduler + reaper loop. */
+  start(): void {
+    if (this.timer) return;
+    this.timer = setInterval(() => { void this.tick(); }, this.config.tickMs);
+    this.timer.unref();
+  }
+
+  /** Stops the loop and wakes every long-polling claim so HTTP requests can finish. */
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    for (const set of this.waiters.values()) for (const wake of set) wake();
+    await this.scheduling;
+  }
+
+  /** One round: expire leases, then schedule. Errors are logged, never thrown (the loop must survive). */
+  async tick(): Promise<void> {
+    try {
+      await this.reap();
+      await this.schedule();
+    } catch (err) {
+      this.log.error({ err }, 'engine tick failed');
+    }
+  }
+
+  /**
+   * Validates nothing (the caller parsed the spec); expands tasks, stores the job, and schedules.
+   * Throws DeqoError validation_failed when the array expands too far.
+   */
+  async submitJob(buyerId: string, spec: JobSpec): Promise<{ jobId: string; tasks: number }> {
+    let tasks;
+    try { tasks = expandTasks(spec); } catch (err) { throw new DeqoError('validation_failed', (err as Error).message, [{ path: 'array', message: (err as Error).message }]); }
+    const v = spec.verification;
+    const jobId = await this.store.jobs.createJob({ buyerId, spec, tasks, policy: { replicas: v.replicas, quorum: v.quorum,
+      maxExecutions: v.maxExecutions ?? defaultMaxExecutions(v.replicas), maxErrors: v.maxErrors } }, this.now());
+    this.log.info({ jobId, tasks: tasks.length, image: spec.image }, 'job submitted');
+    this.requestSchedule();
+    return { jobId, tasks: tasks.length };
+  }
+
+  /** Runs the scheduler now, or once more after the running round if one is in progress. */
+  requestSchedule(): void {
+    if (this.scheduling) { this.rescheduleRequested = true; return; }
+    this.scheduling = (async () => {
+      do {
+        this.rescheduleRequested = false;
+        try { await this.scheduleOnce(); } catch (err) { this.log.error({ err }, 'scheduling failed'); }
+      } while (this.rescheduleRequested);
+    })().finally(() => { this.scheduling = null; });
+  }
+
+  /** Schedules and waits for the round to finish. */
+  async schedule(): Promise<void> {
+    this.requestSchedule();
+    await this.scheduling;
+  }
+
+  private async scheduleOnce(): Promise<void> {
+    const now = this.now();
+    const snap = await this.store.executions.schedulingSnapshot(now - this.config.agentTtlMs, 5_000);
+    if (snap.tasks.length === 0 || snap.agents.length === 0) return;
+    const plan = planExecutions(snap.tasks, snap.agents);
+    if (plan.length === 0) return;
+    const touched = await this.store.executions.applyPlan(plan, snap.revisions, now);
+    this.log.debug({ placements: plan.length, agents: touched.size }, 'plan applied');
+    for (const agentId of touched) this.wake(agentId);
+  }
+
+  private wake(agentId: string): void {
+    const set = this.waiters.get(agentId);
+    if (!set) return;
+    this.waiters.delete(agentId);
+    for (const w of set) w();
+  }
+
+  /** Registers (or refreshes) an agent and schedules work for it. */
+  async registerAgent(a: { id: string; providerId: string; name: string; publicKey: string; capacity: Capacity }): Promise<void> {
+    await this.store.accounts.registerAgent(a, this.now());
+    this.log.info({ agentId: a.id, name: a.name, cpus: a.capacity.cpus, memoryMb: a.capacity.memoryMb }, 'agent registered');
+    this.requestSchedule();
+  }
+
+  /**
+   * Claims up to `max` executions for an agent, waiting up to `waitMs` for one to be assigned.
+   * Throws DeqoError not_found for an unknown agent.
+   */
+  async claim(agentId: string, max: number, waitMs: number): Promise<Assignment[]> {
+    if (!(await this.store.accounts.touchAgent(agentId, this.now()))) throw errors.notFound('agent', agentId);
+    let claimed = await this.store.executions.claim(agentId, max, this.now(), this.config.leaseTtlMs);
+    if (claimed.length === 0 && waitMs > 0 && this.timer) {
+      await new Promise<void>((resolve) => {
+        const set = this.waiters.get(agentId) ?? new Set();
+        const done = () => { clearTimeout(t); set.delete(done); resolve(); };
+        const t = setTimeout(done, waitMs);
+        set.add(done);
+        this.waiters.set(agentId, set);
+        this.requestSchedule();
+      });
+      claimed = await this.store.executions.claim(agentId, max, this.now(), this.config.leaseTtlMs);
+    }
+    return claimed.map((c) => ({
+      executionId: c.executionId, fencingToken: c.fencingToken, leaseExpiresAt: c.leaseExpiresAt, jobId: c.jobId,
+      taskIndex: c.taskIndex, image: c.spec.image, command: c.spec.command,
+      env: taskEnv(c.spec, { index: c.taskIndex, params: c.params }, c.taskCount),
+      resources: c.spec.resources, limits: c.spec.limits, inputs: c.spec.inputs, outputDir: c.spec.outputDir, network: c.spec.network,
+    }));
+  }
+
+  /** Renews the agent's leases; returns executions it must stop. Throws not_found for an unknown agent. */
+  async heartbeat(agentId: string, held: Array<{ executionId: string; fencingToken: number }>): Promise<{ stop: string[]; leaseExpiresAt: number }> {
+    const now = this.now();
+    if (!(await this.store.accounts.touchAgent(agentId, now))) throw errors.notFound('agent', agentId);
+    const stop = await this.store.executions.renewLeases(agentId, held, now, this.config.leaseTtlMs);
+    return { stop, leaseExpiresAt: now + this.config.leaseTtlMs };
+  }
+
+  /**
+   * Records an agent's report and verifies the task. Throws DeqoError stale_lease when the agent no longer
+   * holds the lease (expired, cancelled, already reported, wrong token), digest_mismatch for an inconsistent result.
+   */
+  async report(agentId: string, executionId: string, r: ReportRequest): Promise<void> {
+    const end = await classifyReport(this.store, r);
+    const taskId = await this.store.executions.recordEnd(executionId, agentId, r.fencingToken, end, this.now());
+    if (!taskId) throw errors.staleLease(executionId);
+    const outcome = await verifyTask(this.store, taskId, this.now);
+    this.log.info({ executionId, agentId, taskId, state: end.state, reason: end.failure?.reason, task: outcome }, 'execution reported');
+    this.requestSchedule();
+  }
+
+  /** Expires leases and re-verifies the tasks they belonged to. */
+  async reap(): Promise<void> {
+    const tasks = await this.store.executions.expireLeases(this.now(), this.config.claimTimeoutMs);
+    for (const taskId of tasks) {
+      const outcome = await verifyTask(this.store, taskId, this.now);
+      this.log.warn({ taskId, task: outcome }, 'lease expired; execution lost');
+    }
+  }
+}

@@ -1,0 +1,4 @@
+/** engine: coordinator services using core + store (scheduler loop, leases, verifier). */
+export { Engine, type Clock } from './engine.js';
+export { DEFAULT_ENGINE_CONFIG, type EngineConfig } from './config.js';
+export { resultHashOf, classifyReport, verifyTask } from './verifier.js';

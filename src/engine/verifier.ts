@@ -1,0 +1,68 @@
+/** Verifier: turns an agent's report into a recorded execution end, and decides its task. */
+import { createHash } from 'node:crypto';
+import { canonicalManifest, decideTask, DeqoError, errors, failureVerdict } from '../core/index.js';
+import type { Failure, FailureReason, ReportRequest } from '../protocol/index.js';
+import type { ExecutionEnd, Store } from '../store/index.js';
+
+/** Failures caused by the job itself: they vote like results (so one provider cannot fail a task alone). */
+const JOB_FAILURES: ReadonlySet<FailureReason> = new Set(['out_of_memory', 'timeout', 'image_not_found', 'output_too_large']);
+
+const FAILURE_TEXT: Partial<Record<FailureReason, string>> = {
+  out_of_memory: 'the job ran out of memory (exit 137): raise resources.memoryMb',
+  timeout: 'the job ran past resources.timeoutSeconds and was stopped',
+  image_not_found: 'the image is not present on the provider and could not be pulled',
+  output_too_large: 'the output directory grew past limits.outputBytes',
+};
+
+/** SHA-256 (hex) of the canonical manifest: the result hash. */
+export function resultHashOf(manifest: Parameters<typeof canonicalManifest>[0]): string {
+  return createHash('sha256').update(canonicalManifest(manifest), 'utf8').digest('hex');
+}
+
+/**
+ * Classifies a report into an execution end. Throws DeqoError digest_mismatch when the claimed result hash
+ * does not match the manifest, or stdout's hash does not match its blob; validation_failed for blobs the
+ * coordinator does not have.
+ */
+export async function classifyReport(store: Store, r: ReportRequest): Promise<ExecutionEnd> {
+  for (const b of [r.stdoutBlob, r.stderrBlob, r.outcome === 'completed' ? r.outputsBlob : undefined]) {
+    if (b !== undefined && (await store.accounts.blobSize(b)) === null) {
+      throw new DeqoError('validation_failed', `blob ${b} was not uploaded; upload it with POST /v1/blobs before reporting`);
+    }
+  }
+  if (r.outcome === 'completed') {
+    if (resultHashOf(r.manifest) !== r.resultHash) throw new DeqoError('digest_mismatch', 'resultHash is not the SHA-256 of the canonical manifest');
+    if (r.manifest.stdoutSha256 !== r.stdoutBlob) throw new DeqoError('digest_mismatch', 'manifest.stdoutSha256 differs from stdoutBlob');
+    const failure: Failure | null = r.manifest.exitCode === 0 ? null
+      : { reason: 'nonzero_exit', blame: 'job', message: `the job exited with code ${r.manifest.exitCode}` };
+    return { state: 'reported', verdict: r.resultHash, exitCode: r.manifest.exitCode, resultHash: r.resultHash, manifest: r.manifest,
+      failure, usage: r.usage, stdoutBlob: r.stdoutBlob, stderrBlob: r.stderrBlob, outputsBlob: r.outputsBlob };
+  }
+  const message = FAILURE_TEXT[r.reason] ? `${FAILURE_TEXT[r.reason]} (${r.message})` : r.message;
+  if (JOB_FAILURES.has(r.reason)) {
+    return { state: 'reported', verdict: failureVerdict(r.reason), exitCode: null, resultHash: null, manifest: null,
+      failure: { reason: r.reason, blame: 'job', message }, usage: r.usage ?? null,
+      stdoutBlob: r.stdoutBlob ?? null, stderrBlob: r.stderrBlob ?? null, outputsBlob: null };
+  }
+  return { state: 'failed', failure: { reason: r.reason, blame: r.reason === 'cancelled' ? 'none' : 'provider', message },
+    usage: r.usage ?? null, stdoutBlob: r.stdoutBlob ?? null, stderrBlob: r.stderrBlob ?? null };
+}
+
+/**
+ * Decides a task from its executions and applies the decision, retrying when another writer changed the
+ * task meanwhile. For an already decided task, grades late results. Returns the decision kind applied.
+ */
+export async function verifyTask(store: Store, taskId: string, now: () => number): Promise<'verified' | 'failed' | 'pending' | 'closed'> {
+  for (let attempt = 0; attempt < 20; attempt++) {
+    const task = await store.executions.taskForVerification(taskId);
+    if (!task) throw errors.notFound('task', taskId);
+    if (task.state !== 'queued' && task.state !== 'running') {
+      await store.executions.gradeLateResults(taskId, task.state === 'cancelled' ? null : task.verdict, now());
+      return 'closed';
+    }
+    const decision = decideTask(task.policy, task.target, task.votes);
+    if (decision.kind === 'pending' && decision.target === task.target) return 'pending';
+    if (await store.executions.applyDecision(task, decision, now())) return decision.kind;
+  }
+  throw new DeqoError('conflict', `task ${taskId} kept changing while being verified; retry`);
+}

@@ -1,0 +1,236 @@
+/**
+ * HTTP API bodies (requests and responses) of the coordinator, version 1 (`/v1`).
+ * Times are epoch milliseconds; sizes bytes; usage cpuMs/wallMs milliseconds.
+ */
+import { z } from 'zod';
+import { JobSpecSchema, ParamValueSchema, Sha256Schema, ResourcesSchema, LimitsSchema, InputSchema } from './job.js';
+import { JobStateSchema, TaskStateSchema, ExecutionStateSchema, DesiredStateSchema, FailureReasonSchema } from './states.js';
+
+export const IdSchema = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'expected an id');
+
+export const UsageSchema = z.object({
+  wallMs: z.number().int().min(0),
+  cpuMs: z.number().int().min(0),
+  maxMemoryBytes: z.number().int().min(0),
+}).strict();
+export type Usage = z.infer<typeof UsageSchema>;
+
+/** One output file in a result manifest: path relative to the output directory. */
+export const ManifestFileSchema = z.object({
+  path: z.string().min(1).max(4096),
+  sha256: Sha256Schema,
+  size: z.number().int().min(0),
+}).strict();
+
+/** What the result hash covers: exit code, each output file (path + SHA-256), stdout's SHA-256. */
+export const ManifestSchema = z.object({
+  exitCode: z.number().int(),
+  files: z.array(ManifestFileSchema).max(100_000),
+  stdoutSha256: Sha256Schema,
+}).strict();
+export type Manifest = z.infer<typeof ManifestSchema>;
+
+export const FailureSchema = z.object({
+  reason: FailureReasonSchema,
+  blame: z.enum(['job', 'provider', 'none']),
+  message: z.string().max(4096),
+}).strict();
+export type Failure = z.infer<typeof FailureSchema>;
+
+// ---------- buyer side ----------
+
+export const SubmitJobResponseSchema = z.object({ jobId: IdSchema, tasks: z.number().int() });
+export type SubmitJobResponse = z.infer<typeof SubmitJobResponseSchema>;
+
+export const ExecutionViewSchema = z.object({
+  id: IdSchema,
+  taskId: IdSchema,
+  agentId: IdSchema,
+  agentName: z.string(),
+  providerId: IdSchema,
+  state: ExecutionStateSchema,
+  desired: DesiredStateSchema,
+  createdAt: z.number(),
+  startedAt: z.number().nullable(),
+  finishedAt: z.number().nullable(),
+  exitCode: z.number().int().nullable(),
+  resultHash: z.string().nullable(),
+  failure: FailureSchema.nullable(),
+  usage: UsageSchema.nullable(),
+  stdoutBlob: Sha256Schema.nullable(),
+  stderrBlob: Sha256Schema.nullable(),
+  outputsBlob: Sha256Schema.nullable(),
+});
+export type ExecutionView = z.infer<typeof ExecutionViewSchema>;
+
+export const TaskViewSchema = z.object({
+  id: IdSchema,
+  index: z.number().int(),
+  params: z.record(z.string(), ParamValueSchema),
+  state: TaskStateSchema,
+  targetReplicas: z.number().int(),
+  resultHash: z.string().nullable(),
+  failure: FailureSchema.nullable(),
+  executions: z.array(ExecutionViewSchema),
+});
+export type TaskView = z.infer<typeof TaskViewSchema>;
+
+export const JobViewSchema = z.object({
+  id: IdSchema,
+  name: z.string().nullable(),
+  state: JobStateSchema,
+  createdAt: z.number(),
+  finishedAt: z.number().nullable(),
+  spec: JobSpecSchema,
+  tasks: z.array(TaskViewSchema),
+});
+export type JobView = z.infer<typeof JobViewSchema>;
+
+export const JobSummarySchema = z.object({
+  id: IdSchema,
+  name: z.string().nullable(),
+  state: JobStateSchema,
+  createdAt: z.number(),
+  finishedAt: z.number().nullable(),
+  image: z.string(),
+  tasks: z.object({ total: z.number().int(), verified: z.number().int(), failed: z.number().int() }),
+});
+export type JobSummary = z.infer<typeof JobSummarySchema>;
+export const JobListSchema = z.object({ jobs: z.array(JobSummarySchema) });
+
+export const ListJobsQuerySchema = z.object({
+  state: JobStateSchema.optional(),
+  limit: z.coerce.number().int().min(1).max(1000).default(50),
+});
+
+/** Verified result of one task: the canonical execution's manifest and blobs, and who agreed. */
+export const TaskResultSchema = z.object({
+  taskIndex: z.number().int(),
+  params: z.record(z.string(), ParamValueSchema),
+  state: TaskStateSchema,
+  resultHash: z.string().nullable(),
+  failure: FailureSchema.nullable(),
+  manifest: ManifestSchema.nullable(),
+  outputsBlob: Sha256Schema.nullable(),
+  stdoutBlob: Sha256Schema.nullable(),
+  stderrBlob: Sha256Schema.nullable(),
+  agreedBy: z.array(z.object({ agentId: IdSchema, agentName: z.string(), providerId: IdSchema })),
+});
+export type TaskResult = z.infer<typeof TaskResultSchema>;
+export const JobResultsSchema = z.object({ jobId: IdSchema, state: JobStateSchema, tasks: z.array(TaskResultSchema) });
+export type JobResults = z.infer<typeof JobResultsSchema>;
+
+export const BlobInfoSchema = z.object({ sha256: Sha256Schema, size: z.number().int().min(0) });
+export type BlobInfo = z.infer<typeof BlobInfoSchema>;
+
+// ---------- provider (agent) side ----------
+
+export const GpuSchema = z.object({ model: z.string().max(200), memoryMb: z.number().int().min(0) }).strict();
+
+/** What an agent's capacity probe found (and what it lends, for issue-2 offers: the whole machine). */
+export const CapacitySchema = z.object({
+  cpus: z.number().positive().max(4096),
+  memoryMb: z.number().int().positive(),
+  arch: z.string().max(32),
+  os: z.string().max(32),
+  dockerVersion: z.string().max(64),
+  gpus: z.array(GpuSchema).max(64),
+  allowNetwork: z.boolean(),
+}).strict();
+export type Capacity = z.infer<typeof CapacitySchema>;
+
+/**
+ * Agent registration. `publicKey` is the agent's Ed25519 public key (base64 of the 32 raw bytes); it is the
+ * agent's identity. `signature` is Ed25519 over `deqo-register\n{publicKey}\n{timestamp}` (base64), proving
+ * possession of the private key; the timestamp must be within 5 minutes of the coordinator's clock.
+ */
+export const RegisterAgentRequestSchema = z.object({
+  publicKey: z.string().regex(/^[A-Za-z0-9+/]{43}=$/, 'expected base64 of a 32-byte Ed25519 public key'),
+  name: z.string().min(1).max(64).regex(/^[A-Za-z0-9._-]+$/, 'agent names are letters, digits, . _ -'),
+  timestamp: z.number().int(),
+  signature: z.string().max(200),
+  capacity: CapacitySchema,
+}).strict();
+export type RegisterAgentRequest = z.infer<typeof RegisterAgentRequestSchema>;
+
+export const RegisterAgentResponseSchema = z.object({
+  agentId: IdSchema,
+  heartbeatIntervalMs: z.number().int(),
+  leaseTtlMs: z.number().int(),
+});
+export type RegisterAgentResponse = z.infer<typeof RegisterAgentResponseSchema>;
+
+export const LeaseRefSchema = z.object({ executionId: IdSchema, fencingToken: z.number().int() }).strict();
+
+export const HeartbeatRequestSchema = z.object({ executions: z.array(LeaseRefSchema).max(10_000) }).strict();
+export const HeartbeatResponseSchema = z.object({
+  /** Executions the agent must stop now (task decided, job cancelled, lease lost). */
+  stop: z.array(IdSchema),
+  leaseExpiresAt: z.number(),
+});
+export type HeartbeatResponse = z.infer<typeof HeartbeatResponseSchema>;
+
+export const ClaimRequestSchema = z.object({
+  /** Most executions to take now (free slots). */
+  max: z.number().int().min(1).max(256),
+  /** Long-poll: wait up to this long for an assignment, ms. */
+  waitMs: z.number().int().min(0).max(30_000).default(0),
+}).strict();
+
+/** An execution handed to an agent under a lease. `env` already includes DEQO_* variables. */
+export const AssignmentSchema = z.object({
+  executionId: IdSchema,
+  fencingToken: z.number().int(),
+  leaseExpiresAt: z.number(),
+  jobId: IdSchema,
+  taskIndex: z.number().int(),
+  image: z.string(),
+  command: z.array(z.string()),
+  env: z.record(z.string(), z.string()),
+  resources: ResourcesSchema,
+  limits: LimitsSchema,
+  inputs: z.array(InputSchema),
+  outputDir: z.string(),
+  network: z.boolean(),
+});
+export type Assignment = z.infer<typeof AssignmentSchema>;
+export const ClaimResponseSchema = z.object({ executions: z.array(AssignmentSchema) });
+
+/**
+ * Agent's report of an execution's end. `completed`: the container ran to an exit (any code) and the
+ * result is described by manifest + resultHash. `failed`: it could not produce a result (reason given).
+ */
+export const ReportRequestSchema = z.discriminatedUnion('outcome', [
+  z.object({
+    outcome: z.literal('completed'),
+    fencingToken: z.number().int(),
+    manifest: ManifestSchema,
+    resultHash: Sha256Schema,
+    outputsBlob: Sha256Schema,
+    stdoutBlob: Sha256Schema,
+    stderrBlob: Sha256Schema,
+    usage: UsageSchema,
+  }).strict(),
+  z.object({
+    outcome: z.literal('failed'),
+    fencingToken: z.number().int(),
+    reason: FailureReasonSchema,
+    message: z.string().max(4096),
+    stdoutBlob: Sha256Schema.optional(),
+    stderrBlob: Sha256Schema.optional(),
+    usage: UsageSchema.optional(),
+  }).strict(),
+]);
+export type ReportRequest = z.infer<typeof ReportRequestSchema>;
+
+export const ProviderViewSchema = z.object({
+  agentId: IdSchema,
+  name: z.string(),
+  providerId: IdSchema,
+  online: z.boolean(),
+  lastSeenAt: z.number(),
+  capacity: CapacitySchema,
+  running: z.number().int(),
+});
+export type ProviderView = z.infer<typeof ProviderViewSchema>;
+export const ProviderListSchema = z.object({ providers: z.array(ProviderViewSchema) });

@@ -1,0 +1,5 @@
+/** protocol: zod schemas and inferred types shared by every part. Imports zod only. */
+export * from './job.js';
+export * from './states.js';
+export * from './api.js';
+export * from './errors.js';

@@ -1,0 +1,229 @@
+/**
+ * Executions: the scheduler's snapshot, applying a plan, leases (claim, renew, expire), reports and
+ * verification decisions. Every state change is a conditional update (`WHERE state IN (...)` and, for tasks,
+ * `AND revision = ?`), so a stale writer changes nothing.
+ */
+import type { Kysely } from 'kysely';
+import { EXECUTION_TRANSITIONS, type Decision, type ExecutionVote, type Placement, type SchedAgent, type SchedTask, type VerificationPolicy } from '../core/index.js';
+import { FailureSchema, JobSpecSchema, type ExecutionState, type Failure, type JobSpec, type Manifest, type TaskState, type Usage } from '../protocol/index.js';
+import { newId } from './db.js';
+import { rollUpJob } from './jobs.js';
+import type { Database } from './schema.js';
+
+/** A claimed execution with what the agent needs to run it. */
+export interface ClaimedExecution {
+  executionId: string; fencingToken: number; leaseExpiresAt: number; jobId: string;
+  taskIndex: number; taskCount: number; params: Record<string, string | number | boolean>; spec: JobSpec;
+}
+
+/** A task as the verifier sees it. */
+export interface TaskForVerification {
+  id: string; jobId: string; state: TaskState; target: number; verdict: string | null; revision: number;
+  policy: VerificationPolicy; votes: ExecutionVote[];
+}
+
+/** The end of an execution as recorded: `reported` results vote, `failed` are provider-side errors. */
+export type ExecutionEnd =
+  | { state: 'reported'; verdict: string; exitCode: number | null; resultHash: string | null; manifest: Manifest | null;
+      failure: Failure | null; usage: Usage | null; stdoutBlob: string | null; stderrBlob: string | null; outputsBlob: string | null }
+  | { state: 'failed'; failure: Failure; usage: Usage | null; stdoutBlob: string | null; stderrBlob: string | null };
+
+const OPEN_TASK: TaskState[] = ['queued', 'running'];
+
+export class ExecutionStore {
+  constructor(private readonly db: Kysely<Database>) {}
+
+  /**
+   * Snapshot for the scheduler: open tasks that want more executions (need = min(target − active,
+   * maxExecutions − total)), and agents seen since `onlineSince` with their free capacity.
+   */
+  async schedulingSnapshot(onlineSince: number, limit: number): Promise<{ tasks: SchedTask[]; agents: SchedAgent[]; revisions: Map<string, number> }> {
+    const rows = await this.db.selectFrom('tasks').innerJoin('jobs', 'jobs.id', 'tasks.job_id')
+      .select(['tasks.id', 'tasks.job_id', 'tasks.idx', 'tasks.target', 'tasks.max_executions', 'tasks.revision',
+        'jobs.created_at', 'jobs.cpus', 'jobs.memory_mb', 'jobs.network'])
+      .select((eb) => [
+        eb.selectFrom('executions').select(eb.fn.countAll<number>().as('n')).whereRef('executions.task_id', '=', 'tasks.id')
+          .where('executions.state', 'in', ['assigned', 'running', 'reported']).as('active'),
+        eb.selectFrom('executions').select(eb.fn.countAll<number>().as('n')).whereRef('executions.task_id', '=', 'tasks.id').as('total'),
+      ])
+      .where('tasks.state', 'in', OPEN_TASK).orderBy('jobs.created_at').orderBy('tasks.idx').execute();
+    const wanting = rows.map((r) => ({ r, need: Math.min(r.target - Number(r.active), r.max_executions - Number(r.total)) }))
+      .filter((x) => x.need > 0).slice(0, limit);
+    const excluded = new Map<string, string[]>();
+    const ids = wanting.map((x) => x.r.id);
+    for (let i = 0; i < ids.length; i += 500) {
+      const ex = await this.db.selectFrom('executions').select(['task_id', 'provider_id']).where('task_id', 'in', ids.slice(i, i + 500)).execute();
+      for (const e of ex) excluded.set(e.task_id, [...(excluded.get(e.task_id) ?? []), e.provider_id]);
+    }
+    const tasks: SchedTask[] = wanting.map(({ r, need }) => ({ taskId: r.id, jobId: r.job_id, jobCreatedAt: Number(r.created_at),
+      index: r.idx, need, cpus: r.cpus, memoryMb: r.memory_mb, network: r.network === 1, excludedProviders: excluded.get(r.id) ?? [] }));
+    const agentRows = await this.db.selectFrom('agents').select(['id', 'provider_id', 'capacity'])
+      .select((eb) => [
+        eb.selectFrom('executions').innerJoin('jobs', 'jobs.id', 'executions.job_id').select((e2) => e2.fn.sum<number>('jobs.cpus').as('c'))
+          .whereRef('executions.agent_id', '=', 'agents.id').where('executions.state', 'in', ['assigned', 'running']).as('used_cpus'),
+        eb.selectFrom('executions').innerJoin('jobs', 'jobs.id', 'executions.job_id').select((e2) => e2.fn.sum<number>('jobs.memory_mb').as('m'))
+          .whereRef('executions.agent_id', '=', 'agents.id').where('executions.state', 'in', ['assigned', 'running']).as('used_mem'),
+        eb.selectFrom('executions').select(eb.fn.countAll<number>().as('n'))
+          .whereRef('executions.agent_id', '=', 'agents.id').where('executions.state', 'in', ['assigned', 'running']).as('running'),
+      ])
+      .where('last_seen_at', '>=', onlineSince).execute();
+    const agents: SchedAgent[] = agentRows.map((a) => {
+      const cap = JSON.parse(a.capacity) as { cpus: number; memoryMb: number; allowNetwork: boolean };
+      return { agentId: a.id, providerId: a.provider_id, totalCpus: cap.cpus, freeCpus: cap.cpus - Number(a.used_cpus ?? 0),
+        freeMemoryMb: cap.memoryMb - Number(a.used_mem ?? 0), allowNetwork: cap.allowNetwork, running: Number(a.running ?? 0) };
+    });
+    return { tasks, agents, revisions: new Map(wanting.map(({ r }) => [r.id, r.revision])) };
+  }
+
+  /**
+   * Applies a plan: for each task, bumps its revision if unchanged since the snapshot, then inserts its new
+   * executions as `assigned`. A task changed meanwhile is skipped (the next round replans it).
+   * Returns the agents that received executions.
+   */
+  async applyPlan(plan: readonly Placement[], revisions: ReadonlyMap<string, number>, now: number): Promise<Set<string>> {
+    const byTask = new Map<string, Placement[]>();
+    for (const p of plan) byTask.set(p.taskId, [...(byTask.get(p.taskId) ?? []), p]);
+    const touched = new Set<string>();
+    await this.db.transaction().execute(async (tx) => {
+      for (const [taskId, ps] of byTask) {
+        const rev = revisions.get(taskId);
+        if (rev === undefined) continue;
+        const row = await tx.updateTable('tasks').set({ state: 'running', revision: rev + 1, updated_at: now })
+          .where('id', '=', taskId).where('revision', '=', rev).where('state', 'in', OPEN_TASK)
+          .returning('job_id').executeTakeFirst();
+        if (!row) continue;
+        await tx.insertInto('executions').values(ps.map((p) => ({
+          id: newId('exec'), task_id: taskId, job_id: row.job_id, agent_id: p.agentId, provider_id: p.providerId,
+          state: 'assigned' as const, desired: 'run' as const, fencing_token: 0, lease_expires_at: null, created_at: now,
+          started_at: null, finished_at: null, exit_code: null, result_hash: null, verdict: null, failure: null, usage: null,
+          manifest: null, stdout_blob: null, stderr_blob: null, outputs_blob: null, revision: 0,
+        }))).execute();
+        await tx.updateTable('jobs').set((eb) => ({ state: 'running', revision: eb('revision', '+', 1) }))
+          .where('id', '=', row.job_id).where('state', '=', 'queued').execute();
+        for (const p of ps) touched.add(p.agentId);
+      }
+    });
+    return touched;
+  }
+
+  /** Claims up to `max` of the agent's assigned executions: → running with a lease and a new fencing token. */
+  async claim(agentId: string, max: number, now: number, leaseTtlMs: number): Promise<ClaimedExecution[]> {
+    return this.db.transaction().execute(async (tx) => {
+      const rows = await tx.selectFrom('executions').innerJoin('tasks', 'tasks.id', 'executions.task_id').innerJoin('jobs', 'jobs.id', 'executions.job_id')
+        .select(['executions.id', 'executions.fencing_token', 'executions.job_id', 'tasks.idx', 'tasks.params', 'jobs.spec', 'jobs.task_count'])
+        .where('executions.agent_id', '=', agentId).where('executions.state', '=', 'assigned').where('executions.desired', '=', 'run')
+        .orderBy('executions.created_at').limit(max).execute();
+      const claimed: ClaimedExecution[] = [];
+      for (const r of rows) {
+        const token = r.fencing_token + 1;
+        const leaseExpiresAt = now + leaseTtlMs;
+        const u = await tx.updateTable('executions').set((eb) => ({ state: 'running', fencing_token: token, lease_expires_at: leaseExpiresAt,
+          started_at: now, revision: eb('revision', '+', 1) }))
+          .where('id', '=', r.id).where('state', 'in', EXECUTION_TRANSITIONS.running).executeTakeFirst();
+        if (Number(u.numUpdatedRows) === 0) continue;
+        claimed.push({ executionId: r.id, fencingToken: token, leaseExpiresAt, jobId: r.job_id, taskIndex: r.idx,
+          taskCount: r.task_count, params: JSON.parse(r.params), spec: JobSpecSchema.parse(JSON.parse(r.spec)) });
+      }
+      return claimed;
+    });
+  }
+
+  /**
+   * Extends the leases the agent still holds (matching fencing token, running, desired run).
+   * Returns the executions it reported that it must stop: lease lost, cancelled, or unknown.
+   */
+  async renewLeases(agentId: string, held: ReadonlyArray<{ executionId: string; fencingToken: number }>, now: number, leaseTtlMs: number): Promise<string[]> {
+    const stop: string[] = [];
+    for (const h of held) {
+      const r = await this.db.updateTable('executions').set({ lease_expires_at: now + leaseTtlMs })
+        .where('id', '=', h.executionId).where('agent_id', '=', agentId).where('state', '=', 'running')
+        .where('fencing_token', '=', h.fencingToken).where('desired', '=', 'run').executeTakeFirst();
+      if (Number(r.numUpdatedRows) === 0) stop.push(h.executionId);
+    }
+    return stop;
+  }
+
+  /** Records an execution's end if the agent still holds its lease. Returns the task id, or null if stale. */
+  async recordEnd(executionId: string, agentId: string, fencingToken: number, end: ExecutionEnd, now: number): Promise<string | null> {
+    const common = { state: end.state, finished_at: now, lease_expires_at: null, failure: end.failure ? JSON.stringify(end.failure) : null,
+      usage: end.usage ? JSON.stringify(end.usage) : null, stdout_blob: end.stdoutBlob, stderr_blob: end.stderrBlob };
+    const extra = end.state === 'reported'
+      ? { verdict: end.verdict, exit_code: end.exitCode, result_hash: end.resultHash, outputs_blob: end.outputsBlob,
+          manifest: end.manifest ? JSON.stringify(end.manifest) : null }
+      : {};
+    const row = await this.db.updateTable('executions').set((eb) => ({ ...common, ...extra, revision: eb('revision', '+', 1) }))
+      .where('id', '=', executionId).where('agent_id', '=', agentId).where('fencing_token', '=', fencingToken)
+      .where('state', '=', 'running')
+      .returning('task_id').executeTakeFirst();
+    return row?.task_id ?? null;
+  }
+
+  /** A task and its executions' votes, for the verifier; null if missing. */
+  async taskForVerification(taskId: string): Promise<TaskForVerification | null> {
+    const t = await this.db.selectFrom('tasks').selectAll().where('id', '=', taskId).executeTakeFirst();
+    if (!t) return null;
+    const ex = await this.db.selectFrom('executions').select(['id', 'state', 'verdict', 'exit_code', 'failure', 'finished_at', 'created_at'])
+      .where('task_id', '=', taskId).execute();
+    return { id: t.id, jobId: t.job_id, state: t.state, target: t.target, verdict: t.verdict, revision: t.revision,
+      policy: { quorum: t.quorum, maxExecutions: t.max_executions, maxErrors: t.max_errors },
+      votes: ex.map((e) => ({ id: e.id, state: e.state, verdict: e.verdict, exitCode: e.exit_code,
+        failure: e.failure ? FailureSchema.parse(JSON.parse(e.failure)) : null, at: Number(e.finished_at ?? e.created_at) })) };
+  }
+
+  /**
+   * Applies a verification decision if the task is still at `revision`: task state and verdict, executions
+   * valid / invalid / cancelled, job roll-up. Returns false when the task changed meanwhile (caller re-decides).
+   */
+  async applyDecision(task: TaskForVerification, d: Decision, now: number): Promise<boolean> {
+    return this.db.transaction().execute(async (tx) => {
+      const taskSet = d.kind === 'pending'
+        ? { target: d.target }
+        : { state: (d.kind === 'verified' ? 'verified' : 'failed') as TaskState, verdict: d.verdict,
+            failure: d.kind === 'failed' ? JSON.stringify(d.failure) : null };
+      const u = await tx.updateTable('tasks').set({ ...taskSet, revision: task.revision + 1, updated_at: now })
+        .where('id', '=', task.id).where('revision', '=', task.revision).where('state', 'in', OPEN_TASK).executeTakeFirst();
+      if (Number(u.numUpdatedRows) === 0) return false;
+      if (d.kind === 'pending') return true;
+      await setExecutions(tx, d.valid, 'valid', now);
+      await setExecutions(tx, d.invalid, 'invalid', now);
+      if (d.cancel.length > 0) {
+        await tx.updateTable('executions').set((eb) => ({ state: 'cancelled', desired: 'stop', finished_at: now, lease_expires_at: null,
+          failure: JSON.stringify({ reason: 'cancelled', blame: 'none', message: 'no longer needed: the task was decided' }), revision: eb('revision', '+', 1) }))
+          .where('id', 'in', d.cancel).where('state', 'in', EXECUTION_TRANSITIONS.cancelled).execute();
+      }
+      await rollUpJob(tx, task.jobId, now);
+      return true;
+    });
+  }
+
+  /** Grades results reported after their task was decided against its canonical verdict. */
+  async gradeLateResults(taskId: string, canonicalVerdict: string | null, now: number): Promise<number> {
+    const late = await this.db.selectFrom('executions').select(['id', 'verdict']).where('task_id', '=', taskId).where('state', '=', 'reported').execute();
+    for (const e of late) {
+      const grade = canonicalVerdict !== null && e.verdict === canonicalVerdict ? 'valid' : 'invalid';
+      await setExecutions(this.db, [e.id], grade, now);
+    }
+    return late.length;
+  }
+
+  /**
+   * Ends leases that ran out: running executions whose lease expired → lost (lease_expired); assigned ones
+   * not claimed within `claimTimeoutMs` → lost (not_claimed). Returns the affected task ids.
+   */
+  async expireLeases(now: number, claimTimeoutMs: number): Promise<string[]> {
+    const lost = (reason: string, message: string) => JSON.stringify({ reason, blame: 'provider', message });
+    const a = await this.db.updateTable('executions').set((eb) => ({ state: 'lost', desired: 'stop', finished_at: now, lease_expires_at: null,
+      failure: lost('lease_expired', 'the agent stopped renewing its lease (missed heartbeats)'), revision: eb('revision', '+', 1) }))
+      .where('state', '=', 'running').where('lease_expires_at', '<', now).returning('task_id').execute();
+    const b = await this.db.updateTable('executions').set((eb) => ({ state: 'lost', desired: 'stop', finished_at: now,
+      failure: lost('not_claimed', 'the agent did not claim the execution in time'), revision: eb('revision', '+', 1) }))
+      .where('state', '=', 'assigned').where('created_at', '<', now - claimTimeoutMs).returning('task_id').execute();
+    return [...new Set([...a, ...b].map((r) => r.task_id))];
+  }
+}
+
+async function setExecutions(db: Kysely<Database>, ids: readonly string[], state: Extract<ExecutionState, 'valid' | 'invalid'>, now: number): Promise<void> {
+  if (ids.length === 0) return;
+  await db.updateTable('executions').set((eb) => ({ state, finished_at: eb.fn.coalesce('finished_at', eb.val(now)), revision: eb('revision', '+', 1) }))
+    .where('id', 'in', ids).where('state', 'in', EXECUTION_TRANSITIONS[state]).execute();
+}

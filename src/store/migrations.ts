@@ -1,0 +1,96 @@
+/** Schema migrations, in order. Never edit a landed migration; add a new one. */
+import { type Kysely, type Migration, type MigrationProvider, sql } from 'kysely';
+
+const m001: Migration = {
+  async up(db: Kysely<unknown>) {
+    await db.schema.createTable('accounts')
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('name', 'text', (c) => c.notNull().unique())
+      .addColumn('roles', 'text', (c) => c.notNull())
+      .addColumn('created_at', 'bigint', (c) => c.notNull()).execute();
+    await db.schema.createTable('api_keys')
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('account_id', 'text', (c) => c.notNull().references('accounts.id'))
+      .addColumn('key_hash', 'text', (c) => c.notNull().unique())
+      .addColumn('scope', 'text', (c) => c.notNull())
+      .addColumn('created_at', 'bigint', (c) => c.notNull())
+      .addColumn('revoked_at', 'bigint').execute();
+    await db.schema.createTable('agents')
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('provider_id', 'text', (c) => c.notNull().references('accounts.id'))
+      .addColumn('name', 'text', (c) => c.notNull())
+      .addColumn('public_key', 'text', (c) => c.notNull())
+      .addColumn('capacity', 'text', (c) => c.notNull())
+      .addColumn('registered_at', 'bigint', (c) => c.notNull())
+      .addColumn('last_seen_at', 'bigint', (c) => c.notNull()).execute();
+    await db.schema.createTable('jobs')
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('buyer_id', 'text', (c) => c.notNull().references('accounts.id'))
+      .addColumn('name', 'text')
+      .addColumn('spec', 'text', (c) => c.notNull())
+      .addColumn('state', 'text', (c) => c.notNull())
+      .addColumn('cpus', 'real', (c) => c.notNull())
+      .addColumn('memory_mb', 'integer', (c) => c.notNull())
+      .addColumn('network', 'integer', (c) => c.notNull())
+      .addColumn('task_count', 'integer', (c) => c.notNull())
+      .addColumn('created_at', 'bigint', (c) => c.notNull())
+      .addColumn('finished_at', 'bigint')
+      .addColumn('revision', 'integer', (c) => c.notNull()).execute();
+    await db.schema.createIndex('jobs_buyer_created').on('jobs').columns(['buyer_id', 'created_at']).execute();
+    await db.schema.createTable('tasks')
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('job_id', 'text', (c) => c.notNull().references('jobs.id'))
+      .addColumn('idx', 'integer', (c) => c.notNull())
+      .addColumn('params', 'text', (c) => c.notNull())
+      .addColumn('state', 'text', (c) => c.notNull())
+      .addColumn('target', 'integer', (c) => c.notNull())
+      .addColumn('quorum', 'integer', (c) => c.notNull())
+      .addColumn('max_executions', 'integer', (c) => c.notNull())
+      .addColumn('max_errors', 'integer', (c) => c.notNull())
+      .addColumn('verdict', 'text')
+      .addColumn('failure', 'text')
+      .addColumn('created_at', 'bigint', (c) => c.notNull())
+      .addColumn('updated_at', 'bigint', (c) => c.notNull())
+      .addColumn('revision', 'integer', (c) => c.notNull())
+      .addUniqueConstraint('tasks_job_idx', ['job_id', 'idx']).execute();
+    await db.schema.createIndex('tasks_state').on('tasks').columns(['state']).execute();
+    await db.schema.createTable('executions')
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('task_id', 'text', (c) => c.notNull().references('tasks.id'))
+      .addColumn('job_id', 'text', (c) => c.notNull().references('jobs.id'))
+      .addColumn('agent_id', 'text', (c) => c.notNull().references('agents.id'))
+      .addColumn('provider_id', 'text', (c) => c.notNull())
+      .addColumn('state', 'text', (c) => c.notNull())
+      .addColumn('desired', 'text', (c) => c.notNull())
+      .addColumn('fencing_token', 'integer', (c) => c.notNull())
+      .addColumn('lease_expires_at', 'bigint')
+      .addColumn('created_at', 'bigint', (c) => c.notNull())
+      .addColumn('started_at', 'bigint')
+      .addColumn('finished_at', 'bigint')
+      .addColumn('exit_code', 'integer')
+      .addColumn('result_hash', 'text')
+      .addColumn('verdict', 'text')
+      .addColumn('failure', 'text')
+      .addColumn('usage', 'text')
+      .addColumn('manifest', 'text')
+      .addColumn('stdout_blob', 'text')
+      .addColumn('stderr_blob', 'text')
+      .addColumn('outputs_blob', 'text')
+      .addColumn('revision', 'integer', (c) => c.notNull())
+      // One execution per provider per task: replicas never share a provider (enforced here as well as in the scheduler).
+      .addUniqueConstraint('executions_task_provider', ['task_id', 'provider_id']).execute();
+    await db.schema.createIndex('executions_task').on('executions').columns(['task_id']).execute();
+    await db.schema.createIndex('executions_agent_state').on('executions').columns(['agent_id', 'state']).execute();
+    await db.schema.createIndex('executions_state_lease').on('executions').columns(['state', 'lease_expires_at']).execute();
+    await db.schema.createTable('blobs')
+      .addColumn('sha256', 'text', (c) => c.primaryKey())
+      .addColumn('size', 'bigint', (c) => c.notNull())
+      .addColumn('created_at', 'bigint', (c) => c.notNull()).execute();
+    await sql`SELECT 1`.execute(db);
+  },
+};
+
+/** All migrations by name; Kysely runs them in name order. */
+export const migrationProvider: MigrationProvider = {
+  async getMigrations() { return { '001_initial': m001 }; },
+};

@@ -1,0 +1,43 @@
+/**
+ * Table types for Kysely. Times are epoch ms (integers); JSON columns hold text validated on read by the
+ * protocol schemas. The same schema serves SQLite and (later) PostgreSQL.
+ */
+import type { ExecutionState, JobState, TaskState, DesiredState } from '../protocol/index.js';
+
+export interface AccountsTable { id: string; name: string; roles: string; created_at: number }
+export interface ApiKeysTable {
+  id: string; account_id: string; key_hash: string; scope: string; created_at: number; revoked_at: number | null;
+}
+export interface AgentsTable {
+  id: string; provider_id: string; name: string; public_key: string; capacity: string;
+  registered_at: number; last_seen_at: number;
+}
+export interface JobsTable {
+  id: string; buyer_id: string; name: string | null; spec: string; state: JobState;
+  cpus: number; memory_mb: number; network: number; task_count: number;
+  created_at: number; finished_at: number | null; revision: number;
+}
+export interface TasksTable {
+  id: string; job_id: string; idx: number; params: string; state: TaskState;
+  target: number; quorum: number; max_executions: number; max_errors: number;
+  verdict: string | null; failure: string | null; created_at: number; updated_at: number; revision: number;
+}
+export interface ExecutionsTable {
+  id: string; task_id: string; job_id: string; agent_id: string; provider_id: string;
+  state: ExecutionState; desired: DesiredState; fencing_token: number; lease_expires_at: number | null;
+  created_at: number; started_at: number | null; finished_at: number | null;
+  exit_code: number | null; result_hash: string | null; verdict: string | null; failure: string | null;
+  usage: string | null; manifest: string | null;
+  stdout_blob: string | null; stderr_blob: string | null; outputs_blob: string | null; revision: number;
+}
+export interface BlobsTable { sha256: string; size: number; created_at: number }
+
+export interface Database {
+  accounts: AccountsTable;
+  api_keys: ApiKeysTable;
+  agents: AgentsTable;
+  jobs: JobsTable;
+  tasks: TasksTable;
+  executions: ExecutionsTable;
+  blobs: BlobsTable;
+}
