@@ -3,7 +3,7 @@
  * drive with `inject()` or over a real port. Every body is parsed with the protocol's zod schemas; every
  * error is `{error: {code, message, details}}` from the catalogue.
  */
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { DeqoError, errors } from '../core/index.js';
@@ -40,7 +40,9 @@ export function idParam(req: FastifyRequest, name = 'id'): string {
 
 /** Builds the app. Does not listen. */
 export function buildServer(deps: ServerDeps): FastifyInstance {
-  const app: FastifyInstance = Fastify({ loggerInstance: deps.log as FastifyBaseLogger, bodyLimit: 8 * 1024 * 1024, disableRequestLogging: true });
+  const app: FastifyInstance = Fastify({ loggerInstance: deps.log as FastifyBaseLogger, bodyLimit: 8 * 1024 * 1024,
+    // Per-request access logs would drown the log in heartbeats; errors are still logged.
+    logController: new LogController({ disableRequestLogging: true }) });
   app.decorateRequest('principal', null as unknown as Principal);
 
   app.addHook('onRequest', async (req) => {

@@ -1,0 +1,39 @@
+/** Shared plumbing for commands: global flags and turning errors into one stderr line + exit code. */
+import type { Command } from 'commander';
+import { ApiError } from '../client/index.js';
+import { CliError, EXIT, exitCodeForApiError } from './exit-codes.js';
+import type { Env, GlobalOptions } from './settings.js';
+
+/** What every command gets: the environment read once at start. */
+export interface CliContext { env: Readonly<Env> }
+
+/** Global flags (inherited by subcommands through optsWithGlobals). */
+export function globals(cmd: Command): GlobalOptions {
+  return cmd.optsWithGlobals<GlobalOptions>();
+}
+
+/** Wraps an action so errors print one clear line (plus field details) and exit with the documented code. */
+export function action<A extends unknown[]>(fn: (...args: A) => Promise<number | void>): (...args: A) => Promise<void> {
+  return async (...args: A) => {
+    try {
+      const code = await fn(...args);
+      process.exitCode = code ?? EXIT.OK;
+    } catch (err) {
+      process.exitCode = reportError(err);
+    }
+  };
+}
+
+/** Prints an error for a person and returns its exit code. */
+export function reportError(err: unknown): number {
+  if (err instanceof ApiError) {
+    process.stderr.write(`error: ${err.message}${err.code !== 'unreachable' ? ` [${err.code}]` : ''}\n`);
+    if (Array.isArray(err.details)) {
+      for (const d of err.details as Array<{ path?: string; message?: string }>) process.stderr.write(`  ${d.path ?? ''}: ${d.message ?? ''}\n`);
+    }
+    return exitCodeForApiError(err.code);
+  }
+  if (err instanceof CliError) { process.stderr.write(`error: ${err.message}\n`); return err.exitCode; }
+  process.stderr.write(`error: ${(err as Error)?.stack ?? String(err)}\n`);
+  return EXIT.INTERNAL;
+}

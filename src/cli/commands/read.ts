@@ -1,0 +1,90 @@
+/** Read commands: `deqo status`, `deqo jobs`, `deqo providers`, `deqo logs`, `deqo cancel`. All take --json. */
+import { Command, Option } from 'commander';
+import { JobStateSchema } from '../../protocol/index.js';
+import { action, globals, type CliContext } from '../command.js';
+import { CliError, EXIT } from '../exit-codes.js';
+import { formatDuration, formatExecution, formatParams, printJson, table } from '../format.js';
+import { clientFor } from '../settings.js';
+import { parseIntFlag } from './units.js';
+
+const json = () => new Option('--json', 'print JSON for scripts');
+
+export function statusCommand(ctx: CliContext): Command {
+  return new Command('status').description('show a job: its state, each task, and each execution per provider')
+    .argument('<job>', 'job id (from `deqo submit` or `deqo jobs`)').addOption(json())
+    .addHelpText('after', '\nExample:\n  deqo status job_3f2a…        failure reasons say who caused them: (job) or (provider)')
+    .action(action(async (jobId: string, opts: { json?: boolean }, cmd: Command) => {
+      const view = await (await clientFor(ctx.env, globals(cmd))).getJob(jobId);
+      if (opts.json) { printJson(view); return; }
+      const took = view.finishedAt ? ` in ${formatDuration(view.finishedAt - view.createdAt)}` : '';
+      process.stdout.write(`job ${view.id}${view.name ? ` (${view.name})` : ''}: ${view.state}${took}\n`);
+      process.stdout.write(`image ${view.spec.image}, ${view.tasks.length} task(s), verification ${view.spec.verification.quorum}-of-${view.spec.verification.replicas}\n\n`);
+      process.stdout.write(table(['TASK', 'PARAMS', 'STATE', 'EXECUTIONS', 'RESULT / REASON'], view.tasks.map((t) => [
+        String(t.index), formatParams(t), t.state, t.executions.map(formatExecution).join(' '),
+        t.failure ? `${t.failure.reason} (${t.failure.blame}): ${t.failure.message}` : (t.resultHash?.slice(0, 12) ?? ''),
+      ])));
+    }));
+}
+
+export function jobsCommand(ctx: CliContext): Command {
+  return new Command('jobs').description('list your jobs, newest first')
+    .addOption(new Option('--state <state>', 'only jobs in this state').choices(JobStateSchema.options))
+    .option('--limit <n>', 'at most this many [default 50]', parseIntFlag).addOption(json())
+    .action(action(async (opts: { state?: (typeof JobStateSchema.options)[number]; limit?: number; json?: boolean }, cmd: Command) => {
+      const jobs = await (await clientFor(ctx.env, globals(cmd))).listJobs({ state: opts.state, limit: opts.limit });
+      if (opts.json) { printJson(jobs); return; }
+      if (jobs.length === 0) { process.stdout.write('no jobs yet; submit one with `deqo submit`\n'); return; }
+      process.stdout.write(table(['JOB', 'NAME', 'STATE', 'TASKS', 'IMAGE', 'CREATED'], jobs.map((j) => [
+        j.id, j.name ?? '', j.state, `${j.tasks.verified}/${j.tasks.total} verified${j.tasks.failed ? `, ${j.tasks.failed} failed` : ''}`,
+        j.image, new Date(j.createdAt).toISOString()])));
+    }));
+}
+
+export function providersCommand(ctx: CliContext): Command {
+  return new Command('providers').description('list provider agents: capacity, online, running executions')
+    .addOption(json())
+    .action(action(async (opts: { json?: boolean }, cmd: Command) => {
+      const ps = await (await clientFor(ctx.env, globals(cmd))).listProviders();
+      if (opts.json) { printJson(ps); return; }
+      process.stdout.write(table(['AGENT', 'NAME', 'ONLINE', 'CPUS', 'MEMORY', 'ARCH/OS', 'GPUS', 'NETWORK', 'RUNNING'], ps.map((p) => [
+        p.agentId.slice(0, 12), p.name, p.online ? 'yes' : 'no', String(p.capacity.cpus), `${p.capacity.memoryMb} MiB`,
+        `${p.capacity.arch}/${p.capacity.os}`, String(p.capacity.gpus.length), p.capacity.allowNetwork ? 'allowed' : 'no', String(p.running)])));
+    }));
+}
+
+export function logsCommand(ctx: CliContext): Command {
+  return new Command('logs').description("print a job's stdout (or stderr), per task, from the verified execution")
+    .argument('<job>', 'job id').option('--task <index>', 'only this task', (v) => Number.parseInt(v, 10))
+    .option('--stderr', 'print stderr instead of stdout').option('--execution <id>', 'a specific execution (any state)')
+    .addOption(json())
+    .action(action(async (jobId: string, opts: { task?: number; stderr?: boolean; execution?: string; json?: boolean }, cmd: Command) => {
+      const client = await clientFor(ctx.env, globals(cmd));
+      const view = await client.getJob(jobId);
+      const out: Array<{ taskIndex: number; executionId: string; agent: string; text: string }> = [];
+      for (const t of view.tasks) {
+        if (opts.task !== undefined && t.index !== opts.task) continue;
+        const e = opts.execution ? t.executions.find((x) => x.id === opts.execution)
+          : (t.executions.find((x) => x.state === 'valid') ?? t.executions.find((x) => x.stdoutBlob !== null));
+        const blob = opts.stderr ? e?.stderrBlob : e?.stdoutBlob;
+        if (!e || !blob) continue;
+        out.push({ taskIndex: t.index, executionId: e.id, agent: e.agentName, text: (await client.fetchBlob(blob)).toString('utf8') });
+      }
+      if (opts.execution && out.length === 0) throw new CliError(`execution ${opts.execution} has no ${opts.stderr ? 'stderr' : 'stdout'} yet`, EXIT.NOT_FOUND);
+      if (opts.json) { printJson(out); return; }
+      if (out.length === 0) process.stderr.write('no logs yet: executions upload logs when they end\n');
+      for (const o of out) {
+        if (view.tasks.length > 1 || opts.execution) process.stdout.write(`==> task ${o.taskIndex} (${o.agent}, ${o.executionId}) <==\n`);
+        process.stdout.write(o.text.endsWith('\n') || o.text === '' ? o.text : `${o.text}\n`);
+      }
+    }));
+}
+
+export function cancelCommand(ctx: CliContext): Command {
+  return new Command('cancel').description('cancel a job: stops its executions; verified tasks keep their results')
+    .argument('<job>', 'job id').addOption(json())
+    .action(action(async (jobId: string, opts: { json?: boolean }, cmd: Command) => {
+      const cancelled = await (await clientFor(ctx.env, globals(cmd))).cancelJob(jobId);
+      if (opts.json) printJson({ jobId, cancelled });
+      else process.stdout.write(cancelled ? `cancelled ${jobId}\n` : `${jobId} had already ended; nothing to cancel\n`);
+    }));
+}

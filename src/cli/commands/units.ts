@@ -1,0 +1,45 @@
+/** Flag parsers with units. Each throws commander's InvalidArgumentError with what was expected. */
+import { InvalidArgumentError } from 'commander';
+
+/** `512m`, `2g`, `1024` (MiB) → MiB. */
+export function parseMemoryMb(v: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?$/i.exec(v.trim());
+  if (!m) throw new InvalidArgumentError('expected a size such as 512m, 2g or 1024 (MiB)');
+  const factor = { '': 1, k: 1 / 1024, m: 1, g: 1024, t: 1024 * 1024 }[m[2]!.toLowerCase() as '' | 'k' | 'm' | 'g' | 't'];
+  return Math.round(Number(m[1]) * factor);
+}
+
+/** `90s`, `10m`, `2h`, `30` (seconds) → seconds. */
+export function parseSeconds(v: string): number {
+  const m = /^(\d+)\s*([smhd]?)$/i.exec(v.trim());
+  if (!m) throw new InvalidArgumentError('expected a duration such as 90s, 10m, 2h or 30 (seconds)');
+  return Number(m[1]) * { '': 1, s: 1, m: 60, h: 3600, d: 86400 }[m[2]!.toLowerCase() as '' | 's' | 'm' | 'h' | 'd'];
+}
+
+/** A positive whole number. */
+export function parseIntFlag(v: string): number {
+  if (!/^\d+$/.test(v) || Number(v) < 1) throw new InvalidArgumentError('expected a whole number ≥ 1');
+  return Number(v);
+}
+
+/** CPU cores, e.g. 0.5 or 2. */
+export function parseCpus(v: string): number {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('expected a number of cores > 0, e.g. 0.5 or 2');
+  return n;
+}
+
+/** Repeatable `KEY=VALUE`, accumulated into a record. */
+export function parseEnvPair(v: string, acc: Record<string, string>): Record<string, string> {
+  const i = v.indexOf('=');
+  if (i <= 0) throw new InvalidArgumentError('expected KEY=VALUE');
+  return { ...acc, [v.slice(0, i)]: v.slice(i + 1) };
+}
+
+/** Repeatable `file[:path]` (local file, path under /inputs), accumulated. */
+export function parseInputFlag(v: string, acc: Array<{ file: string; path: string }>): Array<{ file: string; path: string }> {
+  const i = v.lastIndexOf(':');
+  const [file, path] = i > 0 ? [v.slice(0, i), v.slice(i + 1)] : [v, ''];
+  if (!file) throw new InvalidArgumentError('expected a local file, optionally with :path-under-/inputs');
+  return [...acc, { file, path }];
+}

@@ -1,0 +1,37 @@
+/** The `deqo` command line: `deqo <command>`; one file per command under commands/. */
+import { Command } from 'commander';
+import { agentCommand } from './commands/agent.js';
+import { demoCommand } from './commands/demo.js';
+import { cancelCommand, jobsCommand, logsCommand, providersCommand, statusCommand } from './commands/read.js';
+import { resultsCommand } from './commands/results.js';
+import { submitCommand } from './commands/submit.js';
+import { upCommand } from './commands/up.js';
+import { EXIT } from './exit-codes.js';
+import { readEnv } from './settings.js';
+
+const ctx = { env: readEnv() };
+const program = new Command('deqo')
+  .description('Deqo: run container jobs on providers\' idle machines, verified by redundant execution')
+  .option('--coordinator <url>', 'coordinator URL [env DEQO_COORDINATOR, else the config profile, else http://127.0.0.1:8470]')
+  .option('--api-key <key>', 'API key [env DEQO_API_KEY, else the config profile]')
+  .option('--profile <name>', 'config profile to use [env DEQO_PROFILE]')
+  .showHelpAfterError('(run with --help for usage)')
+  .exitOverride((err) => {
+    // commander's own exits: help/version are success, usage errors are EXIT.USAGE.
+    process.exit(err.exitCode === 0 ? EXIT.OK : EXIT.USAGE);
+  })
+  .addHelpText('after', `
+Quick start:
+  deqo demo                                   run the demo (local network + verified SVM sweep)
+  deqo up                                     start a local network; then in another terminal:
+  deqo submit --wait deqo/busybox:test sh -c 'echo hi > /outputs/hi.txt'
+  deqo results <job>                          download its verified outputs
+
+Exit codes: 0 ok, 1 job failed, 2 usage/bad spec, 3 not found, 4 auth, 5 coordinator unreachable,
+69 missing prerequisite (e.g. no Docker engine), 70 internal error.`);
+
+for (const make of [submitCommand, statusCommand, logsCommand, resultsCommand, jobsCommand, providersCommand, cancelCommand, upCommand, agentCommand, demoCommand]) {
+  program.addCommand(make(ctx).exitOverride((err) => process.exit(err.exitCode === 0 ? EXIT.OK : EXIT.USAGE)));
+}
+
+await program.parseAsync(process.argv);
