@@ -3,7 +3,7 @@
  * leases with long-polling, runs them through the executor, heartbeats its leases, stops what the coordinator
  * says to stop, and reports results (uploading outputs, stdout and stderr as blobs).
  */
-import { chmod, mkdir, rm } from 'node:fs/promises';
+import { access, chmod, mkdir, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
 import { ApiError, type DeqoClient } from '../client/index.js';
@@ -144,17 +144,25 @@ export class Agent {
   }
 
   private async package(a: Assignment, outcome: ExecutionOutcome, dirs: Record<'outputs' | 'stdout' | 'stderr', string>, work: string): Promise<ReportRequest> {
-    const stdoutBlob = (await this.client.uploadFile(dirs.stdout)).sha256;
-    const stderrBlob = (await this.client.uploadFile(dirs.stderr)).sha256;
     if (outcome.kind === 'failed') {
+      // Logs exist only when a container was created (not for an unknown image, say).
+      const stdoutBlob = await this.uploadIfPresent(dirs.stdout);
+      const stderrBlob = await this.uploadIfPresent(dirs.stderr);
       return { outcome: 'failed', fencingToken: a.fencingToken, reason: outcome.reason, message: outcome.message, stdoutBlob, stderrBlob, usage: outcome.usage };
     }
+    const stdoutBlob = (await this.client.uploadFile(dirs.stdout)).sha256;
+    const stderrBlob = (await this.client.uploadFile(dirs.stderr)).sha256;
     if (this.config.testCorruptOutputs) await corruptOutputs(dirs.outputs);
     const manifest = await buildManifest(dirs.outputs, outcome.exitCode, dirs.stdout);
     const tarball = join(work, 'outputs.tar.gz');
     await tarOutputs(dirs.outputs, tarball);
     const outputsBlob = (await this.client.uploadFile(tarball)).sha256;
     return { outcome: 'completed', fencingToken: a.fencingToken, manifest, resultHash: resultHash(manifest), outputsBlob, stdoutBlob, stderrBlob, usage: outcome.usage };
+  }
+
+  private async uploadIfPresent(path: string): Promise<string | undefined> {
+    try { await access(path); } catch { return undefined; }
+    return (await this.client.uploadFile(path)).sha256;
   }
 
   /** Sends a report, retrying while the coordinator is unreachable; a stale lease is logged and dropped. */

@@ -1,0 +1,295 @@
+/**
+ * The engine over a real SQLite store with a controllable clock: submit, schedule, claim, report (with its
+ * digest checks and fencing), verification, lease loss and replacement on another provider.
+ */
+import { createHash } from 'node:crypto';
+import { pino } from 'pino';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { DeqoError } from '../../src/core/index.js';
+import { DEFAULT_ENGINE_CONFIG, Engine, resultHashOf } from '../../src/engine/index.js';
+import { JobSpecSchema, type Assignment, type Capacity, type JobSpecInput, type Manifest, type ReportRequest } from '../../src/protocol/index.js';
+import { openSqliteStore, type Store } from '../../src/store/index.js';
+
+const T0 = 1_700_000_000_000;
+const CAPACITY: Capacity = { cpus: 2, memoryMb: 4096, arch: 'amd64', os: 'linux', dockerVersion: 'x', gpus: [], allowNetwork: false };
+const sha = (s: string) => createHash('sha256').update(s).digest('hex');
+
+let store: Store;
+let engine: Engine;
+let now: number;
+let buyerId: string;
+
+beforeEach(async () => {
+  now = T0;
+  store = await openSqliteStore(':memory:');
+  engine = new Engine(store, { ...DEFAULT_ENGINE_CONFIG }, pino({ level: 'silent' }), () => now);
+  buyerId = await store.accounts.createAccount('buyer', ['buyer'], now);
+});
+afterEach(async () => {
+  await engine.stop();
+  await store.close();
+});
+
+/** Registers `n` agents, each under its own provider account. Returns their ids. */
+async function agents(n: number, capacity: Capacity = CAPACITY): Promise<string[]> {
+  const ids: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const providerId = await store.accounts.createAccount(`provider${i}`, ['provider'], now);
+    const id = `agent_${i}`;
+    await engine.registerAgent({ id, providerId, name: `box${i}`, publicKey: `pk${i}`, capacity });
+    ids.push(id);
+  }
+  return ids;
+}
+
+async function submit(over: Partial<JobSpecInput> = {}): Promise<string> {
+  const spec = JobSpecSchema.parse({ image: 'deqo/busybox:test', command: ['echo', 'hi'], ...over });
+  return (await engine.submitJob(buyerId, spec)).jobId;
+}
+
+/** A completed report whose blobs are recorded and whose hashes are consistent. */
+async function completed(a: Assignment, stdout: string, exitCode = 0): Promise<ReportRequest & { outcome: 'completed' }> {
+  const stdoutBlob = sha(stdout);
+  const stderrBlob = sha(`stderr ${a.executionId}`); // stderr differs per provider; it is not part of the result
+  const outputsBlob = sha(`outputs ${a.executionId}`);
+  for (const b of [stdoutBlob, stderrBlob, outputsBlob]) await store.accounts.recordBlob(b, 10, now);
+  const manifest: Manifest = { exitCode, stdoutSha256: stdoutBlob, files: [{ path: 'result.txt', sha256: sha(`file ${stdout}`), size: 5 }] };
+  return { outcome: 'completed', fencingToken: a.fencingToken, manifest, resultHash: resultHashOf(manifest), outputsBlob, stdoutBlob,
+    stderrBlob, usage: { wallMs: 1000, cpuMs: 900, maxMemoryBytes: 1 << 20 } };
+}
+
+async function claimOne(agentId: string): Promise<Assignment> {
+  const got = await engine.claim(agentId, 4, 0);
+  expect(got).toHaveLength(1);
+  return got[0]!;
+}
+
+async function rejection(p: Promise<unknown>): Promise<DeqoError> {
+  const err = await p.then(() => null, (e: unknown) => e);
+  expect(err).toBeInstanceOf(DeqoError);
+  return err as DeqoError;
+}
+
+async function jobView(jobId: string) {
+  const v = await store.jobs.jobView(jobId, buyerId);
+  if (!v) throw new Error('missing job');
+  return v;
+}
+
+describe('Engine', () => {
+  it('runs a 2-replica job to success: schedule, claim with task env, report, verify', async () => {
+    const [a, b] = await agents(2);
+    const jobId = await submit({ verification: { replicas: 2, quorum: 2 }, env: { MODE: 'x' }, array: { parameters: [{ seed: 7 }] } });
+    await engine.schedule();
+    const ea = await claimOne(a!);
+    const eb = await claimOne(b!);
+    expect(ea.jobId).toBe(jobId);
+    expect(ea.fencingToken).toBe(1);
+    expect(ea.leaseExpiresAt).toBe(T0 + DEFAULT_ENGINE_CONFIG.leaseTtlMs);
+    expect(ea.env).toMatchObject({ MODE: 'x', DEQO_TASK_INDEX: '0', DEQO_TASK_COUNT: '1', DEQO_PARAM_SEED: '7' });
+    expect(ea.image).toBe('deqo/busybox:test');
+    expect(eb.executionId).not.toBe(ea.executionId);
+
+    now += 1000;
+    await engine.report(a!, ea.executionId, await completed(ea, 'answer 42'));
+    expect((await jobView(jobId)).tasks[0]!.state).toBe('running'); // one vote is not a quorum of 2
+    now += 1000;
+    await engine.report(b!, eb.executionId, await completed(eb, 'answer 42'));
+
+    const v = await jobView(jobId);
+    expect(v.state).toBe('succeeded');
+    expect(v.tasks[0]!.state).toBe('verified');
+    expect(v.tasks[0]!.executions.map((e) => e.state)).toEqual(['valid', 'valid']);
+    const results = await store.jobs.jobResults(jobId, buyerId);
+    expect(results?.tasks[0]?.resultHash).toBe((await completed(ea, 'answer 42')).resultHash);
+    expect(results?.tasks[0]?.agreedBy).toHaveLength(2);
+  });
+
+  it('marks the odd one out invalid and asks for one more replica on disagreement', async () => {
+    const ids = await agents(4);
+    const jobId = await submit({ verification: { replicas: 2, quorum: 2 } });
+    await engine.schedule();
+    const placed = (await jobView(jobId)).tasks[0]!.executions;
+    const holders = placed.map((e) => e.agentId);
+    const [x, y] = holders;
+    const ex = await claimOne(x!);
+    const ey = await claimOne(y!);
+    await engine.report(x!, ex.executionId, await completed(ex, 'one'));
+    await engine.report(y!, ey.executionId, await completed(ey, 'two'));
+    let v = await jobView(jobId);
+    expect(v.tasks[0]!.targetReplicas).toBe(3);
+    await engine.schedule();
+    v = await jobView(jobId);
+    const third = v.tasks[0]!.executions.find((e) => e.state === 'assigned')!;
+    expect(holders).not.toContain(third.agentId);
+    expect(ids).toContain(third.agentId);
+    const ez = await claimOne(third.agentId);
+    await engine.report(third.agentId, ez.executionId, await completed(ez, 'two'));
+    v = await jobView(jobId);
+    expect(v.state).toBe('succeeded');
+    const stateOf = (agentId: string) => v.tasks[0]!.executions.find((e) => e.agentId === agentId)?.state;
+    expect([stateOf(x!), stateOf(y!), stateOf(third.agentId)]).toEqual(['invalid', 'valid', 'valid']);
+  });
+
+  it('refuses a report whose result hash does not match its manifest (digest_mismatch), and records nothing', async () => {
+    const [a] = await agents(1);
+    const jobId = await submit();
+    await engine.schedule();
+    const e = await claimOne(a!);
+    const good = await completed(e, 'out');
+    const err = await rejection(engine.report(a!, e.executionId, { ...good, resultHash: sha('something else') }));
+    expect(err.code).toBe('digest_mismatch');
+    expect(err.status).toBe(422);
+    const err2 = await rejection(engine.report(a!, e.executionId, { ...good, stdoutBlob: good.stderrBlob }));
+    expect(err2.code).toBe('digest_mismatch');
+    expect((await jobView(jobId)).tasks[0]!.executions[0]!.state).toBe('running');
+    // The consistent report is still accepted.
+    await engine.report(a!, e.executionId, good);
+    expect((await jobView(jobId)).state).toBe('succeeded');
+  });
+
+  it('refuses a report that names blobs the coordinator does not have', async () => {
+    const [a] = await agents(1);
+    await submit();
+    await engine.schedule();
+    const e = await claimOne(a!);
+    const good = await completed(e, 'out');
+    const err = await rejection(engine.report(a!, e.executionId, { ...good, outputsBlob: sha('never uploaded') }));
+    expect(err.code).toBe('validation_failed');
+  });
+
+  it('refuses a report under a stale fencing token, or from another agent, or twice (stale_lease)', async () => {
+    const [a, b] = await agents(2);
+    const jobId = await submit();
+    await engine.schedule();
+    const holder = (await jobView(jobId)).tasks[0]!.executions[0]!.agentId;
+    const other = holder === a ? b! : a!;
+    const e = await claimOne(holder);
+    const good = await completed(e, 'out');
+    expect((await rejection(engine.report(holder, e.executionId, { ...good, fencingToken: e.fencingToken + 1 }))).code).toBe('stale_lease');
+    expect((await rejection(engine.report(other, e.executionId, good))).code).toBe('stale_lease');
+    await engine.report(holder, e.executionId, good);
+    const again = await rejection(engine.report(holder, e.executionId, good));
+    expect(again.code).toBe('stale_lease');
+    expect(again.status).toBe(409);
+  });
+
+  it('replaces a lost lease with an execution on another provider, and refuses the lost holder’s report', async () => {
+    const [a, b] = await agents(2);
+    const jobId = await submit();
+    await engine.schedule();
+    const placed = (await jobView(jobId)).tasks[0]!.executions;
+    expect(placed).toHaveLength(1);
+    const holder = placed[0]!.agentId;
+    const other = holder === a ? b! : a!;
+    const e = await claimOne(holder);
+
+    // The holder goes silent; the other agent keeps heartbeating.
+    now += DEFAULT_ENGINE_CONFIG.leaseTtlMs + 1;
+    expect(await engine.heartbeat(other, [])).toEqual({ stop: [], leaseExpiresAt: now + DEFAULT_ENGINE_CONFIG.leaseTtlMs });
+    await engine.reap();
+    let v = await jobView(jobId);
+    expect(v.tasks[0]!.executions[0]).toMatchObject({ state: 'lost', failure: { reason: 'lease_expired' } });
+    expect(v.tasks[0]!.state).toBe('running');
+
+    await engine.schedule();
+    const replacement = await claimOne(other);
+    expect(replacement.executionId).not.toBe(e.executionId);
+    expect(replacement.jobId).toBe(jobId);
+    expect((await engine.heartbeat(holder, [{ executionId: e.executionId, fencingToken: e.fencingToken }])).stop).toEqual([e.executionId]);
+    expect((await rejection(engine.report(holder, e.executionId, await completed(e, 'late')))).code).toBe('stale_lease');
+
+    await engine.report(other, replacement.executionId, await completed(replacement, 'done'));
+    v = await jobView(jobId);
+    expect(v.state).toBe('succeeded');
+    expect(v.tasks[0]!.executions.map((x) => x.state).sort()).toEqual(['lost', 'valid']);
+  });
+
+  it('takes back executions that are never claimed and gives them to another provider', async () => {
+    const [a, b] = await agents(2);
+    const jobId = await submit();
+    await engine.schedule();
+    const first = (await jobView(jobId)).tasks[0]!.executions[0]!;
+    const other = first.agentId === a ? b! : a!;
+    now += DEFAULT_ENGINE_CONFIG.claimTimeoutMs + 1;
+    await engine.heartbeat(other, []);
+    await engine.reap();
+    await engine.schedule();
+    const v = await jobView(jobId);
+    expect(v.tasks[0]!.executions.map((e) => [e.agentId, e.state])).toEqual([[first.agentId, 'lost'], [other, 'assigned']]);
+    expect(v.tasks[0]!.executions[0]!.failure?.reason).toBe('not_claimed');
+  });
+
+  it('fails a task after maxErrors provider-side failures', async () => {
+    await agents(3);
+    const jobId = await submit({ verification: { replicas: 1, quorum: 1, maxErrors: 2 } });
+    for (let round = 0; round < 2; round++) {
+      await engine.schedule();
+      const open = (await jobView(jobId)).tasks[0]!.executions.find((e) => e.state === 'assigned')!;
+      const e = await claimOne(open.agentId);
+      await engine.report(open.agentId, e.executionId, { outcome: 'failed', fencingToken: e.fencingToken, reason: 'agent_error', message: 'disk full' });
+    }
+    const v = await jobView(jobId);
+    expect(v.state).toBe('failed');
+    expect(v.tasks[0]!.failure?.reason).toBe('too_many_errors');
+    expect(v.tasks[0]!.executions.map((e) => e.state)).toEqual(['failed', 'failed']);
+    await engine.schedule();
+    expect((await jobView(jobId)).tasks[0]!.executions).toHaveLength(2); // nothing more is scheduled
+  });
+
+  it('fails a task when a quorum agrees on a job failure (out of memory)', async () => {
+    const [a, b] = await agents(2);
+    const jobId = await submit({ verification: { replicas: 2, quorum: 2 } });
+    await engine.schedule();
+    for (const id of [a!, b!]) {
+      const e = await claimOne(id);
+      await engine.report(id, e.executionId, { outcome: 'failed', fencingToken: e.fencingToken, reason: 'out_of_memory', message: 'exit 137' });
+    }
+    const v = await jobView(jobId);
+    expect(v.state).toBe('failed');
+    expect(v.tasks[0]!.failure).toMatchObject({ reason: 'out_of_memory', blame: 'job' });
+  });
+
+  it('fails a task with nonzero_exit when the agreed result has a nonzero exit code', async () => {
+    const [a] = await agents(1);
+    const jobId = await submit();
+    await engine.schedule();
+    const e = await claimOne(a!);
+    await engine.report(a!, e.executionId, await completed(e, 'oops', 2));
+    const v = await jobView(jobId);
+    expect(v.state).toBe('failed');
+    expect(v.tasks[0]!.failure?.reason).toBe('nonzero_exit');
+    expect(v.tasks[0]!.failure?.message).toContain('code 2');
+  });
+
+  it('tells the agent to stop executions of a cancelled job', async () => {
+    const [a] = await agents(1);
+    const jobId = await submit();
+    await engine.schedule();
+    const e = await claimOne(a!);
+    expect(await store.jobs.cancelJob(jobId, now)).toBe(true);
+    expect((await engine.heartbeat(a!, [{ executionId: e.executionId, fencingToken: e.fencingToken }])).stop).toEqual([e.executionId]);
+    expect((await rejection(engine.report(a!, e.executionId, await completed(e, 'x')))).code).toBe('stale_lease');
+  });
+
+  it('refuses unknown agents and array jobs that expand too far', async () => {
+    expect((await rejection(engine.claim('agent_ghost', 1, 0))).code).toBe('not_found');
+    expect((await rejection(engine.heartbeat('agent_ghost', []))).code).toBe('not_found');
+    const hundred = Array.from({ length: 100 }, (_, i) => i);
+    const err = await rejection(submit({ array: { sweep: { a: hundred, b: hundred, c: [1, 2] } } }));
+    expect(err.code).toBe('validation_failed');
+    expect(await store.jobs.listJobs(buyerId, { limit: 10 })).toEqual([]);
+  });
+
+  it('does not schedule onto agents that have gone offline', async () => {
+    const [a] = await agents(1);
+    now += DEFAULT_ENGINE_CONFIG.agentTtlMs + 1;
+    const jobId = await submit();
+    await engine.schedule();
+    expect((await jobView(jobId)).tasks[0]!.executions).toEqual([]);
+    await engine.heartbeat(a!, []);
+    await engine.schedule();
+    expect((await jobView(jobId)).tasks[0]!.executions).toHaveLength(1);
+  });
+});
+
