@@ -10,12 +10,19 @@ import { EXIT } from './exit-codes.js';
 import { readEnv } from './settings.js';
 
 const ctx = { env: readEnv() };
-const program = new Command('deqo')
+
+/** The connection flags, accepted before or after the command name (`deqo --profile x jobs` or `deqo jobs --profile x`). */
+function withGlobalOptions(cmd: Command): Command {
+  return cmd
+    .option('--coordinator <url>', 'coordinator URL [env DEQO_COORDINATOR, else the config profile, else http://127.0.0.1:8470]')
+    .option('--api-key <key>', 'API key [env DEQO_API_KEY, else the config profile]')
+    .option('--profile <name>', 'config profile to use [env DEQO_PROFILE]');
+}
+
+const program = withGlobalOptions(new Command('deqo'))
   .description('Deqo: run container jobs on providers\' idle machines, verified by redundant execution')
-  .option('--coordinator <url>', 'coordinator URL [env DEQO_COORDINATOR, else the config profile, else http://127.0.0.1:8470]')
-  .option('--api-key <key>', 'API key [env DEQO_API_KEY, else the config profile]')
-  .option('--profile <name>', 'config profile to use [env DEQO_PROFILE]')
   .showHelpAfterError('(run with --help for usage)')
+  .enablePositionalOptions()
   .exitOverride((err) => {
     // commander's own exits: help/version are success, usage errors are EXIT.USAGE.
     process.exit(err.exitCode === 0 ? EXIT.OK : EXIT.USAGE);
@@ -31,7 +38,7 @@ Exit codes: 0 ok, 1 job failed, 2 usage/bad spec, 3 not found, 4 auth, 5 coordin
 69 missing prerequisite (e.g. no Docker engine), 70 internal error.`);
 
 for (const make of [submitCommand, statusCommand, logsCommand, resultsCommand, jobsCommand, providersCommand, cancelCommand, upCommand, agentCommand, demoCommand]) {
-  program.addCommand(make(ctx).exitOverride((err) => process.exit(err.exitCode === 0 ? EXIT.OK : EXIT.USAGE)));
+  program.addCommand(withGlobalOptions(make(ctx)).exitOverride((err) => process.exit(err.exitCode === 0 ? EXIT.OK : EXIT.USAGE)));
 }
 
 await program.parseAsync(process.argv);

@@ -28,9 +28,10 @@ export interface Env {
 
 /** Reads DEQO_HOME, DEQO_COORDINATOR, DEQO_API_KEY, DEQO_PROFILE. */
 export function readEnv(env: NodeJS.ProcessEnv = process.env): Readonly<Env> {
-  const home = env.DEQO_HOME ?? join(homedir(), '.deqo');
-  return Object.freeze({ home, configPath: join(home, 'config.json'), coordinator: env.DEQO_COORDINATOR,
-    apiKey: env.DEQO_API_KEY, profile: env.DEQO_PROFILE });
+  const home = env.DEQO_HOME || join(homedir(), '.deqo');
+  const set = (v: string | undefined) => (v === undefined || v === '' ? undefined : v);
+  return Object.freeze({ home, configPath: join(home, 'config.json'), coordinator: set(env.DEQO_COORDINATOR),
+    apiKey: set(env.DEQO_API_KEY), profile: set(env.DEQO_PROFILE) });
 }
 
 /** Loads the config file (empty when absent). Throws CliError naming the bad field. */

@@ -155,12 +155,23 @@ export class Engine {
     this.requestSchedule();
   }
 
-  /** Expires leases and re-verifies the tasks they belonged to. */
+  /**
+   * Expires leases and re-verifies the tasks they belonged to; then re-verifies open tasks with nothing in
+   * flight, whose decision may have been lost (a coordinator stopped between recording a report and verifying).
+   */
   async reap(): Promise<void> {
     const tasks = await this.store.executions.expireLeases(this.now(), this.config.claimTimeoutMs);
     for (const taskId of tasks) {
       const outcome = await verifyTask(this.store, taskId, this.now);
       this.log.warn({ taskId, task: outcome }, 'lease expired; execution lost');
+    }
+    for (const taskId of await this.store.executions.tasksAwaitingDecision(1_000)) {
+      try {
+        const outcome = await verifyTask(this.store, taskId, this.now);
+        if (outcome !== 'pending') this.log.warn({ taskId, task: outcome }, 'task decided on re-verification');
+      } catch (err) {
+        this.log.error({ err, taskId }, 're-verification failed');
+      }
     }
   }
 }

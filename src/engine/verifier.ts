@@ -22,7 +22,7 @@ export function resultHashOf(manifest: Parameters<typeof canonicalManifest>[0]):
 /**
  * Classifies a report into an execution end. Throws DeqoError digest_mismatch when the claimed result hash
  * does not match the manifest, or stdout's hash does not match its blob; validation_failed for blobs the
- * coordinator does not have.
+ * coordinator does not have or a manifest listing one path twice (which has no canonical form).
  */
 export async function classifyReport(store: Store, r: ReportRequest): Promise<ExecutionEnd> {
   for (const b of [r.stdoutBlob, r.stderrBlob, r.outcome === 'completed' ? r.outputsBlob : undefined]) {
@@ -31,6 +31,10 @@ export async function classifyReport(store: Store, r: ReportRequest): Promise<Ex
     }
   }
   if (r.outcome === 'completed') {
+    const paths = new Set(r.manifest.files.map((f) => f.path));
+    if (paths.size !== r.manifest.files.length) {
+      throw new DeqoError('validation_failed', 'manifest.files lists an output path more than once; list each file once');
+    }
     if (resultHashOf(r.manifest) !== r.resultHash) throw new DeqoError('digest_mismatch', 'resultHash is not the SHA-256 of the canonical manifest');
     if (r.manifest.stdoutSha256 !== r.stdoutBlob) throw new DeqoError('digest_mismatch', 'manifest.stdoutSha256 differs from stdoutBlob');
     const failure: Failure | null = r.manifest.exitCode === 0 ? null

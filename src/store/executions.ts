@@ -207,6 +207,22 @@ export class ExecutionStore {
   }
 
   /**
+   * Open tasks with results or errors but no execution in flight (assigned or running), least recently
+   * updated first. Nothing else will trigger their verification, so if a coordinator stopped between recording
+   * a report and applying the decision, only re-verifying these un-sticks the task.
+   */
+  async tasksAwaitingDecision(limit: number): Promise<string[]> {
+    const rows = await this.db.selectFrom('tasks').select('tasks.id')
+      .where('tasks.state', 'in', OPEN_TASK)
+      .where((eb) => eb.exists(eb.selectFrom('executions').select('executions.id').whereRef('executions.task_id', '=', 'tasks.id')
+        .where('executions.state', 'in', ['reported', 'failed', 'lost'])))
+      .where((eb) => eb.not(eb.exists(eb.selectFrom('executions').select('executions.id').whereRef('executions.task_id', '=', 'tasks.id')
+        .where('executions.state', 'in', ['assigned', 'running']))))
+      .orderBy('tasks.updated_at').limit(limit).execute();
+    return rows.map((r) => r.id);
+  }
+
+  /**
    * Ends leases that ran out: running executions whose lease expired → lost (lease_expired); assigned ones
    * not claimed within `claimTimeoutMs` → lost (not_claimed). Returns the affected task ids.
    */

@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DeqoError } from '../../src/core/index.js';
-import { DEFAULT_ENGINE_CONFIG, Engine, resultHashOf } from '../../src/engine/index.js';
+import { classifyReport, DEFAULT_ENGINE_CONFIG, Engine, resultHashOf } from '../../src/engine/index.js';
 import { JobSpecSchema, type Assignment, type Capacity, type JobSpecInput, type Manifest, type ReportRequest } from '../../src/protocol/index.js';
 import { openSqliteStore, type Store } from '../../src/store/index.js';
 
@@ -146,6 +146,36 @@ describe('Engine', () => {
     // The consistent report is still accepted.
     await engine.report(a!, e.executionId, good);
     expect((await jobView(jobId)).state).toBe('succeeded');
+  });
+
+  it('refuses a manifest that lists one output path twice as validation_failed, not as an internal error', async () => {
+    const [a] = await agents(1);
+    await submit();
+    await engine.schedule();
+    const e = await claimOne(a!);
+    const good = await completed(e, 'out');
+    const file = good.manifest.files[0]!;
+    const manifest: Manifest = { ...good.manifest, files: [file, { ...file }] };
+    const err = await rejection(engine.report(a!, e.executionId, { ...good, manifest }));
+    expect(err.code).toBe('validation_failed');
+    expect(err.retryable).toBe(false);
+  });
+
+  it('decides a task whose result was recorded but never verified (crash between the two) on a later tick', async () => {
+    const [a] = await agents(1);
+    const jobId = await submit();
+    await engine.schedule();
+    const e = await claimOne(a!);
+    // What Engine.report does, minus the verification: the coordinator dies right after the durable write.
+    const end = await classifyReport(store, await completed(e, 'out'));
+    expect(await store.executions.recordEnd(e.executionId, a!, e.fencingToken, end, now)).not.toBeNull();
+    expect((await jobView(jobId)).state).toBe('running');
+
+    const restarted = new Engine(store, { ...DEFAULT_ENGINE_CONFIG }, pino({ level: 'silent' }), () => now);
+    await restarted.tick();
+    const v = await jobView(jobId);
+    expect(v.tasks[0]!.state).toBe('verified');
+    expect(v.state).toBe('succeeded');
   });
 
   it('refuses a report that names blobs the coordinator does not have', async () => {

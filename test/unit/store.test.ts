@@ -349,6 +349,24 @@ describe('ExecutionStore and JobStore over SQLite', () => {
     expect(snap.tasks[0]!.excludedProviders).toContain(w.providerIds[0]);
   });
 
+  it('lists open tasks with results or errors but nothing in flight as awaiting a decision', async () => {
+    await scheduleRound(w.store, T0);
+    expect(await w.store.executions.tasksAwaitingDecision(100)).toEqual([]); // all assigned
+    const claimed: Array<{ agentId: string; executionId: string; taskIndex: number }> = [];
+    for (const agentId of w.agentIds) {
+      for (const c of await w.store.executions.claim(agentId, 10, T0, TTL)) claimed.push({ agentId, ...c });
+    }
+    const first = claimed.find((c) => c.taskIndex === 0)!;
+    expect(await w.store.executions.recordEnd(first.executionId, first.agentId, 1, reported(H1), T0 + 1)).not.toBeNull();
+    expect(await w.store.executions.tasksAwaitingDecision(100)).toEqual([]); // replicas still running
+    await w.store.executions.expireLeases(T0 + TTL + 1, 60_000);
+    const ids = (await view(w)).tasks.map((t) => t.id);
+    expect((await w.store.executions.tasksAwaitingDecision(100)).sort()).toEqual([...ids].sort());
+    expect(await w.store.executions.tasksAwaitingDecision(1)).toHaveLength(1);
+    await w.store.jobs.cancelJob(w.jobId, T0 + TTL + 2);
+    expect(await w.store.executions.tasksAwaitingDecision(100)).toEqual([]); // closed tasks are not open
+  });
+
   it('cancels a job: open tasks and active executions, once', async () => {
     await scheduleRound(w.store, T0);
     await w.store.executions.claim(w.agentIds[0]!, 2, T0, TTL);

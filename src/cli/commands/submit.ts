@@ -18,6 +18,8 @@ interface SubmitOptions {
 export function submitCommand(ctx: CliContext): Command {
   return new Command('submit')
     .description('submit a job: an image and a command (like `docker run`), or a spec file with -f')
+    // Like `docker run`: everything after the image belongs to the container's command.
+    .passThroughOptions()
     .argument('[image]', 'container image, e.g. deqo/busybox:test')
     .argument('[command...]', 'command and arguments run in the container (no shell unless you start one)')
     .option('-f, --file <spec>', 'job spec file (YAML or JSON); flags given too override its fields')

@@ -1,0 +1,99 @@
+/**
+ * The CLI as a user runs it: separate `deqo` processes against a real local network, checking output,
+ * --json and exit codes; and an agent killed mid-execution (SIGKILL), whose lease expires and whose task
+ * runs again on another provider.
+ */
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import Docker from 'dockerode';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { DeqoClient } from '../../src/client/index.js';
+import { DEQO_BIN, type LocalNetwork } from '../../src/cli/network.js';
+import { saveProfile } from '../../src/cli/settings.js';
+import { settled, testNetwork, waitForJob } from '../helpers/network.js';
+
+const exec = promisify(execFile);
+let net: LocalNetwork;
+let client: DeqoClient;
+let home: string;
+
+beforeAll(async () => {
+  // Short leases so a killed agent is noticed in seconds (heartbeat 500 ms, lease 2 s).
+  ({ net, client } = await testNetwork({ agents: 3, engine: { heartbeatIntervalMs: 500, leaseTtlMs: 2_000, agentTtlMs: 2_000 } }));
+  home = await mkdtemp(join(tmpdir(), 'deqo-home-'));
+  await saveProfile(join(home, 'config.json'), 'local', { coordinator: net.url, apiKey: net.buyerKey });
+});
+afterAll(async () => {
+  await net?.stop();
+  const docker = new Docker();
+  for (const c of await docker.listContainers({ all: true, filters: { label: ['deqo.agent'] } })) {
+    await docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined);
+  }
+});
+
+/** Runs `deqo …` as a separate process; resolves with its exit code and output (never rejects). */
+async function deqo(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const r = await exec(process.execPath, [DEQO_BIN, ...args], { env: { ...process.env, DEQO_HOME: home, DEQO_API_KEY: '' }, cwd: home });
+    return { code: 0, stdout: r.stdout, stderr: r.stderr };
+  } catch (e) {
+    const err = e as { code: number; stdout: string; stderr: string };
+    return { code: err.code, stdout: err.stdout, stderr: err.stderr };
+  }
+}
+
+describe('deqo CLI', () => {
+  it('submits with docker-run style flags, waits, and downloads verified outputs', async () => {
+    const sub = await deqo('submit', '--wait', '--json', '--replicas', '2', '--quorum', '2', '--memory', '64m', '--timeout', '1m',
+      '-e', 'WHO=deqo', 'deqo/busybox:test', 'sh', '-c', 'echo "hello $WHO" | tee /outputs/greeting.txt');
+    expect(sub.code).toBe(0);
+    const job = JSON.parse(sub.stdout) as { id: string; state: string; spec: { resources: { memoryMb: number } } };
+    expect(job.state).toBe('succeeded');
+    expect(job.spec.resources.memoryMb).toBe(64);
+    expect(sub.stderr).toMatch(/task 0 \(#0\): verified by provider-\d \+ provider-\d/);
+
+    const res = await deqo('results', job.id, '-o', join(home, 'out'));
+    expect(res.code).toBe(0);
+    expect(await readFile(join(home, 'out', 'task-0', 'greeting.txt'), 'utf8')).toBe('hello deqo\n');
+
+    const logs = await deqo('logs', job.id);
+    expect(logs.stdout).toBe('hello deqo\n');
+
+    const status = await deqo('status', job.id, '--json');
+    expect(JSON.parse(status.stdout).tasks[0].state).toBe('verified');
+    const jobs = await deqo('jobs', '--json');
+    expect((JSON.parse(jobs.stdout) as Array<{ id: string }>).map((j) => j.id)).toContain(job.id);
+  });
+
+  it('exits 1 when the job fails and says why', async () => {
+    const sub = await deqo('submit', '--wait', 'deqo/busybox:test', 'sh', '-c', 'exit 4');
+    expect(sub.code).toBe(1);
+    expect(sub.stderr).toContain('nonzero_exit');
+  });
+
+  it('exits 2 naming the field for a bad spec, 3 for an unknown job, 4 without a key', async () => {
+    const bad = await deqo('submit', '--quorum', '3', 'deqo/busybox:test', 'true');
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('verification.quorum');
+    expect((await deqo('status', 'job_doesnotexist')).code).toBe(3);
+    const noKey = await exec(process.execPath, [DEQO_BIN, 'jobs'], { env: { ...process.env, DEQO_HOME: await mkdtemp(join(tmpdir(), 'deqo-empty-')) } })
+      .then(() => 0, (e: { code: number; stderr: string }) => { expect(e.stderr).toContain('no API key'); return e.code; });
+    expect(noKey).toBe(4);
+    expect((await deqo('submit', '--memory', 'lots', 'deqo/busybox:test', 'true')).code).toBe(2);
+  });
+
+  it('reruns the task elsewhere when its agent is killed mid-execution (lease expiry)', async () => {
+    const { jobId } = await client.submitJob({ image: 'deqo/busybox:test', command: ['sh', '-c', 'sleep 4; echo done > /outputs/d'] });
+    const running = await waitForJob(client, jobId, (v) => v.tasks[0]!.executions.some((e) => e.state === 'running'));
+    const victim = running.tasks[0]!.executions.find((e) => e.state === 'running')!.agentName;
+    net.agents[Number(victim.split('-')[1]) - 1]!.kill('SIGKILL');
+    const view = await waitForJob(client, jobId, settled);
+    expect(view.state).toBe('succeeded');
+    const execs = view.tasks[0]!.executions;
+    expect(execs.find((e) => e.agentName === victim)).toMatchObject({ state: 'lost', failure: { reason: 'lease_expired', blame: 'provider' } });
+    expect(execs.find((e) => e.state === 'valid')!.agentName).not.toBe(victim);
+  });
+});
