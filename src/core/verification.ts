@@ -30,6 +30,14 @@ export type Decision =
   | { kind: 'failed'; failure: Failure; verdict: string | null; valid: string[]; invalid: string[]; cancel: string[] }
   | { kind: 'pending'; target: number };
 
+/** Longest failure message the protocol accepts (FailureSchema.message), UTF-16 code units. */
+export const MAX_FAILURE_MESSAGE = 4096;
+
+/** `message` cut to MAX_FAILURE_MESSAGE (ending in `…` when cut), so stored failures always parse again. */
+export function clampFailureMessage(message: string): string {
+  return message.length <= MAX_FAILURE_MESSAGE ? message : `${message.slice(0, MAX_FAILURE_MESSAGE - 1)}…`;
+}
+
 /** Verdict of a job-caused failure without a comparable result. */
 export function failureVerdict(reason: string): string { return `failure:${reason}`; }
 
@@ -73,8 +81,8 @@ export function decideTask(policy: VerificationPolicy, target: number, execution
 
   if (errors.length >= policy.maxErrors) {
     const last = [...errors].sort((a, b) => a.at - b.at).at(-1)!;
-    return giveUp({ reason: 'too_many_errors', blame: 'provider',
-      message: `${errors.length} executions failed on the provider side (limit ${policy.maxErrors}); last: ${last.failure?.message ?? last.state}` });
+    return giveUp({ reason: 'too_many_errors', blame: 'provider', message: clampFailureMessage(
+      `${errors.length} executions failed on the provider side (limit ${policy.maxErrors}); last: ${last.failure?.message ?? last.state}`) });
   }
 
   const maxVotes = best?.members.length ?? 0;

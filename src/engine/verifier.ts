@@ -1,6 +1,6 @@
 /** Verifier: turns an agent's report into a recorded execution end, and decides its task. */
 import { createHash } from 'node:crypto';
-import { canonicalManifest, decideTask, DeqoError, errors, failureVerdict } from '../core/index.js';
+import { canonicalManifest, clampFailureMessage, decideTask, DeqoError, errors, failureVerdict } from '../core/index.js';
 import type { Failure, FailureReason, ReportRequest } from '../protocol/index.js';
 import type { ExecutionEnd, Store } from '../store/index.js';
 
@@ -42,7 +42,7 @@ export async function classifyReport(store: Store, r: ReportRequest): Promise<Ex
     return { state: 'reported', verdict: r.resultHash, exitCode: r.manifest.exitCode, resultHash: r.resultHash, manifest: r.manifest,
       failure, usage: r.usage, stdoutBlob: r.stdoutBlob, stderrBlob: r.stderrBlob, outputsBlob: r.outputsBlob };
   }
-  const message = FAILURE_TEXT[r.reason] ? `${FAILURE_TEXT[r.reason]} (${r.message})` : r.message;
+  const message = clampFailureMessage(FAILURE_TEXT[r.reason] ? `${FAILURE_TEXT[r.reason]} (${r.message})` : r.message);
   if (JOB_FAILURES.has(r.reason)) {
     return { state: 'reported', verdict: failureVerdict(r.reason), exitCode: null, resultHash: null, manifest: null,
       failure: { reason: r.reason, blame: 'job', message }, usage: r.usage ?? null,

@@ -267,6 +267,29 @@ describe('Engine', () => {
     expect((await jobView(jobId)).tasks[0]!.executions).toHaveLength(2); // nothing more is scheduled
   });
 
+  it('keeps failure messages within the protocol limit so long agent messages cannot break job views', async () => {
+    await agents(2);
+    const jobId = await submit({ verification: { replicas: 1, quorum: 1, maxErrors: 1 } });
+    await engine.schedule();
+    const holder = (await jobView(jobId)).tasks[0]!.executions[0]!.agentId;
+    const e = await claimOne(holder);
+    await engine.report(holder, e.executionId, { outcome: 'failed', fencingToken: e.fencingToken, reason: 'agent_error', message: 'm'.repeat(4096) });
+    const v = await jobView(jobId);
+    expect(v.state).toBe('failed');
+    expect(v.tasks[0]!.failure?.reason).toBe('too_many_errors');
+    expect(v.tasks[0]!.failure!.message.length).toBeLessThanOrEqual(4096);
+
+    const job2 = await submit();
+    await engine.schedule();
+    const h2 = (await jobView(job2)).tasks[0]!.executions[0]!.agentId;
+    const e2 = await claimOne(h2);
+    await engine.report(h2, e2.executionId, { outcome: 'failed', fencingToken: e2.fencingToken, reason: 'out_of_memory', message: 'k'.repeat(4096) });
+    const v2 = await jobView(job2);
+    expect(v2.tasks[0]!.failure?.reason).toBe('out_of_memory');
+    expect(v2.tasks[0]!.failure!.message).toMatch(/^the job ran out of memory/);
+    expect(v2.tasks[0]!.executions[0]!.failure!.message.length).toBeLessThanOrEqual(4096);
+  });
+
   it('fails a task when a quorum agrees on a job failure (out of memory)', async () => {
     const [a, b] = await agents(2);
     const jobId = await submit({ verification: { replicas: 2, quorum: 2 } });

@@ -1,0 +1,56 @@
+/** The one-way dependency rule of DESIGN.md, checked on every import in src/. */
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { describe, expect, it } from 'vitest';
+
+const SRC = join(import.meta.dirname, '../../src');
+/** Parts each part may import (besides itself). */
+const ALLOWED: Record<string, string[]> = {
+  protocol: [],
+  core: ['protocol'],
+  store: ['core', 'protocol'],
+  engine: ['store', 'core', 'protocol'],
+  coordinator: ['engine', 'store', 'core', 'protocol'],
+  client: ['protocol'],
+  agent: ['client', 'core', 'protocol'],
+  // The CLI embeds a coordinator for `deqo up`/`demo` and runs an agent for `deqo agent`; it never imports the store.
+  cli: ['client', 'core', 'protocol', 'agent', 'coordinator', 'engine'],
+};
+/** External packages a part may import; core stays pure. */
+const FORBIDDEN_PACKAGES: Record<string, RegExp> = {
+  protocol: /^(?!zod$)/,
+  core: /^(node:|fs|path|better-sqlite3|pg|kysely|fastify|dockerode|pino)/,
+  client: /^(better-sqlite3|pg|kysely|fastify|dockerode)/,
+  cli: /^(better-sqlite3|pg|kysely)$/,
+};
+
+function files(dir: string): string[] {
+  return readdirSync(dir).flatMap((n) => {
+    const p = join(dir, n);
+    return statSync(p).isDirectory() ? files(p) : p.endsWith('.ts') ? [p] : [];
+  });
+}
+
+function imports(file: string): string[] {
+  const text = readFileSync(file, 'utf8');
+  return [...text.matchAll(/(?:^|\n)\s*(?:import|export)[^'"]*?from\s+['"]([^'"]+)['"]|import\(\s*['"]([^'"]+)['"]\s*\)/g)].map((m) => (m[1] ?? m[2])!);
+}
+
+describe('part boundaries', () => {
+  const all = files(SRC);
+  it('finds the parts', () => { expect(new Set(all.map((f) => relative(SRC, f).split('/')[0]))).toEqual(new Set(Object.keys(ALLOWED))); });
+  for (const file of all) {
+    const part = relative(SRC, file).split('/')[0]!;
+    it(`${relative(SRC, file)} imports only what ${part} may`, () => {
+      for (const spec of imports(file)) {
+        if (spec.startsWith('.')) {
+          const target = relative(SRC, join(file, '..', spec)).split('/')[0]!;
+          if (target !== part) expect(ALLOWED[part], `${spec}`).toContain(target);
+        } else {
+          const rule = FORBIDDEN_PACKAGES[part];
+          if (rule) expect(rule.test(spec), `${part} must not import ${spec}`).toBe(false);
+        }
+      }
+    });
+  }
+});
