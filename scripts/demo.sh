@@ -4,7 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  npm ci --no-audit --no-fund
+  # npm install (not npm ci): it honours package-lock.json, and npm 11 here rejects its own lock in `npm ci`
+  # (platform-optional packages of rollup are left out of the lock).
+  npm install --no-audit --no-fund
 fi
 npm run build --silent
 if ! docker info >/dev/null 2>&1; then

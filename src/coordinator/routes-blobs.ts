@@ -11,7 +11,7 @@ export function blobRoutes({ store, blobs }: ServerDeps): FastifyPluginAsync {
 
     app.post('/v1/blobs', async (req, reply): Promise<BlobInfo> => {
       const expected = req.headers['x-deqo-sha256'];
-      const sha = typeof expected === 'string' ? parseOr400(Sha256Schema, expected, 'header x-deqo-sha256') : undefined;
+      const sha = typeof expected === 'string' ? parseOr400(Sha256Schema, expected, 'header x-deqo-sha256', 'x-deqo-sha256') : undefined;
       const info = await blobs.put(req.raw as Readable, sha);
       await store.accounts.recordBlob(info.sha256, info.size, Date.now());
       reply.status(201);
@@ -19,7 +19,7 @@ export function blobRoutes({ store, blobs }: ServerDeps): FastifyPluginAsync {
     });
 
     app.get('/v1/blobs/:sha256', async (req, reply) => {
-      const sha = parseOr400(Sha256Schema, (req.params as { sha256: unknown }).sha256, 'path parameter sha256');
+      const sha = parseOr400(Sha256Schema, (req.params as { sha256: unknown }).sha256, 'path parameter sha256', 'sha256');
       const { stream, size } = await blobs.open(sha);
       reply.header('content-type', 'application/octet-stream').header('content-length', String(size)).header('x-deqo-sha256', sha);
       return reply.send(stream);

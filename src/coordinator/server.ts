@@ -22,11 +22,14 @@ declare module 'fastify' {
   interface FastifyRequest { principal: Principal }
 }
 
-/** Parses `data` with `schema`; throws DeqoError validation_failed naming each bad field. */
-export function parseOr400<S extends z.ZodType>(schema: S, data: unknown, where: string): z.infer<S> {
+/**
+ * Parses `data` with `schema`; throws DeqoError validation_failed naming each bad field. `root` names the
+ * value itself (for a path parameter or header).
+ */
+export function parseOr400<S extends z.ZodType>(schema: S, data: unknown, where: string, root?: string): z.infer<S> {
   const r = schema.safeParse(data);
   if (!r.success) {
-    const issues = fieldIssues(r.error);
+    const issues = fieldIssues(r.error, root);
     const first = issues[0]!;
     throw new DeqoError('validation_failed', `invalid ${where}: ${first.path}: ${first.message}${issues.length > 1 ? ` (and ${issues.length - 1} more)` : ''}`, issues);
   }
@@ -35,7 +38,7 @@ export function parseOr400<S extends z.ZodType>(schema: S, data: unknown, where:
 
 /** Route param `:id` parsed as an id. */
 export function idParam(req: FastifyRequest, name = 'id'): string {
-  return parseOr400(IdSchema, (req.params as Record<string, unknown>)[name], `path parameter ${name}`);
+  return parseOr400(IdSchema, (req.params as Record<string, unknown>)[name], `path parameter ${name}`, name);
 }
 
 /** Builds the app. Does not listen. */

@@ -63,7 +63,7 @@ describe('failures are classified and nothing goes down', () => {
     ['image_not_found', { image: 'deqo/no-such-image:1', command: ['true'] }],
     ['nonzero_exit', { command: ['sh', '-c', 'echo partial > /outputs/p; exit 3'] }],
   ] as const)('%s', async (reason, patch) => {
-    const view = await run({ image: BUSYBOX, ...patch, verification: { replicas: 2, quorum: 2 } } as JobSpecInput);
+    const view = await run({ image: BUSYBOX, ...patch, verification: { replicas: 2, quorum: 2 } } as unknown as JobSpecInput);
     expect(view.state).toBe('failed');
     const t = view.tasks[0]!;
     expect(t.state).toBe('failed');

@@ -1,7 +1,7 @@
 /** Unit tests of decideTask: quorum, adaptive replica targets, caps and failure verdicts. */
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { decideTask, defaultMaxExecutions, failureVerdict, gradeLateResult, type Decision, type ExecutionVote, type VerificationPolicy } from '../../src/core/index.js';
+import { clampFailureMessage, decideTask, defaultMaxExecutions, failureVerdict, gradeLateResult, MAX_FAILURE_MESSAGE, type Decision, type ExecutionVote, type VerificationPolicy } from '../../src/core/index.js';
 import type { ExecutionState, Failure } from '../../src/protocol/index.js';
 
 const H1 = 'a'.repeat(64);
@@ -124,6 +124,22 @@ describe('decideTask', () => {
   it('does not count disagreeing results as errors', () => {
     const d = decideTask(policy(2, 10, 1), 2, [ok('e1', H1, 1), ok('e2', H2, 2)]);
     expect(d.kind).toBe('pending');
+  });
+});
+
+describe('failure messages', () => {
+  it('keeps a too_many_errors message within the protocol limit however long the provider message was', () => {
+    const long: ExecutionVote = { ...open('e1', 'failed', 1), failure: { reason: 'agent_error', blame: 'provider', message: 'x'.repeat(4096) } };
+    const d = expectKind(decideTask(policy(1, 5, 1), 1, [long]), 'failed');
+    expect(d.failure.message.length).toBe(MAX_FAILURE_MESSAGE);
+    expect(d.failure.message.endsWith('…')).toBe(true);
+  });
+
+  it('clamps only messages that are too long', () => {
+    expect(clampFailureMessage('short')).toBe('short');
+    const exact = 'y'.repeat(MAX_FAILURE_MESSAGE);
+    expect(clampFailureMessage(exact)).toBe(exact);
+    expect(clampFailureMessage(`${exact}z`)).toHaveLength(MAX_FAILURE_MESSAGE);
   });
 });
 
