@@ -11,4 +11,10 @@ fi
 bash scripts/ensure-docker.sh
 bash scripts/build-images.sh all
 npm run build --silent
-exec npx vitest run "$@"
+mkdir -p test-artifacts
+status=0
+npx vitest run --reporter=default --reporter=json --outputFile.json=test-artifacts/vitest.json "$@" || status=$?
+# A plain closing line for CI: "N passed, N failed".
+node -e 'const r=JSON.parse(require("fs").readFileSync("test-artifacts/vitest.json","utf8"));
+  console.log(`${r.numPassedTests} passed, ${r.numFailedTests} failed` + (r.numPendingTests ? `, ${r.numPendingTests} skipped` : ""))' || true
+exit $status

@@ -17,7 +17,8 @@ export type Usage = z.infer<typeof UsageSchema>;
 
 /** One output file in a result manifest: path relative to the output directory. */
 export const ManifestFileSchema = z.object({
-  path: z.string().min(1).max(4096),
+  path: z.string().min(1).max(4096).refine((p) => !p.startsWith('/') && p.split('/').every((seg) => seg !== '' && seg !== '.' && seg !== '..'),
+    'expected a relative path without empty, "." or ".." segments'),
   sha256: Sha256Schema,
   size: z.number().int().min(0),
 }).strict();

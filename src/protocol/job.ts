@@ -12,8 +12,8 @@ const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
 const PARAM_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/;
 /** Docker image reference: [registry/]name[:tag][@sha256:digest], lower-case name parts. */
 const IMAGE_REF = /^[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]+)?(?:\/[a-z0-9]+(?:(?:[._]|__|[-]*)[a-z0-9]+)*)*(?::[\w][\w.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$/;
-/** Relative path inside /inputs: no leading slash, no `..`, no empty segment. */
-const REL_PATH = /^(?!\/)(?!.*(?:^|\/)\.\.?(?:\/|$))[A-Za-z0-9._\-/]{1,255}$/;
+/** Relative path inside /inputs: no leading or trailing slash, no `.` or `..` segment, no empty segment. */
+export const REL_PATH = /^(?!\/)(?!.*\/\/)(?!.*\/$)(?!.*(?:^|\/)\.\.?(?:\/|$))[A-Za-z0-9._\-/]{1,255}$/;
 
 export const Sha256Schema = z.string().regex(/^[a-f0-9]{64}$/, 'expected a SHA-256 hex digest (64 lower-case hex characters)');
 

@@ -129,3 +129,17 @@ describe('ReportRequestSchema', () => {
     expect(ReportRequestSchema.safeParse({ outcome: 'failed', fencingToken: 1, reason: 'no_such_reason', message: 'x' }).success).toBe(false);
   });
 });
+
+describe('paths cannot escape', () => {
+  it('input paths refuse empty, "." and ".." segments and absolute paths', async () => {
+    const { REL_PATH } = await import('../../src/protocol/index.js');
+    for (const ok of ['a', 'a/b', 'sweep.py', 'data/train.csv']) expect(REL_PATH.test(ok)).toBe(true);
+    for (const bad of ['a//b', 'a/', '/a', '../a', 'a/../b', './a', 'a/.']) expect(REL_PATH.test(bad)).toBe(false);
+  });
+  it('manifest file paths are relative and stay inside the output directory', async () => {
+    const { ManifestSchema } = await import('../../src/protocol/index.js');
+    const m = (path: string) => ({ exitCode: 0, files: [{ path, sha256: 'a'.repeat(64), size: 1 }], stdoutSha256: 'a'.repeat(64) });
+    expect(ManifestSchema.safeParse(m('out/result.json')).success).toBe(true);
+    for (const bad of ['../x', '/etc/passwd', 'a/../../b', 'a//b']) expect(ManifestSchema.safeParse(m(bad)).success).toBe(false);
+  });
+});
