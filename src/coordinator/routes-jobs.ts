@@ -47,7 +47,7 @@ export function jobRoutes({ store, engine }: ServerDeps): FastifyPluginAsync {
       const id = idParam(req);
       const h = await store.jobs.jobHeader(id);
       if (!h || h.buyerId !== req.principal.accountId) throw errors.notFound('job', id);
-      const cancelled = await store.jobs.cancelJob(id, Date.now());
+      const cancelled = await engine.cancelJob(id);
       return { jobId: id, cancelled };
     });
   };

@@ -66,6 +66,13 @@ export class Engine {
     return { jobId, tasks: tasks.length };
   }
 
+  /** Cancels a job (open tasks and their executions); false when it had already ended. */
+  async cancelJob(jobId: string): Promise<boolean> {
+    const cancelled = await this.store.jobs.cancelJob(jobId, this.now());
+    if (cancelled) this.log.info({ jobId }, 'job cancelled');
+    return cancelled;
+  }
+
   /** Runs the scheduler now, or once more after the running round if one is in progress. */
   requestSchedule(): void {
     if (this.scheduling) { this.rescheduleRequested = true; return; }

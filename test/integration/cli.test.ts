@@ -85,6 +85,25 @@ describe('deqo CLI', () => {
     expect((await deqo('submit', '--memory', 'lots', 'deqo/busybox:test', 'true')).code).toBe(2);
   });
 
+  it('cancels a running job and its container stops', async () => {
+    const { jobId } = await client.submitJob({ image: 'deqo/busybox:test', command: ['sleep', '60'] });
+    const running = await waitForJob(client, jobId, (v) => v.tasks[0]!.executions.some((e) => e.state === 'running'));
+    const execId = running.tasks[0]!.executions.find((e) => e.state === 'running')!.id;
+    const r = await deqo('cancel', jobId, '--json');
+    expect(JSON.parse(r.stdout)).toEqual({ jobId, cancelled: true });
+    const view = await client.getJob(jobId);
+    expect(view.state).toBe('cancelled');
+    expect(view.tasks[0]!.executions[0]).toMatchObject({ state: 'cancelled', desired: 'stop' });
+    // The agent learns of it on its next heartbeat and removes the container.
+    const docker = new Docker();
+    const deadline = Date.now() + 20_000;
+    while ((await docker.listContainers({ filters: { label: [`deqo.execution=${execId}`] } })).length > 0) {
+      if (Date.now() > deadline) throw new Error('the container of a cancelled execution is still running');
+      await new Promise((res) => setTimeout(res, 200));
+    }
+    expect((await deqo('cancel', jobId)).stdout).toContain('already ended');
+  });
+
   it('reruns the task elsewhere when its agent is killed mid-execution (lease expiry)', async () => {
     const { jobId } = await client.submitJob({ image: 'deqo/busybox:test', command: ['sh', '-c', 'sleep 4; echo done > /outputs/d'] });
     const running = await waitForJob(client, jobId, (v) => v.tasks[0]!.executions.some((e) => e.state === 'running'));
