@@ -82,11 +82,6 @@ export class DeqoClient {
     if (!res.ok) throw toApiError(res.status, json);
     return BlobInfoSchema.parse(json);
   }
-  /** Uploads a buffer as a blob. */
-  uploadBuffer(data: Buffer | string): Promise<BlobInfo> {
-    const buf = Buffer.isBuffer(data) ? data : Buffer.from(data);
-    return this.uploadStream(Readable.from([buf]), buf.length);
-  }
   /** Downloads a blob to a file, streaming; `onProgress` gets bytes received. Returns the size. */
   async downloadBlob(sha256: string, dest: string, onProgress?: Progress): Promise<number> {
     const res = await this.fetch(`/v1/blobs/${sha256}`, { method: 'GET' });

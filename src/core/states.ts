@@ -32,7 +32,6 @@ export const JOB_TRANSITIONS: Readonly<Record<JobState, readonly JobState[]>> = 
   cancelled: ['queued', 'running'],
 };
 
-export const TERMINAL_EXECUTION_STATES: readonly ExecutionState[] = ['valid', 'invalid', 'failed', 'lost', 'cancelled'];
 /** Executions that hold (or will hold) a provider's resources. */
 export const ACTIVE_EXECUTION_STATES: readonly ExecutionState[] = ['assigned', 'running'];
 export const TERMINAL_TASK_STATES: readonly TaskState[] = ['verified', 'failed', 'cancelled'];

@@ -27,6 +27,6 @@ export const FailureReasonSchema = z.enum([
   'nonzero_exit', 'out_of_memory', 'timeout', 'image_not_found', 'output_too_large', 'input_unavailable',
   'agent_error', 'lease_expired', 'not_claimed', 'cancelled',
   // task-level reasons: the verifier gave up
-  'no_quorum', 'too_many_errors', 'no_provider',
+  'no_quorum', 'too_many_errors',
 ]);
 export type FailureReason = z.infer<typeof FailureReasonSchema>;

@@ -1,6 +1,6 @@
 /** Accounts, API keys, agents and blob records. */
 import type { Kysely } from 'kysely';
-import { DeqoError } from '../core/index.js';
+import { ACTIVE_EXECUTION_STATES, DeqoError } from '../core/index.js';
 import { CapacitySchema, type Capacity } from '../protocol/index.js';
 import { newId } from './db.js';
 import type { Database } from './schema.js';
@@ -82,7 +82,7 @@ export class AccountStore {
   async listAgents(): Promise<Array<AgentRecord & { running: number }>> {
     const rows = await this.db.selectFrom('agents').selectAll('agents')
       .select((eb) => eb.selectFrom('executions').select(eb.fn.countAll<number>().as('n'))
-        .whereRef('executions.agent_id', '=', 'agents.id').where('executions.state', 'in', ['assigned', 'running']).as('running'))
+        .whereRef('executions.agent_id', '=', 'agents.id').where('executions.state', 'in', ACTIVE_EXECUTION_STATES).as('running'))
       .orderBy('agents.name').execute();
     return rows.map((r) => ({ ...toAgent(r), running: Number(r.running ?? 0) }));
   }

@@ -4,7 +4,7 @@
  * `AND revision = ?`), so a stale writer changes nothing.
  */
 import type { Kysely } from 'kysely';
-import { EXECUTION_TRANSITIONS, type Decision, type ExecutionVote, type Placement, type SchedAgent, type SchedTask, type VerificationPolicy } from '../core/index.js';
+import { ACTIVE_EXECUTION_STATES, EXECUTION_TRANSITIONS, gradeLateResult, type Decision, type ExecutionVote, type Placement, type SchedAgent, type SchedTask, type VerificationPolicy } from '../core/index.js';
 import { FailureSchema, JobSpecSchema, type ExecutionState, type Failure, type JobSpec, type Manifest, type TaskState, type Usage } from '../protocol/index.js';
 import { newId } from './db.js';
 import { rollUpJob } from './jobs.js';
@@ -60,11 +60,11 @@ export class ExecutionStore {
     const agentRows = await this.db.selectFrom('agents').select(['id', 'provider_id', 'capacity'])
       .select((eb) => [
         eb.selectFrom('executions').innerJoin('jobs', 'jobs.id', 'executions.job_id').select((e2) => e2.fn.sum<number>('jobs.cpus').as('c'))
-          .whereRef('executions.agent_id', '=', 'agents.id').where('executions.state', 'in', ['assigned', 'running']).as('used_cpus'),
+          .whereRef('executions.agent_id', '=', 'agents.id').where('executions.state', 'in', ACTIVE_EXECUTION_STATES).as('used_cpus'),
         eb.selectFrom('executions').innerJoin('jobs', 'jobs.id', 'executions.job_id').select((e2) => e2.fn.sum<number>('jobs.memory_mb').as('m'))
-          .whereRef('executions.agent_id', '=', 'agents.id').where('executions.state', 'in', ['assigned', 'running']).as('used_mem'),
+          .whereRef('executions.agent_id', '=', 'agents.id').where('executions.state', 'in', ACTIVE_EXECUTION_STATES).as('used_mem'),
         eb.selectFrom('executions').select(eb.fn.countAll<number>().as('n'))
-          .whereRef('executions.agent_id', '=', 'agents.id').where('executions.state', 'in', ['assigned', 'running']).as('running'),
+          .whereRef('executions.agent_id', '=', 'agents.id').where('executions.state', 'in', ACTIVE_EXECUTION_STATES).as('running'),
       ])
       .where('last_seen_at', '>=', onlineSince).execute();
     const agents: SchedAgent[] = agentRows.map((a) => {
@@ -199,10 +199,9 @@ export class ExecutionStore {
   /** Grades results reported after their task was decided against its canonical verdict. */
   async gradeLateResults(taskId: string, canonicalVerdict: string | null, now: number): Promise<number> {
     const late = await this.db.selectFrom('executions').select(['id', 'verdict']).where('task_id', '=', taskId).where('state', '=', 'reported').execute();
-    for (const e of late) {
-      const grade = canonicalVerdict !== null && e.verdict === canonicalVerdict ? 'valid' : 'invalid';
-      await setExecutions(this.db, [e.id], grade, now);
-    }
+    const graded = (g: 'valid' | 'invalid') => late.filter((e) => gradeLateResult(canonicalVerdict, e.verdict ?? '') === g).map((e) => e.id);
+    await setExecutions(this.db, graded('valid'), 'valid', now);
+    await setExecutions(this.db, graded('invalid'), 'invalid', now);
     return late.length;
   }
 
@@ -217,7 +216,7 @@ export class ExecutionStore {
       .where((eb) => eb.exists(eb.selectFrom('executions').select('executions.id').whereRef('executions.task_id', '=', 'tasks.id')
         .where('executions.state', 'in', ['reported', 'failed', 'lost'])))
       .where((eb) => eb.not(eb.exists(eb.selectFrom('executions').select('executions.id').whereRef('executions.task_id', '=', 'tasks.id')
-        .where('executions.state', 'in', ['assigned', 'running']))))
+        .where('executions.state', 'in', ACTIVE_EXECUTION_STATES))))
       .orderBy('tasks.updated_at').limit(limit).execute();
     return rows.map((r) => r.id);
   }

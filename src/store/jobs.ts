@@ -1,6 +1,6 @@
 /** Jobs and tasks: creation, views for buyers, results, cancellation. */
 import type { Kysely } from 'kysely';
-import { rollUpJobState, TERMINAL_JOB_STATES, type TaskPlan } from '../core/index.js';
+import { ACTIVE_EXECUTION_STATES, rollUpJobState, TERMINAL_JOB_STATES, type TaskPlan } from '../core/index.js';
 import {
   FailureSchema, JobSpecSchema, ManifestSchema, UsageSchema,
   type ExecutionView, type JobSpec, type JobState, type JobSummary, type JobView, type TaskResult, type TaskView,
@@ -111,7 +111,7 @@ export class JobStore {
         .where('job_id', '=', jobId).where('state', 'in', ['queued', 'running']).execute();
       await tx.updateTable('executions').set((eb) => ({ state: 'cancelled', desired: 'stop', finished_at: now, revision: eb('revision', '+', 1),
         failure: JSON.stringify({ reason: 'cancelled', blame: 'none', message: 'the job was cancelled' }) }))
-        .where('job_id', '=', jobId).where('state', 'in', ['assigned', 'running']).execute();
+        .where('job_id', '=', jobId).where('state', 'in', ACTIVE_EXECUTION_STATES).execute();
       return true;
     });
   }
