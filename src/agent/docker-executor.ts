@@ -160,6 +160,9 @@ export class DockerExecutor implements Executor {
   private readonly agentId: string;
   private readonly socketPath: string;
   private readonly pullMissing: boolean;
+  /** CPU time of containers that ended, ns, plus the live samplers of running ones (for jobCpuMs). */
+  private endedCpuNs = 0;
+  private readonly liveStats = new Set<StatsSampler>();
 
   constructor(opts: DockerExecutorOptions) {
     this.agentId = opts.agentId;
@@ -180,6 +183,13 @@ export class DockerExecutor implements Executor {
         : `no Docker engine reachable at ${this.socketPath}: start dockerd (e.g. \`dockerd &\` or \`systemctl start docker\`) or install Debian's docker.io`;
       throw new ExecutorUnavailableError(`${hint} (${messageOf(e)})`);
     }
+  }
+
+  /** Cumulative CPU time of every container this executor ran, ms (monotonic; from `docker stats`, about 1 s behind). */
+  jobCpuMs(): number {
+    let ns = this.endedCpuNs;
+    for (const s of this.liveStats) ns += s.cpuNs;
+    return ns / 1e6;
   }
 
   /** Force-removes every container labelled deqo.agent=`agentId`; returns their deqo.execution labels. Throws on engine errors. */
@@ -334,6 +344,7 @@ export class DockerExecutor implements Executor {
 
     const stats = new StatsSampler();
     stats.start(container);
+    this.liveStats.add(stats);
     const timer = setTimeout(() => kill('timeout'), req.resources.timeoutSeconds * 1000);
     const onAbort = (): void => kill('cancelled');
     req.signal?.addEventListener('abort', onAbort, { once: true });
@@ -370,6 +381,8 @@ export class DockerExecutor implements Executor {
     clearTimeout(drainTimer);
     attachStream.destroy();
     stats.stop();
+    this.liveStats.delete(stats);
+    this.endedCpuNs += stats.cpuNs;
     const usage: Usage = { wallMs, cpuMs: Math.round(stats.cpuNs / 1e6), maxMemoryBytes: stats.maxMemoryBytes };
 
     if (waitError !== undefined) {

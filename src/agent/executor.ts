@@ -41,6 +41,11 @@ export interface Executor {
   run(req: ExecutionRequest): Promise<ExecutionOutcome>;
   /** Stops and removes containers left by an earlier run of this agent (label deqo.agent=agentId). Returns their execution ids. */
   removeOrphans(agentId: string): Promise<string[]>;
+  /**
+   * Cumulative CPU time used by the containers this executor has run since it was created, ms; never
+   * decreases. Lets the owner-load sampler tell the owner's load from the jobs' (owner-load.ts).
+   */
+  jobCpuMs?(): number;
 }
 
 /** No container engine is reachable (Docker daemon down, socket missing or not permitted). */

@@ -10,6 +10,8 @@ export const EXIT = {
   AUTH: 4,
   /** The coordinator could not be reached. */
   UNREACHABLE: 5,
+  /** The buyer's credits do not cover the job's escrow (the error names the shortfall). */
+  INSUFFICIENT_FUNDS: 6,
   /** Something this machine lacks (no Docker engine, image build failed). */
   ENVIRONMENT: 69,
   INTERNAL: 70,
@@ -22,6 +24,7 @@ export function exitCodeForApiError(code: string): number {
     case 'not_found': return EXIT.NOT_FOUND;
     case 'unauthorized': case 'forbidden': return EXIT.AUTH;
     case 'unreachable': return EXIT.UNREACHABLE;
+    case 'insufficient_funds': return EXIT.INSUFFICIENT_FUNDS;
     default: return EXIT.INTERNAL;
   }
 }

@@ -1,6 +1,8 @@
 /** The `deqo` command line: `deqo <command>`; one file per command under commands/. */
 import { Command } from 'commander';
+import { adminCommand, keysCommand, loginCommand, providerCommand, whoamiCommand } from './commands/account.js';
 import { agentCommand } from './commands/agent.js';
+import { balanceCommand, explainCommand, ledgerCommand, quoteCommand } from './commands/market.js';
 import { demoCommand } from './commands/demo.js';
 import { cancelCommand, jobsCommand, logsCommand, providersCommand, statusCommand } from './commands/read.js';
 import { resultsCommand } from './commands/results.js';
@@ -35,9 +37,12 @@ Quick start:
   deqo results <job>                          download its verified outputs
 
 Exit codes: 0 ok, 1 job failed, 2 usage/bad spec, 3 not found, 4 auth, 5 coordinator unreachable,
-69 missing prerequisite (e.g. no Docker engine), 70 internal error.`);
+6 insufficient credits, 69 missing prerequisite (e.g. no Docker engine), 70 internal error.`);
 
-for (const make of [submitCommand, statusCommand, logsCommand, resultsCommand, jobsCommand, providersCommand, cancelCommand, upCommand, agentCommand, demoCommand]) {
+const commands = [submitCommand, quoteCommand, statusCommand, explainCommand, logsCommand, resultsCommand, jobsCommand, cancelCommand,
+  providersCommand, balanceCommand, ledgerCommand, loginCommand, whoamiCommand, keysCommand, providerCommand, adminCommand,
+  upCommand, agentCommand, demoCommand];
+for (const make of commands) {
   program.addCommand(withGlobalOptions(make(ctx)).exitOverride((err) => process.exit(err.exitCode === 0 ? EXIT.OK : EXIT.USAGE)));
 }
 

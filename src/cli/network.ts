@@ -17,7 +17,10 @@ import { CliError, EXIT } from './exit-codes.js';
 /** Path of the `deqo` executable script, to spawn agents with the same code. */
 export const DEQO_BIN = fileURLToPath(new URL('../../bin/deqo.js', import.meta.url));
 
-const KeysSchema = z.object({ buyerKey: z.string(), providerKeys: z.array(z.string()) });
+const KeysSchema = z.object({ adminKey: z.string(), buyerKey: z.string(), providerKeys: z.array(z.string()) });
+
+/** Credits the local network grants its demo buyer at creation. */
+export const DEMO_BUYER_CREDITS = 100;
 
 export interface LocalNetworkOptions {
   dataDir: string;
@@ -32,19 +35,30 @@ export interface LocalNetworkOptions {
 
 export interface LocalNetwork {
   url: string;
+  adminKey: string;
   buyerKey: string;
+  /** Provider account keys, one per agent (index i runs agent provider-(i+1)). */
+  providerKeys: string[];
   coordinator: RunningCoordinator;
   agents: ChildProcess[];
   stop(): Promise<void>;
 }
 
-/** Loads the network's keys, or creates the demo buyer and one provider account per agent (saved 0600). */
+/**
+ * Loads the network's keys, or creates an admin, the demo buyer (granted DEMO_BUYER_CREDITS by the admin)
+ * and one provider account per agent (keys saved 0600 in keys.json).
+ */
 async function ensureAccounts(coord: RunningCoordinator, dataDir: string, agents: number): Promise<z.infer<typeof KeysSchema>> {
   const file = join(dataDir, 'keys.json');
   let keys: z.infer<typeof KeysSchema> | null = null;
   try { keys = KeysSchema.parse(JSON.parse(await readFile(file, 'utf8'))); } catch { keys = null; }
   const now = Date.now();
-  if (!keys) keys = { buyerKey: (await createAccountWithKey(coord.store, 'demo-buyer', ['buyer'], 'buyer', now)).apiKey, providerKeys: [] };
+  if (!keys) {
+    const adminKey = (await createAccountWithKey(coord.store, 'admin', ['admin'], 'admin', now)).apiKey;
+    const buyerKey = (await createAccountWithKey(coord.store, 'demo-buyer', ['buyer'], 'buyer', now)).apiKey;
+    await new DeqoClient(coord.url, adminKey).adminGrant('demo-buyer', DEMO_BUYER_CREDITS, 'local network: demo credits');
+    keys = { adminKey, buyerKey, providerKeys: [] };
+  }
   for (let i = keys.providerKeys.length; i < agents; i++) {
     keys.providerKeys.push((await createAccountWithKey(coord.store, `provider-${i + 1}`, ['provider'], 'provider', now)).apiKey);
   }
@@ -76,7 +90,8 @@ export async function startLocalNetwork(o: LocalNetworkOptions): Promise<LocalNe
     for (let i = 0; i < o.agents; i++) {
       const dir = join(o.dataDir, 'agents', `provider-${i + 1}`);
       await mkdir(dir, { recursive: true });
-      const args = [DEQO_BIN, 'agent', '--coordinator', coordinator.url, '--data-dir', dir, '--name', `provider-${i + 1}`,
+      // The idle policy stays off (the demo machine is busy by design; it must never stall the demo).
+      const args = [DEQO_BIN, 'agent', '--coordinator', coordinator.url, '--data-dir', dir, '--name', `provider-${i + 1}`, '--no-idle-policy',
         ...(o.agentCpus ? ['--cpus', String(o.agentCpus)] : []), ...(o.agentArgs?.(i) ?? [])];
       const child = spawn(process.execPath, args, { env: { ...process.env, DEQO_API_KEY: keys.providerKeys[i]! }, stdio: ['ignore', 'pipe', 'pipe'] });
       const out = createWriteStream(join(dir, 'agent.log'));
@@ -97,7 +112,7 @@ export async function startLocalNetwork(o: LocalNetworkOptions): Promise<LocalNe
       if (Date.now() > deadline) throw new CliError(`only ${online} of ${o.agents} agents came online within 30 s; see ${o.dataDir}/agents/*/agent.log`, EXIT.ENVIRONMENT);
       await new Promise((r) => setTimeout(r, 200));
     }
-    return { url: coordinator.url, buyerKey: keys.buyerKey, coordinator, agents, stop };
+    return { url: coordinator.url, adminKey: keys.adminKey, buyerKey: keys.buyerKey, providerKeys: keys.providerKeys, coordinator, agents, stop };
   } catch (err) {
     await stop();
     throw err;

@@ -2,6 +2,8 @@
  * Job spec files (YAML or JSON). Besides the protocol's `{path, blob}` inputs, a file may name a local file:
  * `{path: "sweep.py", file: "./sweep.py"}` (relative to the spec file); the CLI uploads it and puts its blob.
  */
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import YAML from 'yaml';
@@ -20,19 +22,33 @@ export async function readSpecFile(path: string): Promise<{ raw: Record<string, 
   return { raw: raw as Record<string, unknown>, baseDir: dirname(resolve(path)) };
 }
 
+/** SHA-256 (hex) of a local file, streamed. */
+async function sha256OfFile(path: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
 /**
- * Uploads `file:` inputs (relative to baseDir) and validates the result against the job spec schema.
- * Throws CliError (USAGE) naming each bad field.
+ * Uploads `file:` inputs (relative to baseDir) — or with `upload: false` (quotes) only hashes them — and
+ * validates the result against the job spec schema. Throws CliError (USAGE) naming each bad field.
  */
-export async function resolveSpec(client: DeqoClient, raw: Record<string, unknown>, baseDir: string): Promise<JobSpec> {
+export async function resolveSpec(client: DeqoClient, raw: Record<string, unknown>, baseDir: string, upload = true): Promise<JobSpec> {
   const inputs = Array.isArray(raw.inputs) ? raw.inputs : [];
   const resolved = [];
   for (const [i, input] of inputs.entries()) {
     if (input && typeof input === 'object' && 'file' in input) {
       const { file, ...rest } = input as { file: unknown };
       if (typeof file !== 'string') throw new CliError(`inputs.${i}.file: expected a path to a local file`, EXIT.USAGE);
-      const info = await uploadWithProgress(client, resolve(baseDir, file));
-      resolved.push({ ...rest, blob: info.sha256 });
+      const path = resolve(baseDir, file);
+      let blob: string;
+      try {
+        blob = upload ? (await uploadWithProgress(client, path)).sha256 : await sha256OfFile(path);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new CliError(`inputs.${i}.file: ${path} does not exist`, EXIT.USAGE);
+        throw err;
+      }
+      resolved.push({ ...rest, blob });
     } else {
       resolved.push(input);
     }

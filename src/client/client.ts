@@ -9,10 +9,12 @@ import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { z } from 'zod';
 import {
+  BalanceSchema, ExplainSchema, KeyListSchema, LedgerListSchema, NewKeySchema, ProviderReputationSchema, QuoteSchema, WhoAmISchema,
+  type Balance, type CatalogQuery, type Explain, type LedgerEntry, type NewKey, type ProviderReputation, type Quote, type WhoAmI,
   BlobInfoSchema, ClaimResponseSchema, ErrorBodySchema, HeartbeatResponseSchema, JobListSchema, JobResultsSchema,
   JobViewSchema, ProviderListSchema, RegisterAgentResponseSchema, SubmitJobResponseSchema,
-  type Assignment, type BlobInfo, type HeartbeatResponse, type JobResults, type JobSpecInput, type JobState, type JobSummary,
-  type JobView, type ProviderView, type RegisterAgentRequest, type RegisterAgentResponse, type ReportRequest, type SubmitJobResponse,
+  type Assignment, type Availability, type BlobInfo, type HeartbeatResponse, type JobResults, type JobSpecInput, type JobState, type JobSummary,
+  type JobView, type ProviderView, type RegisterAgentRequestInput, type RegisterAgentResponse, type ReportRequest, type SubmitJobResponse,
 } from '../protocol/index.js';
 
 /** An error answered by the coordinator (or a failure to reach it: code `unreachable`, status 0). */
@@ -63,7 +65,45 @@ export class DeqoClient {
   async cancelJob(jobId: string): Promise<boolean> {
     return (await this.request('POST', `/v1/jobs/${encodeURIComponent(jobId)}/cancel`, z.object({ cancelled: z.boolean() }), {})).cancelled;
   }
-  async listProviders(): Promise<ProviderView[]> { return (await this.request('GET', '/v1/providers', ProviderListSchema)).providers; }
+  /** Quote a spec before submitting: escrow, cost per verification mode, matching providers, affordability. */
+  quote(spec: JobSpecInput): Promise<Quote> { return this.request('POST', '/v1/quote', QuoteSchema, spec); }
+  /** Why each provider was or was not chosen for a job. */
+  explain(jobId: string): Promise<Explain> { return this.request('GET', `/v1/jobs/${encodeURIComponent(jobId)}/explain`, ExplainSchema); }
+
+  /** The provider catalog, filtered and sorted (see CatalogQuerySchema). */
+  async listProviders(query: Partial<Record<keyof CatalogQuery, string | number | boolean>> = {}): Promise<ProviderView[]> {
+    const q = new URLSearchParams();
+    for (const [k, v] of Object.entries(query)) if (v !== undefined) q.set(k, String(v));
+    return (await this.request('GET', `/v1/providers${q.size > 0 ? `?${q}` : ''}`, ProviderListSchema)).providers;
+  }
+
+  // ---- accounts and money ----
+  whoami(): Promise<WhoAmI> { return this.request('GET', '/v1/whoami', WhoAmISchema); }
+  balance(): Promise<Balance> { return this.request('GET', '/v1/balance', BalanceSchema); }
+  async ledger(opts: { jobId?: string; limit?: number } = {}): Promise<LedgerEntry[]> {
+    const q = new URLSearchParams();
+    if (opts.jobId) q.set('jobId', opts.jobId);
+    if (opts.limit) q.set('limit', String(opts.limit));
+    return (await this.request('GET', `/v1/ledger?${q}`, LedgerListSchema)).entries;
+  }
+  async listKeys(): Promise<z.infer<typeof KeyListSchema>['keys']> { return (await this.request('GET', '/v1/keys', KeyListSchema)).keys; }
+  createKey(scope: 'buyer' | 'provider' | 'admin', label?: string): Promise<NewKey> { return this.request('POST', '/v1/keys', NewKeySchema, { scope, label }); }
+  async revokeKey(keyId: string): Promise<void> {
+    await this.request('POST', `/v1/keys/${encodeURIComponent(keyId)}/revoke`, z.object({ revoked: z.literal(true) }), {});
+  }
+  async providerAgents(): Promise<ProviderView[]> { return (await this.request('GET', '/v1/provider/agents', ProviderListSchema)).providers; }
+  providerReputation(limit = 50): Promise<ProviderReputation> { return this.request('GET', `/v1/provider/reputation?limit=${limit}`, ProviderReputationSchema); }
+
+  // ---- admin ----
+  adminCreateAccount(name: string, roles: Array<'buyer' | 'provider' | 'admin'>): Promise<{ accountId: string; apiKey: string; keyId: string }> {
+    return this.request('POST', '/v1/admin/accounts', z.object({ accountId: z.string(), apiKey: z.string(), keyId: z.string() }), { name, roles });
+  }
+  adminGrant(account: string, amount: number, memo?: string): Promise<{ txnId: string; accountId: string; available: number }> {
+    return this.request('POST', '/v1/admin/grants', z.object({ txnId: z.string(), accountId: z.string(), available: z.number() }), { account, amount, memo });
+  }
+  adminAudit(): Promise<{ sound: boolean; problems: string[] }> {
+    return this.request('GET', '/v1/admin/ledger/audit', z.object({ sound: z.boolean(), problems: z.array(z.string()) }));
+  }
 
   // ---- blobs ----
   /** Uploads a file as a blob, streaming; `onProgress` gets bytes sent. */
@@ -100,9 +140,10 @@ export class DeqoClient {
   }
 
   // ---- agent ----
-  registerAgent(body: RegisterAgentRequest): Promise<RegisterAgentResponse> { return this.request('POST', '/v1/agents/register', RegisterAgentResponseSchema, body); }
-  heartbeat(agentId: string, executions: Array<{ executionId: string; fencingToken: number }>): Promise<HeartbeatResponse> {
-    return this.request('POST', `/v1/agents/${agentId}/heartbeat`, HeartbeatResponseSchema, { executions });
+  registerAgent(body: RegisterAgentRequestInput): Promise<RegisterAgentResponse> { return this.request('POST', '/v1/agents/register', RegisterAgentResponseSchema, body); }
+  /** Renews leases; `availability` tells the coordinator whether the agent takes new work (windows, idle policy). */
+  heartbeat(agentId: string, executions: Array<{ executionId: string; fencingToken: number }>, availability?: Availability): Promise<HeartbeatResponse> {
+    return this.request('POST', `/v1/agents/${agentId}/heartbeat`, HeartbeatResponseSchema, { executions, availability });
   }
   async claim(agentId: string, max: number, waitMs: number, signal?: AbortSignal): Promise<Assignment[]> {
     return (await this.request('POST', `/v1/agents/${agentId}/claim`, ClaimResponseSchema, { max, waitMs }, signal)).executions;

@@ -9,11 +9,17 @@ export function generateApiKey(): string { return `deqo_${randomBytes(32).toStri
 /** SHA-256 (hex) of an API key, the form stored and looked up. */
 export function hashApiKey(key: string): string { return createHash('sha256').update(key).digest('hex'); }
 
+/** Adds a key of `scope` to an account; returns its id and the key itself (shown once, never stored). */
+export async function createKeyFor(store: Store, accountId: string, scope: Role, now: number, label: string | null = null): Promise<{ keyId: string; apiKey: string }> {
+  const apiKey = generateApiKey();
+  const keyId = await store.accounts.addApiKey(accountId, hashApiKey(apiKey), scope, now, label);
+  return { keyId, apiKey };
+}
+
 /** Creates an account with one key of the given scope; returns the account id and the key (shown once). */
 export async function createAccountWithKey(store: Store, name: string, roles: Role[], scope: Role, now: number): Promise<{ accountId: string; apiKey: string }> {
   const accountId = await store.accounts.createAccount(name, roles, now);
-  const apiKey = generateApiKey();
-  await store.accounts.addApiKey(accountId, hashApiKey(apiKey), scope, now);
+  const { apiKey } = await createKeyFor(store, accountId, scope, now);
   return { accountId, apiKey };
 }
 

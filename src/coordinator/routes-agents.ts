@@ -1,9 +1,9 @@
-/** Provider (agent) routes: register, heartbeat, claim, report; and the provider list. */
+/** Agent routes: register (with the offer), heartbeat (with availability), claim, report. */
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import { errors } from '../core/index.js';
 import {
   ClaimRequestSchema, HeartbeatRequestSchema, RegisterAgentRequestSchema, ReportRequestSchema,
-  type HeartbeatResponse, type ProviderView, type RegisterAgentResponse,
+  type HeartbeatResponse, type RegisterAgentResponse,
 } from '../protocol/index.js';
 import { requireScope, verifyAgentIdentity } from './auth.js';
 import { idParam, parseOr400, type ServerDeps } from './server.js';
@@ -23,14 +23,15 @@ export function agentRoutes({ store, engine }: ServerDeps): FastifyPluginAsync {
       requireScope(req.principal, 'provider');
       const body = parseOr400(RegisterAgentRequestSchema, req.body, 'registration');
       const agentId = verifyAgentIdentity(body.publicKey, body.timestamp, body.signature, Date.now());
-      await engine.registerAgent({ id: agentId, providerId: req.principal.accountId, name: body.name, publicKey: body.publicKey, capacity: body.capacity });
+      await engine.registerAgent({ id: agentId, providerId: req.principal.accountId, name: body.name, publicKey: body.publicKey,
+        capacity: body.capacity, offer: body.offer, availability: body.availability });
       return { agentId, heartbeatIntervalMs: engine.config.heartbeatIntervalMs, leaseTtlMs: engine.config.leaseTtlMs };
     });
 
     app.post('/v1/agents/:agentId/heartbeat', async (req): Promise<HeartbeatResponse> => {
       const agentId = await ownAgent(req);
       const body = parseOr400(HeartbeatRequestSchema, req.body, 'heartbeat');
-      return engine.heartbeat(agentId, body.executions);
+      return engine.heartbeat(agentId, body.executions, body.availability);
     });
 
     app.post('/v1/agents/:agentId/claim', async (req) => {
@@ -45,13 +46,6 @@ export function agentRoutes({ store, engine }: ServerDeps): FastifyPluginAsync {
       const body = parseOr400(ReportRequestSchema, req.body, 'report');
       await engine.report(agentId, executionId, body);
       return { ok: true };
-    });
-
-    app.get('/v1/providers', async (): Promise<{ providers: ProviderView[] }> => {
-      const online = Date.now() - engine.config.agentTtlMs;
-      const agents = await store.accounts.listAgents();
-      return { providers: agents.map((a) => ({ agentId: a.id, name: a.name, providerId: a.providerId, online: a.lastSeenAt >= online,
-        lastSeenAt: a.lastSeenAt, capacity: a.capacity, running: a.running })) };
     });
   };
 }

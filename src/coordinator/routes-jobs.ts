@@ -1,7 +1,9 @@
 /** Buyer routes: submit, list, view, results, cancel, logs. */
 import type { FastifyPluginAsync } from 'fastify';
 import { errors } from '../core/index.js';
-import { JobSpecSchema, ListJobsQuerySchema, type JobResults, type JobView, type SubmitJobResponse } from '../protocol/index.js';
+import { explainJob, quoteJob } from '../engine/index.js';
+import { fromMicro } from '../core/index.js';
+import { JobSpecSchema, ListJobsQuerySchema, type Explain, type JobResults, type JobView, type Quote, type SubmitJobResponse } from '../protocol/index.js';
 import { requireScope } from './auth.js';
 import { idParam, parseOr400, type ServerDeps } from './server.js';
 
@@ -11,13 +13,28 @@ export function jobRoutes({ store, engine }: ServerDeps): FastifyPluginAsync {
       requireScope(req.principal, 'buyer');
       const spec = parseOr400(JobSpecSchema, req.body, 'job spec');
       for (const input of spec.inputs) {
-        if ((await store.accounts.blobSize(input.blob)) === null) {
+        if ((await store.accounts.blobSize(input.blob)) === null || !(await store.accounts.canReadBlob(input.blob, req.principal.accountId))) {
           throw errors.notFound('input blob', `${input.blob} (inputs: ${input.path}); upload it first`);
         }
       }
       const r = await engine.submitJob(req.principal.accountId, spec);
       reply.status(201);
-      return { jobId: r.jobId, tasks: r.tasks };
+      return { jobId: r.jobId, tasks: r.tasks, escrow: fromMicro(r.escrow) };
+    });
+
+    app.post('/v1/quote', async (req): Promise<Quote> => {
+      requireScope(req.principal, 'buyer');
+      return quoteJob(engine, req.principal.accountId, parseOr400(JobSpecSchema, req.body, 'job spec'));
+    });
+
+    app.get('/v1/jobs/:id/explain', async (req): Promise<Explain> => {
+      requireScope(req.principal, 'buyer');
+      const id = idParam(req);
+      const h = await store.jobs.jobHeader(id);
+      if (!h || h.buyerId !== req.principal.accountId) throw errors.notFound('job', id);
+      const e = await explainJob(engine, id);
+      if (!e) throw errors.notFound('job', id);
+      return e;
     });
 
     app.get('/v1/jobs', async (req) => {

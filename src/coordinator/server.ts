@@ -15,6 +15,7 @@ import type { BlobStore } from './blobs.js';
 import { agentRoutes } from './routes-agents.js';
 import { blobRoutes } from './routes-blobs.js';
 import { jobRoutes } from './routes-jobs.js';
+import { marketRoutes } from './routes-market.js';
 
 export interface ServerDeps { store: Store; engine: Engine; blobs: BlobStore; log: Logger }
 
@@ -79,5 +80,6 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
   app.register(jobRoutes(deps));
   app.register(agentRoutes(deps));
   app.register(blobRoutes(deps));
+  app.register(marketRoutes(deps));
   return app;
 }

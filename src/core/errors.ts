@@ -7,6 +7,7 @@
 export const ERROR_CATALOGUE = {
   validation_failed: { status: 400, retryable: false },
   unauthorized: { status: 401, retryable: false },
+  insufficient_funds: { status: 402, retryable: false },
   forbidden: { status: 403, retryable: false },
   not_found: { status: 404, retryable: false },
   conflict: { status: 409, retryable: true },

@@ -1,60 +1,95 @@
 /**
- * The scheduler: a pure function from a snapshot (tasks wanting executions, online agents with free
- * capacity) to a plan (which agent gets which new execution). Constraints first, then rank.
+ * The scheduler: a pure function from a snapshot (tasks wanting executions, agents with their offers and
+ * free capacity) to a plan (which agent gets which new execution). Constraints first, then rank.
  *
- * Constraints: free CPU and memory, network only where the provider allows it, and never a provider that
- * already has (or had) an execution of the same task — replicas stay independent, and a provider that failed
- * a task does not get it again (Bacalhau/Nomad practice). Rank: most free CPU share first (spreads load), then
+ * Constraints: core/matching.ts (resources, arch, OS, GPUs, labels, network, price, reputation, picked
+ * providers, online, window, owner, capacity, quota), and never a provider that already has (or had) an
+ * execution of the same task — replicas stay independent, and a provider that failed a task does not get it
+ * again (Bacalhau/Nomad practice).
+ *
+ * Rank (lower score first): `cost/cheapest + time/fastest + 2 × (1 − reputation)` among the feasible agents,
+ * where cost is the expected cost of the execution at the agent's prices over its predicted runtime and time
+ * is that predicted runtime (core/prediction.ts). Ties go to the most free CPU share (spreads load), then the
  * fewest running executions, then agent id (deterministic). Tasks are served oldest job first, by index.
+ *
+ * Adaptive replication: for a task in `adaptive` mode with no execution yet, if the best agent's provider has
+ * earned trust (core/reputation.ts runsAlone), the task runs there alone; otherwise it is replicated.
  */
+import { hourlyRate } from './pricing.js';
+import { rejections, type Demand, type SchedAgent } from './matching.js';
+import { runsAlone } from './reputation.js';
 
-/** A task that wants `need` more executions. Resources in cores and MiB. */
+export type { SchedAgent } from './matching.js';
+
+/** A task that wants `need` more executions. */
 export interface SchedTask {
   taskId: string;
   jobId: string;
   jobCreatedAt: number;
   index: number;
   need: number;
-  cpus: number;
-  memoryMb: number;
-  network: boolean;
+  demand: Demand;
   /** Providers that already have or had an execution of this task. */
   excludedProviders: readonly string[];
+  /** An `adaptive` task with no execution yet: it may run alone on a trusted provider. */
+  adaptiveFresh: boolean;
 }
 
-/** An online agent and what it has free now. */
-export interface SchedAgent {
-  agentId: string;
-  providerId: string;
-  totalCpus: number;
-  freeCpus: number;
-  freeMemoryMb: number;
-  allowNetwork: boolean;
-  running: number;
+/** One new execution of `taskId` on `agentId`; `alone` when adaptive replication trusts it unreplicated. */
+export interface Placement { taskId: string; agentId: string; providerId: string; alone: boolean }
+
+/** Predicted runtime of an image with `cpus` cores on an agent, ms; null when unknown. */
+export type Predictor = (agentId: string, image: string, cpus: number) => number | null;
+
+/** Scheduler inputs that are not the snapshot: a random source in [0, 1) (adaptive draws) and the runtime predictor. */
+export interface PlanOptions { random: () => number; predict: Predictor }
+
+/** Weight of the reputation term in the rank score (price and time weigh 1 each). */
+export const REPUTATION_WEIGHT = 2;
+
+/**
+ * Rank scores of agents for a demand (lower is better): normalized expected cost and predicted time plus
+ * the reputation term. Agents with no prediction get the median of the known ones (or the job's timeout).
+ */
+export function rankScores(d: Demand, agents: readonly SchedAgent[], predict: Predictor): Map<string, number> {
+  const known = agents.map((a) => predict(a.agentId, d.image, d.cpus)).filter((x): x is number => x !== null).sort((x, y) => x - y);
+  const fallback = known.length > 0 ? known[Math.floor(known.length / 2)]! : d.timeoutMs;
+  const reserved = { cpus: d.cpus, memoryMb: d.memoryMb, gpus: d.gpus };
+  const rows = agents.map((a) => {
+    const ms = Math.max(1, predict(a.agentId, d.image, d.cpus) ?? fallback);
+    return { a, ms, cost: a.prices.startFee + hourlyRate(a.prices, reserved) * (ms / 3_600_000) };
+  });
+  const minCost = Math.max(1e-9, Math.min(...rows.map((r) => r.cost)));
+  const minMs = Math.min(...rows.map((r) => r.ms));
+  return new Map(rows.map((r) => [r.a.agentId,
+    Math.max(1, r.cost / minCost) + r.ms / minMs + REPUTATION_WEIGHT * (1 - r.a.reputation)]));
 }
 
-/** One new execution of `taskId` on `agentId`. */
-export interface Placement { taskId: string; agentId: string; providerId: string }
-
-/** Plans new executions. Pure: the inputs are not modified. */
-export function planExecutions(tasks: readonly SchedTask[], agents: readonly SchedAgent[]): Placement[] {
+/** Plans new executions. Pure apart from calling `opts.random` / `opts.predict`: the inputs are not modified. */
+export function planExecutions(tasks: readonly SchedTask[], agents: readonly SchedAgent[], opts: PlanOptions): Placement[] {
   const free = agents.map((a) => ({ ...a }));
   const order = [...tasks].sort((a, b) => a.jobCreatedAt - b.jobCreatedAt || a.jobId.localeCompare(b.jobId) || a.index - b.index);
+  const scoresByJob = new Map<string, Map<string, number>>();
   const plan: Placement[] = [];
   for (const t of order) {
+    let scores = scoresByJob.get(t.jobId);
+    if (!scores) { scores = rankScores(t.demand, agents, opts.predict); scoresByJob.set(t.jobId, scores); }
     const used = new Set(t.excludedProviders);
     for (let k = 0; k < t.need; k++) {
-      const feasible = free.filter((a) => !used.has(a.providerId) && a.freeCpus + 1e-9 >= t.cpus
-        && a.freeMemoryMb >= t.memoryMb && (!t.network || a.allowNetwork));
+      const feasible = free.filter((a) => !used.has(a.providerId) && rejections(t.demand, a).length === 0);
       if (feasible.length === 0) break;
-      feasible.sort((a, b) => b.freeCpus / b.totalCpus - a.freeCpus / a.totalCpus || a.running - b.running
-        || a.agentId.localeCompare(b.agentId));
+      feasible.sort((a, b) => scores.get(a.agentId)! - scores.get(b.agentId)! || b.freeCpus / b.totalCpus - a.freeCpus / a.totalCpus
+        || a.running - b.running || a.agentId.localeCompare(b.agentId));
       const pick = feasible[0]!;
-      pick.freeCpus -= t.cpus;
-      pick.freeMemoryMb -= t.memoryMb;
+      pick.freeCpus -= t.demand.cpus;
+      pick.freeMemoryMb -= t.demand.memoryMb;
+      pick.freeGpus -= t.demand.gpus;
+      pick.quotaLeft -= 1;
       pick.running += 1;
       used.add(pick.providerId);
-      plan.push({ taskId: t.taskId, agentId: pick.agentId, providerId: pick.providerId });
+      const alone = k === 0 && t.adaptiveFresh && runsAlone(pick.consecutiveValid, opts.random());
+      plan.push({ taskId: t.taskId, agentId: pick.agentId, providerId: pick.providerId, alone });
+      if (alone) break;
     }
   }
   return plan;

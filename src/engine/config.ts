@@ -10,6 +10,8 @@ export interface EngineConfig {
   claimTimeoutMs: number;
   /** Period of the scheduler and reaper loops (they also run on events). */
   tickMs: number;
+  /** How often the runtime predictor is rebuilt from finished executions. */
+  predictorRefreshMs: number;
 }
 
 export const DEFAULT_ENGINE_CONFIG: Readonly<EngineConfig> = Object.freeze({
@@ -18,4 +20,5 @@ export const DEFAULT_ENGINE_CONFIG: Readonly<EngineConfig> = Object.freeze({
   agentTtlMs: 15_000,
   claimTimeoutMs: 30_000,
   tickMs: 1_000,
+  predictorRefreshMs: 10_000,
 });

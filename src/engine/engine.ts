@@ -4,8 +4,8 @@
  * and reaps expired leases. Loops run on a timer and on events (submit, report, register).
  */
 import type { Logger } from 'pino';
-import { defaultMaxExecutions, DeqoError, errors, expandTasks, planExecutions, taskEnv } from '../core/index.js';
-import type { Assignment, Capacity, JobSpec, ReportRequest } from '../protocol/index.js';
+import { buildPredictor, defaultMaxExecutions, DeqoError, errors, expandTasks, planExecutions, taskEnv, type Predictor } from '../core/index.js';
+import type { Assignment, Availability, Capacity, JobSpec, Offer, ReportRequest } from '../protocol/index.js';
 import type { Store } from '../store/index.js';
 import { DEFAULT_ENGINE_CONFIG, type EngineConfig } from './config.js';
 import { classifyReport, verifyTask } from './verifier.js';
@@ -18,12 +18,16 @@ export class Engine {
   private timer: NodeJS.Timeout | null = null;
   private scheduling: Promise<void> | null = null;
   private rescheduleRequested = false;
+  private predictor: { build: number; predict: Predictor } | null = null;
+  private settling: Promise<void> | null = null;
 
   constructor(
     readonly store: Store,
     readonly config: EngineConfig = DEFAULT_ENGINE_CONFIG,
     private readonly log: Logger,
-    private readonly now: Clock = Date.now,
+    readonly now: Clock = Date.now,
+    /** Random draws in [0, 1) for adaptive replication (injected so tests can decide them). */
+    private readonly random: () => number = Math.random,
   ) {}
 
   /** Starts the periodic scheduler + reaper loop. */
@@ -46,31 +50,66 @@ export class Engine {
     try {
       await this.reap();
       await this.schedule();
+      await this.settle();
     } catch (err) {
       this.log.error({ err }, 'engine tick failed');
     }
   }
 
   /**
-   * Validates nothing (the caller parsed the spec); expands tasks, stores the job, and schedules.
-   * Throws DeqoError validation_failed when the array expands too far.
+   * Validates nothing (the caller parsed the spec); expands tasks, stores the job with its maximum cost held
+   * in escrow, and schedules. Throws DeqoError validation_failed when the array expands too far,
+   * insufficient_funds (with the shortfall) when the buyer cannot afford the escrow.
    */
-  async submitJob(buyerId: string, spec: JobSpec): Promise<{ jobId: string; tasks: number }> {
+  async submitJob(buyerId: string, spec: JobSpec): Promise<{ jobId: string; tasks: number; escrow: number }> {
     let tasks;
     try { tasks = expandTasks(spec); } catch (err) { throw new DeqoError('validation_failed', (err as Error).message, [{ path: 'array', message: (err as Error).message }]); }
     const v = spec.verification;
-    const jobId = await this.store.jobs.createJob({ buyerId, spec, tasks, policy: { replicas: v.replicas, quorum: v.quorum,
+    const { jobId, escrow } = await this.store.jobs.createJob({ buyerId, spec, tasks, policy: { replicas: v.replicas, quorum: v.quorum,
       maxExecutions: v.maxExecutions ?? defaultMaxExecutions(v.replicas), maxErrors: v.maxErrors } }, this.now());
-    this.log.info({ jobId, tasks: tasks.length, image: spec.image }, 'job submitted');
+    this.log.info({ jobId, tasks: tasks.length, image: spec.image, escrow }, 'job submitted');
     this.requestSchedule();
-    return { jobId, tasks: tasks.length };
+    return { jobId, tasks: tasks.length, escrow };
   }
 
-  /** Cancels a job (open tasks and their executions); false when it had already ended. */
+  /** Cancels a job (open tasks and their executions); false when it had already ended. Settles what it can. */
   async cancelJob(jobId: string): Promise<boolean> {
     const cancelled = await this.store.jobs.cancelJob(jobId, this.now());
     if (cancelled) this.log.info({ jobId }, 'job cancelled');
+    await this.settle();
     return cancelled;
+  }
+
+  /**
+   * Settles what has ended: pays valid executions, records reputation outcomes, refunds ended jobs' unused
+   * escrow. Exactly once per execution and job (store/settlement.ts); concurrent calls share one run.
+   * Errors are logged, never thrown.
+   */
+  async settle(): Promise<void> {
+    if (this.settling) return this.settling;
+    this.settling = (async () => {
+      try {
+        for (const id of await this.store.settlement.unsettledExecutions(1_000)) {
+          await this.store.settlement.settleExecution(id, this.now());
+        }
+        for (const jobId of await this.store.settlement.unsettledJobs(1_000)) {
+          const refunded = await this.store.settlement.settleJob(jobId, this.now());
+          if (refunded !== null) this.log.info({ jobId, refunded }, 'job settled');
+        }
+      } catch (err) {
+        this.log.error({ err }, 'settlement failed');
+      }
+    })().finally(() => { this.settling = null; });
+    return this.settling;
+  }
+
+  /** The runtime predictor, rebuilt from recent valid executions every predictorRefreshMs. */
+  async predictorNow(): Promise<Predictor> {
+    const now = this.now();
+    if (!this.predictor || now - this.predictor.build >= this.config.predictorRefreshMs) {
+      this.predictor = { build: now, predict: buildPredictor(await this.store.snapshot.runtimeSamples(2_000)) };
+    }
+    return this.predictor.predict;
   }
 
   /** Runs the scheduler now, or once more after the running round if one is in progress. */
@@ -92,11 +131,13 @@ export class Engine {
 
   private async scheduleOnce(): Promise<void> {
     const now = this.now();
-    const snap = await this.store.executions.schedulingSnapshot(now - this.config.agentTtlMs, 5_000);
-    if (snap.tasks.length === 0 || snap.agents.length === 0) return;
-    const plan = planExecutions(snap.tasks, snap.agents);
+    const { tasks, revisions } = await this.store.snapshot.wantingTasks(5_000);
+    if (tasks.length === 0) return;
+    const { agents, prices } = await this.store.snapshot.agents(now, now - this.config.agentTtlMs, false);
+    if (agents.length === 0) return;
+    const plan = planExecutions(tasks, agents, { random: this.random, predict: await this.predictorNow() });
     if (plan.length === 0) return;
-    const touched = await this.store.executions.applyPlan(plan, snap.revisions, now);
+    const touched = await this.store.executions.applyPlan(plan, revisions, prices, now);
     this.log.debug({ placements: plan.length, agents: touched.size }, 'plan applied');
     for (const agentId of touched) this.wake(agentId);
   }
@@ -109,9 +150,9 @@ export class Engine {
   }
 
   /** Registers (or refreshes) an agent and schedules work for it. */
-  async registerAgent(a: { id: string; providerId: string; name: string; publicKey: string; capacity: Capacity }): Promise<void> {
+  async registerAgent(a: { id: string; providerId: string; name: string; publicKey: string; capacity: Capacity; offer: Offer; availability: Availability }): Promise<void> {
     await this.store.accounts.registerAgent(a, this.now());
-    this.log.info({ agentId: a.id, name: a.name, cpus: a.capacity.cpus, memoryMb: a.capacity.memoryMb }, 'agent registered');
+    this.log.info({ agentId: a.id, name: a.name, cpus: a.capacity.cpus, memoryMb: a.capacity.memoryMb, prices: a.offer.prices, availability: a.availability.state }, 'agent registered');
     this.requestSchedule();
   }
 
@@ -133,6 +174,10 @@ export class Engine {
       });
       claimed = await this.store.executions.claim(agentId, max, this.now(), this.config.leaseTtlMs);
     }
+    if (claimed.length > 0) {
+      const agent = await this.store.accounts.getAgent(agentId);
+      if (agent) await this.store.accounts.grantBlobAccess(claimed.flatMap((c) => c.spec.inputs.map((i) => i.blob)), agent.providerId);
+    }
     return claimed.map((c) => ({
       executionId: c.executionId, fencingToken: c.fencingToken, leaseExpiresAt: c.leaseExpiresAt, jobId: c.jobId,
       taskIndex: c.taskIndex, image: c.spec.image, command: c.spec.command,
@@ -142,9 +187,10 @@ export class Engine {
   }
 
   /** Renews the agent's leases; returns executions it must stop. Throws not_found for an unknown agent. */
-  async heartbeat(agentId: string, held: Array<{ executionId: string; fencingToken: number }>): Promise<{ stop: string[]; leaseExpiresAt: number }> {
+  async heartbeat(agentId: string, held: Array<{ executionId: string; fencingToken: number }>, availability?: Availability): Promise<{ stop: string[]; leaseExpiresAt: number }> {
     const now = this.now();
-    if (!(await this.store.accounts.touchAgent(agentId, now))) throw errors.notFound('agent', agentId);
+    if (!(await this.store.accounts.touchAgent(agentId, now, availability))) throw errors.notFound('agent', agentId);
+    if (availability?.state === 'available') this.requestSchedule();
     const stop = await this.store.executions.renewLeases(agentId, held, now, this.config.leaseTtlMs);
     return { stop, leaseExpiresAt: now + this.config.leaseTtlMs };
   }
@@ -157,9 +203,13 @@ export class Engine {
     const end = await classifyReport(this.store, r);
     const taskId = await this.store.executions.recordEnd(executionId, agentId, r.fencingToken, end, this.now());
     if (!taskId) throw errors.staleLease(executionId);
+    const buyer = await this.store.executions.buyerOf(executionId);
+    if (buyer) await this.store.accounts.grantBlobAccess([end.stdoutBlob, end.stderrBlob, end.state === 'reported' ? end.outputsBlob : null]
+      .filter((b): b is string => b !== null), buyer);
     const outcome = await verifyTask(this.store, taskId, this.now);
     this.log.info({ executionId, agentId, taskId, state: end.state, reason: end.failure?.reason, task: outcome }, 'execution reported');
     this.requestSchedule();
+    await this.settle();
   }
 
   /**
@@ -171,6 +221,9 @@ export class Engine {
     for (const taskId of tasks) {
       const outcome = await verifyTask(this.store, taskId, this.now);
       this.log.warn({ taskId, task: outcome }, 'lease expired; execution lost');
+    }
+    for (const jobId of await this.store.executions.expireQueuedTasks(this.now(), 1_000)) {
+      this.log.warn({ jobId }, 'tasks failed: no provider took them within the queue timeout');
     }
     for (const taskId of await this.store.executions.tasksAwaitingDecision(1_000)) {
       try {

@@ -2,3 +2,5 @@
 export { Engine, type Clock } from './engine.js';
 export { DEFAULT_ENGINE_CONFIG, type EngineConfig } from './config.js';
 export { resultHashOf, classifyReport, verifyTask } from './verifier.js';
+export { explainJob } from './explain.js';
+export { quoteJob } from './quote.js';

@@ -5,6 +5,8 @@
 import { z } from 'zod';
 import { JobSpecSchema, ParamValueSchema, Sha256Schema, ResourcesSchema, LimitsSchema, InputSchema } from './job.js';
 import { JobStateSchema, TaskStateSchema, ExecutionStateSchema, DesiredStateSchema, FailureReasonSchema } from './states.js';
+import { AvailabilitySchema, OfferSchema } from './offer.js';
+import { JobBillingSchema, ReputationViewSchema } from './market.js';
 
 export const IdSchema = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'expected an id');
 
@@ -40,7 +42,8 @@ export type Failure = z.infer<typeof FailureSchema>;
 
 // ---------- buyer side ----------
 
-export const SubmitJobResponseSchema = z.object({ jobId: IdSchema, tasks: z.number().int() });
+/** `escrow`: credits held for the job's maximum cost (returned, less what providers are paid, when it ends). */
+export const SubmitJobResponseSchema = z.object({ jobId: IdSchema, tasks: z.number().int(), escrow: z.number() });
 export type SubmitJobResponse = z.infer<typeof SubmitJobResponseSchema>;
 
 export const ExecutionViewSchema = z.object({
@@ -61,6 +64,8 @@ export const ExecutionViewSchema = z.object({
   stdoutBlob: Sha256Schema.nullable(),
   stderrBlob: Sha256Schema.nullable(),
   outputsBlob: Sha256Schema.nullable(),
+  /** Credits paid to the provider for this execution (null: not paid, e.g. invalid or a provider-side failure). */
+  paid: z.number().nullable(),
 });
 export type ExecutionView = z.infer<typeof ExecutionViewSchema>;
 
@@ -84,6 +89,7 @@ export const JobViewSchema = z.object({
   finishedAt: z.number().nullable(),
   spec: JobSpecSchema,
   tasks: z.array(TaskViewSchema),
+  billing: JobBillingSchema,
 });
 export type JobView = z.infer<typeof JobViewSchema>;
 
@@ -151,8 +157,12 @@ export const RegisterAgentRequestSchema = z.object({
   timestamp: z.number().int(),
   signature: z.string().max(200),
   capacity: CapacitySchema,
+  offer: OfferSchema.default(OfferSchema.parse({})),
+  availability: AvailabilitySchema.default({ state: 'available' }),
 }).strict();
 export type RegisterAgentRequest = z.infer<typeof RegisterAgentRequestSchema>;
+/** A registration as the agent sends it (offer and availability may be left to their defaults). */
+export type RegisterAgentRequestInput = z.input<typeof RegisterAgentRequestSchema>;
 
 export const RegisterAgentResponseSchema = z.object({
   agentId: IdSchema,
@@ -163,7 +173,11 @@ export type RegisterAgentResponse = z.infer<typeof RegisterAgentResponseSchema>;
 
 export const LeaseRefSchema = z.object({ executionId: IdSchema, fencingToken: z.number().int() }).strict();
 
-export const HeartbeatRequestSchema = z.object({ executions: z.array(LeaseRefSchema).max(10_000) }).strict();
+export const HeartbeatRequestSchema = z.object({
+  executions: z.array(LeaseRefSchema).max(10_000),
+  /** Whether the agent takes new work now (windows, idle policy); unchanged when absent. */
+  availability: AvailabilitySchema.optional(),
+}).strict();
 export const HeartbeatResponseSchema = z.object({
   /** Executions the agent must stop now (task decided, job cancelled, lease lost). */
   stop: z.array(IdSchema),
@@ -228,10 +242,16 @@ export const ProviderViewSchema = z.object({
   agentId: IdSchema,
   name: z.string(),
   providerId: IdSchema,
+  providerName: z.string(),
   online: z.boolean(),
   lastSeenAt: z.number(),
   capacity: CapacitySchema,
+  offer: OfferSchema,
+  availability: AvailabilitySchema,
+  reputation: ReputationViewSchema,
   running: z.number().int(),
+  /** Executions of this agent that ended valid (all time). */
+  jobsDone: z.number().int(),
 });
 export type ProviderView = z.infer<typeof ProviderViewSchema>;
 export const ProviderListSchema = z.object({ providers: z.array(ProviderViewSchema) });

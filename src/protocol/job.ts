@@ -3,6 +3,7 @@
  * Units are in field names: memoryMb (MiB), timeoutSeconds, *Bytes.
  */
 import { z } from 'zod';
+import { ConstraintsSchema, MaxPriceSchema } from './offer.js';
 
 /** A parameter value of an array job: strings, numbers and booleans only (they become env strings). */
 export const ParamValueSchema = z.union([z.string().max(1024), z.number(), z.boolean()]);
@@ -26,6 +27,8 @@ export const ResourcesSchema = z.object({
   timeoutSeconds: z.number().int().min(1).max(7 * 24 * 3600).default(600),
   /** Maximum processes/threads inside the container. */
   pids: z.number().int().min(8).max(65_536).default(256),
+  /** GPUs to reserve (only offers with that many GPUs match; see constraints.gpuModel). */
+  gpus: z.number().int().min(0).max(16).default(0),
 }).strict();
 export type Resources = z.infer<typeof ResourcesSchema>;
 
@@ -47,7 +50,16 @@ export const InputSchema = z.object({
 }).strict();
 export type Input = z.infer<typeof InputSchema>;
 
+/**
+ * How results are verified (and paid for): `none` runs one execution and trusts it; `replicate` runs
+ * `replicas` on distinct providers and needs `quorum` to agree; `adaptive` lets a provider with a long record
+ * of cross-checked valid results run a task alone (BOINC's adaptive replication), otherwise replicates.
+ */
+export const VerificationModeSchema = z.enum(['none', 'replicate', 'adaptive']);
+export type VerificationMode = z.infer<typeof VerificationModeSchema>;
+
 export const VerificationSchema = z.object({
+  mode: VerificationModeSchema.default('replicate'),
   /** Executions started per task on distinct providers. */
   replicas: z.number().int().min(1).max(16).default(1),
   /** Matching result hashes needed to accept a task. */
@@ -57,6 +69,8 @@ export const VerificationSchema = z.object({
   /** Provider-side errors (crash, lost lease) tolerated per task before it fails; default 3. */
   maxErrors: z.number().int().min(1).max(64).default(3),
 }).strict()
+  .refine((v) => v.mode !== 'none' || (v.replicas === 1 && v.quorum === 1),
+    { message: 'mode "none" runs one execution: leave replicas and quorum at 1', path: ['replicas'] })
   .refine((v) => v.quorum <= v.replicas, { message: 'quorum must be at most replicas', path: ['quorum'] })
   .refine((v) => v.maxExecutions === undefined || v.maxExecutions >= v.replicas,
     { message: 'maxExecutions must be at least replicas', path: ['maxExecutions'] });
@@ -93,9 +107,17 @@ export const JobSpecSchema = z.object({
   /** Ask for network access; only providers that allow it will run the job. */
   network: z.boolean().default(false),
   verification: VerificationSchema.default(VerificationSchema.parse({})),
+  /** Which providers may run the job (arch, OS, GPU model, labels, reputation, picked providers). */
+  constraints: ConstraintsSchema.default(ConstraintsSchema.parse({})),
+  /** Highest price accepted per unit; the escrow is computed from it. Credits. */
+  maxPrice: MaxPriceSchema.default(MaxPriceSchema.parse({})),
+  /** A task that no provider takes for this long fails as queue_timeout (see `deqo explain`). Seconds. */
+  queueTimeoutSeconds: z.number().int().min(1).max(30 * 86_400).default(86_400),
   limits: LimitsSchema.default(LimitsSchema.parse({})),
   array: ArraySchema.optional(),
-}).strict();
+}).strict()
+  .refine((s) => s.constraints.gpuModel === undefined || s.resources.gpus > 0,
+    { message: 'constraints.gpuModel needs resources.gpus of at least 1', path: ['constraints', 'gpuModel'] });
 /** A validated job spec with defaults filled in. */
 export type JobSpec = z.infer<typeof JobSpecSchema>;
 /** A job spec as a user writes it (defaults optional). */

@@ -27,6 +27,8 @@ export const FailureReasonSchema = z.enum([
   'nonzero_exit', 'out_of_memory', 'timeout', 'image_not_found', 'output_too_large', 'input_unavailable',
   'agent_error', 'lease_expired', 'not_claimed', 'cancelled',
   // task-level reasons: the verifier gave up
-  'no_quorum', 'too_many_errors',
+  'no_quorum', 'too_many_errors', 'queue_timeout', 'insufficient_funds',
+  // the provider's owner came back (idle policy): the execution was stopped, not charged
+  'owner_returned',
 ]);
 export type FailureReason = z.infer<typeof FailureReasonSchema>;

@@ -4,9 +4,13 @@
  * `AND revision = ?`), so a stale writer changes nothing.
  */
 import type { Kysely } from 'kysely';
-import { ACTIVE_EXECUTION_STATES, EXECUTION_TRANSITIONS, gradeLateResult, type Decision, type ExecutionVote, type Placement, type SchedAgent, type SchedTask, type VerificationPolicy } from '../core/index.js';
-import { FailureSchema, JobSpecSchema, type ExecutionState, type Failure, type JobSpec, type Manifest, type TaskState, type Usage } from '../protocol/index.js';
+import {
+  ACTIVE_EXECUTION_STATES, escrowHoldTxn, EXECUTION_TRANSITIONS, gradeLateResult, type Decision, type ExecutionVote, type Placement, type VerificationPolicy,
+} from '../core/index.js';
+import { DeqoError } from '../core/index.js';
+import { FailureSchema, JobSpecSchema, type ExecutionState, type Failure, type JobSpec, type Manifest, type Price, type TaskState, type Usage } from '../protocol/index.js';
 import { newId } from './db.js';
+import { postTxn } from './ledger.js';
 import { rollUpJob } from './jobs.js';
 import type { Database } from './schema.js';
 
@@ -19,6 +23,8 @@ export interface ClaimedExecution {
 /** A task as the verifier sees it. */
 export interface TaskForVerification {
   id: string; jobId: string; state: TaskState; target: number; verdict: string | null; revision: number;
+  /** Executions escrow holds credits for; the target may not exceed it without a top-up. */
+  funded: number;
   policy: VerificationPolicy; votes: ExecutionVote[];
 }
 
@@ -34,53 +40,12 @@ export class ExecutionStore {
   constructor(private readonly db: Kysely<Database>) {}
 
   /**
-   * Snapshot for the scheduler: open tasks that want more executions (need = min(target − active,
-   * maxExecutions − total)), and agents seen since `onlineSince` with their free capacity.
-   */
-  async schedulingSnapshot(onlineSince: number, limit: number): Promise<{ tasks: SchedTask[]; agents: SchedAgent[]; revisions: Map<string, number> }> {
-    const rows = await this.db.selectFrom('tasks').innerJoin('jobs', 'jobs.id', 'tasks.job_id')
-      .select(['tasks.id', 'tasks.job_id', 'tasks.idx', 'tasks.target', 'tasks.max_executions', 'tasks.revision',
-        'jobs.created_at', 'jobs.cpus', 'jobs.memory_mb', 'jobs.network'])
-      .select((eb) => [
-        eb.selectFrom('executions').select(eb.fn.countAll<number>().as('n')).whereRef('executions.task_id', '=', 'tasks.id')
-          .where('executions.state', 'in', ['assigned', 'running', 'reported']).as('active'),
-        eb.selectFrom('executions').select(eb.fn.countAll<number>().as('n')).whereRef('executions.task_id', '=', 'tasks.id').as('total'),
-      ])
-      .where('tasks.state', 'in', OPEN_TASK).orderBy('jobs.created_at').orderBy('tasks.idx').execute();
-    const wanting = rows.map((r) => ({ r, need: Math.min(r.target - Number(r.active), r.max_executions - Number(r.total)) }))
-      .filter((x) => x.need > 0).slice(0, limit);
-    const excluded = new Map<string, string[]>();
-    const ids = wanting.map((x) => x.r.id);
-    for (let i = 0; i < ids.length; i += 500) {
-      const ex = await this.db.selectFrom('executions').select(['task_id', 'provider_id']).where('task_id', 'in', ids.slice(i, i + 500)).execute();
-      for (const e of ex) excluded.set(e.task_id, [...(excluded.get(e.task_id) ?? []), e.provider_id]);
-    }
-    const tasks: SchedTask[] = wanting.map(({ r, need }) => ({ taskId: r.id, jobId: r.job_id, jobCreatedAt: Number(r.created_at),
-      index: r.idx, need, cpus: r.cpus, memoryMb: r.memory_mb, network: r.network === 1, excludedProviders: excluded.get(r.id) ?? [] }));
-    const agentRows = await this.db.selectFrom('agents').select(['id', 'provider_id', 'capacity'])
-      .select((eb) => [
-        eb.selectFrom('executions').innerJoin('jobs', 'jobs.id', 'executions.job_id').select((e2) => e2.fn.sum<number>('jobs.cpus').as('c'))
-          .whereRef('executions.agent_id', '=', 'agents.id').where('executions.state', 'in', ACTIVE_EXECUTION_STATES).as('used_cpus'),
-        eb.selectFrom('executions').innerJoin('jobs', 'jobs.id', 'executions.job_id').select((e2) => e2.fn.sum<number>('jobs.memory_mb').as('m'))
-          .whereRef('executions.agent_id', '=', 'agents.id').where('executions.state', 'in', ACTIVE_EXECUTION_STATES).as('used_mem'),
-        eb.selectFrom('executions').select(eb.fn.countAll<number>().as('n'))
-          .whereRef('executions.agent_id', '=', 'agents.id').where('executions.state', 'in', ACTIVE_EXECUTION_STATES).as('running'),
-      ])
-      .where('last_seen_at', '>=', onlineSince).execute();
-    const agents: SchedAgent[] = agentRows.map((a) => {
-      const cap = JSON.parse(a.capacity) as { cpus: number; memoryMb: number; allowNetwork: boolean };
-      return { agentId: a.id, providerId: a.provider_id, totalCpus: cap.cpus, freeCpus: cap.cpus - Number(a.used_cpus ?? 0),
-        freeMemoryMb: cap.memoryMb - Number(a.used_mem ?? 0), allowNetwork: cap.allowNetwork, running: Number(a.running ?? 0) };
-    });
-    return { tasks, agents, revisions: new Map(wanting.map(({ r }) => [r.id, r.revision])) };
-  }
-
-  /**
    * Applies a plan: for each task, bumps its revision if unchanged since the snapshot, then inserts its new
-   * executions as `assigned`. A task changed meanwhile is skipped (the next round replans it).
-   * Returns the agents that received executions.
+   * executions as `assigned`, each with its agent's offer prices (what it will be paid at). A placement that
+   * runs alone (adaptive replication) sets the task's target and quorum to 1. A task changed meanwhile is
+   * skipped (the next round replans it). Returns the agents that received executions.
    */
-  async applyPlan(plan: readonly Placement[], revisions: ReadonlyMap<string, number>, now: number): Promise<Set<string>> {
+  async applyPlan(plan: readonly Placement[], revisions: ReadonlyMap<string, number>, prices: ReadonlyMap<string, Price>, now: number): Promise<Set<string>> {
     const byTask = new Map<string, Placement[]>();
     for (const p of plan) byTask.set(p.taskId, [...(byTask.get(p.taskId) ?? []), p]);
     const touched = new Set<string>();
@@ -88,7 +53,8 @@ export class ExecutionStore {
       for (const [taskId, ps] of byTask) {
         const rev = revisions.get(taskId);
         if (rev === undefined) continue;
-        const row = await tx.updateTable('tasks').set({ state: 'running', revision: rev + 1, updated_at: now })
+        const alone = ps.length === 1 && ps[0]!.alone;
+        const row = await tx.updateTable('tasks').set({ state: 'running', revision: rev + 1, updated_at: now, ...(alone ? { target: 1, quorum: 1, alone: 1 } : {}) })
           .where('id', '=', taskId).where('revision', '=', rev).where('state', 'in', OPEN_TASK)
           .returning('job_id').executeTakeFirst();
         if (!row) continue;
@@ -97,6 +63,7 @@ export class ExecutionStore {
           state: 'assigned' as const, desired: 'run' as const, fencing_token: 0, lease_expires_at: null, created_at: now,
           started_at: null, finished_at: null, exit_code: null, result_hash: null, verdict: null, failure: null, usage: null,
           manifest: null, stdout_blob: null, stderr_blob: null, outputs_blob: null, revision: 0,
+          price: JSON.stringify(prices.get(p.agentId) ?? {}), paid: null, settled_at: null,
         }))).execute();
         await tx.updateTable('jobs').set((eb) => ({ state: 'running', revision: eb('revision', '+', 1) }))
           .where('id', '=', row.job_id).where('state', '=', 'queued').execute();
@@ -155,7 +122,15 @@ export class ExecutionStore {
       .where('id', '=', executionId).where('agent_id', '=', agentId).where('fencing_token', '=', fencingToken)
       .where('state', '=', 'running')
       .returning('task_id').executeTakeFirst();
+    if (row) await this.db.updateTable('tasks').set({ updated_at: now }).where('id', '=', row.task_id).execute();
     return row?.task_id ?? null;
+  }
+
+  /** The buyer of the job an execution belongs to, or null. */
+  async buyerOf(executionId: string): Promise<string | null> {
+    const row = await this.db.selectFrom('executions').innerJoin('jobs', 'jobs.id', 'executions.job_id').select('jobs.buyer_id')
+      .where('executions.id', '=', executionId).executeTakeFirst();
+    return row?.buyer_id ?? null;
   }
 
   /** A task and its executions' votes, for the verifier; null if missing. */
@@ -164,7 +139,7 @@ export class ExecutionStore {
     if (!t) return null;
     const ex = await this.db.selectFrom('executions').select(['id', 'state', 'verdict', 'exit_code', 'failure', 'finished_at', 'created_at'])
       .where('task_id', '=', taskId).execute();
-    return { id: t.id, jobId: t.job_id, state: t.state, target: t.target, verdict: t.verdict, revision: t.revision,
+    return { id: t.id, jobId: t.job_id, state: t.state, target: t.target, verdict: t.verdict, revision: t.revision, funded: t.funded,
       policy: { quorum: t.quorum, maxExecutions: t.max_executions, maxErrors: t.max_errors },
       votes: ex.map((e) => ({ id: e.id, state: e.state, verdict: e.verdict, exitCode: e.exit_code,
         failure: e.failure ? FailureSchema.parse(JSON.parse(e.failure)) : null, at: Number(e.finished_at ?? e.created_at) })) };
@@ -175,7 +150,35 @@ export class ExecutionStore {
    * valid / invalid / cancelled, job roll-up. Returns false when the task changed meanwhile (caller re-decides).
    */
   async applyDecision(task: TaskForVerification, d: Decision, now: number): Promise<boolean> {
-    return this.db.transaction().execute(async (tx) => {
+    if (d.kind === 'pending' && d.target > task.funded) {
+      try {
+        return await this.db.transaction().execute(async (tx) => {
+          if (!(await this.fund(tx, task, d.target, now))) return false;
+          return this.applyDecisionIn(tx, task, d, now);
+        });
+      } catch (err) {
+        if (!(err instanceof DeqoError) || err.code !== 'insufficient_funds') throw err;
+        return this.applyDecision(task, { kind: 'failed', verdict: null, valid: [], cancel: [],
+          invalid: task.votes.filter((v) => v.state === 'reported').map((v) => v.id),
+          failure: { reason: 'insufficient_funds', blame: 'job',
+            message: `results disagree and another replica is needed, but the buyer cannot fund it: ${err.message}` } }, now);
+      }
+    }
+    return this.db.transaction().execute((tx) => this.applyDecisionIn(tx, task, d, now));
+  }
+
+  /** Holds escrow for the task's executions beyond those funded (up to `target`); false when the task changed. */
+  private async fund(tx: Kysely<Database>, task: TaskForVerification, target: number, now: number): Promise<boolean> {
+    const job = await tx.selectFrom('jobs').select(['buyer_id', 'execution_max_cost']).where('id', '=', task.jobId).executeTakeFirstOrThrow();
+    const u = await tx.updateTable('tasks').set({ funded: target }).where('id', '=', task.id).where('revision', '=', task.revision).executeTakeFirst();
+    if (Number(u.numUpdatedRows) === 0) return false;
+    const amount = (target - task.funded) * Number(job.execution_max_cost);
+    if (amount > 0) await postTxn(tx, escrowHoldTxn(job.buyer_id, task.jobId, amount, `escrow top-up: task needs ${target} executions`), now);
+    return true;
+  }
+
+  private async applyDecisionIn(tx: Kysely<Database>, task: TaskForVerification, d: Decision, now: number): Promise<boolean> {
+    {
       const taskSet = d.kind === 'pending'
         ? { target: d.target }
         : { state: (d.kind === 'verified' ? 'verified' : 'failed') as TaskState, verdict: d.verdict,
@@ -193,7 +196,7 @@ export class ExecutionStore {
       }
       await rollUpJob(tx, task.jobId, now);
       return true;
-    });
+    }
   }
 
   /** Grades results reported after their task was decided against its canonical verdict. */
@@ -233,7 +236,34 @@ export class ExecutionStore {
     const b = await this.db.updateTable('executions').set((eb) => ({ state: 'lost', desired: 'stop', finished_at: now,
       failure: lost('not_claimed', 'the agent did not claim the execution in time'), revision: eb('revision', '+', 1) }))
       .where('state', '=', 'assigned').where('created_at', '<', now - claimTimeoutMs).returning('task_id').execute();
-    return [...new Set([...a, ...b].map((r) => r.task_id))];
+    const tasks = [...new Set([...a, ...b].map((r) => r.task_id))];
+    for (let i = 0; i < tasks.length; i += 500) await this.db.updateTable('tasks').set({ updated_at: now }).where('id', 'in', tasks.slice(i, i + 500)).execute();
+    return tasks;
+  }
+
+  /**
+   * Fails open tasks that waited for a provider longer than their job's queue timeout: nothing in flight and
+   * no change (placement, result, lost execution) for `queueTimeoutSeconds`. Returns the job ids affected.
+   */
+  async expireQueuedTasks(now: number, limit: number): Promise<string[]> {
+    const rows = await this.db.selectFrom('tasks').innerJoin('jobs', 'jobs.id', 'tasks.job_id')
+      .select(['tasks.id', 'tasks.job_id', 'tasks.revision', 'jobs.queue_timeout_ms'])
+      .where('tasks.state', 'in', OPEN_TASK)
+      .where((eb) => eb('tasks.updated_at', '<', eb(eb.val(now), '-', eb.ref('jobs.queue_timeout_ms'))))
+      .where((eb) => eb.not(eb.exists(eb.selectFrom('executions').select('executions.id').whereRef('executions.task_id', '=', 'tasks.id')
+        .where('executions.state', 'in', ['assigned', 'running', 'reported']))))
+      .limit(limit).execute();
+    const jobs = new Set<string>();
+    for (const r of rows) {
+      const failure = JSON.stringify({ reason: 'queue_timeout', blame: 'none',
+        message: `no provider took this task within the queue timeout (${Math.round(Number(r.queue_timeout_ms) / 1000)} s); \`deqo explain ${r.job_id}\` shows why` });
+      await this.db.transaction().execute(async (tx) => {
+        const u = await tx.updateTable('tasks').set({ state: 'failed', failure, revision: r.revision + 1, updated_at: now })
+          .where('id', '=', r.id).where('revision', '=', r.revision).where('state', 'in', OPEN_TASK).executeTakeFirst();
+        if (Number(u.numUpdatedRows) > 0) { await rollUpJob(tx, r.job_id, now); jobs.add(r.job_id); }
+      });
+    }
+    return [...jobs];
   }
 }
 

@@ -1,11 +1,15 @@
 /** Jobs and tasks: creation, views for buyers, results, cancellation. */
 import type { Kysely } from 'kysely';
-import { ACTIVE_EXECUTION_STATES, rollUpJobState, TERMINAL_JOB_STATES, type TaskPlan } from '../core/index.js';
+import {
+  ACTIVE_EXECUTION_STATES, demandOf, escrowHoldTxn, escrowLedger, executionMaxCost, FEES, fromMicro, fundedExecutions, rollUpJobState,
+  TERMINAL_JOB_STATES, type TaskPlan,
+} from '../core/index.js';
 import {
   FailureSchema, JobSpecSchema, ManifestSchema, UsageSchema,
-  type ExecutionView, type JobSpec, type JobState, type JobSummary, type JobView, type TaskResult, type TaskView,
+  type ExecutionView, type JobBilling, type JobSpec, type JobState, type JobSummary, type JobView, type TaskResult, type TaskView,
 } from '../protocol/index.js';
 import { newId } from './db.js';
+import { balanceOf, postTxn } from './ledger.js';
 import type { Database } from './schema.js';
 
 /** A new job's tasks with their verification policy. */
@@ -19,23 +23,70 @@ export interface NewJob {
 export class JobStore {
   constructor(private readonly db: Kysely<Database>) {}
 
-  /** Stores a job and its tasks in one transaction. Returns the job id. */
-  async createJob(job: NewJob, now: number): Promise<string> {
+  /**
+   * Stores a job and its tasks, and moves its maximum cost from the buyer's credits into the job's escrow,
+   * all in one transaction. Returns the job id and the escrow held (µcr). Throws DeqoError insufficient_funds
+   * (naming the shortfall) when the buyer cannot afford it; nothing is stored then.
+   */
+  async createJob(job: NewJob, now: number): Promise<{ jobId: string; escrow: number }> {
     const jobId = newId('job');
+    const maxCost = executionMaxCost(job.spec);
+    const funded = fundedExecutions(job.spec.verification.mode, job.policy.replicas);
+    const escrow = maxCost * funded * job.tasks.length;
     await this.db.transaction().execute(async (tx) => {
       await tx.insertInto('jobs').values({
         id: jobId, buyer_id: job.buyerId, name: job.spec.name ?? null, spec: JSON.stringify(job.spec), state: 'queued',
         cpus: job.spec.resources.cpus, memory_mb: job.spec.resources.memoryMb, network: job.spec.network ? 1 : 0,
         task_count: job.tasks.length, created_at: now, finished_at: null, revision: 0,
+        image: job.spec.image, demand: JSON.stringify(demandOf(job.spec)), mode: job.spec.verification.mode,
+        execution_max_cost: maxCost, queue_timeout_ms: job.spec.queueTimeoutSeconds * 1000, settled_at: null,
       }).execute();
       const rows = job.tasks.map((t) => ({
         id: newId('task'), job_id: jobId, idx: t.index, params: JSON.stringify(t.params), state: 'queued' as const,
         target: job.policy.replicas, quorum: job.policy.quorum, max_executions: job.policy.maxExecutions,
         max_errors: job.policy.maxErrors, verdict: null, failure: null, created_at: now, updated_at: now, revision: 0,
+        funded, alone: 0,
       }));
       for (let i = 0; i < rows.length; i += 500) await tx.insertInto('tasks').values(rows.slice(i, i + 500)).execute();
+      if (escrow > 0) await postTxn(tx, escrowHoldTxn(job.buyerId, jobId, escrow, `escrow for ${job.tasks.length} task(s) × ${funded} execution(s)`), now);
     });
-    return jobId;
+    return { jobId, escrow };
+  }
+
+  /** A job's money from its ledger postings, credits. */
+  async billing(jobId: string): Promise<JobBilling> {
+    const escrow = escrowLedger(jobId);
+    const rows = await this.db.selectFrom('ledger_entries').select(['kind', 'account', 'amount']).where('job_id', '=', jobId).execute();
+    const sum = (f: (r: { kind: string; account: string; amount: number }) => boolean) =>
+      rows.filter(f).reduce((acc, r) => acc + Number(r.amount), 0);
+    const settled = await this.db.selectFrom('jobs').select('settled_at').where('id', '=', jobId).executeTakeFirst();
+    return {
+      escrowHeld: fromMicro(sum((r) => r.kind === 'escrow_hold' && r.account === escrow)),
+      paid: fromMicro(-sum((r) => r.kind === 'payment' && r.account === escrow)),
+      fees: fromMicro(sum((r) => r.account === FEES)),
+      refunded: fromMicro(-sum((r) => r.kind === 'refund' && r.account === escrow)),
+      inEscrow: fromMicro(await balanceOf(this.db, escrow)),
+      settled: settled?.settled_at !== null && settled?.settled_at !== undefined,
+    };
+  }
+
+  /** The job's row (no ownership check: callers check), or null. */
+  async jobRow(jobId: string): Promise<Database['jobs'] | null> {
+    return (await this.db.selectFrom('jobs').selectAll().where('id', '=', jobId).executeTakeFirst()) ?? null;
+  }
+
+  /** Executions of a job per agent id (any state). */
+  async executionsPerAgent(jobId: string): Promise<Map<string, number>> {
+    const rows = await this.db.selectFrom('executions').select(['agent_id', (eb) => eb.fn.countAll<number>().as('n')])
+      .where('job_id', '=', jobId).groupBy('agent_id').execute();
+    return new Map(rows.map((r) => [r.agent_id, Number(r.n)]));
+  }
+
+  /** The oldest `updated_at` among the job's open tasks (ms), or null: the queue timeout counts from it. */
+  async oldestOpenTaskUpdate(jobId: string): Promise<number | null> {
+    const row = await this.db.selectFrom('tasks').select((eb) => eb.fn.min<number>('updated_at').as('t'))
+      .where('job_id', '=', jobId).where('state', 'in', ['queued', 'running']).executeTakeFirst();
+    return row?.t === null || row?.t === undefined ? null : Number(row.t);
   }
 
   /** The job's owner and state, or null. */
@@ -60,7 +111,8 @@ export class JobStore {
       failure: t.failure ? FailureSchema.parse(JSON.parse(t.failure)) : null, executions: byTask.get(t.id) ?? [],
     }));
     return { id: job.id, name: job.name, state: job.state, createdAt: Number(job.created_at),
-      finishedAt: job.finished_at === null ? null : Number(job.finished_at), spec: JobSpecSchema.parse(JSON.parse(job.spec)), tasks: taskViews };
+      finishedAt: job.finished_at === null ? null : Number(job.finished_at), spec: JobSpecSchema.parse(JSON.parse(job.spec)), tasks: taskViews,
+      billing: await this.billing(jobId) };
   }
 
   /** A buyer's jobs, newest first, with task counts. */
@@ -135,5 +187,6 @@ function toExecutionView(e: Database['executions'] & { agent_name: string }): Ex
     failure: e.failure ? FailureSchema.parse(JSON.parse(e.failure)) : null,
     usage: e.usage ? UsageSchema.parse(JSON.parse(e.usage)) : null,
     stdoutBlob: e.stdout_blob, stderrBlob: e.stderr_blob, outputsBlob: e.outputs_blob,
+    paid: e.paid === null ? null : fromMicro(Number(e.paid)),
   };
 }

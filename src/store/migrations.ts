@@ -90,7 +90,81 @@ const m001: Migration = {
   },
 };
 
+/** The marketplace: offers, escrow funding, the ledger, reputation, blob access. */
+const m002: Migration = {
+  async up(db: Kysely<unknown>) {
+    const add = (table: string, col: string, type: 'text' | 'integer' | 'bigint', dflt?: string | number) =>
+      db.schema.alterTable(table).addColumn(col, type, (c) => (dflt === undefined ? c : c.notNull().defaultTo(dflt))).execute();
+    await add('api_keys', 'label', 'text');
+    await add('agents', 'offer', 'text', '{}');
+    await add('agents', 'availability', 'text', '{"state":"available"}');
+    await add('jobs', 'image', 'text', '');
+    await add('jobs', 'demand', 'text', '{}');
+    await add('jobs', 'mode', 'text', 'replicate');
+    await add('jobs', 'execution_max_cost', 'bigint', 0);
+    await add('jobs', 'queue_timeout_ms', 'bigint', 86_400_000);
+    await add('jobs', 'settled_at', 'bigint');
+    await add('tasks', 'funded', 'integer', 0);
+    await add('tasks', 'alone', 'integer', 0);
+    await add('executions', 'price', 'text');
+    await add('executions', 'paid', 'bigint');
+    await add('executions', 'settled_at', 'bigint');
+    await db.schema.createIndex('executions_unsettled').on('executions').columns(['settled_at', 'state']).execute();
+    await db.schema.createIndex('executions_provider_created').on('executions').columns(['provider_id', 'created_at']).execute();
+    await db.schema.createIndex('jobs_settled_state').on('jobs').columns(['settled_at', 'state']).execute();
+
+    // Append-only double-entry ledger: rows are inserted, never updated or deleted.
+    await db.schema.createTable('ledger_entries')
+      .addColumn('id', 'integer', (c) => c.primaryKey().autoIncrement())
+      .addColumn('txn_id', 'text', (c) => c.notNull())
+      .addColumn('kind', 'text', (c) => c.notNull())
+      .addColumn('account', 'text', (c) => c.notNull())
+      .addColumn('amount', 'bigint', (c) => c.notNull())
+      .addColumn('job_id', 'text')
+      .addColumn('execution_id', 'text')
+      .addColumn('memo', 'text', (c) => c.notNull())
+      .addColumn('created_at', 'bigint', (c) => c.notNull())
+      // An execution is paid at most once: one posting per (execution, ledger account).
+      .addUniqueConstraint('ledger_execution_account', ['execution_id', 'account']).execute();
+    await db.schema.createIndex('ledger_account').on('ledger_entries').columns(['account', 'id']).execute();
+    await db.schema.createIndex('ledger_job').on('ledger_entries').columns(['job_id']).execute();
+    // Cached projection of the ledger (rebuilt and compared in tests): balance per ledger account.
+    await db.schema.createTable('balances')
+      .addColumn('account', 'text', (c) => c.primaryKey())
+      .addColumn('balance', 'bigint', (c) => c.notNull()).execute();
+
+    await db.schema.createTable('reputation')
+      .addColumn('provider_id', 'text', (c) => c.primaryKey())
+      .addColumn('consecutive_valid', 'integer', (c) => c.notNull())
+      .addColumn('valid', 'integer', (c) => c.notNull())
+      .addColumn('invalid', 'integer', (c) => c.notNull())
+      .addColumn('errors', 'integer', (c) => c.notNull())
+      .addColumn('daily_quota', 'integer', (c) => c.notNull())
+      .addColumn('turnaround_ms_total', 'bigint', (c) => c.notNull())
+      .addColumn('turnaround_count', 'integer', (c) => c.notNull())
+      .addColumn('updated_at', 'bigint', (c) => c.notNull()).execute();
+    await db.schema.createTable('reputation_events')
+      .addColumn('id', 'integer', (c) => c.primaryKey().autoIncrement())
+      .addColumn('provider_id', 'text', (c) => c.notNull())
+      .addColumn('at', 'bigint', (c) => c.notNull())
+      .addColumn('kind', 'text', (c) => c.notNull())
+      .addColumn('cross_checked', 'integer', (c) => c.notNull())
+      .addColumn('execution_id', 'text')
+      .addColumn('job_id', 'text')
+      .addColumn('consecutive_valid', 'integer', (c) => c.notNull())
+      .addColumn('daily_quota', 'integer', (c) => c.notNull())
+      .addColumn('score', 'real', (c) => c.notNull()).execute();
+    await db.schema.createIndex('reputation_events_provider').on('reputation_events').columns(['provider_id', 'id']).execute();
+
+    // Who may read a blob: its uploaders, the buyer of a job that produced or uses it, providers running it.
+    await db.schema.createTable('blob_access')
+      .addColumn('sha256', 'text', (c) => c.notNull())
+      .addColumn('account_id', 'text', (c) => c.notNull())
+      .addPrimaryKeyConstraint('blob_access_pk', ['sha256', 'account_id']).execute();
+  },
+};
+
 /** All migrations by name; Kysely runs them in name order. */
 export const migrationProvider: MigrationProvider = {
-  async getMigrations() { return { '001_initial': m001 }; },
+  async getMigrations() { return { '001_initial': m001, '002_marketplace': m002 }; },
 };

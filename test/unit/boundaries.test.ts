@@ -15,6 +15,8 @@ const ALLOWED: Record<string, string[]> = {
   agent: ['client', 'core', 'protocol'],
   // The CLI embeds a coordinator for `deqo up`/`demo` and runs an agent for `deqo agent`; it never imports the store.
   cli: ['client', 'core', 'protocol', 'agent', 'coordinator', 'engine'],
+  // The verification simulation drives the real core code with simulated providers; nothing else.
+  sim: ['core', 'protocol'],
 };
 /** External packages a part may import; core stays pure. */
 const FORBIDDEN_PACKAGES: Record<string, RegExp> = {
@@ -22,6 +24,7 @@ const FORBIDDEN_PACKAGES: Record<string, RegExp> = {
   core: /^(node:|fs|path|better-sqlite3|pg|kysely|fastify|dockerode|pino)/,
   client: /^(better-sqlite3|pg|kysely|fastify|dockerode)/,
   cli: /^(better-sqlite3|pg|kysely)$/,
+  sim: /^(better-sqlite3|pg|kysely|fastify|dockerode)/,
 };
 
 function files(dir: string): string[] {

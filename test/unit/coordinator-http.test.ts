@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BlobStore, buildServer, createAccountWithKey } from '../../src/coordinator/index.js';
+import { grantTxn, toMicro } from '../../src/core/index.js';
 import { DEFAULT_ENGINE_CONFIG, Engine } from '../../src/engine/index.js';
 import { openSqliteStore, type Store } from '../../src/store/index.js';
 
@@ -29,7 +30,9 @@ beforeAll(async () => {
   const log = pino({ level: 'silent' });
   app = buildServer({ store, engine: new Engine(store, DEFAULT_ENGINE_CONFIG, log), blobs: new BlobStore(blobDir, 1000), log });
   for (const [name, role] of [['buyer', 'buyer'], ['p1', 'provider'], ['p2', 'provider']] as const) {
-    keys[name] = (await createAccountWithKey(store, name, [role], role, Date.now())).apiKey;
+    const a = await createAccountWithKey(store, name, [role], role, Date.now());
+    keys[name] = a.apiKey;
+    if (role === 'buyer') await store.ledger.post(grantTxn(a.accountId, toMicro(100), 'test credits'), Date.now());
   }
 });
 afterAll(async () => { await app.close(); await store.close(); });

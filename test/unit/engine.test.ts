@@ -5,9 +5,9 @@
 import { createHash } from 'node:crypto';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { DeqoError } from '../../src/core/index.js';
+import { DeqoError, grantTxn, toMicro } from '../../src/core/index.js';
 import { classifyReport, DEFAULT_ENGINE_CONFIG, Engine, resultHashOf } from '../../src/engine/index.js';
-import { JobSpecSchema, type Assignment, type Capacity, type JobSpecInput, type Manifest, type ReportRequest } from '../../src/protocol/index.js';
+import { JobSpecSchema, OfferSchema, type Assignment, type Capacity, type JobSpecInput, type Manifest, type ReportRequest } from '../../src/protocol/index.js';
 import { openSqliteStore, type Store } from '../../src/store/index.js';
 
 const T0 = 1_700_000_000_000;
@@ -24,6 +24,7 @@ beforeEach(async () => {
   store = await openSqliteStore(':memory:');
   engine = new Engine(store, { ...DEFAULT_ENGINE_CONFIG }, pino({ level: 'silent' }), () => now);
   buyerId = await store.accounts.createAccount('buyer', ['buyer'], now);
+  await store.ledger.post(grantTxn(buyerId, toMicro(1000), 'test credits'), now);
 });
 afterEach(async () => {
   await engine.stop();
@@ -36,7 +37,7 @@ async function agents(n: number, capacity: Capacity = CAPACITY): Promise<string[
   for (let i = 0; i < n; i++) {
     const providerId = await store.accounts.createAccount(`provider${i}`, ['provider'], now);
     const id = `agent_${i}`;
-    await engine.registerAgent({ id, providerId, name: `box${i}`, publicKey: `pk${i}`, capacity });
+    await engine.registerAgent({ id, providerId, name: `box${i}`, publicKey: `pk${i}`, capacity, offer: OfferSchema.parse({}), availability: { state: 'available' } });
     ids.push(id);
   }
   return ids;

@@ -14,9 +14,11 @@ function issuesOf(input: unknown): Array<{ path: string; message: string }> {
 describe('JobSpecSchema', () => {
   it('fills defaults', () => {
     const s = JobSpecSchema.parse(base);
-    expect(s.verification).toEqual({ replicas: 1, quorum: 1, maxErrors: 3 });
+    expect(s.verification).toEqual({ mode: 'replicate', replicas: 1, quorum: 1, maxErrors: 3 });
     expect(s.verification.maxExecutions).toBeUndefined();
-    expect(s.resources).toEqual({ cpus: 1, memoryMb: 512, timeoutSeconds: 600, pids: 256 });
+    expect(s.resources).toEqual({ cpus: 1, memoryMb: 512, timeoutSeconds: 600, pids: 256, gpus: 0 });
+    expect(s.maxPrice).toEqual({ cpuHour: 0.1, memoryGiBHour: 0.01, gpuHour: 1, startFee: 0.002 });
+    expect(s.queueTimeoutSeconds).toBe(86_400);
     expect(s.outputDir).toBe('/outputs');
     expect(s.env).toEqual({});
     expect(s.inputs).toEqual([]);
@@ -84,7 +86,7 @@ describe('JobSpecSchema', () => {
 
   it('rejects unknown fields at the top level and in nested objects (strict)', () => {
     expect(issuesOf({ ...base, replicas: 3 }).map((i) => i.message).join(' ')).toMatch(/replicas/);
-    expect(JobSpecSchema.safeParse({ ...base, resources: { gpus: 1 } }).success).toBe(false);
+    expect(JobSpecSchema.safeParse({ ...base, resources: { tpus: 1 } }).success).toBe(false);
   });
 
   it('requires exactly one of count, parameters or sweep in an array job', () => {

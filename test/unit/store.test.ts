@@ -7,13 +7,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import SqliteDatabase from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { decideTask, DeqoError, expandTasks, planExecutions } from '../../src/core/index.js';
-import { JobSpecSchema, type Capacity, type JobSpec, type JobSpecInput, type Manifest } from '../../src/protocol/index.js';
+import { decideTask, DeqoError, expandTasks, grantTxn, planExecutions, toMicro } from '../../src/core/index.js';
+import { JobSpecSchema, OfferSchema, type Capacity, type JobSpec, type JobSpecInput, type Manifest } from '../../src/protocol/index.js';
 import { openSqliteStore, type ExecutionEnd, type Store } from '../../src/store/index.js';
 
 const T0 = 1_700_000_000_000;
 const TTL = 15_000;
 const CAPACITY: Capacity = { cpus: 2, memoryMb: 4096, arch: 'amd64', os: 'linux', dockerVersion: 'x', gpus: [], allowNetwork: false };
+const OFFER = OfferSchema.parse({});
+const AVAILABLE = { state: 'available' as const };
 const H1 = '1'.repeat(64);
 const H2 = '2'.repeat(64);
 
@@ -39,13 +41,14 @@ interface World {
 async function makeWorld(path: string, specInput: Partial<JobSpecInput> = {}): Promise<World> {
   const store = await openSqliteStore(path);
   const buyerId = await store.accounts.createAccount('alice', ['buyer'], T0);
+  await store.ledger.post(grantTxn(buyerId, toMicro(1000), 'test credits'), T0);
   const providerIds: string[] = [];
   const agentIds: string[] = [];
   for (let i = 0; i < 3; i++) {
     const providerId = await store.accounts.createAccount(`prov${i}`, ['provider'], T0);
     providerIds.push(providerId);
     const agentId = `agent_${i}`;
-    await store.accounts.registerAgent({ id: agentId, providerId, name: `box${i}`, publicKey: `pk${i}`, capacity: CAPACITY }, T0);
+    await store.accounts.registerAgent({ id: agentId, providerId, name: `box${i}`, publicKey: `pk${i}`, capacity: CAPACITY, offer: OFFER, availability: AVAILABLE }, T0);
     agentIds.push(agentId);
   }
   const spec = JobSpecSchema.parse({ image: 'deqo/busybox:test', command: ['true'], array: { count: 2 },
@@ -54,16 +57,28 @@ async function makeWorld(path: string, specInput: Partial<JobSpecInput> = {}): P
   return { store, buyerId, providerIds, agentIds, jobId, spec };
 }
 
-function submit(store: Store, buyerId: string, spec: JobSpec, now: number): Promise<string> {
+async function submit(store: Store, buyerId: string, spec: JobSpec, now: number): Promise<string> {
   const v = spec.verification;
-  return store.jobs.createJob({ buyerId, spec, tasks: expandTasks(spec),
-    policy: { replicas: v.replicas, quorum: v.quorum, maxExecutions: v.maxExecutions ?? v.replicas + 3, maxErrors: v.maxErrors } }, now);
+  return (await store.jobs.createJob({ buyerId, spec, tasks: expandTasks(spec),
+    policy: { replicas: v.replicas, quorum: v.quorum, maxExecutions: v.maxExecutions ?? v.replicas + 3, maxErrors: v.maxErrors } }, now)).jobId;
+}
+
+/** The scheduler's snapshot as the engine takes it: wanting tasks and agents seen since `onlineSince`. */
+async function snapshotAt(store: Store, onlineSince: number, now = onlineSince + TTL) {
+  const { tasks, revisions } = await store.snapshot.wantingTasks(5000);
+  const { agents, prices } = await store.snapshot.agents(now, onlineSince, false);
+  return { tasks, agents, revisions, prices };
+}
+
+/** Plans with no adaptive draws and no runtime history. */
+function plan(snap: Awaited<ReturnType<typeof snapshotAt>>) {
+  return planExecutions(snap.tasks, snap.agents, { random: () => 0.5, predict: () => null });
 }
 
 /** Snapshot → plan → apply, as the engine does. */
 async function scheduleRound(store: Store, now: number): Promise<Set<string>> {
-  const snap = await store.executions.schedulingSnapshot(now - TTL, 5000);
-  return store.executions.applyPlan(planExecutions(snap.tasks, snap.agents), snap.revisions, now);
+  const snap = await snapshotAt(store, now - TTL, now);
+  return store.executions.applyPlan(plan(snap), snap.revisions, snap.prices, now);
 }
 
 async function view(w: World) {
@@ -99,12 +114,12 @@ describe('AccountStore', () => {
   it('keeps an agent identity with its provider and refreshes its capacity', async () => {
     const p1 = await store.accounts.createAccount('p1', ['provider'], T0);
     const p2 = await store.accounts.createAccount('p2', ['provider'], T0);
-    await store.accounts.registerAgent({ id: 'agent_x', providerId: p1, name: 'x', publicKey: 'pk', capacity: CAPACITY }, T0);
-    const err = await store.accounts.registerAgent({ id: 'agent_x', providerId: p2, name: 'x', publicKey: 'pk', capacity: CAPACITY }, T0)
+    await store.accounts.registerAgent({ id: 'agent_x', providerId: p1, name: 'x', publicKey: 'pk', capacity: CAPACITY, offer: OFFER, availability: AVAILABLE }, T0);
+    const err = await store.accounts.registerAgent({ id: 'agent_x', providerId: p2, name: 'x', publicKey: 'pk', capacity: CAPACITY, offer: OFFER, availability: AVAILABLE }, T0)
       .then(() => null, (e: unknown) => e);
     expect(err).toBeInstanceOf(DeqoError);
     expect((err as DeqoError).code).toBe('forbidden');
-    await store.accounts.registerAgent({ id: 'agent_x', providerId: p1, name: 'x2', publicKey: 'pk', capacity: { ...CAPACITY, cpus: 8 } }, T0 + 5);
+    await store.accounts.registerAgent({ id: 'agent_x', providerId: p1, name: 'x2', publicKey: 'pk', capacity: { ...CAPACITY, cpus: 8 }, offer: OFFER, availability: AVAILABLE }, T0 + 5);
     const a = await store.accounts.getAgent('agent_x');
     expect(a).toMatchObject({ providerId: p1, name: 'x2', registeredAt: T0, lastSeenAt: T0 + 5 });
     expect(a?.capacity.cpus).toBe(8);
@@ -134,12 +149,12 @@ describe('ExecutionStore and JobStore over SQLite', () => {
   });
 
   it('snapshots tasks wanting executions and free agents, then applies the plan as assigned executions on distinct providers', async () => {
-    const snap = await w.store.executions.schedulingSnapshot(T0 - TTL, 5000);
+    const snap = await snapshotAt(w.store, T0 - TTL);
     expect(snap.tasks.map((t) => t.need)).toEqual([3, 3]);
     expect(snap.agents.map((a) => a.freeCpus)).toEqual([2, 2, 2]);
-    const plan = planExecutions(snap.tasks, snap.agents);
-    expect(plan).toHaveLength(6);
-    const touched = await w.store.executions.applyPlan(plan, snap.revisions, T0);
+    const placements = plan(snap);
+    expect(placements).toHaveLength(6);
+    const touched = await w.store.executions.applyPlan(placements, snap.revisions, snap.prices, T0);
     expect([...touched].sort()).toEqual(w.agentIds);
 
     const v = await view(w);
@@ -151,22 +166,22 @@ describe('ExecutionStore and JobStore over SQLite', () => {
       expect(new Set(t.executions.map((e) => e.providerId)).size).toBe(3);
     }
     // Capacity is now used: nothing more is wanted and every agent is full.
-    const after = await w.store.executions.schedulingSnapshot(T0 - TTL, 5000);
+    const after = await snapshotAt(w.store, T0 - TTL);
     expect(after.tasks).toEqual([]);
     expect(after.agents.map((a) => [a.freeCpus, a.freeMemoryMb, a.running])).toEqual([[0, 3072, 2], [0, 3072, 2], [0, 3072, 2]]);
   });
 
   it('leaves out agents not seen since onlineSince', async () => {
     await w.store.accounts.touchAgent(w.agentIds[1]!, T0 + 60_000);
-    const snap = await w.store.executions.schedulingSnapshot(T0 + 60_000 - TTL, 5000);
+    const snap = await snapshotAt(w.store, T0 + 60_000 - TTL);
     expect(snap.agents.map((a) => a.agentId)).toEqual([w.agentIds[1]]);
   });
 
   it('applies nothing for a plan made from a stale snapshot (conditional on revision)', async () => {
-    const s1 = await w.store.executions.schedulingSnapshot(T0 - TTL, 5000);
-    const s2 = await w.store.executions.schedulingSnapshot(T0 - TTL, 5000);
-    await w.store.executions.applyPlan(planExecutions(s1.tasks, s1.agents), s1.revisions, T0);
-    const touched = await w.store.executions.applyPlan(planExecutions(s2.tasks, s2.agents), s2.revisions, T0 + 1);
+    const s1 = await snapshotAt(w.store, T0 - TTL);
+    const s2 = await snapshotAt(w.store, T0 - TTL);
+    await w.store.executions.applyPlan(plan(s1), s1.revisions, s1.prices, T0);
+    const touched = await w.store.executions.applyPlan(plan(s2), s2.revisions, s2.prices, T0 + 1);
     expect(touched.size).toBe(0);
     const v = await view(w);
     expect(v.tasks.flatMap((t) => t.executions)).toHaveLength(6);
@@ -343,7 +358,7 @@ describe('ExecutionStore and JobStore over SQLite', () => {
     await w.store.executions.claim(w.agentIds[0]!, 2, T0, TTL);
     await w.store.executions.expireLeases(T0 + TTL + 1, 60_000);
     for (const a of w.agentIds) await w.store.accounts.touchAgent(a, T0 + TTL + 1);
-    const snap = await w.store.executions.schedulingSnapshot(T0 + 1, 5000);
+    const snap = await snapshotAt(w.store, T0 + 1);
     expect(snap.tasks.map((t) => t.need)).toEqual([1, 1]);
     for (const t of snap.tasks) expect(t.excludedProviders).toHaveLength(3);
     expect(snap.tasks[0]!.excludedProviders).toContain(w.providerIds[0]);
@@ -380,7 +395,7 @@ describe('ExecutionStore and JobStore over SQLite', () => {
     expect(execs.every((e) => e.state === 'cancelled' && e.desired === 'stop' && e.failure?.reason === 'cancelled')).toBe(true);
     expect(await w.store.jobs.cancelJob(w.jobId, T0 + 60)).toBe(false);
     // Nothing is scheduled or claimable any more; a running agent is told to stop.
-    expect((await w.store.executions.schedulingSnapshot(T0 - TTL, 5000)).tasks).toEqual([]);
+    expect((await snapshotAt(w.store, T0 - TTL)).tasks).toEqual([]);
     expect(await w.store.executions.claim(w.agentIds[1]!, 10, T0 + 70, TTL)).toEqual([]);
     const running = execs.filter((e) => e.agentId === w.agentIds[0]);
     expect(await w.store.executions.renewLeases(w.agentIds[0]!, running.map((e) => ({ executionId: e.id, fencingToken: 1 })), T0 + 70, TTL))
@@ -410,7 +425,7 @@ describe('ExecutionStore and JobStore over SQLite', () => {
     const netJob = await submit(w.store, w.buyerId, spec, T0 + 1);
     expect((await scheduleRound(w.store, T0 + 2)).size).toBe(0);
     await w.store.accounts.registerAgent({ id: 'agent_net', providerId: w.providerIds[1]!, name: 'net', publicKey: 'pkn',
-      capacity: { ...CAPACITY, allowNetwork: true } }, T0 + 3);
+      capacity: { ...CAPACITY, allowNetwork: true }, offer: OFFER, availability: AVAILABLE }, T0 + 3);
     expect([...(await scheduleRound(w.store, T0 + 4))]).toEqual(['agent_net']);
     expect((await w.store.jobs.jobHeader(netJob))?.state).toBe('running');
   });

@@ -1,35 +1,124 @@
-/** `deqo agent`: run one provider agent against a coordinator. */
-import { Command, Option } from 'commander';
+/** `deqo agent`: run one provider agent against a coordinator, publishing an offer (prices, lend, labels, windows, idle policy). */
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { Agent, ExecutorUnavailableError, probeCapacity } from '../../agent/index.js';
 import { DockerExecutor } from '../../agent/docker-executor.js';
 import { loadOrCreateIdentity } from '../../agent/identity.js';
+import { buildAgentSettings, describeOffer, OfferConfigError, readAgentConfigFile, type AgentSettings, type OfferFlags } from '../../agent/offer.js';
+import { FileLoadSampler } from '../../agent/owner-load.js';
 import { action, globals, type CliContext } from '../command.js';
 import { CliError, EXIT } from '../exit-codes.js';
+import { printJson } from '../format.js';
 import { clientFor } from '../settings.js';
-import { parseCpus, parseMemoryMb } from './units.js';
+import { parseCpus, parseEnvPair, parseMemoryMb, parseSeconds } from './units.js';
 
-interface AgentOptions { dataDir?: string; name?: string; cpus?: number; memory?: number; allowNetwork?: boolean; pull?: boolean; testCorruptOutputs?: boolean }
+interface AgentOptions {
+  dataDir?: string; name?: string; cpus?: number; memory?: number; allowNetwork?: boolean; pull?: boolean; config?: string;
+  priceCpuHour?: number; priceMemoryGibHour?: number; priceGpuHour?: number; startFee?: number; disk?: number;
+  label?: Record<string, string>; window?: string[]; timezone?: string; idlePolicy?: boolean;
+  idleStartBelow?: number; idleSuspendAbove?: number; idleSuspendAfter?: number; idleResumeAfter?: number;
+  printOffer?: boolean; json?: boolean; testCorruptOutputs?: boolean; testOwnerLoadFile?: string;
+}
+
+/** A number of credits ≥ 0 (the offer schema checks the upper bound). */
+function parseCredits(v: string): number {
+  const n = Number(v);
+  if (v.trim() === '' || !Number.isFinite(n)) throw new InvalidArgumentError('expected a number of credits, e.g. 0.05');
+  return n;
+}
+
+/** A load fraction: 0.3 or 30%. */
+function parseFraction(v: string): number {
+  const pct = v.trim().endsWith('%');
+  const n = Number(pct ? v.trim().slice(0, -1) : v);
+  if (v.trim() === '' || !Number.isFinite(n)) throw new InvalidArgumentError('expected a fraction of the machine, e.g. 0.3 or 30%');
+  return pct ? n / 100 : n;
+}
+
+const collect = (v: string, acc: string[] = []): string[] => [...acc, v];
+
+/** Reads --config and overlays the flags; a bad value is a usage error naming the field and flag. */
+async function settingsFrom(opts: AgentOptions): Promise<AgentSettings> {
+  const flags: OfferFlags = {
+    name: opts.name, cpus: opts.cpus, memoryMb: opts.memory, allowNetwork: opts.allowNetwork,
+    priceCpuHour: opts.priceCpuHour, priceMemoryGibHour: opts.priceMemoryGibHour, priceGpuHour: opts.priceGpuHour, startFee: opts.startFee,
+    diskMb: opts.disk, labels: opts.label, windows: opts.window, timezone: opts.timezone, idlePolicy: opts.idlePolicy,
+    idleStartBelow: opts.idleStartBelow, idleSuspendAbove: opts.idleSuspendAbove,
+    idleSuspendAfterSeconds: opts.idleSuspendAfter, idleResumeAfterSeconds: opts.idleResumeAfter,
+  };
+  try {
+    const file = opts.config ? { path: opts.config, raw: await readAgentConfigFile(opts.config) } : undefined;
+    return buildAgentSettings(file, flags);
+  } catch (err) {
+    if (err instanceof OfferConfigError) throw new CliError(err.message, EXIT.USAGE);
+    throw err;
+  }
+}
 
 export function agentCommand(ctx: CliContext): Command {
   return new Command('agent').description('run a provider agent: lend this machine to a coordinator (outbound connections only)')
+    .option('--config <file>', 'agent config file (YAML or JSON, see below); flags override it')
     .option('--data-dir <dir>', 'identity key and work folders [default $DEQO_HOME/agent]')
     .option('--name <name>', 'a display name for this machine [default the host name]')
     .option('--cpus <n>', 'cores to lend [default all]', parseCpus)
     .option('--memory <size>', 'memory to lend, e.g. 8g [default all]', parseMemoryMb)
+    .option('--disk <size>', 'disk to lend for inputs and outputs, e.g. 20g [default 10g]', parseMemoryMb)
     .option('--allow-network', 'let jobs that ask for network access have it')
     .option('--pull', 'pull images that are missing locally (otherwise they fail as image_not_found)')
+    .option('--price-cpu-hour <credits>', 'price per core-hour [default 0.05]', parseCredits)
+    .option('--price-memory-gib-hour <credits>', 'price per GiB-hour of memory [default 0.005]', parseCredits)
+    .option('--price-gpu-hour <credits>', 'price per GPU-hour [default 0.5]', parseCredits)
+    .option('--start-fee <credits>', 'fee per execution started [default 0.001]', parseCredits)
+    .option('--label <key=value>', 'a label buyers can require (repeatable)', parseEnvPair, undefined)
+    .option('--window <cron>', 'available only during minutes this cron expression matches (repeatable; default always)', collect)
+    .option('--timezone <iana>', 'time zone of the windows, e.g. Europe/Paris [default local time]')
+    .option('--idle-policy', 'lend only while the owner is not using the machine (HTCondor-style desktop policy)')
+    .option('--no-idle-policy', 'lend whatever the owner does (the default; overrides the config file)')
+    .option('--idle-start-below <load>', 'take work only while the owner\'s CPU load is at most this [0.3]', parseFraction)
+    .option('--idle-suspend-above <load>', 'the owner is back when their load is at least this … [0.5]', parseFraction)
+    .option('--idle-suspend-after <duration>', '… for this long: stop taking work and stop running executions [2m]', parseSeconds)
+    .option('--idle-resume-after <duration>', 'take work again after the load stayed low this long [5m]', parseSeconds)
+    .option('--print-offer', 'print the offer this agent would publish and exit (needs no Docker or API key)')
+    .option('--json', 'with --print-offer: print JSON {name, lend, offer}')
     .addOption(new Option('--test-corrupt-outputs', 'TEST ONLY: report corrupted results').hideHelp())
+    .addOption(new Option('--test-owner-load-file <path>', 'TEST ONLY: read the owner load (0..1) from this file').hideHelp())
     .addHelpText('after', `
 The agent needs a provider API key (--api-key or DEQO_API_KEY) and a reachable Docker engine.
-Example:
-  DEQO_API_KEY=deqo_… deqo agent --coordinator http://10.0.0.5:8470 --cpus 4 --memory 8g --name lab-pc`)
+Prices are credits; an execution costs start fee + wall-time hours × (cores × cpu-hour + GiB × GiB-hour
++ GPUs × GPU-hour). Windows are cron expressions (minute hour day-of-month month day-of-week): the agent
+takes work during every minute one matches; executions started inside a window may finish after it.
+With the idle policy on, running executions are stopped when the owner comes back (not charged to buyers).
+
+Example config file (agent.yaml; every field optional):
+  name: lab-pc
+  cpus: 4
+  memory: 8g
+  disk: 20g
+  prices: { cpuHour: 0.04, memoryGiBHour: 0.004, gpuHour: 0.4, startFee: 0.001 }
+  labels: { zone: eu-west }
+  windows: ['* 22-23,0-6 * * 1-5', '* * * * 6,0']   # weeknights and weekends
+  timezone: Europe/Paris
+  idlePolicy: { enabled: true, startBelow: 0.3, suspendAbove: 0.5, suspendAfterSeconds: 120, resumeAfterSeconds: 300 }
+
+Examples:
+  deqo agent --config agent.yaml --print-offer
+  DEQO_API_KEY=deqo_… deqo agent --coordinator http://10.0.0.5:8470 --cpus 4 --memory 8g --name lab-pc \\
+    --price-cpu-hour 0.04 --label zone=eu-west --window '* 22-23,0-6 * * 1-5' --idle-policy`)
     .action(action(async (opts: AgentOptions, cmd: Command) => {
+      const settings = await settingsFrom(opts);
+      const name = (settings.name ?? hostname()).replace(/[^A-Za-z0-9._-]/g, '-').slice(0, 64);
+      const lendFlags = { cpus: settings.cpus, memoryMb: settings.memoryMb, allowNetwork: settings.allowNetwork };
+      if (opts.printOffer) {
+        const c = await probeCapacity('unknown', lendFlags);
+        const lend = { cpus: c.cpus, memoryMb: c.memoryMb, gpus: c.gpus, allowNetwork: c.allowNetwork };
+        if (opts.json) printJson({ name, lend, offer: settings.offer });
+        else process.stdout.write(`${describeOffer(name, lend, settings.offer)}\n`);
+        return EXIT.OK;
+      }
       const client = await clientFor(ctx.env, globals(cmd));
       const dataDir = opts.dataDir ?? join(ctx.env.home, 'agent');
-      const name = (opts.name ?? hostname()).replace(/[^A-Za-z0-9._-]/g, '-').slice(0, 64);
       const log = pino({ level: 'info', base: { agent: name } });
       const identity = await loadOrCreateIdentity(dataDir);
       const executor = new DockerExecutor({ agentId: identity.agentId, pullMissing: opts.pull ?? false });
@@ -38,11 +127,14 @@ Example:
         if (err instanceof ExecutorUnavailableError) throw new CliError(err.message, EXIT.ENVIRONMENT);
         throw err;
       }
-      const capacity = await probeCapacity(dockerVersion, { cpus: opts.cpus, memoryMb: opts.memory, allowNetwork: opts.allowNetwork ?? false });
+      const capacity = await probeCapacity(dockerVersion, lendFlags);
+      process.stderr.write(`${describeOffer(name, capacity, settings.offer)}\n`);
       const agent = new Agent(client, executor, capacity,
-        { dataDir, name, testCorruptOutputs: opts.testCorruptOutputs ?? false }, log);
+        { dataDir, name, offer: settings.offer, testCorruptOutputs: opts.testCorruptOutputs ?? false }, log,
+        opts.testOwnerLoadFile ? new FileLoadSampler(opts.testOwnerLoadFile) : undefined);
       await agent.start();
-      process.stderr.write(`agent ${name} (${agent.id.slice(0, 12)}…) lending ${capacity.cpus} cores, ${capacity.memoryMb} MiB to ${client.baseUrl}; Ctrl-C stops it\n`);
+      process.stderr.write(`agent ${name} (${agent.id.slice(0, 12)}…) lending ${capacity.cpus} cores, ${capacity.memoryMb} MiB to ${client.baseUrl}`
+        + ` (${agent.currentAvailability.state}); Ctrl-C stops it\n`);
       await new Promise<void>((resolve) => {
         const stop = () => { process.stderr.write('stopping agent…\n'); void agent.stop().then(resolve); };
         process.once('SIGINT', stop);

@@ -5,7 +5,9 @@ import { action, globals, type CliContext } from '../command.js';
 import { CliError, EXIT } from '../exit-codes.js';
 import { formatDuration, formatExecution, formatParams, printJson, table } from '../format.js';
 import { clientFor } from '../settings.js';
-import { parseIntFlag } from './units.js';
+import type { DeqoClient } from '../../client/index.js';
+import { cr } from './market.js';
+import { parseCpus, parseIntFlag, parseMemoryMb } from './units.js';
 
 const json = () => new Option('--json', 'print JSON for scripts');
 
@@ -17,12 +19,19 @@ export function statusCommand(ctx: CliContext): Command {
       const view = await (await clientFor(ctx.env, globals(cmd))).getJob(jobId);
       if (opts.json) { printJson(view); return; }
       const took = view.finishedAt ? ` in ${formatDuration(view.finishedAt - view.createdAt)}` : '';
+      const v = view.spec.verification;
       process.stdout.write(`job ${view.id}${view.name ? ` (${view.name})` : ''}: ${view.state}${took}\n`);
-      process.stdout.write(`image ${view.spec.image}, ${view.tasks.length} task(s), verification ${view.spec.verification.quorum}-of-${view.spec.verification.replicas}\n\n`);
+      process.stdout.write(`image ${view.spec.image}, ${view.tasks.length} task(s), verification ${v.mode}${v.mode === 'none' ? '' : ` ${v.quorum}-of-${v.replicas}`}\n`);
+      const b = view.billing;
+      process.stdout.write(`credits: ${cr(b.escrowHeld)} held in escrow, ${cr(b.paid)} paid to providers${b.fees > 0 ? ` (${cr(b.fees)} fees)` : ''}, ` +
+        `${cr(b.refunded)} refunded${b.settled ? ' (settled)' : `, ${cr(b.inEscrow)} still held`}\n\n`);
       process.stdout.write(table(['TASK', 'PARAMS', 'STATE', 'EXECUTIONS', 'RESULT / REASON'], view.tasks.map((t) => [
         String(t.index), formatParams(t), t.state, t.executions.map(formatExecution).join(' '),
-        t.failure ? `${t.failure.reason} (${t.failure.blame}): ${t.failure.message}` : (t.resultHash?.slice(0, 12) ?? ''),
+        t.failure ? `${t.failure.reason} (${t.failure.blame === 'job' ? 'caused by the job: charged' : t.failure.blame === 'provider' ? 'caused by providers: not charged' : 'not charged'}): ${t.failure.message}`
+          : (t.resultHash?.slice(0, 12) ?? ''),
       ])));
+      const waiting = view.tasks.filter((t) => t.state === 'queued' || (t.state === 'running' && t.executions.every((e) => !['assigned', 'running', 'reported'].includes(e.state))));
+      if (waiting.length > 0) process.stdout.write(`\n${waiting.length} task(s) waiting for a provider; see why: deqo explain ${view.id}\n`);
     }));
 }
 
@@ -40,15 +49,37 @@ export function jobsCommand(ctx: CliContext): Command {
     }));
 }
 
+interface CatalogOptions {
+  minCpus?: number; minMemory?: number; gpus?: number; gpuModel?: string; arch?: string; os?: string; maxCpuHour?: number;
+  minReputation?: number; online?: boolean; label?: string; sort?: string; order?: string; json?: boolean;
+}
+
 export function providersCommand(ctx: CliContext): Command {
-  return new Command('providers').description('list provider agents: capacity, online, running executions')
+  return new Command('providers').description('the provider catalog: specs, prices, reputation, jobs done, online now')
+    .option('--min-cpus <n>', 'at least this many cores lent', parseCpus)
+    .option('--min-memory <size>', 'at least this much memory lent, e.g. 8g', parseMemoryMb)
+    .option('--gpus <n>', 'at least this many GPUs', (v) => Number.parseInt(v, 10))
+    .option('--gpu-model <text>', 'a GPU whose model contains this text')
+    .option('--arch <arch>', 'architecture, e.g. amd64').option('--os <os>', 'operating system, e.g. linux')
+    .option('--max-cpu-hour <credits>', 'price per core-hour at most this', Number)
+    .option('--min-reputation <score>', 'reputation score at least this (0–1)', Number)
+    .option('--online', 'only agents online now')
+    .option('--label <name=value>', 'only offers with this label')
+    .addOption(new Option('--sort <key>', 'sort by').choices(['price', 'reputation', 'cpus', 'memory', 'name', 'jobs']).default('name'))
+    .addOption(new Option('--order <dir>', 'sort direction [default: asc for price/name, desc otherwise]').choices(['asc', 'desc']))
     .addOption(json())
-    .action(action(async (opts: { json?: boolean }, cmd: Command) => {
-      const ps = await (await clientFor(ctx.env, globals(cmd))).listProviders();
-      if (opts.json) { printJson(ps); return; }
-      process.stdout.write(table(['AGENT', 'NAME', 'ONLINE', 'CPUS', 'MEMORY', 'ARCH/OS', 'GPUS', 'NETWORK', 'RUNNING'], ps.map((p) => [
+    .addHelpText('after', '\nExample:\n  deqo providers --online --min-cpus 4 --sort price      pick ids for `deqo submit --provider <id>`')
+    .action(action(async (o: CatalogOptions, cmd: Command) => {
+      const ps = await (await clientFor(ctx.env, globals(cmd))).listProviders({ minCpus: o.minCpus, minMemoryMb: o.minMemory, gpus: o.gpus,
+        gpuModel: o.gpuModel, arch: o.arch, os: o.os, maxCpuHour: o.maxCpuHour, minReputation: o.minReputation, online: o.online,
+        label: o.label, sort: o.sort, order: o.order } as Parameters<DeqoClient['listProviders']>[0]);
+      if (o.json) { printJson(ps); return; }
+      if (ps.length === 0) { process.stdout.write('no provider matches\n'); return; }
+      process.stdout.write(table(['AGENT', 'NAME', 'ONLINE', 'CPUS', 'MEMORY', 'ARCH/OS', 'GPUS', 'CPU-HOUR', 'GIB-HOUR', 'REPUTATION', 'DONE', 'RUNNING', 'AVAILABILITY'], ps.map((p) => [
         p.agentId.slice(0, 12), p.name, p.online ? 'yes' : 'no', String(p.capacity.cpus), `${p.capacity.memoryMb} MiB`,
-        `${p.capacity.arch}/${p.capacity.os}`, String(p.capacity.gpus.length), p.capacity.allowNetwork ? 'allowed' : 'no', String(p.running)])));
+        `${p.capacity.arch}/${p.capacity.os}`, p.capacity.gpus.length === 0 ? '0' : `${p.capacity.gpus.length}× ${p.capacity.gpus[0]!.model}`,
+        cr(p.offer.prices.cpuHour), cr(p.offer.prices.memoryGiBHour), `${p.reputation.score.toFixed(2)} (${p.reputation.consecutiveValid} in a row)`,
+        String(p.jobsDone), String(p.running), p.availability.state])));
     }));
 }
 

@@ -1,0 +1,99 @@
+/**
+ * Settlement: paying valid executions from their job's escrow, recording reputation outcomes, and returning
+ * what is left in escrow to the buyer once a job has ended. Each execution and each job is settled exactly
+ * once: the step that claims it (`SET settled_at WHERE settled_at IS NULL`) is in the same transaction as the
+ * ledger postings and reputation events, so a crash or a second coordinator can never pay twice.
+ */
+import type { Kysely } from 'kysely';
+import {
+  escrowLedger, executionCost, paymentTxn, refundTxn, TERMINAL_JOB_STATES, type QuotaConfig, type ReputationOutcome,
+} from '../core/index.js';
+import { FailureSchema, PriceSchema, UsageSchema, type ExecutionState } from '../protocol/index.js';
+import { balanceOf, postTxn } from './ledger.js';
+import { recordOutcome } from './reputation.js';
+import type { Database } from './schema.js';
+
+/** Executions whose outcome is final and must be accounted. */
+const ENDED: ExecutionState[] = ['valid', 'invalid', 'failed', 'lost', 'cancelled'];
+
+/** Settlement settings: the platform fee in basis points and the reputation quota rules. */
+export interface SettlementConfig { feeBps: number; quota: QuotaConfig }
+
+/** Demand fields settlement needs (stored as JSON on the job). */
+interface StoredDemand { cpus: number; memoryMb: number; gpus: number; timeoutMs: number }
+
+export class SettlementStore {
+  constructor(private readonly db: Kysely<Database>, private readonly config: SettlementConfig) {}
+
+  /** Ended executions not yet settled, oldest first. */
+  async unsettledExecutions(limit: number): Promise<string[]> {
+    const rows = await this.db.selectFrom('executions').select('id').where('settled_at', 'is', null).where('state', 'in', ENDED)
+      .orderBy('finished_at').limit(limit).execute();
+    return rows.map((r) => r.id);
+  }
+
+  /** Ended jobs not yet settled. */
+  async unsettledJobs(limit: number): Promise<string[]> {
+    const rows = await this.db.selectFrom('jobs').select('id').where('settled_at', 'is', null).where('state', 'in', TERMINAL_JOB_STATES)
+      .orderBy('finished_at').limit(limit).execute();
+    return rows.map((r) => r.id);
+  }
+
+  /**
+   * Settles one ended execution: a valid one is paid its cost (capped at the job's per-execution maximum) and
+   * counts for its provider's reputation (cross-checked when another provider's result agreed); an invalid one
+   * earns nothing and resets the provider's consecutive valid count; a provider-side failure is an error for
+   * reputation (the owner coming back, or a cancellation, is not). Returns false when already settled.
+   */
+  async settleExecution(executionId: string, now: number): Promise<boolean> {
+    return this.db.transaction().execute(async (tx) => {
+      const e = await tx.selectFrom('executions').innerJoin('jobs', 'jobs.id', 'executions.job_id')
+        .select(['executions.id', 'executions.task_id', 'executions.job_id', 'executions.provider_id', 'executions.state', 'executions.price',
+          'executions.usage', 'executions.failure', 'executions.started_at', 'executions.finished_at', 'jobs.demand', 'jobs.execution_max_cost'])
+        .where('executions.id', '=', executionId).where('executions.settled_at', 'is', null).where('executions.state', 'in', ENDED).executeTakeFirst();
+      if (!e) return false;
+      const claimed = await tx.updateTable('executions').set({ settled_at: now }).where('id', '=', executionId).where('settled_at', 'is', null).executeTakeFirst();
+      if (Number(claimed.numUpdatedRows) === 0) return false;
+      const ref = { executionId, jobId: e.job_id };
+      const turnaroundMs = e.started_at !== null && e.finished_at !== null ? Number(e.finished_at) - Number(e.started_at) : null;
+      let outcome: ReputationOutcome | null = null;
+      if (e.state === 'valid') {
+        const d = JSON.parse(e.demand) as StoredDemand;
+        const wallMs = e.usage ? UsageSchema.parse(JSON.parse(e.usage)).wallMs : 0;
+        const price = PriceSchema.parse(e.price ? JSON.parse(e.price) : {});
+        const cost = Math.min(executionCost(price, d, wallMs, d.timeoutMs), Number(e.execution_max_cost));
+        const txn = paymentTxn(e.job_id, executionId, e.provider_id, cost, this.config.feeBps);
+        if (txn) await postTxn(tx, txn, now);
+        await tx.updateTable('executions').set({ paid: cost }).where('id', '=', executionId).execute();
+        const agreeing = await tx.selectFrom('executions').select((eb) => eb.fn.countAll<number>().as('n'))
+          .where('task_id', '=', e.task_id).where('state', '=', 'valid').executeTakeFirst();
+        outcome = { kind: 'valid', crossChecked: Number(agreeing?.n ?? 0) >= 2, turnaroundMs };
+      } else if (e.state === 'invalid') {
+        outcome = { kind: 'invalid', turnaroundMs };
+      } else if (e.state === 'failed' || e.state === 'lost') {
+        const f = e.failure ? FailureSchema.parse(JSON.parse(e.failure)) : null;
+        if (f?.blame === 'provider' && f.reason !== 'owner_returned') outcome = { kind: 'error' };
+      }
+      if (outcome) await recordOutcome(tx, e.provider_id, outcome, ref, this.config.quota, now);
+      return true;
+    });
+  }
+
+  /**
+   * Settles an ended job whose executions are all settled: what is left in its escrow returns to the buyer.
+   * Returns the amount refunded (µcr), or null when the job is not ready or already settled.
+   */
+  async settleJob(jobId: string, now: number): Promise<number | null> {
+    return this.db.transaction().execute(async (tx) => {
+      const r = await tx.updateTable('jobs').set({ settled_at: now })
+        .where('id', '=', jobId).where('settled_at', 'is', null).where('state', 'in', TERMINAL_JOB_STATES)
+        .where((eb) => eb.not(eb.exists(eb.selectFrom('executions').select('executions.id')
+          .whereRef('executions.job_id', '=', 'jobs.id').where('executions.settled_at', 'is', null))))
+        .returning('buyer_id').executeTakeFirst();
+      if (!r) return null;
+      const remaining = await balanceOf(tx, escrowLedger(jobId));
+      if (remaining > 0) await postTxn(tx, refundTxn(r.buyer_id, jobId, remaining), now);
+      return remaining;
+    });
+  }
+}
