@@ -31,6 +31,8 @@ export interface LocalNetworkOptions {
   agentArgs?: (index: number) => string[];
   /** CPUs each agent lends (default: all of the machine's). */
   agentCpus?: number;
+  /** Platform fee on payments, basis points (default 0). */
+  feeBps?: number;
 }
 
 export interface LocalNetwork {
@@ -74,6 +76,7 @@ export async function startLocalNetwork(o: LocalNetworkOptions): Promise<LocalNe
   await mkdir(o.dataDir, { recursive: true });
   const log = pino({ level: 'info' }, pino.destination({ dest: join(o.dataDir, 'coordinator.log'), sync: false, mkdir: true }));
   const coordinator = await startCoordinator({ ...DEFAULT_COORDINATOR_CONFIG, dataDir: join(o.dataDir, 'coordinator'), port: o.port,
+    feeBps: o.feeBps ?? DEFAULT_COORDINATOR_CONFIG.feeBps,
     engine: { ...DEFAULT_ENGINE_CONFIG, ...o.engine } }, log);
   const keys = await ensureAccounts(coordinator, o.dataDir, o.agents);
   const agents: ChildProcess[] = [];

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import pino, { type Logger } from 'pino';
 import { DEFAULT_ENGINE_CONFIG, Engine, type EngineConfig } from '../engine/index.js';
+import { DEFAULT_QUOTA, type QuotaConfig } from '../core/index.js';
 import { openSqliteStore, type Store } from '../store/index.js';
 import { BlobStore } from './blobs.js';
 import { buildServer } from './server.js';
@@ -17,19 +18,26 @@ export interface CoordinatorConfig {
   port: number;
   /** Largest blob accepted, bytes. */
   maxBlobBytes: number;
+  /** Platform fee taken from each payment, basis points (1/100 %), 0–10,000. Default 0. */
+  feeBps: number;
+  /** Reputation daily quota: a newcomer's, and the cap it doubles up to (executions per 24 h). */
+  quota: QuotaConfig;
   engine: EngineConfig;
 }
 
 export const DEFAULT_COORDINATOR_CONFIG: Omit<CoordinatorConfig, 'dataDir'> = {
-  host: '127.0.0.1', port: 8470, maxBlobBytes: 2 * 1024 ** 3, engine: DEFAULT_ENGINE_CONFIG,
+  host: '127.0.0.1', port: 8470, maxBlobBytes: 2 * 1024 ** 3, feeBps: 0, quota: DEFAULT_QUOTA, engine: DEFAULT_ENGINE_CONFIG,
 };
 
 /** A running coordinator. */
 export interface RunningCoordinator { url: string; store: Store; engine: Engine; app: FastifyInstance; close(): Promise<void> }
 
-/** Opens the store, starts the engine loop and listens. Throws if the port is taken. */
+/** Opens the store, starts the engine loop and listens. Throws if the port is taken or feeBps is out of range. */
 export async function startCoordinator(config: CoordinatorConfig, log: Logger = pino({ level: 'warn' })): Promise<RunningCoordinator> {
-  const store = await openSqliteStore(join(config.dataDir, 'deqo.db'));
+  if (!Number.isInteger(config.feeBps) || config.feeBps < 0 || config.feeBps > 10_000) {
+    throw new RangeError(`feeBps must be a whole number of basis points from 0 to 10000, got ${config.feeBps}`);
+  }
+  const store = await openSqliteStore(join(config.dataDir, 'deqo.db'), { feeBps: config.feeBps, quota: config.quota });
   const engine = new Engine(store, config.engine, log);
   const blobs = new BlobStore(join(config.dataDir, 'blobs'), config.maxBlobBytes);
   const app = buildServer({ store, engine, blobs, log });

@@ -1,7 +1,7 @@
 /** Jobs and tasks: creation, views for buyers, results, cancellation. */
 import type { Kysely } from 'kysely';
 import {
-  ACTIVE_EXECUTION_STATES, demandOf, escrowHoldTxn, escrowLedger, executionMaxCost, FEES, fromMicro, fundedExecutions, rollUpJobState,
+  ACTIVE_EXECUTION_STATES, demandOf, DeqoError, escrowHoldTxn, formatCredits, toMicro, escrowLedger, executionMaxCost, FEES, fromMicro, fundedExecutions, rollUpJobState,
   TERMINAL_JOB_STATES, type TaskPlan,
 } from '../core/index.js';
 import {
@@ -48,7 +48,17 @@ export class JobStore {
         funded, alone: 0,
       }));
       for (let i = 0; i < rows.length; i += 500) await tx.insertInto('tasks').values(rows.slice(i, i + 500)).execute();
-      if (escrow > 0) await postTxn(tx, escrowHoldTxn(job.buyerId, jobId, escrow, `escrow for ${job.tasks.length} task(s) × ${funded} execution(s)`), now);
+      if (escrow > 0) {
+        try {
+          await postTxn(tx, escrowHoldTxn(job.buyerId, jobId, escrow, `escrow for ${job.tasks.length} task(s) × ${funded} execution(s)`), now);
+        } catch (err) {
+          if (!(err instanceof DeqoError) || err.code !== 'insufficient_funds') throw err;
+          const d = err.details as { available: number; shortfall: number };
+          throw new DeqoError('insufficient_funds', `the job's escrow is ${formatCredits(escrow)} (${job.tasks.length} task(s) × ${funded} execution(s) × ` +
+            `${formatCredits(maxCost)} at most each) but you have ${formatCredits(toMicro(d.available))}: short by ${formatCredits(toMicro(d.shortfall))}. ` +
+            'Lower replicas, timeout or maxPrice (`deqo quote` prices it), or ask an admin for credits.', { ...d, needed: fromMicro(escrow) });
+        }
+      }
     });
     return { jobId, escrow };
   }

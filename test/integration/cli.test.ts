@@ -104,6 +104,70 @@ describe('deqo CLI', () => {
     expect((await deqo('cancel', jobId)).stdout).toContain('already ended');
   });
 
+  it('quotes, shows balance and ledger, explains a waiting job, and exits 6 for an unaffordable job', async () => {
+    const q = await deqo('quote', '--json', '--replicas', '3', '--quorum', '2', '--timeout', '1m', 'deqo/busybox:test', 'true');
+    expect(q.code).toBe(0);
+    const quote = JSON.parse(q.stdout) as { escrow: number; affordable: boolean; modes: Array<{ mode: string }> };
+    expect(quote.affordable).toBe(true);
+    expect(quote.modes.map((m) => m.mode)).toEqual(['none', 'replicate', 'adaptive']);
+    const human = await deqo('quote', '--verify', 'adaptive', '--replicas', '3', '--quorum', '2', 'deqo/busybox:test', 'true');
+    expect(human.stdout).toMatch(/adaptive \(this spec\)\s+1–3/);
+
+    const before = JSON.parse((await deqo('balance', '--json')).stdout) as { available: number };
+    const poor = await deqo('submit', '--cpus', '8', '--timeout', '7d', '--replicas', '3', 'deqo/busybox:test', 'true');
+    expect(poor.code).toBe(6);
+    expect(poor.stderr).toMatch(/the job's escrow is [\d.]+ cr .* short by [\d.]+ cr/);
+    expect((await deqo('quote', '--cpus', '8', '--timeout', '7d', '--replicas', '3', 'deqo/busybox:test', 'true')).stdout).toMatch(/short by/);
+    expect(JSON.parse((await deqo('balance', '--json')).stdout)).toEqual(before);
+
+    const sub = await deqo('submit', '--label', 'gpu=h100', '--queue-timeout', '1h', 'deqo/busybox:test', 'true');
+    const jobId = sub.stdout.trim();
+    expect(sub.stderr).toMatch(/held in escrow/);
+    const status = await deqo('status', jobId);
+    expect(status.stdout).toContain(`see why: deqo explain ${jobId}`);
+    const why = await deqo('explain', jobId);
+    expect(why.code).toBe(0);
+    expect(why.stdout).toMatch(/no provider can take them now \(3 labels\)/);
+    expect(why.stdout).toMatch(/provider-1 .*labels: lacks label gpu=h100/);
+    const ledger = await deqo('ledger', '--job', jobId, '--json');
+    expect((JSON.parse(ledger.stdout) as Array<{ kind: string }>).map((e) => e.kind)).toEqual(['escrow_hold', 'escrow_hold']);
+    expect((await deqo('cancel', jobId)).code).toBe(0);
+    const after = JSON.parse((await deqo('ledger', '--job', jobId, '--json')).stdout) as Array<{ kind: string; account: string; amount: number }>;
+    expect(after.filter((e) => e.account.startsWith('acct:')).map((e) => e.kind)).toEqual(['refund', 'escrow_hold']);
+    expect(JSON.parse((await deqo('balance', '--json')).stdout).available).toBe(before.available);
+  });
+
+  it('logs in, manages keys, and shows a provider its reputation and an admin the ledger audit', async () => {
+    // A provider that has produced a valid result (from the first test's job).
+    const firstJob = (await client.listJobs()).at(-1)!;
+    const worker = (await client.getJob(firstJob.id)).tasks[0]!.executions.find((e) => e.state === 'valid')!.agentName;
+    const login = await deqo('login', '--coordinator', net.url, '--api-key', net.providerKeys[Number(worker.split('-')[1]) - 1]!, '--name', 'prov1');
+    expect(login.code).toBe(0);
+    expect(login.stdout).toContain(`as ${worker} (provider key)`);
+    const rep = await deqo('provider', 'reputation', '--json', '--profile', 'prov1');
+    expect(rep.code).toBe(0);
+    expect(JSON.parse(rep.stdout).reputation.valid).toBeGreaterThan(0);
+    expect(JSON.parse(rep.stdout).events.some((e: { jobId: string; kind: string }) => e.jobId === firstJob.id && e.kind === 'valid')).toBe(true);
+    expect((await deqo('provider', 'agents', '--profile', 'prov1')).stdout).toMatch(new RegExp(`${worker}\\s+yes\\s+available`));
+    expect((await deqo('submit', '--profile', 'prov1', 'deqo/busybox:test', 'true')).code).toBe(4); // a provider key cannot submit
+
+    const created = await deqo('keys', 'create', '--scope', 'provider', '--label', 'ci', '--json', '--profile', 'prov1');
+    const key = JSON.parse(created.stdout) as { keyId: string; apiKey: string };
+    expect(key.apiKey).toMatch(/^deqo_/);
+    const listed = await deqo('keys', '--profile', 'prov1');
+    expect(listed.stdout).toContain(key.keyId);
+    expect(listed.stdout).not.toContain(key.apiKey);
+    expect((await deqo('whoami', '--api-key', key.apiKey)).stdout).toContain(worker);
+    expect((await deqo('keys', 'revoke', key.keyId, '--profile', 'prov1')).code).toBe(0);
+    expect((await deqo('whoami', '--api-key', key.apiKey)).code).toBe(4);
+    expect((await deqo('keys', 'create', '--scope', 'buyer', '--profile', 'prov1')).code).toBe(4); // not a buyer account
+
+    const grant = await deqo('admin', 'grant', 'demo-buyer', '5', '--api-key', net.adminKey);
+    expect(grant.stdout).toMatch(/granted 5 cr to demo-buyer/);
+    expect((await deqo('admin', 'grant', 'demo-buyer', '5')).code).toBe(4); // the buyer is no admin
+    expect((await deqo('admin', 'audit', '--api-key', net.adminKey)).stdout).toBe('ledger sound\n');
+  });
+
   it('reruns the task elsewhere when its agent is killed mid-execution (lease expiry)', async () => {
     const { jobId } = await client.submitJob({ image: 'deqo/busybox:test', command: ['sh', '-c', 'sleep 4; echo done > /outputs/d'] });
     const running = await waitForJob(client, jobId, (v) => v.tasks[0]!.executions.some((e) => e.state === 'running'));

@@ -99,7 +99,7 @@ describe('prices, escrow, payment and refund', () => {
     expect((err as ApiError).code).toBe('insufficient_funds');
     const needed = 3 * executionMaxCost(JobSpecSchema.parse(big));
     expect((err as ApiError).details).toMatchObject({ shortfall: (needed - micro(before.available)) / 1e6 });
-    expect((err as ApiError).message).toMatch(/short /);
+    expect((err as ApiError).message).toMatch(/short by [\d.]+ cr/);
     expect(await buyer.balance()).toEqual(before);
   });
 });

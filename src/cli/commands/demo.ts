@@ -16,7 +16,8 @@ import { downloadResults } from '../download.js';
 import { CliError, EXIT } from '../exit-codes.js';
 import { followJob } from '../follow.js';
 import { formatDuration, table } from '../format.js';
-import { startLocalNetwork } from '../network.js';
+import { startLocalNetwork, type LocalNetwork } from '../network.js';
+import { cr } from './market.js';
 import { readSpecFile, resolveSpec } from '../specfile.js';
 import { parseIntFlag } from './units.js';
 
@@ -31,6 +32,20 @@ async function ensureImage(): Promise<void> {
     p.on('error', () => res(1));
   });
   if (code !== 0) throw new CliError('could not build the deqo/python-sklearn:bookworm image (see the messages above)', EXIT.ENVIRONMENT);
+}
+
+/** Waits for the job's settlement (late replicas may still finish), then prints what moved: escrow, payments per provider, refund. */
+async function printMoney(client: DeqoClient, jobId: string, net: LocalNetwork, say: (s: string) => void): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  let view = await client.getJob(jobId);
+  while (!view.billing.settled && Date.now() < deadline) { await new Promise((r) => setTimeout(r, 250)); view = await client.getJob(jobId); }
+  const b = view.billing;
+  say(`\ncredits: ${cr(b.escrowHeld)} held in escrow; ${cr(b.paid)} paid to providers for valid results; ${cr(b.refunded)} refunded to the buyer`);
+  for (const [i, key] of net.providerKeys.entries()) {
+    const provider = new DeqoClient(net.url, key);
+    const [bal, rep] = [await provider.balance(), await provider.providerReputation(1)];
+    say(`  provider-${i + 1}: earned ${cr(bal.earned)}; reputation ${rep.reputation.score.toFixed(2)} (${rep.reputation.valid} valid, ${rep.reputation.invalid} invalid)`);
+  }
 }
 
 export function demoCommand(ctx: CliContext): Command {
@@ -54,6 +69,8 @@ export function demoCommand(ctx: CliContext): Command {
         for (const p of await client.listProviders()) say(`  agent ${p.name} online: ${p.capacity.cpus} cores, ${p.capacity.memoryMb} MiB, docker ${p.capacity.dockerVersion}`);
         const { raw, baseDir } = await readSpecFile(DEMO_SPEC);
         const spec = await resolveSpec(client, raw, baseDir);
+        const quote = await client.quote(spec);
+        say(`quote: at most ${cr(quote.escrow)} held in escrow (the demo buyer has ${cr(quote.balance)}); ${quote.matchingProviders} providers match`);
         const started = Date.now();
         const { jobId, tasks } = await client.submitJob(spec);
         say(`submitted ${jobId}: ${spec.name}, ${tasks} tasks × ${spec.verification.replicas} replicas, accepted when ${spec.verification.quorum} agree`);
@@ -73,6 +90,7 @@ export function demoCommand(ctx: CliContext): Command {
         process.stdout.write(table(['C', 'GAMMA', 'ACCURACY', 'AGREED BY', 'RESULT HASH'],
           rows.map((r) => [String(r.C), String(r.gamma), r.accuracy.toFixed(4), r.agreed, r.hash])));
         say(`\nverified outputs written to ${outDir}/task-<n>/result.json`);
+        await printMoney(client, jobId, net, say);
         if (view.state !== 'succeeded') {
           say(`some tasks did not verify; see: deqo status ${jobId} --coordinator ${net.url} (while the network runs)`);
           return EXIT.JOB_FAILED;
