@@ -42,6 +42,16 @@ describe('the demo sweep on real data', () => {
     }
     // At least one of provider-3's corrupted results was actually compared and marked invalid.
     expect(view.tasks.flatMap((t) => t.executions).filter((e) => e.agentName === 'provider-3' && e.state === 'invalid').length).toBeGreaterThan(0);
+    // The cheater earns nothing and its reputation records every outvoted result; the honest ones are paid.
+    const done = await waitForJob(client, view.id, (v) => v.billing.settled);
+    for (const e of done.tasks.flatMap((t) => t.executions)) expect(e.paid !== null).toBe(e.state === 'valid');
+    const cheater = new DeqoClient(net.url, net.providerKeys[2]!);
+    expect((await cheater.balance()).earned).toBe(0);
+    const rep = await cheater.providerReputation(100);
+    expect(rep.reputation.consecutiveValid).toBe(0);
+    expect(rep.events.filter((ev) => ev.jobId === view.id).every((ev) => ev.kind === 'invalid')).toBe(true);
+    expect(rep.reputation.invalid).toBe(done.tasks.flatMap((t) => t.executions).filter((e) => e.agentName === 'provider-3' && e.state === 'invalid').length);
+    expect((await new DeqoClient(net.url, net.providerKeys[0]!).balance()).earned).toBeGreaterThan(0);
     const results = await client.getResults(view.id);
     const accuracies = [];
     for (const t of results.tasks) {
