@@ -5,7 +5,7 @@
 import { createHash } from 'node:crypto';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { DeqoError, grantTxn, toMicro } from '../../src/core/index.js';
+import { DeqoError, executionMaxCost, grantTxn, toMicro } from '../../src/core/index.js';
 import { classifyReport, DEFAULT_ENGINE_CONFIG, Engine, resultHashOf } from '../../src/engine/index.js';
 import { JobSpecSchema, OfferSchema, type Assignment, type Capacity, type JobSpecInput, type Manifest, type ReportRequest } from '../../src/protocol/index.js';
 import { openSqliteStore, type Store } from '../../src/store/index.js';
@@ -347,3 +347,61 @@ describe('Engine', () => {
   });
 });
 
+
+describe('adaptive replication and settlement in the engine', () => {
+  /** Runs one 2-of-2 job on agents a and b to verification (both results agree). */
+  async function replicatedJob(a: string, b: string): Promise<void> {
+    await submit({ verification: { replicas: 2, quorum: 2 } });
+    await engine.schedule();
+    for (const id of [a, b]) {
+      const e = await claimOne(id);
+      now += 100;
+      await engine.report(id, e.executionId, await completed(e, 'same'));
+    }
+  }
+
+  it('lets a provider with 10 cross-checked valid results run an adaptive task alone, and refunds the unused replica', async () => {
+    const [a, b] = await agents(2);
+    for (let i = 0; i < 10; i++) await replicatedJob(a!, b!);
+    const providerA = (await store.accounts.getAgent(a!))!.providerId;
+    const before = (await store.reputation.records([providerA], now)).get(providerA)!.reputation;
+    expect(before.consecutiveValid).toBe(10);
+
+    // With a draw of 0 (below 1 − 1/10) the first placement runs alone.
+    engine = new Engine(store, { ...DEFAULT_ENGINE_CONFIG }, pino({ level: 'silent' }), () => now, () => 0);
+    const jobId = await submit({ verification: { mode: 'adaptive', replicas: 2, quorum: 2 } });
+    await engine.schedule();
+    let v = await jobView(jobId);
+    expect(v.tasks[0]!.executions).toHaveLength(1);
+    expect(v.tasks[0]!.targetReplicas).toBe(1);
+    const holder = v.tasks[0]!.executions[0]!.agentId;
+    const e = await claimOne(holder);
+    await engine.report(holder, e.executionId, await completed(e, 'alone'));
+    v = await jobView(jobId);
+    expect(v.state).toBe('succeeded');
+    expect(v.billing.settled).toBe(true);
+    // Escrow funded two executions; one was paid, the rest came back.
+    expect(toMicro(v.billing.escrowHeld)).toBe(2 * executionMaxCost(v.spec));
+    expect(toMicro(v.billing.paid)).toBe(toMicro(v.tasks[0]!.executions[0]!.paid!));
+    expect(toMicro(v.billing.refunded)).toBe(toMicro(v.billing.escrowHeld) - toMicro(v.billing.paid));
+    expect(v.billing.refunded).toBeGreaterThan(v.billing.escrowHeld / 2);
+    // An unchecked result does not raise consecutive valid.
+    const holderProvider = (await store.accounts.getAgent(holder))!.providerId;
+    expect((await store.reputation.records([holderProvider], now)).get(holderProvider)!.reputation.consecutiveValid).toBe(10);
+    expect(await store.ledger.audit()).toEqual([]);
+  });
+
+  it('replicates an adaptive task when the draw says so, or when no provider has earned trust', async () => {
+    const [a, b] = await agents(2);
+    engine = new Engine(store, { ...DEFAULT_ENGINE_CONFIG }, pino({ level: 'silent' }), () => now, () => 0);
+    const fresh = await submit({ verification: { mode: 'adaptive', replicas: 2, quorum: 2 } });
+    await engine.schedule();
+    expect((await jobView(fresh)).tasks[0]!.executions).toHaveLength(2); // nobody trusted yet
+    for (const id of [a!, b!]) { const e = await claimOne(id); await engine.report(id, e.executionId, await completed(e, 'x')); }
+    for (let i = 0; i < 9; i++) await replicatedJob(a!, b!);
+    engine = new Engine(store, { ...DEFAULT_ENGINE_CONFIG }, pino({ level: 'silent' }), () => now, () => 0.95); // ≥ 1 − 1/10
+    const jobId = await submit({ verification: { mode: 'adaptive', replicas: 2, quorum: 2 } });
+    await engine.schedule();
+    expect((await jobView(jobId)).tasks[0]!.executions).toHaveLength(2);
+  });
+});
