@@ -7,7 +7,7 @@ import { Command, Option, InvalidArgumentError } from 'commander';
 import { VerificationModeSchema } from '../protocol/index.js';
 import { CliError, EXIT } from './exit-codes.js';
 import { readSpecFile } from './specfile.js';
-import { parseCpus, parseEnvPair, parseInputFlag, parseIntFlag, parseMemoryMb, parseSeconds } from './commands/units.js';
+import { collect, parseCpus, parseCredits, parseEnvPair, parseFraction, parseInputFlag, parseIntFlag, parseMemoryMb, parseSeconds } from './commands/units.js';
 
 /** Options the job flags produce. */
 export interface JobFlagOptions {
@@ -17,16 +17,6 @@ export interface JobFlagOptions {
   arch?: string; os?: string; gpuModel?: string; label: Record<string, string>; minReputation?: number; provider: string[]; queueTimeout?: number;
 }
 
-function parseCredits(v: string): number {
-  const n = Number(v);
-  if (!Number.isFinite(n) || n < 0) throw new InvalidArgumentError('expected credits ≥ 0, e.g. 0.08');
-  return n;
-}
-function parseShare(v: string): number {
-  const n = Number(v);
-  if (!Number.isFinite(n) || n < 0 || n > 1) throw new InvalidArgumentError('expected a number from 0 to 1, e.g. 0.9');
-  return n;
-}
 function parseGpus(v: string): number {
   if (!/^\d+$/.test(v)) throw new InvalidArgumentError('expected a whole number of GPUs ≥ 0');
   return Number(v);
@@ -57,8 +47,8 @@ export function addJobFlags(cmd: Command): Command {
     .option('--os <os>', 'only providers with this OS, e.g. linux')
     .option('--gpu-model <text>', 'only GPUs whose model contains this text (needs --gpus)')
     .option('--label <name=value>', 'only providers whose offer has this label (repeatable)', parseEnvPair, {})
-    .option('--min-reputation <score>', 'only providers with at least this reputation score (0–1)', parseShare)
-    .option('--provider <id>', 'only this agent or provider id, from `deqo providers` (repeatable)', (v: string, acc: string[]) => [...acc, v], [])
+    .option('--min-reputation <score>', 'only providers with at least this reputation score (0–1)', parseFraction)
+    .option('--provider <id>', 'only this agent or provider id, from `deqo providers` (repeatable)', collect, [])
     .option('--queue-timeout <duration>', 'fail tasks no provider takes within this long [default 1d]', parseSeconds);
 }
 

@@ -69,7 +69,7 @@ describe('deqo agent --print-offer', () => {
     const cron = await deqo(home, 'agent', '--print-offer', '--window', '* 24 * * *');
     expect(cron.code).toBe(2);
     expect(cron.stderr).toContain("--window: invalid availability window '* 24 * * *'");
-    const price = await deqo(home, 'agent', '--print-offer', '--price-memory-gib-hour', '-1');
+    const price = await deqo(home, 'agent', '--print-offer', '--price-memory-gib-hour', '2000000');
     expect(price.code).toBe(2);
     expect(price.stderr).toContain('prices.memoryGiBHour (--price-memory-gib-hour)');
     const nan = await deqo(home, 'agent', '--print-offer', '--idle-start-below', 'low');

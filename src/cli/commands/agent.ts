@@ -1,5 +1,5 @@
 /** `deqo agent`: run one provider agent against a coordinator, publishing an offer (prices, lend, labels, windows, idle policy). */
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, Option } from 'commander';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
@@ -12,7 +12,7 @@ import { action, globals, type CliContext } from '../command.js';
 import { CliError, EXIT } from '../exit-codes.js';
 import { printJson } from '../format.js';
 import { clientFor } from '../settings.js';
-import { parseCpus, parseEnvPair, parseMemoryMb, parseSeconds } from './units.js';
+import { collect, parseCpus, parseCredits, parseEnvPair, parseFraction, parseMemoryMb, parseSeconds } from './units.js';
 
 interface AgentOptions {
   dataDir?: string; name?: string; cpus?: number; memory?: number; allowNetwork?: boolean; pull?: boolean; config?: string;
@@ -21,23 +21,6 @@ interface AgentOptions {
   idleStartBelow?: number; idleSuspendAbove?: number; idleSuspendAfter?: number; idleResumeAfter?: number;
   printOffer?: boolean; json?: boolean; testCorruptOutputs?: boolean; testOwnerLoadFile?: string;
 }
-
-/** A number of credits ≥ 0 (the offer schema checks the upper bound). */
-function parseCredits(v: string): number {
-  const n = Number(v);
-  if (v.trim() === '' || !Number.isFinite(n)) throw new InvalidArgumentError('expected a number of credits, e.g. 0.05');
-  return n;
-}
-
-/** A load fraction: 0.3 or 30%. */
-function parseFraction(v: string): number {
-  const pct = v.trim().endsWith('%');
-  const n = Number(pct ? v.trim().slice(0, -1) : v);
-  if (v.trim() === '' || !Number.isFinite(n)) throw new InvalidArgumentError('expected a fraction of the machine, e.g. 0.3 or 30%');
-  return pct ? n / 100 : n;
-}
-
-const collect = (v: string, acc: string[] = []): string[] => [...acc, v];
 
 /** Reads --config and overlays the flags; a bad value is a usage error naming the field and flag. */
 async function settingsFrom(opts: AgentOptions): Promise<AgentSettings> {

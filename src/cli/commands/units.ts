@@ -43,3 +43,21 @@ export function parseInputFlag(v: string, acc: Array<{ file: string; path: strin
   if (!file) throw new InvalidArgumentError('expected a local file, optionally with :path-under-/inputs');
   return [...acc, { file, path }];
 }
+
+/** A number of credits ≥ 0, e.g. 0.05 (schemas check upper bounds). */
+export function parseCredits(v: string): number {
+  const n = Number(v);
+  if (v.trim() === '' || !Number.isFinite(n) || n < 0) throw new InvalidArgumentError('expected a number of credits ≥ 0, e.g. 0.05');
+  return n;
+}
+
+/** A fraction from 0 to 1: `0.3` or `30%`. */
+export function parseFraction(v: string): number {
+  const pct = v.trim().endsWith('%');
+  const n = Number(pct ? v.trim().slice(0, -1) : v);
+  if (v.trim() === '' || !Number.isFinite(n) || n < 0 || (pct ? n > 100 : n > 1)) throw new InvalidArgumentError('expected a fraction from 0 to 1, e.g. 0.3 or 30%');
+  return pct ? n / 100 : n;
+}
+
+/** Repeatable string flag, accumulated in order. */
+export const collect = (v: string, acc: string[] = []): string[] => [...acc, v];
