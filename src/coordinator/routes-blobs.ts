@@ -2,7 +2,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { Readable } from 'node:stream';
 import { type BlobInfo, Sha256Schema } from '../protocol/index.js';
-import { errors } from '../core/index.js';
+import { DeqoError, errors } from '../core/index.js';
 import { parseOr400, type ServerDeps } from './server.js';
 
 export function blobRoutes({ store, blobs }: ServerDeps): FastifyPluginAsync {
@@ -11,6 +11,10 @@ export function blobRoutes({ store, blobs }: ServerDeps): FastifyPluginAsync {
     app.addContentTypeParser('application/octet-stream', (_req, _payload, done) => done(null));
 
     app.post('/v1/blobs', async (req, reply): Promise<BlobInfo> => {
+      // Any other type would have been parsed (consumed) by Fastify already: refuse it rather than store nothing.
+      if (!/^application\/octet-stream\b/i.test(req.headers['content-type'] ?? '')) {
+        throw new DeqoError('unsupported_media_type', 'send blob bytes as Content-Type: application/octet-stream');
+      }
       const expected = req.headers['x-deqo-sha256'];
       const sha = typeof expected === 'string' ? parseOr400(Sha256Schema, expected, 'header x-deqo-sha256', 'x-deqo-sha256') : undefined;
       const info = await blobs.put(req.raw as Readable, sha);

@@ -13,7 +13,8 @@ export const EXECUTION_TRANSITIONS: Readonly<Record<ExecutionState, readonly Exe
   invalid: ['reported'],
   failed: ['assigned', 'running'],
   lost: ['assigned', 'running'],
-  cancelled: ['assigned', 'running'],
+  // A reported result of a task the buyer cancelled is cancelled too: not graded, not paid, no reputation change.
+  cancelled: ['assigned', 'running', 'reported'],
 };
 
 export const TASK_TRANSITIONS: Readonly<Record<TaskState, readonly TaskState[]>> = {

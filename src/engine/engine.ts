@@ -196,11 +196,16 @@ export class Engine {
   }
 
   /**
-   * Records an agent's report and verifies the task. Throws DeqoError stale_lease when the agent no longer
-   * holds the lease (expired, cancelled, already reported, wrong token), digest_mismatch for an inconsistent result.
+   * Records an agent's report and verifies the task. Throws DeqoError not_found when the execution is not the
+   * agent's, stale_lease when the agent no longer holds the lease (expired, cancelled, already reported, wrong
+   * token), digest_mismatch for an inconsistent result, validation_failed for a blob the provider cannot read.
    */
   async report(agentId: string, executionId: string, r: ReportRequest): Promise<void> {
-    const end = await classifyReport(this.store, r);
+    const lease = await this.store.executions.leaseOf(executionId);
+    // Another agent's execution answers like a missing one: nothing about it is revealed.
+    if (!lease || lease.agentId !== agentId) throw errors.notFound('execution', executionId);
+    if (lease.state !== 'running' || lease.fencingToken !== r.fencingToken) throw errors.staleLease(executionId);
+    const end = await classifyReport(this.store, r, lease.providerId);
     const taskId = await this.store.executions.recordEnd(executionId, agentId, r.fencingToken, end, this.now());
     if (!taskId) throw errors.staleLease(executionId);
     const buyer = await this.store.executions.buyerOf(executionId);

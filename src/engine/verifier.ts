@@ -22,12 +22,14 @@ export function resultHashOf(manifest: Parameters<typeof canonicalManifest>[0]):
 /**
  * Classifies a report into an execution end. Throws DeqoError digest_mismatch when the claimed result hash
  * does not match the manifest, or stdout's hash does not match its blob; validation_failed for blobs the
- * coordinator does not have or a manifest listing one path twice (which has no canonical form).
+ * reporting provider (`providerId`) did not upload or a manifest listing one path twice (no canonical form).
  */
-export async function classifyReport(store: Store, r: ReportRequest): Promise<ExecutionEnd> {
+export async function classifyReport(store: Store, r: ReportRequest, providerId: string): Promise<ExecutionEnd> {
   for (const b of [r.stdoutBlob, r.stderrBlob, r.outcome === 'completed' ? r.outputsBlob : undefined]) {
-    if (b !== undefined && (await store.accounts.blobSize(b)) === null) {
-      throw new DeqoError('validation_failed', `blob ${b} was not uploaded; upload it with POST /v1/blobs before reporting`);
+    // The reporter must have uploaded (or otherwise be able to read) every blob it names: the buyer is then
+    // granted access to them, so naming someone else's blob would leak it.
+    if (b !== undefined && !(await store.accounts.canReadBlob(b, providerId))) {
+      throw new DeqoError('validation_failed', `blob ${b} was not uploaded by this provider; upload it with POST /v1/blobs before reporting`);
     }
   }
   if (r.outcome === 'completed') {

@@ -126,6 +126,13 @@ export class ExecutionStore {
     return row?.task_id ?? null;
   }
 
+  /** Who holds an execution and in which state, with its current fencing token; null if it does not exist. */
+  async leaseOf(executionId: string): Promise<{ agentId: string; providerId: string; state: ExecutionState; fencingToken: number } | null> {
+    const row = await this.db.selectFrom('executions').select(['agent_id', 'provider_id', 'state', 'fencing_token'])
+      .where('id', '=', executionId).executeTakeFirst();
+    return row ? { agentId: row.agent_id, providerId: row.provider_id, state: row.state, fencingToken: row.fencing_token } : null;
+  }
+
   /** The buyer of the job an execution belongs to, or null. */
   async buyerOf(executionId: string): Promise<string | null> {
     const row = await this.db.selectFrom('executions').innerJoin('jobs', 'jobs.id', 'executions.job_id').select('jobs.buyer_id')

@@ -1,7 +1,7 @@
 /** Jobs and tasks: creation, views for buyers, results, cancellation. */
 import type { Kysely } from 'kysely';
 import {
-  ACTIVE_EXECUTION_STATES, demandOf, DeqoError, escrowHoldTxn, formatCredits, toMicro, escrowLedger, executionMaxCost, FEES, fromMicro, fundedExecutions, rollUpJobState,
+  ACTIVE_EXECUTION_STATES, demandOf, EXECUTION_TRANSITIONS, DeqoError, escrowHoldTxn, formatCredits, toMicro, escrowLedger, executionMaxCost, FEES, fromMicro, fundedExecutions, rollUpJobState,
   TERMINAL_JOB_STATES, type TaskPlan,
 } from '../core/index.js';
 import {
@@ -72,9 +72,9 @@ export class JobStore {
     const settled = await this.db.selectFrom('jobs').select('settled_at').where('id', '=', jobId).executeTakeFirst();
     return {
       escrowHeld: fromMicro(sum((r) => r.kind === 'escrow_hold' && r.account === escrow)),
-      paid: fromMicro(-sum((r) => r.kind === 'payment' && r.account === escrow)),
+      paid: fromMicro(0 - sum((r) => r.kind === 'payment' && r.account === escrow)),
       fees: fromMicro(sum((r) => r.account === FEES)),
-      refunded: fromMicro(-sum((r) => r.kind === 'refund' && r.account === escrow)),
+      refunded: fromMicro(0 - sum((r) => r.kind === 'refund' && r.account === escrow)),
       inEscrow: fromMicro(await balanceOf(this.db, escrow)),
       settled: settled?.settled_at !== null && settled?.settled_at !== undefined,
     };
@@ -161,7 +161,7 @@ export class JobStore {
   }
 
   /**
-   * Cancels a job: open tasks → cancelled, their assigned/running executions → cancelled (desired stop).
+   * Cancels a job: open tasks → cancelled, their assigned/running/reported executions → cancelled (desired stop).
    * Returns false when the job had already ended.
    */
   async cancelJob(jobId: string, now: number): Promise<boolean> {
@@ -173,7 +173,7 @@ export class JobStore {
         .where('job_id', '=', jobId).where('state', 'in', ['queued', 'running']).execute();
       await tx.updateTable('executions').set((eb) => ({ state: 'cancelled', desired: 'stop', finished_at: now, revision: eb('revision', '+', 1),
         failure: JSON.stringify({ reason: 'cancelled', blame: 'none', message: 'the job was cancelled' }) }))
-        .where('job_id', '=', jobId).where('state', 'in', ACTIVE_EXECUTION_STATES).execute();
+        .where('job_id', '=', jobId).where('state', 'in', EXECUTION_TRANSITIONS.cancelled).execute();
       return true;
     });
   }

@@ -59,6 +59,15 @@ describe('blobs', () => {
       headers: { ...auth('buyer'), 'content-type': 'application/octet-stream', 'x-deqo-sha256': 'a'.repeat(64) } });
     expect(r.statusCode).toBe(422);
   });
+  it('refuses a blob sent as anything but application/octet-stream (415) instead of storing an empty one', async () => {
+    for (const type of ['application/json', 'text/plain']) {
+      const r = await app.inject({ method: 'POST', url: '/v1/blobs', payload: type === 'application/json' ? '{"a":1}' : 'hello',
+        headers: { ...auth('buyer'), 'content-type': type } });
+      expect(r.statusCode).toBe(415);
+      expect(r.json().error.message).toContain('application/octet-stream');
+    }
+    expect(await store.accounts.blobSize('e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855')).toBeNull(); // no empty blob
+  });
   it('answers 404 for an unknown blob and 400 for a malformed name', async () => {
     expect((await app.inject({ method: 'GET', url: `/v1/blobs/${'b'.repeat(64)}`, headers: auth('buyer') })).statusCode).toBe(404);
     expect((await app.inject({ method: 'GET', url: '/v1/blobs/nothex', headers: auth('buyer') })).json().error.details[0].path).toBe('sha256');

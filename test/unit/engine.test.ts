@@ -54,6 +54,8 @@ async function completed(a: Assignment, stdout: string, exitCode = 0): Promise<R
   const stderrBlob = sha(`stderr ${a.executionId}`); // stderr differs per provider; it is not part of the result
   const outputsBlob = sha(`outputs ${a.executionId}`);
   for (const b of [stdoutBlob, stderrBlob, outputsBlob]) await store.accounts.recordBlob(b, 10, now);
+  // As if uploaded by whichever provider reports it (reports may only name blobs the reporter uploaded).
+  for (const agent of await store.accounts.listAgents()) await store.accounts.grantBlobAccess([stdoutBlob, stderrBlob, outputsBlob], agent.providerId);
   const manifest: Manifest = { exitCode, stdoutSha256: stdoutBlob, files: [{ path: 'result.txt', sha256: sha(`file ${stdout}`), size: 5 }] };
   return { outcome: 'completed', fencingToken: a.fencingToken, manifest, resultHash: resultHashOf(manifest), outputsBlob, stdoutBlob,
     stderrBlob, usage: { wallMs: 1000, cpuMs: 900, maxMemoryBytes: 1 << 20 } };
@@ -168,7 +170,7 @@ describe('Engine', () => {
     await engine.schedule();
     const e = await claimOne(a!);
     // What Engine.report does, minus the verification: the coordinator dies right after the durable write.
-    const end = await classifyReport(store, await completed(e, 'out'));
+    const end = await classifyReport(store, await completed(e, 'out'), (await store.accounts.getAgent(a!))!.providerId);
     expect(await store.executions.recordEnd(e.executionId, a!, e.fencingToken, end, now)).not.toBeNull();
     expect((await jobView(jobId)).state).toBe('running');
 
@@ -189,7 +191,7 @@ describe('Engine', () => {
     expect(err.code).toBe('validation_failed');
   });
 
-  it('refuses a report under a stale fencing token, or from another agent, or twice (stale_lease)', async () => {
+  it('refuses a report under a stale fencing token or twice (stale_lease), and from another agent as if the execution did not exist', async () => {
     const [a, b] = await agents(2);
     const jobId = await submit();
     await engine.schedule();
@@ -198,7 +200,7 @@ describe('Engine', () => {
     const e = await claimOne(holder);
     const good = await completed(e, 'out');
     expect((await rejection(engine.report(holder, e.executionId, { ...good, fencingToken: e.fencingToken + 1 }))).code).toBe('stale_lease');
-    expect((await rejection(engine.report(other, e.executionId, good))).code).toBe('stale_lease');
+    expect((await rejection(engine.report(other, e.executionId, good))).code).toBe('not_found');
     await engine.report(holder, e.executionId, good);
     const again = await rejection(engine.report(holder, e.executionId, good));
     expect(again.code).toBe('stale_lease');

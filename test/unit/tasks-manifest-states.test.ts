@@ -115,7 +115,8 @@ describe('state machines', () => {
     expect(canTransition(EXECUTION_TRANSITIONS, 'valid', 'running')).toBe(false);
     expect(canTransition(EXECUTION_TRANSITIONS, 'assigned', 'reported')).toBe(false);
     expect(canTransition(EXECUTION_TRANSITIONS, 'running', 'valid')).toBe(false);
-    expect(canTransition(EXECUTION_TRANSITIONS, 'reported', 'cancelled')).toBe(false);
+    expect(canTransition(EXECUTION_TRANSITIONS, 'reported', 'cancelled')).toBe(true); // its task was cancelled
+    expect(canTransition(EXECUTION_TRANSITIONS, 'valid', 'cancelled')).toBe(false);
     expect(canTransition(EXECUTION_TRANSITIONS, 'lost', 'running')).toBe(false);
   });
 
