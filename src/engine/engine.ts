@@ -190,7 +190,6 @@ export class Engine {
   async heartbeat(agentId: string, held: Array<{ executionId: string; fencingToken: number }>, availability?: Availability): Promise<{ stop: string[]; leaseExpiresAt: number }> {
     const now = this.now();
     if (!(await this.store.accounts.touchAgent(agentId, now, availability))) throw errors.notFound('agent', agentId);
-    if (availability?.state === 'available') this.requestSchedule();
     const stop = await this.store.executions.renewLeases(agentId, held, now, this.config.leaseTtlMs);
     return { stop, leaseExpiresAt: now + this.config.leaseTtlMs };
   }

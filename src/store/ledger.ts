@@ -75,7 +75,11 @@ export class LedgerStore {
   private async escrowOfUnsettledJobs(accountId: string): Promise<number> {
     const jobs = await this.db.selectFrom('jobs').select('id').where('buyer_id', '=', accountId).where('settled_at', 'is', null).execute();
     let total = 0;
-    for (const j of jobs) total += await balanceOf(this.db, escrowLedger(j.id));
+    for (let i = 0; i < jobs.length; i += 500) {
+      const row = await this.db.selectFrom('balances').select((eb) => eb.fn.sum<number>('balance').as('s'))
+        .where('account', 'in', jobs.slice(i, i + 500).map((j) => escrowLedger(j.id))).executeTakeFirst();
+      total += Number(row?.s ?? 0);
+    }
     return total;
   }
 
