@@ -23,15 +23,20 @@ export function hourlyRate(price: Price | MaxPrice, reserved: Reserved): number 
  * Cost of one execution, µcr: start fee + hourly rate × wall time (capped at `timeoutMs`). Rounded up to
  * the micro-credit so a provider is never short-changed by rounding, but never above `executionMaxCost`.
  */
-export function executionCost(price: Price, reserved: Reserved, wallMs: number, timeoutMs: number): number {
+export function executionCost(price: Price | MaxPrice, reserved: Reserved, wallMs: number, timeoutMs: number): number {
   const hours = Math.min(Math.max(wallMs, 0), timeoutMs) / MS_PER_HOUR;
   return toMicro(price.startFee) + Math.ceil(hourlyRate(price, reserved) * hours * 1_000_000 - 1e-6);
 }
 
 /** The most one execution of a job can cost at its maximum prices and timeout, µcr. */
 export function executionMaxCost(spec: Pick<JobSpec, 'resources' | 'maxPrice'>): number {
-  const reserved = { cpus: spec.resources.cpus, memoryMb: spec.resources.memoryMb, gpus: spec.resources.gpus };
-  return toMicro(spec.maxPrice.startFee) + Math.ceil(hourlyRate(spec.maxPrice, reserved) * (spec.resources.timeoutSeconds / 3600) * 1_000_000 - 1e-6);
+  const timeoutMs = spec.resources.timeoutSeconds * 1000;
+  return executionCost(spec.maxPrice, reservedOf(spec), timeoutMs, timeoutMs);
+}
+
+/** What a job reserves per execution. */
+function reservedOf(spec: Pick<JobSpec, 'resources'>): Reserved {
+  return { cpus: spec.resources.cpus, memoryMb: spec.resources.memoryMb, gpus: spec.resources.gpus };
 }
 
 /** The platform's cut of a payment, µcr: `feeBps` basis points (1/100 of a percent), rounded down. */
@@ -51,10 +56,8 @@ export interface ModeQuote { mode: VerificationMode; executionsPerTask: number; 
  */
 export function quoteModes(spec: Pick<JobSpec, 'resources' | 'maxPrice' | 'verification'>, tasks: number,
   opts: { expectedWallMs: number; trustedShare: number }): ModeQuote[] {
-  const reserved = { cpus: spec.resources.cpus, memoryMb: spec.resources.memoryMb, gpus: spec.resources.gpus };
   const perMax = executionMaxCost(spec);
-  const perExpected = toMicro(spec.maxPrice.startFee)
-    + Math.ceil(hourlyRate(spec.maxPrice, reserved) * (Math.min(opts.expectedWallMs, spec.resources.timeoutSeconds * 1000) / MS_PER_HOUR) * 1_000_000 - 1e-6);
+  const perExpected = executionCost(spec.maxPrice, reservedOf(spec), opts.expectedWallMs, spec.resources.timeoutSeconds * 1000);
   // Replication is shown at the spec's replicas, or at 3 (2-of-3) when the spec asks for one execution.
   const replicas = spec.verification.replicas > 1 ? spec.verification.replicas : 3;
   const line = (mode: VerificationMode, perTask: number, expectedPerTask: number): ModeQuote => ({

@@ -3,12 +3,11 @@
  * Times are epoch milliseconds; sizes bytes; usage cpuMs/wallMs milliseconds.
  */
 import { z } from 'zod';
-import { JobSpecSchema, ParamValueSchema, Sha256Schema, ResourcesSchema, LimitsSchema, InputSchema } from './job.js';
+import { IdSchema, JobSpecSchema, ParamValueSchema, Sha256Schema, ResourcesSchema, LimitsSchema, InputSchema } from './job.js';
 import { JobStateSchema, TaskStateSchema, ExecutionStateSchema, DesiredStateSchema, FailureReasonSchema } from './states.js';
 import { AvailabilitySchema, OfferSchema } from './offer.js';
 import { JobBillingSchema, ReputationViewSchema } from './market.js';
 
-export const IdSchema = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'expected an id');
 
 export const UsageSchema = z.object({
   wallMs: z.number().int().min(0),

@@ -16,6 +16,9 @@ const IMAGE_REF = /^[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]+)?(?:\/[a-z0-9]+(?:(?:
 /** Relative path inside /inputs: no leading or trailing slash, no `.` or `..` segment, no empty segment. */
 export const REL_PATH = /^(?!\/)(?!.*\/\/)(?!.*\/$)(?!.*(?:^|\/)\.\.?(?:\/|$))[A-Za-z0-9._\-/]{1,255}$/;
 
+/** Ids of jobs, tasks, executions, agents and accounts. */
+export const IdSchema = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'expected an id');
+
 export const Sha256Schema = z.string().regex(/^[a-f0-9]{64}$/, 'expected a SHA-256 hex digest (64 lower-case hex characters)');
 
 export const ResourcesSchema = z.object({

@@ -3,10 +3,9 @@
  * accounts and keys. Amounts are credits (decimal numbers, exact to 6 places); times epoch ms.
  */
 import { z } from 'zod';
-import { JobSpecSchema, VerificationModeSchema } from './job.js';
+import { IdSchema as Id, JobSpecSchema, VerificationModeSchema } from './job.js';
 import { AvailabilitySchema, OfferSchema } from './offer.js';
 
-const Id = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'expected an id');
 
 // ---------- money ----------
 
