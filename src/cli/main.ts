@@ -2,6 +2,7 @@
 import { Command } from 'commander';
 import { adminCommand, keysCommand, loginCommand, providerCommand, whoamiCommand } from './commands/account.js';
 import { agentCommand } from './commands/agent.js';
+import { coordinatorCommand } from './commands/coordinator.js';
 import { balanceCommand, explainCommand, ledgerCommand, quoteCommand } from './commands/market.js';
 import { demoCommand } from './commands/demo.js';
 import { cancelCommand, jobsCommand, logsCommand, providersCommand, statusCommand } from './commands/read.js';
@@ -41,7 +42,7 @@ Exit codes: 0 ok, 1 job failed, 2 usage/bad spec, 3 not found, 4 auth, 5 coordin
 
 const commands = [submitCommand, quoteCommand, statusCommand, explainCommand, logsCommand, resultsCommand, jobsCommand, cancelCommand,
   providersCommand, balanceCommand, ledgerCommand, loginCommand, whoamiCommand, keysCommand, providerCommand, adminCommand,
-  upCommand, agentCommand, demoCommand];
+  upCommand, coordinatorCommand, agentCommand, demoCommand];
 for (const make of commands) {
   program.addCommand(withGlobalOptions(make(ctx)).exitOverride((err) => process.exit(err.exitCode === 0 ? EXIT.OK : EXIT.USAGE)));
 }

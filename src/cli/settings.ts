@@ -24,14 +24,16 @@ export interface Env {
   coordinator: string | undefined;
   apiKey: string | undefined;
   profile: string | undefined;
+  /** DEQO_DATABASE_URL: postgres://… selects PostgreSQL for a coordinator (default SQLite). */
+  databaseUrl: string | undefined;
 }
 
-/** Reads DEQO_HOME, DEQO_COORDINATOR, DEQO_API_KEY, DEQO_PROFILE. */
+/** Reads DEQO_HOME, DEQO_COORDINATOR, DEQO_API_KEY, DEQO_PROFILE, DEQO_DATABASE_URL. */
 export function readEnv(env: NodeJS.ProcessEnv = process.env): Readonly<Env> {
   const home = env.DEQO_HOME || join(homedir(), '.deqo');
   const set = (v: string | undefined) => (v === undefined || v === '' ? undefined : v);
   return Object.freeze({ home, configPath: join(home, 'config.json'), coordinator: set(env.DEQO_COORDINATOR),
-    apiKey: set(env.DEQO_API_KEY), profile: set(env.DEQO_PROFILE) });
+    apiKey: set(env.DEQO_API_KEY), profile: set(env.DEQO_PROFILE), databaseUrl: set(env.DEQO_DATABASE_URL) });
 }
 
 /** Loads the config file (empty when absent). Throws CliError naming the bad field. */

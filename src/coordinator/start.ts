@@ -4,7 +4,7 @@ import type { FastifyInstance } from 'fastify';
 import pino, { type Logger } from 'pino';
 import { DEFAULT_ENGINE_CONFIG, Engine, type EngineConfig } from '../engine/index.js';
 import { DEFAULT_QUOTA, type QuotaConfig } from '../core/index.js';
-import { openSqliteStore, type Store } from '../store/index.js';
+import { openSqliteStore, openStore, type Store } from '../store/index.js';
 import { BlobStore } from './blobs.js';
 import { buildServer } from './server.js';
 
@@ -12,6 +12,10 @@ import { buildServer } from './server.js';
 export interface CoordinatorConfig {
   /** Folder for the SQLite database (`deqo.db`) and blobs (`blobs/`). */
   dataDir: string;
+  /** `postgres://…` selects PostgreSQL (shared by several coordinators); absent: SQLite in dataDir. */
+  databaseUrl?: string;
+  /** Blob folder (default `<dataDir>/blobs`). Coordinators sharing a database must share this folder too. */
+  blobDir?: string;
   /** Listen address; 127.0.0.1 by default (not reachable from other machines). */
   host: string;
   /** TCP port; 0 picks a free one. */
@@ -37,9 +41,10 @@ export async function startCoordinator(config: CoordinatorConfig, log: Logger = 
   if (!Number.isInteger(config.feeBps) || config.feeBps < 0 || config.feeBps > 10_000) {
     throw new RangeError(`feeBps must be a whole number of basis points from 0 to 10000, got ${config.feeBps}`);
   }
-  const store = await openSqliteStore(join(config.dataDir, 'deqo.db'), { feeBps: config.feeBps, quota: config.quota });
+  const storeConfig = { feeBps: config.feeBps, quota: config.quota };
+  const store = config.databaseUrl ? await openStore(config.databaseUrl, storeConfig) : await openSqliteStore(join(config.dataDir, 'deqo.db'), storeConfig);
   const engine = new Engine(store, config.engine, log);
-  const blobs = new BlobStore(join(config.dataDir, 'blobs'), config.maxBlobBytes);
+  const blobs = new BlobStore(config.blobDir ?? join(config.dataDir, 'blobs'), config.maxBlobBytes);
   const app = buildServer({ store, engine, blobs, log });
   await app.listen({ host: config.host, port: config.port });
   engine.start();

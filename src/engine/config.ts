@@ -12,6 +12,16 @@ export interface EngineConfig {
   tickMs: number;
   /** How often the runtime predictor is rebuilt from finished executions. */
   predictorRefreshMs: number;
+  /**
+   * When a coordinator starts, every running lease is extended to at least now + this, so agents that lost
+   * the coordinator while it was down can reconnect and report instead of having their work thrown away
+   * (Nomad's failover heartbeat TTL after a leader election plays the same role).
+   */
+  restartGraceMs: number;
+  /** First wait before a task that lost or errored an execution is placed again; doubles per retry. */
+  retryBackoffMs: number;
+  /** Longest wait before a retry. */
+  retryBackoffMaxMs: number;
 }
 
 export const DEFAULT_ENGINE_CONFIG: Readonly<EngineConfig> = Object.freeze({
@@ -21,4 +31,7 @@ export const DEFAULT_ENGINE_CONFIG: Readonly<EngineConfig> = Object.freeze({
   claimTimeoutMs: 30_000,
   tickMs: 1_000,
   predictorRefreshMs: 10_000,
+  restartGraceMs: 60_000,
+  retryBackoffMs: 2_000,
+  retryBackoffMaxMs: 60_000,
 });

@@ -8,7 +8,7 @@ import { migrationProvider } from './migrations.js';
 import type { Database } from './schema.js';
 
 /** What the underlying database can do, so callers never test the dialect themselves. */
-export interface StoreCapabilities { skipLocked: boolean; listenNotify: boolean }
+export interface StoreCapabilities { dialect: 'sqlite' | 'postgres'; skipLocked: boolean; listenNotify: boolean }
 
 /** A new random id with a readable prefix, e.g. `job_5f2c...` (80 random bits). */
 export function newId(prefix: string): string {
@@ -28,7 +28,7 @@ export async function openSqlite(path: string): Promise<{ db: Kysely<Database>; 
   sqlite.pragma('foreign_keys = ON');
   const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) });
   await migrate(db);
-  return { db, capabilities: { skipLocked: false, listenNotify: false } };
+  return { db, capabilities: { dialect: 'sqlite', skipLocked: false, listenNotify: false } };
 }
 
 /** Runs pending migrations; throws with the failing migration's error. */

@@ -52,3 +52,13 @@ export async function openSqliteStore(path: string, config: SettlementConfig = D
   const { db, capabilities } = await openSqlite(path);
   return wrap(db, capabilities, config);
 }
+
+/**
+ * Opens the store a URL names: `postgres://…` / `postgresql://…` (PostgreSQL), `sqlite:<path>` or a plain path
+ * (SQLite). Throws for an unknown scheme.
+ */
+export async function openStore(url: string, config: SettlementConfig = DEFAULT_STORE_CONFIG): Promise<Store> {
+  if (/^postgres(ql)?:\/\//.test(url)) throw new Error('PostgreSQL support is not built yet');
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(url)) throw new Error(`unsupported database URL ${url.replace(/\/\/[^@]*@/, '//…@')}: expected postgres://… or a SQLite path`);
+  return openSqliteStore(url.replace(/^sqlite:/, ''), config);
+}

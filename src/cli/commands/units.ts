@@ -61,3 +61,12 @@ export function parseFraction(v: string): number {
 
 /** Repeatable string flag, accumulated in order. */
 export const collect = (v: string, acc: string[] = []): string[] => [...acc, v];
+
+/** `500ms`, `5s`, `10m`, `1h`, `250` (milliseconds) → milliseconds. */
+export function parseDurationMs(v: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h)?$/i.exec(v.trim());
+  if (!m) throw new InvalidArgumentError('expected a duration such as 500ms, 5s, 10m, 1h or 250 (milliseconds)');
+  const ms = Number(m[1]) * { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 }[(m[2] ?? 'ms').toLowerCase() as 'ms' | 's' | 'm' | 'h'];
+  if (ms < 1) throw new InvalidArgumentError('expected a duration of at least 1 ms');
+  return Math.round(ms);
+}
