@@ -3,7 +3,7 @@
  * reputation, and admin calls (accounts, grants, ledger audit). Every read is scoped to the caller's account.
  */
 import type { FastifyPluginAsync } from 'fastify';
-import { accountLedger, DeqoError, errors, escrowLedger, fromMicro, grantTxn, toMicro } from '../core/index.js';
+import { accountLedger, agentStatus, DeqoError, errors, escrowLedger, fromMicro, grantTxn, toMicro } from '../core/index.js';
 import {
   CatalogQuerySchema, CreateAccountRequestSchema, CreateKeyRequestSchema, GrantRequestSchema, LedgerQuerySchema,
   type Balance, type CatalogQuery, type NewKey, type ProviderReputation, type ProviderView, type WhoAmI,
@@ -17,10 +17,10 @@ async function catalog({ store, engine }: ServerDeps, q: CatalogQuery, providerI
   const now = engine.now();
   const agents = await store.accounts.listAgents(providerId);
   const records = await store.reputation.records([...new Set(agents.map((a) => a.providerId))], now);
-  const onlineSince = now - engine.config.agentTtlMs;
   let rows: ProviderView[] = agents.map((a) => {
     const rec = records.get(a.providerId)!;
-    return { agentId: a.id, name: a.name, providerId: a.providerId, providerName: a.providerName, online: a.lastSeenAt >= onlineSince,
+    const status = agentStatus(a.lastSeenAt, now, engine.config.agentTtlMs);
+    return { agentId: a.id, name: a.name, providerId: a.providerId, providerName: a.providerName, online: status === 'online', status,
       lastSeenAt: a.lastSeenAt, capacity: a.capacity, offer: a.offer, availability: a.availability,
       reputation: reputationView(rec.reputation, rec.startedToday), running: a.running, jobsDone: a.jobsDone };
   });

@@ -44,6 +44,7 @@ export async function startCoordinator(config: CoordinatorConfig, log: Logger = 
   const storeConfig = { feeBps: config.feeBps, quota: config.quota };
   const store = config.databaseUrl ? await openStore(config.databaseUrl, storeConfig) : await openSqliteStore(join(config.dataDir, 'deqo.db'), storeConfig);
   const engine = new Engine(store, config.engine, log);
+  await engine.recover();
   const blobs = new BlobStore(config.blobDir ?? join(config.dataDir, 'blobs'), config.maxBlobBytes);
   const app = buildServer({ store, engine, blobs, log });
   await app.listen({ host: config.host, port: config.port });

@@ -12,3 +12,4 @@ export * from './pricing.js';
 export * from './ledger.js';
 export * from './reputation.js';
 export * from './idle-policy.js';
+export * from './faults.js';

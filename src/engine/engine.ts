@@ -30,6 +30,18 @@ export class Engine {
     private readonly random: () => number = Math.random,
   ) {}
 
+  /**
+   * Recovery at coordinator start: extends running leases by the restart grace so agents that lost this
+   * coordinator while it was down (or restarting after a crash) can reconnect and report, instead of the
+   * reaper declaring all their work lost at once. Tells "the coordinator could not reach the agent" from
+   * "the agent is dead": a dead agent still misses its renewals after the grace and its leases expire.
+   */
+  async recover(): Promise<void> {
+    if (this.config.restartGraceMs <= 0) return;
+    const extended = await this.store.executions.extendLeases(this.now() + this.config.restartGraceMs);
+    if (extended > 0) this.log.info({ extended, graceMs: this.config.restartGraceMs }, 'coordinator started: running leases extended for agents to reconnect');
+  }
+
   /** Starts the periodic scheduler + reaper loop. */
   start(): void {
     if (this.timer) return;
@@ -131,7 +143,8 @@ export class Engine {
 
   private async scheduleOnce(): Promise<void> {
     const now = this.now();
-    const { tasks, revisions } = await this.store.snapshot.wantingTasks(5_000);
+    const { tasks, revisions } = await this.store.snapshot.wantingTasks(5_000, undefined,
+      { now, backoff: { baseMs: this.config.retryBackoffMs, maxMs: this.config.retryBackoffMaxMs } });
     if (tasks.length === 0) return;
     const { agents, prices } = await this.store.snapshot.agents(now, now - this.config.agentTtlMs, false);
     if (agents.length === 0) return;

@@ -243,6 +243,11 @@ export const ProviderViewSchema = z.object({
   providerId: IdSchema,
   providerName: z.string(),
   online: z.boolean(),
+  /**
+   * online: heartbeats arriving; suspect: missed three (no new work; its running executions keep their leases
+   * until they run out); offline: silent past the agent grace period (10 min).
+   */
+  status: z.enum(['online', 'suspect', 'offline']),
   lastSeenAt: z.number(),
   capacity: CapacitySchema,
   offer: OfferSchema,

@@ -110,6 +110,16 @@ export class ExecutionStore {
     return stop;
   }
 
+  /**
+   * Extends every running lease that would end before `until` to `until` (a coordinator restart's grace, so
+   * agents that could not reach it meanwhile may reconnect and report). Returns how many were extended.
+   */
+  async extendLeases(until: number): Promise<number> {
+    const r = await this.db.updateTable('executions').set({ lease_expires_at: until })
+      .where('state', '=', 'running').where('lease_expires_at', '<', until).executeTakeFirst();
+    return Number(r.numUpdatedRows);
+  }
+
   /** Records an execution's end if the agent still holds its lease. Returns the task id, or null if stale. */
   async recordEnd(executionId: string, agentId: string, fencingToken: number, end: ExecutionEnd, now: number): Promise<string | null> {
     const common = { state: end.state, finished_at: now, lease_expires_at: null, failure: end.failure ? JSON.stringify(end.failure) : null,

@@ -3,7 +3,7 @@
  * agents with offers, free capacity, availability, reputation and quota, and runtime history for prediction.
  */
 import type { Kysely } from 'kysely';
-import { ACTIVE_EXECUTION_STATES, reputationScore, type Demand, type RuntimeSample, type SchedAgent, type SchedTask } from '../core/index.js';
+import { ACTIVE_EXECUTION_STATES, reputationScore, retryDue, type Demand, type RetryBackoff, type RuntimeSample, type SchedAgent, type SchedTask } from '../core/index.js';
 import { AvailabilitySchema, CapacitySchema, OfferSchema, type Price } from '../protocol/index.js';
 import type { ReputationStore } from './reputation.js';
 import type { Database } from './schema.js';
@@ -18,9 +18,10 @@ export class SnapshotStore {
 
   /**
    * Open tasks that want more executions (need = min(target − active, maxExecutions − total, funded − active)),
-   * oldest job first, at most `limit`; optionally only one job's.
+   * oldest job first, at most `limit`; optionally only one job's. With `retry`, a task whose executions were
+   * lost or failed provider-side waits out its backoff (core/faults.ts retryDue) before it is offered again.
    */
-  async wantingTasks(limit: number, jobId?: string): Promise<{ tasks: SchedTask[]; revisions: Map<string, number> }> {
+  async wantingTasks(limit: number, jobId?: string, retry?: { now: number; backoff: RetryBackoff }): Promise<{ tasks: SchedTask[]; revisions: Map<string, number> }> {
     let q = this.db.selectFrom('tasks').innerJoin('jobs', 'jobs.id', 'tasks.job_id')
       .select(['tasks.id', 'tasks.job_id', 'tasks.idx', 'tasks.target', 'tasks.max_executions', 'tasks.funded', 'tasks.revision',
         'jobs.created_at', 'jobs.demand', 'jobs.mode'])
@@ -28,12 +29,17 @@ export class SnapshotStore {
         eb.selectFrom('executions').select(eb.fn.countAll<number>().as('n')).whereRef('executions.task_id', '=', 'tasks.id')
           .where('executions.state', 'in', ['assigned', 'running', 'reported']).as('active'),
         eb.selectFrom('executions').select(eb.fn.countAll<number>().as('n')).whereRef('executions.task_id', '=', 'tasks.id').as('total'),
+        eb.selectFrom('executions').select(eb.fn.countAll<number>().as('n')).whereRef('executions.task_id', '=', 'tasks.id')
+          .where('executions.state', 'in', ['lost', 'failed']).as('failures'),
+        eb.selectFrom('executions').select((sb) => sb.fn.max('executions.finished_at').as('t')).whereRef('executions.task_id', '=', 'tasks.id')
+          .where('executions.state', 'in', ['lost', 'failed']).as('last_failure_at'),
       ])
       .where('tasks.state', 'in', OPEN_TASK).orderBy('jobs.created_at').orderBy('tasks.idx');
     if (jobId) q = q.where('tasks.job_id', '=', jobId);
     const rows = await q.execute();
     const wanting = rows.map((r) => ({ r, need: Math.min(r.target - Number(r.active), r.max_executions - Number(r.total), r.funded - Number(r.active)) }))
-      .filter((x) => x.need > 0).slice(0, limit);
+      .filter((x) => x.need > 0 && (!retry || retryDue(Number(x.r.failures), x.r.last_failure_at === null ? null : Number(x.r.last_failure_at), retry.now, retry.backoff)))
+      .slice(0, limit);
     const excluded = new Map<string, string[]>();
     const ids = wanting.map((x) => x.r.id);
     for (let i = 0; i < ids.length; i += 500) {

@@ -225,6 +225,11 @@ describe('Engine', () => {
     expect(v.tasks[0]!.executions[0]).toMatchObject({ state: 'lost', failure: { reason: 'lease_expired' } });
     expect(v.tasks[0]!.state).toBe('running');
 
+    // The retry waits out its backoff (2 s after the first loss), then runs on the other provider.
+    await engine.schedule();
+    expect((await jobView(jobId)).tasks[0]!.executions).toHaveLength(1);
+    now += DEFAULT_ENGINE_CONFIG.retryBackoffMs;
+    await engine.heartbeat(other, []);
     await engine.schedule();
     const replacement = await claimOne(other);
     expect(replacement.executionId).not.toBe(e.executionId);
@@ -247,6 +252,8 @@ describe('Engine', () => {
     now += DEFAULT_ENGINE_CONFIG.claimTimeoutMs + 1;
     await engine.heartbeat(other, []);
     await engine.reap();
+    now += DEFAULT_ENGINE_CONFIG.retryBackoffMs;
+    await engine.heartbeat(other, []);
     await engine.schedule();
     const v = await jobView(jobId);
     expect(v.tasks[0]!.executions.map((e) => [e.agentId, e.state])).toEqual([[first.agentId, 'lost'], [other, 'assigned']]);
@@ -257,6 +264,8 @@ describe('Engine', () => {
     await agents(3);
     const jobId = await submit({ verification: { replicas: 1, quorum: 1, maxErrors: 2 } });
     for (let round = 0; round < 2; round++) {
+      now += DEFAULT_ENGINE_CONFIG.retryBackoffMs; // the first round has nothing to wait for; the second waits 2 s
+      for (const a of await store.accounts.listAgents()) await engine.heartbeat(a.id, []);
       await engine.schedule();
       const open = (await jobView(jobId)).tasks[0]!.executions.find((e) => e.state === 'assigned')!;
       const e = await claimOne(open.agentId);

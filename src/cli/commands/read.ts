@@ -75,8 +75,8 @@ export function providersCommand(ctx: CliContext): Command {
         label: o.label, sort: o.sort, order: o.order } as Parameters<DeqoClient['listProviders']>[0]);
       if (o.json) { printJson(ps); return; }
       if (ps.length === 0) { process.stdout.write('no provider matches\n'); return; }
-      process.stdout.write(table(['AGENT', 'NAME', 'ONLINE', 'CPUS', 'MEMORY', 'ARCH/OS', 'GPUS', 'CPU-HOUR', 'GIB-HOUR', 'REPUTATION', 'DONE', 'RUNNING', 'AVAILABILITY'], ps.map((p) => [
-        p.agentId.slice(0, 12), p.name, p.online ? 'yes' : 'no', String(p.capacity.cpus), `${p.capacity.memoryMb} MiB`,
+      process.stdout.write(table(['AGENT', 'NAME', 'STATUS', 'CPUS', 'MEMORY', 'ARCH/OS', 'GPUS', 'CPU-HOUR', 'GIB-HOUR', 'REPUTATION', 'DONE', 'RUNNING', 'AVAILABILITY'], ps.map((p) => [
+        p.agentId.slice(0, 12), p.name, p.status, String(p.capacity.cpus), `${p.capacity.memoryMb} MiB`,
         `${p.capacity.arch}/${p.capacity.os}`, p.capacity.gpus.length === 0 ? '0' : `${p.capacity.gpus.length}× ${p.capacity.gpus[0]!.model}`,
         cr(p.offer.prices.cpuHour), cr(p.offer.prices.memoryGiBHour), `${p.reputation.score.toFixed(2)} (${p.reputation.consecutiveValid} in a row)`,
         String(p.jobsDone), String(p.running), p.availability.state])));

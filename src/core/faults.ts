@@ -1,0 +1,41 @@
+/**
+ * Fault rules: when a task that lost an execution may be placed again, and how an agent's silence is read.
+ * Pure functions of times in epoch ms.
+ */
+
+/** Retry backoff settings, ms. */
+export interface RetryBackoff { baseMs: number; maxMs: number }
+
+/**
+ * How long after its latest provider-side failure (lost lease, agent error) a task waits before the scheduler
+ * places it again, given `failures` such failures so far: base · 2^(failures−1), capped at max; 0 with none.
+ * Exponential and capped like Nomad's reschedule policy (`delay_function = "exponential"`, `max_delay`), with
+ * shorter defaults because Deqo tasks are short. No jitter: retries are per task, not a thundering herd.
+ */
+export function retryDelayMs(failures: number, b: RetryBackoff): number {
+  if (failures <= 0) return 0;
+  return Math.min(b.maxMs, b.baseMs * 2 ** Math.min(failures - 1, 30));
+}
+
+/** Whether a task with `failures` provider-side failures, the latest finished at `lastFailureAt`, may be placed at `now`. */
+export function retryDue(failures: number, lastFailureAt: number | null, now: number, b: RetryBackoff): boolean {
+  return failures === 0 || lastFailureAt === null || now >= lastFailureAt + retryDelayMs(failures, b);
+}
+
+/** The agent's default grace period: how long it keeps running executions while it cannot reach the coordinator. */
+export const DEFAULT_AGENT_GRACE_MS = 10 * 60_000;
+
+/**
+ * How the coordinator reads an agent's silence. `online`: heard within `suspectAfterMs` (three heartbeats by
+ * default); `suspect`: silent longer — it gets no new work, and its leases run out on their own TTL, but it may
+ * only have lost the coordinator and still be running them; `offline`: silent past `offlineAfterMs` (the agent's
+ * grace period), after which the agent itself has stopped everything.
+ */
+export type AgentStatus = 'online' | 'suspect' | 'offline';
+
+/** The status of an agent last seen at `lastSeenAt` (ms). */
+export function agentStatus(lastSeenAt: number, now: number, suspectAfterMs: number, offlineAfterMs = DEFAULT_AGENT_GRACE_MS): AgentStatus {
+  const silent = now - lastSeenAt;
+  if (silent <= suspectAfterMs) return 'online';
+  return silent <= Math.max(offlineAfterMs, suspectAfterMs) ? 'suspect' : 'offline';
+}

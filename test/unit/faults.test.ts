@@ -1,0 +1,112 @@
+/**
+ * Coordinator-side fault rules: retry backoff (pure and through the engine), never retrying on a provider that
+ * already failed the task, agent status, and the lease grace a restarted coordinator gives its agents.
+ */
+import { pino } from 'pino';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { agentStatus, grantTxn, retryDelayMs, retryDue, toMicro } from '../../src/core/index.js';
+import { DEFAULT_ENGINE_CONFIG, Engine } from '../../src/engine/index.js';
+import { JobSpecSchema, OfferSchema, type Capacity } from '../../src/protocol/index.js';
+import { openSqliteStore, type Store } from '../../src/store/index.js';
+
+const T0 = 1_700_000_000_000;
+const CAPACITY: Capacity = { cpus: 2, memoryMb: 4096, arch: 'amd64', os: 'linux', dockerVersion: 'x', gpus: [], allowNetwork: false };
+const B = { baseMs: 2_000, maxMs: 60_000 };
+
+describe('retry backoff and agent status (pure)', () => {
+  it('doubles from the base per failure and stops at the cap', () => {
+    expect([0, 1, 2, 3, 4, 5, 6, 7, 100].map((n) => retryDelayMs(n, B))).toEqual([0, 2_000, 4_000, 8_000, 16_000, 32_000, 60_000, 60_000, 60_000]);
+    expect(retryDue(0, null, T0, B)).toBe(true);
+    expect(retryDue(2, T0, T0 + 3_999, B)).toBe(false);
+    expect(retryDue(2, T0, T0 + 4_000, B)).toBe(true);
+  });
+
+  it('reads silence as online, then suspect after three heartbeats, then offline after the grace period', () => {
+    expect(agentStatus(T0, T0 + 15_000, 15_000)).toBe('online');
+    expect(agentStatus(T0, T0 + 15_001, 15_000)).toBe('suspect');
+    expect(agentStatus(T0, T0 + 600_000, 15_000)).toBe('suspect');
+    expect(agentStatus(T0, T0 + 600_001, 15_000)).toBe('offline');
+  });
+});
+
+describe('faults in the engine', () => {
+  let store: Store;
+  let engine: Engine;
+  let now: number;
+  let buyerId: string;
+  const agentIds: string[] = [];
+
+  beforeEach(async () => {
+    now = T0;
+    store = await openSqliteStore(':memory:');
+    engine = new Engine(store, { ...DEFAULT_ENGINE_CONFIG }, pino({ level: 'silent' }), () => now);
+    buyerId = await store.accounts.createAccount('buyer', ['buyer'], now);
+    await store.ledger.post(grantTxn(buyerId, toMicro(1000), 'test credits'), now);
+    agentIds.length = 0;
+    for (let i = 0; i < 4; i++) {
+      const providerId = await store.accounts.createAccount(`provider${i}`, ['provider'], now);
+      await engine.registerAgent({ id: `agent_${i}`, providerId, name: `box${i}`, publicKey: `pk${i}`, capacity: CAPACITY, offer: OfferSchema.parse({}), availability: { state: 'available' } });
+      agentIds.push(`agent_${i}`);
+    }
+  });
+  afterEach(async () => { await engine.stop(); await store.close(); });
+
+  const alive = async () => { for (const id of agentIds) await engine.heartbeat(id, []); };
+  const executions = async (jobId: string) => (await store.jobs.jobView(jobId, buyerId))!.tasks[0]!.executions;
+  /** The agent holding the task's one assigned execution claims it and then goes silent until its lease expires. */
+  const loseOne = async (jobId: string) => {
+    const open = (await executions(jobId)).find((e) => e.state === 'assigned')!;
+    await engine.claim(open.agentId, 1, 0);
+    now += DEFAULT_ENGINE_CONFIG.leaseTtlMs + 1;
+    await alive(); // every agent is alive; only the lease is gone (as when the holder was partitioned away)
+    await engine.reap();
+    return open;
+  };
+
+  it('reschedules a lost execution after a doubling backoff, each time on a provider that has not had the task', async () => {
+    const { jobId } = await engine.submitJob(buyerId, JobSpecSchema.parse({ image: 'deqo/busybox:test', command: ['true'],
+      verification: { replicas: 1, quorum: 1, maxErrors: 4, maxExecutions: 4 } }));
+    await engine.schedule();
+    const providers: string[] = [];
+    for (const [loss, wait] of [[1, 2_000], [2, 4_000], [3, 8_000]] as const) {
+      providers.push((await loseOne(jobId)).providerId);
+      now += wait - 1;
+      await alive();
+      await engine.schedule();
+      expect((await executions(jobId)).filter((e) => e.state === 'assigned'), `retry ${loss} placed before its backoff`).toHaveLength(0);
+      now += 1;
+      await alive();
+      await engine.schedule();
+      const next = (await executions(jobId)).filter((e) => e.state === 'assigned');
+      expect(next, `retry ${loss} not placed after its backoff`).toHaveLength(1);
+      expect(providers).not.toContain(next[0]!.providerId);
+    }
+    // Four providers, four executions: after the fourth loss nothing is left to try, and the task fails with a reason.
+    await loseOne(jobId);
+    const v = (await store.jobs.jobView(jobId, buyerId))!;
+    expect(v.state).toBe('failed');
+    expect(v.tasks[0]!.failure?.reason).toBe('too_many_errors');
+    expect(new Set(v.tasks[0]!.executions.map((e) => e.providerId)).size).toBe(4);
+  });
+
+  it('gives running leases a grace on coordinator start, so an agent that could not reach it can still report', async () => {
+    const { jobId } = await engine.submitJob(buyerId, JobSpecSchema.parse({ image: 'deqo/busybox:test', command: ['true'], verification: { replicas: 1, quorum: 1 } }));
+    await engine.schedule();
+    const open = (await executions(jobId))[0]!;
+    const [a] = await engine.claim(open.agentId, 1, 0);
+    // The coordinator is down for 40 s: longer than the lease TTL (15 s), shorter than the restart grace (60 s).
+    now += 40_000;
+    const restarted = new Engine(store, { ...DEFAULT_ENGINE_CONFIG }, pino({ level: 'silent' }), () => now);
+    await restarted.recover();
+    await restarted.reap();
+    expect((await executions(jobId))[0]!.state).toBe('running');
+    expect((await restarted.heartbeat(open.agentId, [{ executionId: a!.executionId, fencingToken: a!.fencingToken }])).stop).toEqual([]);
+
+    // Without renewals the grace ends like any lease: the agent really is dead.
+    const other = new Engine(store, { ...DEFAULT_ENGINE_CONFIG, restartGraceMs: 0 }, pino({ level: 'silent' }), () => now);
+    now += DEFAULT_ENGINE_CONFIG.leaseTtlMs + 1;
+    await other.recover();
+    await other.reap();
+    expect((await executions(jobId))[0]).toMatchObject({ state: 'lost', failure: { reason: 'lease_expired' } });
+  });
+});
