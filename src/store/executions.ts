@@ -259,8 +259,11 @@ export class ExecutionStore {
   }
 
   /**
-   * Fails open tasks that waited for a provider longer than their job's queue timeout: nothing in flight and
-   * no change (placement, result, lost execution) for `queueTimeoutSeconds`. Returns the job ids affected.
+   * Fails open tasks that waited for a provider longer than their job's queue timeout: nothing assigned or
+   * running and no change (placement, result, lost execution) for `queueTimeoutSeconds`. This includes a task
+   * holding results that wait for a quorum no remaining provider can complete (every other one already failed
+   * it): those results are cancelled, unpaid like a cancelled job's, since nothing could cross-check them.
+   * Returns the job ids affected.
    */
   async expireQueuedTasks(now: number, limit: number): Promise<string[]> {
     const rows = await this.db.selectFrom('tasks').innerJoin('jobs', 'jobs.id', 'tasks.job_id')
@@ -268,7 +271,7 @@ export class ExecutionStore {
       .where('tasks.state', 'in', OPEN_TASK)
       .where((eb) => eb('tasks.updated_at', '<', eb(eb.val(now), '-', eb.ref('jobs.queue_timeout_ms'))))
       .where((eb) => eb.not(eb.exists(eb.selectFrom('executions').select('executions.id').whereRef('executions.task_id', '=', 'tasks.id')
-        .where('executions.state', 'in', ['assigned', 'running', 'reported']))))
+        .where('executions.state', 'in', ['assigned', 'running']))))
       .limit(limit).execute();
     const jobs = new Set<string>();
     for (const r of rows) {
@@ -277,7 +280,12 @@ export class ExecutionStore {
       await this.db.transaction().execute(async (tx) => {
         const u = await tx.updateTable('tasks').set({ state: 'failed', failure, revision: r.revision + 1, updated_at: now })
           .where('id', '=', r.id).where('revision', '=', r.revision).where('state', 'in', OPEN_TASK).executeTakeFirst();
-        if (Number(u.numUpdatedRows) > 0) { await rollUpJob(tx, r.job_id, now); jobs.add(r.job_id); }
+        if (Number(u.numUpdatedRows) === 0) return;
+        await tx.updateTable('executions').set((eb) => ({ state: 'cancelled', desired: 'stop', failure: JSON.stringify({ reason: 'cancelled', blame: 'none',
+          message: 'the task timed out waiting for more replicas to cross-check this result' }), revision: eb('revision', '+', 1) }))
+          .where('task_id', '=', r.id).where('state', '=', 'reported').execute();
+        await rollUpJob(tx, r.job_id, now);
+        jobs.add(r.job_id);
       });
     }
     return [...jobs];

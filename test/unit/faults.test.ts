@@ -110,3 +110,55 @@ describe('faults in the engine', () => {
     expect((await executions(jobId))[0]).toMatchObject({ state: 'lost', failure: { reason: 'lease_expired' } });
   });
 });
+
+describe('a task no remaining provider can finish', () => {
+  it('ends at its queue timeout with the waiting result cancelled (unpaid) and the escrow refunded', async () => {
+    let now = T0;
+    const store = await openSqliteStore(':memory:');
+    const engine = new Engine(store, { ...DEFAULT_ENGINE_CONFIG }, pino({ level: 'silent' }), () => now);
+    try {
+      const buyerId = await store.accounts.createAccount('buyer', ['buyer'], now);
+      await store.ledger.post(grantTxn(buyerId, toMicro(10), 'test credits'), now);
+      const ids: string[] = [];
+      for (let i = 0; i < 3; i++) {
+        const providerId = await store.accounts.createAccount(`p${i}`, ['provider'], now);
+        await engine.registerAgent({ id: `agent_${i}`, providerId, name: `box${i}`, publicKey: `pk${i}`, capacity: CAPACITY, offer: OfferSchema.parse({}), availability: { state: 'available' } });
+        ids.push(`agent_${i}`);
+      }
+      const { jobId } = await engine.submitJob(buyerId, JobSpecSchema.parse({ image: 'deqo/busybox:test', command: ['true'], queueTimeoutSeconds: 60,
+        verification: { replicas: 2, quorum: 2 } }));
+      const view = async () => (await store.jobs.jobView(jobId, buyerId))!;
+      const step = async (ms: number) => { now += ms; for (const id of ids) await engine.heartbeat(id, []); await engine.reap(); await engine.schedule(); };
+      await engine.schedule();
+      // One replica reports a result; every other provider fails the task in turn (provider-side), leaving nobody.
+      const [first, second] = (await view()).tasks[0]!.executions;
+      const a = (await engine.claim(first!.agentId, 1, 0))[0]!;
+      await engine.report(first!.agentId, a.executionId, { outcome: 'failed', fencingToken: a.fencingToken, reason: 'agent_error', message: 'disk full' });
+      const b = (await engine.claim(second!.agentId, 1, 0))[0]!;
+      const stdout = '0'.repeat(64);
+      await store.accounts.recordBlob(stdout, 1, now);
+      await store.accounts.grantBlobAccess([stdout], second!.providerId);
+      const manifest = { exitCode: 0, stdoutSha256: stdout, files: [] };
+      const { resultHashOf } = await import('../../src/engine/index.js');
+      await engine.report(second!.agentId, b.executionId, { outcome: 'completed', fencingToken: b.fencingToken, manifest, resultHash: resultHashOf(manifest),
+        outputsBlob: stdout, stdoutBlob: stdout, stderrBlob: stdout });
+      await step(DEFAULT_ENGINE_CONFIG.retryBackoffMs);
+      const third = (await view()).tasks[0]!.executions.find((e) => e.state === 'assigned')!;
+      const c = (await engine.claim(third.agentId, 1, 0))[0]!;
+      await engine.report(third.agentId, c.executionId, { outcome: 'failed', fencingToken: c.fencingToken, reason: 'agent_error', message: 'disk full' });
+      await step(30_000);
+      expect((await view()).state).toBe('running'); // still waiting, within its queue timeout
+      await step(31_000);
+      await engine.settle();
+      const v = await view();
+      expect(v.state).toBe('failed');
+      expect(v.tasks[0]!.failure?.reason).toBe('queue_timeout');
+      expect(v.tasks[0]!.executions.map((e) => e.state).sort()).toEqual(['cancelled', 'failed', 'failed']);
+      expect(v.billing).toMatchObject({ settled: true, paid: 0 });
+      expect(await store.ledger.audit()).toEqual([]);
+    } finally {
+      await engine.stop();
+      await store.close();
+    }
+  });
+});
