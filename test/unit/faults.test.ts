@@ -141,7 +141,7 @@ describe('a task no remaining provider can finish', () => {
       const manifest = { exitCode: 0, stdoutSha256: stdout, files: [] };
       const { resultHashOf } = await import('../../src/engine/index.js');
       await engine.report(second!.agentId, b.executionId, { outcome: 'completed', fencingToken: b.fencingToken, manifest, resultHash: resultHashOf(manifest),
-        outputsBlob: stdout, stdoutBlob: stdout, stderrBlob: stdout });
+        outputsBlob: stdout, stdoutBlob: stdout, stderrBlob: stdout, usage: { wallMs: 1_000, cpuMs: 900, maxMemoryBytes: 1 << 20 } });
       await step(DEFAULT_ENGINE_CONFIG.retryBackoffMs);
       const third = (await view()).tasks[0]!.executions.find((e) => e.state === 'assigned')!;
       const c = (await engine.claim(third.agentId, 1, 0))[0]!;
