@@ -243,12 +243,12 @@ export class Engine {
     for (const jobId of await this.store.executions.expireQueuedTasks(this.now(), 1_000)) {
       this.log.warn({ jobId }, 'tasks failed: no provider took them within the queue timeout');
     }
-    for (const taskId of await this.store.executions.tasksAwaitingDecision(1_000)) {
+    for (const { taskId, jobId } of await this.store.executions.tasksAwaitingDecision(1_000)) {
       try {
         const outcome = await verifyTask(this.store, taskId, this.now, this.events);
-        if (outcome !== 'pending') this.log.warn({ taskId, task: outcome }, 'task decided on re-verification');
+        if (outcome !== 'pending') this.log.warn({ taskId, jobId, task: outcome }, 'task decided on re-verification');
       } catch (err) {
-        this.log.error({ err, taskId }, 're-verification failed');
+        this.log.error({ err, taskId, jobId }, 're-verification failed');
       }
     }
   }

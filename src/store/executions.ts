@@ -216,17 +216,17 @@ export class ExecutionStore {
   /**
    * Open tasks with results or errors but no execution in flight (assigned or running), least recently
    * updated first. Nothing else will trigger their verification, so if a coordinator stopped between recording
-   * a report and applying the decision, only re-verifying these un-sticks the task.
+   * a report and applying the decision, only re-verifying these un-sticks the task. Returns task and job ids.
    */
-  async tasksAwaitingDecision(limit: number): Promise<string[]> {
-    const rows = await this.db.selectFrom('tasks').select('tasks.id')
+  async tasksAwaitingDecision(limit: number): Promise<Array<{ taskId: string; jobId: string }>> {
+    const rows = await this.db.selectFrom('tasks').select(['tasks.id', 'tasks.job_id'])
       .where('tasks.state', 'in', OPEN_TASK)
       .where((eb) => eb.exists(eb.selectFrom('executions').select('executions.id').whereRef('executions.task_id', '=', 'tasks.id')
         .where('executions.state', 'in', ['reported', 'failed', 'lost'])))
       .where((eb) => eb.not(eb.exists(eb.selectFrom('executions').select('executions.id').whereRef('executions.task_id', '=', 'tasks.id')
         .where('executions.state', 'in', ACTIVE_EXECUTION_STATES))))
       .orderBy('tasks.updated_at').limit(limit).execute();
-    return rows.map((r) => r.id);
+    return rows.map((r) => ({ taskId: r.id, jobId: r.job_id }));
   }
 
   /**

@@ -378,7 +378,9 @@ describe('ExecutionStore and JobStore over SQLite', () => {
     expect(await w.store.executions.tasksAwaitingDecision(100)).toEqual([]); // replicas still running
     await w.store.executions.expireLeases(T0 + TTL + 1, 60_000);
     const ids = (await view(w)).tasks.map((t) => t.id);
-    expect((await w.store.executions.tasksAwaitingDecision(100)).sort()).toEqual([...ids].sort());
+    const awaiting = await w.store.executions.tasksAwaitingDecision(100);
+    expect(awaiting.map((t) => t.taskId).sort()).toEqual([...ids].sort());
+    expect(awaiting.every((t) => t.jobId === w.jobId)).toBe(true);
     expect(await w.store.executions.tasksAwaitingDecision(1)).toHaveLength(1);
     await w.store.jobs.cancelJob(w.jobId, T0 + TTL + 2);
     expect(await w.store.executions.tasksAwaitingDecision(100)).toEqual([]); // closed tasks are not open
