@@ -22,6 +22,7 @@ export interface StoreCounts {
   tasksWanting: number;
 }
 
+/** Monitoring counts over the whole database (every coordinator sharing it reads the same). */
 export class StatsStore {
   constructor(private readonly db: Kysely<Database>, private readonly snapshot: SnapshotStore) {}
 
