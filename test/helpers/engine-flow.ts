@@ -8,7 +8,7 @@ import { grantTxn, toMicro } from '../../src/core/index.js';
 import { resultHashOf, type Engine } from '../../src/engine/index.js';
 import { JobSpecSchema, OfferSchema, type Assignment, type Capacity, type JobSpecInput, type Manifest, type ReportRequest } from '../../src/protocol/index.js';
 
-export const CAPACITY: Capacity = { cpus: 2, memoryMb: 4096, arch: 'amd64', os: 'linux', dockerVersion: 'x', gpus: [], allowNetwork: false };
+const CAPACITY: Capacity = { cpus: 2, memoryMb: 4096, arch: 'amd64', os: 'linux', dockerVersion: 'x', gpus: [], allowNetwork: false };
 const sha = (s: string) => createHash('sha256').update(s).digest('hex');
 
 /** Creates a buyer account holding `credits`. Returns its id. */
@@ -57,7 +57,7 @@ export async function completedReport(engine: Engine, a: Assignment, stdout: str
     stderrBlob, usage: { wallMs: 1000, cpuMs: 900, maxMemoryBytes: 1 << 20 } };
 }
 
-/** Placed on which agents: claims one execution on each agent in `agentIds` that has one. */
+/** Claims what is placed on each agent in `agentIds` (up to 4 each), with the agent that claimed it. */
 export async function claimAll(engine: Engine, agentIds: readonly string[]): Promise<Array<{ agentId: string; a: Assignment }>> {
   const out: Array<{ agentId: string; a: Assignment }> = [];
   for (const agentId of agentIds) for (const a of await engine.claim(agentId, 4, 0)) out.push({ agentId, a });
