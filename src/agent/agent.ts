@@ -145,7 +145,7 @@ export class Agent {
       for (const r of this.running.values()) {
         if (r.ownerReturned !== undefined) continue;
         r.ownerReturned = ev.availability.message ?? 'the owner is using the machine';
-        this.log.info({ executionId: r.assignment.executionId }, 'owner came back: stopping execution');
+        this.log.info({ executionId: r.assignment.executionId, jobId: r.assignment.jobId }, 'owner came back: stopping execution');
         r.abort.abort();
       }
     }
@@ -161,7 +161,7 @@ export class Agent {
       const res = await this.client.heartbeat(this.reg.agentId, this.held(), this.availability);
       for (const id of res.stop) {
         const r = this.running.get(id);
-        if (r) { this.log.info({ executionId: id }, 'coordinator asked to stop execution'); r.abort.abort(); }
+        if (r) { this.log.info({ executionId: id, jobId: r.assignment.jobId }, 'coordinator asked to stop execution'); r.abort.abort(); }
       }
     } catch (err) {
       this.log.warn({ err: (err as Error).message }, 'heartbeat failed');
@@ -196,12 +196,12 @@ export class Agent {
       if (signal.aborted) {
         const why = stoppedBecause();
         if (why !== undefined) await this.report(a, { ...ownerReturned(a, why), usage: outcome.usage });
-        else this.log.info({ executionId: a.executionId }, 'execution stopped');
+        else this.log.info({ executionId: a.executionId, jobId: a.jobId }, 'execution stopped');
         return;
       }
       await this.report(a, await this.package(a, outcome, dirs, work));
     } catch (err) {
-      this.log.error({ err, executionId: a.executionId }, 'execution failed inside the agent');
+      this.log.error({ err, executionId: a.executionId, jobId: a.jobId }, 'execution failed inside the agent');
       await this.report(a, { outcome: 'failed', fencingToken: a.fencingToken, reason: 'agent_error', message: `agent error: ${(err as Error).message}` });
     } finally {
       await rm(work, { recursive: true, force: true }).catch(() => undefined);
@@ -235,11 +235,11 @@ export class Agent {
     for (let attempt = 0; ; attempt++) {
       try {
         await this.client.report(this.reg.agentId, a.executionId, body);
-        this.log.info({ executionId: a.executionId, outcome: body.outcome, reason: body.outcome === 'failed' ? body.reason : undefined }, 'execution reported');
+        this.log.info({ executionId: a.executionId, jobId: a.jobId, outcome: body.outcome, reason: body.outcome === 'failed' ? body.reason : undefined }, 'execution reported');
         return;
       } catch (err) {
         const retryable = err instanceof ApiError && err.retryable && attempt < 8 && !this.stopped;
-        if (!retryable) { this.log.warn({ executionId: a.executionId, err: (err as Error).message }, 'report refused'); return; }
+        if (!retryable) { this.log.warn({ executionId: a.executionId, jobId: a.jobId, err: (err as Error).message }, 'report refused'); return; }
         await new Promise((r) => setTimeout(r, Math.min(500 * 2 ** attempt, 15_000)));
       }
     }

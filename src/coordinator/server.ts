@@ -12,12 +12,17 @@ import { fieldIssues, IdSchema } from '../protocol/index.js';
 import type { Principal, Store } from '../store/index.js';
 import { authenticate } from './auth.js';
 import type { BlobStore } from './blobs.js';
+import type { CoordinatorMetrics } from './metrics.js';
 import { agentRoutes } from './routes-agents.js';
 import { blobRoutes } from './routes-blobs.js';
 import { jobRoutes } from './routes-jobs.js';
 import { marketRoutes } from './routes-market.js';
 
-export interface ServerDeps { store: Store; engine: Engine; blobs: BlobStore; log: Logger }
+/** What the app serves from. With `metrics`, GET /metrics serves them (no API key: firewall it, see docs/observability.md). */
+export interface ServerDeps { store: Store; engine: Engine; blobs: BlobStore; log: Logger; metrics?: CoordinatorMetrics }
+
+/** Routes answered without an API key: health, and the metrics when enabled (aggregate numbers, no ids or names). */
+const PUBLIC_ROUTES: ReadonlySet<string> = new Set(['/v1/health', '/metrics']);
 
 declare module 'fastify' {
   interface FastifyRequest { principal: Principal }
@@ -50,7 +55,7 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
   app.decorateRequest('principal', null as unknown as Principal);
 
   app.addHook('onRequest', async (req) => {
-    if (req.url === '/v1/health') return;
+    if (PUBLIC_ROUTES.has(req.url.split('?')[0]!)) return;
     req.principal = await authenticate(deps.store, req.headers.authorization);
   });
 
@@ -77,6 +82,8 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
   });
 
   app.get('/v1/health', async () => ({ ok: true }));
+  const metrics = deps.metrics;
+  if (metrics) app.get('/metrics', async (_req, reply) => reply.type(metrics.contentType).send(await metrics.scrape()));
   app.register(jobRoutes(deps));
   app.register(agentRoutes(deps));
   app.register(blobRoutes(deps));

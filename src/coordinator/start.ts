@@ -6,6 +6,7 @@ import { DEFAULT_ENGINE_CONFIG, Engine, type EngineConfig } from '../engine/inde
 import { DEFAULT_QUOTA, type QuotaConfig } from '../core/index.js';
 import { openSqliteStore, openStore, type Store } from '../store/index.js';
 import { BlobStore } from './blobs.js';
+import { createMetrics } from './metrics.js';
 import { buildServer } from './server.js';
 
 /** Coordinator settings. Sizes in bytes. */
@@ -27,6 +28,11 @@ export interface CoordinatorConfig {
   /** Reputation daily quota: a newcomer's, and the cap it doubles up to (executions per 24 h). */
   quota: QuotaConfig;
   engine: EngineConfig;
+  /**
+   * Serve Prometheus metrics at GET /metrics, without an API key (aggregate numbers only). Off by default:
+   * turn it on where only the monitoring system can reach the port, or firewall the path.
+   */
+  metrics?: boolean;
 }
 
 export const DEFAULT_COORDINATOR_CONFIG: Omit<CoordinatorConfig, 'dataDir'> = {
@@ -46,7 +52,8 @@ export async function startCoordinator(config: CoordinatorConfig, log: Logger = 
   const engine = new Engine(store, config.engine, log);
   await engine.recover();
   const blobs = new BlobStore(config.blobDir ?? join(config.dataDir, 'blobs'), config.maxBlobBytes);
-  const app = buildServer({ store, engine, blobs, log });
+  const metrics = config.metrics ? createMetrics(store, engine) : undefined;
+  const app = buildServer({ store, engine, blobs, log, metrics });
   await app.listen({ host: config.host, port: config.port });
   engine.start();
   const addr = app.server.address();
@@ -57,6 +64,7 @@ export async function startCoordinator(config: CoordinatorConfig, log: Logger = 
     async close() {
       if (closed) return;
       closed = true;
+      metrics?.close();
       await engine.stop();
       await app.close();
       await store.close();

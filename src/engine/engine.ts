@@ -1,13 +1,15 @@
 /**
  * The engine: coordinator services over core + store. It submits jobs, runs the scheduler (pure plan, then a
  * conditional apply), hands executions to agents under leases (with long-poll), takes reports and verifies,
- * and reaps expired leases. Loops run on a timer and on events (submit, report, register).
+ * and reaps expired leases. Loops run on a timer and on events (submit, report, register). Observers (metrics)
+ * subscribe to `engine.events` (events.ts).
  */
 import type { Logger } from 'pino';
 import { buildPredictor, defaultMaxExecutions, DeqoError, errors, expandTasks, planExecutions, taskEnv, type Predictor } from '../core/index.js';
 import type { Assignment, Availability, Capacity, JobSpec, Offer, ReportRequest } from '../protocol/index.js';
 import type { Store } from '../store/index.js';
 import { DEFAULT_ENGINE_CONFIG, type EngineConfig } from './config.js';
+import { EngineEvents } from './events.js';
 import { classifyReport, verifyTask } from './verifier.js';
 
 /** Time source in epoch ms (injected so tests and simulations control it). */
@@ -20,6 +22,8 @@ export class Engine {
   private rescheduleRequested = false;
   private predictor: { build: number; predict: Predictor } | null = null;
   private settling: Promise<void> | null = null;
+  /** Dispatches, task decisions, settlements and credit movements, for observers (events.ts). */
+  readonly events = new EngineEvents((err, event) => this.log.error({ err, event }, 'engine event listener failed'));
 
   constructor(
     readonly store: Store,
@@ -28,7 +32,9 @@ export class Engine {
     readonly now: Clock = Date.now,
     /** Random draws in [0, 1) for adaptive replication (injected so tests can decide them). */
     private readonly random: () => number = Math.random,
-  ) {}
+  ) {
+    this.events.on('taskDecided', (e) => this.log.info(e, 'task decided'));
+  }
 
   /**
    * Recovery at coordinator start: extends running leases by the restart grace so agents that lost this
@@ -80,6 +86,7 @@ export class Engine {
     const { jobId, escrow } = await this.store.jobs.createJob({ buyerId, spec, tasks, policy: { replicas: v.replicas, quorum: v.quorum,
       maxExecutions: v.maxExecutions ?? defaultMaxExecutions(v.replicas), maxErrors: v.maxErrors } }, this.now());
     this.log.info({ jobId, tasks: tasks.length, image: spec.image, escrow }, 'job submitted');
+    this.events.credits('escrow_hold', jobId, escrow);
     this.requestSchedule();
     return { jobId, tasks: tasks.length, escrow };
   }
@@ -102,11 +109,12 @@ export class Engine {
     this.settling = (async () => {
       try {
         for (const id of await this.store.settlement.unsettledExecutions(1_000)) {
-          await this.store.settlement.settleExecution(id, this.now());
+          const s = await this.store.settlement.settleExecution(id, this.now());
+          if (s) this.events.executionSettled(s);
         }
         for (const jobId of await this.store.settlement.unsettledJobs(1_000)) {
-          const refunded = await this.store.settlement.settleJob(jobId, this.now());
-          if (refunded !== null) this.log.info({ jobId, refunded }, 'job settled');
+          const s = await this.store.settlement.settleJob(jobId, this.now());
+          if (s) { this.log.info({ jobId, state: s.state, refunded: s.refunded }, 'job settled'); this.events.jobSettled(s); }
         }
       } catch (err) {
         this.log.error({ err }, 'settlement failed');
@@ -191,6 +199,11 @@ export class Engine {
       const agent = await this.store.accounts.getAgent(agentId);
       if (agent) await this.store.accounts.grantBlobAccess(claimed.flatMap((c) => c.spec.inputs.map((i) => i.blob)), agent.providerId);
     }
+    for (const c of claimed) {
+      const e = { executionId: c.executionId, jobId: c.jobId, taskId: c.taskId, agentId, latencyMs: Math.max(0, this.now() - c.assignedAt) };
+      this.log.info(e, 'execution claimed');
+      this.events.notify('dispatched', e);
+    }
     return claimed.map((c) => ({
       executionId: c.executionId, fencingToken: c.fencingToken, leaseExpiresAt: c.leaseExpiresAt, jobId: c.jobId,
       taskIndex: c.taskIndex, image: c.spec.image, command: c.spec.command,
@@ -223,8 +236,8 @@ export class Engine {
     const buyer = await this.store.executions.buyerOf(executionId);
     if (buyer) await this.store.accounts.grantBlobAccess([end.stdoutBlob, end.stderrBlob, end.state === 'reported' ? end.outputsBlob : null]
       .filter((b): b is string => b !== null), buyer);
-    const outcome = await verifyTask(this.store, taskId, this.now);
-    this.log.info({ executionId, agentId, taskId, state: end.state, reason: end.failure?.reason, task: outcome }, 'execution reported');
+    const outcome = await verifyTask(this.store, taskId, this.now, this.events);
+    this.log.info({ executionId, jobId: lease.jobId, taskId, agentId, state: end.state, reason: end.failure?.reason, task: outcome }, 'execution reported');
     this.requestSchedule();
     await this.settle();
   }
@@ -234,20 +247,21 @@ export class Engine {
    * flight, whose decision may have been lost (a coordinator stopped between recording a report and verifying).
    */
   async reap(): Promise<void> {
-    const tasks = await this.store.executions.expireLeases(this.now(), this.config.claimTimeoutMs);
-    for (const taskId of tasks) {
-      const outcome = await verifyTask(this.store, taskId, this.now);
-      this.log.warn({ taskId, task: outcome }, 'lease expired; execution lost');
+    const lost = await this.store.executions.expireLeases(this.now(), this.config.claimTimeoutMs);
+    for (const l of lost) this.log.warn(l, 'execution lost');
+    for (const [taskId, jobId] of new Map(lost.map((l) => [l.taskId, l.jobId]))) {
+      const outcome = await verifyTask(this.store, taskId, this.now, this.events);
+      this.log.info({ taskId, jobId, task: outcome }, 'task re-verified after a lost execution');
     }
     for (const jobId of await this.store.executions.expireQueuedTasks(this.now(), 1_000)) {
       this.log.warn({ jobId }, 'tasks failed: no provider took them within the queue timeout');
     }
-    for (const taskId of await this.store.executions.tasksAwaitingDecision(1_000)) {
+    for (const { taskId, jobId } of await this.store.executions.tasksAwaitingDecision(1_000)) {
       try {
-        const outcome = await verifyTask(this.store, taskId, this.now);
-        if (outcome !== 'pending') this.log.warn({ taskId, task: outcome }, 'task decided on re-verification');
+        const outcome = await verifyTask(this.store, taskId, this.now, this.events);
+        if (outcome !== 'pending') this.log.warn({ taskId, jobId, task: outcome }, 'task decided on re-verification');
       } catch (err) {
-        this.log.error({ err, taskId }, 're-verification failed');
+        this.log.error({ err, taskId, jobId }, 're-verification failed');
       }
     }
   }

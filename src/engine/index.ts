@@ -4,3 +4,7 @@ export { DEFAULT_ENGINE_CONFIG, type EngineConfig } from './config.js';
 export { resultHashOf, classifyReport, verifyTask } from './verifier.js';
 export { explainJob } from './explain.js';
 export { quoteJob } from './quote.js';
+export {
+  EngineEvents, type CreditKind, type CreditsMovedEvent, type DispatchedEvent, type EngineEventMap, type ExecutionSettledEvent, type JobEndedEvent,
+  type TaskDecidedEvent,
+} from './events.js';

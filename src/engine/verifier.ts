@@ -1,8 +1,9 @@
 /** Verifier: turns an agent's report into a recorded execution end, and decides its task. */
 import { createHash } from 'node:crypto';
-import { canonicalManifest, clampFailureMessage, decideTask, DeqoError, errors, failureVerdict } from '../core/index.js';
+import { canonicalManifest, clampFailureMessage, decideTask, DeqoError, errors, failureVerdict, type Decision } from '../core/index.js';
 import type { Failure, FailureReason, ReportRequest } from '../protocol/index.js';
-import type { ExecutionEnd, Store } from '../store/index.js';
+import { topUpCost, type ExecutionEnd, type Store, type TaskForVerification } from '../store/index.js';
+import type { EngineEvents } from './events.js';
 
 /** Failures caused by the job itself: they vote like results (so one provider cannot fail a task alone). */
 const JOB_FAILURES: ReadonlySet<FailureReason> = new Set(['out_of_memory', 'timeout', 'image_not_found', 'output_too_large']);
@@ -57,8 +58,10 @@ export async function classifyReport(store: Store, r: ReportRequest, providerId:
 /**
  * Decides a task from its executions and applies the decision, retrying when another writer changed the
  * task meanwhile. For an already decided task, grades late results. Returns the decision kind applied.
+ * A decision that needs more escrow than the buyer has fails the task (insufficient_funds) instead.
+ * `events`, when given, hears taskDecided for a verified or failed task and creditsMoved for an escrow top-up.
  */
-export async function verifyTask(store: Store, taskId: string, now: () => number): Promise<'verified' | 'failed' | 'pending' | 'closed'> {
+export async function verifyTask(store: Store, taskId: string, now: () => number, events?: EngineEvents): Promise<'verified' | 'failed' | 'pending' | 'closed'> {
   for (let attempt = 0; attempt < 20; attempt++) {
     const task = await store.executions.taskForVerification(taskId);
     if (!task) throw errors.notFound('task', taskId);
@@ -68,7 +71,28 @@ export async function verifyTask(store: Store, taskId: string, now: () => number
     }
     const decision = decideTask(task.policy, task.target, task.votes);
     if (decision.kind === 'pending' && decision.target === task.target) return 'pending';
-    if (await store.executions.applyDecision(task, decision, now())) return decision.kind;
+    const applied = await applyOrFail(store, task, decision, now());
+    if (!applied) continue;
+    if (applied.kind === 'pending') events?.credits('escrow_hold', task.jobId, topUpCost(task, applied.target));
+    else events?.notify('taskDecided', { taskId, jobId: task.jobId, outcome: applied.kind, reason: applied.kind === 'failed' ? applied.failure.reason : null });
+    return applied.kind;
   }
   throw new DeqoError('conflict', `task ${taskId} kept changing while being verified; retry`);
+}
+
+/**
+ * Applies `d`, or, when it needs an escrow top-up the buyer cannot fund, fails the task with insufficient_funds
+ * (its reported results invalid). Returns the decision applied, or null when the task changed meanwhile.
+ */
+async function applyOrFail(store: Store, task: TaskForVerification, d: Decision, now: number): Promise<Decision | null> {
+  try {
+    return (await store.executions.applyDecision(task, d, now)) ? d : null;
+  } catch (err) {
+    if (!(err instanceof DeqoError) || err.code !== 'insufficient_funds') throw err;
+    const failed: Decision = { kind: 'failed', verdict: null, valid: [], cancel: [],
+      invalid: task.votes.filter((v) => v.state === 'reported').map((v) => v.id),
+      failure: { reason: 'insufficient_funds', blame: 'job',
+        message: `results disagree and another replica is needed, but the buyer cannot fund it: ${err.message}` } };
+    return (await store.executions.applyDecision(task, failed, now)) ? failed : null;
+  }
 }

@@ -7,16 +7,15 @@ import type { Kysely } from 'kysely';
 import {
   ACTIVE_EXECUTION_STATES, escrowHoldTxn, EXECUTION_TRANSITIONS, gradeLateResult, type Decision, type ExecutionVote, type Placement, type VerificationPolicy,
 } from '../core/index.js';
-import { DeqoError } from '../core/index.js';
 import { FailureSchema, JobSpecSchema, type ExecutionState, type Failure, type JobSpec, type Manifest, type Price, type TaskState, type Usage } from '../protocol/index.js';
 import { newId } from './db.js';
 import { postTxn } from './ledger.js';
 import { rollUpJob } from './jobs.js';
 import type { Database } from './schema.js';
 
-/** A claimed execution with what the agent needs to run it. */
+/** A claimed execution with what the agent needs to run it; `assignedAt` (epoch ms) is when it was placed. */
 export interface ClaimedExecution {
-  executionId: string; fencingToken: number; leaseExpiresAt: number; jobId: string;
+  executionId: string; fencingToken: number; leaseExpiresAt: number; jobId: string; taskId: string; assignedAt: number;
   taskIndex: number; taskCount: number; params: Record<string, string | number | boolean>; spec: JobSpec;
 }
 
@@ -25,6 +24,8 @@ export interface TaskForVerification {
   id: string; jobId: string; state: TaskState; target: number; verdict: string | null; revision: number;
   /** Executions escrow holds credits for; the target may not exceed it without a top-up. */
   funded: number;
+  /** What escrow holds for one execution of this job, µcr (a top-up holds this per extra execution). */
+  executionMaxCost: number;
   policy: VerificationPolicy; votes: ExecutionVote[];
 }
 
@@ -33,6 +34,9 @@ export type ExecutionEnd =
   | { state: 'reported'; verdict: string; exitCode: number | null; resultHash: string | null; manifest: Manifest | null;
       failure: Failure | null; usage: Usage | null; stdoutBlob: string | null; stderrBlob: string | null; outputsBlob: string | null }
   | { state: 'failed'; failure: Failure; usage: Usage | null; stdoutBlob: string | null; stderrBlob: string | null };
+
+/** An execution whose lease ended unrenewed (lease_expired) or that was never claimed (not_claimed). */
+export interface LostExecution { executionId: string; taskId: string; jobId: string; reason: 'lease_expired' | 'not_claimed' }
 
 const OPEN_TASK: TaskState[] = ['queued', 'running'];
 
@@ -77,7 +81,7 @@ export class ExecutionStore {
   async claim(agentId: string, max: number, now: number, leaseTtlMs: number): Promise<ClaimedExecution[]> {
     return this.db.transaction().execute(async (tx) => {
       const rows = await tx.selectFrom('executions').innerJoin('tasks', 'tasks.id', 'executions.task_id').innerJoin('jobs', 'jobs.id', 'executions.job_id')
-        .select(['executions.id', 'executions.fencing_token', 'executions.job_id', 'tasks.idx', 'tasks.params', 'jobs.spec', 'jobs.task_count'])
+        .select(['executions.id', 'executions.fencing_token', 'executions.job_id', 'executions.task_id', 'executions.created_at', 'tasks.idx', 'tasks.params', 'jobs.spec', 'jobs.task_count'])
         .where('executions.agent_id', '=', agentId).where('executions.state', '=', 'assigned').where('executions.desired', '=', 'run')
         .orderBy('executions.created_at').limit(max).execute();
       const claimed: ClaimedExecution[] = [];
@@ -88,7 +92,7 @@ export class ExecutionStore {
           started_at: now, revision: eb('revision', '+', 1) }))
           .where('id', '=', r.id).where('state', 'in', EXECUTION_TRANSITIONS.running).executeTakeFirst();
         if (Number(u.numUpdatedRows) === 0) continue;
-        claimed.push({ executionId: r.id, fencingToken: token, leaseExpiresAt, jobId: r.job_id, taskIndex: r.idx,
+        claimed.push({ executionId: r.id, fencingToken: token, leaseExpiresAt, jobId: r.job_id, taskId: r.task_id, assignedAt: Number(r.created_at), taskIndex: r.idx,
           taskCount: r.task_count, params: JSON.parse(r.params), spec: JobSpecSchema.parse(JSON.parse(r.spec)) });
       }
       return claimed;
@@ -136,11 +140,11 @@ export class ExecutionStore {
     return row?.task_id ?? null;
   }
 
-  /** Who holds an execution and in which state, with its current fencing token; null if it does not exist. */
-  async leaseOf(executionId: string): Promise<{ agentId: string; providerId: string; state: ExecutionState; fencingToken: number } | null> {
-    const row = await this.db.selectFrom('executions').select(['agent_id', 'provider_id', 'state', 'fencing_token'])
+  /** Who holds an execution and in which state, with its current fencing token, job and task; null if it does not exist. */
+  async leaseOf(executionId: string): Promise<{ agentId: string; providerId: string; state: ExecutionState; fencingToken: number; jobId: string; taskId: string } | null> {
+    const row = await this.db.selectFrom('executions').select(['agent_id', 'provider_id', 'state', 'fencing_token', 'job_id', 'task_id'])
       .where('id', '=', executionId).executeTakeFirst();
-    return row ? { agentId: row.agent_id, providerId: row.provider_id, state: row.state, fencingToken: row.fencing_token } : null;
+    return row ? { agentId: row.agent_id, providerId: row.provider_id, state: row.state, fencingToken: row.fencing_token, jobId: row.job_id, taskId: row.task_id } : null;
   }
 
   /** The buyer of the job an execution belongs to, or null. */
@@ -152,11 +156,13 @@ export class ExecutionStore {
 
   /** A task and its executions' votes, for the verifier; null if missing. */
   async taskForVerification(taskId: string): Promise<TaskForVerification | null> {
-    const t = await this.db.selectFrom('tasks').selectAll().where('id', '=', taskId).executeTakeFirst();
+    const t = await this.db.selectFrom('tasks').innerJoin('jobs', 'jobs.id', 'tasks.job_id').selectAll('tasks').select('jobs.execution_max_cost')
+      .where('tasks.id', '=', taskId).executeTakeFirst();
     if (!t) return null;
     const ex = await this.db.selectFrom('executions').select(['id', 'state', 'verdict', 'exit_code', 'failure', 'finished_at', 'created_at'])
       .where('task_id', '=', taskId).execute();
     return { id: t.id, jobId: t.job_id, state: t.state, target: t.target, verdict: t.verdict, revision: t.revision, funded: t.funded,
+      executionMaxCost: Number(t.execution_max_cost),
       policy: { quorum: t.quorum, maxExecutions: t.max_executions, maxErrors: t.max_errors },
       votes: ex.map((e) => ({ id: e.id, state: e.state, verdict: e.verdict, exitCode: e.exit_code,
         failure: e.failure ? FailureSchema.parse(JSON.parse(e.failure)) : null, at: Number(e.finished_at ?? e.created_at) })) };
@@ -164,32 +170,24 @@ export class ExecutionStore {
 
   /**
    * Applies a verification decision if the task is still at `revision`: task state and verdict, executions
-   * valid / invalid / cancelled, job roll-up. Returns false when the task changed meanwhile (caller re-decides).
+   * valid / invalid / cancelled, job roll-up; a pending decision raising the target past what escrow funds
+   * holds the top-up (topUpCost) from the buyer in the same transaction. Returns false when the task changed
+   * meanwhile (caller re-decides). Throws DeqoError insufficient_funds, applying nothing, when the buyer cannot
+   * fund the top-up.
    */
   async applyDecision(task: TaskForVerification, d: Decision, now: number): Promise<boolean> {
-    if (d.kind === 'pending' && d.target > task.funded) {
-      try {
-        return await this.db.transaction().execute(async (tx) => {
-          if (!(await this.fund(tx, task, d.target, now))) return false;
-          return this.applyDecisionIn(tx, task, d, now);
-        });
-      } catch (err) {
-        if (!(err instanceof DeqoError) || err.code !== 'insufficient_funds') throw err;
-        return this.applyDecision(task, { kind: 'failed', verdict: null, valid: [], cancel: [],
-          invalid: task.votes.filter((v) => v.state === 'reported').map((v) => v.id),
-          failure: { reason: 'insufficient_funds', blame: 'job',
-            message: `results disagree and another replica is needed, but the buyer cannot fund it: ${err.message}` } }, now);
-      }
-    }
-    return this.db.transaction().execute((tx) => this.applyDecisionIn(tx, task, d, now));
+    return this.db.transaction().execute(async (tx) => {
+      if (d.kind === 'pending' && d.target > task.funded && !(await this.fund(tx, task, d.target, now))) return false;
+      return this.applyDecisionIn(tx, task, d, now);
+    });
   }
 
   /** Holds escrow for the task's executions beyond those funded (up to `target`); false when the task changed. */
   private async fund(tx: Kysely<Database>, task: TaskForVerification, target: number, now: number): Promise<boolean> {
-    const job = await tx.selectFrom('jobs').select(['buyer_id', 'execution_max_cost']).where('id', '=', task.jobId).executeTakeFirstOrThrow();
+    const job = await tx.selectFrom('jobs').select('buyer_id').where('id', '=', task.jobId).executeTakeFirstOrThrow();
     const u = await tx.updateTable('tasks').set({ funded: target }).where('id', '=', task.id).where('revision', '=', task.revision).executeTakeFirst();
     if (Number(u.numUpdatedRows) === 0) return false;
-    const amount = (target - task.funded) * Number(job.execution_max_cost);
+    const amount = topUpCost(task, target);
     if (amount > 0) await postTxn(tx, escrowHoldTxn(job.buyer_id, task.jobId, amount, `escrow top-up: task needs ${target} executions`), now);
     return true;
   }
@@ -228,34 +226,37 @@ export class ExecutionStore {
   /**
    * Open tasks with results or errors but no execution in flight (assigned or running), least recently
    * updated first. Nothing else will trigger their verification, so if a coordinator stopped between recording
-   * a report and applying the decision, only re-verifying these un-sticks the task.
+   * a report and applying the decision, only re-verifying these un-sticks the task. Returns task and job ids.
    */
-  async tasksAwaitingDecision(limit: number): Promise<string[]> {
-    const rows = await this.db.selectFrom('tasks').select('tasks.id')
+  async tasksAwaitingDecision(limit: number): Promise<Array<{ taskId: string; jobId: string }>> {
+    const rows = await this.db.selectFrom('tasks').select(['tasks.id', 'tasks.job_id'])
       .where('tasks.state', 'in', OPEN_TASK)
       .where((eb) => eb.exists(eb.selectFrom('executions').select('executions.id').whereRef('executions.task_id', '=', 'tasks.id')
         .where('executions.state', 'in', ['reported', 'failed', 'lost'])))
       .where((eb) => eb.not(eb.exists(eb.selectFrom('executions').select('executions.id').whereRef('executions.task_id', '=', 'tasks.id')
         .where('executions.state', 'in', ACTIVE_EXECUTION_STATES))))
       .orderBy('tasks.updated_at').limit(limit).execute();
-    return rows.map((r) => r.id);
+    return rows.map((r) => ({ taskId: r.id, jobId: r.job_id }));
   }
 
   /**
    * Ends leases that ran out: running executions whose lease expired → lost (lease_expired); assigned ones
-   * not claimed within `claimTimeoutMs` → lost (not_claimed). Returns the affected task ids.
+   * not claimed within `claimTimeoutMs` → lost (not_claimed). Returns the executions lost.
    */
-  async expireLeases(now: number, claimTimeoutMs: number): Promise<string[]> {
+  async expireLeases(now: number, claimTimeoutMs: number): Promise<LostExecution[]> {
     const lost = (reason: string, message: string) => JSON.stringify({ reason, blame: 'provider', message });
+    const returned = ['id', 'task_id', 'job_id'] as const;
     const a = await this.db.updateTable('executions').set((eb) => ({ state: 'lost', desired: 'stop', finished_at: now, lease_expires_at: null,
       failure: lost('lease_expired', 'the agent stopped renewing its lease (missed heartbeats)'), revision: eb('revision', '+', 1) }))
-      .where('state', '=', 'running').where('lease_expires_at', '<', now).returning('task_id').execute();
+      .where('state', '=', 'running').where('lease_expires_at', '<', now).returning(returned).execute();
     const b = await this.db.updateTable('executions').set((eb) => ({ state: 'lost', desired: 'stop', finished_at: now,
       failure: lost('not_claimed', 'the agent did not claim the execution in time'), revision: eb('revision', '+', 1) }))
-      .where('state', '=', 'assigned').where('created_at', '<', now - claimTimeoutMs).returning('task_id').execute();
+      .where('state', '=', 'assigned').where('created_at', '<', now - claimTimeoutMs).returning(returned).execute();
     const tasks = [...new Set([...a, ...b].map((r) => r.task_id))];
     for (let i = 0; i < tasks.length; i += 500) await this.db.updateTable('tasks').set({ updated_at: now }).where('id', 'in', tasks.slice(i, i + 500)).execute();
-    return tasks;
+    const view = (reason: LostExecution['reason']) => (r: { id: string; task_id: string; job_id: string }): LostExecution =>
+      ({ executionId: r.id, taskId: r.task_id, jobId: r.job_id, reason });
+    return [...a.map(view('lease_expired')), ...b.map(view('not_claimed'))];
   }
 
   /**
@@ -290,6 +291,11 @@ export class ExecutionStore {
     }
     return [...jobs];
   }
+}
+
+/** Escrow (µcr) a task needs held before its target may rise to `target` executions; 0 when already funded. */
+export function topUpCost(task: Pick<TaskForVerification, 'funded' | 'executionMaxCost'>, target: number): number {
+  return Math.max(0, target - task.funded) * task.executionMaxCost;
 }
 
 async function setExecutions(db: Kysely<Database>, ids: readonly string[], state: Extract<ExecutionState, 'valid' | 'invalid'>, now: number): Promise<void> {

@@ -12,16 +12,18 @@ import { ReputationStore } from './reputation.js';
 import type { Database } from './schema.js';
 import { SettlementStore, type SettlementConfig } from './settlement.js';
 import { SnapshotStore } from './snapshot.js';
+import { StatsStore } from './stats.js';
 import { DEFAULT_QUOTA } from '../core/index.js';
 
 export { AccountStore, type Principal, type Role, type AgentRecord } from './accounts.js';
 export { JobStore, type NewJob } from './jobs.js';
-export { ExecutionStore, type ClaimedExecution, type ExecutionEnd, type TaskForVerification } from './executions.js';
+export { ExecutionStore, topUpCost, type ClaimedExecution, type ExecutionEnd, type LostExecution, type TaskForVerification } from './executions.js';
 export { newId, type StoreCapabilities } from './db.js';
 export { LedgerStore, insufficientFunds } from './ledger.js';
 export { ReputationStore, reputationView } from './reputation.js';
-export { SettlementStore, type SettlementConfig } from './settlement.js';
+export { SettlementStore, type SettledExecution, type SettledJob, type SettlementConfig } from './settlement.js';
 export { SnapshotStore, type SchedulingSnapshot } from './snapshot.js';
+export { StatsStore, type AgentCounts, type StoreCounts } from './stats.js';
 
 /** Store settings: the platform fee (basis points, default 0) and the reputation quota rules. */
 export const DEFAULT_STORE_CONFIG: Readonly<SettlementConfig> = Object.freeze({ feeBps: 0, quota: DEFAULT_QUOTA });
@@ -35,6 +37,7 @@ export interface Store {
   reputation: ReputationStore;
   settlement: SettlementStore;
   snapshot: SnapshotStore;
+  stats: StatsStore;
   config: Readonly<SettlementConfig>;
   capabilities: StoreCapabilities;
   close(): Promise<void>;
@@ -42,8 +45,9 @@ export interface Store {
 
 function wrap(db: Kysely<Database>, capabilities: StoreCapabilities, config: SettlementConfig): Store {
   const reputation = new ReputationStore(db, config.quota);
+  const snapshot = new SnapshotStore(db, reputation);
   return { accounts: new AccountStore(db), jobs: new JobStore(db), executions: new ExecutionStore(db), ledger: new LedgerStore(db),
-    reputation, settlement: new SettlementStore(db, config), snapshot: new SnapshotStore(db, reputation), config: Object.freeze({ ...config }),
+    reputation, settlement: new SettlementStore(db, config), snapshot, stats: new StatsStore(db, snapshot), config: Object.freeze({ ...config }),
     capabilities, close: () => db.destroy() };
 }
 

@@ -6,9 +6,9 @@
  */
 import type { Kysely } from 'kysely';
 import {
-  escrowLedger, executionCost, paymentTxn, refundTxn, TERMINAL_JOB_STATES, type QuotaConfig, type ReputationOutcome,
+  escrowLedger, executionCost, FEES, paymentTxn, refundTxn, TERMINAL_JOB_STATES, type QuotaConfig, type ReputationOutcome,
 } from '../core/index.js';
-import { FailureSchema, PriceSchema, UsageSchema, type ExecutionState } from '../protocol/index.js';
+import { FailureSchema, PriceSchema, UsageSchema, type ExecutionState, type FailureReason, type JobState } from '../protocol/index.js';
 import { balanceOf, postTxn } from './ledger.js';
 import { recordOutcome } from './reputation.js';
 import type { Database } from './schema.js';
@@ -18,6 +18,17 @@ const ENDED: ExecutionState[] = ['valid', 'invalid', 'failed', 'lost', 'cancelle
 
 /** Settlement settings: the platform fee in basis points and the reputation quota rules. */
 export interface SettlementConfig { feeBps: number; quota: QuotaConfig }
+
+/**
+ * What settling one execution did: its final state (and failure reason, for failed or lost ones), and the
+ * money moved from escrow, µcr: `paid` to its provider, `fee` to the platform (both 0 unless it was valid).
+ */
+export interface SettledExecution {
+  executionId: string; jobId: string; state: ExecutionState; reason: FailureReason | null; paid: number; fee: number;
+}
+
+/** What settling one job did: its final state, when it was submitted and ended (epoch ms), the escrow refunded (µcr). */
+export interface SettledJob { jobId: string; state: JobState; createdAt: number; finishedAt: number; refunded: number }
 
 /** Demand fields settlement needs (stored as JSON on the job). */
 interface StoredDemand { cpus: number; memoryMb: number; gpus: number; timeoutMs: number }
@@ -43,17 +54,20 @@ export class SettlementStore {
    * Settles one ended execution: a valid one is paid its cost (capped at the job's per-execution maximum) and
    * counts for its provider's reputation (cross-checked when another provider's result agreed); an invalid one
    * earns nothing and resets the provider's consecutive valid count; a provider-side failure is an error for
-   * reputation (the owner coming back, or a cancellation, is not). Returns false when already settled.
+   * reputation (the owner coming back, or a cancellation, is not). Returns what it did, or null when the
+   * execution is not ended or already settled.
    */
-  async settleExecution(executionId: string, now: number): Promise<boolean> {
+  async settleExecution(executionId: string, now: number): Promise<SettledExecution | null> {
     return this.db.transaction().execute(async (tx) => {
       const e = await tx.selectFrom('executions').innerJoin('jobs', 'jobs.id', 'executions.job_id')
         .select(['executions.id', 'executions.task_id', 'executions.job_id', 'executions.provider_id', 'executions.state', 'executions.price',
           'executions.usage', 'executions.failure', 'executions.started_at', 'executions.finished_at', 'jobs.demand', 'jobs.execution_max_cost'])
         .where('executions.id', '=', executionId).where('executions.settled_at', 'is', null).where('executions.state', 'in', ENDED).executeTakeFirst();
-      if (!e) return false;
+      if (!e) return null;
       const claimed = await tx.updateTable('executions').set({ settled_at: now }).where('id', '=', executionId).where('settled_at', 'is', null).executeTakeFirst();
-      if (Number(claimed.numUpdatedRows) === 0) return false;
+      if (Number(claimed.numUpdatedRows) === 0) return null;
+      const failure = e.failure ? FailureSchema.parse(JSON.parse(e.failure)) : null;
+      const settled: SettledExecution = { executionId, jobId: e.job_id, state: e.state, reason: failure?.reason ?? null, paid: 0, fee: 0 };
       const ref = { executionId, jobId: e.job_id };
       const turnaroundMs = e.started_at !== null && e.finished_at !== null ? Number(e.finished_at) - Number(e.started_at) : null;
       let outcome: ReputationOutcome | null = null;
@@ -63,7 +77,11 @@ export class SettlementStore {
         const price = PriceSchema.parse(e.price ? JSON.parse(e.price) : {});
         const cost = Math.min(executionCost(price, d, wallMs, d.timeoutMs), Number(e.execution_max_cost));
         const txn = paymentTxn(e.job_id, executionId, e.provider_id, cost, this.config.feeBps);
-        if (txn) await postTxn(tx, txn, now);
+        if (txn) {
+          await postTxn(tx, txn, now);
+          settled.fee = txn.postings.find((p) => p.account === FEES)?.amount ?? 0;
+          settled.paid = cost - settled.fee;
+        }
         await tx.updateTable('executions').set({ paid: cost }).where('id', '=', executionId).execute();
         const agreeing = await tx.selectFrom('executions').select((eb) => eb.fn.countAll<number>().as('n'))
           .where('task_id', '=', e.task_id).where('state', '=', 'valid').executeTakeFirst();
@@ -71,29 +89,28 @@ export class SettlementStore {
       } else if (e.state === 'invalid') {
         outcome = { kind: 'invalid', turnaroundMs };
       } else if (e.state === 'failed' || e.state === 'lost') {
-        const f = e.failure ? FailureSchema.parse(JSON.parse(e.failure)) : null;
-        if (f?.blame === 'provider' && f.reason !== 'owner_returned') outcome = { kind: 'error' };
+        if (failure?.blame === 'provider' && failure.reason !== 'owner_returned') outcome = { kind: 'error' };
       }
       if (outcome) await recordOutcome(tx, e.provider_id, outcome, ref, this.config.quota, now);
-      return true;
+      return settled;
     });
   }
 
   /**
    * Settles an ended job whose executions are all settled: what is left in its escrow returns to the buyer.
-   * Returns the amount refunded (µcr), or null when the job is not ready or already settled.
+   * Returns what it did (the refund in µcr), or null when the job is not ready or already settled.
    */
-  async settleJob(jobId: string, now: number): Promise<number | null> {
+  async settleJob(jobId: string, now: number): Promise<SettledJob | null> {
     return this.db.transaction().execute(async (tx) => {
       const r = await tx.updateTable('jobs').set({ settled_at: now })
         .where('id', '=', jobId).where('settled_at', 'is', null).where('state', 'in', TERMINAL_JOB_STATES)
         .where((eb) => eb.not(eb.exists(eb.selectFrom('executions').select('executions.id')
           .whereRef('executions.job_id', '=', 'jobs.id').where('executions.settled_at', 'is', null))))
-        .returning('buyer_id').executeTakeFirst();
+        .returning(['buyer_id', 'state', 'created_at', 'finished_at']).executeTakeFirst();
       if (!r) return null;
       const remaining = await balanceOf(tx, escrowLedger(jobId));
       if (remaining > 0) await postTxn(tx, refundTxn(r.buyer_id, jobId, remaining), now);
-      return remaining;
+      return { jobId, state: r.state, createdAt: Number(r.created_at), finishedAt: Number(r.finished_at ?? now), refunded: remaining };
     });
   }
 }

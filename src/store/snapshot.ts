@@ -57,6 +57,14 @@ export class SnapshotStore {
     return { tasks, revisions: new Map(wanting.map(({ r }) => [r.id, r.revision])) };
   }
 
+  /**
+   * How many open tasks want more executions now: the scheduler's queue depth, by the same rule as
+   * wantingTasks (whose per-task work it repeats, so call it at monitoring rates, not per request).
+   */
+  async wantingTaskCount(): Promise<number> {
+    return (await this.wantingTasks(Number.MAX_SAFE_INTEGER)).tasks.length;
+  }
+
   /** Agents with their offers and free capacity; only those seen since `onlineSince` unless `includeOffline`. */
   async agents(now: number, onlineSince: number, includeOffline: boolean): Promise<{ agents: SchedAgent[]; prices: Map<string, Price> }> {
     let q = this.db.selectFrom('agents').select(['id', 'provider_id', 'name', 'capacity', 'offer', 'availability', 'last_seen_at']);

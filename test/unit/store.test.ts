@@ -348,7 +348,9 @@ describe('ExecutionStore and JobStore over SQLite', () => {
     const notClaimed = execs.filter((e) => e.failure?.reason === 'not_claimed');
     expect(notClaimed).toHaveLength(4);
     expect(notClaimed.every((e) => e.state === 'lost')).toBe(true);
-    expect(second.sort()).toEqual((await view(w)).tasks.map((t) => t.id).sort());
+    expect([...new Set(second.map((l) => l.taskId))].sort()).toEqual((await view(w)).tasks.map((t) => t.id).sort());
+    expect(second.map((l) => l.reason).sort()).toEqual(['lease_expired', 'not_claimed', 'not_claimed', 'not_claimed', 'not_claimed']);
+    expect(second.find((l) => l.reason === 'lease_expired')).toMatchObject({ executionId: keep!.executionId, jobId: keep!.jobId, taskId: keep!.taskId });
     // A report under the lost lease is stale.
     expect(await w.store.executions.recordEnd(keep!.executionId, w.agentIds[0]!, 1, reported(H1), T0 + 32_000)).toBeNull();
   });
@@ -376,7 +378,9 @@ describe('ExecutionStore and JobStore over SQLite', () => {
     expect(await w.store.executions.tasksAwaitingDecision(100)).toEqual([]); // replicas still running
     await w.store.executions.expireLeases(T0 + TTL + 1, 60_000);
     const ids = (await view(w)).tasks.map((t) => t.id);
-    expect((await w.store.executions.tasksAwaitingDecision(100)).sort()).toEqual([...ids].sort());
+    const awaiting = await w.store.executions.tasksAwaitingDecision(100);
+    expect(awaiting.map((t) => t.taskId).sort()).toEqual([...ids].sort());
+    expect(awaiting.every((t) => t.jobId === w.jobId)).toBe(true);
     expect(await w.store.executions.tasksAwaitingDecision(1)).toHaveLength(1);
     await w.store.jobs.cancelJob(w.jobId, T0 + TTL + 2);
     expect(await w.store.executions.tasksAwaitingDecision(100)).toEqual([]); // closed tasks are not open

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BlobStore, buildServer, createAccountWithKey, hashApiKey } from '../../src/coordinator/index.js';
+import { BlobStore, buildServer, createAccountWithKey, createMetrics, hashApiKey } from '../../src/coordinator/index.js';
 import { grantTxn, toMicro } from '../../src/core/index.js';
 import { DEFAULT_ENGINE_CONFIG, Engine, resultHashOf } from '../../src/engine/index.js';
 import type { Assignment, JobSpecInput, Manifest } from '../../src/protocol/index.js';
@@ -106,7 +106,7 @@ beforeAll(async () => {
   store = await openSqliteStore(':memory:');
   blobDir = await mkdtemp(join(tmpdir(), 'deqo-tenancy-'));
   engine = new Engine(store, { ...DEFAULT_ENGINE_CONFIG }, log);
-  app = buildServer({ store, engine, blobs: new BlobStore(blobDir, 1 << 20), log });
+  app = buildServer({ store, engine, blobs: new BlobStore(blobDir, 1 << 20), log, metrics: createMetrics(store, engine, { cacheMs: 0 }) });
   // Route plugins load on ready(): this hook sees every route they declare.
   app.addHook('onRoute', (o) => {
     for (const m of [o.method].flat()) if (m !== 'HEAD') servedRoutes.push(`${m} ${o.url}`);
@@ -228,13 +228,23 @@ const label = (rt: Route) => `${rt.method} ${rt.pattern}`;
 
 describe('the route table', () => {
   it('lists every route the coordinator serves (so a new route cannot skip these checks)', () => {
-    const served = servedRoutes.filter((x) => x !== 'GET /v1/health');
+    // The public routes, checked below: health, and the metrics (aggregates only).
+    const served = servedRoutes.filter((x) => x !== 'GET /v1/health' && x !== 'GET /metrics');
     expect(served.length).toBeGreaterThan(20);
     expect([...served].sort()).toEqual(ROUTES.map(label).sort());
   });
 
-  it('answers /v1/health without a key (the one public route)', async () => {
+  it('answers /v1/health without a key (a public route)', async () => {
     expect((await call('GET', '/v1/health', undefined)).statusCode).toBe(200);
+  });
+
+  it('answers /metrics without a key (the other public route) with aggregate numbers that name no tenant, job, agent or key', async () => {
+    const res = await call('GET', '/metrics', undefined);
+    expect(res.statusCode).toBe(200);
+    expect(res.body).toMatch(/^deqo_jobs\{state="succeeded"\} [1-9]/m); // the jobs run above are counted
+    const named = [...Object.values(account), ...Object.values(key), r.jobDone, r.jobOpen, r.jobHeld, r.execDone, r.execHeld, r.agentP, r.agentQ,
+      r.inputBlob, r.stdoutBlob, r.outputsBlob, ...Object.keys(account)];
+    for (const x of named) expect(res.body, x).not.toContain(x);
   });
 
   it.each(ROUTES.map((rt) => [label(rt), rt] as const))('%s: 401 with no key, a malformed header, an unknown key, a revoked key', async (_l, rt) => {

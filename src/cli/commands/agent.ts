@@ -102,8 +102,9 @@ Examples:
       }
       const client = await clientFor(ctx.env, globals(cmd));
       const dataDir = opts.dataDir ?? join(ctx.env.home, 'agent');
-      const log = pino({ level: 'info', base: { agent: name } });
       const identity = await loadOrCreateIdentity(dataDir);
+      // JSON lines on stdout; every line names the agent, and lines about an execution its executionId and jobId.
+      const log = pino({ level: 'info', base: { agent: name, agentId: identity.agentId } });
       const executor = new DockerExecutor({ agentId: identity.agentId, pullMissing: opts.pull ?? false });
       let dockerVersion: string;
       try { dockerVersion = await executor.version(); } catch (err) {

@@ -13,7 +13,7 @@ import { parseDurationMs } from './units.js';
 
 interface Opts {
   dataDir?: string; host: string; port: number; databaseUrl?: string; blobDir?: string; platformFee?: number;
-  adminKeyFile?: string; logLevel: string;
+  adminKeyFile?: string; logLevel: string; metrics?: boolean;
   heartbeatInterval?: number; leaseTtl?: number; agentTtl?: number; claimTimeout?: number; tick?: number; restartGrace?: number;
   retryBackoff?: number; retryBackoffMax?: number;
 }
@@ -28,6 +28,7 @@ export function coordinatorCommand(ctx: CliContext): Command {
     .option('--platform-fee <bps>', 'platform fee on payments, basis points (250 = 2.5 %) [default 0]', (v) => Number.parseInt(v, 10))
     .option('--admin-key-file <file>', 'on first start, create the "admin" account and write its API key here (0600)')
     .option('--log-level <level>', 'pino log level: trace, debug, info, warn, error [default info]', 'info')
+    .option('--metrics', 'serve Prometheus metrics at GET /metrics, without an API key: firewall the path (docs/observability.md)')
     .option('--heartbeat-interval <duration>', 'how often agents heartbeat, e.g. 5s [default 5s]', parseDurationMs)
     .option('--lease-ttl <duration>', 'a lease lasts this long after each renewal (3 missed heartbeats) [default 15s]', parseDurationMs)
     .option('--agent-ttl <duration>', 'an agent silent this long is suspect: no new work [default 15s]', parseDurationMs)
@@ -40,7 +41,7 @@ export function coordinatorCommand(ctx: CliContext): Command {
 Examples:
   deqo coordinator --admin-key-file ~/.deqo/admin.key
   DEQO_DATABASE_URL=postgres://127.0.0.1/deqo deqo coordinator --port 8470 --blob-dir /shared/blobs
-  DEQO_DATABASE_URL=postgres://127.0.0.1/deqo deqo coordinator --port 8471 --blob-dir /shared/blobs
+  DEQO_DATABASE_URL=postgres://127.0.0.1/deqo deqo coordinator --port 8471 --blob-dir /shared/blobs --metrics
 Durations take ms, s, m or h (a bare number is milliseconds). SIGINT/SIGTERM stop it cleanly; a crash loses
 nothing (every change is committed before it is acknowledged).`)
     .action(action(async (o: Opts) => {
@@ -55,9 +56,10 @@ nothing (every change is committed before it is acknowledged).`)
       };
       const log = pino({ level: o.logLevel, base: { svc: 'coordinator' } });
       const coord = await startCoordinator({ ...DEFAULT_COORDINATOR_CONFIG, dataDir, host: o.host, port: o.port,
-        databaseUrl: o.databaseUrl ?? ctx.env.databaseUrl, blobDir: o.blobDir, feeBps: o.platformFee ?? DEFAULT_COORDINATOR_CONFIG.feeBps, engine }, log);
+        databaseUrl: o.databaseUrl ?? ctx.env.databaseUrl, blobDir: o.blobDir, feeBps: o.platformFee ?? DEFAULT_COORDINATOR_CONFIG.feeBps, engine,
+        metrics: o.metrics ?? false }, log);
       if (o.adminKeyFile) await ensureAdmin(coord.store, o.adminKeyFile);
-      log.info({ url: coord.url, database: coord.store.capabilities.dialect }, 'coordinator listening');
+      log.info({ url: coord.url, database: coord.store.capabilities.dialect, metrics: o.metrics ? `${coord.url}/metrics` : null }, 'coordinator listening');
       process.stderr.write(`coordinator listening on ${coord.url} (${coord.store.capabilities.dialect})\n`);
       await new Promise<void>((resolve) => {
         const stop = () => { void coord.close().then(resolve); };
