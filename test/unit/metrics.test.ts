@@ -170,10 +170,11 @@ describe('metrics of rarer paths (controlled clock)', () => {
     const lost = lines.filter((l) => l.msg === 'execution lost');
     expect(lost).toEqual([expect.objectContaining({ executionId: first!.a.executionId, jobId, reason: 'lease_expired', taskId: expect.any(String) })]);
 
+    now += DEFAULT_ENGINE_CONFIG.retryBackoffMs; // the retry waits out its backoff (2 s)
+    for (const id of agentIds) await engine.heartbeat(id, []);
     await engine.schedule();
     const [second] = await claimAll(engine, agentIds);
     expect(second!.agentId).not.toBe(first!.agentId);
-    now += 2_000;
     await engine.report(second!.agentId, second!.a.executionId, await completedReport(engine, second!.a, 'out'));
     await engine.settle();
 
@@ -183,7 +184,7 @@ describe('metrics of rarer paths (controlled clock)', () => {
     expect(sampleValue(s, 'deqo_executions_settled_total', { state: 'lost' })).toBe(1);
     expect(sampleValue(s, 'deqo_executions_settled_total', { state: 'valid' })).toBe(1);
     expect(sampleValue(s, 'deqo_dispatch_latency_seconds_count')).toBe(2);
-    // Placed at T0 and claimed at once, then placed again 15 s later and claimed at once: both in the first bucket.
+    // Placed at T0 and claimed at once, then placed again 17 s later and claimed at once: both in the first bucket.
     expect(sampleValue(s, 'deqo_dispatch_latency_seconds_bucket', { le: '0.005' })).toBe(2);
     // Submitted at T0, ended 17 s later: in the 30 s bucket, not the 10 s one.
     expect(sampleValue(s, 'deqo_job_duration_seconds_bucket', { state: 'succeeded', le: '10' })).toBe(0);
