@@ -20,6 +20,7 @@ export class Engine {
   private rescheduleRequested = false;
   private predictor: { build: number; predict: Predictor } | null = null;
   private settling: Promise<void> | null = null;
+  private unsubscribe: (() => void) | null = null;
 
   constructor(
     readonly store: Store,
@@ -30,9 +31,11 @@ export class Engine {
     private readonly random: () => number = Math.random,
   ) {}
 
-  /** Starts the periodic scheduler + reaper loop. */
+  /** Starts the periodic scheduler + reaper loop, and wakes agents other coordinators gave work to. */
   start(): void {
     if (this.timer) return;
+    this.unsubscribe = this.store.notifier.subscribe((agentIds) => { for (const id of agentIds) this.wake(id); },
+      (err) => this.log.warn({ err }, 'not hearing other coordinators; agents they give work to wait for their next claim'));
     this.timer = setInterval(() => { void this.tick(); }, this.config.tickMs);
     this.timer.unref();
   }
@@ -41,6 +44,8 @@ export class Engine {
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
+    this.unsubscribe?.();
+    this.unsubscribe = null;
     for (const set of this.waiters.values()) for (const wake of set) wake();
     await this.scheduling;
   }
@@ -129,7 +134,12 @@ export class Engine {
     await this.scheduling;
   }
 
-  private async scheduleOnce(): Promise<void> {
+  /** One round, run by one coordinator at a time on a shared database (store.exclusive). */
+  private scheduleOnce(): Promise<void> {
+    return this.store.exclusive('schedule', () => this.scheduleRound());
+  }
+
+  private async scheduleRound(): Promise<void> {
     const now = this.now();
     const { tasks, revisions } = await this.store.snapshot.wantingTasks(5_000);
     if (tasks.length === 0) return;
@@ -140,6 +150,7 @@ export class Engine {
     const touched = await this.store.executions.applyPlan(plan, revisions, prices, now);
     this.log.debug({ placements: plan.length, agents: touched.size }, 'plan applied');
     for (const agentId of touched) this.wake(agentId);
+    await this.store.notifier.publish([...touched]);
   }
 
   private wake(agentId: string): void {

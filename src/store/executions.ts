@@ -9,9 +9,9 @@ import {
 } from '../core/index.js';
 import { DeqoError } from '../core/index.js';
 import { FailureSchema, JobSpecSchema, type ExecutionState, type Failure, type JobSpec, type Manifest, type Price, type TaskState, type Usage } from '../protocol/index.js';
-import { newId } from './db.js';
+import { newId, transact, type StoreCapabilities } from './db.js';
 import { postTxn } from './ledger.js';
-import { rollUpJob } from './jobs.js';
+import { lockJobs, rollUpJob } from './jobs.js';
 import type { Database } from './schema.js';
 
 /** A claimed execution with what the agent needs to run it. */
@@ -36,20 +36,33 @@ export type ExecutionEnd =
 
 const OPEN_TASK: TaskState[] = ['queued', 'running'];
 
+/** Thrown inside a transaction to roll it back when its conditional write found nothing to change. */
+class NothingChanged extends Error {}
+
 export class ExecutionStore {
-  constructor(private readonly db: Kysely<Database>) {}
+  constructor(private readonly db: Kysely<Database>, private readonly caps: StoreCapabilities) {}
 
   /**
    * Applies a plan: for each task, bumps its revision if unchanged since the snapshot, then inserts its new
    * executions as `assigned`, each with its agent's offer prices (what it will be paid at). A placement that
    * runs alone (adaptive replication) sets the task's target and quorum to 1. A task changed meanwhile is
    * skipped (the next round replans it). Returns the agents that received executions.
+   * The plan's jobs are locked first (lock order: jobs, then tasks). Agents' capacity is not re-checked here:
+   * callers run snapshot → plan → apply as one `exclusive('schedule')` step, so no other plan lands between.
    */
   async applyPlan(plan: readonly Placement[], revisions: ReadonlyMap<string, number>, prices: ReadonlyMap<string, Price>, now: number): Promise<Set<string>> {
     const byTask = new Map<string, Placement[]>();
     for (const p of plan) byTask.set(p.taskId, [...(byTask.get(p.taskId) ?? []), p]);
-    const touched = new Set<string>();
-    await this.db.transaction().execute(async (tx) => {
+    return transact(this.db, async (tx) => {
+      const touched = new Set<string>();
+      if (this.caps.skipLocked) {
+        const taskIds = [...byTask.keys()];
+        const jobIds: string[] = [];
+        for (let i = 0; i < taskIds.length; i += 500) {
+          jobIds.push(...(await tx.selectFrom('tasks').select('job_id').where('id', 'in', taskIds.slice(i, i + 500)).execute()).map((r) => r.job_id));
+        }
+        await lockJobs(tx, jobIds, this.caps);
+      }
       for (const [taskId, ps] of byTask) {
         const rev = revisions.get(taskId);
         if (rev === undefined) continue;
@@ -69,17 +82,23 @@ export class ExecutionStore {
           .where('id', '=', row.job_id).where('state', '=', 'queued').execute();
         for (const p of ps) touched.add(p.agentId);
       }
+      return touched;
     });
-    return touched;
   }
 
-  /** Claims up to `max` of the agent's assigned executions: → running with a lease and a new fencing token. */
+  /**
+   * Claims up to `max` of the agent's assigned executions: → running with a lease and a new fencing token.
+   * On PostgreSQL the rows are picked `FOR UPDATE SKIP LOCKED`, so a concurrent claim (the agent's previous
+   * long-poll on another coordinator) takes other rows instead of waiting; the update stays conditional on
+   * the state either way, so an execution is handed out once.
+   */
   async claim(agentId: string, max: number, now: number, leaseTtlMs: number): Promise<ClaimedExecution[]> {
-    return this.db.transaction().execute(async (tx) => {
+    return transact(this.db, async (tx) => {
       const rows = await tx.selectFrom('executions').innerJoin('tasks', 'tasks.id', 'executions.task_id').innerJoin('jobs', 'jobs.id', 'executions.job_id')
         .select(['executions.id', 'executions.fencing_token', 'executions.job_id', 'tasks.idx', 'tasks.params', 'jobs.spec', 'jobs.task_count'])
         .where('executions.agent_id', '=', agentId).where('executions.state', '=', 'assigned').where('executions.desired', '=', 'run')
-        .orderBy('executions.created_at').limit(max).execute();
+        .orderBy('executions.created_at').limit(max)
+        .$if(this.caps.skipLocked, (q) => q.forUpdate('executions').skipLocked()).execute();
       const claimed: ClaimedExecution[] = [];
       for (const r of rows) {
         const token = r.fencing_token + 1;
@@ -110,7 +129,11 @@ export class ExecutionStore {
     return stop;
   }
 
-  /** Records an execution's end if the agent still holds its lease. Returns the task id, or null if stale. */
+  /**
+   * Records an execution's end if the agent still holds its lease. Returns the task id, or null if stale.
+   * The task's revision is bumped in the same transaction (task row first: lock order), so a verification
+   * decision computed from votes read before this report can no longer apply (`WHERE revision = ?`).
+   */
   async recordEnd(executionId: string, agentId: string, fencingToken: number, end: ExecutionEnd, now: number): Promise<string | null> {
     const common = { state: end.state, finished_at: now, lease_expires_at: null, failure: end.failure ? JSON.stringify(end.failure) : null,
       usage: end.usage ? JSON.stringify(end.usage) : null, stdout_blob: end.stdoutBlob, stderr_blob: end.stderrBlob };
@@ -118,12 +141,21 @@ export class ExecutionStore {
       ? { verdict: end.verdict, exit_code: end.exitCode, result_hash: end.resultHash, outputs_blob: end.outputsBlob,
           manifest: end.manifest ? JSON.stringify(end.manifest) : null }
       : {};
-    const row = await this.db.updateTable('executions').set((eb) => ({ ...common, ...extra, revision: eb('revision', '+', 1) }))
-      .where('id', '=', executionId).where('agent_id', '=', agentId).where('fencing_token', '=', fencingToken)
-      .where('state', '=', 'running')
-      .returning('task_id').executeTakeFirst();
-    if (row) await this.db.updateTable('tasks').set({ updated_at: now }).where('id', '=', row.task_id).execute();
-    return row?.task_id ?? null;
+    try {
+      return await transact(this.db, async (tx) => {
+        await tx.updateTable('tasks').set((eb) => ({ updated_at: now, revision: eb('revision', '+', 1) }))
+          .where('id', '=', tx.selectFrom('executions').select('task_id').where('id', '=', executionId)).execute();
+        const row = await tx.updateTable('executions').set((eb) => ({ ...common, ...extra, revision: eb('revision', '+', 1) }))
+          .where('id', '=', executionId).where('agent_id', '=', agentId).where('fencing_token', '=', fencingToken)
+          .where('state', '=', 'running')
+          .returning('task_id').executeTakeFirst();
+        if (!row) throw new NothingChanged();
+        return row.task_id;
+      });
+    } catch (err) {
+      if (err instanceof NothingChanged) return null;
+      throw err;
+    }
   }
 
   /** Who holds an execution and in which state, with its current fencing token; null if it does not exist. */
@@ -155,11 +187,13 @@ export class ExecutionStore {
   /**
    * Applies a verification decision if the task is still at `revision`: task state and verdict, executions
    * valid / invalid / cancelled, job roll-up. Returns false when the task changed meanwhile (caller re-decides).
+   * The job row is locked first (lock order: job, task, executions; the roll-up needs it anyway).
    */
   async applyDecision(task: TaskForVerification, d: Decision, now: number): Promise<boolean> {
     if (d.kind === 'pending' && d.target > task.funded) {
       try {
-        return await this.db.transaction().execute(async (tx) => {
+        return await transact(this.db, async (tx) => {
+          await lockJobs(tx, [task.jobId], this.caps);
           if (!(await this.fund(tx, task, d.target, now))) return false;
           return this.applyDecisionIn(tx, task, d, now);
         });
@@ -171,7 +205,10 @@ export class ExecutionStore {
             message: `results disagree and another replica is needed, but the buyer cannot fund it: ${err.message}` } }, now);
       }
     }
-    return this.db.transaction().execute((tx) => this.applyDecisionIn(tx, task, d, now));
+    return transact(this.db, async (tx) => {
+      await lockJobs(tx, [task.jobId], this.caps);
+      return this.applyDecisionIn(tx, task, d, now);
+    });
   }
 
   /** Holds escrow for the task's executions beyond those funded (up to `target`); false when the task changed. */
@@ -201,7 +238,7 @@ export class ExecutionStore {
           failure: JSON.stringify({ reason: 'cancelled', blame: 'none', message: 'no longer needed: the task was decided' }), revision: eb('revision', '+', 1) }))
           .where('id', 'in', d.cancel).where('state', 'in', EXECUTION_TRANSITIONS.cancelled).execute();
       }
-      await rollUpJob(tx, task.jobId, now);
+      await rollUpJob(tx, task.jobId, now, this.caps);
       return true;
     }
   }
@@ -264,11 +301,15 @@ export class ExecutionStore {
     for (const r of rows) {
       const failure = JSON.stringify({ reason: 'queue_timeout', blame: 'none',
         message: `no provider took this task within the queue timeout (${Math.round(Number(r.queue_timeout_ms) / 1000)} s); \`deqo explain ${r.job_id}\` shows why` });
-      await this.db.transaction().execute(async (tx) => {
+      const failed = await transact(this.db, async (tx) => {
+        await lockJobs(tx, [r.job_id], this.caps);
         const u = await tx.updateTable('tasks').set({ state: 'failed', failure, revision: r.revision + 1, updated_at: now })
           .where('id', '=', r.id).where('revision', '=', r.revision).where('state', 'in', OPEN_TASK).executeTakeFirst();
-        if (Number(u.numUpdatedRows) > 0) { await rollUpJob(tx, r.job_id, now); jobs.add(r.job_id); }
+        if (Number(u.numUpdatedRows) === 0) return false;
+        await rollUpJob(tx, r.job_id, now, this.caps);
+        return true;
       });
+      if (failed) jobs.add(r.job_id);
     }
     return [...jobs];
   }
