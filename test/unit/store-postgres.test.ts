@@ -1,0 +1,235 @@
+/**
+ * Several coordinators on one PostgreSQL database, as several store instances (and engines) in this process,
+ * each with its own connection pool: the races READ COMMITTED allows and the store's locks must prevent.
+ * Every test runs on a fresh database (deqo_pg_<random>) and races real transactions on the real server.
+ */
+import pg from 'pg';
+import { pino } from 'pino';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { grantTxn, toMicro } from '../../src/core/index.js';
+import { DEFAULT_ENGINE_CONFIG, Engine } from '../../src/engine/index.js';
+import { JobSpecSchema, type JobSpecInput } from '../../src/protocol/index.js';
+import { transact } from '../../src/store/db.js';
+import { openPostgresStore, type Store } from '../../src/store/index.js';
+import { openPostgres } from '../../src/store/postgres.js';
+import { AVAILABLE, CAPACITY, decide, OFFER, reported, scheduleRound, submit, T0, TTL } from '../helpers/store-world.js';
+import { createPgDatabase } from '../helpers/stores.js';
+
+const silent = pino({ level: 'silent' });
+
+let db: Awaited<ReturnType<typeof createPgDatabase>>;
+let open: Store[] = [];
+beforeEach(async () => { db = await createPgDatabase(); open = []; });
+afterEach(async () => {
+  for (const s of open) await s.close();
+  await db.drop();
+});
+
+/** A store on the test database, closed after the test. */
+async function store(): Promise<Store> {
+  const s = await openPostgresStore(db.url);
+  open.push(s);
+  return s;
+}
+
+async function query<R extends pg.QueryResultRow>(text: string): Promise<R[]> {
+  const c = new pg.Client({ connectionString: db.url });
+  await c.connect();
+  try { return (await c.query<R>(text)).rows; } finally { await c.end(); }
+}
+
+/** A buyer with credits and `providers` providers with one agent each of `cpus` CPUs (64 GiB). */
+async function market(s: Store, providers: number, cpus: number) {
+  const buyerId = await s.accounts.createAccount('buyer', ['buyer'], T0);
+  await s.ledger.post(grantTxn(buyerId, toMicro(10_000), 'test credits'), T0);
+  const agents: Array<{ agentId: string; providerId: string }> = [];
+  for (let i = 0; i < providers; i++) {
+    const providerId = await s.accounts.createAccount(`provider${i}`, ['provider'], T0);
+    const agentId = `agent_${i}`;
+    await s.accounts.registerAgent({ id: agentId, providerId, name: `box${i}`, publicKey: `pk${i}`,
+      capacity: { ...CAPACITY, cpus, memoryMb: 65_536 }, offer: OFFER, availability: AVAILABLE }, T0);
+    agents.push({ agentId, providerId });
+  }
+  return { buyerId, agents };
+}
+
+const spec = (input: Partial<JobSpecInput> = {}) => JobSpecSchema.parse({ image: 'deqo/busybox:test', command: ['true'], resources: { cpus: 1, memoryMb: 64 }, ...input });
+
+/**
+ * `jobs` jobs of `tasks` one-replica tasks on one provider's agent, scheduled, claimed and reported (not yet
+ * decided). Returns the task ids per job.
+ */
+async function reportedJobs(s: Store, jobs: number, tasks: number): Promise<{ jobIds: string[]; taskIds: string[][]; providerId: string }> {
+  const { buyerId, agents } = await market(s, 1, jobs * tasks);
+  const jobIds: string[] = [];
+  for (let j = 0; j < jobs; j++) jobIds.push(await submit(s, buyerId, spec({ array: { count: tasks } }), T0));
+  await scheduleRound(s, T0);
+  const byJob = new Map<string, string[]>();
+  for (const c of await s.executions.claim(agents[0]!.agentId, jobs * tasks, T0 + 1, TTL)) {
+    const taskId = (await s.executions.recordEnd(c.executionId, agents[0]!.agentId, c.fencingToken, reported('1'.repeat(64)), T0 + 2))!;
+    byJob.set(c.jobId, [...(byJob.get(c.jobId) ?? []), taskId]);
+  }
+  return { jobIds, taskIds: jobIds.map((j) => byJob.get(j) ?? []), providerId: agents[0]!.providerId };
+}
+
+describe('several coordinators on one PostgreSQL database', () => {
+  it('migrates once when several stores open a new database at the same moment, and each works', async () => {
+    const stores = await Promise.all([1, 2, 3, 4].map(() => store()));
+    const rows = await query<{ name: string }>('SELECT name FROM kysely_migration ORDER BY name');
+    expect(rows.map((r) => r.name)).toEqual(['001_initial', '002_marketplace']);
+    for (const [i, s] of stores.entries()) expect(await s.accounts.createAccount(`a${i}`, ['buyer'], T0)).toMatch(/^acct_/);
+  });
+
+  it('hands each execution to exactly one of many concurrent claims, and skips rows others hold instead of coming back short', async () => {
+    const [a, b] = [await store(), await store()];
+    const { buyerId, agents } = await market(a, 1, 24);
+    await submit(a, buyerId, spec({ array: { count: 24 } }), T0);
+    expect((await scheduleRound(a, T0)).size).toBe(1);
+    const claims = await Promise.all(Array.from({ length: 8 }, (_, i) => (i % 2 ? a : b).executions.claim(agents[0]!.agentId, 4, T0 + 1, TTL)));
+    const ids = claims.flat().map((c) => c.executionId);
+    expect(new Set(ids).size).toBe(ids.length);
+    expect(ids).toHaveLength(24); // with SKIP LOCKED no claim waits for rows another takes, so all 24 go out
+    expect(claims.flat().every((c) => c.fencingToken === 1)).toBe(true);
+    const rows = await query<{ n: string }>("SELECT count(*) AS n FROM executions WHERE state = 'running' AND fencing_token = 1");
+    expect(Number(rows[0]!.n)).toBe(24);
+  });
+
+  it('ends every job when two coordinators decide its last two tasks at the same moment (job row locked for the roll-up)', async () => {
+    const [a, b] = [await store(), await store()];
+    const { jobIds, taskIds } = await reportedJobs(a, 12, 2);
+    const results = await Promise.all(taskIds.flatMap(([t0, t1]) => [decide(a, t0!, T0 + 3), decide(b, t1!, T0 + 3)]));
+    expect(results.every((r) => r.applied && r.d.kind === 'verified')).toBe(true);
+    for (const jobId of jobIds) expect((await a.jobs.jobHeader(jobId))?.state).toBe('succeeded');
+  });
+
+  it('settles each execution once when two coordinators settle the same ones at once, counting every outcome in reputation', async () => {
+    const [a, b] = [await store(), await store()];
+    const { taskIds, providerId } = await reportedJobs(a, 10, 1);
+    for (const [t] of taskIds) expect((await decide(a, t!, T0 + 3)).applied).toBe(true);
+    const ids = await a.settlement.unsettledExecutions(100);
+    expect(ids).toHaveLength(10);
+    const settled = await Promise.all(ids.flatMap((id) => [a.settlement.settleExecution(id, T0 + 4), b.settlement.settleExecution(id, T0 + 4)]));
+    // SKIP LOCKED may leave one for a later round: settle what is left, as the next tick would.
+    for (const id of await a.settlement.unsettledExecutions(100)) expect(await a.settlement.settleExecution(id, T0 + 5)).toBe(true);
+    expect(settled.filter(Boolean).length).toBeLessThanOrEqual(10);
+    const payments = await query<{ execution_id: string; n: string }>(
+      "SELECT execution_id, count(*) AS n FROM ledger_entries WHERE kind = 'payment' AND account LIKE 'acct:%' GROUP BY execution_id");
+    expect(payments.map((p) => p.execution_id).sort()).toEqual([...ids].sort());
+    expect(payments.every((p) => Number(p.n) === 1)).toBe(true);
+    const rec = (await a.reputation.records([providerId], T0 + 6)).get(providerId)!.reputation;
+    expect(rec.valid).toBe(10);
+    expect(await a.ledger.audit()).toEqual([]);
+  });
+
+  it('never over-commits an agent when two engines schedule at the same moment (rounds are exclusive)', async () => {
+    const [a, b] = [await store(), await store()];
+    const { buyerId, agents } = await market(a, 1, 2);
+    for (let i = 0; i < 6; i++) await submit(a, buyerId, spec(), T0);
+    const clock = () => T0 + 1_000;
+    await Promise.all([new Engine(a, DEFAULT_ENGINE_CONFIG, silent, clock).schedule(), new Engine(b, DEFAULT_ENGINE_CONFIG, silent, clock).schedule()]);
+    const rows = await query<{ n: string }>(`SELECT count(*) AS n FROM executions WHERE agent_id = '${agents[0]!.agentId}'`);
+    expect(Number(rows[0]!.n)).toBe(2);
+  });
+
+  it('runs exclusive steps one after the other across stores', async () => {
+    const [a, b] = [await store(), await store()];
+    const spans: Array<[string, number, number]> = [];
+    const step = (name: string) => async () => {
+      const start = performance.now();
+      await new Promise((r) => setTimeout(r, 200));
+      spans.push([name, start, performance.now()]);
+    };
+    await Promise.all([a.exclusive('schedule', step('a')), b.exclusive('schedule', step('b')), a.exclusive('schedule', step('a2'))]);
+    spans.sort((x, y) => x[1] - y[1]);
+    expect(spans).toHaveLength(3);
+    for (let i = 1; i < spans.length; i++) expect(spans[i]![1]).toBeGreaterThanOrEqual(spans[i - 1]![2]);
+  });
+
+  it('keeps the ledger audit clean while another coordinator posts (one snapshot)', async () => {
+    const [a, b] = [await store(), await store()];
+    const buyers = await Promise.all([0, 1, 2].map((i) => a.accounts.createAccount(`b${i}`, ['buyer'], T0)));
+    const posting = (async () => { for (let i = 0; i < 60; i++) await a.ledger.post(grantTxn(buyers[i % 3]!, 1_000 + i, 'grant'), T0); })();
+    const audits: string[][] = [];
+    for (let i = 0; i < 30; i++) audits.push(await b.ledger.audit());
+    await posting;
+    expect(audits.flat()).toEqual([]);
+    expect(await b.ledger.audit()).toEqual([]);
+  });
+});
+
+describe('signals and retries between coordinators', () => {
+  it('delivers published agent ids to the other stores (in chunks under the NOTIFY limit), never back to the publisher', async () => {
+    const [a, b] = [await store(), await store()];
+    const got = { a: [] as string[][], b: [] as string[][] };
+    a.notifier.subscribe((ids) => got.a.push(ids));
+    b.notifier.subscribe((ids) => got.b.push(ids));
+    // LISTEN starts asynchronously: ping until b hears a.
+    for (let i = 0; got.b.length === 0; i++) {
+      if (i > 100) throw new Error('b never heard a');
+      await a.notifier.publish(['ping']);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    got.b.length = 0;
+    const many = Array.from({ length: 300 }, (_, i) => `agent_${String(i).padStart(60, '0')}`);
+    await a.notifier.publish(many);
+    await b.notifier.publish(['from-b']);
+    for (let i = 0; !got.a.some((x) => x.includes('from-b')); i++) {
+      if (i > 100) throw new Error('a never heard b');
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(got.b.length).toBeGreaterThan(1); // 300 × 70 bytes do not fit one notification
+    expect(got.b.flat()).toEqual(many);
+    expect(got.a).toEqual([['from-b']]); // its own messages (ping, many) never came back
+  });
+
+  it('wakes an agent long-polling one coordinator when another coordinator gives it work', async () => {
+    const [a, b] = [await store(), await store()];
+    const { buyerId, agents } = await market(a, 1, 4);
+    const ea = new Engine(a, DEFAULT_ENGINE_CONFIG, silent);
+    // b's own loop would only find the work at its next tick: make that an hour away.
+    const eb = new Engine(b, { ...DEFAULT_ENGINE_CONFIG, tickMs: 3_600_000 }, silent);
+    ea.start();
+    eb.start();
+    try {
+      await eb.registerAgent({ id: agents[0]!.agentId, providerId: agents[0]!.providerId, name: 'box0', publicKey: 'pk0',
+        capacity: { ...CAPACITY, cpus: 4 }, offer: OFFER, availability: AVAILABLE });
+      await new Promise((r) => setTimeout(r, 300)); // b's listener connects; b's own rounds find nothing
+      const waitMs = 30_000;
+      const started = Date.now();
+      const claim = eb.claim(agents[0]!.agentId, 1, waitMs);
+      await new Promise((r) => setTimeout(r, 200)); // the claim is waiting
+      await ea.submitJob(buyerId, spec());
+      const got = await claim;
+      expect(got).toHaveLength(1);
+      expect(Date.now() - started).toBeLessThan(waitMs); // woken by a's notification, not by its timeout
+    } finally {
+      await ea.stop();
+      await eb.stop();
+    }
+  });
+
+  it('runs a transaction again when PostgreSQL aborts it for a deadlock', async () => {
+    const { db: kdb, coordination } = await openPostgres(db.url);
+    try {
+      await kdb.insertInto('balances').values([{ account: 'x', balance: 0 }, { account: 'y', balance: 0 }]).execute();
+      let runs = 0;
+      let holding = 0;
+      let bothHold!: () => void;
+      const both = new Promise<void>((r) => { bothHold = r; });
+      const bump = (first: string, second: string) => transact(kdb, async (tx) => {
+        runs++;
+        await tx.updateTable('balances').set((eb) => ({ balance: eb('balance', '+', 1) })).where('account', '=', first).execute();
+        if (++holding === 2) bothHold();
+        await both; // each holds its first row and now wants the other's: a deadlock PostgreSQL breaks after deadlock_timeout
+        await tx.updateTable('balances').set((eb) => ({ balance: eb('balance', '+', 1) })).where('account', '=', second).execute();
+      });
+      await Promise.all([bump('x', 'y'), bump('y', 'x')]);
+      expect(runs).toBe(3);
+      const rows = await kdb.selectFrom('balances').selectAll().orderBy('account').execute();
+      expect(rows).toEqual([{ account: 'x', balance: 2 }, { account: 'y', balance: 2 }]);
+    } finally {
+      await coordination.notifier.close();
+      await kdb.destroy();
+    }
+  });
+});
