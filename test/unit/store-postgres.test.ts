@@ -10,7 +10,7 @@ import { grantTxn, toMicro } from '../../src/core/index.js';
 import { DEFAULT_ENGINE_CONFIG, Engine } from '../../src/engine/index.js';
 import { JobSpecSchema, type JobSpecInput } from '../../src/protocol/index.js';
 import { transact } from '../../src/store/db.js';
-import { openPostgresStore, type Store } from '../../src/store/index.js';
+import { openPostgresStore, type ExecutionEnd, type Store } from '../../src/store/index.js';
 import { openPostgres } from '../../src/store/postgres.js';
 import { AVAILABLE, CAPACITY, decide, OFFER, reported, scheduleRound, submit, T0, TTL } from '../helpers/store-world.js';
 import { createPgDatabase } from '../helpers/stores.js';
@@ -32,11 +32,21 @@ async function store(): Promise<Store> {
   return s;
 }
 
-async function query<R extends pg.QueryResultRow>(text: string): Promise<R[]> {
+/** A plain connection to the test database, ended after `fn`. */
+async function withClient<T>(fn: (c: pg.Client) => Promise<T>): Promise<T> {
   const c = new pg.Client({ connectionString: db.url });
   await c.connect();
-  try { return (await c.query<R>(text)).rows; } finally { await c.end(); }
+  try { return await fn(c); } finally { await c.end(); }
 }
+
+const query = <R extends pg.QueryResultRow>(text: string): Promise<R[]> => withClient(async (c) => (await c.query<R>(text)).rows);
+
+/** Deqo's advisory lock keys (store/postgres.ts): namespace 'deqo', then migrate = 1, schedule = 2. */
+const lockKeys = (step: 1 | 2) => `${0x6465716f}, ${step}`;
+
+/** Resolves with whether `p` settled within `ms`. */
+const settlesWithin = (p: Promise<unknown>, ms: number) =>
+  Promise.race([p.then(() => true, () => true), new Promise<boolean>((r) => setTimeout(() => r(false), ms))]);
 
 /** A buyer with credits and `providers` providers with one agent each of `cpus` CPUs (64 GiB). */
 async function market(s: Store, providers: number, cpus: number) {
@@ -56,25 +66,40 @@ async function market(s: Store, providers: number, cpus: number) {
 const spec = (input: Partial<JobSpecInput> = {}) => JobSpecSchema.parse({ image: 'deqo/busybox:test', command: ['true'], resources: { cpus: 1, memoryMb: 64 }, ...input });
 
 /**
- * `jobs` jobs of `tasks` one-replica tasks on one provider's agent, scheduled, claimed and reported (not yet
- * decided). Returns the task ids per job.
+ * `jobs` jobs of `tasks` one-replica tasks on one provider's agent, scheduled, claimed and ended (not yet
+ * decided): reported with one result, or for the jobs `failed(jobIndex)` names, failed by the provider.
+ * Returns the task ids per job.
  */
-async function reportedJobs(s: Store, jobs: number, tasks: number): Promise<{ jobIds: string[]; taskIds: string[][]; providerId: string }> {
+async function reportedJobs(s: Store, jobs: number, tasks: number, failed: (job: number) => boolean = () => false):
+Promise<{ jobIds: string[]; taskIds: string[][]; providerId: string }> {
   const { buyerId, agents } = await market(s, 1, jobs * tasks);
   const jobIds: string[] = [];
   for (let j = 0; j < jobs; j++) jobIds.push(await submit(s, buyerId, spec({ array: { count: tasks } }), T0));
   await scheduleRound(s, T0);
   const byJob = new Map<string, string[]>();
   for (const c of await s.executions.claim(agents[0]!.agentId, jobs * tasks, T0 + 1, TTL)) {
-    const taskId = (await s.executions.recordEnd(c.executionId, agents[0]!.agentId, c.fencingToken, reported('1'.repeat(64)), T0 + 2))!;
+    const end: ExecutionEnd = failed(jobIds.indexOf(c.jobId))
+      ? { state: 'failed', failure: { reason: 'agent_error', blame: 'provider', message: 'x' }, usage: null, stdoutBlob: null, stderrBlob: null }
+      : reported('1'.repeat(64));
+    const taskId = (await s.executions.recordEnd(c.executionId, agents[0]!.agentId, c.fencingToken, end, T0 + 2))!;
     byJob.set(c.jobId, [...(byJob.get(c.jobId) ?? []), taskId]);
   }
   return { jobIds, taskIds: jobIds.map((j) => byJob.get(j) ?? []), providerId: agents[0]!.providerId };
 }
 
 describe('several coordinators on one PostgreSQL database', () => {
+  it('migrates under an advisory lock: a store waits while another session holds it', async () => {
+    await withClient(async (c) => {
+      await c.query(`SELECT pg_advisory_lock(${lockKeys(1)})`);
+      const opening = store();
+      expect(await settlesWithin(opening, 500)).toBe(false);
+      await c.query(`SELECT pg_advisory_unlock(${lockKeys(1)})`);
+      await opening;
+    });
+  });
+
   it('migrates once when several stores open a new database at the same moment, and each works', async () => {
-    const stores = await Promise.all([1, 2, 3, 4].map(() => store()));
+    const stores = await Promise.all(Array.from({ length: 6 }, () => store()));
     const rows = await query<{ name: string }>('SELECT name FROM kysely_migration ORDER BY name');
     expect(rows.map((r) => r.name)).toEqual(['001_initial', '002_marketplace']);
     for (const [i, s] of stores.entries()) expect(await s.accounts.createAccount(`a${i}`, ['buyer'], T0)).toMatch(/^acct_/);
@@ -104,31 +129,41 @@ describe('several coordinators on one PostgreSQL database', () => {
 
   it('settles each execution once when two coordinators settle the same ones at once, counting every outcome in reputation', async () => {
     const [a, b] = [await store(), await store()];
-    const { taskIds, providerId } = await reportedJobs(a, 10, 1);
-    for (const [t] of taskIds) expect((await decide(a, t!, T0 + 3)).applied).toBe(true);
+    // Half the executions end valid (paid: the provider's balance row serializes those), half fail on the
+    // provider's side (unpaid: only the reputation row lock keeps their outcomes from overwriting each other).
+    const { taskIds, providerId } = await reportedJobs(a, 12, 1, (j) => j % 2 === 1);
+    for (const [j, [t]] of taskIds.entries()) if (j % 2 === 0) expect((await decide(a, t!, T0 + 3)).applied).toBe(true);
     const ids = await a.settlement.unsettledExecutions(100);
-    expect(ids).toHaveLength(10);
+    expect(ids).toHaveLength(12);
     const settled = await Promise.all(ids.flatMap((id) => [a.settlement.settleExecution(id, T0 + 4), b.settlement.settleExecution(id, T0 + 4)]));
     // SKIP LOCKED may leave one for a later round: settle what is left, as the next tick would.
     for (const id of await a.settlement.unsettledExecutions(100)) expect(await a.settlement.settleExecution(id, T0 + 5)).toBe(true);
-    expect(settled.filter(Boolean).length).toBeLessThanOrEqual(10);
+    expect(settled.filter(Boolean).length).toBeLessThanOrEqual(12);
     const payments = await query<{ execution_id: string; n: string }>(
       "SELECT execution_id, count(*) AS n FROM ledger_entries WHERE kind = 'payment' AND account LIKE 'acct:%' GROUP BY execution_id");
-    expect(payments.map((p) => p.execution_id).sort()).toEqual([...ids].sort());
+    const valid = await query<{ id: string }>("SELECT id FROM executions WHERE state = 'valid'");
+    expect(payments.map((p) => p.execution_id).sort()).toEqual(valid.map((v) => v.id).sort());
     expect(payments.every((p) => Number(p.n) === 1)).toBe(true);
     const rec = (await a.reputation.records([providerId], T0 + 6)).get(providerId)!.reputation;
-    expect(rec.valid).toBe(10);
+    expect([rec.valid, rec.errors]).toEqual([6, 6]);
+    expect(await query('SELECT id FROM reputation_events')).toHaveLength(12);
     expect(await a.ledger.audit()).toEqual([]);
   });
 
-  it('never over-commits an agent when two engines schedule at the same moment (rounds are exclusive)', async () => {
-    const [a, b] = [await store(), await store()];
-    const { buyerId, agents } = await market(a, 1, 2);
-    for (let i = 0; i < 6; i++) await submit(a, buyerId, spec(), T0);
-    const clock = () => T0 + 1_000;
-    await Promise.all([new Engine(a, DEFAULT_ENGINE_CONFIG, silent, clock).schedule(), new Engine(b, DEFAULT_ENGINE_CONFIG, silent, clock).schedule()]);
-    const rows = await query<{ n: string }>(`SELECT count(*) AS n FROM executions WHERE agent_id = '${agents[0]!.agentId}'`);
-    expect(Number(rows[0]!.n)).toBe(2);
+  it('runs an engine’s scheduling round only while no other coordinator runs one (no two plans from one snapshot of capacity)', async () => {
+    const a = await store();
+    const { buyerId } = await market(a, 1, 2);
+    for (let i = 0; i < 3; i++) await submit(a, buyerId, spec(), T0);
+    const executions = async () => Number((await query<{ n: string }>('SELECT count(*) AS n FROM executions'))[0]!.n);
+    await withClient(async (c) => {
+      await c.query(`SELECT pg_advisory_lock(${lockKeys(2)})`); // another coordinator's round
+      const round = new Engine(a, DEFAULT_ENGINE_CONFIG, silent, () => T0 + 1_000).schedule();
+      expect(await settlesWithin(round, 500)).toBe(false);
+      expect(await executions()).toBe(0);
+      await c.query(`SELECT pg_advisory_unlock(${lockKeys(2)})`);
+      await round;
+    });
+    expect(await executions()).toBe(2); // the agent's 2 CPUs
   });
 
   it('runs exclusive steps one after the other across stores', async () => {
@@ -148,9 +183,9 @@ describe('several coordinators on one PostgreSQL database', () => {
   it('keeps the ledger audit clean while another coordinator posts (one snapshot)', async () => {
     const [a, b] = [await store(), await store()];
     const buyers = await Promise.all([0, 1, 2].map((i) => a.accounts.createAccount(`b${i}`, ['buyer'], T0)));
-    const posting = (async () => { for (let i = 0; i < 60; i++) await a.ledger.post(grantTxn(buyers[i % 3]!, 1_000 + i, 'grant'), T0); })();
+    const posting = (async () => { for (let i = 0; i < 300; i++) await a.ledger.post(grantTxn(buyers[i % 3]!, 1_000 + i, 'grant'), T0); })();
     const audits: string[][] = [];
-    for (let i = 0; i < 30; i++) audits.push(await b.ledger.audit());
+    for (let i = 0; i < 100; i++) audits.push(await b.ledger.audit());
     await posting;
     expect(audits.flat()).toEqual([]);
     expect(await b.ledger.audit()).toEqual([]);
