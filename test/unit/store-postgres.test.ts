@@ -10,7 +10,7 @@ import { grantTxn, toMicro } from '../../src/core/index.js';
 import { DEFAULT_ENGINE_CONFIG, Engine } from '../../src/engine/index.js';
 import { JobSpecSchema, type JobSpecInput } from '../../src/protocol/index.js';
 import { transact } from '../../src/store/db.js';
-import { openPostgresStore, type ExecutionEnd, type Store } from '../../src/store/index.js';
+import { openPostgresStore, openStore, type ExecutionEnd, type Store } from '../../src/store/index.js';
 import { openPostgres } from '../../src/store/postgres.js';
 import { AVAILABLE, CAPACITY, decide, OFFER, reported, scheduleRound, submit, T0, TTL } from '../helpers/store-world.js';
 import { createPgDatabase } from '../helpers/stores.js';
@@ -189,6 +189,18 @@ describe('several coordinators on one PostgreSQL database', () => {
     await posting;
     expect(audits.flat()).toEqual([]);
     expect(await b.ledger.audit()).toEqual([]);
+  });
+});
+
+describe('opening a store by URL', () => {
+  it('opens PostgreSQL for postgres:// and postgresql://, and names the URL (without its password) when it cannot connect', async () => {
+    const s = await openStore(db.url.replace(/^postgres:/, 'postgresql:'));
+    open.push(s);
+    expect(s.capabilities).toEqual({ dialect: 'postgres', skipLocked: true, listenNotify: true });
+    const err = await openStore('postgres://deqo:hunter2@127.0.0.1:1/deqo').then(() => null, (e: Error) => e);
+    expect(err?.message).toMatch(/^cannot open PostgreSQL at postgres:\/\/deqo:…@127\.0\.0\.1:1\/deqo: /);
+    expect(err?.message).not.toContain('hunter2');
+    await expect(openStore('mysql://root:pw@host/db')).rejects.toThrow('unsupported database URL mysql://root:…@host/db: expected postgres://… or a SQLite path');
   });
 });
 
