@@ -11,7 +11,7 @@ import { DeqoError } from '../core/index.js';
 import { FailureSchema, JobSpecSchema, type ExecutionState, type Failure, type JobSpec, type Manifest, type Price, type TaskState, type Usage } from '../protocol/index.js';
 import { newId, transact, type StoreCapabilities } from './db.js';
 import { postTxn } from './ledger.js';
-import { lockJobs, rollUpJob } from './jobs.js';
+import { lockJobs, lockJobsOfTasks, rollUpJob } from './jobs.js';
 import type { Database } from './schema.js';
 
 /** A claimed execution with what the agent needs to run it. */
@@ -55,14 +55,7 @@ export class ExecutionStore {
     for (const p of plan) byTask.set(p.taskId, [...(byTask.get(p.taskId) ?? []), p]);
     return transact(this.db, async (tx) => {
       const touched = new Set<string>();
-      if (this.caps.skipLocked) {
-        const taskIds = [...byTask.keys()];
-        const jobIds: string[] = [];
-        for (let i = 0; i < taskIds.length; i += 500) {
-          jobIds.push(...(await tx.selectFrom('tasks').select('job_id').where('id', 'in', taskIds.slice(i, i + 500)).execute()).map((r) => r.job_id));
-        }
-        await lockJobs(tx, jobIds, this.caps);
-      }
+      await lockJobsOfTasks(tx, [...byTask.keys()], this.caps);
       for (const [taskId, ps] of byTask) {
         const rev = revisions.get(taskId);
         if (rev === undefined) continue;

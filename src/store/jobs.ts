@@ -193,6 +193,16 @@ export async function lockJobs(tx: Kysely<Database>, jobIds: Iterable<string>, c
   }
 }
 
+/** Locks the jobs of the given tasks (as lockJobs); nothing on SQLite. */
+export async function lockJobsOfTasks(tx: Kysely<Database>, taskIds: readonly string[], caps: StoreCapabilities): Promise<void> {
+  if (!caps.skipLocked) return;
+  const jobIds: string[] = [];
+  for (let i = 0; i < taskIds.length; i += 500) {
+    jobIds.push(...(await tx.selectFrom('tasks').select('job_id').where('id', 'in', taskIds.slice(i, i + 500)).execute()).map((r) => r.job_id));
+  }
+  await lockJobs(tx, jobIds, caps);
+}
+
 /**
  * Recomputes a job's state from its tasks and applies it conditionally, inside the caller's transaction.
  * The job row is locked first: two transactions that each decide one task of the same job would otherwise
