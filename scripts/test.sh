@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The test command (`npm test`): installs what the tests need, then runs every test.
-#   npm dependencies → a Docker engine (scripts/ensure-docker.sh) → local test images → build → vitest.
+#   npm dependencies → a Docker engine (scripts/ensure-docker.sh) → PostgreSQL (scripts/ensure-postgres.sh;
+#   the store suites run on it too, in databases deqo_pg_* created on DEQO_TEST_PG_URL) → local test images →
+#   build → vitest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
@@ -9,6 +11,8 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
   npm install --no-audit --no-fund
 fi
 bash scripts/ensure-docker.sh
+export DEQO_TEST_PG_URL="${DEQO_TEST_PG_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+bash scripts/ensure-postgres.sh
 bash scripts/build-images.sh all
 npm run build --silent
 mkdir -p test-artifacts

@@ -24,6 +24,7 @@ export class Engine {
   private settling: Promise<void> | null = null;
   /** Dispatches, task decisions, settlements and credit movements, for observers (events.ts). */
   readonly events = new EngineEvents((err, event) => this.log.error({ err, event }, 'engine event listener failed'));
+  private unsubscribe: (() => void) | null = null;
 
   constructor(
     readonly store: Store,
@@ -48,9 +49,11 @@ export class Engine {
     if (extended > 0) this.log.info({ extended, graceMs: this.config.restartGraceMs }, 'coordinator started: running leases extended for agents to reconnect');
   }
 
-  /** Starts the periodic scheduler + reaper loop. */
+  /** Starts the periodic scheduler + reaper loop, and wakes agents other coordinators gave work to. */
   start(): void {
     if (this.timer) return;
+    this.unsubscribe = this.store.notifier.subscribe((agentIds) => { for (const id of agentIds) this.wake(id); },
+      (err) => this.log.warn({ err }, 'not hearing other coordinators; agents they give work to wait for their next claim'));
     this.timer = setInterval(() => { void this.tick(); }, this.config.tickMs);
     this.timer.unref();
   }
@@ -59,6 +62,8 @@ export class Engine {
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
+    this.unsubscribe?.();
+    this.unsubscribe = null;
     for (const set of this.waiters.values()) for (const wake of set) wake();
     await this.scheduling;
   }
@@ -149,7 +154,12 @@ export class Engine {
     await this.scheduling;
   }
 
-  private async scheduleOnce(): Promise<void> {
+  /** One round, run by one coordinator at a time on a shared database (store.exclusive). */
+  private scheduleOnce(): Promise<void> {
+    return this.store.exclusive('schedule', () => this.scheduleRound());
+  }
+
+  private async scheduleRound(): Promise<void> {
     const now = this.now();
     const { tasks, revisions } = await this.store.snapshot.wantingTasks(5_000, undefined,
       { now, backoff: { baseMs: this.config.retryBackoffMs, maxMs: this.config.retryBackoffMaxMs } });
@@ -161,6 +171,7 @@ export class Engine {
     const touched = await this.store.executions.applyPlan(plan, revisions, prices, now);
     this.log.debug({ placements: plan.length, agents: touched.size }, 'plan applied');
     for (const agentId of touched) this.wake(agentId);
+    await this.store.notifier.publish([...touched]);
   }
 
   private wake(agentId: string): void {

@@ -22,12 +22,12 @@ export interface KeyRecord { keyId: string; scope: Role; label: string | null; c
 export class AccountStore {
   constructor(private readonly db: Kysely<Database>) {}
 
-  /** Creates an account; throws DeqoError conflict if the name is taken. */
+  /** Creates an account; throws DeqoError conflict if the name is taken (also by a concurrent creation). */
   async createAccount(name: string, roles: Role[], now: number): Promise<string> {
-    const existing = await this.db.selectFrom('accounts').select('id').where('name', '=', name).executeTakeFirst();
-    if (existing) throw new DeqoError('conflict', `an account named ${name} already exists`);
     const id = newId('acct');
-    await this.db.insertInto('accounts').values({ id, name, roles: JSON.stringify(roles), created_at: now }).execute();
+    const row = await this.db.insertInto('accounts').values({ id, name, roles: JSON.stringify(roles), created_at: now })
+      .onConflict((oc) => oc.column('name').doNothing()).returning('id').executeTakeFirst();
+    if (!row) throw new DeqoError('conflict', `an account named ${name} already exists`);
     return id;
   }
 
@@ -78,19 +78,15 @@ export class AccountStore {
 
   /**
    * Registers an agent or refreshes its capacity. An agent id (its public key) belongs to one provider:
-   * registering it under another provider's key throws DeqoError forbidden.
+   * registering it under another provider's key throws DeqoError forbidden. One upsert, so two coordinators
+   * registering the same agent at once both succeed.
    */
   async registerAgent(a: { id: string; providerId: string; name: string; publicKey: string; capacity: Capacity; offer: Offer; availability: Availability }, now: number): Promise<void> {
-    const existing = await this.db.selectFrom('agents').select('provider_id').where('id', '=', a.id).executeTakeFirst();
-    if (existing && existing.provider_id !== a.providerId) {
-      throw new DeqoError('forbidden', 'this agent identity is registered to another provider account');
-    }
     const values = { name: a.name, capacity: JSON.stringify(a.capacity), offer: JSON.stringify(a.offer), availability: JSON.stringify(a.availability), last_seen_at: now };
-    if (existing) {
-      await this.db.updateTable('agents').set(values).where('id', '=', a.id).execute();
-    } else {
-      await this.db.insertInto('agents').values({ ...values, id: a.id, provider_id: a.providerId, public_key: a.publicKey, registered_at: now }).execute();
-    }
+    const row = await this.db.insertInto('agents').values({ ...values, id: a.id, provider_id: a.providerId, public_key: a.publicKey, registered_at: now })
+      .onConflict((oc) => oc.column('id').doUpdateSet(values).where('agents.provider_id', '=', a.providerId))
+      .returning('id').executeTakeFirst();
+    if (!row) throw new DeqoError('forbidden', 'this agent identity is registered to another provider account');
   }
 
   /** Records that an agent was heard from (and its availability, when given). Returns false if the agent is unknown. */

@@ -1,14 +1,20 @@
-/** Opening a store: the Kysely instance, migrations, capability flags. */
+/** Opening a store: the Kysely instance, migrations, capability flags, and transactions that retry. */
 import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import SqliteDatabase from 'better-sqlite3';
-import { Kysely, Migrator, SqliteDialect } from 'kysely';
-import { migrationProvider } from './migrations.js';
+import { Kysely, Migrator, SqliteDialect, type Transaction } from 'kysely';
+import { migrationProvider, type Dialect } from './migrations.js';
 import type { Database } from './schema.js';
 
-/** What the underlying database can do, so callers never test the dialect themselves. */
-export interface StoreCapabilities { dialect: 'sqlite' | 'postgres'; skipLocked: boolean; listenNotify: boolean }
+/**
+ * What the underlying database can do, so callers never test the dialect themselves.
+ * `skipLocked`: row locks (`SELECT … FOR UPDATE [SKIP LOCKED]`) exist, and are needed because several
+ * coordinators write at once (PostgreSQL). SQLite has neither the syntax nor the need: one coordinator per
+ * database, and Kysely's SQLite driver runs one transaction at a time over its single connection.
+ * `listenNotify`: other coordinators can be told of new work (PostgreSQL LISTEN/NOTIFY).
+ */
+export interface StoreCapabilities { dialect: Dialect; skipLocked: boolean; listenNotify: boolean }
 
 /** A new random id with a readable prefix, e.g. `job_5f2c...` (80 random bits). */
 export function newId(prefix: string): string {
@@ -27,15 +33,40 @@ export async function openSqlite(path: string): Promise<{ db: Kysely<Database>; 
   sqlite.pragma('busy_timeout = 5000');
   sqlite.pragma('foreign_keys = ON');
   const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) });
-  await migrate(db);
+  await migrate(db, 'sqlite');
   return { db, capabilities: { dialect: 'sqlite', skipLocked: false, listenNotify: false } };
 }
 
-/** Runs pending migrations; throws with the failing migration's error. */
-export async function migrate(db: Kysely<Database>): Promise<void> {
-  const { error, results } = await new Migrator({ db, provider: migrationProvider }).migrateToLatest();
+/** Runs pending migrations for `dialect`; throws with the failing migration's error. */
+export async function migrate(db: Kysely<Database>, dialect: Dialect): Promise<void> {
+  const { error, results } = await new Migrator({ db, provider: migrationProvider(dialect) }).migrateToLatest();
   if (error) {
     const failed = results?.find((r) => r.status === 'Error')?.migrationName ?? '?';
     throw new Error(`migration ${failed} failed: ${String(error)}`);
+  }
+}
+
+/** PostgreSQL errors after which the whole transaction may simply run again: deadlock_detected, serialization_failure. */
+const RETRYABLE = new Set(['40P01', '40001']);
+
+/** True for an error that rolled back a transaction only because of a concurrent one (see RETRYABLE). */
+export function isRetryable(err: unknown): boolean {
+  return typeof err === 'object' && err !== null && RETRYABLE.has(String((err as { code?: unknown }).code));
+}
+
+/**
+ * Runs `fn` in a transaction, running it again (up to 5 times in all, after 5–50 ms) when PostgreSQL aborted
+ * it for a deadlock or a serialization failure with a concurrent transaction of another coordinator. `fn`
+ * must therefore keep its effects inside the transaction (build results afresh on each call). Other errors,
+ * and the last retryable one, are thrown. SQLite never raises a retryable error (writers wait: busy_timeout).
+ */
+export async function transact<T>(db: Kysely<Database>, fn: (tx: Transaction<Database>) => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await db.transaction().execute(fn);
+    } catch (err) {
+      if (attempt >= 5 || !isRetryable(err)) throw err;
+      await new Promise((r) => setTimeout(r, 5 + Math.floor(Math.random() * 10 * attempt)));
+    }
   }
 }

@@ -8,9 +8,9 @@ import {
   ACTIVE_EXECUTION_STATES, escrowHoldTxn, EXECUTION_TRANSITIONS, gradeLateResult, type Decision, type ExecutionVote, type Placement, type VerificationPolicy,
 } from '../core/index.js';
 import { FailureSchema, JobSpecSchema, type ExecutionState, type Failure, type JobSpec, type Manifest, type Price, type TaskState, type Usage } from '../protocol/index.js';
-import { newId } from './db.js';
+import { newId, transact, type StoreCapabilities } from './db.js';
 import { postTxn } from './ledger.js';
-import { rollUpJob } from './jobs.js';
+import { lockJobs, lockJobsOfTasks, rollUpJob } from './jobs.js';
 import type { Database } from './schema.js';
 
 /** A claimed execution with what the agent needs to run it; `assignedAt` (epoch ms) is when it was placed. */
@@ -40,20 +40,26 @@ export interface LostExecution { executionId: string; taskId: string; jobId: str
 
 const OPEN_TASK: TaskState[] = ['queued', 'running'];
 
+/** Thrown inside a transaction to roll it back when its conditional write found nothing to change. */
+class NothingChanged extends Error {}
+
 export class ExecutionStore {
-  constructor(private readonly db: Kysely<Database>) {}
+  constructor(private readonly db: Kysely<Database>, private readonly caps: StoreCapabilities) {}
 
   /**
    * Applies a plan: for each task, bumps its revision if unchanged since the snapshot, then inserts its new
    * executions as `assigned`, each with its agent's offer prices (what it will be paid at). A placement that
    * runs alone (adaptive replication) sets the task's target and quorum to 1. A task changed meanwhile is
    * skipped (the next round replans it). Returns the agents that received executions.
+   * The plan's jobs are locked first (lock order: jobs, then tasks). Agents' capacity is not re-checked here:
+   * callers run snapshot → plan → apply as one `exclusive('schedule')` step, so no other plan lands between.
    */
   async applyPlan(plan: readonly Placement[], revisions: ReadonlyMap<string, number>, prices: ReadonlyMap<string, Price>, now: number): Promise<Set<string>> {
     const byTask = new Map<string, Placement[]>();
     for (const p of plan) byTask.set(p.taskId, [...(byTask.get(p.taskId) ?? []), p]);
-    const touched = new Set<string>();
-    await this.db.transaction().execute(async (tx) => {
+    return transact(this.db, async (tx) => {
+      const touched = new Set<string>();
+      await lockJobsOfTasks(tx, [...byTask.keys()], this.caps);
       for (const [taskId, ps] of byTask) {
         const rev = revisions.get(taskId);
         if (rev === undefined) continue;
@@ -73,17 +79,23 @@ export class ExecutionStore {
           .where('id', '=', row.job_id).where('state', '=', 'queued').execute();
         for (const p of ps) touched.add(p.agentId);
       }
+      return touched;
     });
-    return touched;
   }
 
-  /** Claims up to `max` of the agent's assigned executions: → running with a lease and a new fencing token. */
+  /**
+   * Claims up to `max` of the agent's assigned executions: → running with a lease and a new fencing token.
+   * On PostgreSQL the rows are picked `FOR UPDATE SKIP LOCKED`, so a concurrent claim (the agent's previous
+   * long-poll on another coordinator) takes other rows instead of waiting; the update stays conditional on
+   * the state either way, so an execution is handed out once.
+   */
   async claim(agentId: string, max: number, now: number, leaseTtlMs: number): Promise<ClaimedExecution[]> {
-    return this.db.transaction().execute(async (tx) => {
+    return transact(this.db, async (tx) => {
       const rows = await tx.selectFrom('executions').innerJoin('tasks', 'tasks.id', 'executions.task_id').innerJoin('jobs', 'jobs.id', 'executions.job_id')
         .select(['executions.id', 'executions.fencing_token', 'executions.job_id', 'executions.task_id', 'executions.created_at', 'tasks.idx', 'tasks.params', 'jobs.spec', 'jobs.task_count'])
         .where('executions.agent_id', '=', agentId).where('executions.state', '=', 'assigned').where('executions.desired', '=', 'run')
-        .orderBy('executions.created_at').limit(max).execute();
+        .orderBy('executions.created_at').limit(max)
+        .$if(this.caps.skipLocked, (q) => q.forUpdate('executions').skipLocked()).execute();
       const claimed: ClaimedExecution[] = [];
       for (const r of rows) {
         const token = r.fencing_token + 1;
@@ -124,7 +136,11 @@ export class ExecutionStore {
     return Number(r.numUpdatedRows);
   }
 
-  /** Records an execution's end if the agent still holds its lease. Returns the task id, or null if stale. */
+  /**
+   * Records an execution's end if the agent still holds its lease. Returns the task id, or null if stale.
+   * The task's revision is bumped in the same transaction (task row first: lock order), so a verification
+   * decision computed from votes read before this report can no longer apply (`WHERE revision = ?`).
+   */
   async recordEnd(executionId: string, agentId: string, fencingToken: number, end: ExecutionEnd, now: number): Promise<string | null> {
     const common = { state: end.state, finished_at: now, lease_expires_at: null, failure: end.failure ? JSON.stringify(end.failure) : null,
       usage: end.usage ? JSON.stringify(end.usage) : null, stdout_blob: end.stdoutBlob, stderr_blob: end.stderrBlob };
@@ -132,12 +148,21 @@ export class ExecutionStore {
       ? { verdict: end.verdict, exit_code: end.exitCode, result_hash: end.resultHash, outputs_blob: end.outputsBlob,
           manifest: end.manifest ? JSON.stringify(end.manifest) : null }
       : {};
-    const row = await this.db.updateTable('executions').set((eb) => ({ ...common, ...extra, revision: eb('revision', '+', 1) }))
-      .where('id', '=', executionId).where('agent_id', '=', agentId).where('fencing_token', '=', fencingToken)
-      .where('state', '=', 'running')
-      .returning('task_id').executeTakeFirst();
-    if (row) await this.db.updateTable('tasks').set({ updated_at: now }).where('id', '=', row.task_id).execute();
-    return row?.task_id ?? null;
+    try {
+      return await transact(this.db, async (tx) => {
+        await tx.updateTable('tasks').set((eb) => ({ updated_at: now, revision: eb('revision', '+', 1) }))
+          .where('id', '=', tx.selectFrom('executions').select('task_id').where('id', '=', executionId)).execute();
+        const row = await tx.updateTable('executions').set((eb) => ({ ...common, ...extra, revision: eb('revision', '+', 1) }))
+          .where('id', '=', executionId).where('agent_id', '=', agentId).where('fencing_token', '=', fencingToken)
+          .where('state', '=', 'running')
+          .returning('task_id').executeTakeFirst();
+        if (!row) throw new NothingChanged();
+        return row.task_id;
+      });
+    } catch (err) {
+      if (err instanceof NothingChanged) return null;
+      throw err;
+    }
   }
 
   /** Who holds an execution and in which state, with its current fencing token, job and task; null if it does not exist. */
@@ -173,10 +198,11 @@ export class ExecutionStore {
    * valid / invalid / cancelled, job roll-up; a pending decision raising the target past what escrow funds
    * holds the top-up (topUpCost) from the buyer in the same transaction. Returns false when the task changed
    * meanwhile (caller re-decides). Throws DeqoError insufficient_funds, applying nothing, when the buyer cannot
-   * fund the top-up.
+   * fund the top-up. The job row is locked first (lock order: job, task, executions; the roll-up needs it anyway).
    */
   async applyDecision(task: TaskForVerification, d: Decision, now: number): Promise<boolean> {
-    return this.db.transaction().execute(async (tx) => {
+    return transact(this.db, async (tx) => {
+      await lockJobs(tx, [task.jobId], this.caps);
       if (d.kind === 'pending' && d.target > task.funded && !(await this.fund(tx, task, d.target, now))) return false;
       return this.applyDecisionIn(tx, task, d, now);
     });
@@ -209,7 +235,7 @@ export class ExecutionStore {
           failure: JSON.stringify({ reason: 'cancelled', blame: 'none', message: 'no longer needed: the task was decided' }), revision: eb('revision', '+', 1) }))
           .where('id', 'in', d.cancel).where('state', 'in', EXECUTION_TRANSITIONS.cancelled).execute();
       }
-      await rollUpJob(tx, task.jobId, now);
+      await rollUpJob(tx, task.jobId, now, this.caps);
       return true;
     }
   }
@@ -278,16 +304,18 @@ export class ExecutionStore {
     for (const r of rows) {
       const failure = JSON.stringify({ reason: 'queue_timeout', blame: 'none',
         message: `no provider took this task within the queue timeout (${Math.round(Number(r.queue_timeout_ms) / 1000)} s); \`deqo explain ${r.job_id}\` shows why` });
-      await this.db.transaction().execute(async (tx) => {
+      const failed = await transact(this.db, async (tx) => {
+        await lockJobs(tx, [r.job_id], this.caps);
         const u = await tx.updateTable('tasks').set({ state: 'failed', failure, revision: r.revision + 1, updated_at: now })
           .where('id', '=', r.id).where('revision', '=', r.revision).where('state', 'in', OPEN_TASK).executeTakeFirst();
-        if (Number(u.numUpdatedRows) === 0) return;
+        if (Number(u.numUpdatedRows) === 0) return false;
         await tx.updateTable('executions').set((eb) => ({ state: 'cancelled', desired: 'stop', failure: JSON.stringify({ reason: 'cancelled', blame: 'none',
           message: 'the task timed out waiting for more replicas to cross-check this result' }), revision: eb('revision', '+', 1) }))
           .where('task_id', '=', r.id).where('state', '=', 'reported').execute();
-        await rollUpJob(tx, r.job_id, now);
-        jobs.add(r.job_id);
+        await rollUpJob(tx, r.job_id, now, this.caps);
+        return true;
       });
+      if (failed) jobs.add(r.job_id);
     }
     return [...jobs];
   }

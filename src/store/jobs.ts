@@ -8,7 +8,7 @@ import {
   FailureSchema, JobSpecSchema, ManifestSchema, UsageSchema,
   type ExecutionView, type JobBilling, type JobSpec, type JobState, type JobSummary, type JobView, type TaskResult, type TaskView,
 } from '../protocol/index.js';
-import { newId } from './db.js';
+import { newId, transact, type StoreCapabilities } from './db.js';
 import { balanceOf, postTxn } from './ledger.js';
 import type { Database } from './schema.js';
 
@@ -33,7 +33,7 @@ export class JobStore {
     const maxCost = executionMaxCost(job.spec);
     const funded = fundedExecutions(job.spec.verification.mode, job.policy.replicas);
     const escrow = maxCost * funded * job.tasks.length;
-    await this.db.transaction().execute(async (tx) => {
+    await transact(this.db, async (tx) => {
       await tx.insertInto('jobs').values({
         id: jobId, buyer_id: job.buyerId, name: job.spec.name ?? null, spec: JSON.stringify(job.spec), state: 'queued',
         cpus: job.spec.resources.cpus, memory_mb: job.spec.resources.memoryMb, network: job.spec.network ? 1 : 0,
@@ -165,7 +165,8 @@ export class JobStore {
    * Returns false when the job had already ended.
    */
   async cancelJob(jobId: string, now: number): Promise<boolean> {
-    return this.db.transaction().execute(async (tx) => {
+    // The job row is written first, so it is locked before its tasks (README: lock order).
+    return transact(this.db, async (tx) => {
       const r = await tx.updateTable('jobs').set((eb) => ({ state: 'cancelled', finished_at: now, revision: eb('revision', '+', 1) }))
         .where('id', '=', jobId).where('state', 'not in', TERMINAL_JOB_STATES).executeTakeFirst();
       if (Number(r.numUpdatedRows) === 0) return false;
@@ -179,8 +180,36 @@ export class JobStore {
   }
 }
 
-/** Recomputes a job's state from its tasks and applies it conditionally (inside the caller's transaction). */
-export async function rollUpJob(tx: Kysely<Database>, jobId: string, now: number): Promise<void> {
+/**
+ * Locks job rows for the rest of the caller's transaction (PostgreSQL `FOR UPDATE`, in id order so that two
+ * transactions locking several jobs cannot deadlock; nothing to do on SQLite, whose transactions run one at a
+ * time). Lock order (README): a job before its tasks, tasks before their executions.
+ */
+export async function lockJobs(tx: Kysely<Database>, jobIds: Iterable<string>, caps: StoreCapabilities): Promise<void> {
+  if (!caps.skipLocked) return;
+  const ids = [...new Set(jobIds)].sort();
+  for (let i = 0; i < ids.length; i += 500) {
+    await tx.selectFrom('jobs').select('id').where('id', 'in', ids.slice(i, i + 500)).orderBy('id').forUpdate().execute();
+  }
+}
+
+/** Locks the jobs of the given tasks (as lockJobs); nothing on SQLite. */
+export async function lockJobsOfTasks(tx: Kysely<Database>, taskIds: readonly string[], caps: StoreCapabilities): Promise<void> {
+  if (!caps.skipLocked) return;
+  const jobIds: string[] = [];
+  for (let i = 0; i < taskIds.length; i += 500) {
+    jobIds.push(...(await tx.selectFrom('tasks').select('job_id').where('id', 'in', taskIds.slice(i, i + 500)).execute()).map((r) => r.job_id));
+  }
+  await lockJobs(tx, jobIds, caps);
+}
+
+/**
+ * Recomputes a job's state from its tasks and applies it conditionally, inside the caller's transaction.
+ * The job row is locked first: two transactions that each decide one task of the same job would otherwise
+ * each read the other's task as still open (READ COMMITTED) and the job would never end.
+ */
+export async function rollUpJob(tx: Kysely<Database>, jobId: string, now: number, caps: StoreCapabilities): Promise<void> {
+  await lockJobs(tx, [jobId], caps);
   const tasks = await tx.selectFrom('tasks').select('state').where('job_id', '=', jobId).execute();
   const state = rollUpJobState(tasks.map((t) => t.state));
   const terminal = TERMINAL_JOB_STATES.includes(state);

@@ -9,7 +9,7 @@ import {
   accountLedger, assertBalanced, DeqoError, escrowLedger, formatCredits, fromMicro, mustStayNonNegative, type LedgerKind, type LedgerTxn,
 } from '../core/index.js';
 import type { LedgerEntry } from '../protocol/index.js';
-import { newId } from './db.js';
+import { newId, transact } from './db.js';
 import type { Database } from './schema.js';
 
 /** Thrown (as DeqoError insufficient_funds) when a posting would take a ledger account below zero. */
@@ -23,11 +23,12 @@ export function insufficientFunds(account: string, needed: number, available: nu
  * Posts a balanced transaction inside the caller's database transaction `tx`. Throws RangeError for an
  * unbalanced transaction, DeqoError insufficient_funds when a debit would overdraw (the caller's transaction
  * must then roll back, which it does when the error propagates out of `db.transaction().execute`).
+ * Balance rows are written in account-name order, so two transactions never lock the same two in opposite orders.
  */
 export async function postTxn(tx: Kysely<Database>, t: LedgerTxn, now: number): Promise<string> {
   assertBalanced(t);
   const txnId = newId('txn');
-  for (const p of t.postings) {
+  for (const p of [...t.postings].sort((a, b) => (a.account < b.account ? -1 : a.account > b.account ? 1 : 0))) {
     if (p.amount < 0 && mustStayNonNegative(p.account)) {
       const r = await tx.updateTable('balances').set((eb) => ({ balance: eb('balance', '+', p.amount) }))
         .where('account', '=', p.account).where((eb) => eb(eb('balance', '+', p.amount), '>=', 0)).executeTakeFirst();
@@ -57,7 +58,7 @@ export class LedgerStore {
 
   /** Posts a transaction in its own database transaction. Errors as postTxn. */
   async post(t: LedgerTxn, now: number): Promise<string> {
-    return this.db.transaction().execute((tx) => postTxn(tx, t, now));
+    return transact(this.db, (tx) => postTxn(tx, t, now));
   }
 
   /** Cached balance of a ledger account, µcr. */
@@ -102,20 +103,27 @@ export class LedgerStore {
   /**
    * Checks the ledger against its own rules: every transaction sums to zero, the balances cache equals the
    * sums of the entries (rebuilt here), no account but the issuer is negative. Returns the problems found (empty = sound).
+   * Reads one snapshot (a REPEATABLE READ transaction), so postings committed meanwhile by another coordinator
+   * cannot make the entries and the cached balances disagree.
    */
   async audit(): Promise<string[]> {
-    const problems: string[] = [];
-    const txns = await this.db.selectFrom('ledger_entries').select(['txn_id', (eb) => eb.fn.sum<number>('amount').as('s')]).groupBy('txn_id').execute();
-    for (const t of txns) if (Number(t.s) !== 0) problems.push(`transaction ${t.txn_id} sums to ${t.s}`);
-    const sums = await this.db.selectFrom('ledger_entries').select(['account', (eb) => eb.fn.sum<number>('amount').as('s')]).groupBy('account').execute();
-    const cached = new Map((await this.db.selectFrom('balances').selectAll().execute()).map((b) => [b.account, Number(b.balance)]));
-    for (const s of sums) {
-      const rebuilt = Number(s.s);
-      if ((cached.get(s.account) ?? 0) !== rebuilt) problems.push(`balance of ${s.account} is ${cached.get(s.account)} but its entries sum to ${rebuilt}`);
-      if (rebuilt < 0 && mustStayNonNegative(s.account)) problems.push(`${s.account} is negative (${rebuilt})`);
-      cached.delete(s.account);
-    }
-    for (const [account, b] of cached) if (b !== 0) problems.push(`balance of ${account} is ${b} with no entries`);
-    return problems;
+    return this.db.transaction().setIsolationLevel('repeatable read').execute((tx) => auditIn(tx));
   }
+}
+
+/** The audit's checks over `db` (see LedgerStore.audit). */
+async function auditIn(db: Kysely<Database>): Promise<string[]> {
+  const problems: string[] = [];
+  const txns = await db.selectFrom('ledger_entries').select(['txn_id', (eb) => eb.fn.sum<number>('amount').as('s')]).groupBy('txn_id').execute();
+  for (const t of txns) if (Number(t.s) !== 0) problems.push(`transaction ${t.txn_id} sums to ${t.s}`);
+  const sums = await db.selectFrom('ledger_entries').select(['account', (eb) => eb.fn.sum<number>('amount').as('s')]).groupBy('account').execute();
+  const cached = new Map((await db.selectFrom('balances').selectAll().execute()).map((b) => [b.account, Number(b.balance)]));
+  for (const s of sums) {
+    const rebuilt = Number(s.s);
+    if ((cached.get(s.account) ?? 0) !== rebuilt) problems.push(`balance of ${s.account} is ${cached.get(s.account)} but its entries sum to ${rebuilt}`);
+    if (rebuilt < 0 && mustStayNonNegative(s.account)) problems.push(`${s.account} is negative (${rebuilt})`);
+    cached.delete(s.account);
+  }
+  for (const [account, b] of cached) if (b !== 0) problems.push(`balance of ${account} is ${b} with no entries`);
+  return problems;
 }

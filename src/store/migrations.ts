@@ -1,7 +1,25 @@
-/** Schema migrations, in order. Never edit a landed migration; add a new one. */
-import { type Kysely, type Migration, type MigrationProvider, sql } from 'kysely';
+/**
+ * Schema migrations, in order. Never edit a landed migration; add a new one.
+ * The same migrations serve both databases; where SQL types differ the dialect picks them (`types`), and
+ * SQLite gets exactly what it got before PostgreSQL existed.
+ */
+import { type ColumnDataType, type CreateTableBuilder, type Kysely, type Migration, type MigrationProvider, sql } from 'kysely';
 
-const m001: Migration = {
+/** Which database the migrations run on. */
+export type Dialect = 'sqlite' | 'postgres';
+
+/**
+ * Column types that differ: a floating-point number (SQLite `real` is 8 bytes; PostgreSQL `real` is only
+ * 4, so it gets `double precision`), and an auto-numbered primary key (SQLite `integer primary key
+ * autoincrement`; PostgreSQL `bigserial`).
+ */
+function types(d: Dialect): { float: ColumnDataType; serialKey: (db: Kysely<unknown>, table: string) => CreateTableBuilder<string, 'id'> } {
+  return d === 'postgres'
+    ? { float: 'double precision', serialKey: (db, t) => db.schema.createTable(t).addColumn('id', 'bigserial', (c) => c.primaryKey()) }
+    : { float: 'real', serialKey: (db, t) => db.schema.createTable(t).addColumn('id', 'integer', (c) => c.primaryKey().autoIncrement()) };
+}
+
+const m001 = (d: Dialect): Migration => ({
   async up(db: Kysely<unknown>) {
     await db.schema.createTable('accounts')
       .addColumn('id', 'text', (c) => c.primaryKey())
@@ -29,7 +47,7 @@ const m001: Migration = {
       .addColumn('name', 'text')
       .addColumn('spec', 'text', (c) => c.notNull())
       .addColumn('state', 'text', (c) => c.notNull())
-      .addColumn('cpus', 'real', (c) => c.notNull())
+      .addColumn('cpus', types(d).float, (c) => c.notNull())
       .addColumn('memory_mb', 'integer', (c) => c.notNull())
       .addColumn('network', 'integer', (c) => c.notNull())
       .addColumn('task_count', 'integer', (c) => c.notNull())
@@ -88,10 +106,10 @@ const m001: Migration = {
       .addColumn('created_at', 'bigint', (c) => c.notNull()).execute();
     await sql`SELECT 1`.execute(db);
   },
-};
+});
 
 /** The marketplace: offers, escrow funding, the ledger, reputation, blob access. */
-const m002: Migration = {
+const m002 = (d: Dialect): Migration => ({
   async up(db: Kysely<unknown>) {
     const add = (table: string, col: string, type: 'text' | 'integer' | 'bigint', dflt?: string | number) =>
       db.schema.alterTable(table).addColumn(col, type, (c) => (dflt === undefined ? c : c.notNull().defaultTo(dflt))).execute();
@@ -114,8 +132,7 @@ const m002: Migration = {
     await db.schema.createIndex('jobs_settled_state').on('jobs').columns(['settled_at', 'state']).execute();
 
     // Append-only double-entry ledger: rows are inserted, never updated or deleted.
-    await db.schema.createTable('ledger_entries')
-      .addColumn('id', 'integer', (c) => c.primaryKey().autoIncrement())
+    await types(d).serialKey(db, 'ledger_entries')
       .addColumn('txn_id', 'text', (c) => c.notNull())
       .addColumn('kind', 'text', (c) => c.notNull())
       .addColumn('account', 'text', (c) => c.notNull())
@@ -143,8 +160,7 @@ const m002: Migration = {
       .addColumn('turnaround_ms_total', 'bigint', (c) => c.notNull())
       .addColumn('turnaround_count', 'integer', (c) => c.notNull())
       .addColumn('updated_at', 'bigint', (c) => c.notNull()).execute();
-    await db.schema.createTable('reputation_events')
-      .addColumn('id', 'integer', (c) => c.primaryKey().autoIncrement())
+    await types(d).serialKey(db, 'reputation_events')
       .addColumn('provider_id', 'text', (c) => c.notNull())
       .addColumn('at', 'bigint', (c) => c.notNull())
       .addColumn('kind', 'text', (c) => c.notNull())
@@ -153,7 +169,7 @@ const m002: Migration = {
       .addColumn('job_id', 'text')
       .addColumn('consecutive_valid', 'integer', (c) => c.notNull())
       .addColumn('daily_quota', 'integer', (c) => c.notNull())
-      .addColumn('score', 'real', (c) => c.notNull()).execute();
+      .addColumn('score', types(d).float, (c) => c.notNull()).execute();
     await db.schema.createIndex('reputation_events_provider').on('reputation_events').columns(['provider_id', 'id']).execute();
 
     // Who may read a blob: its uploaders, the buyer of a job that produced or uses it, providers running it.
@@ -162,9 +178,9 @@ const m002: Migration = {
       .addColumn('account_id', 'text', (c) => c.notNull())
       .addPrimaryKeyConstraint('blob_access_pk', ['sha256', 'account_id']).execute();
   },
-};
+});
 
-/** All migrations by name; Kysely runs them in name order. */
-export const migrationProvider: MigrationProvider = {
-  async getMigrations() { return { '001_initial': m001, '002_marketplace': m002 }; },
-};
+/** All migrations by name for a dialect; Kysely runs them in name order. */
+export function migrationProvider(d: Dialect): MigrationProvider {
+  return { async getMigrations() { return { '001_initial': m001(d), '002_marketplace': m002(d) }; } };
+}

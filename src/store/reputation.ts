@@ -2,6 +2,7 @@
 import type { Kysely } from 'kysely';
 import { applyOutcome, errorRate, meanTurnaroundMs, newReputation, reputationScore, type QuotaConfig, type Reputation, type ReputationOutcome } from '../core/index.js';
 import type { ProviderReputation, ReputationView } from '../protocol/index.js';
+import type { StoreCapabilities } from './db.js';
 import type { Database } from './schema.js';
 
 const DAY_MS = 86_400_000;
@@ -18,18 +19,26 @@ export function reputationView(r: Reputation, startedToday: number): ReputationV
     errorRate: errorRate(r), meanTurnaroundMs: meanTurnaroundMs(r), dailyQuota: r.dailyQuota, startedToday };
 }
 
+/** A record's columns. */
+function columns(r: Reputation, now: number): Omit<Database['reputation'], 'provider_id'> {
+  return { consecutive_valid: r.consecutiveValid, valid: r.valid, invalid: r.invalid, errors: r.errors,
+    daily_quota: r.dailyQuota, turnaround_ms_total: r.turnaroundMsTotal, turnaround_count: r.turnaroundCount, updated_at: now };
+}
+
 /**
  * Applies one outcome to a provider's record and appends the event, inside the caller's transaction `tx`
- * (the caller guarantees the execution is accounted once: see engine/settlement.ts).
+ * (the caller guarantees the execution is accounted once: see store/settlement.ts). A read-modify-write:
+ * the record is first created if missing (`ON CONFLICT DO NOTHING`), then read `FOR UPDATE` on PostgreSQL,
+ * so two coordinators settling the same provider's executions at once apply both outcomes, one after the other.
  */
 export async function recordOutcome(tx: Kysely<Database>, providerId: string, o: ReputationOutcome,
-  ref: { executionId: string | null; jobId: string | null }, q: QuotaConfig, now: number): Promise<Reputation> {
-  const row = await tx.selectFrom('reputation').selectAll().where('provider_id', '=', providerId).executeTakeFirst();
+  ref: { executionId: string | null; jobId: string | null }, q: QuotaConfig, now: number, caps: StoreCapabilities): Promise<Reputation> {
+  await tx.insertInto('reputation').values({ provider_id: providerId, ...columns(newReputation(q), now) })
+    .onConflict((oc) => oc.column('provider_id').doNothing()).execute();
+  const row = await tx.selectFrom('reputation').selectAll().where('provider_id', '=', providerId)
+    .$if(caps.skipLocked, (qb) => qb.forUpdate()).executeTakeFirstOrThrow();
   const next = applyOutcome(toReputation(row, q), o, q);
-  const values = { consecutive_valid: next.consecutiveValid, valid: next.valid, invalid: next.invalid, errors: next.errors,
-    daily_quota: next.dailyQuota, turnaround_ms_total: next.turnaroundMsTotal, turnaround_count: next.turnaroundCount, updated_at: now };
-  await tx.insertInto('reputation').values({ provider_id: providerId, ...values })
-    .onConflict((oc) => oc.column('provider_id').doUpdateSet(values)).execute();
+  await tx.updateTable('reputation').set(columns(next, now)).where('provider_id', '=', providerId).execute();
   await tx.insertInto('reputation_events').values({ provider_id: providerId, at: now, kind: o.kind,
     cross_checked: o.kind === 'valid' && o.crossChecked ? 1 : 0, execution_id: ref.executionId, job_id: ref.jobId,
     consecutive_valid: next.consecutiveValid, daily_quota: next.dailyQuota, score: reputationScore(next) }).execute();

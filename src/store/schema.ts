@@ -1,6 +1,6 @@
 /**
  * Table types for Kysely. Times are epoch ms (integers); JSON columns hold text validated on read by the
- * protocol schemas. The same schema serves SQLite and (later) PostgreSQL.
+ * protocol schemas. The same schema serves SQLite and PostgreSQL (column types per dialect: migrations.ts).
  */
 import type { Generated } from 'kysely';
 import type { ExecutionState, JobState, TaskState, DesiredState } from '../protocol/index.js';

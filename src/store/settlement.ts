@@ -2,13 +2,16 @@
  * Settlement: paying valid executions from their job's escrow, recording reputation outcomes, and returning
  * what is left in escrow to the buyer once a job has ended. Each execution and each job is settled exactly
  * once: the step that claims it (`SET settled_at WHERE settled_at IS NULL`) is in the same transaction as the
- * ledger postings and reputation events, so a crash or a second coordinator can never pay twice.
+ * ledger postings and reputation events, so a crash or a second coordinator can never pay twice. On
+ * PostgreSQL an execution is picked `FOR UPDATE SKIP LOCKED`: coordinators settling at once share the work
+ * instead of queueing on the same rows.
  */
 import type { Kysely } from 'kysely';
 import {
   escrowLedger, executionCost, FEES, paymentTxn, refundTxn, TERMINAL_JOB_STATES, type QuotaConfig, type ReputationOutcome,
 } from '../core/index.js';
 import { FailureSchema, PriceSchema, UsageSchema, type ExecutionState, type FailureReason, type JobState } from '../protocol/index.js';
+import { transact, type StoreCapabilities } from './db.js';
 import { balanceOf, postTxn } from './ledger.js';
 import { recordOutcome } from './reputation.js';
 import type { Database } from './schema.js';
@@ -34,7 +37,7 @@ export interface SettledJob { jobId: string; state: JobState; createdAt: number;
 interface StoredDemand { cpus: number; memoryMb: number; gpus: number; timeoutMs: number }
 
 export class SettlementStore {
-  constructor(private readonly db: Kysely<Database>, private readonly config: SettlementConfig) {}
+  constructor(private readonly db: Kysely<Database>, private readonly config: SettlementConfig, private readonly caps: StoreCapabilities) {}
 
   /** Ended executions not yet settled, oldest first. */
   async unsettledExecutions(limit: number): Promise<string[]> {
@@ -55,14 +58,16 @@ export class SettlementStore {
    * counts for its provider's reputation (cross-checked when another provider's result agreed); an invalid one
    * earns nothing and resets the provider's consecutive valid count; a provider-side failure is an error for
    * reputation (the owner coming back, or a cancellation, is not). Returns what it did, or null when the
-   * execution is not ended or already settled.
+   * execution is not ended, already settled, or (PostgreSQL) being settled or otherwise written by another
+   * transaction right now (a later round retries).
    */
   async settleExecution(executionId: string, now: number): Promise<SettledExecution | null> {
-    return this.db.transaction().execute(async (tx) => {
+    return transact(this.db, async (tx) => {
       const e = await tx.selectFrom('executions').innerJoin('jobs', 'jobs.id', 'executions.job_id')
         .select(['executions.id', 'executions.task_id', 'executions.job_id', 'executions.provider_id', 'executions.state', 'executions.price',
           'executions.usage', 'executions.failure', 'executions.started_at', 'executions.finished_at', 'jobs.demand', 'jobs.execution_max_cost'])
-        .where('executions.id', '=', executionId).where('executions.settled_at', 'is', null).where('executions.state', 'in', ENDED).executeTakeFirst();
+        .where('executions.id', '=', executionId).where('executions.settled_at', 'is', null).where('executions.state', 'in', ENDED)
+        .$if(this.caps.skipLocked, (q) => q.forUpdate('executions').skipLocked()).executeTakeFirst();
       if (!e) return null;
       const claimed = await tx.updateTable('executions').set({ settled_at: now }).where('id', '=', executionId).where('settled_at', 'is', null).executeTakeFirst();
       if (Number(claimed.numUpdatedRows) === 0) return null;
@@ -91,7 +96,7 @@ export class SettlementStore {
       } else if (e.state === 'failed' || e.state === 'lost') {
         if (failure?.blame === 'provider' && failure.reason !== 'owner_returned') outcome = { kind: 'error' };
       }
-      if (outcome) await recordOutcome(tx, e.provider_id, outcome, ref, this.config.quota, now);
+      if (outcome) await recordOutcome(tx, e.provider_id, outcome, ref, this.config.quota, now, this.caps);
       return settled;
     });
   }
@@ -101,7 +106,7 @@ export class SettlementStore {
    * Returns what it did (the refund in µcr), or null when the job is not ready or already settled.
    */
   async settleJob(jobId: string, now: number): Promise<SettledJob | null> {
-    return this.db.transaction().execute(async (tx) => {
+    return transact(this.db, async (tx) => {
       const r = await tx.updateTable('jobs').set({ settled_at: now })
         .where('id', '=', jobId).where('settled_at', 'is', null).where('state', 'in', TERMINAL_JOB_STATES)
         .where((eb) => eb.not(eb.exists(eb.selectFrom('executions').select('executions.id')

@@ -1,6 +1,6 @@
 /**
- * Ledger invariants, property-tested with fast-check: the real Engine over in-memory SQLite with a controlled
- * clock runs random sequences of submissions (some refused for lack of credits), honest and corrupted results,
+ * Ledger invariants, property-tested with fast-check: the real Engine over in-memory SQLite, then over
+ * PostgreSQL (fewer runs: DEQO_PROPERTY_RUNS_PG, default 8), with a controlled clock runs random sequences of submissions (some refused for lack of credits), honest and corrupted results,
  * job-caused and provider-caused failures, cancellations, lost agents, late reports and the passing of time.
  * After every step the ledger audits clean and sums to zero; at the end, with every job driven to an end,
  * every escrow is fully released, each execution is paid at most once (and only when valid) exactly its
@@ -9,7 +9,7 @@
 import { createHash } from 'node:crypto';
 import fc from 'fast-check';
 import { pino } from 'pino';
-import { describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   accountLedger, DeqoError, escrowLedger, executionCost, executionMaxCost, FEES, fundedExecutions, grantTxn, ISSUER, platformFee, TERMINAL_JOB_STATES, toMicro,
 } from '../../src/core/index.js';
@@ -17,7 +17,8 @@ import { DEFAULT_ENGINE_CONFIG, Engine, resultHashOf } from '../../src/engine/in
 import {
   JobSpecSchema, OfferSchema, type Assignment, type Capacity, type JobSpec, type JobView, type Manifest, type Price, type ReportRequest,
 } from '../../src/protocol/index.js';
-import { DEFAULT_STORE_CONFIG, openSqliteStore, type Store } from '../../src/store/index.js';
+import { DEFAULT_STORE_CONFIG, type Store } from '../../src/store/index.js';
+import { storeKinds, type StoreKind } from '../helpers/stores.js';
 
 const T0 = 1_700_000_000_000;
 const CFG = { ...DEFAULT_ENGINE_CONFIG };
@@ -52,9 +53,9 @@ interface World {
   stale: Map<string, Assignment[]>;
 }
 
-async function makeWorld(prices: Price[], grants: number[], seed: number, feeBps = 0): Promise<World> {
+async function makeWorld(kind: StoreKind, prices: Price[], grants: number[], seed: number, feeBps = 0): Promise<World> {
   const clock = { now: T0 };
-  const store = await openSqliteStore(':memory:', { ...DEFAULT_STORE_CONFIG, feeBps });
+  const store = await kind.open({ ...DEFAULT_STORE_CONFIG, feeBps });
   const engine = new Engine(store, CFG, silent, () => clock.now, seeded(seed));
   const w: World = { store, engine, clock, agents: [], buyers: [], jobs: [], held: new Map(), stale: new Map() };
   for (const [i, price] of prices.entries()) {
@@ -391,8 +392,8 @@ const scenarioArb = fc.record({
 const stats = new Map<string, number>();
 const count = (k: string, n = 1) => stats.set(k, (stats.get(k) ?? 0) + n);
 
-async function run(s: { prices: Price[]; grants: number[]; ops: Op[]; seed: number; feeBps: number }): Promise<void> {
-  const w = await makeWorld(s.prices, s.grants, s.seed, s.feeBps);
+async function run(kind: StoreKind, s: { prices: Price[]; grants: number[]; ops: Op[]; seed: number; feeBps: number }): Promise<void> {
+  const w = await makeWorld(kind, s.prices, s.grants, s.seed, s.feeBps);
   try {
     for (const [i, op] of s.ops.entries()) {
       await apply(w, op);
@@ -415,94 +416,100 @@ async function run(s: { prices: Price[]; grants: number[]; ops: Op[]; seed: numb
   }
 }
 
-describe('ledger invariants over random runs', () => {
-  it('sum zero, nothing negative, escrow fully released, payments exact and unique, buyers pay what providers earn', async () => {
-    await fc.assert(fc.asyncProperty(scenarioArb, run), { numRuns: Number(process.env.DEQO_PROPERTY_RUNS ?? 50) });
-    if (process.env.DEQO_PROPERTY_STATS) console.log(Object.fromEntries([...stats].sort()));
-  });
-});
+describe.each(storeKinds())('over $name', (kind) => {
+  beforeAll(() => kind.setup());
+  afterAll(() => kind.teardown());
 
-describe('a 2-of-3 job where one provider cheats', () => {
-  it('pays the two agreeing providers their exact cost, the cheater nothing, and refunds the buyer the rest to the micro-credit', async () => {
-    const prices: Price[] = [
-      { cpuHour: 0.031, memoryGiBHour: 0.0043, gpuHour: 0.5, startFee: 0.00017 },
-      { cpuHour: 0.077, memoryGiBHour: 0.0091, gpuHour: 0.2, startFee: 0.0019 },
-      { cpuHour: 0.05, memoryGiBHour: 0.005, gpuHour: 0.5, startFee: 0.001 },
-    ];
-    const granted = toMicro(10);
-    const w = await makeWorld(prices, [granted], 7);
-    try {
-      const spec = toSpec({ mode: 'replicate', replicas: 3, quorum: 2, count: 1, cpus: 1.5, memoryMb: 1536, timeoutSeconds: 900, maxErrors: 3, cheapOnly: false });
-      const { jobId, escrow } = await w.engine.submitJob(w.buyers[0]!.id, spec);
-      w.jobs.push({ id: jobId, buyer: 0, spec });
-      expect(escrow).toBe(3 * executionMaxCost(spec));
-      await w.engine.schedule();
-      const leases = [];
-      for (const a of w.agents) {
-        const got = await w.engine.claim(a.id, 1, 0);
-        expect(got).toHaveLength(1);
-        leases.push(got[0]!);
-      }
-      const walls = [123_457, 600_001, 77_777];
-      const cheater = 1;
-      for (const [i, a] of w.agents.entries()) {
-        w.clock.now += 1_000;
-        await w.engine.report(a.id, leases[i]!.executionId, await reportOf(w, leases[i]!, i === cheater ? 'corrupt' : 'honest', walls[i]!, true));
-      }
-      await w.engine.settle();
-      const v = await view(w, jobId);
-      expect(v.state).toBe('succeeded');
-      const reserved = { cpus: 1.5, memoryMb: 1536, gpus: 0 };
-      const cost = (i: number) => executionCost(w.agents[i]!.price, reserved, walls[i]!, 900_000);
-      for (const [i, a] of w.agents.entries()) {
-        const e = v.tasks[0]!.executions.find((x) => x.agentId === a.id)!;
-        expect(e.state).toBe(i === cheater ? 'invalid' : 'valid');
-        expect(await w.store.ledger.balance(accountLedger(a.providerId))).toBe(i === cheater ? 0 : cost(i));
-      }
-      // Hand-checked for provider 0: 0.00017 + (1.5 × 0.031 + 1.5 × 0.0043) × 123.457 s / 3600 s = 0.001986... → 1986 µcr (rounded up).
-      expect(cost(0)).toBe(170 + Math.ceil((1.5 * 0.031 + 1.5 * 0.0043) * (123_457 / 3_600_000) * 1e6 - 1e-6));
-      expect(cost(0)).toBe(1986);
-      const payments = cost(0) + cost(2);
-      expect(v.billing).toMatchObject({ settled: true, inEscrow: 0 });
-      expect(toMicro(v.billing.paid)).toBe(payments);
-      expect(toMicro(v.billing.refunded)).toBe(escrow - payments);
-      expect(await w.store.ledger.balance(accountLedger(w.buyers[0]!.id))).toBe(granted - payments);
-      expect(await w.store.ledger.audit()).toEqual([]);
-      await checkEnd(w);
-    } finally {
-      await w.engine.stop();
-      await w.store.close();
-    }
+  describe('ledger invariants over random runs', () => {
+    it('sum zero, nothing negative, escrow fully released, payments exact and unique, buyers pay what providers earn', async () => {
+      const numRuns = kind.name === 'postgres' ? Number(process.env.DEQO_PROPERTY_RUNS_PG ?? 8) : Number(process.env.DEQO_PROPERTY_RUNS ?? 50);
+      await fc.assert(fc.asyncProperty(scenarioArb, (s) => run(kind, s)), { numRuns });
+      if (process.env.DEQO_PROPERTY_STATS) console.log(Object.fromEntries([...stats].sort()));
+    });
   });
-});
 
-describe('a cancellation while a result awaits its quorum', () => {
-  // Regression (found by the random runs): a `reported` result waiting for its quorum used to stay `reported`
-  // after a cancel, so the job was never settled and its escrow stayed held. Now it is cancelled with its task.
-  it('releases the escrow of a 2-of-2 job cancelled after one of its two results came in', async () => {
-    const price: Price = { cpuHour: 0.05, memoryGiBHour: 0.005, gpuHour: 0.5, startFee: 0.001 };
-    const granted = toMicro(10);
-    const w = await makeWorld([price, price], [granted], 1);
-    try {
-      const spec = toSpec({ mode: 'replicate', replicas: 2, quorum: 2, count: 1, cpus: 1, memoryMb: 512, timeoutSeconds: 600, maxErrors: 3, cheapOnly: false });
-      const { jobId } = await w.engine.submitJob(w.buyers[0]!.id, spec);
-      w.jobs.push({ id: jobId, buyer: 0, spec });
-      await w.engine.schedule();
-      const [first] = await w.engine.claim(w.agents[0]!.id, 1, 0);
-      await w.engine.claim(w.agents[1]!.id, 1, 0);
-      await w.engine.report(w.agents[0]!.id, first!.executionId, await reportOf(w, first!, 'honest', 1000, true));
-      expect(await w.engine.cancelJob(jobId)).toBe(true);
-      await w.engine.tick();
-      const v = await view(w, jobId);
-      expect(v.state).toBe('cancelled');
-      expect(v.tasks[0]!.executions.map((e) => e.state)).toEqual(['cancelled', 'cancelled']);
-      expect(v.billing.paid).toBe(0);
-      expect(v.billing.settled).toBe(true);
-      expect(await w.store.ledger.balance(escrowLedger(jobId))).toBe(0);
-      expect(await w.store.ledger.balance(accountLedger(w.buyers[0]!.id))).toBe(granted - toMicro(v.billing.paid));
-    } finally {
-      await w.engine.stop();
-      await w.store.close();
-    }
+  describe('a 2-of-3 job where one provider cheats', () => {
+    it('pays the two agreeing providers their exact cost, the cheater nothing, and refunds the buyer the rest to the micro-credit', async () => {
+      const prices: Price[] = [
+        { cpuHour: 0.031, memoryGiBHour: 0.0043, gpuHour: 0.5, startFee: 0.00017 },
+        { cpuHour: 0.077, memoryGiBHour: 0.0091, gpuHour: 0.2, startFee: 0.0019 },
+        { cpuHour: 0.05, memoryGiBHour: 0.005, gpuHour: 0.5, startFee: 0.001 },
+      ];
+      const granted = toMicro(10);
+      const w = await makeWorld(kind, prices, [granted], 7);
+      try {
+        const spec = toSpec({ mode: 'replicate', replicas: 3, quorum: 2, count: 1, cpus: 1.5, memoryMb: 1536, timeoutSeconds: 900, maxErrors: 3, cheapOnly: false });
+        const { jobId, escrow } = await w.engine.submitJob(w.buyers[0]!.id, spec);
+        w.jobs.push({ id: jobId, buyer: 0, spec });
+        expect(escrow).toBe(3 * executionMaxCost(spec));
+        await w.engine.schedule();
+        const leases = [];
+        for (const a of w.agents) {
+          const got = await w.engine.claim(a.id, 1, 0);
+          expect(got).toHaveLength(1);
+          leases.push(got[0]!);
+        }
+        const walls = [123_457, 600_001, 77_777];
+        const cheater = 1;
+        for (const [i, a] of w.agents.entries()) {
+          w.clock.now += 1_000;
+          await w.engine.report(a.id, leases[i]!.executionId, await reportOf(w, leases[i]!, i === cheater ? 'corrupt' : 'honest', walls[i]!, true));
+        }
+        await w.engine.settle();
+        const v = await view(w, jobId);
+        expect(v.state).toBe('succeeded');
+        const reserved = { cpus: 1.5, memoryMb: 1536, gpus: 0 };
+        const cost = (i: number) => executionCost(w.agents[i]!.price, reserved, walls[i]!, 900_000);
+        for (const [i, a] of w.agents.entries()) {
+          const e = v.tasks[0]!.executions.find((x) => x.agentId === a.id)!;
+          expect(e.state).toBe(i === cheater ? 'invalid' : 'valid');
+          expect(await w.store.ledger.balance(accountLedger(a.providerId))).toBe(i === cheater ? 0 : cost(i));
+        }
+        // Hand-checked for provider 0: 0.00017 + (1.5 × 0.031 + 1.5 × 0.0043) × 123.457 s / 3600 s = 0.001986... → 1986 µcr (rounded up).
+        expect(cost(0)).toBe(170 + Math.ceil((1.5 * 0.031 + 1.5 * 0.0043) * (123_457 / 3_600_000) * 1e6 - 1e-6));
+        expect(cost(0)).toBe(1986);
+        const payments = cost(0) + cost(2);
+        expect(v.billing).toMatchObject({ settled: true, inEscrow: 0 });
+        expect(toMicro(v.billing.paid)).toBe(payments);
+        expect(toMicro(v.billing.refunded)).toBe(escrow - payments);
+        expect(await w.store.ledger.balance(accountLedger(w.buyers[0]!.id))).toBe(granted - payments);
+        expect(await w.store.ledger.audit()).toEqual([]);
+        await checkEnd(w);
+      } finally {
+        await w.engine.stop();
+        await w.store.close();
+      }
+    });
+  });
+
+  describe('a cancellation while a result awaits its quorum', () => {
+    // Regression (found by the random runs): a `reported` result waiting for its quorum used to stay `reported`
+    // after a cancel, so the job was never settled and its escrow stayed held. Now it is cancelled with its task.
+    it('releases the escrow of a 2-of-2 job cancelled after one of its two results came in', async () => {
+      const price: Price = { cpuHour: 0.05, memoryGiBHour: 0.005, gpuHour: 0.5, startFee: 0.001 };
+      const granted = toMicro(10);
+      const w = await makeWorld(kind, [price, price], [granted], 1);
+      try {
+        const spec = toSpec({ mode: 'replicate', replicas: 2, quorum: 2, count: 1, cpus: 1, memoryMb: 512, timeoutSeconds: 600, maxErrors: 3, cheapOnly: false });
+        const { jobId } = await w.engine.submitJob(w.buyers[0]!.id, spec);
+        w.jobs.push({ id: jobId, buyer: 0, spec });
+        await w.engine.schedule();
+        const [first] = await w.engine.claim(w.agents[0]!.id, 1, 0);
+        await w.engine.claim(w.agents[1]!.id, 1, 0);
+        await w.engine.report(w.agents[0]!.id, first!.executionId, await reportOf(w, first!, 'honest', 1000, true));
+        expect(await w.engine.cancelJob(jobId)).toBe(true);
+        await w.engine.tick();
+        const v = await view(w, jobId);
+        expect(v.state).toBe('cancelled');
+        expect(v.tasks[0]!.executions.map((e) => e.state)).toEqual(['cancelled', 'cancelled']);
+        expect(v.billing.paid).toBe(0);
+        expect(v.billing.settled).toBe(true);
+        expect(await w.store.ledger.balance(escrowLedger(jobId))).toBe(0);
+        expect(await w.store.ledger.balance(accountLedger(w.buyers[0]!.id))).toBe(granted - toMicro(v.billing.paid));
+      } finally {
+        await w.engine.stop();
+        await w.store.close();
+      }
+    });
   });
 });

@@ -1,33 +1,18 @@
 /**
- * The store over real SQLite: accounts, scheduling snapshot + conditional plan apply, leases, reports,
- * verification decisions, lease expiry, cancellation, results and listings.
+ * The store over real SQLite and real PostgreSQL (the same suite on each): accounts, scheduling snapshot +
+ * conditional plan apply, leases, reports, verification decisions, lease expiry, cancellation, results and
+ * listings. Then SQLite's file mode. PostgreSQL's concurrency guarantees: store-postgres.test.ts.
  */
 import { mkdtempSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import SqliteDatabase from 'better-sqlite3';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { decideTask, DeqoError, expandTasks, grantTxn, planExecutions, toMicro } from '../../src/core/index.js';
-import { JobSpecSchema, OfferSchema, type Capacity, type JobSpec, type JobSpecInput, type Manifest } from '../../src/protocol/index.js';
-import { openSqliteStore, type ExecutionEnd, type Store } from '../../src/store/index.js';
-
-const T0 = 1_700_000_000_000;
-const TTL = 15_000;
-const CAPACITY: Capacity = { cpus: 2, memoryMb: 4096, arch: 'amd64', os: 'linux', dockerVersion: 'x', gpus: [], allowNetwork: false };
-const OFFER = OfferSchema.parse({});
-const AVAILABLE = { state: 'available' as const };
-const H1 = '1'.repeat(64);
-const H2 = '2'.repeat(64);
-
-function manifestFor(tag: string): Manifest {
-  return { exitCode: 0, stdoutSha256: tag.repeat(64).slice(0, 64), files: [{ path: 'out.txt', sha256: 'f'.repeat(64), size: 3 }] };
-}
-/** A successful reported end whose verdict is `verdict`. */
-function reported(verdict: string): ExecutionEnd {
-  const manifest = manifestFor(verdict.slice(0, 1));
-  return { state: 'reported', verdict, exitCode: 0, resultHash: verdict, manifest, failure: null,
-    usage: { wallMs: 100, cpuMs: 50, maxMemoryBytes: 1024 }, stdoutBlob: manifest.stdoutSha256, stderrBlob: 'e'.repeat(64), outputsBlob: 'o'.repeat(64) };
-}
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { DeqoError, grantTxn, toMicro } from '../../src/core/index.js';
+import { JobSpecSchema, type JobSpec, type JobSpecInput } from '../../src/protocol/index.js';
+import { openSqliteStore, type Store } from '../../src/store/index.js';
+import { AVAILABLE, CAPACITY, decide, H1, H2, manifestFor, OFFER, plan, reported, scheduleRound, snapshotAt, submit, T0, TTL } from '../helpers/store-world.js';
+import { storeKinds } from '../helpers/stores.js';
 
 interface World {
   store: Store;
@@ -38,8 +23,7 @@ interface World {
   spec: JobSpec;
 }
 
-async function makeWorld(path: string, specInput: Partial<JobSpecInput> = {}): Promise<World> {
-  const store = await openSqliteStore(path);
+async function makeWorld(store: Store, specInput: Partial<JobSpecInput> = {}): Promise<World> {
   const buyerId = await store.accounts.createAccount('alice', ['buyer'], T0);
   await store.ledger.post(grantTxn(buyerId, toMicro(1000), 'test credits'), T0);
   const providerIds: string[] = [];
@@ -57,382 +41,396 @@ async function makeWorld(path: string, specInput: Partial<JobSpecInput> = {}): P
   return { store, buyerId, providerIds, agentIds, jobId, spec };
 }
 
-async function submit(store: Store, buyerId: string, spec: JobSpec, now: number): Promise<string> {
-  const v = spec.verification;
-  return (await store.jobs.createJob({ buyerId, spec, tasks: expandTasks(spec),
-    policy: { replicas: v.replicas, quorum: v.quorum, maxExecutions: v.maxExecutions ?? v.replicas + 3, maxErrors: v.maxErrors } }, now)).jobId;
-}
-
-/** The scheduler's snapshot as the engine takes it: wanting tasks and agents seen since `onlineSince`. */
-async function snapshotAt(store: Store, onlineSince: number, now = onlineSince + TTL) {
-  const { tasks, revisions } = await store.snapshot.wantingTasks(5000);
-  const { agents, prices } = await store.snapshot.agents(now, onlineSince, false);
-  return { tasks, agents, revisions, prices };
-}
-
-/** Plans with no adaptive draws and no runtime history. */
-function plan(snap: Awaited<ReturnType<typeof snapshotAt>>) {
-  return planExecutions(snap.tasks, snap.agents, { random: () => 0.5, predict: () => null });
-}
-
-/** Snapshot → plan → apply, as the engine does. */
-async function scheduleRound(store: Store, now: number): Promise<Set<string>> {
-  const snap = await snapshotAt(store, now - TTL, now);
-  return store.executions.applyPlan(plan(snap), snap.revisions, snap.prices, now);
-}
-
 async function view(w: World) {
   const v = await w.store.jobs.jobView(w.jobId, w.buyerId);
   if (!v) throw new Error('job view missing');
   return v;
 }
 
-/** Decides a task from the store and applies the decision, as the verifier does. */
-async function decide(store: Store, taskId: string, now: number) {
-  const t = await store.executions.taskForVerification(taskId);
-  if (!t) throw new Error('task missing');
-  const d = decideTask(t.policy, t.target, t.votes);
-  const applied = await store.executions.applyDecision(t, d, now);
-  return { d, applied, before: t };
-}
+describe.each(storeKinds())('store over $name', (kind) => {
+  beforeAll(() => kind.setup());
+  afterAll(() => kind.teardown());
 
-describe('AccountStore', () => {
-  let store: Store;
-  beforeEach(async () => { store = await openSqliteStore(':memory:'); });
-  afterEach(async () => { await store.close(); });
+  describe('AccountStore', () => {
+    let store: Store;
+    beforeEach(async () => { store = await kind.open(); });
+    afterEach(async () => { await store.close(); });
 
-  it('creates accounts, refuses a taken name, and authenticates by key hash', async () => {
-    const id = await store.accounts.createAccount('bob', ['buyer', 'provider'], T0);
-    await expect(store.accounts.createAccount('bob', ['buyer'], T0)).rejects.toMatchObject({ code: 'conflict' });
-    expect(await store.accounts.findAccountByName('bob')).toBe(id);
-    expect(await store.accounts.findAccountByName('nobody')).toBeNull();
-    await store.accounts.addApiKey(id, 'hash-of-key', 'provider', T0);
-    expect(await store.accounts.authenticate('hash-of-key')).toEqual({ accountId: id, accountName: 'bob', roles: ['buyer', 'provider'], scope: 'provider' });
-    expect(await store.accounts.authenticate('hash-of-other-key')).toBeNull();
+    it('creates accounts, refuses a taken name, and authenticates by key hash', async () => {
+      const id = await store.accounts.createAccount('bob', ['buyer', 'provider'], T0);
+      await expect(store.accounts.createAccount('bob', ['buyer'], T0)).rejects.toMatchObject({ code: 'conflict' });
+      expect(await store.accounts.findAccountByName('bob')).toBe(id);
+      expect(await store.accounts.findAccountByName('nobody')).toBeNull();
+      await store.accounts.addApiKey(id, 'hash-of-key', 'provider', T0);
+      expect(await store.accounts.authenticate('hash-of-key')).toEqual({ accountId: id, accountName: 'bob', roles: ['buyer', 'provider'], scope: 'provider' });
+      expect(await store.accounts.authenticate('hash-of-other-key')).toBeNull();
+    });
+
+    it('keeps an agent identity with its provider and refreshes its capacity', async () => {
+      const p1 = await store.accounts.createAccount('p1', ['provider'], T0);
+      const p2 = await store.accounts.createAccount('p2', ['provider'], T0);
+      await store.accounts.registerAgent({ id: 'agent_x', providerId: p1, name: 'x', publicKey: 'pk', capacity: CAPACITY, offer: OFFER, availability: AVAILABLE }, T0);
+      const err = await store.accounts.registerAgent({ id: 'agent_x', providerId: p2, name: 'x', publicKey: 'pk', capacity: CAPACITY, offer: OFFER, availability: AVAILABLE }, T0)
+        .then(() => null, (e: unknown) => e);
+      expect(err).toBeInstanceOf(DeqoError);
+      expect((err as DeqoError).code).toBe('forbidden');
+      await store.accounts.registerAgent({ id: 'agent_x', providerId: p1, name: 'x2', publicKey: 'pk', capacity: { ...CAPACITY, cpus: 8 }, offer: OFFER, availability: AVAILABLE }, T0 + 5);
+      const a = await store.accounts.getAgent('agent_x');
+      expect(a).toMatchObject({ providerId: p1, name: 'x2', registeredAt: T0, lastSeenAt: T0 + 5 });
+      expect(a?.capacity.cpus).toBe(8);
+      expect(await store.accounts.touchAgent('agent_x', T0 + 9)).toBe(true);
+      expect(await store.accounts.touchAgent('agent_nope', T0 + 9)).toBe(false);
+    });
+
+    it('records blobs idempotently', async () => {
+      await store.accounts.recordBlob('a'.repeat(64), 10, T0);
+      await store.accounts.recordBlob('a'.repeat(64), 99, T0);
+      expect(await store.accounts.blobSize('a'.repeat(64))).toBe(10);
+      expect(await store.accounts.blobSize('b'.repeat(64))).toBeNull();
+    });
   });
 
-  it('keeps an agent identity with its provider and refreshes its capacity', async () => {
-    const p1 = await store.accounts.createAccount('p1', ['provider'], T0);
-    const p2 = await store.accounts.createAccount('p2', ['provider'], T0);
-    await store.accounts.registerAgent({ id: 'agent_x', providerId: p1, name: 'x', publicKey: 'pk', capacity: CAPACITY, offer: OFFER, availability: AVAILABLE }, T0);
-    const err = await store.accounts.registerAgent({ id: 'agent_x', providerId: p2, name: 'x', publicKey: 'pk', capacity: CAPACITY, offer: OFFER, availability: AVAILABLE }, T0)
-      .then(() => null, (e: unknown) => e);
-    expect(err).toBeInstanceOf(DeqoError);
-    expect((err as DeqoError).code).toBe('forbidden');
-    await store.accounts.registerAgent({ id: 'agent_x', providerId: p1, name: 'x2', publicKey: 'pk', capacity: { ...CAPACITY, cpus: 8 }, offer: OFFER, availability: AVAILABLE }, T0 + 5);
-    const a = await store.accounts.getAgent('agent_x');
-    expect(a).toMatchObject({ providerId: p1, name: 'x2', registeredAt: T0, lastSeenAt: T0 + 5 });
-    expect(a?.capacity.cpus).toBe(8);
-    expect(await store.accounts.touchAgent('agent_x', T0 + 9)).toBe(true);
-    expect(await store.accounts.touchAgent('agent_nope', T0 + 9)).toBe(false);
-  });
+  describe('ExecutionStore and JobStore', () => {
+    let w: World;
+    beforeEach(async () => { w = await makeWorld(await kind.open()); });
+    afterEach(async () => { await w.store.close(); });
 
-  it('records blobs idempotently', async () => {
-    await store.accounts.recordBlob('a'.repeat(64), 10, T0);
-    await store.accounts.recordBlob('a'.repeat(64), 99, T0);
-    expect(await store.accounts.blobSize('a'.repeat(64))).toBe(10);
-    expect(await store.accounts.blobSize('b'.repeat(64))).toBeNull();
-  });
-});
+    it('stores a job as queued with its tasks', async () => {
+      const v = await view(w);
+      expect(v.state).toBe('queued');
+      expect(v.tasks.map((t) => [t.index, t.state, t.targetReplicas])).toEqual([[0, 'queued', 3], [1, 'queued', 3]]);
+      expect(v.spec).toEqual(w.spec);
+      expect(await w.store.jobs.jobView(w.jobId, w.providerIds[0]!)).toBeNull(); // not the buyer's
+    });
 
-describe('ExecutionStore and JobStore over SQLite', () => {
-  let w: World;
-  beforeEach(async () => { w = await makeWorld(':memory:'); });
-  afterEach(async () => { await w.store.close(); });
+    it('snapshots tasks wanting executions and free agents, then applies the plan as assigned executions on distinct providers', async () => {
+      const snap = await snapshotAt(w.store, T0 - TTL);
+      expect(snap.tasks.map((t) => t.need)).toEqual([3, 3]);
+      expect(snap.agents.map((a) => a.freeCpus)).toEqual([2, 2, 2]);
+      const placements = plan(snap);
+      expect(placements).toHaveLength(6);
+      const touched = await w.store.executions.applyPlan(placements, snap.revisions, snap.prices, T0);
+      expect([...touched].sort()).toEqual(w.agentIds);
 
-  it('stores a job as queued with its tasks', async () => {
-    const v = await view(w);
-    expect(v.state).toBe('queued');
-    expect(v.tasks.map((t) => [t.index, t.state, t.targetReplicas])).toEqual([[0, 'queued', 3], [1, 'queued', 3]]);
-    expect(v.spec).toEqual(w.spec);
-    expect(await w.store.jobs.jobView(w.jobId, w.providerIds[0]!)).toBeNull(); // not the buyer's
-  });
-
-  it('snapshots tasks wanting executions and free agents, then applies the plan as assigned executions on distinct providers', async () => {
-    const snap = await snapshotAt(w.store, T0 - TTL);
-    expect(snap.tasks.map((t) => t.need)).toEqual([3, 3]);
-    expect(snap.agents.map((a) => a.freeCpus)).toEqual([2, 2, 2]);
-    const placements = plan(snap);
-    expect(placements).toHaveLength(6);
-    const touched = await w.store.executions.applyPlan(placements, snap.revisions, snap.prices, T0);
-    expect([...touched].sort()).toEqual(w.agentIds);
-
-    const v = await view(w);
-    expect(v.state).toBe('running');
-    for (const t of v.tasks) {
-      expect(t.state).toBe('running');
-      expect(t.executions).toHaveLength(3);
-      expect(t.executions.every((e) => e.state === 'assigned' && e.desired === 'run')).toBe(true);
-      expect(new Set(t.executions.map((e) => e.providerId)).size).toBe(3);
-    }
-    // Capacity is now used: nothing more is wanted and every agent is full.
-    const after = await snapshotAt(w.store, T0 - TTL);
-    expect(after.tasks).toEqual([]);
-    expect(after.agents.map((a) => [a.freeCpus, a.freeMemoryMb, a.running])).toEqual([[0, 3072, 2], [0, 3072, 2], [0, 3072, 2]]);
-  });
-
-  it('leaves out agents not seen since onlineSince', async () => {
-    await w.store.accounts.touchAgent(w.agentIds[1]!, T0 + 60_000);
-    const snap = await snapshotAt(w.store, T0 + 60_000 - TTL);
-    expect(snap.agents.map((a) => a.agentId)).toEqual([w.agentIds[1]]);
-  });
-
-  it('applies nothing for a plan made from a stale snapshot (conditional on revision)', async () => {
-    const s1 = await snapshotAt(w.store, T0 - TTL);
-    const s2 = await snapshotAt(w.store, T0 - TTL);
-    await w.store.executions.applyPlan(plan(s1), s1.revisions, s1.prices, T0);
-    const touched = await w.store.executions.applyPlan(plan(s2), s2.revisions, s2.prices, T0 + 1);
-    expect(touched.size).toBe(0);
-    const v = await view(w);
-    expect(v.tasks.flatMap((t) => t.executions)).toHaveLength(6);
-  });
-
-  it('claims assigned executions under a lease with fencing token 1, once', async () => {
-    await scheduleRound(w.store, T0);
-    const claimed = await w.store.executions.claim(w.agentIds[0]!, 10, T0 + 100, TTL);
-    expect(claimed).toHaveLength(2);
-    for (const c of claimed) {
-      expect(c.fencingToken).toBe(1);
-      expect(c.leaseExpiresAt).toBe(T0 + 100 + TTL);
-      expect(c.jobId).toBe(w.jobId);
-      expect(c.taskCount).toBe(2);
-      expect(c.spec).toEqual(w.spec);
-    }
-    expect(claimed.map((c) => c.taskIndex).sort()).toEqual([0, 1]);
-    expect(await w.store.executions.claim(w.agentIds[0]!, 10, T0 + 200, TTL)).toEqual([]);
-    expect(await w.store.executions.claim(w.agentIds[1]!, 1, T0 + 200, TTL)).toHaveLength(1); // max respected
-    const running = (await view(w)).tasks.flatMap((t) => t.executions).filter((e) => e.state === 'running');
-    expect(running).toHaveLength(3);
-    expect(running.filter((e) => e.agentId === w.agentIds[0]).every((e) => e.startedAt === T0 + 100)).toBe(true);
-  });
-
-  it('renews leases only for the right token and agent, and tells the agent what to stop', async () => {
-    await scheduleRound(w.store, T0);
-    const [c] = await w.store.executions.claim(w.agentIds[0]!, 1, T0, TTL);
-    const id = c!.executionId;
-    expect(await w.store.executions.renewLeases(w.agentIds[0]!, [{ executionId: id, fencingToken: 1 }], T0 + 5000, TTL)).toEqual([]);
-    expect(await w.store.executions.renewLeases(w.agentIds[0]!, [{ executionId: id, fencingToken: 2 }], T0 + 5000, TTL)).toEqual([id]);
-    expect(await w.store.executions.renewLeases(w.agentIds[1]!, [{ executionId: id, fencingToken: 1 }], T0 + 5000, TTL)).toEqual([id]);
-    expect(await w.store.executions.renewLeases(w.agentIds[0]!, [{ executionId: 'exec_unknown', fencingToken: 1 }], T0, TTL)).toEqual(['exec_unknown']);
-    // The renewal moved the expiry: at T0 + TTL + 1 the lease still holds.
-    expect(await w.store.executions.expireLeases(T0 + TTL + 1, 60_000)).toEqual([]);
-  });
-
-  it('records an end only under the current lease', async () => {
-    await scheduleRound(w.store, T0);
-    const [c] = await w.store.executions.claim(w.agentIds[0]!, 1, T0, TTL);
-    const id = c!.executionId;
-    expect(await w.store.executions.recordEnd(id, w.agentIds[0]!, 2, reported(H1), T0 + 10)).toBeNull();
-    expect(await w.store.executions.recordEnd(id, w.agentIds[1]!, 1, reported(H1), T0 + 10)).toBeNull();
-    const taskId = await w.store.executions.recordEnd(id, w.agentIds[0]!, 1, reported(H1), T0 + 10);
-    const v = await view(w);
-    const task = v.tasks.find((t) => t.executions.some((e) => e.id === id))!;
-    expect(taskId).toBe(task.id);
-    const e = task.executions.find((x) => x.id === id)!;
-    expect(e).toMatchObject({ state: 'reported', resultHash: H1, exitCode: 0, finishedAt: T0 + 10, outputsBlob: 'o'.repeat(64) });
-    // A second report of the same execution is stale.
-    expect(await w.store.executions.recordEnd(id, w.agentIds[0]!, 1, reported(H2), T0 + 20)).toBeNull();
-  });
-
-  it('verifies tasks 2-of-3, grades a late result, and rolls the job up to succeeded', async () => {
-    await scheduleRound(w.store, T0);
-    const claims = new Map<string, { id: string; agentId: string; index: number }[]>();
-    for (const agentId of w.agentIds) {
-      for (const c of await w.store.executions.claim(agentId, 10, T0 + 10, TTL)) {
-        claims.set(String(c.taskIndex), [...(claims.get(String(c.taskIndex)) ?? []), { id: c.executionId, agentId, index: c.taskIndex }]);
+      const v = await view(w);
+      expect(v.state).toBe('running');
+      for (const t of v.tasks) {
+        expect(t.state).toBe('running');
+        expect(t.executions).toHaveLength(3);
+        expect(t.executions.every((e) => e.state === 'assigned' && e.desired === 'run')).toBe(true);
+        expect(new Set(t.executions.map((e) => e.providerId)).size).toBe(3);
       }
-    }
-    const t0 = claims.get('0')!;
-    const t1 = claims.get('1')!;
-    expect(t0).toHaveLength(3);
+      // Capacity is now used: nothing more is wanted and every agent is full.
+      const after = await snapshotAt(w.store, T0 - TTL);
+      expect(after.tasks).toEqual([]);
+      expect(after.agents.map((a) => [a.freeCpus, a.freeMemoryMb, a.running])).toEqual([[0, 3072, 2], [0, 3072, 2], [0, 3072, 2]]);
+    });
 
-    // Task 0: H1, H2 → pending; then H1 → verified (2 of 3), the H2 result invalid.
-    const taskId0 = (await w.store.executions.recordEnd(t0[0]!.id, t0[0]!.agentId, 1, reported(H1), T0 + 100))!;
-    expect((await decide(w.store, taskId0, T0 + 100)).d).toEqual({ kind: 'pending', target: 3 });
-    await w.store.executions.recordEnd(t0[1]!.id, t0[1]!.agentId, 1, reported(H2), T0 + 200);
-    expect((await decide(w.store, taskId0, T0 + 200)).d.kind).toBe('pending');
-    await w.store.executions.recordEnd(t0[2]!.id, t0[2]!.agentId, 1, reported(H1), T0 + 300);
-    const r0 = await decide(w.store, taskId0, T0 + 300);
-    expect(r0.applied).toBe(true);
-    expect(r0.d.kind).toBe('verified');
+    it('leaves out agents not seen since onlineSince', async () => {
+      await w.store.accounts.touchAgent(w.agentIds[1]!, T0 + 60_000);
+      const snap = await snapshotAt(w.store, T0 + 60_000 - TTL);
+      expect(snap.agents.map((a) => a.agentId)).toEqual([w.agentIds[1]]);
+    });
 
-    let v = await view(w);
-    const task0 = v.tasks[0]!;
-    expect(task0.state).toBe('verified');
-    expect(task0.resultHash).toBe(H1);
-    const stateOf = (id: string) => task0.executions.find((e) => e.id === id)?.state;
-    expect([stateOf(t0[0]!.id), stateOf(t0[1]!.id), stateOf(t0[2]!.id)]).toEqual(['valid', 'invalid', 'valid']);
-    expect(v.state).toBe('running'); // task 1 is still open
+    it('applies nothing for a plan made from a stale snapshot (conditional on revision)', async () => {
+      const s1 = await snapshotAt(w.store, T0 - TTL);
+      const s2 = await snapshotAt(w.store, T0 - TTL);
+      await w.store.executions.applyPlan(plan(s1), s1.revisions, s1.prices, T0);
+      const touched = await w.store.executions.applyPlan(plan(s2), s2.revisions, s2.prices, T0 + 1);
+      expect(touched.size).toBe(0);
+      const v = await view(w);
+      expect(v.tasks.flatMap((t) => t.executions)).toHaveLength(6);
+    });
 
-    // Task 1: two agree → verified while the third replica is still running (it is not cancelled).
-    const taskId1 = (await w.store.executions.recordEnd(t1[0]!.id, t1[0]!.agentId, 1, reported(H2), T0 + 400))!;
-    await w.store.executions.recordEnd(t1[1]!.id, t1[1]!.agentId, 1, reported(H2), T0 + 500);
-    const r1 = await decide(w.store, taskId1, T0 + 500);
-    expect(r1.d).toMatchObject({ kind: 'verified', verdict: H2, cancel: [] });
-    v = await view(w);
-    expect(v.state).toBe('succeeded');
-    expect(v.finishedAt).toBe(T0 + 500);
-    const straggler = v.tasks[1]!.executions.find((e) => e.id === t1[2]!.id)!;
-    expect(straggler).toMatchObject({ state: 'running', desired: 'run' });
+    it('claims assigned executions under a lease with fencing token 1, once', async () => {
+      await scheduleRound(w.store, T0);
+      const claimed = await w.store.executions.claim(w.agentIds[0]!, 10, T0 + 100, TTL);
+      expect(claimed).toHaveLength(2);
+      for (const c of claimed) {
+        expect(c.fencingToken).toBe(1);
+        expect(c.leaseExpiresAt).toBe(T0 + 100 + TTL);
+        expect(c.jobId).toBe(w.jobId);
+        expect(c.taskCount).toBe(2);
+        expect(c.spec).toEqual(w.spec);
+      }
+      expect(claimed.map((c) => c.taskIndex).sort()).toEqual([0, 1]);
+      expect(await w.store.executions.claim(w.agentIds[0]!, 10, T0 + 200, TTL)).toEqual([]);
+      expect(await w.store.executions.claim(w.agentIds[1]!, 1, T0 + 200, TTL)).toHaveLength(1); // max respected
+      const running = (await view(w)).tasks.flatMap((t) => t.executions).filter((e) => e.state === 'running');
+      expect(running).toHaveLength(3);
+      expect(running.filter((e) => e.agentId === w.agentIds[0]).every((e) => e.startedAt === T0 + 100)).toBe(true);
+    });
 
-    // The straggler reports late and agrees: graded valid.
-    expect(await w.store.executions.recordEnd(t1[2]!.id, t1[2]!.agentId, 1, reported(H2), T0 + 600)).toBe(taskId1);
-    expect(await w.store.executions.gradeLateResults(taskId1, H2, T0 + 600)).toBe(1);
-    v = await view(w);
-    expect(v.tasks[1]!.executions.every((e) => e.state === 'valid')).toBe(true);
+    it('renews leases only for the right token and agent, and tells the agent what to stop', async () => {
+      await scheduleRound(w.store, T0);
+      const [c] = await w.store.executions.claim(w.agentIds[0]!, 1, T0, TTL);
+      const id = c!.executionId;
+      expect(await w.store.executions.renewLeases(w.agentIds[0]!, [{ executionId: id, fencingToken: 1 }], T0 + 5000, TTL)).toEqual([]);
+      expect(await w.store.executions.renewLeases(w.agentIds[0]!, [{ executionId: id, fencingToken: 2 }], T0 + 5000, TTL)).toEqual([id]);
+      expect(await w.store.executions.renewLeases(w.agentIds[1]!, [{ executionId: id, fencingToken: 1 }], T0 + 5000, TTL)).toEqual([id]);
+      expect(await w.store.executions.renewLeases(w.agentIds[0]!, [{ executionId: 'exec_unknown', fencingToken: 1 }], T0, TTL)).toEqual(['exec_unknown']);
+      // The renewal moved the expiry: at T0 + TTL + 1 the lease still holds.
+      expect(await w.store.executions.expireLeases(T0 + TTL + 1, 60_000)).toEqual([]);
+    });
 
-    // Results: canonical execution's manifest and who agreed.
-    const results = await w.store.jobs.jobResults(w.jobId, w.buyerId);
-    expect(results?.state).toBe('succeeded');
-    const res0 = results!.tasks[0]!;
-    expect(res0).toMatchObject({ taskIndex: 0, state: 'verified', resultHash: H1, manifest: manifestFor('1'), stdoutBlob: manifestFor('1').stdoutSha256 });
-    expect(res0.agreedBy.map((a) => a.agentId).sort()).toEqual([t0[0]!.agentId, t0[2]!.agentId].sort());
-    expect(res0.agreedBy.map((a) => a.agentName).sort()).toEqual([t0[0]!.agentId, t0[2]!.agentId].map((a) => a.replace('agent_', 'box')).sort());
-    expect(results!.tasks[1]!.agreedBy).toHaveLength(3);
-    expect(await w.store.jobs.jobResults(w.jobId, w.providerIds[0]!)).toBeNull();
+    it('records an end only under the current lease', async () => {
+      await scheduleRound(w.store, T0);
+      const [c] = await w.store.executions.claim(w.agentIds[0]!, 1, T0, TTL);
+      const id = c!.executionId;
+      expect(await w.store.executions.recordEnd(id, w.agentIds[0]!, 2, reported(H1), T0 + 10)).toBeNull();
+      expect(await w.store.executions.recordEnd(id, w.agentIds[1]!, 1, reported(H1), T0 + 10)).toBeNull();
+      const taskId = await w.store.executions.recordEnd(id, w.agentIds[0]!, 1, reported(H1), T0 + 10);
+      const v = await view(w);
+      const task = v.tasks.find((t) => t.executions.some((e) => e.id === id))!;
+      expect(taskId).toBe(task.id);
+      const e = task.executions.find((x) => x.id === id)!;
+      expect(e).toMatchObject({ state: 'reported', resultHash: H1, exitCode: 0, finishedAt: T0 + 10, outputsBlob: 'o'.repeat(64) });
+      // A second report of the same execution is stale.
+      expect(await w.store.executions.recordEnd(id, w.agentIds[0]!, 1, reported(H2), T0 + 20)).toBeNull();
+    });
+
+    it('verifies tasks 2-of-3, grades a late result, and rolls the job up to succeeded', async () => {
+      await scheduleRound(w.store, T0);
+      const claims = new Map<string, { id: string; agentId: string; index: number }[]>();
+      for (const agentId of w.agentIds) {
+        for (const c of await w.store.executions.claim(agentId, 10, T0 + 10, TTL)) {
+          claims.set(String(c.taskIndex), [...(claims.get(String(c.taskIndex)) ?? []), { id: c.executionId, agentId, index: c.taskIndex }]);
+        }
+      }
+      const t0 = claims.get('0')!;
+      const t1 = claims.get('1')!;
+      expect(t0).toHaveLength(3);
+
+      // Task 0: H1, H2 → pending; then H1 → verified (2 of 3), the H2 result invalid.
+      const taskId0 = (await w.store.executions.recordEnd(t0[0]!.id, t0[0]!.agentId, 1, reported(H1), T0 + 100))!;
+      expect((await decide(w.store, taskId0, T0 + 100)).d).toEqual({ kind: 'pending', target: 3 });
+      await w.store.executions.recordEnd(t0[1]!.id, t0[1]!.agentId, 1, reported(H2), T0 + 200);
+      expect((await decide(w.store, taskId0, T0 + 200)).d.kind).toBe('pending');
+      await w.store.executions.recordEnd(t0[2]!.id, t0[2]!.agentId, 1, reported(H1), T0 + 300);
+      const r0 = await decide(w.store, taskId0, T0 + 300);
+      expect(r0.applied).toBe(true);
+      expect(r0.d.kind).toBe('verified');
+
+      let v = await view(w);
+      const task0 = v.tasks[0]!;
+      expect(task0.state).toBe('verified');
+      expect(task0.resultHash).toBe(H1);
+      const stateOf = (id: string) => task0.executions.find((e) => e.id === id)?.state;
+      expect([stateOf(t0[0]!.id), stateOf(t0[1]!.id), stateOf(t0[2]!.id)]).toEqual(['valid', 'invalid', 'valid']);
+      expect(v.state).toBe('running'); // task 1 is still open
+
+      // Task 1: two agree → verified while the third replica is still running (it is not cancelled).
+      const taskId1 = (await w.store.executions.recordEnd(t1[0]!.id, t1[0]!.agentId, 1, reported(H2), T0 + 400))!;
+      await w.store.executions.recordEnd(t1[1]!.id, t1[1]!.agentId, 1, reported(H2), T0 + 500);
+      const r1 = await decide(w.store, taskId1, T0 + 500);
+      expect(r1.d).toMatchObject({ kind: 'verified', verdict: H2, cancel: [] });
+      v = await view(w);
+      expect(v.state).toBe('succeeded');
+      expect(v.finishedAt).toBe(T0 + 500);
+      const straggler = v.tasks[1]!.executions.find((e) => e.id === t1[2]!.id)!;
+      expect(straggler).toMatchObject({ state: 'running', desired: 'run' });
+
+      // The straggler reports late and agrees: graded valid.
+      expect(await w.store.executions.recordEnd(t1[2]!.id, t1[2]!.agentId, 1, reported(H2), T0 + 600)).toBe(taskId1);
+      expect(await w.store.executions.gradeLateResults(taskId1, H2, T0 + 600)).toBe(1);
+      v = await view(w);
+      expect(v.tasks[1]!.executions.every((e) => e.state === 'valid')).toBe(true);
+
+      // Results: canonical execution's manifest and who agreed.
+      const results = await w.store.jobs.jobResults(w.jobId, w.buyerId);
+      expect(results?.state).toBe('succeeded');
+      const res0 = results!.tasks[0]!;
+      expect(res0).toMatchObject({ taskIndex: 0, state: 'verified', resultHash: H1, manifest: manifestFor('1'), stdoutBlob: manifestFor('1').stdoutSha256 });
+      expect(res0.agreedBy.map((a) => a.agentId).sort()).toEqual([t0[0]!.agentId, t0[2]!.agentId].sort());
+      expect(res0.agreedBy.map((a) => a.agentName).sort()).toEqual([t0[0]!.agentId, t0[2]!.agentId].map((a) => a.replace('agent_', 'box')).sort());
+      expect(results!.tasks[1]!.agreedBy).toHaveLength(3);
+      expect(await w.store.jobs.jobResults(w.jobId, w.providerIds[0]!)).toBeNull();
+    });
+
+    it('refuses a decision made on an old revision of the task', async () => {
+      await scheduleRound(w.store, T0);
+      const claimed = await w.store.executions.claim(w.agentIds[0]!, 1, T0, TTL);
+      const taskId = (await w.store.executions.recordEnd(claimed[0]!.executionId, w.agentIds[0]!, 1, reported(H1), T0 + 1))!;
+      const old = (await w.store.executions.taskForVerification(taskId))!;
+      // Someone else changes the task meanwhile (here: raises its target).
+      expect(await w.store.executions.applyDecision(old, { kind: 'pending', target: 4 }, T0 + 2)).toBe(true);
+      expect(await w.store.executions.applyDecision(old, { kind: 'pending', target: 5 }, T0 + 3)).toBe(false);
+      expect(await w.store.executions.applyDecision(old, { kind: 'failed', verdict: null, valid: [], invalid: [], cancel: [],
+        failure: { reason: 'no_quorum', blame: 'none', message: 'x' } }, T0 + 3)).toBe(false);
+      const fresh = (await w.store.executions.taskForVerification(taskId))!;
+      expect(fresh.target).toBe(4);
+      expect(fresh.revision).toBe(old.revision + 1);
+      expect(fresh.state).toBe('running');
+    });
+
+    it('fails a task and the job when the decision is a failure, cancelling its active executions', async () => {
+      await scheduleRound(w.store, T0);
+      const [c] = await w.store.executions.claim(w.agentIds[0]!, 1, T0, TTL);
+      const taskId = (await w.store.executions.recordEnd(c!.executionId, w.agentIds[0]!, 1, reported(H1), T0 + 1))!;
+      const t = (await w.store.executions.taskForVerification(taskId))!;
+      const active = t.votes.filter((x) => x.state === 'assigned' || x.state === 'running').map((x) => x.id);
+      expect(active).toHaveLength(2);
+      const ok = await w.store.executions.applyDecision(t, { kind: 'failed', verdict: null, valid: [], invalid: [c!.executionId],
+        cancel: active, failure: { reason: 'too_many_errors', blame: 'provider', message: 'x' } }, T0 + 2);
+      expect(ok).toBe(true);
+      const v = await view(w);
+      const task = v.tasks.find((x) => x.id === taskId)!;
+      expect(task.state).toBe('failed');
+      expect(task.failure?.reason).toBe('too_many_errors');
+      expect(task.resultHash).toBeNull();
+      expect(task.executions.map((e) => e.state).sort()).toEqual(['cancelled', 'cancelled', 'invalid']);
+      expect(task.executions.filter((e) => e.state === 'cancelled').every((e) => e.desired === 'stop')).toBe(true);
+      expect(v.state).toBe('running'); // the other task is open
+    });
+
+    it('expires leases: expired running → lost (lease_expired), unclaimed-too-long assigned → lost (not_claimed)', async () => {
+      await scheduleRound(w.store, T0);
+      const claimed = await w.store.executions.claim(w.agentIds[0]!, 2, T0 + 1000, TTL); // lease to T0 + 16 000
+      const [keep, drop] = claimed;
+      await w.store.executions.renewLeases(w.agentIds[0]!, [{ executionId: keep!.executionId, fencingToken: 1 }], T0 + 10_000, TTL); // to T0 + 25 000
+
+      const first = await w.store.executions.expireLeases(T0 + 20_000, 30_000);
+      let execs = (await view(w)).tasks.flatMap((t) => t.executions);
+      const byId = (id: string) => execs.find((e) => e.id === id)!;
+      expect(byId(drop!.executionId)).toMatchObject({ state: 'lost', desired: 'stop', failure: { reason: 'lease_expired', blame: 'provider' } });
+      expect(byId(keep!.executionId).state).toBe('running');
+      expect(execs.filter((e) => e.state === 'assigned')).toHaveLength(4); // not yet past the claim timeout
+      expect(first).toHaveLength(1);
+
+      const second = await w.store.executions.expireLeases(T0 + 31_000, 30_000);
+      execs = (await view(w)).tasks.flatMap((t) => t.executions);
+      expect(byId(keep!.executionId).state).toBe('lost');
+      const notClaimed = execs.filter((e) => e.failure?.reason === 'not_claimed');
+      expect(notClaimed).toHaveLength(4);
+      expect(notClaimed.every((e) => e.state === 'lost')).toBe(true);
+      expect([...new Set(second.map((l) => l.taskId))].sort()).toEqual((await view(w)).tasks.map((t) => t.id).sort());
+      expect(second.map((l) => l.reason).sort()).toEqual(['lease_expired', 'not_claimed', 'not_claimed', 'not_claimed', 'not_claimed']);
+      expect(second.find((l) => l.reason === 'lease_expired')).toMatchObject({ executionId: keep!.executionId, jobId: keep!.jobId, taskId: keep!.taskId });
+      // A report under the lost lease is stale.
+      expect(await w.store.executions.recordEnd(keep!.executionId, w.agentIds[0]!, 1, reported(H1), T0 + 32_000)).toBeNull();
+    });
+
+    it('after a loss, wants a replacement execution and excludes the provider that lost it', async () => {
+      await scheduleRound(w.store, T0);
+      await w.store.executions.claim(w.agentIds[0]!, 2, T0, TTL);
+      await w.store.executions.expireLeases(T0 + TTL + 1, 60_000);
+      for (const a of w.agentIds) await w.store.accounts.touchAgent(a, T0 + TTL + 1);
+      const snap = await snapshotAt(w.store, T0 + 1);
+      expect(snap.tasks.map((t) => t.need)).toEqual([1, 1]);
+      for (const t of snap.tasks) expect(t.excludedProviders).toHaveLength(3);
+      expect(snap.tasks[0]!.excludedProviders).toContain(w.providerIds[0]);
+    });
+
+    it('lists open tasks with results or errors but nothing in flight as awaiting a decision', async () => {
+      await scheduleRound(w.store, T0);
+      expect(await w.store.executions.tasksAwaitingDecision(100)).toEqual([]); // all assigned
+      const claimed: Array<{ agentId: string; executionId: string; taskIndex: number }> = [];
+      for (const agentId of w.agentIds) {
+        for (const c of await w.store.executions.claim(agentId, 10, T0, TTL)) claimed.push({ agentId, ...c });
+      }
+      const first = claimed.find((c) => c.taskIndex === 0)!;
+      expect(await w.store.executions.recordEnd(first.executionId, first.agentId, 1, reported(H1), T0 + 1)).not.toBeNull();
+      expect(await w.store.executions.tasksAwaitingDecision(100)).toEqual([]); // replicas still running
+      await w.store.executions.expireLeases(T0 + TTL + 1, 60_000);
+      const ids = (await view(w)).tasks.map((t) => t.id);
+      const awaiting = await w.store.executions.tasksAwaitingDecision(100);
+      expect(awaiting.map((t) => t.taskId).sort()).toEqual([...ids].sort());
+      expect(awaiting.every((t) => t.jobId === w.jobId)).toBe(true);
+      expect(await w.store.executions.tasksAwaitingDecision(1)).toHaveLength(1);
+      await w.store.jobs.cancelJob(w.jobId, T0 + TTL + 2);
+      expect(await w.store.executions.tasksAwaitingDecision(100)).toEqual([]); // closed tasks are not open
+    });
+
+    it('cancels a job: open tasks and active executions, once', async () => {
+      await scheduleRound(w.store, T0);
+      await w.store.executions.claim(w.agentIds[0]!, 2, T0, TTL);
+      expect(await w.store.jobs.cancelJob(w.jobId, T0 + 50)).toBe(true);
+      const v = await view(w);
+      expect(v.state).toBe('cancelled');
+      expect(v.finishedAt).toBe(T0 + 50);
+      expect(v.tasks.every((t) => t.state === 'cancelled')).toBe(true);
+      const execs = v.tasks.flatMap((t) => t.executions);
+      expect(execs).toHaveLength(6);
+      expect(execs.every((e) => e.state === 'cancelled' && e.desired === 'stop' && e.failure?.reason === 'cancelled')).toBe(true);
+      expect(await w.store.jobs.cancelJob(w.jobId, T0 + 60)).toBe(false);
+      // Nothing is scheduled or claimable any more; a running agent is told to stop.
+      expect((await snapshotAt(w.store, T0 - TTL)).tasks).toEqual([]);
+      expect(await w.store.executions.claim(w.agentIds[1]!, 10, T0 + 70, TTL)).toEqual([]);
+      const running = execs.filter((e) => e.agentId === w.agentIds[0]);
+      expect(await w.store.executions.renewLeases(w.agentIds[0]!, running.map((e) => ({ executionId: e.id, fencingToken: 1 })), T0 + 70, TTL))
+        .toEqual(running.map((e) => e.id));
+    });
+
+    it('lists a buyer’s jobs newest first, filtered by state, and nobody else’s', async () => {
+      const second = await submit(w.store, w.buyerId, JobSpecSchema.parse({ image: 'alpine:3', command: ['true'], name: 'two' }), T0 + 1000);
+      const other = await w.store.accounts.createAccount('mallory', ['buyer'], T0);
+      expect(await w.store.jobs.listJobs(other, { limit: 50 })).toEqual([]);
+      const all = await w.store.jobs.listJobs(w.buyerId, { limit: 50 });
+      expect(all.map((j) => j.id)).toEqual([second, w.jobId]);
+      expect(all[0]).toMatchObject({ name: 'two', image: 'alpine:3', state: 'queued', tasks: { total: 1, verified: 0, failed: 0 } });
+      expect(all[1]!.tasks.total).toBe(2);
+      expect((await w.store.jobs.listJobs(w.buyerId, { limit: 1 })).map((j) => j.id)).toEqual([second]);
+      await w.store.jobs.cancelJob(second, T0 + 2000);
+      expect((await w.store.jobs.listJobs(w.buyerId, { state: 'cancelled', limit: 50 })).map((j) => j.id)).toEqual([second]);
+      expect((await w.store.jobs.listJobs(w.buyerId, { state: 'queued', limit: 50 })).map((j) => j.id)).toEqual([w.jobId]);
+      expect(await w.store.jobs.listJobs(w.buyerId, { state: 'succeeded', limit: 50 })).toEqual([]);
+      expect(await w.store.jobs.jobHeader(second)).toEqual({ buyerId: w.buyerId, state: 'cancelled' });
+      expect(await w.store.jobs.jobHeader('job_nope')).toBeNull();
+    });
+
+    it('keeps fractional cpus and epoch-ms times exact (numbers, not strings or 4-byte floats)', async () => {
+      await w.store.jobs.cancelJob(w.jobId, T0);
+      const jobId = await submit(w.store, w.buyerId, JobSpecSchema.parse({ image: 'alpine:3', command: ['true'], resources: { cpus: 1.23456789 } }), T0 + 1);
+      await scheduleRound(w.store, T0 + 2);
+      const snap = await snapshotAt(w.store, T0 - TTL);
+      expect(snap.agents.map((a) => a.freeCpus).sort()).toEqual([2, 2, 2 - 1.23456789].sort());
+      const row = await w.store.jobs.jobRow(jobId);
+      expect(row?.cpus).toBe(1.23456789);
+      expect(row?.created_at).toBe(T0 + 1);
+      expect(await w.store.jobs.oldestOpenTaskUpdate(jobId)).toBe(T0 + 2);
+    });
+
+    it('settles each ended execution and the job once: pays from escrow, records reputation, refunds the rest, audits clean', async () => {
+      await scheduleRound(w.store, T0);
+      const tasks = new Set<string>();
+      for (const agentId of w.agentIds) {
+        for (const c of await w.store.executions.claim(agentId, 10, T0 + 10, TTL)) {
+          tasks.add((await w.store.executions.recordEnd(c.executionId, agentId, c.fencingToken, reported(H1), T0 + 60_000))!);
+        }
+      }
+      for (const taskId of tasks) expect((await decide(w.store, taskId, T0 + 60_000)).applied).toBe(true);
+      expect((await view(w)).state).toBe('succeeded');
+      const ids = await w.store.settlement.unsettledExecutions(100);
+      expect(ids).toHaveLength(6);
+      expect(await w.store.settlement.settleJob(w.jobId, T0 + 60_001)).toBeNull(); // executions first
+      for (const id of ids) expect(await w.store.settlement.settleExecution(id, T0 + 60_001)).toMatchObject({ executionId: id });
+      for (const id of ids) expect(await w.store.settlement.settleExecution(id, T0 + 60_002)).toBeNull();
+      const refunded = (await w.store.settlement.settleJob(w.jobId, T0 + 60_003))?.refunded;
+      expect(await w.store.settlement.settleJob(w.jobId, T0 + 60_004)).toBeNull();
+      const postings = await w.store.ledger.jobPostings(w.jobId);
+      const payments = postings.filter((p) => p.kind === 'payment' && p.amount > 0);
+      expect(payments.map((p) => p.executionId).sort()).toEqual([...ids].sort());
+      const held = postings.filter((p) => p.kind === 'escrow_hold' && p.amount > 0).reduce((a, p) => a + p.amount, 0);
+      expect(held).toBe(payments.reduce((a, p) => a + p.amount, 0) + (refunded ?? -1));
+      expect(Number.isInteger(refunded)).toBe(true);
+      expect((await w.store.jobs.billing(w.jobId))).toMatchObject({ inEscrow: 0, settled: true });
+      expect(await w.store.ledger.audit()).toEqual([]);
+      const recs = await w.store.reputation.records(w.providerIds, T0 + 60_005);
+      for (const id of w.providerIds) expect(recs.get(id)?.reputation).toMatchObject({ valid: 2, consecutiveValid: 2, invalid: 0 });
+    });
+
+    it('does not schedule network jobs on agents that refuse network', async () => {
+      const spec = JobSpecSchema.parse({ image: 'alpine:3', command: ['true'], network: true });
+      await w.store.jobs.cancelJob(w.jobId, T0);
+      const netJob = await submit(w.store, w.buyerId, spec, T0 + 1);
+      expect((await scheduleRound(w.store, T0 + 2)).size).toBe(0);
+      await w.store.accounts.registerAgent({ id: 'agent_net', providerId: w.providerIds[1]!, name: 'net', publicKey: 'pkn',
+        capacity: { ...CAPACITY, allowNetwork: true }, offer: OFFER, availability: AVAILABLE }, T0 + 3);
+      expect([...(await scheduleRound(w.store, T0 + 4))]).toEqual(['agent_net']);
+      expect((await w.store.jobs.jobHeader(netJob))?.state).toBe('running');
+    });
   });
 
-  it('refuses a decision made on an old revision of the task', async () => {
-    await scheduleRound(w.store, T0);
-    const claimed = await w.store.executions.claim(w.agentIds[0]!, 1, T0, TTL);
-    const taskId = (await w.store.executions.recordEnd(claimed[0]!.executionId, w.agentIds[0]!, 1, reported(H1), T0 + 1))!;
-    const old = (await w.store.executions.taskForVerification(taskId))!;
-    // Someone else changes the task meanwhile (here: raises its target).
-    expect(await w.store.executions.applyDecision(old, { kind: 'pending', target: 4 }, T0 + 2)).toBe(true);
-    expect(await w.store.executions.applyDecision(old, { kind: 'pending', target: 5 }, T0 + 3)).toBe(false);
-    expect(await w.store.executions.applyDecision(old, { kind: 'failed', verdict: null, valid: [], invalid: [], cancel: [],
-      failure: { reason: 'no_quorum', blame: 'none', message: 'x' } }, T0 + 3)).toBe(false);
-    const fresh = (await w.store.executions.taskForVerification(taskId))!;
-    expect(fresh.target).toBe(4);
-    expect(fresh.revision).toBe(old.revision + 1);
-    expect(fresh.state).toBe('running');
-  });
-
-  it('fails a task and the job when the decision is a failure, cancelling its active executions', async () => {
-    await scheduleRound(w.store, T0);
-    const [c] = await w.store.executions.claim(w.agentIds[0]!, 1, T0, TTL);
-    const taskId = (await w.store.executions.recordEnd(c!.executionId, w.agentIds[0]!, 1, reported(H1), T0 + 1))!;
-    const t = (await w.store.executions.taskForVerification(taskId))!;
-    const active = t.votes.filter((x) => x.state === 'assigned' || x.state === 'running').map((x) => x.id);
-    expect(active).toHaveLength(2);
-    const ok = await w.store.executions.applyDecision(t, { kind: 'failed', verdict: null, valid: [], invalid: [c!.executionId],
-      cancel: active, failure: { reason: 'too_many_errors', blame: 'provider', message: 'x' } }, T0 + 2);
-    expect(ok).toBe(true);
-    const v = await view(w);
-    const task = v.tasks.find((x) => x.id === taskId)!;
-    expect(task.state).toBe('failed');
-    expect(task.failure?.reason).toBe('too_many_errors');
-    expect(task.resultHash).toBeNull();
-    expect(task.executions.map((e) => e.state).sort()).toEqual(['cancelled', 'cancelled', 'invalid']);
-    expect(task.executions.filter((e) => e.state === 'cancelled').every((e) => e.desired === 'stop')).toBe(true);
-    expect(v.state).toBe('running'); // the other task is open
-  });
-
-  it('expires leases: expired running → lost (lease_expired), unclaimed-too-long assigned → lost (not_claimed)', async () => {
-    await scheduleRound(w.store, T0);
-    const claimed = await w.store.executions.claim(w.agentIds[0]!, 2, T0 + 1000, TTL); // lease to T0 + 16 000
-    const [keep, drop] = claimed;
-    await w.store.executions.renewLeases(w.agentIds[0]!, [{ executionId: keep!.executionId, fencingToken: 1 }], T0 + 10_000, TTL); // to T0 + 25 000
-
-    const first = await w.store.executions.expireLeases(T0 + 20_000, 30_000);
-    let execs = (await view(w)).tasks.flatMap((t) => t.executions);
-    const byId = (id: string) => execs.find((e) => e.id === id)!;
-    expect(byId(drop!.executionId)).toMatchObject({ state: 'lost', desired: 'stop', failure: { reason: 'lease_expired', blame: 'provider' } });
-    expect(byId(keep!.executionId).state).toBe('running');
-    expect(execs.filter((e) => e.state === 'assigned')).toHaveLength(4); // not yet past the claim timeout
-    expect(first).toHaveLength(1);
-
-    const second = await w.store.executions.expireLeases(T0 + 31_000, 30_000);
-    execs = (await view(w)).tasks.flatMap((t) => t.executions);
-    expect(byId(keep!.executionId).state).toBe('lost');
-    const notClaimed = execs.filter((e) => e.failure?.reason === 'not_claimed');
-    expect(notClaimed).toHaveLength(4);
-    expect(notClaimed.every((e) => e.state === 'lost')).toBe(true);
-    expect([...new Set(second.map((l) => l.taskId))].sort()).toEqual((await view(w)).tasks.map((t) => t.id).sort());
-    expect(second.map((l) => l.reason).sort()).toEqual(['lease_expired', 'not_claimed', 'not_claimed', 'not_claimed', 'not_claimed']);
-    expect(second.find((l) => l.reason === 'lease_expired')).toMatchObject({ executionId: keep!.executionId, jobId: keep!.jobId, taskId: keep!.taskId });
-    // A report under the lost lease is stale.
-    expect(await w.store.executions.recordEnd(keep!.executionId, w.agentIds[0]!, 1, reported(H1), T0 + 32_000)).toBeNull();
-  });
-
-  it('after a loss, wants a replacement execution and excludes the provider that lost it', async () => {
-    await scheduleRound(w.store, T0);
-    await w.store.executions.claim(w.agentIds[0]!, 2, T0, TTL);
-    await w.store.executions.expireLeases(T0 + TTL + 1, 60_000);
-    for (const a of w.agentIds) await w.store.accounts.touchAgent(a, T0 + TTL + 1);
-    const snap = await snapshotAt(w.store, T0 + 1);
-    expect(snap.tasks.map((t) => t.need)).toEqual([1, 1]);
-    for (const t of snap.tasks) expect(t.excludedProviders).toHaveLength(3);
-    expect(snap.tasks[0]!.excludedProviders).toContain(w.providerIds[0]);
-  });
-
-  it('lists open tasks with results or errors but nothing in flight as awaiting a decision', async () => {
-    await scheduleRound(w.store, T0);
-    expect(await w.store.executions.tasksAwaitingDecision(100)).toEqual([]); // all assigned
-    const claimed: Array<{ agentId: string; executionId: string; taskIndex: number }> = [];
-    for (const agentId of w.agentIds) {
-      for (const c of await w.store.executions.claim(agentId, 10, T0, TTL)) claimed.push({ agentId, ...c });
-    }
-    const first = claimed.find((c) => c.taskIndex === 0)!;
-    expect(await w.store.executions.recordEnd(first.executionId, first.agentId, 1, reported(H1), T0 + 1)).not.toBeNull();
-    expect(await w.store.executions.tasksAwaitingDecision(100)).toEqual([]); // replicas still running
-    await w.store.executions.expireLeases(T0 + TTL + 1, 60_000);
-    const ids = (await view(w)).tasks.map((t) => t.id);
-    const awaiting = await w.store.executions.tasksAwaitingDecision(100);
-    expect(awaiting.map((t) => t.taskId).sort()).toEqual([...ids].sort());
-    expect(awaiting.every((t) => t.jobId === w.jobId)).toBe(true);
-    expect(await w.store.executions.tasksAwaitingDecision(1)).toHaveLength(1);
-    await w.store.jobs.cancelJob(w.jobId, T0 + TTL + 2);
-    expect(await w.store.executions.tasksAwaitingDecision(100)).toEqual([]); // closed tasks are not open
-  });
-
-  it('cancels a job: open tasks and active executions, once', async () => {
-    await scheduleRound(w.store, T0);
-    await w.store.executions.claim(w.agentIds[0]!, 2, T0, TTL);
-    expect(await w.store.jobs.cancelJob(w.jobId, T0 + 50)).toBe(true);
-    const v = await view(w);
-    expect(v.state).toBe('cancelled');
-    expect(v.finishedAt).toBe(T0 + 50);
-    expect(v.tasks.every((t) => t.state === 'cancelled')).toBe(true);
-    const execs = v.tasks.flatMap((t) => t.executions);
-    expect(execs).toHaveLength(6);
-    expect(execs.every((e) => e.state === 'cancelled' && e.desired === 'stop' && e.failure?.reason === 'cancelled')).toBe(true);
-    expect(await w.store.jobs.cancelJob(w.jobId, T0 + 60)).toBe(false);
-    // Nothing is scheduled or claimable any more; a running agent is told to stop.
-    expect((await snapshotAt(w.store, T0 - TTL)).tasks).toEqual([]);
-    expect(await w.store.executions.claim(w.agentIds[1]!, 10, T0 + 70, TTL)).toEqual([]);
-    const running = execs.filter((e) => e.agentId === w.agentIds[0]);
-    expect(await w.store.executions.renewLeases(w.agentIds[0]!, running.map((e) => ({ executionId: e.id, fencingToken: 1 })), T0 + 70, TTL))
-      .toEqual(running.map((e) => e.id));
-  });
-
-  it('lists a buyer’s jobs newest first, filtered by state, and nobody else’s', async () => {
-    const second = await submit(w.store, w.buyerId, JobSpecSchema.parse({ image: 'alpine:3', command: ['true'], name: 'two' }), T0 + 1000);
-    const other = await w.store.accounts.createAccount('mallory', ['buyer'], T0);
-    expect(await w.store.jobs.listJobs(other, { limit: 50 })).toEqual([]);
-    const all = await w.store.jobs.listJobs(w.buyerId, { limit: 50 });
-    expect(all.map((j) => j.id)).toEqual([second, w.jobId]);
-    expect(all[0]).toMatchObject({ name: 'two', image: 'alpine:3', state: 'queued', tasks: { total: 1, verified: 0, failed: 0 } });
-    expect(all[1]!.tasks.total).toBe(2);
-    expect((await w.store.jobs.listJobs(w.buyerId, { limit: 1 })).map((j) => j.id)).toEqual([second]);
-    await w.store.jobs.cancelJob(second, T0 + 2000);
-    expect((await w.store.jobs.listJobs(w.buyerId, { state: 'cancelled', limit: 50 })).map((j) => j.id)).toEqual([second]);
-    expect((await w.store.jobs.listJobs(w.buyerId, { state: 'queued', limit: 50 })).map((j) => j.id)).toEqual([w.jobId]);
-    expect(await w.store.jobs.listJobs(w.buyerId, { state: 'succeeded', limit: 50 })).toEqual([]);
-    expect(await w.store.jobs.jobHeader(second)).toEqual({ buyerId: w.buyerId, state: 'cancelled' });
-    expect(await w.store.jobs.jobHeader('job_nope')).toBeNull();
-  });
-
-  it('does not schedule network jobs on agents that refuse network', async () => {
-    const spec = JobSpecSchema.parse({ image: 'alpine:3', command: ['true'], network: true });
-    await w.store.jobs.cancelJob(w.jobId, T0);
-    const netJob = await submit(w.store, w.buyerId, spec, T0 + 1);
-    expect((await scheduleRound(w.store, T0 + 2)).size).toBe(0);
-    await w.store.accounts.registerAgent({ id: 'agent_net', providerId: w.providerIds[1]!, name: 'net', publicKey: 'pkn',
-      capacity: { ...CAPACITY, allowNetwork: true }, offer: OFFER, availability: AVAILABLE }, T0 + 3);
-    expect([...(await scheduleRound(w.store, T0 + 4))]).toEqual(['agent_net']);
-    expect((await w.store.jobs.jobHeader(netJob))?.state).toBe('running');
-  });
 });
 
 describe('SQLite file store', () => {
@@ -442,7 +440,7 @@ describe('SQLite file store', () => {
 
   it('runs in WAL mode and keeps everything across a reopen (coordinator restart)', async () => {
     const path = join(dir, 'nested', 'deqo.db');
-    const w = await makeWorld(path, { array: undefined, verification: { replicas: 2, quorum: 2 } });
+    const w = await makeWorld(await openSqliteStore(path), { array: undefined, verification: { replicas: 2, quorum: 2 } });
     await scheduleRound(w.store, T0);
     const [c] = await w.store.executions.claim(w.agentIds[0]!, 1, T0, TTL);
     expect(existsSync(`${path}-wal`)).toBe(true);
