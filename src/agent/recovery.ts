@@ -50,10 +50,12 @@ export function planRecovery(records: readonly HeldRecord[], containers: readonl
   }
   const attached = new Set(actions.flatMap((a) => (a.kind === 'reattach' ? [a.container] : [])));
   const known = new Set(records.map((r) => r.executionId));
-  const orphans: Orphan[] = containers.filter((c) => !attached.has(c)).map((c) => ({
-    container: c,
-    report: !claimed.has(c) && c.executionId !== undefined && c.fencingToken !== undefined && !known.has(c.executionId)
-      ? { executionId: c.executionId, fencingToken: c.fencingToken } : null,
-  }));
+  const reported = new Set<string>();
+  const orphans: Orphan[] = containers.filter((c) => !attached.has(c)).map((c) => {
+    const report = !claimed.has(c) && c.executionId !== undefined && c.fencingToken !== undefined && !known.has(c.executionId)
+      && !reported.has(c.executionId) ? { executionId: c.executionId, fencingToken: c.fencingToken } : null;
+    if (report) reported.add(report.executionId);
+    return { container: c, report };
+  });
   return { actions, orphans, workDirs: known };
 }
