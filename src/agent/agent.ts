@@ -20,14 +20,15 @@ import { ExecutionRunner, newHeld, stopHeld, type Held } from './execution.js';
 import type { Executor } from './executor.js';
 import { loadOrCreateIdentity, signRegistration, type AgentIdentity } from './identity.js';
 import { CpuLoadSampler, type LoadSampler } from './owner-load.js';
-import { planRecovery } from './recovery.js';
-import { removeStrayWorkDirs } from './report-body.js';
 import { AgentState } from './state.js';
+import { takeOver } from './takeover.js';
 
 /** Default grace period: how long executions keep running while no heartbeat reaches the coordinator, ms. */
 export const DEFAULT_GRACE_PERIOD_MS = 10 * 60_000;
 /** A claim long-poll gets this much longer than the wait it asks for before it is abandoned, ms. */
 const CLAIM_SLACK_MS = 10_000;
+/** During an outage, a failed heartbeat is logged at most this often, ms. */
+const FAILURE_LOG_EVERY_MS = 30_000;
 /** Registration request timeout, ms. */
 const REGISTER_TIMEOUT_MS = 30_000;
 
@@ -64,6 +65,8 @@ export class Agent {
   private availability: Availability = { state: 'available' };
   private windingDown = false;
   private ticking = false;
+  /** When a failed heartbeat was last logged (failures are logged at most every FAILURE_LOG_EVERY_MS). */
+  private failureLoggedAt = 0;
 
   /**
    * `ownerLoad` samples the owner's CPU load for the idle policy (default: /proc/stat minus this agent's
@@ -94,7 +97,8 @@ export class Agent {
     this.apply(await this.monitor.evaluate(Date.now(), false));
     await this.register();
     this.connection = new ConnectionMonitor(this.config.gracePeriodMs ?? DEFAULT_GRACE_PERIOD_MS, Date.now());
-    await this.recover();
+    await takeOver({ state: this.state, executor: this.executor, runner: this.runner, log: this.log, dataDir: this.config.dataDir,
+      shutdown: this.shutdown.signal, hold: (h, work) => this.hold(h, work), track: (work) => this.track(work) });
     this.heartbeatTimer = setInterval(() => { void this.heartbeat(); }, this.reg.heartbeatIntervalMs);
     if (this.held.size > 0) void this.heartbeat(); // renew recovered leases now, not one interval later
     this.loop = this.claimLoop();
@@ -128,35 +132,6 @@ export class Agent {
       signature: signRegistration(this.identity, timestamp), capacity: this.capacity, offer: this.config.offer, availability: this.availability },
     AbortSignal.timeout(REGISTER_TIMEOUT_MS));
     this.log.info({ agentId: this.reg.agentId, capacity: this.capacity, availability: this.availability }, 'agent registered');
-  }
-
-  /** Takes over what an earlier run left: see recovery.ts. */
-  private async recover(): Promise<void> {
-    const { records, unreadable } = this.state.list();
-    for (const u of unreadable) {
-      this.log.error({ executionId: u.executionId, problem: u.problem }, 'unreadable execution record in the state database; dropped');
-      this.state.remove(u.executionId);
-    }
-    const plan = planRecovery(records, await this.executor.containers());
-    for (const o of plan.orphans) {
-      await this.executor.remove(o.container.containerId);
-      const log = this.log.child({ executionId: o.container.executionId });
-      log.warn({ containerId: o.container.containerId, state: o.container.state }, 'removed a container an earlier run of this agent left');
-      if (o.report) this.track(this.runner.reportOrphan(o.report.executionId, o.report.fencingToken, log, this.shutdown.signal));
-    }
-    const stray = await removeStrayWorkDirs(this.config.dataDir, plan.workDirs);
-    if (stray.length > 0) this.log.info({ executions: stray }, 'removed work directories of executions no longer held');
-    for (const action of plan.actions) {
-      const h = newHeld(action.record.assignment, this.log, { recovered: true, phase: action.record.phase, now: Date.now() });
-      h.log.info({ recovery: action.kind, container: action.kind === 'reattach' ? action.container.state : undefined }, {
-        resend: 'resending the report stored before the restart',
-        package: 'packaging the result of an execution that ended before the restart',
-        reattach: action.kind === 'reattach' && action.container.state === 'exited'
-          ? 'its container exited while the agent was down: collecting its result' : 'reattached to its container',
-        gone: 'its container is gone: reporting it failed',
-      }[action.kind]);
-      this.hold(h, this.runner.resume(h, action));
-    }
   }
 
   private freeCpus(): number {
@@ -281,11 +256,14 @@ export class Agent {
   }
 
   private disconnected(err: unknown): void {
-    const f = this.connection.failed(Date.now());
+    const now = Date.now();
+    const f = this.connection.failed(now);
     const graceS = Math.round(this.connection.gracePeriodMs / 1000);
     const fields = { err: (err as Error).message, sinceLastHeartbeatMs: f.sinceOkMs, gracePeriodS: graceS, held: this.held.size };
-    if (f.first) this.log.warn(fields, 'heartbeat failed: keeping executions running and queueing their reports during the grace period');
-    else this.log.warn(fields, 'heartbeat failed');
+    if (f.first || now - this.failureLoggedAt >= FAILURE_LOG_EVERY_MS) {
+      this.failureLoggedAt = now;
+      this.log.warn(fields, f.first ? 'heartbeat failed: keeping executions running and queueing their reports during the grace period' : 'heartbeat still failing');
+    }
     if (!f.graceExceeded) return;
     for (const h of this.held.values()) {
       if (h.stop?.kind === 'grace') continue;

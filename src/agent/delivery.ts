@@ -74,7 +74,7 @@ export class Deliverer {
         return 'acknowledged';
       } catch (err) {
         if (isTransient(err)) {
-          failedInTransit = true;
+          if (report !== null) failedInTransit = true; // the coordinator may have recorded it without our hearing back
           const delay = retryDelayMs(attempt);
           t.log.warn({ err: (err as Error).message, attempt: attempt + 1, retryInMs: delay },
             report === null ? 'uploading the result failed; will retry' : 'report not delivered; will retry');
