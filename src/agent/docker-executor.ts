@@ -88,7 +88,7 @@ export class DockerExecutor implements Executor {
   /**
    * Runs one execution to its end in a hardened container and classifies the result. Resolves only
    * after stdout/stderr are flushed to their files and the container is removed. Throws only for the
-   * agent's own faults (cannot create the log files or prepare the output directory, `onCreated` threw).
+   * agent's own faults (cannot create the log files or prepare the output directory, `onCreated`/`onEnded` threw).
    */
   async run(req: ExecutionRequest): Promise<ExecutionOutcome> {
     const noUsage: Usage = { wallMs: 0, cpuMs: 0, maxMemoryBytes: 0 };
@@ -114,7 +114,7 @@ export class DockerExecutor implements Executor {
         return early('agent_error', `cannot create container: ${messageOf(e)}`);
       }
       await req.onCreated?.(container.id);
-      return await this.finish(container, req, sinks, { mode: 'start' });
+      return await this.ended(req, await this.finish(container, req, sinks, { mode: 'start' }));
     } finally {
       if (container) await container.remove({ force: true }).catch(() => { /* already gone */ });
       await Promise.all([sinks.out.close(), sinks.err.close()]);
@@ -142,10 +142,10 @@ export class DockerExecutor implements Executor {
     try {
       const outcome = await this.finish(container, req, sinks, begin);
       const lost = await Promise.all([lostBytes(before[0], req.stdoutPath), lostBytes(before[1], req.stderrPath)]);
-      if (!lost[0] && !lost[1]) return outcome;
-      return { ...outcome, kind: 'failed', reason: 'agent_restarted',
+      if (!lost[0] && !lost[1]) return await this.ended(req, outcome);
+      return await this.ended(req, { ...outcome, kind: 'failed', reason: 'agent_restarted',
         message: `the engine's log of the container's ${lost[0] ? 'stdout' : 'stderr'} does not start with what the agent captured before it restarted `
-          + '(the log was cut while the agent was down, or held bytes it cannot represent): the result cannot be vouched for' };
+          + '(the log was cut while the agent was down, or held bytes it cannot represent): the result cannot be vouched for' });
     } finally {
       await container.remove({ force: true }).catch(() => { /* already gone */ });
       await Promise.all([sinks.out.close(), sinks.err.close()]);
@@ -158,6 +158,12 @@ export class DockerExecutor implements Executor {
     await Promise.all([sinks.out.close(), sinks.err.close()]);
     const flags = { stdoutTruncated: sinks.out.truncated, stderrTruncated: sinks.err.truncated };
     return result.kind === 'exited' ? { ...result, ...flags } : { ...result, ...flags };
+  }
+
+  /** The outcome, after telling `req.onEnded` (the caller removes the container next). */
+  private async ended(req: ExecutionRequest, outcome: ExecutionOutcome): Promise<ExecutionOutcome> {
+    await req.onEnded?.(outcome);
+    return outcome;
   }
 
   /** Returns undefined if `image` is present (pulling it when allowed), else the failure to report. */

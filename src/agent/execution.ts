@@ -40,6 +40,8 @@ export interface Held {
   readonly recovered: boolean;
   /** Logger carrying executionId, jobId and taskIndex. */
   readonly log: Logger;
+  /** Its outcome is in the state database. */
+  outcomeRecorded?: boolean;
 }
 
 /** A new in-memory entry for an execution. */
@@ -138,7 +140,8 @@ export class ExecutionRunner {
     return { executionId: a.executionId, fencingToken: a.fencingToken, image: a.image, command: a.command, env: a.env, resources: a.resources,
       limits: a.limits, hostInputsDir: dirs.inputs, hostOutputDir: dirs.outputs, outputDir: a.outputDir, stdoutPath: dirs.stdout,
       stderrPath: dirs.stderr, network: a.network, signal: h.run.signal,
-      onCreated: async (containerId) => { this.write(h, (now) => this.d.state.containerCreated(a.executionId, containerId, now)); } };
+      onCreated: async (containerId) => { this.write(h, (now) => this.d.state.containerCreated(a.executionId, containerId, now)); },
+      onEnded: async (outcome) => { if (!h.run.signal.aborted) this.recordOutcome(h, outcome); } };
   }
 
   /** Downloads the inputs into the work directory and checks each against its SHA-256. Throws on any problem. */
@@ -170,7 +173,7 @@ export class ExecutionRunner {
       await this.forget(h, dirs);
       return;
     }
-    this.write(h, (now) => this.d.state.finished(h.assignment.executionId, outcome, now));
+    this.recordOutcome(h, outcome); // normally done already, before the container was removed
     await this.settle(h, dirs, null, () => packageResult(this.d.client, h.assignment.fencingToken, outcome, dirs, this.d.testCorruptOutputs));
   }
 
@@ -197,6 +200,13 @@ export class ExecutionRunner {
   private async forget(h: Held, dirs: WorkDirs): Promise<void> {
     this.write(h, () => this.d.state.remove(h.assignment.executionId));
     await rm(dirs.root, { recursive: true, force: true }).catch(() => undefined);
+  }
+
+  /** Records how the execution ended (once). */
+  private recordOutcome(h: Held, outcome: ExecutionOutcome): void {
+    if (h.outcomeRecorded) return;
+    h.outcomeRecorded = true;
+    this.write(h, (now) => this.d.state.finished(h.assignment.executionId, outcome, now));
   }
 
   /** A state write; a failure is logged (the execution goes on without crash safety), never thrown. */

@@ -34,6 +34,11 @@ export interface ExecutionRequest {
    * container is removed) and is rethrown.
    */
   onCreated?: (containerId: string) => Promise<void>;
+  /**
+   * Called with the outcome once the container ended and its logs are flushed, before the container is removed, so
+   * the caller can record it (a crash after the removal then loses nothing). A throw is rethrown after removal.
+   */
+  onEnded?: (outcome: ExecutionOutcome) => Promise<void>;
 }
 
 /** Failure reasons an executor may return. `agent_restarted`: the agent cannot vouch for a run it reattached to. */

@@ -228,7 +228,12 @@ describe('a report stored before a crash is sent at the next start', () => {
   beforeAll(async () => {
     ({ net, client } = await testNetwork({ agents: 0, engine: { leaseTtlMs: 60_000 } }));
   });
-  afterAll(async () => { await net?.stop(); });
+  afterAll(async () => {
+    // The in-process agent's HTTP client may leave a connected socket that never sent a request; the server would
+    // wait for its headers timeout (60 s) before closing. Close connections first (agent processes do it by exiting).
+    net?.coordinator.app.server.closeAllConnections();
+    await net?.stop();
+  });
 
   it('resends a stored report, and packages a stored outcome whose report was not built yet', async () => {
     const dataDir = await mkdtemp(join(tmpdir(), 'deqo-agent-'));

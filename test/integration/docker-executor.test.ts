@@ -230,6 +230,18 @@ describe('DockerExecutor', () => {
     expect(o.usage.maxMemoryBytes).toBeGreaterThan(0);
   });
 
+  it('tells the caller the container id before it starts and the outcome before it is removed', async () => {
+    const j = await job(sh('echo hi'));
+    const seen: string[] = [];
+    j.req.onCreated = async (id) => { seen.push(`created ${(await docker.getContainer(id).inspect()).State.Status}`); };
+    j.req.onEnded = async (o) => {
+      const still = await docker.listContainers({ all: true, filters: { name: [`deqo-${j.req.executionId}`] } });
+      seen.push(`ended ${o.kind} ${still.length}`);
+    };
+    expect(await executor.run(j.req)).toMatchObject({ kind: 'exited', exitCode: 0 });
+    expect(seen).toEqual(['created created', 'ended exited 1']);
+  });
+
   it('lists its containers with their labels and removes them', async () => {
     const fakeAgent = `orphan-${randomBytes(4).toString('hex')}`;
     const other = new DockerExecutor({ agentId: fakeAgent });
