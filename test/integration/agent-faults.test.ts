@@ -220,6 +220,18 @@ describe('partition longer than the grace period', () => {
     expect(view.tasks[0]!.executions.find((e) => e.id === exec.id)!.failure?.reason).toBe('lease_expired'); // nothing was reported for it
     await client.cancelJob(jobId);
   });
+
+  it('registers again when the coordinator answers that it does not know the agent', async () => {
+    // Play a coordinator database restored from a backup older than the agent: its row is gone.
+    const { agentId } = await loadOrCreateIdentity(agentDir(dir, 0));
+    const db = new SqliteDatabase(join(dir, 'coordinator', 'deqo.db'));
+    db.pragma('busy_timeout = 5000');
+    db.pragma('foreign_keys = OFF'); // its earlier executions keep naming it; registering again restores the row
+    expect(db.prepare('DELETE FROM agents WHERE id = ?').run(agentId).changes).toBe(1);
+    db.close();
+    await logged(dir, 0, 'the coordinator does not know this agent (was its database reset?): registering again');
+    await waitFor('the agent to be online again', async () => (await client.listProviders()).some((p) => p.agentId === agentId && p.online));
+  });
 });
 
 describe('a report stored before a crash is sent at the next start', () => {
