@@ -1,7 +1,8 @@
 /**
  * Docker implementation of the executor port (executor.ts), on dockerode. Each execution runs in a
  * fresh, hardened container (see docker-hardening.ts, CIS Docker Benchmark §5) that is always
- * force-removed at the end. Job-caused problems are returned classified, never thrown.
+ * force-removed at the end — by `run`, or by `attach` when an agent that restarted takes it over.
+ * Both share the supervision (docker-supervise.ts). Job-caused problems are returned classified, never thrown.
  */
 import { chmod, chown, mkdir, readFile } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
