@@ -3,7 +3,7 @@ import { Command, Option } from 'commander';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
-import { Agent, ExecutorUnavailableError, probeCapacity } from '../../agent/index.js';
+import { Agent, DEFAULT_GRACE_PERIOD_MS, ExecutorUnavailableError, probeCapacity } from '../../agent/index.js';
 import { DockerExecutor } from '../../agent/docker-executor.js';
 import { loadOrCreateIdentity } from '../../agent/identity.js';
 import { buildAgentSettings, describeOffer, OfferConfigError, readAgentConfigFile, type AgentSettings, type OfferFlags } from '../../agent/offer.js';
@@ -63,7 +63,7 @@ export function agentCommand(ctx: CliContext): Command {
     .option('--idle-suspend-above <load>', 'the owner is back when their load is at least this … [0.5]', parseFraction)
     .option('--idle-suspend-after <duration>', '… for this long: stop taking work and stop running executions [2m]', parseSeconds)
     .option('--idle-resume-after <duration>', 'take work again after the load stayed low this long [5m]', parseSeconds)
-    .option('--grace-period <duration>', 'keep running executions this long while the coordinator cannot be reached [10m]', parseSeconds, 600)
+    .option('--grace-period <duration>', 'keep running executions this long while the coordinator cannot be reached [10m]', parseSeconds, DEFAULT_GRACE_PERIOD_MS / 1000)
     .option('--print-offer', 'print the offer this agent would publish and exit (needs no Docker or API key)')
     .option('--json', 'with --print-offer: print JSON {name, lend, offer}')
     .addOption(new Option('--test-corrupt-outputs', 'TEST ONLY: report corrupted results').hideHelp())
