@@ -143,7 +143,8 @@ export async function supervise(ctx: SuperviseContext, container: Docker.Contain
     const why = statusOf(e) === 404 ? gone : messageOf(e);
     return { kind: 'failed', reason: 'agent_error', message: `cannot inspect the exited container: ${why}`, usage: usage(measuredWallMs) };
   }
-  const used = usage(engineWallMs(info.State) ?? measuredWallMs);
+  // A followed container ran partly unwatched: only the engine knows its run time.
+  const used = usage(begin.mode === 'follow' ? engineWallMs(info.State) ?? measuredWallMs : measuredWallMs);
   if (info.State.Status === 'removing') return { kind: 'failed', reason: 'agent_error', message: gone, usage: used };
   const exitCode = typeof info.State.ExitCode === 'number' ? info.State.ExitCode : waitStatus;
   if (!killedBy) outputSize = await dirSize(req.hostOutputDir, req.limits.outputBytes);
