@@ -1,39 +1,61 @@
 /**
  * The provider agent: registers with the coordinator (outbound connections only) with its offer, claims
- * executions under leases with long-polling, runs them through the executor, heartbeats its leases and its
- * availability, stops what the coordinator says to stop, and reports results (uploading outputs, stdout and
- * stderr as blobs). It claims only while available (availability.ts: windows, idle policy); when the idle
- * policy says the owner came back it stops its running executions and reports them as `owner_returned`.
+ * executions under leases with long-polling, runs them (execution.ts), heartbeats its leases and its
+ * availability, stops what the coordinator says to stop, and reports results. It claims only while available
+ * (availability.ts: windows, idle policy); when the idle policy says the owner came back it stops its running
+ * executions and reports them as `owner_returned`.
+ *
+ * Faults: it records what it holds in `<dataDir>/state.db` (state.ts) and, after a restart, reattaches to its
+ * containers or reports what it cannot finish (recovery.ts). When heartbeats fail it keeps its executions
+ * running and queues their reports for the grace period (connection.ts); past it, it stops them and drops them.
+ * When the coordinator answers "unknown agent" (its database was reset) it registers again.
  */
-import { access, chmod, mkdir, rm } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
 import { ApiError, type DeqoClient } from '../client/index.js';
-import type { Assignment, Availability, Capacity, Offer, RegisterAgentResponse, ReportRequest } from '../protocol/index.js';
+import type { Assignment, Availability, Capacity, Offer, RegisterAgentResponse } from '../protocol/index.js';
 import { AvailabilityMonitor, type AvailabilityEvaluation } from './availability.js';
-import type { ExecutionOutcome, Executor } from './executor.js';
+import { ConnectionMonitor } from './connection.js';
+import { Deliverer } from './delivery.js';
+import { ExecutionRunner, newHeld, stopHeld, type Held } from './execution.js';
+import type { Executor } from './executor.js';
 import { loadOrCreateIdentity, signRegistration, type AgentIdentity } from './identity.js';
 import { CpuLoadSampler, type LoadSampler } from './owner-load.js';
-import { buildManifest, corruptOutputs, resultHash, sha256File, tarOutputs } from './results.js';
+import { AgentState } from './state.js';
+import { takeOver } from './takeover.js';
+
+/** Default grace period: how long executions keep running while no heartbeat reaches the coordinator, ms. */
+export const DEFAULT_GRACE_PERIOD_MS = 10 * 60_000;
+/** A claim long-poll gets this much longer than the wait it asks for before it is abandoned, ms. */
+const CLAIM_SLACK_MS = 10_000;
+/** During an outage, a failed heartbeat is logged at most this often, ms. */
+const FAILURE_LOG_EVERY_MS = 30_000;
+/** Registration request timeout, ms. */
+const REGISTER_TIMEOUT_MS = 30_000;
 
 /** Agent settings (parsed once from flags/config by the CLI). */
 export interface AgentConfig {
-  /** Folder for the identity key and per-execution work directories. */
+  /** Folder for the identity key, the state database and per-execution work directories. */
   dataDir: string;
   name: string;
   /** What the agent publishes (prices, disk, labels, windows, idle policy). */
   offer: Offer;
+  /** Executions keep running this long while no heartbeat succeeds, ms (default DEFAULT_GRACE_PERIOD_MS). */
+  gracePeriodMs?: number;
   /** TEST ONLY: corrupt every result (to prove verification outvotes a cheater). */
   testCorruptOutputs: boolean;
 }
 
-/** `ownerReturned`: why the idle policy stopped it (then it is reported as owner_returned). */
-interface Running { assignment: Assignment; abort: AbortController; ownerReturned?: string }
-
 export class Agent {
   private identity!: AgentIdentity;
   private reg!: RegisterAgentResponse;
-  private readonly running = new Map<string, Running>();
+  private state!: AgentState;
+  private runner!: ExecutionRunner;
+  private deliverer!: Deliverer;
+  private connection!: ConnectionMonitor;
+  private readonly held = new Map<string, Held>();
+  /** Everything started in the background (executions, orphan reports), awaited by stop(). */
+  private readonly tasks = new Set<Promise<void>>();
+  private readonly shutdown = new AbortController();
   private stopped = false;
   private loop: Promise<void> | null = null;
   private heartbeatTimer: NodeJS.Timeout | null = null;
@@ -43,6 +65,8 @@ export class Agent {
   private availability: Availability = { state: 'available' };
   private windingDown = false;
   private ticking = false;
+  /** When a failed heartbeat was last logged (failures are logged at most every FAILURE_LOG_EVERY_MS). */
+  private failureLoggedAt = 0;
 
   /**
    * `ownerLoad` samples the owner's CPU load for the idle policy (default: /proc/stat minus this agent's
@@ -59,43 +83,79 @@ export class Agent {
   /** The agent id (its public key, base64url); valid after start(). */
   get id(): string { return this.identity.agentId; }
 
-  /** Loads the identity, removes containers orphaned by an earlier run, registers, and starts working. */
+  /**
+   * Loads the identity and state, registers, takes over what an earlier run left (reattach, resend, report
+   * orphans), and starts working. Throws when registration fails (ApiError) or the engine cannot list containers.
+   */
   async start(): Promise<void> {
     this.identity = await loadOrCreateIdentity(this.config.dataDir);
-    const orphans = await this.executor.removeOrphans(this.identity.agentId);
-    if (orphans.length > 0) this.log.warn({ orphans }, 'removed containers left by an earlier run');
-    await rm(join(this.config.dataDir, 'work'), { recursive: true, force: true });
+    this.state = AgentState.open(this.config.dataDir);
+    this.deliverer = new Deliverer(this.client, this.state, () => this.identity.agentId);
+    this.runner = new ExecutionRunner({ client: this.client, executor: this.executor, state: this.state, deliverer: this.deliverer,
+      connection: () => this.connection, dataDir: this.config.dataDir, testCorruptOutputs: this.config.testCorruptOutputs,
+      onContainerEnded: () => this.wake() });
     this.apply(await this.monitor.evaluate(Date.now(), false));
-    const timestamp = Date.now();
-    this.reg = await this.client.registerAgent({ publicKey: this.identity.publicKey, name: this.config.name, timestamp,
-      signature: signRegistration(this.identity, timestamp), capacity: this.capacity, offer: this.config.offer, availability: this.availability });
-    this.log.info({ agentId: this.reg.agentId, capacity: this.capacity, availability: this.availability }, 'agent registered');
+    await this.register();
+    this.connection = new ConnectionMonitor(this.config.gracePeriodMs ?? DEFAULT_GRACE_PERIOD_MS, Date.now());
+    await takeOver({ state: this.state, executor: this.executor, runner: this.runner, log: this.log, dataDir: this.config.dataDir,
+      shutdown: this.shutdown.signal, hold: (h, work) => this.hold(h, work), track: (work) => this.track(work) });
     this.heartbeatTimer = setInterval(() => { void this.heartbeat(); }, this.reg.heartbeatIntervalMs);
+    if (this.held.size > 0) void this.heartbeat(); // renew recovered leases now, not one interval later
     this.loop = this.claimLoop();
   }
 
   /**
    * Stops claiming, tells the coordinator it is draining (best effort, 2 s at most), stops running containers
-   * (their leases expire and the scheduler runs them elsewhere), and waits for the loop to end.
+   * (their leases expire and the scheduler runs them elsewhere), leaves reports not yet delivered queued in the
+   * state database for the next start, and waits for everything to wind down.
    */
   async stop(): Promise<void> {
     this.stopped = true;
     this.claimAbort.abort();
+    this.shutdown.abort();
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
     if (this.reg) {
       this.apply(await this.monitor.evaluate(Date.now(), true));
-      await Promise.race([this.client.heartbeat(this.reg.agentId, this.held(), this.availability).catch(() => undefined),
+      await Promise.race([this.client.heartbeat(this.reg.agentId, this.leases(), this.availability).catch(() => undefined),
         new Promise((r) => setTimeout(r, 2_000).unref())]);
     }
-    for (const r of this.running.values()) r.abort.abort();
-    this.wakeLoop?.();
+    for (const h of this.held.values()) stopHeld(h, { kind: 'shutdown' });
+    this.wake();
     await this.loop;
+    await Promise.all([...this.tasks]);
+    this.state?.close();
+  }
+
+  private async register(): Promise<void> {
+    const timestamp = Date.now();
+    this.reg = await this.client.registerAgent({ publicKey: this.identity.publicKey, name: this.config.name, timestamp,
+      signature: signRegistration(this.identity, timestamp), capacity: this.capacity, offer: this.config.offer, availability: this.availability },
+    AbortSignal.timeout(REGISTER_TIMEOUT_MS));
+    this.log.info({ agentId: this.reg.agentId, capacity: this.capacity, availability: this.availability }, 'agent registered');
   }
 
   private freeCpus(): number {
     let used = 0;
-    for (const r of this.running.values()) used += r.assignment.resources.cpus;
+    for (const h of this.held.values()) if (h.phase !== 'finished') used += h.assignment.resources.cpus;
     return this.capacity.cpus - used;
+  }
+
+  private wake(): void {
+    this.wakeLoop?.();
+    this.wakeLoop = null;
+  }
+
+  private track(p: Promise<void>): void {
+    this.tasks.add(p);
+    void p.finally(() => this.tasks.delete(p));
+  }
+
+  private hold(h: Held, work: Promise<void>): void {
+    this.held.set(h.assignment.executionId, h);
+    this.track(work.finally(() => {
+      this.held.delete(h.assignment.executionId);
+      this.wake();
+    }));
   }
 
   private async claimLoop(): Promise<void> {
@@ -103,13 +163,11 @@ export class Agent {
     while (!this.stopped) {
       if (this.freeCpus() <= 0 || this.availability.state !== 'available') { await new Promise<void>((r) => { this.wakeLoop = r; }); continue; }
       try {
-        const got = await this.client.claim(this.reg.agentId, 16, 20_000, this.claimAbort.signal);
+        const waitMs = 20_000;
+        const signal = AbortSignal.any([this.claimAbort.signal, AbortSignal.timeout(waitMs + CLAIM_SLACK_MS)]);
+        const got = await this.client.claim(this.reg.agentId, 16, waitMs, signal);
         backoff = 500;
-        for (const a of got) {
-          // Granted while the owner came back (the long poll raced the heartbeat): hand it straight back.
-          if (this.windingDown) void this.report(a, ownerReturned(a, this.availability.message ?? 'the owner is using the machine'));
-          else this.launch(a);
-        }
+        for (const a of got) this.take(a);
       } catch (err) {
         if (this.stopped) break;
         this.log.warn({ err: (err as Error).message }, 'claim failed; retrying');
@@ -119,20 +177,20 @@ export class Agent {
     }
   }
 
-  private launch(a: Assignment): void {
-    const abort = new AbortController();
-    const entry: Running = { assignment: a, abort };
-    this.running.set(a.executionId, entry);
-    this.log.info({ executionId: a.executionId, jobId: a.jobId, taskIndex: a.taskIndex, image: a.image }, 'execution started');
-    void this.execute(a, abort.signal, () => entry.ownerReturned).finally(() => {
-      this.running.delete(a.executionId);
-      this.wakeLoop?.();
-      this.wakeLoop = null;
-    });
+  private take(a: Assignment): void {
+    const h = newHeld(a, this.log, { recovered: false, phase: 'preparing', now: Date.now() });
+    if (this.windingDown) {
+      // Granted while the owner came back (the long poll raced the heartbeat): hand it straight back.
+      this.hold(h, this.runner.handBack(h, this.availability.message ?? 'the owner is using the machine'));
+      return;
+    }
+    h.log.info({ image: a.image }, 'execution started');
+    this.hold(h, this.runner.runNew(h));
   }
 
-  private held(): Array<{ executionId: string; fencingToken: number }> {
-    return [...this.running.values()].map((r) => ({ executionId: r.assignment.executionId, fencingToken: r.assignment.fencingToken }));
+  /** The leases to renew: every execution held, including those whose report is still on its way. */
+  private leases(): Array<{ executionId: string; fencingToken: number }> {
+    return [...this.held.values()].map((h) => ({ executionId: h.assignment.executionId, fencingToken: h.assignment.fencingToken }));
   }
 
   /** Takes an availability evaluation: logs a change, winds down when the owner came back, wakes the claim loop when available. */
@@ -142,112 +200,77 @@ export class Agent {
     this.windingDown = ev.windDown;
     if (was.state !== ev.availability.state) this.log.info({ availability: ev.availability, ownerLoad: ev.ownerLoad }, `availability: ${ev.availability.state}`);
     if (ev.windDown) {
-      for (const r of this.running.values()) {
-        if (r.ownerReturned !== undefined) continue;
-        r.ownerReturned = ev.availability.message ?? 'the owner is using the machine';
-        this.log.info({ executionId: r.assignment.executionId, jobId: r.assignment.jobId }, 'owner came back: stopping execution');
-        r.abort.abort();
+      const why = ev.availability.message ?? 'the owner is using the machine';
+      for (const h of this.held.values()) {
+        if (h.phase === 'finished' || h.stop) continue;
+        h.log.info('owner came back: stopping execution');
+        stopHeld(h, { kind: 'owner_returned', why });
       }
     }
-    if (ev.availability.state === 'available' && was.state !== 'available') { this.wakeLoop?.(); this.wakeLoop = null; }
+    if (ev.availability.state === 'available' && was.state !== 'available') this.wake();
   }
 
-  /** Every heartbeat tick: re-evaluates availability (sampling the owner load), then renews leases and publishes it. */
+  /**
+   * Every heartbeat tick: re-evaluates availability (sampling the owner load), then renews leases and publishes
+   * it. A success after failures sends the queued reports at once; "unknown agent" registers again; failures
+   * for longer than the grace period stop and drop every held execution.
+   */
   private async heartbeat(): Promise<void> {
     if (this.stopped || this.ticking) return; // a slow tick is not overlapped by the next one
     this.ticking = true;
     try {
       this.apply(await this.monitor.evaluate(Date.now(), false));
-      const res = await this.client.heartbeat(this.reg.agentId, this.held(), this.availability);
+      const timeout = AbortSignal.timeout(Math.max(2 * this.reg.heartbeatIntervalMs, 1_000));
+      const res = await this.client.heartbeat(this.reg.agentId, this.leases(), this.availability, timeout);
+      this.connected();
       for (const id of res.stop) {
-        const r = this.running.get(id);
-        if (r) { this.log.info({ executionId: id, jobId: r.assignment.jobId }, 'coordinator asked to stop execution'); r.abort.abort(); }
+        const h = this.held.get(id);
+        if (!h || h.phase === 'finished' || h.stop) continue; // a queued report learns its fate when it is sent
+        h.log.info('coordinator asked to stop execution');
+        stopHeld(h, { kind: 'coordinator' });
       }
     } catch (err) {
-      this.log.warn({ err: (err as Error).message }, 'heartbeat failed');
+      if (err instanceof ApiError && err.status === 404 && !this.stopped) await this.reregister();
+      else this.disconnected(err);
     } finally {
       this.ticking = false;
     }
   }
 
-  /** Runs one execution end to end and reports it. Never throws. */
-  private async execute(a: Assignment, signal: AbortSignal, stoppedBecause: () => string | undefined): Promise<void> {
-    const work = join(this.config.dataDir, 'work', a.executionId);
-    const dirs = { inputs: join(work, 'inputs'), outputs: join(work, 'outputs'), stdout: join(work, 'stdout'), stderr: join(work, 'stderr') };
+  private connected(): void {
+    const outageMs = this.connection.succeeded(Date.now());
+    if (outageMs === undefined) return;
+    const queued = [...this.held.values()].filter((h) => h.phase === 'finished').length;
+    this.log.info({ outageMs, queuedReports: queued }, 'coordinator reachable again; sending queued reports');
+    this.deliverer.wakeAll();
+  }
+
+  private async reregister(): Promise<void> {
+    this.log.warn('the coordinator does not know this agent (was its database reset?): registering again');
     try {
-      await mkdir(dirs.inputs, { recursive: true });
-      await mkdir(dirs.outputs, { recursive: true });
-      try {
-        for (const input of a.inputs) {
-          const dest = join(dirs.inputs, input.path);
-          await mkdir(dirname(dest), { recursive: true });
-          await this.client.downloadBlob(input.blob, dest);
-          if ((await sha256File(dest)) !== input.blob) throw new Error(`input ${input.path} does not match its SHA-256`);
-          await chmod(dest, 0o644);
-        }
-        await chmod(dirs.inputs, 0o755);
-      } catch (err) {
-        await this.report(a, { outcome: 'failed', fencingToken: a.fencingToken, reason: 'input_unavailable', message: (err as Error).message });
-        return;
-      }
-      const outcome = await this.executor.run({ executionId: a.executionId, image: a.image, command: a.command, env: a.env,
-        resources: a.resources, limits: a.limits, hostInputsDir: dirs.inputs, hostOutputDir: dirs.outputs, outputDir: a.outputDir,
-        stdoutPath: dirs.stdout, stderrPath: dirs.stderr, network: a.network, signal });
-      if (signal.aborted) {
-        const why = stoppedBecause();
-        if (why !== undefined) await this.report(a, { ...ownerReturned(a, why), usage: outcome.usage });
-        else this.log.info({ executionId: a.executionId, jobId: a.jobId }, 'execution stopped');
-        return;
-      }
-      await this.report(a, await this.package(a, outcome, dirs, work));
+      await this.register();
+      this.connected();
     } catch (err) {
-      this.log.error({ err, executionId: a.executionId, jobId: a.jobId }, 'execution failed inside the agent');
-      await this.report(a, { outcome: 'failed', fencingToken: a.fencingToken, reason: 'agent_error', message: `agent error: ${(err as Error).message}` });
-    } finally {
-      await rm(work, { recursive: true, force: true }).catch(() => undefined);
+      this.disconnected(err);
     }
   }
 
-  private async package(a: Assignment, outcome: ExecutionOutcome, dirs: Record<'outputs' | 'stdout' | 'stderr', string>, work: string): Promise<ReportRequest> {
-    if (outcome.kind === 'failed') {
-      // Logs exist only when a container was created (not for an unknown image, say).
-      const stdoutBlob = await this.uploadIfPresent(dirs.stdout);
-      const stderrBlob = await this.uploadIfPresent(dirs.stderr);
-      return { outcome: 'failed', fencingToken: a.fencingToken, reason: outcome.reason, message: outcome.message, stdoutBlob, stderrBlob, usage: outcome.usage };
+  private disconnected(err: unknown): void {
+    const now = Date.now();
+    const f = this.connection.failed(now);
+    const graceS = Math.round(this.connection.gracePeriodMs / 1000);
+    const fields = { err: (err as Error).message, sinceLastHeartbeatMs: f.sinceOkMs, gracePeriodS: graceS, held: this.held.size };
+    if (f.first || now - this.failureLoggedAt >= FAILURE_LOG_EVERY_MS) {
+      this.failureLoggedAt = now;
+      this.log.warn(fields, f.first ? 'heartbeat failed: keeping executions running and queueing their reports during the grace period' : 'heartbeat still failing');
     }
-    const stdoutBlob = (await this.client.uploadFile(dirs.stdout)).sha256;
-    const stderrBlob = (await this.client.uploadFile(dirs.stderr)).sha256;
-    if (this.config.testCorruptOutputs) await corruptOutputs(dirs.outputs);
-    const manifest = await buildManifest(dirs.outputs, outcome.exitCode, dirs.stdout);
-    const tarball = join(work, 'outputs.tar.gz');
-    await tarOutputs(dirs.outputs, tarball);
-    const outputsBlob = (await this.client.uploadFile(tarball)).sha256;
-    return { outcome: 'completed', fencingToken: a.fencingToken, manifest, resultHash: resultHash(manifest), outputsBlob, stdoutBlob, stderrBlob, usage: outcome.usage };
-  }
-
-  private async uploadIfPresent(path: string): Promise<string | undefined> {
-    try { await access(path); } catch { return undefined; }
-    return (await this.client.uploadFile(path)).sha256;
-  }
-
-  /** Sends a report, retrying while the coordinator is unreachable; a stale lease is logged and dropped. */
-  private async report(a: Assignment, body: ReportRequest): Promise<void> {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        await this.client.report(this.reg.agentId, a.executionId, body);
-        this.log.info({ executionId: a.executionId, jobId: a.jobId, outcome: body.outcome, reason: body.outcome === 'failed' ? body.reason : undefined }, 'execution reported');
-        return;
-      } catch (err) {
-        const retryable = err instanceof ApiError && err.retryable && attempt < 8 && !this.stopped;
-        if (!retryable) { this.log.warn({ executionId: a.executionId, jobId: a.jobId, err: (err as Error).message }, 'report refused'); return; }
-        await new Promise((r) => setTimeout(r, Math.min(500 * 2 ** attempt, 15_000)));
-      }
+    if (!f.graceExceeded) return;
+    for (const h of this.held.values()) {
+      if (h.stop?.kind === 'grace') continue;
+      h.log.error({ sinceLastHeartbeatMs: f.sinceOkMs, gracePeriodS: graceS },
+        `no heartbeat reached the coordinator for longer than the grace period (${graceS} s): it has certainly given this lease away; `
+        + 'stopping the execution and dropping its result');
+      stopHeld(h, { kind: 'grace' });
     }
   }
-}
-
-/** The report of an execution the idle policy stopped because the owner came back (provider-side, not charged). */
-function ownerReturned(a: Assignment, why: string): Extract<ReportRequest, { outcome: 'failed' }> {
-  return { outcome: 'failed', fencingToken: a.fencingToken, reason: 'owner_returned',
-    message: `stopped by the provider's idle policy: ${why}`.slice(0, 4096) };
 }

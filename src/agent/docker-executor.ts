@@ -1,27 +1,22 @@
 /**
  * Docker implementation of the executor port (executor.ts), on dockerode. Each execution runs in a
  * fresh, hardened container (see docker-hardening.ts, CIS Docker Benchmark §5) that is always
- * force-removed at the end. Job-caused problems are returned classified, never thrown.
+ * force-removed at the end — by `run`, or by `attach` when an agent that restarted takes it over.
+ * Both share the supervision (docker-supervise.ts). Job-caused problems are returned classified, never thrown.
  */
-import { chmod, chown, lstat, mkdir, open, readdir, type FileHandle } from 'node:fs/promises';
-import { join } from 'node:path';
-import { Writable, type Readable } from 'node:stream';
+import { chmod, chown, mkdir, readFile } from 'node:fs/promises';
+import type { Readable } from 'node:stream';
 import Docker from 'dockerode';
 import type { Usage } from '../protocol/index.js';
-import {
-  buildCreateOptions, classifyExit, containerName, CONTAINER_GID, CONTAINER_UID, LABEL_AGENT, LABEL_EXECUTION,
-  parseStatsLine, startFailureExitCode, type KillCause,
-} from './docker-hardening.js';
-import { ExecutorUnavailableError, type ExecutionOutcome, type ExecutionRequest, type Executor } from './executor.js';
+import { buildCreateOptions, CONTAINER_GID, CONTAINER_UID, LABEL_AGENT, LABEL_EXECUTION, LABEL_FENCING_TOKEN } from './docker-hardening.js';
+import { CpuAccount, messageOf, openLogSinks, statusOf, type LogSinks } from './docker-streams.js';
+import { supervise, type Bare, type Begin } from './docker-supervise.js';
+import { ExecutorUnavailableError, type ExecutionOutcome, type ExecutionRequest, type Executor, type OwnContainer } from './executor.js';
 
 /** Default Docker engine socket. */
 export const DEFAULT_DOCKER_SOCKET = '/var/run/docker.sock';
 /** Upper bound of an image pull, milliseconds. */
 const PULL_TIMEOUT_MS = 120_000;
-/** Interval between two measurements of the output directory, milliseconds. */
-const OUTPUT_POLL_MS = 1_000;
-/** How long to wait for the attach stream to drain after the container exited, milliseconds. */
-const ATTACH_DRAIN_MS = 5_000;
 
 /** Options of {@link DockerExecutor}. */
 export interface DockerExecutorOptions {
@@ -34,122 +29,6 @@ export interface DockerExecutorOptions {
 }
 
 type Failed = Extract<ExecutionOutcome, { kind: 'failed' }>;
-/** An outcome before the truncation flags of the logs are known. */
-type Bare = Omit<Failed, 'stdoutTruncated' | 'stderrTruncated'> | { kind: 'exited'; exitCode: number; usage: Usage };
-
-/** HTTP status of a dockerode error, if any. */
-function statusOf(e: unknown): number | undefined {
-  const s = (e as { statusCode?: unknown } | null)?.statusCode;
-  return typeof s === 'number' ? s : undefined;
-}
-
-/** Human message of a dockerode error: the engine's JSON message when present. */
-function messageOf(e: unknown): string {
-  const j = (e as { json?: { message?: unknown } } | null)?.json;
-  if (j && typeof j.message === 'string') return j.message;
-  return e instanceof Error ? e.message : String(e);
-}
-
-/**
- * Writable that copies at most `cap` bytes into a file and drops the rest, remembering whether it
- * dropped anything. Write errors of the file are kept and rethrown by {@link CappedFileSink.close}.
- */
-class CappedFileSink extends Writable {
-  written = 0;
-  truncated = false;
-  private error: Error | undefined;
-  private closing: Promise<void> | undefined;
-
-  private constructor(private readonly fh: FileHandle, private readonly cap: number) {
-    super();
-    this.on('error', (e) => { this.error ??= e; });
-  }
-
-  /** Creates (truncates) the file at `path`; throws if it cannot be opened. */
-  static async open(path: string, cap: number): Promise<CappedFileSink> {
-    return new CappedFileSink(await open(path, 'w', 0o644), cap);
-  }
-
-  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (e?: Error | null) => void): void {
-    const room = this.cap - this.written;
-    if (chunk.length > room) this.truncated = true;
-    if (room <= 0) { cb(); return; }
-    const part = chunk.length > room ? chunk.subarray(0, room) : chunk;
-    this.written += part.length;
-    this.fh.write(part).then(() => cb(), (e: Error) => { this.error ??= e; cb(); });
-  }
-
-  /** Flushes pending writes and closes the file (idempotent); throws the first write error. */
-  close(): Promise<void> {
-    this.closing ??= (async () => {
-      if (!this.writableFinished) {
-        await new Promise<void>((resolve) => {
-          this.once('finish', resolve);
-          this.once('close', resolve);
-          this.end();
-        });
-      }
-      await this.fh.close().catch((e: Error) => { this.error ??= e; });
-    })();
-    return this.closing.then(() => { if (this.error) throw this.error; });
-  }
-}
-
-/**
- * Apparent size in bytes of all regular files under `dir` (recursive, symlinks not followed).
- * Stops early once the total exceeds `stopAbove`. Entries that vanish or cannot be read are skipped.
- */
-export async function dirSize(dir: string, stopAbove = Number.POSITIVE_INFINITY): Promise<number> {
-  let total = 0;
-  const stack = [dir];
-  while (stack.length > 0 && total <= stopAbove) {
-    const d = stack.pop() as string;
-    let entries;
-    try { entries = await readdir(d, { withFileTypes: true }); } catch { continue; }
-    for (const ent of entries) {
-      const p = join(d, ent.name);
-      if (ent.isDirectory()) { stack.push(p); continue; }
-      try { total += (await lstat(p)).size; } catch { /* vanished */ }
-      if (total > stopAbove) break;
-    }
-  }
-  return total;
-}
-
-/** Samples `docker stats` (stream) of a running container: cumulative CPU time and peak memory. */
-class StatsSampler {
-  cpuNs = 0;
-  maxMemoryBytes = 0;
-  private stream: Readable | undefined;
-  private stopped = false;
-
-  start(container: Docker.Container): void {
-    container.stats({ stream: true }).then((s) => {
-      const stream = s as unknown as Readable;
-      stream.on('error', () => { /* best effort */ });
-      if (this.stopped) { stream.destroy(); return; }
-      this.stream = stream;
-      let buf = '';
-      stream.on('data', (chunk: Buffer) => {
-        buf += chunk.toString('utf8');
-        let i: number;
-        while ((i = buf.indexOf('\n')) >= 0) { this.take(buf.slice(0, i)); buf = buf.slice(i + 1); }
-      });
-    }, () => { /* container already gone: no samples */ });
-  }
-
-  private take(line: string): void {
-    const s = parseStatsLine(line);
-    if (!s) return;
-    this.cpuNs = Math.max(this.cpuNs, s.cpuNs);
-    this.maxMemoryBytes = Math.max(this.maxMemoryBytes, s.memoryBytes);
-  }
-
-  stop(): void {
-    this.stopped = true;
-    this.stream?.destroy();
-  }
-}
 
 /**
  * Executor that runs each execution in a hardened Docker container (CIS Docker Benchmark §5).
@@ -160,9 +39,8 @@ export class DockerExecutor implements Executor {
   private readonly agentId: string;
   private readonly socketPath: string;
   private readonly pullMissing: boolean;
-  /** CPU time of containers that ended, ns, plus the live samplers of running ones (for jobCpuMs). */
-  private endedCpuNs = 0;
-  private readonly liveStats = new Set<StatsSampler>();
+  /** CPU time of the containers this executor supervised (for jobCpuMs). */
+  private readonly cpu = new CpuAccount();
 
   constructor(opts: DockerExecutorOptions) {
     this.agentId = opts.agentId;
@@ -185,31 +63,33 @@ export class DockerExecutor implements Executor {
     }
   }
 
-  /** Cumulative CPU time of every container this executor ran, ms (monotonic; from `docker stats`, about 1 s behind). */
+  /** Cumulative CPU time of every container this executor supervised, ms (monotonic; from `docker stats`, about 1 s behind). */
   jobCpuMs(): number {
-    let ns = this.endedCpuNs;
-    for (const s of this.liveStats) ns += s.cpuNs;
-    return ns / 1e6;
+    return this.cpu.ms();
   }
 
-  /** Force-removes every container labelled deqo.agent=`agentId`; returns their deqo.execution labels. Throws on engine errors. */
-  async removeOrphans(agentId: string): Promise<string[]> {
-    const list = await this.docker.listContainers({ all: true, filters: { label: [`${LABEL_AGENT}=${agentId}`] } });
-    const ids: string[] = [];
-    for (const c of list) {
-      await this.docker.getContainer(c.Id).remove({ force: true }).catch((e: unknown) => {
-        if (statusOf(e) !== 404) throw e;
-      });
-      const exec = c.Labels?.[LABEL_EXECUTION];
-      if (exec !== undefined) ids.push(exec);
-    }
-    return ids;
+  /** Containers labelled deqo.agent=<this agent>, with their execution and fencing-token labels. Throws on engine errors. */
+  async containers(): Promise<OwnContainer[]> {
+    const list = await this.docker.listContainers({ all: true, filters: { label: [`${LABEL_AGENT}=${this.agentId}`] } });
+    return list.map((c) => {
+      const token = Number(c.Labels?.[LABEL_FENCING_TOKEN]);
+      const executionId = c.Labels?.[LABEL_EXECUTION];
+      return { containerId: c.Id, state: c.State, ...(executionId !== undefined ? { executionId } : {}),
+        ...(Number.isInteger(token) ? { fencingToken: token } : {}) };
+    });
+  }
+
+  /** Force-removes a container (killing it if it runs); nothing when it is already gone. Throws on other engine errors. */
+  async remove(containerId: string): Promise<void> {
+    await this.docker.getContainer(containerId).remove({ force: true }).catch((e: unknown) => {
+      if (statusOf(e) !== 404) throw e;
+    });
   }
 
   /**
    * Runs one execution to its end in a hardened container and classifies the result. Resolves only
    * after stdout/stderr are flushed to their files and the container is removed. Throws only for the
-   * agent's own faults (cannot create the log files or prepare the output directory).
+   * agent's own faults (cannot create the log files or prepare the output directory, `onCreated`/`onEnded` threw).
    */
   async run(req: ExecutionRequest): Promise<ExecutionOutcome> {
     const noUsage: Usage = { wallMs: 0, cpuMs: 0, maxMemoryBytes: 0 };
@@ -225,11 +105,7 @@ export class DockerExecutor implements Executor {
 
     await mkdir(req.hostInputsDir, { recursive: true });
     await prepareOutputDir(req.hostOutputDir);
-    const out = await CappedFileSink.open(req.stdoutPath, req.limits.stdoutBytes);
-    const err = await CappedFileSink.open(req.stderrPath, req.limits.stderrBytes).catch(async (e: unknown) => {
-      await out.close().catch(() => {}); throw e;
-    });
-
+    const sinks = await openLogSinks(req);
     let container: Docker.Container | undefined;
     try {
       try {
@@ -238,14 +114,57 @@ export class DockerExecutor implements Executor {
         if (statusOf(e) === 404) return early('image_not_found', `image ${req.image} is not present on this provider (${messageOf(e)})`);
         return early('agent_error', `cannot create container: ${messageOf(e)}`);
       }
-      const result = await this.supervise(container, req, out, err);
-      await Promise.all([out.close(), err.close()]);
-      const flags = { stdoutTruncated: out.truncated, stderrTruncated: err.truncated };
-      return result.kind === 'exited' ? { ...result, ...flags } : { ...result, ...flags };
+      await req.onCreated?.(container.id);
+      return await this.ended(req, await this.finish(container, req, sinks, { mode: 'start' }));
     } finally {
       if (container) await container.remove({ force: true }).catch(() => { /* already gone */ });
-      await Promise.all([out.close(), err.close()]);
+      await Promise.all([sinks.out.close(), sinks.err.close()]);
     }
+  }
+
+  /**
+   * Takes over a container an earlier run of this agent created for `req` (executor.ts). Output the earlier run
+   * captured live must be a prefix of what the engine's log replays; when it is not (the log was cut while the
+   * agent was down, or held bytes the json-file log cannot represent), the result is `agent_restarted`: the
+   * agent cannot vouch for it. The container is removed at the end. Throws only for the agent's own faults.
+   */
+  async attach(containerId: string, req: ExecutionRequest): Promise<ExecutionOutcome> {
+    const container = this.docker.getContainer(containerId);
+    const noUsage: Usage = { wallMs: 0, cpuMs: 0, maxMemoryBytes: 0 };
+    let info: Docker.ContainerInspectInfo;
+    try { info = await container.inspect(); } catch (e) {
+      const why = statusOf(e) === 404 ? 'it no longer exists' : messageOf(e);
+      return { kind: 'failed', reason: 'agent_restarted', message: `cannot take over container ${containerId.slice(0, 12)} after an agent restart: ${why}`,
+        usage: noUsage, stdoutTruncated: false, stderrTruncated: false };
+    }
+    const begin: Begin = info.State.Status === 'created' ? { mode: 'start' } : { mode: 'follow', startedAtMs: Date.parse(info.State.StartedAt) || Date.now() };
+    const before = begin.mode === 'follow' ? await Promise.all([readFile(req.stdoutPath).catch(() => null), readFile(req.stderrPath).catch(() => null)]) : [null, null];
+    const sinks = await openLogSinks(req);
+    try {
+      const outcome = await this.finish(container, req, sinks, begin);
+      const lost = await Promise.all([lostBytes(before[0], req.stdoutPath), lostBytes(before[1], req.stderrPath)]);
+      if (!lost[0] && !lost[1]) return await this.ended(req, outcome);
+      return await this.ended(req, { ...outcome, kind: 'failed', reason: 'agent_restarted',
+        message: `the engine's log of the container's ${lost[0] ? 'stdout' : 'stderr'} does not start with what the agent captured before it restarted `
+          + '(the log was cut while the agent was down, or held bytes it cannot represent): the result cannot be vouched for' });
+    } finally {
+      await container.remove({ force: true }).catch(() => { /* already gone */ });
+      await Promise.all([sinks.out.close(), sinks.err.close()]);
+    }
+  }
+
+  /** Supervises the container and flushes the log files; the outcome with the truncation flags. */
+  private async finish(container: Docker.Container, req: ExecutionRequest, sinks: LogSinks, begin: Begin): Promise<ExecutionOutcome> {
+    const result: Bare = await supervise({ docker: this.docker, cpu: this.cpu }, container, req, sinks, begin);
+    await Promise.all([sinks.out.close(), sinks.err.close()]);
+    const flags = { stdoutTruncated: sinks.out.truncated, stderrTruncated: sinks.err.truncated };
+    return result.kind === 'exited' ? { ...result, ...flags } : { ...result, ...flags };
+  }
+
+  /** The outcome, after telling `req.onEnded` (the caller removes the container next). */
+  private async ended(req: ExecutionRequest, outcome: ExecutionOutcome): Promise<ExecutionOutcome> {
+    await req.onEnded?.(outcome);
+    return outcome;
   }
 
   /** Returns undefined if `image` is present (pulling it when allowed), else the failure to report. */
@@ -301,114 +220,13 @@ export class DockerExecutor implements Executor {
       return await this.docker.createContainer(opts);
     }
   }
+}
 
-  /** Attaches, starts and watches the container until it exits; classifies how it ended. */
-  private async supervise(container: Docker.Container, req: ExecutionRequest, out: CappedFileSink, err: CappedFileSink)
-    : Promise<Bare> {
-    const noUsage: Usage = { wallMs: 0, cpuMs: 0, maxMemoryBytes: 0 };
-    let stream: NodeJS.ReadWriteStream;
-    try {
-      stream = await container.attach({ stream: true, stdout: true, stderr: true });
-    } catch (e) {
-      return { kind: 'failed', reason: 'agent_error', message: `cannot attach to container: ${messageOf(e)}`, usage: noUsage };
-    }
-    const attachStream = stream as unknown as Readable;
-    const drained = new Promise<void>((resolve) => {
-      attachStream.once('end', resolve);
-      attachStream.once('close', resolve);
-      attachStream.once('error', () => resolve());
-    });
-    this.docker.modem.demuxStream(stream, out, err);
-
-    try {
-      await container.start();
-    } catch (e) {
-      attachStream.destroy();
-      const msg = messageOf(e);
-      const exitCode = startFailureExitCode(msg);
-      if (exitCode !== undefined) {
-        err.write(Buffer.from(`deqo: cannot execute ${JSON.stringify(req.command[0] ?? '')}: ${msg}\n`));
-        return { kind: 'exited', exitCode, usage: noUsage };
-      }
-      return { kind: 'failed', reason: 'agent_error', message: `cannot start container: ${msg}`, usage: noUsage };
-    }
-    const t0 = performance.now();
-
-    let exited = false;
-    let killedBy: KillCause | undefined;
-    const kill = (cause: KillCause): void => {
-      if (exited || killedBy) return;
-      killedBy = cause;
-      container.kill({ signal: 'SIGKILL' }).catch(() => { /* already exited */ });
-    };
-
-    const stats = new StatsSampler();
-    stats.start(container);
-    this.liveStats.add(stats);
-    const timer = setTimeout(() => kill('timeout'), req.resources.timeoutSeconds * 1000);
-    const onAbort = (): void => kill('cancelled');
-    req.signal?.addEventListener('abort', onAbort, { once: true });
-    if (req.signal?.aborted) onAbort();
-    let outputSize = 0;
-    let polling = false;
-    const poller = setInterval(() => {
-      if (polling || exited || killedBy) return;
-      polling = true;
-      dirSize(req.hostOutputDir, req.limits.outputBytes).then((n) => {
-        outputSize = n;
-        if (n > req.limits.outputBytes) kill('output_too_large');
-      }, () => { /* unreadable: checked again after exit */ }).finally(() => { polling = false; });
-    }, OUTPUT_POLL_MS);
-
-    let waitError: unknown;
-    let waitStatus = -1;
-    try {
-      const w = (await container.wait()) as { StatusCode?: number };
-      waitStatus = typeof w.StatusCode === 'number' ? w.StatusCode : -1;
-    } catch (e) {
-      waitError = e;
-    } finally {
-      exited = true;
-      clearTimeout(timer);
-      clearInterval(poller);
-      req.signal?.removeEventListener('abort', onAbort);
-    }
-    const wallMs = Math.round(performance.now() - t0);
-
-    // Let the last stdout/stderr bytes arrive, then stop sampling.
-    let drainTimer: NodeJS.Timeout | undefined;
-    await Promise.race([drained, new Promise<void>((r) => { drainTimer = setTimeout(r, ATTACH_DRAIN_MS); })]);
-    clearTimeout(drainTimer);
-    attachStream.destroy();
-    stats.stop();
-    this.liveStats.delete(stats);
-    this.endedCpuNs += stats.cpuNs;
-    const usage: Usage = { wallMs, cpuMs: Math.round(stats.cpuNs / 1e6), maxMemoryBytes: stats.maxMemoryBytes };
-
-    if (waitError !== undefined) {
-      return { kind: 'failed', reason: 'agent_error', message: `lost the container while waiting for it: ${messageOf(waitError)}`, usage };
-    }
-    let oomKilled = false;
-    let exitCode = waitStatus;
-    try {
-      const info = await container.inspect();
-      if (info.State.Status === 'removing') {
-        return { kind: 'failed', reason: 'agent_error', message: `container ${containerName(req.executionId)} was removed while running`, usage };
-      }
-      oomKilled = info.State.OOMKilled === true;
-      if (typeof info.State.ExitCode === 'number') exitCode = info.State.ExitCode;
-    } catch (e) {
-      const why = statusOf(e) === 404 ? `container ${containerName(req.executionId)} was removed while running` : messageOf(e);
-      return { kind: 'failed', reason: 'agent_error', message: `cannot inspect the exited container: ${why}`, usage };
-    }
-    if (!killedBy) outputSize = await dirSize(req.hostOutputDir, req.limits.outputBytes);
-
-    const c = classifyExit({
-      exitCode, oomKilled, killedBy, memoryMb: req.resources.memoryMb, timeoutSeconds: req.resources.timeoutSeconds,
-      outputBytes: req.limits.outputBytes, outputSize,
-    });
-    return c.kind === 'exited' ? { kind: 'exited', exitCode: c.exitCode, usage } : { ...c, usage };
-  }
+/** True when `before` (bytes captured before a restart; null: none) is not a prefix of the file at `path` now. */
+async function lostBytes(before: Buffer | null, path: string): Promise<boolean> {
+  if (!before || before.length === 0) return false;
+  const now = await readFile(path).catch(() => Buffer.alloc(0));
+  return now.length < before.length || !now.subarray(0, before.length).equals(before);
 }
 
 /** Creates the host output directory and makes it writable by the container user (chown as root, else chmod 0777). */

@@ -24,12 +24,23 @@ export const TMPFS_OPTIONS = 'rw,nosuid,nodev,size=64m,mode=1777,uid=65534,gid=6
 export const LABEL_AGENT = 'deqo.agent';
 /** Label naming the execution a container runs. */
 export const LABEL_EXECUTION = 'deqo.execution';
+/** Label holding the fencing token of the lease the container runs under (to report an orphan after a restart). */
+export const LABEL_FENCING_TOKEN = 'deqo.fencing-token';
 /** Paths that must never be bind-mounted into a job container (CIS Docker §5.31). */
 const FORBIDDEN_HOST_PATHS = ['/var/run/docker.sock', '/run/docker.sock'];
 
 /** Container name of an execution: `deqo-<executionId>`. */
 export function containerName(executionId: string): string {
   return `deqo-${executionId}`;
+}
+
+/**
+ * Size in bytes at which the engine's json-file log of a container is cut (max-file 1): eight times the
+ * stdout + stderr caps (JSON framing costs about 60 bytes a line), at least 16 MiB, at most 1 GiB. The log is
+ * only read when the agent reattaches after a restart; the cap bounds the provider's disk for chatty jobs.
+ */
+export function logMaxBytes(limits: { stdoutBytes: number; stderrBytes: number }): number {
+  return Math.min(Math.max(8 * (limits.stdoutBytes + limits.stderrBytes), 16 * 1024 * 1024), 1024 ** 3);
 }
 
 /** Bytes in `mb` MiB. */
@@ -47,8 +58,10 @@ export function mibToBytes(mb: number): number {
  * - §5.25 `no-new-privileges` (setuid binaries cannot gain privileges); default seccomp profile kept (§5.22);
  * - network `none` unless the request asks for one (then the default `bridge`, never `host`);
  * - runs as uid/gid 65534 with `HOME=/tmp` and working directory `/tmp`;
- * - logging driver `none`: stdout/stderr are read through attach and capped by the executor, so a
- *   chatty job cannot fill the provider's disk with an unbounded json-file log.
+ * - stdout/stderr are read live through attach and capped by the executor; the engine also keeps a json-file
+ *   log cut at {@link logMaxBytes} (one file), read only to reattach after an agent restart, so a chatty job
+ *   cannot fill the provider's disk;
+ * - labels name the agent, the execution and its lease's fencing token (orphans are found and reported by them).
  * `AutoRemove` is false: the executor inspects the exited container (OOMKilled) and then removes it.
  * Throws Error if a bind source is the Docker socket or a request path is not absolute.
  */
@@ -76,7 +89,7 @@ export function buildCreateOptions(req: ExecutionRequest, agentId: string): Cont
     Env: Object.entries(env).map(([k, v]) => `${k}=${v}`),
     User: CONTAINER_USER,
     WorkingDir: '/tmp',
-    Labels: { [LABEL_AGENT]: agentId, [LABEL_EXECUTION]: req.executionId },
+    Labels: { [LABEL_AGENT]: agentId, [LABEL_EXECUTION]: req.executionId, [LABEL_FENCING_TOKEN]: String(req.fencingToken) },
     Tty: false,
     OpenStdin: false,
     AttachStdin: false,
@@ -101,7 +114,7 @@ export function buildCreateOptions(req: ExecutionRequest, agentId: string): Cont
       UsernsMode: '',
       AutoRemove: false,
       RestartPolicy: { Name: 'no' },
-      LogConfig: { Type: 'none', Config: {} },
+      LogConfig: { Type: 'json-file', Config: { 'max-size': String(logMaxBytes(req.limits)), 'max-file': '1' } },
     },
   };
 }

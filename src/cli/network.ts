@@ -43,6 +43,11 @@ export interface LocalNetwork {
   providerKeys: string[];
   coordinator: RunningCoordinator;
   agents: ChildProcess[];
+  /**
+   * Starts agent `index` again with the same flags, data folder and key (after it exited or was killed; its log
+   * is appended to). Replaces `agents[index]`; does not wait for it to come online.
+   */
+  restartAgent(index: number): ChildProcess;
   stop(): Promise<void>;
 }
 
@@ -80,6 +85,18 @@ export async function startLocalNetwork(o: LocalNetworkOptions): Promise<LocalNe
     engine: { ...DEFAULT_ENGINE_CONFIG, ...o.engine } }, log);
   const keys = await ensureAccounts(coordinator, o.dataDir, o.agents);
   const agents: ChildProcess[] = [];
+  const spawnAgent = (i: number, appendLog: boolean): ChildProcess => {
+    const dir = join(o.dataDir, 'agents', `provider-${i + 1}`);
+    // The idle policy stays off (the demo machine is busy by design; it must never stall the demo).
+    const args = [DEQO_BIN, 'agent', '--coordinator', coordinator.url, '--data-dir', dir, '--name', `provider-${i + 1}`, '--no-idle-policy',
+      ...(o.agentCpus ? ['--cpus', String(o.agentCpus)] : []), ...(o.agentArgs?.(i) ?? [])];
+    const child = spawn(process.execPath, args, { env: { ...process.env, DEQO_API_KEY: keys.providerKeys[i]! }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const out = createWriteStream(join(dir, 'agent.log'), { flags: appendLog ? 'a' : 'w' });
+    child.stdout!.pipe(out);
+    child.stderr!.pipe(out);
+    agents[i] = child;
+    return child;
+  };
   const stop = async () => {
     await Promise.all(agents.map((a) => new Promise<void>((resolve) => {
       if (a.exitCode !== null || a.signalCode !== null) { resolve(); return; }
@@ -91,16 +108,8 @@ export async function startLocalNetwork(o: LocalNetworkOptions): Promise<LocalNe
   };
   try {
     for (let i = 0; i < o.agents; i++) {
-      const dir = join(o.dataDir, 'agents', `provider-${i + 1}`);
-      await mkdir(dir, { recursive: true });
-      // The idle policy stays off (the demo machine is busy by design; it must never stall the demo).
-      const args = [DEQO_BIN, 'agent', '--coordinator', coordinator.url, '--data-dir', dir, '--name', `provider-${i + 1}`, '--no-idle-policy',
-        ...(o.agentCpus ? ['--cpus', String(o.agentCpus)] : []), ...(o.agentArgs?.(i) ?? [])];
-      const child = spawn(process.execPath, args, { env: { ...process.env, DEQO_API_KEY: keys.providerKeys[i]! }, stdio: ['ignore', 'pipe', 'pipe'] });
-      const out = createWriteStream(join(dir, 'agent.log'));
-      child.stdout!.pipe(out);
-      child.stderr!.pipe(out);
-      agents.push(child);
+      await mkdir(join(o.dataDir, 'agents', `provider-${i + 1}`), { recursive: true });
+      spawnAgent(i, false);
     }
     const client = new DeqoClient(coordinator.url, keys.buyerKey);
     const deadline = Date.now() + 30_000;
@@ -115,7 +124,8 @@ export async function startLocalNetwork(o: LocalNetworkOptions): Promise<LocalNe
       if (Date.now() > deadline) throw new CliError(`only ${online} of ${o.agents} agents came online within 30 s; see ${o.dataDir}/agents/*/agent.log`, EXIT.ENVIRONMENT);
       await new Promise((r) => setTimeout(r, 200));
     }
-    return { url: coordinator.url, adminKey: keys.adminKey, buyerKey: keys.buyerKey, providerKeys: keys.providerKeys, coordinator, agents, stop };
+    return { url: coordinator.url, adminKey: keys.adminKey, buyerKey: keys.buyerKey, providerKeys: keys.providerKeys, coordinator, agents,
+      restartAgent: (i) => spawnAgent(i, true), stop };
   } catch (err) {
     await stop();
     throw err;

@@ -106,18 +106,18 @@ export class DeqoClient {
   }
 
   // ---- blobs ----
-  /** Uploads a file as a blob, streaming; `onProgress` gets bytes sent. */
-  async uploadFile(path: string, onProgress?: Progress): Promise<BlobInfo> {
+  /** Uploads a file as a blob, streaming; `onProgress` gets bytes sent; `signal` aborts the upload. */
+  async uploadFile(path: string, onProgress?: Progress, signal?: AbortSignal): Promise<BlobInfo> {
     const size = (await stat(path)).size;
-    return this.uploadStream(createReadStream(path), size, onProgress);
+    return this.uploadStream(createReadStream(path), size, onProgress, signal);
   }
-  /** Uploads bytes from a stream as a blob. */
-  async uploadStream(source: Readable, size: number | null, onProgress?: Progress): Promise<BlobInfo> {
+  /** Uploads bytes from a stream as a blob; `signal` aborts the upload. */
+  async uploadStream(source: Readable, size: number | null, onProgress?: Progress, signal?: AbortSignal): Promise<BlobInfo> {
     let done = 0;
     const meter = new Transform({ transform(chunk: Buffer, _e, cb) { done += chunk.length; onProgress?.(done, size); cb(null, chunk); } });
     source.on('error', (e) => meter.destroy(e));
     const body = Readable.toWeb(source.pipe(meter)) as unknown as ReadableStream;
-    const res = await this.fetch('/v1/blobs', { method: 'POST', body, duplex: 'half', headers: { 'content-type': 'application/octet-stream' } });
+    const res = await this.fetch('/v1/blobs', { method: 'POST', body, duplex: 'half', signal, headers: { 'content-type': 'application/octet-stream' } });
     const json: unknown = await res.json().catch(() => null);
     if (!res.ok) throw toApiError(res.status, json);
     return BlobInfoSchema.parse(json);
@@ -140,16 +140,20 @@ export class DeqoClient {
   }
 
   // ---- agent ----
-  registerAgent(body: RegisterAgentRequestInput): Promise<RegisterAgentResponse> { return this.request('POST', '/v1/agents/register', RegisterAgentResponseSchema, body); }
+  // `signal` (e.g. AbortSignal.timeout) bounds a request; a timeout surfaces as ApiError `unreachable` (retryable).
+  registerAgent(body: RegisterAgentRequestInput, signal?: AbortSignal): Promise<RegisterAgentResponse> {
+    return this.request('POST', '/v1/agents/register', RegisterAgentResponseSchema, body, signal);
+  }
   /** Renews leases; `availability` tells the coordinator whether the agent takes new work (windows, idle policy). */
-  heartbeat(agentId: string, executions: Array<{ executionId: string; fencingToken: number }>, availability?: Availability): Promise<HeartbeatResponse> {
-    return this.request('POST', `/v1/agents/${agentId}/heartbeat`, HeartbeatResponseSchema, { executions, availability });
+  heartbeat(agentId: string, executions: Array<{ executionId: string; fencingToken: number }>, availability?: Availability, signal?: AbortSignal)
+    : Promise<HeartbeatResponse> {
+    return this.request('POST', `/v1/agents/${agentId}/heartbeat`, HeartbeatResponseSchema, { executions, availability }, signal);
   }
   async claim(agentId: string, max: number, waitMs: number, signal?: AbortSignal): Promise<Assignment[]> {
     return (await this.request('POST', `/v1/agents/${agentId}/claim`, ClaimResponseSchema, { max, waitMs }, signal)).executions;
   }
-  async report(agentId: string, executionId: string, body: ReportRequest): Promise<void> {
-    await this.request('POST', `/v1/agents/${agentId}/executions/${executionId}/report`, z.object({ ok: z.literal(true) }), body);
+  async report(agentId: string, executionId: string, body: ReportRequest, signal?: AbortSignal): Promise<void> {
+    await this.request('POST', `/v1/agents/${agentId}/executions/${executionId}/report`, z.object({ ok: z.literal(true) }), body, signal);
   }
 }
 

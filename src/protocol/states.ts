@@ -30,5 +30,7 @@ export const FailureReasonSchema = z.enum([
   'no_quorum', 'too_many_errors', 'queue_timeout', 'insufficient_funds',
   // the provider's owner came back (idle policy): the execution was stopped, not charged
   'owner_returned',
+  // the agent restarted and could not finish or vouch for the execution (its container was gone, or was an orphan)
+  'agent_restarted',
 ]);
 export type FailureReason = z.infer<typeof FailureReasonSchema>;

@@ -83,7 +83,7 @@ describe('job CPU time, which the owner-load sampler subtracts', () => {
     const executor = new DockerExecutor({ agentId: `itest-load-${process.pid}` });
     const dir = await mkdtemp(join(tmpdir(), 'deqo-jobcpu-'));
     expect(executor.jobCpuMs()).toBe(0);
-    const run = executor.run({ executionId: `load-${process.pid}`, image: 'deqo/busybox:test',
+    const run = executor.run({ executionId: `load-${process.pid}`, fencingToken: 1, image: 'deqo/busybox:test',
       command: ['sh', '-c', 'end=$(($(date +%s)+3)); while [ $(date +%s) -lt $end ]; do :; done'], env: {},
       resources: { ...ResourcesSchema.parse({}), timeoutSeconds: 60 }, limits: LimitsSchema.parse({}),
       hostInputsDir: join(dir, 'inputs'), hostOutputDir: join(dir, 'outputs'), outputDir: '/outputs',

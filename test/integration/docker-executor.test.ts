@@ -4,11 +4,12 @@
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Docker from 'dockerode';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { buildCreateOptions } from '../../src/agent/docker-hardening.js';
 import { DockerExecutor } from '../../src/agent/docker-executor.js';
 import type { ExecutionOutcome, ExecutionRequest } from '../../src/agent/executor.js';
 import { LimitsSchema, ResourcesSchema, type Limits, type Resources } from '../../src/protocol/index.js';
@@ -33,6 +34,7 @@ async function job(command: string[], over: {
   const dir = await mkdtemp(join(root, 'exec-'));
   const req: ExecutionRequest = {
     executionId,
+    fencingToken: 1,
     image: over.image ?? BUSYBOX,
     command,
     env: over.env ?? { DEQO_EXECUTION_ID: executionId },
@@ -76,7 +78,7 @@ afterEach(async () => {
 });
 
 afterAll(async () => {
-  await executor.removeOrphans(AGENT).catch(() => {});
+  for (const c of await executor.containers().catch(() => [])) await executor.remove(c.containerId).catch(() => {});
   if (root) await rm(root, { recursive: true, force: true });
 });
 
@@ -228,10 +230,23 @@ describe('DockerExecutor', () => {
     expect(o.usage.maxMemoryBytes).toBeGreaterThan(0);
   });
 
-  it('removeOrphans force-removes containers of an agent and returns their execution ids', async () => {
+  it('tells the caller the container id before it starts and the outcome before it is removed', async () => {
+    const j = await job(sh('echo hi'));
+    const seen: string[] = [];
+    j.req.onCreated = async (id) => { seen.push(`created ${(await docker.getContainer(id).inspect()).State.Status}`); };
+    j.req.onEnded = async (o) => {
+      const still = await docker.listContainers({ all: true, filters: { name: [`deqo-${j.req.executionId}`] } });
+      seen.push(`ended ${o.kind} ${still.length}`);
+    };
+    expect(await executor.run(j.req)).toMatchObject({ kind: 'exited', exitCode: 0 });
+    expect(seen).toEqual(['created created', 'ended exited 1']);
+  });
+
+  it('lists its containers with their labels and removes them', async () => {
     const fakeAgent = `orphan-${randomBytes(4).toString('hex')}`;
     const other = new DockerExecutor({ agentId: fakeAgent });
     const j = await job(['sleep', '30']);
+    j.req.fencingToken = 7;
     const running = other.run(j.req);
     const name = `deqo-${j.req.executionId}`;
     for (let i = 0; i < 100; i++) {
@@ -242,16 +257,89 @@ describe('DockerExecutor', () => {
     // While it runs, the engine reports the hardened configuration (CIS Docker §5).
     const info = await docker.getContainer(name).inspect();
     expect(info.Config.User).toBe('65534:65534');
-    expect(info.Config.Labels).toMatchObject({ 'deqo.agent': fakeAgent, 'deqo.execution': j.req.executionId });
+    expect(info.Config.Labels).toMatchObject({ 'deqo.agent': fakeAgent, 'deqo.execution': j.req.executionId, 'deqo.fencing-token': '7' });
     expect(info.HostConfig).toMatchObject({
       NetworkMode: 'none', ReadonlyRootfs: true, CapDrop: ['ALL'], SecurityOpt: ['no-new-privileges'], Privileged: false,
       PidsLimit: j.req.resources.pids, Memory: j.req.resources.memoryMb * 1024 * 1024, MemorySwap: j.req.resources.memoryMb * 1024 * 1024,
-      AutoRemove: false,
+      AutoRemove: false, LogConfig: { Type: 'json-file', Config: { 'max-size': String(16 * 1024 * 1024), 'max-file': '1' } },
     });
     expect(info.Mounts.map((m) => `${m.Destination}:${m.RW ? 'rw' : 'ro'}`).sort()).toEqual(['/inputs:ro', '/outputs:rw']);
-    expect(await other.removeOrphans(fakeAgent)).toEqual([j.req.executionId]);
+    const listed = await other.containers();
+    expect(listed).toEqual([{ containerId: info.Id, executionId: j.req.executionId, fencingToken: 7, state: 'running' }]);
+    expect(await executor.containers()).toEqual([]); // another agent's containers are not listed
+    await other.remove(info.Id);
+    await other.remove(info.Id); // already gone: nothing
     expect(await docker.listContainers({ all: true, filters: { name: [name] } })).toEqual([]);
     expectFailed(await running, 'agent_error');
-    expect(await executor.removeOrphans(fakeAgent)).toEqual([]);
+    expect(await other.containers()).toEqual([]);
+  });
+});
+
+describe('DockerExecutor.attach (taking over a container after an agent restart)', () => {
+  /** Creates the hardened container of `j` as the run path would, and optionally starts it — an agent that then died. */
+  async function leftBehind(j: Job, start: boolean): Promise<string> {
+    await mkdir(j.req.hostOutputDir, { recursive: true });
+    await chmod(j.req.hostOutputDir, 0o777);
+    const c = await docker.createContainer(buildCreateOptions(j.req, AGENT));
+    if (start) await c.start();
+    return c.id;
+  }
+
+  it('follows a running container to its end: stdout before and after the take-over, outputs, exit code, wall time from its start', async () => {
+    const j = await job(sh('echo before; sleep 2; echo after; echo err >&2; echo x > /outputs/f; exit 3'));
+    const id = await leftBehind(j, true);
+    await new Promise((r) => setTimeout(r, 500));
+    await writeFile(j.req.stdoutPath, 'before\n'); // what the agent had captured live before it died
+    const o = await executor.attach(id, j.req);
+    expect(o).toMatchObject({ kind: 'exited', exitCode: 3, stdoutTruncated: false });
+    expect(o.usage.wallMs).toBeGreaterThanOrEqual(2000);
+    expect(await stdout(j)).toBe('before\nafter\n');
+    expect(await stderr(j)).toBe('err\n');
+    expect(await readFile(join(j.req.hostOutputDir, 'f'), 'utf8')).toBe('x\n');
+  });
+
+  it('collects a container that exited while the agent was down', async () => {
+    const j = await job(sh('echo done; echo out > /outputs/o'));
+    const id = await leftBehind(j, true);
+    await docker.getContainer(id).wait();
+    const o = await executor.attach(id, j.req);
+    expect(o).toMatchObject({ kind: 'exited', exitCode: 0 });
+    expect(await stdout(j)).toBe('done\n');
+    expect(existsSync(join(j.req.hostOutputDir, 'o'))).toBe(true);
+  });
+
+  it('starts a container that was created but never started', async () => {
+    const j = await job(sh('echo started'));
+    const id = await leftBehind(j, false);
+    expect(await executor.attach(id, j.req)).toMatchObject({ kind: 'exited', exitCode: 0 });
+    expect(await stdout(j)).toBe('started\n');
+  });
+
+  it('counts the wall-clock limit from the container\'s start, not from the take-over', async () => {
+    const j = await job(['sleep', '60'], { resources: { timeoutSeconds: 1 } });
+    const id = await leftBehind(j, true);
+    await new Promise((r) => setTimeout(r, 1500));
+    expectFailed(await executor.attach(id, j.req), 'timeout');
+  });
+
+  it('caps replayed stdout like a live run', async () => {
+    const j = await job(sh('yes | head -c 10000'), { limits: { stdoutBytes: 100 } });
+    const id = await leftBehind(j, true);
+    await docker.getContainer(id).wait();
+    expect(await executor.attach(id, j.req)).toMatchObject({ kind: 'exited', exitCode: 0, stdoutTruncated: true });
+    expect(await stdout(j)).toBe('y\n'.repeat(50));
+  });
+
+  it('refuses to vouch for a result whose log does not start with what was captured before the restart', async () => {
+    const j = await job(sh('echo second-half'));
+    const id = await leftBehind(j, true);
+    await docker.getContainer(id).wait();
+    await writeFile(j.req.stdoutPath, 'first-half\n');
+    expectFailed(await executor.attach(id, j.req), 'agent_restarted');
+  });
+
+  it('reports a container that no longer exists as agent_restarted', async () => {
+    const j = await job(['true']);
+    expectFailed(await executor.attach('0123456789ab', j.req), 'agent_restarted');
   });
 });

@@ -1,12 +1,13 @@
 /** Unit tests of the pure Docker hardening helpers (no Docker engine needed). */
 import { describe, expect, it } from 'vitest';
-import { buildCreateOptions, classifyExit, parseStatsLine, startFailureExitCode, type ExitFacts } from '../../src/agent/docker-hardening.js';
+import { buildCreateOptions, classifyExit, logMaxBytes, parseStatsLine, startFailureExitCode, type ExitFacts } from '../../src/agent/docker-hardening.js';
 import type { ExecutionRequest } from '../../src/agent/executor.js';
 import { LimitsSchema, ResourcesSchema } from '../../src/protocol/index.js';
 
 function req(over: Partial<ExecutionRequest> = {}): ExecutionRequest {
   return {
     executionId: 'ex1',
+    fencingToken: 4,
     image: 'deqo/busybox:test',
     command: ['sh', '-c', 'echo hi'],
     env: { DEQO_TASK_INDEX: '3', HOME: '/root' },
@@ -31,7 +32,7 @@ describe('buildCreateOptions', () => {
     expect(o.WorkingDir).toBe('/tmp');
     expect(o.Cmd).toEqual(['sh', '-c', 'echo hi']);
     expect(o.Entrypoint).toEqual([]);
-    expect(o.Labels).toEqual({ 'deqo.agent': 'agent-7', 'deqo.execution': 'ex1' });
+    expect(o.Labels).toEqual({ 'deqo.agent': 'agent-7', 'deqo.execution': 'ex1', 'deqo.fencing-token': '4' });
     expect(o.Env).toContain('DEQO_TASK_INDEX=3');
     expect(o.Env).toContain('HOME=/tmp');
     expect(o.Env).not.toContain('HOME=/root');
@@ -50,6 +51,14 @@ describe('buildCreateOptions', () => {
     expect(h.Binds).toEqual(['/var/lib/deqo/ex1/inputs:/inputs:ro', '/var/lib/deqo/ex1/outputs:/outputs:rw']);
     for (const mode of [h.PidMode, h.IpcMode, h.UTSMode, h.UsernsMode, h.NetworkMode]) expect(mode).not.toBe('host');
     expect(JSON.stringify(o)).not.toContain('docker.sock');
+  });
+
+  it('keeps a bounded json-file log (one file) for reattaching after a restart', () => {
+    const MiB = 1024 * 1024;
+    expect(buildCreateOptions(req(), 'a').HostConfig!.LogConfig).toEqual({ Type: 'json-file', Config: { 'max-size': String(16 * MiB), 'max-file': '1' } });
+    expect(logMaxBytes({ stdoutBytes: 4 * MiB, stderrBytes: 1 * MiB })).toBe(40 * MiB);
+    expect(logMaxBytes({ stdoutBytes: 64 * MiB, stderrBytes: 64 * MiB })).toBe(1024 * MiB);
+    expect(logMaxBytes({ stdoutBytes: 0, stderrBytes: 0 })).toBe(16 * MiB);
   });
 
   it('uses the bridge network only when asked', () => {

@@ -3,7 +3,7 @@ import { Command, Option } from 'commander';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
-import { Agent, ExecutorUnavailableError, probeCapacity } from '../../agent/index.js';
+import { Agent, DEFAULT_GRACE_PERIOD_MS, ExecutorUnavailableError, probeCapacity } from '../../agent/index.js';
 import { DockerExecutor } from '../../agent/docker-executor.js';
 import { loadOrCreateIdentity } from '../../agent/identity.js';
 import { buildAgentSettings, describeOffer, OfferConfigError, readAgentConfigFile, type AgentSettings, type OfferFlags } from '../../agent/offer.js';
@@ -19,7 +19,7 @@ interface AgentOptions {
   priceCpuHour?: number; priceMemoryGibHour?: number; priceGpuHour?: number; startFee?: number; disk?: number;
   label?: Record<string, string>; window?: string[]; timezone?: string; idlePolicy?: boolean;
   idleStartBelow?: number; idleSuspendAbove?: number; idleSuspendAfter?: number; idleResumeAfter?: number;
-  printOffer?: boolean; json?: boolean; testCorruptOutputs?: boolean; testOwnerLoadFile?: string;
+  printOffer?: boolean; json?: boolean; testCorruptOutputs?: boolean; testOwnerLoadFile?: string; gracePeriod: number;
 }
 
 /** Reads --config and overlays the flags; a bad value is a usage error naming the field and flag. */
@@ -43,7 +43,7 @@ async function settingsFrom(opts: AgentOptions): Promise<AgentSettings> {
 export function agentCommand(ctx: CliContext): Command {
   return new Command('agent').description('run a provider agent: lend this machine to a coordinator (outbound connections only)')
     .option('--config <file>', 'agent config file (YAML or JSON, see below); flags override it')
-    .option('--data-dir <dir>', 'identity key and work folders [default $DEQO_HOME/agent]')
+    .option('--data-dir <dir>', 'identity key, state database and work folders [default $DEQO_HOME/agent]')
     .option('--name <name>', 'a display name for this machine [default the host name]')
     .option('--cpus <n>', 'cores to lend [default all]', parseCpus)
     .option('--memory <size>', 'memory to lend, e.g. 8g [default all]', parseMemoryMb)
@@ -63,6 +63,7 @@ export function agentCommand(ctx: CliContext): Command {
     .option('--idle-suspend-above <load>', 'the owner is back when their load is at least this … [0.5]', parseFraction)
     .option('--idle-suspend-after <duration>', '… for this long: stop taking work and stop running executions [2m]', parseSeconds)
     .option('--idle-resume-after <duration>', 'take work again after the load stayed low this long [5m]', parseSeconds)
+    .option('--grace-period <duration>', 'keep running executions this long while the coordinator cannot be reached [10m]', parseSeconds, DEFAULT_GRACE_PERIOD_MS / 1000)
     .option('--print-offer', 'print the offer this agent would publish and exit (needs no Docker or API key)')
     .option('--json', 'with --print-offer: print JSON {name, lend, offer}')
     .addOption(new Option('--test-corrupt-outputs', 'TEST ONLY: report corrupted results').hideHelp())
@@ -73,6 +74,9 @@ Prices are credits; an execution costs start fee + wall-time hours × (cores × 
 + GPUs × GPU-hour). Windows are cron expressions (minute hour day-of-month month day-of-week): the agent
 takes work during every minute one matches; executions started inside a window may finish after it.
 With the idle policy on, running executions are stopped when the owner comes back (not charged to buyers).
+If the coordinator cannot be reached, executions keep running and their reports wait in <data-dir>/state.db
+until it answers again; after --grace-period without a heartbeat they are stopped (their leases are gone).
+After a restart the agent reattaches to the containers it was running and sends the reports it had queued.
 
 Example config file (agent.yaml; every field optional):
   name: lab-pc
@@ -114,7 +118,7 @@ Examples:
       const capacity = await probeCapacity(dockerVersion, lendFlags);
       process.stderr.write(`${describeOffer(name, capacity, settings.offer)}\n`);
       const agent = new Agent(client, executor, capacity,
-        { dataDir, name, offer: settings.offer, testCorruptOutputs: opts.testCorruptOutputs ?? false }, log,
+        { dataDir, name, offer: settings.offer, gracePeriodMs: opts.gracePeriod * 1000, testCorruptOutputs: opts.testCorruptOutputs ?? false }, log,
         opts.testOwnerLoadFile ? new FileLoadSampler(opts.testOwnerLoadFile) : undefined);
       await agent.start();
       process.stderr.write(`agent ${name} (${agent.id.slice(0, 12)}…) lending ${capacity.cpus} cores, ${capacity.memoryMb} MiB to ${client.baseUrl}`

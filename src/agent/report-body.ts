@@ -1,0 +1,79 @@
+/**
+ * An execution's work directory and the report built from it: stdout, stderr and the output tarball are
+ * uploaded as blobs, the manifest and result hash computed (results.ts). Work directories live under
+ * `<dataDir>/work/<executionId>` and survive agent restarts while the execution is recorded (state.ts).
+ */
+import { access, readdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { DeqoClient } from '../client/index.js';
+import type { FailureReason, ReportRequest, Usage } from '../protocol/index.js';
+import type { ExecutionOutcome } from './executor.js';
+import { buildManifest, corruptOutputs, resultHash, tarOutputs } from './results.js';
+
+/** An upload gets no byte through (nor an answer) for this long: it is abandoned as unreachable, ms. */
+const UPLOAD_IDLE_TIMEOUT_MS = 60_000;
+
+/** Host paths of one execution's work directory. */
+export interface WorkDirs { root: string; inputs: string; outputs: string; stdout: string; stderr: string; tarball: string }
+
+/** The work directory of an execution: `<dataDir>/work/<executionId>/{inputs,outputs,stdout,stderr,outputs.tar.gz}`. */
+export function workDirs(dataDir: string, executionId: string): WorkDirs {
+  const root = join(dataDir, 'work', executionId);
+  return { root, inputs: join(root, 'inputs'), outputs: join(root, 'outputs'), stdout: join(root, 'stdout'), stderr: join(root, 'stderr'),
+    tarball: join(root, 'outputs.tar.gz') };
+}
+
+/** Deletes the work directories under `<dataDir>/work` whose execution is not in `keep`; returns their names. */
+export async function removeStrayWorkDirs(dataDir: string, keep: ReadonlySet<string>): Promise<string[]> {
+  const names = await readdir(join(dataDir, 'work')).catch(() => [] as string[]);
+  const stray = names.filter((n) => !keep.has(n));
+  for (const n of stray) await rm(join(dataDir, 'work', n), { recursive: true, force: true });
+  return stray;
+}
+
+/** A failed report (provider-side unless the reason says otherwise); the message is cut to the protocol's 4096 characters. */
+export function failureReport(fencingToken: number, reason: FailureReason, message: string, usage?: Usage): Extract<ReportRequest, { outcome: 'failed' }> {
+  return { outcome: 'failed', fencingToken, reason, message: message.slice(0, 4096), ...(usage ? { usage } : {}) };
+}
+
+/**
+ * Uploads a file as a blob and returns its SHA-256; aborts as unreachable (ApiError, retryable) when no byte
+ * goes through and no answer comes for UPLOAD_IDLE_TIMEOUT_MS, so a partitioned link cannot hang it.
+ */
+export async function uploadBlob(client: DeqoClient, path: string): Promise<string> {
+  const ac = new AbortController();
+  let timer: NodeJS.Timeout | undefined;
+  const touch = (): void => {
+    clearTimeout(timer);
+    timer = setTimeout(() => ac.abort(new DOMException(`no progress for ${UPLOAD_IDLE_TIMEOUT_MS / 1000} s`, 'TimeoutError')), UPLOAD_IDLE_TIMEOUT_MS);
+  };
+  touch();
+  try { return (await client.uploadFile(path, touch, ac.signal)).sha256; } finally { clearTimeout(timer); }
+}
+
+/**
+ * Builds the report of a finished execution from its work directory: uploads stdout and stderr (when a
+ * container wrote them) and, for an exit, the output tarball; computes the manifest and result hash.
+ * `corrupt` (TEST ONLY) alters the outputs first. Throws ApiError when an upload fails, Error on file errors.
+ */
+export async function packageResult(client: DeqoClient, fencingToken: number, outcome: ExecutionOutcome, dirs: WorkDirs, corrupt: boolean)
+  : Promise<ReportRequest> {
+  if (outcome.kind === 'failed') {
+    // Logs exist only when a container was created (not for an unknown image, say).
+    const present = async (p: string): Promise<string | undefined> => {
+      try { await access(p); } catch { return undefined; }
+      return uploadBlob(client, p);
+    };
+    const stdoutBlob = await present(dirs.stdout);
+    const stderrBlob = await present(dirs.stderr);
+    return { ...failureReport(fencingToken, outcome.reason, outcome.message, outcome.usage),
+      ...(stdoutBlob ? { stdoutBlob } : {}), ...(stderrBlob ? { stderrBlob } : {}) };
+  }
+  const stdoutBlob = await uploadBlob(client, dirs.stdout);
+  const stderrBlob = await uploadBlob(client, dirs.stderr);
+  if (corrupt) await corruptOutputs(dirs.outputs);
+  const manifest = await buildManifest(dirs.outputs, outcome.exitCode, dirs.stdout);
+  await tarOutputs(dirs.outputs, dirs.tarball);
+  const outputsBlob = await uploadBlob(client, dirs.tarball);
+  return { outcome: 'completed', fencingToken, manifest, resultHash: resultHash(manifest), outputsBlob, stdoutBlob, stderrBlob, usage: outcome.usage };
+}
