@@ -50,6 +50,7 @@ it(`ends every job verified or failed with a reason through agent and coordinato
 
   const events = { agentKills: 0, agentRestarts: 0, coordinatorKills: 0 };
   const coordinatorKillAt = new Set([intBetween(random, 2, 5), intBetween(random, 8, 11)]);
+  const restarts: Array<Promise<void>> = [];
   const chaos = (async () => {
     for (let step = 0; step < 14; step++) {
       await new Promise((r) => setTimeout(r, intBetween(random, 1_000, 3_000)));
@@ -66,7 +67,7 @@ it(`ends every job verified or failed with a reason through agent and coordinato
         events.agentKills++;
         // Back after a while: within its leases sometimes, after they expired other times.
         const downMs = intBetween(random, 500, 9_000);
-        setTimeout(() => { void victim.start().then(() => { events.agentRestarts++; }); }, downMs);
+        restarts.push(new Promise((r) => setTimeout(r, downMs)).then(() => victim.start()).then(() => { events.agentRestarts++; }));
       }
     }
   })();
@@ -75,7 +76,7 @@ it(`ends every job verified or failed with a reason through agent and coordinato
     await new Promise((r) => setTimeout(r, intBetween(random, 100, 1_200)));
   }
   await chaos;
-  for (const a of agents) if (!a.running) { await a.start(); events.agentRestarts++; }
+  await Promise.all(restarts);
 
   const listed = async () => buyer.listJobs({ limit: 500 });
   await until(async () => (await listed()).every((j) => j.state !== 'queued' && j.state !== 'running'), 300_000,
@@ -90,6 +91,7 @@ it(`ends every job verified or failed with a reason through agent and coordinato
   console.log(JSON.stringify({ test: 'chaos', seed: SEED, events, submitted: submitted.length, listed: all.length, ...counts }, null, 2));
   expect(counts.problems).toEqual([]);
   expect(events.coordinatorKills).toBe(2);
+  expect(events.agentRestarts).toBe(events.agentKills);
   expect(all.length).toBeGreaterThanOrEqual(JOBS);
   for (const id of submitted) expect(all.map((j) => j.id)).toContain(id); // none lost
   expect((counts.jobs.succeeded ?? 0) + (counts.jobs.failed ?? 0)).toBe(all.length);
