@@ -15,6 +15,7 @@ import type { ExecutionOutcome, ExecutionRequest, Executor } from './executor.js
 import type { RecoveryAction } from './recovery.js';
 import { failureReport, packageResult, workDirs, type WorkDirs } from './report-body.js';
 import { sha256File } from './results.js';
+import { scriptOutcome, scriptRun, writeScript } from './script.js';
 import type { AgentState, Phase } from './state.js';
 
 /**
@@ -137,11 +138,12 @@ export class ExecutionRunner {
 
   private request(h: Held, dirs: WorkDirs): ExecutionRequest {
     const a = h.assignment;
-    return { executionId: a.executionId, fencingToken: a.fencingToken, image: a.image, command: a.command, env: a.env, resources: a.resources,
+    const { command, env } = scriptRun(a);
+    return { executionId: a.executionId, fencingToken: a.fencingToken, image: a.image, command, env, resources: a.resources,
       limits: a.limits, hostInputsDir: dirs.inputs, hostOutputDir: dirs.outputs, outputDir: a.outputDir, stdoutPath: dirs.stdout,
       stderrPath: dirs.stderr, network: a.network, signal: h.run.signal,
       onCreated: async (containerId) => { this.write(h, (now) => this.d.state.containerCreated(a.executionId, containerId, now)); },
-      onEnded: async (outcome) => { if (!h.run.signal.aborted) this.recordOutcome(h, outcome); } };
+      onEnded: async (outcome) => { if (!h.run.signal.aborted) this.recordOutcome(h, await scriptOutcome(a, outcome, dirs.stderr)); } };
   }
 
   /** Downloads the inputs into the work directory and checks each against its SHA-256. Throws on any problem. */
@@ -155,11 +157,13 @@ export class ExecutionRunner {
       if ((await sha256File(dest)) !== input.blob) throw new Error(`input ${input.path} does not match its SHA-256`);
       await chmod(dest, 0o644);
     }
+    await writeScript(a, dirs.inputs);
     await chmod(dirs.inputs, 0o755);
   }
 
   /** The container ended: report it (recording the outcome first), or drop it when the agent stopped it. */
-  private async ended(h: Held, dirs: WorkDirs, outcome: ExecutionOutcome): Promise<void> {
+  private async ended(h: Held, dirs: WorkDirs, raw: ExecutionOutcome): Promise<void> {
+    const outcome = await scriptOutcome(h.assignment, raw, dirs.stderr);
     h.phase = 'finished';
     this.d.onContainerEnded();
     if (h.run.signal.aborted) {

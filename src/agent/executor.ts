@@ -41,9 +41,12 @@ export interface ExecutionRequest {
   onEnded?: (outcome: ExecutionOutcome) => Promise<void>;
 }
 
-/** Failure reasons an executor may return. `agent_restarted`: the agent cannot vouch for a run it reattached to. */
+/**
+ * Failure reasons of an execution's outcome. `agent_restarted`: the agent cannot vouch for a run it reattached to;
+ * `requirements_unavailable`: not from an executor, but from a script job's requirement check (script.ts).
+ */
 export type ExecutorFailureReason = Extract<FailureReason,
-  'out_of_memory' | 'timeout' | 'image_not_found' | 'output_too_large' | 'agent_error' | 'agent_restarted' | 'cancelled'>;
+  'out_of_memory' | 'timeout' | 'image_not_found' | 'output_too_large' | 'agent_error' | 'agent_restarted' | 'cancelled' | 'requirements_unavailable'>;
 
 /** How an execution ended. `exited`: the process exited by itself with `exitCode` (0 or not). */
 export type ExecutionOutcome =

@@ -41,7 +41,7 @@ export interface HeldRecord {
 const OutcomeSchema: z.ZodType<ExecutionOutcome> = z.discriminatedUnion('kind', [
   z.object({ kind: z.literal('exited'), exitCode: z.number().int(), usage: UsageSchema, stdoutTruncated: z.boolean(), stderrTruncated: z.boolean() }),
   z.object({ kind: z.literal('failed'),
-    reason: z.enum(['out_of_memory', 'timeout', 'image_not_found', 'output_too_large', 'agent_error', 'agent_restarted', 'cancelled']),
+    reason: z.enum(['out_of_memory', 'timeout', 'image_not_found', 'output_too_large', 'agent_error', 'agent_restarted', 'cancelled', 'requirements_unavailable']),
     message: z.string(), usage: UsageSchema, stdoutTruncated: z.boolean(), stderrTruncated: z.boolean() }),
 ]);
 

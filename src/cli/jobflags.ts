@@ -52,12 +52,17 @@ export function addJobFlags(cmd: Command): Command {
     .option('--queue-timeout <duration>', 'fail tasks no provider takes within this long [default 1d]', parseSeconds);
 }
 
-/** Merges an optional spec file with the flags into raw spec fields and the folder `file:` inputs are relative to. */
-export async function rawSpecFromFlags(image: string | undefined, command: string[], opts: JobFlagOptions): Promise<{ raw: Record<string, unknown>; baseDir: string }> {
+/**
+ * Merges an optional spec file with the flags into raw spec fields and the folder `file:` inputs are relative to.
+ * Without a spec file an image and a command are needed, unless `needCommand` is false (script jobs default them).
+ * Throws CliError (USAGE).
+ */
+export async function rawSpecFromFlags(image: string | undefined, command: string[], opts: JobFlagOptions, needCommand = true)
+  : Promise<{ raw: Record<string, unknown>; baseDir: string }> {
   let raw: Record<string, unknown> = {};
   let baseDir = process.cwd();
   if (opts.file) ({ raw, baseDir } = await readSpecFile(opts.file));
-  else if (!image || command.length === 0) throw new CliError('give an image and a command, or a spec file with -f (see --help)', EXIT.USAGE);
+  else if (needCommand && (!image || command.length === 0)) throw new CliError('give an image and a command, or a spec file with -f (see --help)', EXIT.USAGE);
   const section = (key: string, values: Record<string, unknown>) => {
     const set = Object.fromEntries(Object.entries(values).filter(([, v]) => v !== undefined));
     if (Object.keys(set).length > 0) raw[key] = { ...(raw[key] as object | undefined), ...set };

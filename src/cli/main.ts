@@ -7,6 +7,7 @@ import { balanceCommand, explainCommand, ledgerCommand, quoteCommand } from './c
 import { demoCommand } from './commands/demo.js';
 import { cancelCommand, jobsCommand, logsCommand, providersCommand, statusCommand } from './commands/read.js';
 import { resultsCommand } from './commands/results.js';
+import { runCommand } from './commands/run.js';
 import { submitCommand } from './commands/submit.js';
 import { upCommand } from './commands/up.js';
 import { EXIT } from './exit-codes.js';
@@ -40,7 +41,7 @@ Quick start:
 Exit codes: 0 ok, 1 job failed, 2 usage/bad spec, 3 not found, 4 auth, 5 coordinator unreachable,
 6 insufficient credits, 69 missing prerequisite (e.g. no Docker engine), 70 internal error.`);
 
-const commands = [submitCommand, quoteCommand, statusCommand, explainCommand, logsCommand, resultsCommand, jobsCommand, cancelCommand,
+const commands = [submitCommand, runCommand, quoteCommand, statusCommand, explainCommand, logsCommand, resultsCommand, jobsCommand, cancelCommand,
   providersCommand, balanceCommand, ledgerCommand, loginCommand, whoamiCommand, keysCommand, providerCommand, adminCommand,
   upCommand, coordinatorCommand, agentCommand, demoCommand];
 for (const make of commands) {

@@ -220,6 +220,7 @@ export class Engine {
       taskIndex: c.taskIndex, image: c.spec.image, command: c.spec.command,
       env: taskEnv(c.spec, { index: c.taskIndex, params: c.params }, c.taskCount),
       resources: c.spec.resources, limits: c.spec.limits, inputs: c.spec.inputs, outputDir: c.spec.outputDir, network: c.spec.network,
+      ...(c.spec.script ? { script: c.spec.script } : {}),
     }));
   }
 

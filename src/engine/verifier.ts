@@ -6,13 +6,14 @@ import { topUpCost, type ExecutionEnd, type Store, type TaskForVerification } fr
 import type { EngineEvents } from './events.js';
 
 /** Failures caused by the job itself: they vote like results (so one provider cannot fail a task alone). */
-const JOB_FAILURES: ReadonlySet<FailureReason> = new Set(['out_of_memory', 'timeout', 'image_not_found', 'output_too_large']);
+const JOB_FAILURES: ReadonlySet<FailureReason> = new Set(['out_of_memory', 'timeout', 'image_not_found', 'output_too_large', 'requirements_unavailable']);
 
 const FAILURE_TEXT: Partial<Record<FailureReason, string>> = {
   out_of_memory: 'the job ran out of memory (exit 137): raise resources.memoryMb',
   timeout: 'the job ran past resources.timeoutSeconds and was stopped',
   image_not_found: 'the image is not present on the provider and could not be pulled',
   output_too_large: 'the output directory grew past limits.outputBytes',
+  requirements_unavailable: 'the script\'s requirements are not importable in the image (give network: true to pip-install them, or pick an image that has them)',
 };
 
 /** SHA-256 (hex) of the canonical manifest: the result hash. */

@@ -3,7 +3,7 @@
  * Times are epoch milliseconds; sizes bytes; usage cpuMs/wallMs milliseconds.
  */
 import { z } from 'zod';
-import { IdSchema, JobSpecSchema, ParamValueSchema, Sha256Schema, ResourcesSchema, LimitsSchema, InputSchema } from './job.js';
+import { IdSchema, JobSpecSchema, ParamValueSchema, Sha256Schema, ResourcesSchema, LimitsSchema, InputSchema, ScriptSchema } from './job.js';
 import { JobStateSchema, TaskStateSchema, ExecutionStateSchema, DesiredStateSchema, FailureReasonSchema } from './states.js';
 import { AvailabilitySchema, OfferSchema } from './offer.js';
 import { JobBillingSchema, ReputationViewSchema } from './market.js';
@@ -206,6 +206,8 @@ export const AssignmentSchema = z.object({
   inputs: z.array(InputSchema),
   outputDir: z.string(),
   network: z.boolean(),
+  /** A script job's source and requirements: the agent writes the source to /inputs/main.py and checks the requirements. */
+  script: ScriptSchema.optional(),
 });
 export type Assignment = z.infer<typeof AssignmentSchema>;
 export const ClaimResponseSchema = z.object({ executions: z.array(AssignmentSchema) });

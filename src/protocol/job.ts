@@ -79,6 +79,32 @@ export const VerificationSchema = z.object({
     { message: 'maxExecutions must be at least replicas', path: ['maxExecutions'] });
 export type Verification = z.infer<typeof VerificationSchema>;
 
+/** Image a script job runs in when the spec names none (Debian bookworm python3 + scikit-learn, no pip). */
+export const DEFAULT_SCRIPT_IMAGE = 'deqo/python-sklearn:bookworm';
+/** Command a script job runs when the spec gives none: the source, written by the agent to /inputs/main.py. */
+export const SCRIPT_COMMAND: readonly string[] = Object.freeze(['python3', '/inputs/main.py']);
+/** Where a script job's source appears in the container (an input path no other input may use). */
+export const SCRIPT_INPUT_PATH = 'main.py';
+/** Largest script source, bytes of UTF-8. */
+export const SCRIPT_MAX_BYTES = 256 * 1024;
+/** A pip requirement: a PEP 508 name, optional extras, optional version specifiers (no URLs, no options). */
+const REQUIREMENT = /^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,98}[A-Za-z0-9])?(?:\[[A-Za-z0-9._,-]{1,100}\])?(?:(?:===|==|!=|<=|>=|~=|<|>)[A-Za-z0-9.*+!_-]{1,50}(?:,(?:===|==|!=|<=|>=|~=|<|>)[A-Za-z0-9.*+!_-]{1,50}){0,5})?$/;
+
+/**
+ * A script job: Python source run as `/inputs/main.py` (the agent writes it there), with pip requirements
+ * that must be importable in the image — or are installed with pip when the job has `network: true` (and so
+ * only runs on providers that allow network). A requirement that cannot be met fails the task as
+ * `requirements_unavailable` (docs/job-spec.md).
+ */
+export const ScriptSchema = z.object({
+  language: z.literal('python'),
+  /** The program, UTF-8, at most SCRIPT_MAX_BYTES bytes. */
+  source: z.string().refine((s) => new TextEncoder().encode(s).length <= SCRIPT_MAX_BYTES, `the script source is larger than ${SCRIPT_MAX_BYTES / 1024} KiB`),
+  /** pip requirement names such as "numpy" or "scikit-learn>=1.2"; at most 50. */
+  requirements: z.array(z.string().regex(REQUIREMENT, 'expected a pip requirement such as "numpy" or "pandas>=2"')).max(50).default([]),
+}).strict();
+export type Script = z.infer<typeof ScriptSchema>;
+
 const ParamsSchema = z.record(z.string().regex(PARAM_NAME, 'parameter names are letters, digits and _'), ParamValueSchema);
 
 /**
@@ -94,11 +120,17 @@ export const ArraySchema = z.object({
   { message: 'give exactly one of count, parameters or sweep' });
 export type ArraySpec = z.infer<typeof ArraySchema>;
 
+/**
+ * The job spec. `image` and `command` are required, except for a script job (`script`), where they default to
+ * DEFAULT_SCRIPT_IMAGE and SCRIPT_COMMAND (the parsed spec always has both).
+ */
 export const JobSpecSchema = z.object({
   name: z.string().min(1).max(100).optional(),
-  image: z.string().max(512).regex(IMAGE_REF, 'expected a Docker image reference such as "python:3.12" or "deqo/busybox:test"'),
+  image: z.string().max(512).regex(IMAGE_REF, 'expected a Docker image reference such as "python:3.12" or "deqo/busybox:test"').optional(),
   /** argv of the container's process; no shell unless the command starts one. */
-  command: z.array(z.string().max(65_536)).min(1).max(1024),
+  command: z.array(z.string().max(65_536)).min(1).max(1024).optional(),
+  /** A Python script to run (see ScriptSchema). */
+  script: ScriptSchema.optional(),
   env: z.record(z.string().regex(ENV_NAME, 'environment names are letters, digits and _')
     .refine((k) => !k.startsWith('DEQO_'), 'names starting with DEQO_ are reserved'), z.string().max(65_536)).default({}),
   resources: ResourcesSchema.default(ResourcesSchema.parse({})),
@@ -120,7 +152,12 @@ export const JobSpecSchema = z.object({
   array: ArraySchema.optional(),
 }).strict()
   .refine((s) => s.constraints.gpuModel === undefined || s.resources.gpus > 0,
-    { message: 'constraints.gpuModel needs resources.gpus of at least 1', path: ['constraints', 'gpuModel'] });
+    { message: 'constraints.gpuModel needs resources.gpus of at least 1', path: ['constraints', 'gpuModel'] })
+  .refine((s) => s.script !== undefined || s.image !== undefined, { message: 'expected an image (or a script)', path: ['image'] })
+  .refine((s) => s.script !== undefined || s.command !== undefined, { message: 'expected a command (or a script)', path: ['command'] })
+  .refine((s) => s.script === undefined || s.inputs.every((i) => i.path !== SCRIPT_INPUT_PATH),
+    { message: `a script job's source is /inputs/${SCRIPT_INPUT_PATH}: use another input path`, path: ['inputs'] })
+  .transform((s) => ({ ...s, image: s.image ?? DEFAULT_SCRIPT_IMAGE, command: s.command ?? [...SCRIPT_COMMAND] }));
 /** A validated job spec with defaults filled in. */
 export type JobSpec = z.infer<typeof JobSpecSchema>;
 /** A job spec as a user writes it (defaults optional). */

@@ -32,5 +32,7 @@ export const FailureReasonSchema = z.enum([
   'owner_returned',
   // the agent restarted and could not finish or vouch for the execution (its container was gone, or was an orphan)
   'agent_restarted',
+  // a script job's requirements are neither importable in the image nor installable (no network, or no pip)
+  'requirements_unavailable',
 ]);
 export type FailureReason = z.infer<typeof FailureReasonSchema>;

@@ -145,3 +145,35 @@ describe('paths cannot escape', () => {
     for (const bad of ['../x', '/etc/passwd', 'a/../../b', 'a//b']) expect(ManifestSchema.safeParse(m(bad)).success).toBe(false);
   });
 });
+
+describe('script jobs', () => {
+  const script = { language: 'python' as const, source: 'print("hi")\n' };
+  it('default the image and the command, and keep them when given', () => {
+    const s = JobSpecSchema.parse({ script });
+    expect(s.image).toBe('deqo/python-sklearn:bookworm');
+    expect(s.command).toEqual(['python3', '/inputs/main.py']);
+    expect(s.script).toEqual({ ...script, requirements: [] });
+    // A stored spec parses again to itself (the job view re-validates it).
+    expect(JobSpecSchema.parse(s)).toEqual(s);
+    const own = JobSpecSchema.parse({ script, image: 'python:3.12', command: ['python3', '/inputs/main.py', '--fast'] });
+    expect([own.image, own.command]).toEqual(['python:3.12', ['python3', '/inputs/main.py', '--fast']]);
+  });
+
+  it('refuse a spec with neither script nor image/command, naming the field', () => {
+    expect(issuesOf({ command: ['true'] })).toEqual([{ path: 'image', message: 'expected an image (or a script)' }]);
+    expect(issuesOf({ image: 'deqo/busybox:test' })).toEqual([{ path: 'command', message: 'expected a command (or a script)' }]);
+  });
+
+  it('refuse a source over 256 KiB, bad requirements, more than 50 of them, and an input named main.py', () => {
+    expect(issuesOf({ script: { ...script, source: 'é'.repeat(128 * 1024 + 1) } })[0]!.path).toBe('script.source');
+    expect(JobSpecSchema.safeParse({ script: { ...script, source: 'x'.repeat(256 * 1024) } }).success).toBe(true);
+    for (const bad of ['-r evil.txt', '--index-url=x', 'git+https://x/y', 'a b', '']) {
+      expect(issuesOf({ script: { ...script, requirements: [bad] } })[0]!.path, bad).toBe('script.requirements.0');
+    }
+    const ok = JobSpecSchema.parse({ script: { ...script, requirements: ['numpy', 'scikit-learn>=1.2', 'pandas[excel]==2.1.0,!=2.1.1', 'python-dateutil'] } });
+    expect(ok.script?.requirements).toHaveLength(4);
+    expect(issuesOf({ script: { ...script, requirements: Array.from({ length: 51 }, (_, i) => `pkg${i}`) } })[0]!.path).toBe('script.requirements');
+    expect(issuesOf({ script, inputs: [{ path: 'main.py', blob: 'a'.repeat(64) }] })[0]!.path).toBe('inputs');
+    expect(issuesOf({ script: { ...script, language: 'ruby' } })[0]!.path).toBe('script.language');
+  });
+});
