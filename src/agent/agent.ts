@@ -93,7 +93,7 @@ export class Agent {
     this.deliverer = new Deliverer(this.client, this.state, () => this.identity.agentId);
     this.runner = new ExecutionRunner({ client: this.client, executor: this.executor, state: this.state, deliverer: this.deliverer,
       connection: () => this.connection, dataDir: this.config.dataDir, testCorruptOutputs: this.config.testCorruptOutputs,
-      onContainerEnded: () => this.wake() });
+      onContainerEnded: () => this.wake(), agentId: () => this.identity.agentId });
     this.apply(await this.monitor.evaluate(Date.now(), false));
     await this.register();
     this.connection = new ConnectionMonitor(this.config.gracePeriodMs ?? DEFAULT_GRACE_PERIOD_MS, Date.now());

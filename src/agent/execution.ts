@@ -7,9 +7,10 @@
 import { chmod, mkdir, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
-import type { DeqoClient } from '../client/index.js';
+import { downloadBlob, type DeqoClient } from '../client/index.js';
 import type { Assignment, ReportRequest } from '../protocol/index.js';
 import type { ConnectionMonitor } from './connection.js';
+import { LogTail } from './log-tail.js';
 import type { Deliverer, ReportTarget } from './delivery.js';
 import type { ExecutionOutcome, ExecutionRequest, Executor } from './executor.js';
 import type { RecoveryAction } from './recovery.js';
@@ -74,6 +75,8 @@ export interface RunnerDeps {
   testCorruptOutputs: boolean;
   /** Called when an execution's container ended (its CPUs are free again). */
   onContainerEnded: () => void;
+  /** This agent's id (for sending live output). */
+  agentId: () => string;
 }
 
 /** Runs executions end to end; its methods never throw. */
@@ -92,7 +95,12 @@ export class ExecutionRunner {
         await this.settle(h, dirs, null, async () => failureReport(a.fencingToken, 'input_unavailable', (err as Error).message));
         return;
       }
-      await this.ended(h, dirs, await this.d.executor.run(this.request(h, dirs)));
+      const tail = new LogTail({ stdout: dirs.stdout, stderr: dirs.stderr }, (stream, offset, data) =>
+        this.d.client.sendLog(this.d.agentId(), a.executionId, { fencingToken: a.fencingToken, stream, offset, data }, AbortSignal.timeout(10_000)));
+      tail.start();
+      let outcome: ExecutionOutcome;
+      try { outcome = await this.d.executor.run(this.request(h, dirs)); } finally { await tail.stop(); }
+      await this.ended(h, dirs, outcome);
     } catch (err) {
       await this.agentError(h, dirs, err);
     }
@@ -153,7 +161,7 @@ export class ExecutionRunner {
     for (const input of a.inputs) {
       const dest = join(dirs.inputs, input.path);
       await mkdir(dirname(dest), { recursive: true });
-      await this.d.client.downloadBlob(input.blob, dest);
+      await downloadBlob(this.d.client, input.blob, dest);
       if ((await sha256File(dest)) !== input.blob) throw new Error(`input ${input.path} does not match its SHA-256`);
       await chmod(dest, 0o644);
     }

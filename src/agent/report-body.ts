@@ -5,7 +5,7 @@
  */
 import { access, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { DeqoClient } from '../client/index.js';
+import { uploadFile, type DeqoClient } from '../client/index.js';
 import type { FailureReason, ReportRequest, Usage } from '../protocol/index.js';
 import type { ExecutionOutcome } from './executor.js';
 import { buildManifest, corruptOutputs, resultHash, tarOutputs } from './results.js';
@@ -48,7 +48,7 @@ export async function uploadBlob(client: DeqoClient, path: string): Promise<stri
     timer = setTimeout(() => ac.abort(new DOMException(`no progress for ${UPLOAD_IDLE_TIMEOUT_MS / 1000} s`, 'TimeoutError')), UPLOAD_IDLE_TIMEOUT_MS);
   };
   touch();
-  try { return (await client.uploadFile(path, touch, ac.signal)).sha256; } finally { clearTimeout(timer); }
+  try { return (await uploadFile(client, path, touch, ac.signal)).sha256; } finally { clearTimeout(timer); }
 }
 
 /**

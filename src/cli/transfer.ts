@@ -2,7 +2,7 @@
 import { stat } from 'node:fs/promises';
 import { basename } from 'node:path';
 import cliProgress from 'cli-progress';
-import type { DeqoClient, Progress } from '../client/index.js';
+import { downloadBlob, uploadFile, type DeqoClient, type Progress } from '../client/index.js';
 import type { BlobInfo } from '../protocol/index.js';
 import { CliError, EXIT } from './exit-codes.js';
 import { formatBytes } from './format.js';
@@ -24,13 +24,13 @@ export async function uploadWithProgress(client: DeqoClient, path: string): Prom
   let size: number;
   try { size = (await stat(path)).size; } catch { throw new CliError(`input file ${path} does not exist or cannot be read`, EXIT.USAGE); }
   const bar = progressBar(`upload ${basename(path)}`, size);
-  try { return await client.uploadFile(path, bar.onProgress); } finally { bar.done(); }
+  try { return await uploadFile(client, path, bar.onProgress); } finally { bar.done(); }
 }
 
 /** Downloads a blob to `dest` with a bar for large blobs; returns bytes written. */
 export async function downloadWithProgress(client: DeqoClient, sha256: string, dest: string, label: string): Promise<number> {
   let bar: ReturnType<typeof progressBar> | null = null;
   try {
-    return await client.downloadBlob(sha256, dest, (d, total) => { bar ??= progressBar(label, total); bar.onProgress(d, total); });
+    return await downloadBlob(client, sha256, dest, (d, total) => { bar ??= progressBar(label, total); bar.onProgress(d, total); });
   } finally { (bar as ReturnType<typeof progressBar> | null)?.done(); }
 }

@@ -1,13 +1,11 @@
 /**
- * Typed HTTP client of the coordinator API, used by the agent, the CLI and (later) the dashboard.
+ * Typed HTTP client of the coordinator API, used by the agent, the CLI and the dashboard.
  * Every response body is validated with the protocol schemas. Errors are thrown as ApiError.
+ * It runs in a browser as well as in Node (fetch, TextDecoder, streams of the web platform; no node:*):
+ * the Node-only file transfers (upload a file, download to a file) are in files.ts.
  */
-import { createReadStream, createWriteStream } from 'node:fs';
-import { stat } from 'node:fs/promises';
-import { Readable, Transform } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { z } from 'zod';
+import { readEventStream } from './sse.js';
 import {
   BalanceSchema, ExplainSchema, KeyListSchema, LedgerListSchema, NewKeySchema, ProviderReputationSchema, QuoteSchema, WhoAmISchema,
   type Balance, type CatalogQuery, type Explain, type LedgerEntry, type NewKey, type ProviderReputation, type Quote, type WhoAmI,
@@ -15,6 +13,7 @@ import {
   JobViewSchema, ProviderListSchema, RegisterAgentResponseSchema, SubmitJobResponseSchema,
   type Assignment, type Availability, type BlobInfo, type HeartbeatResponse, type JobResults, type JobSpecInput, type JobState, type JobSummary,
   type JobView, type ProviderView, type RegisterAgentRequestInput, type RegisterAgentResponse, type ReportRequest, type SubmitJobResponse,
+  EarningsSchema, NetworkStatsSchema, type Earnings, type LiveEvent, type LogChunkRequest, type LogStream, type NetworkStats,
 } from '../protocol/index.js';
 
 /** An error answered by the coordinator (or a failure to reach it: code `unreachable`, status 0). */
@@ -24,9 +23,6 @@ export class ApiError extends Error {
     super(message);
   }
 }
-
-/** Progress callback for transfers: bytes done and total (null when unknown). */
-export type Progress = (done: number, total: number | null) => void;
 
 export class DeqoClient {
   /** @param baseUrl e.g. http://127.0.0.1:8470 ; @param apiKey bearer key */
@@ -43,7 +39,11 @@ export class DeqoClient {
     return parsed.data;
   }
 
-  private async fetch(path: string, init: RequestInit & { duplex?: 'half' }): Promise<Response> {
+  /**
+   * The authorized `fetch` of `path` (e.g. `/v1/blobs/…`), for streaming calls the typed methods do not cover.
+   * Throws ApiError `unreachable` (retryable) when the coordinator cannot be reached; AbortError when aborted.
+   */
+  async fetch(path: string, init: RequestInit & { duplex?: 'half' }): Promise<Response> {
     try {
       return await fetch(`${this.baseUrl}${path}`, { ...init, headers: { ...(init.headers as Record<string, string>), authorization: `Bearer ${this.apiKey}` } });
     } catch (err) {
@@ -53,6 +53,7 @@ export class DeqoClient {
   }
 
   // ---- buyer ----
+  /** Submits a job spec (image + command, or a script job with `script: {language: 'python', source, requirements}`). */
   submitJob(spec: JobSpecInput): Promise<SubmitJobResponse> { return this.request('POST', '/v1/jobs', SubmitJobResponseSchema, spec); }
   getJob(jobId: string): Promise<JobView> { return this.request('GET', `/v1/jobs/${encodeURIComponent(jobId)}`, JobViewSchema); }
   async listJobs(opts: { state?: JobState; limit?: number } = {}): Promise<JobSummary[]> {
@@ -69,6 +70,35 @@ export class DeqoClient {
   quote(spec: JobSpecInput): Promise<Quote> { return this.request('POST', '/v1/quote', QuoteSchema, spec); }
   /** Why each provider was or was not chosen for a job. */
   explain(jobId: string): Promise<Explain> { return this.request('GET', `/v1/jobs/${encodeURIComponent(jobId)}/explain`, ExplainSchema); }
+  /** The live output the coordinator keeps of an execution of the caller's job (text; '' when none arrived). */
+  async executionLog(jobId: string, executionId: string, stream: LogStream = 'stdout'): Promise<string> {
+    const res = await this.fetch(`/v1/jobs/${encodeURIComponent(jobId)}/executions/${encodeURIComponent(executionId)}/log?stream=${stream}`, { method: 'GET' });
+    if (!res.ok) throw toApiError(res.status, await res.json().catch(() => null));
+    return res.text();
+  }
+
+  // ---- live views ----
+  /**
+   * Follows `GET /v1/events` (Server-Sent Events), calling `onEvent` for each job, execution, log and network
+   * event the caller may see (`opts.jobId`: only that job's, plus network events). Resolves when the coordinator
+   * ends the stream or `signal` aborts; throws ApiError for a refused request (401, 403, 400).
+   */
+  async events(opts: { jobId?: string }, onEvent: (e: LiveEvent) => void, signal?: AbortSignal): Promise<void> {
+    const q = opts.jobId ? `?jobId=${encodeURIComponent(opts.jobId)}` : '';
+    let res: Response;
+    try {
+      res = await this.fetch(`/v1/events${q}`, { method: 'GET', headers: { accept: 'text/event-stream' }, signal });
+    } catch (err) {
+      if (signal?.aborted) return;
+      throw err;
+    }
+    if (!res.ok || !res.body) throw toApiError(res.status, await res.json().catch(() => null));
+    await readEventStream(res.body, onEvent, signal);
+  }
+  /** Per-minute network activity for the last `minutes` (1–1440), the queue and agents now, the last 20 decided tasks. */
+  networkStats(minutes = 60): Promise<NetworkStats> { return this.request('GET', `/v1/network/stats?minutes=${minutes}`, NetworkStatsSchema); }
+  /** The caller's (provider) credits earned per hour for the last `hours` (1–2160), and their total. */
+  providerEarnings(hours = 48): Promise<Earnings> { return this.request('GET', `/v1/provider/earnings?hours=${hours}`, EarningsSchema); }
 
   /** The provider catalog, filtered and sorted (see CatalogQuerySchema). */
   async listProviders(query: Partial<Record<keyof CatalogQuery, string | number | boolean>> = {}): Promise<ProviderView[]> {
@@ -105,39 +135,25 @@ export class DeqoClient {
     return this.request('GET', '/v1/admin/ledger/audit', z.object({ sound: z.boolean(), problems: z.array(z.string()) }));
   }
 
-  // ---- blobs ----
-  /** Uploads a file as a blob, streaming; `onProgress` gets bytes sent; `signal` aborts the upload. */
-  async uploadFile(path: string, onProgress?: Progress, signal?: AbortSignal): Promise<BlobInfo> {
-    const size = (await stat(path)).size;
-    return this.uploadStream(createReadStream(path), size, onProgress, signal);
-  }
-  /** Uploads bytes from a stream as a blob; `signal` aborts the upload. */
-  async uploadStream(source: Readable, size: number | null, onProgress?: Progress, signal?: AbortSignal): Promise<BlobInfo> {
-    let done = 0;
-    const meter = new Transform({ transform(chunk: Buffer, _e, cb) { done += chunk.length; onProgress?.(done, size); cb(null, chunk); } });
-    source.on('error', (e) => meter.destroy(e));
-    const body = Readable.toWeb(source.pipe(meter)) as unknown as ReadableStream;
-    const res = await this.fetch('/v1/blobs', { method: 'POST', body, duplex: 'half', signal, headers: { 'content-type': 'application/octet-stream' } });
+  // ---- blobs ---- (files and Node streams: files.ts)
+  /** Uploads bytes as a blob: a Blob, bytes, or a stream of the web platform (`signal` aborts). */
+  async uploadBytes(body: Blob | Uint8Array | ReadableStream<Uint8Array>, signal?: AbortSignal): Promise<BlobInfo> {
+    const res = await this.fetch('/v1/blobs', { method: 'POST', body: body as NonNullable<RequestInit['body']>, signal, headers: { 'content-type': 'application/octet-stream' },
+      ...(body instanceof ReadableStream ? { duplex: 'half' as const } : {}) });
     const json: unknown = await res.json().catch(() => null);
     if (!res.ok) throw toApiError(res.status, json);
     return BlobInfoSchema.parse(json);
   }
-  /** Downloads a blob to a file, streaming; `onProgress` gets bytes received. Returns the size. */
-  async downloadBlob(sha256: string, dest: string, onProgress?: Progress): Promise<number> {
+  /** Opens a blob for reading: the response, whose body streams the bytes. Throws ApiError (404 when not readable). */
+  async openBlob(sha256: string): Promise<Response> {
     const res = await this.fetch(`/v1/blobs/${sha256}`, { method: 'GET' });
     if (!res.ok || !res.body) throw toApiError(res.status, await res.json().catch(() => null));
-    const total = Number(res.headers.get('content-length') ?? NaN);
-    let done = 0;
-    const meter = new Transform({ transform(chunk: Buffer, _e, cb) { done += chunk.length; onProgress?.(done, Number.isFinite(total) ? total : null); cb(null, chunk); } });
-    await pipeline(Readable.fromWeb(res.body as WebReadableStream), meter, createWriteStream(dest));
-    return done;
+    return res;
   }
-  /** Downloads a blob into memory (small blobs: logs). */
-  async fetchBlob(sha256: string): Promise<Buffer> {
-    const res = await this.fetch(`/v1/blobs/${sha256}`, { method: 'GET' });
-    if (!res.ok) throw toApiError(res.status, await res.json().catch(() => null));
-    return Buffer.from(await res.arrayBuffer());
-  }
+  /** A blob's bytes, in memory (small blobs: logs). */
+  async blobBytes(sha256: string): Promise<Uint8Array> { return new Uint8Array(await (await this.openBlob(sha256)).arrayBuffer()); }
+  /** A blob as UTF-8 text (small blobs: logs). */
+  async blobText(sha256: string): Promise<string> { return new TextDecoder().decode(await this.blobBytes(sha256)); }
 
   // ---- agent ----
   // `signal` (e.g. AbortSignal.timeout) bounds a request; a timeout surfaces as ApiError `unreachable` (retryable).
@@ -155,9 +171,14 @@ export class DeqoClient {
   async report(agentId: string, executionId: string, body: ReportRequest, signal?: AbortSignal): Promise<void> {
     await this.request('POST', `/v1/agents/${agentId}/executions/${executionId}/report`, z.object({ ok: z.literal(true) }), body, signal);
   }
+  /** Sends a chunk of live output of a running execution; ApiError 409 stale_lease once the lease is gone. */
+  async sendLog(agentId: string, executionId: string, body: LogChunkRequest, signal?: AbortSignal): Promise<void> {
+    await this.request('POST', `/v1/agents/${agentId}/executions/${executionId}/log`, z.object({ ok: z.literal(true) }), body, signal);
+  }
 }
 
-function toApiError(status: number, json: unknown): ApiError {
+/** The ApiError for an error answer (the catalogue's body, else `http_error`). */
+export function toApiError(status: number, json: unknown): ApiError {
   const body = ErrorBodySchema.safeParse(json);
   if (body.success) return new ApiError(status, body.data.error.code, body.data.error.message, body.data.error.details, body.data.error.retryable ?? false);
   return new ApiError(status, 'http_error', `HTTP ${status}`);

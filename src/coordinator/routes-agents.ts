@@ -2,13 +2,13 @@
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import { errors } from '../core/index.js';
 import {
-  ClaimRequestSchema, HeartbeatRequestSchema, RegisterAgentRequestSchema, ReportRequestSchema,
+  ClaimRequestSchema, HeartbeatRequestSchema, LogChunkRequestSchema, RegisterAgentRequestSchema, ReportRequestSchema,
   type HeartbeatResponse, type RegisterAgentResponse,
 } from '../protocol/index.js';
 import { requireScope, verifyAgentIdentity } from './auth.js';
-import { idParam, parseOr400, type ServerDeps } from './server.js';
+import { idParam, parseOr400, type RouteDeps } from './server.js';
 
-export function agentRoutes({ store, engine }: ServerDeps): FastifyPluginAsync {
+export function agentRoutes({ store, engine, hub, liveLogs }: RouteDeps): FastifyPluginAsync {
   /** The agent named in the path, checked to belong to the caller's provider account (else 404). */
   async function ownAgent(req: FastifyRequest): Promise<string> {
     requireScope(req.principal, 'provider');
@@ -45,6 +45,20 @@ export function agentRoutes({ store, engine }: ServerDeps): FastifyPluginAsync {
       const executionId = idParam(req);
       const body = parseOr400(ReportRequestSchema, req.body, 'report');
       await engine.report(agentId, executionId, body);
+      return { ok: true };
+    });
+
+    // Live output while the execution runs (kept in memory, published as `log` events; see live-logs.ts).
+    app.post('/v1/agents/:agentId/executions/:id/log', async (req) => {
+      const agentId = await ownAgent(req);
+      const executionId = idParam(req);
+      const body = parseOr400(LogChunkRequestSchema, req.body, 'log chunk');
+      const lease = await store.executions.leaseOf(executionId);
+      if (!lease || lease.agentId !== agentId) throw errors.notFound('execution', executionId);
+      if (lease.state !== 'running' || lease.fencingToken !== body.fencingToken) throw errors.staleLease(executionId);
+      const fresh = liveLogs.append(executionId, body.stream, body.offset, body.data);
+      const buyerId = fresh === null ? null : await store.executions.buyerOf(executionId);
+      if (fresh !== null && buyerId !== null) hub.publishLog(buyerId, { jobId: lease.jobId, executionId, stream: body.stream, data: fresh });
       return { ok: true };
     });
   };

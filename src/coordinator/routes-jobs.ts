@@ -3,11 +3,11 @@ import type { FastifyPluginAsync } from 'fastify';
 import { errors } from '../core/index.js';
 import { explainJob, quoteJob } from '../engine/index.js';
 import { fromMicro } from '../core/index.js';
-import { JobSpecSchema, ListJobsQuerySchema, type Explain, type JobResults, type JobView, type Quote, type SubmitJobResponse } from '../protocol/index.js';
+import { ExecutionLogQuerySchema, JobSpecSchema, ListJobsQuerySchema, type Explain, type JobResults, type JobView, type Quote, type SubmitJobResponse } from '../protocol/index.js';
 import { requireScope } from './auth.js';
-import { idParam, parseOr400, type ServerDeps } from './server.js';
+import { idParam, parseOr400, type RouteDeps } from './server.js';
 
-export function jobRoutes({ store, engine }: ServerDeps): FastifyPluginAsync {
+export function jobRoutes({ store, engine, liveLogs }: RouteDeps): FastifyPluginAsync {
   return async (app) => {
     app.post('/v1/jobs', async (req, reply): Promise<SubmitJobResponse> => {
       requireScope(req.principal, 'buyer');
@@ -57,6 +57,19 @@ export function jobRoutes({ store, engine }: ServerDeps): FastifyPluginAsync {
       const r = await store.jobs.jobResults(id, req.principal.accountId);
       if (!r) throw errors.notFound('job', id);
       return { jobId: id, ...r };
+    });
+
+    // The live output kept while an execution runs (text; the verified logs are the result's blobs).
+    app.get('/v1/jobs/:id/executions/:executionId/log', async (req, reply) => {
+      requireScope(req.principal, 'buyer');
+      const id = idParam(req);
+      const executionId = idParam(req, 'executionId');
+      const q = parseOr400(ExecutionLogQuerySchema, req.query, 'query');
+      const h = await store.jobs.jobHeader(id);
+      if (!h || h.buyerId !== req.principal.accountId) throw errors.notFound('job', id);
+      const lease = await store.executions.leaseOf(executionId);
+      if (!lease || lease.jobId !== id) throw errors.notFound('execution', executionId);
+      return reply.type('text/plain; charset=utf-8').send(liveLogs.text(executionId, q.stream));
     });
 
     app.post('/v1/jobs/:id/cancel', async (req) => {

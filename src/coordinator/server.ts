@@ -12,14 +12,23 @@ import { fieldIssues, IdSchema } from '../protocol/index.js';
 import type { Principal, Store } from '../store/index.js';
 import { authenticate } from './auth.js';
 import type { BlobStore } from './blobs.js';
+import { DEFAULT_LIVE_OPTIONS, LiveHub, type LiveHubOptions } from './live.js';
+import { LiveLogs } from './live-logs.js';
 import type { CoordinatorMetrics } from './metrics.js';
 import { agentRoutes } from './routes-agents.js';
 import { blobRoutes } from './routes-blobs.js';
 import { jobRoutes } from './routes-jobs.js';
+import { liveRoutes } from './routes-live.js';
 import { marketRoutes } from './routes-market.js';
 
-/** What the app serves from. With `metrics`, GET /metrics serves them (no API key: firewall it, see docs/observability.md). */
-export interface ServerDeps { store: Store; engine: Engine; blobs: BlobStore; log: Logger; metrics?: CoordinatorMetrics }
+/**
+ * What the app serves from. With `metrics`, GET /metrics serves them (no API key: firewall it, see docs/observability.md).
+ * `live` overrides the event stream's timings (tests).
+ */
+export interface ServerDeps { store: Store; engine: Engine; blobs: BlobStore; log: Logger; metrics?: CoordinatorMetrics; live?: Partial<LiveHubOptions> }
+
+/** What route plugins get: the deps plus the app's live hub (event stream) and live output buffer. */
+export interface RouteDeps extends ServerDeps { hub: LiveHub; liveLogs: LiveLogs }
 
 /** Routes answered without an API key: health, and the metrics when enabled (aggregate numbers, no ids or names). */
 const PUBLIC_ROUTES: ReadonlySet<string> = new Set(['/v1/health', '/metrics']);
@@ -81,12 +90,18 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     reply.status(404).send(errors.notFound('route', `${req.method} ${req.url.split('?')[0]}`).toBody());
   });
 
+  const hub = new LiveHub(deps.store, deps.engine, deps.log, { ...DEFAULT_LIVE_OPTIONS, ...deps.live });
+  // Open event streams would keep the server from closing: end them first.
+  app.addHook('preClose', async () => { hub.close(); });
+  const routeDeps: RouteDeps = { ...deps, hub, liveLogs: new LiveLogs() };
+
   app.get('/v1/health', async () => ({ ok: true }));
   const metrics = deps.metrics;
   if (metrics) app.get('/metrics', async (_req, reply) => reply.type(metrics.contentType).send(await metrics.scrape()));
-  app.register(jobRoutes(deps));
-  app.register(agentRoutes(deps));
+  app.register(jobRoutes(routeDeps));
+  app.register(agentRoutes(routeDeps));
   app.register(blobRoutes(deps));
   app.register(marketRoutes(deps));
+  app.register(liveRoutes(routeDeps));
   return app;
 }

@@ -92,6 +92,7 @@ export class Engine {
       maxExecutions: v.maxExecutions ?? defaultMaxExecutions(v.replicas), maxErrors: v.maxErrors } }, this.now());
     this.log.info({ jobId, tasks: tasks.length, image: spec.image, escrow }, 'job submitted');
     this.events.credits('escrow_hold', jobId, escrow);
+    this.events.notify('jobTouched', { jobId, cause: 'submitted' });
     this.requestSchedule();
     return { jobId, tasks: tasks.length, escrow };
   }
@@ -99,7 +100,7 @@ export class Engine {
   /** Cancels a job (open tasks and their executions); false when it had already ended. Settles what it can. */
   async cancelJob(jobId: string): Promise<boolean> {
     const cancelled = await this.store.jobs.cancelJob(jobId, this.now());
-    if (cancelled) this.log.info({ jobId }, 'job cancelled');
+    if (cancelled) { this.log.info({ jobId }, 'job cancelled'); this.events.notify('jobTouched', { jobId, cause: 'cancelled' }); }
     await this.settle();
     return cancelled;
   }
@@ -170,6 +171,8 @@ export class Engine {
     if (plan.length === 0) return;
     const touched = await this.store.executions.applyPlan(plan, revisions, prices, now);
     this.log.debug({ placements: plan.length, agents: touched.size }, 'plan applied');
+    const placedTasks = new Set(plan.map((p) => p.taskId));
+    for (const jobId of new Set(tasks.filter((t) => placedTasks.has(t.taskId)).map((t) => t.jobId))) this.events.notify('jobTouched', { jobId, cause: 'placed' });
     for (const agentId of touched) this.wake(agentId);
     await this.store.notifier.publish([...touched]);
   }
@@ -250,6 +253,7 @@ export class Engine {
       .filter((b): b is string => b !== null), buyer);
     const outcome = await verifyTask(this.store, taskId, this.now, this.events);
     this.log.info({ executionId, jobId: lease.jobId, taskId, agentId, state: end.state, reason: end.failure?.reason, task: outcome }, 'execution reported');
+    this.events.notify('jobTouched', { jobId: lease.jobId, cause: 'reported' });
     this.requestSchedule();
     await this.settle();
   }
@@ -261,12 +265,14 @@ export class Engine {
   async reap(): Promise<void> {
     const lost = await this.store.executions.expireLeases(this.now(), this.config.claimTimeoutMs);
     for (const l of lost) this.log.warn(l, 'execution lost');
+    for (const jobId of new Set(lost.map((l) => l.jobId))) this.events.notify('jobTouched', { jobId, cause: 'lost' });
     for (const [taskId, jobId] of new Map(lost.map((l) => [l.taskId, l.jobId]))) {
       const outcome = await verifyTask(this.store, taskId, this.now, this.events);
       this.log.info({ taskId, jobId, task: outcome }, 'task re-verified after a lost execution');
     }
     for (const jobId of await this.store.executions.expireQueuedTasks(this.now(), 1_000)) {
       this.log.warn({ jobId }, 'tasks failed: no provider took them within the queue timeout');
+      this.events.notify('jobTouched', { jobId, cause: 'expired' });
     }
     for (const { taskId, jobId } of await this.store.executions.tasksAwaitingDecision(1_000)) {
       try {

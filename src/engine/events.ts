@@ -30,6 +30,13 @@ export type CreditKind = 'escrow_hold' | 'payment' | 'fee' | 'refund';
 /** Credits moved by the ledger for a job; `microCredits` > 0. */
 export interface CreditsMovedEvent { kind: CreditKind; jobId: string; microCredits: number }
 
+/**
+ * Something about a job changed that the events above do not announce: it was submitted, executions were placed
+ * (the job may now be running), an execution reported or was lost, tasks expired in the queue, or it was cancelled.
+ * Live observers (the coordinator's event stream) re-read the job on it.
+ */
+export interface JobTouchedEvent { jobId: string; cause: 'submitted' | 'placed' | 'reported' | 'lost' | 'expired' | 'cancelled' }
+
 /** Event name → listener arguments. */
 export interface EngineEventMap {
   dispatched: [DispatchedEvent];
@@ -37,6 +44,7 @@ export interface EngineEventMap {
   executionSettled: [ExecutionSettledEvent];
   jobEnded: [JobEndedEvent];
   creditsMoved: [CreditsMovedEvent];
+  jobTouched: [JobTouchedEvent];
 }
 
 /** The engine's event emitter. `onListenerError` hears what a throwing listener threw. */

@@ -5,3 +5,4 @@ export * from './states.js';
 export * from './api.js';
 export * from './market.js';
 export * from './errors.js';
+export * from './live.js';

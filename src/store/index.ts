@@ -9,6 +9,7 @@ import { SINGLE_COORDINATOR, type Coordination, type ExclusiveStep, type Notifie
 import { openSqlite, type StoreCapabilities } from './db.js';
 import { ExecutionStore } from './executions.js';
 import { JobStore } from './jobs.js';
+import { LiveStore } from './live.js';
 import { LedgerStore } from './ledger.js';
 import { openPostgres, redactUrl } from './postgres.js';
 import { ReputationStore } from './reputation.js';
@@ -28,6 +29,7 @@ export { ReputationStore, reputationView } from './reputation.js';
 export { SettlementStore, type SettledExecution, type SettledJob, type SettlementConfig } from './settlement.js';
 export { SnapshotStore, type SchedulingSnapshot } from './snapshot.js';
 export { StatsStore, type AgentCounts, type StoreCounts } from './stats.js';
+export { LiveStore, type LiveJob, type LiveNetwork } from './live.js';
 
 /** Store settings: the platform fee (basis points, default 0) and the reputation quota rules. */
 export const DEFAULT_STORE_CONFIG: Readonly<SettlementConfig> = Object.freeze({ feeBps: 0, quota: DEFAULT_QUOTA });
@@ -42,6 +44,8 @@ export interface Store {
   settlement: SettlementStore;
   snapshot: SnapshotStore;
   stats: StatsStore;
+  /** Reads for live views (event stream, charts). */
+  live: LiveStore;
   config: Readonly<SettlementConfig>;
   capabilities: StoreCapabilities;
   /** Tells the other coordinators on this database which agents got work (no-op on SQLite). */
@@ -56,7 +60,7 @@ function wrap(db: Kysely<Database>, capabilities: StoreCapabilities, coordinatio
   const reputation = new ReputationStore(db, config.quota);
   const snapshot = new SnapshotStore(db, reputation);
   return { accounts: new AccountStore(db), jobs: new JobStore(db), executions: new ExecutionStore(db, capabilities),
-    ledger: new LedgerStore(db), reputation, settlement: new SettlementStore(db, config, capabilities), snapshot, stats: new StatsStore(db, snapshot),
+    ledger: new LedgerStore(db), reputation, settlement: new SettlementStore(db, config, capabilities), snapshot, stats: new StatsStore(db, snapshot), live: new LiveStore(db, snapshot),
     config: Object.freeze({ ...config }), capabilities, notifier: coordination.notifier, exclusive: coordination.exclusive,
     async close() {
       await coordination.notifier.close();

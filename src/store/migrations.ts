@@ -180,7 +180,18 @@ const m002 = (d: Dialect): Migration => ({
   },
 });
 
+/** Indexes for the dashboard's charts (store/live.ts): time ranges of jobs and executions, recently decided tasks. */
+const m003 = (): Migration => ({
+  async up(db) {
+    await db.schema.createIndex('jobs_created').on('jobs').columns(['created_at']).execute();
+    await db.schema.createIndex('jobs_finished').on('jobs').columns(['finished_at']).execute();
+    await db.schema.createIndex('executions_finished').on('executions').columns(['finished_at']).execute();
+    await db.schema.createIndex('tasks_state_updated').on('tasks').columns(['state', 'updated_at']).execute();
+    await db.schema.createIndex('ledger_account_created').on('ledger_entries').columns(['account', 'created_at']).execute();
+  },
+});
+
 /** All migrations by name for a dialect; Kysely runs them in name order. */
 export function migrationProvider(d: Dialect): MigrationProvider {
-  return { async getMigrations() { return { '001_initial': m001(d), '002_marketplace': m002(d) }; } };
+  return { async getMigrations() { return { '001_initial': m001(d), '002_marketplace': m002(d), '003_charts': m003() }; } };
 }

@@ -91,7 +91,7 @@ async function expectPaidOnce(client: DeqoClient, jobId: string, executionId: st
   const execs = view.tasks[0]!.executions;
   expect(execs.map((e) => [e.id, e.state])).toEqual([[executionId, 'valid']]); // no replacement was needed
   expect(execs[0]!.paid).toBeGreaterThan(0);
-  expect((await client.fetchBlob(execs[0]!.stdoutBlob!)).toString()).toBe('before\nafter\n');
+  expect(await client.blobText(execs[0]!.stdoutBlob!)).toBe('before\nafter\n');
   expect((await client.getResults(jobId)).tasks[0]!.manifest!.files.map((f) => f.path)).toEqual(['x']);
   return view;
 }

@@ -57,7 +57,7 @@ describe('the demo sweep on real data', () => {
     for (const t of results.tasks) {
       const file = t.manifest!.files.find((f) => f.path === 'result.json');
       expect(file).toBeDefined();
-      const stdout = JSON.parse((await client.fetchBlob(t.stdoutBlob!)).toString()) as { C: number; gamma: number; accuracy: number };
+      const stdout = JSON.parse(await client.blobText(t.stdoutBlob!)) as { C: number; gamma: number; accuracy: number };
       expect(stdout.C).toBe(Number(t.params.C));
       accuracies.push(stdout.accuracy);
     }

@@ -43,7 +43,7 @@ describe('script jobs', () => {
     expect(view.spec.command).toEqual(['python3', '/inputs/main.py']);
     const t = (await client.getResults(jobId)).tasks[0]!;
     expect(t.agreedBy).toHaveLength(2);
-    expect((await client.fetchBlob(t.stdoutBlob!)).toString()).toBe('hello from /inputs/main.py\n');
+    expect(await client.blobText(t.stdoutBlob!)).toBe('hello from /inputs/main.py\n');
     expect(t.manifest!.files.map((f) => f.path)).toEqual(['answer.txt']);
   });
 
@@ -58,7 +58,7 @@ describe('script jobs', () => {
     // Both replicas reported the same failure: it was decided by votes like a result, and nothing ran.
     expect(task.executions.map((e) => [e.state, e.failure?.reason])).toEqual([['valid', 'requirements_unavailable'], ['valid', 'requirements_unavailable']]);
     const stdout = task.executions[0]!.stdoutBlob;
-    if (stdout) expect((await client.fetchBlob(stdout)).toString()).toBe('');
+    if (stdout) expect(await client.blobText(stdout)).toBe('');
   });
 
   it('deqo run: submits the file with its requirements, follows it, and prints the verified stdout', async () => {

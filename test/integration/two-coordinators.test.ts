@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DeqoClient } from '../../src/client/index.js';
+import { DeqoClient, fetchBlob } from '../../src/client/index.js';
 import { DEQO_BIN } from '../../src/cli/network.js';
 import { settled, waitForJob } from '../helpers/network.js';
 import { createPgDatabase } from '../helpers/stores.js';
@@ -135,7 +135,7 @@ describe('two coordinators on one PostgreSQL database', () => {
     for (const j of jobs) {
       const results = await clients[j.via]!.getResults(j.id);
       const blob = results.tasks[0]!.outputsBlob!;
-      const [a, b] = await Promise.all(clients.map((c) => c.fetchBlob(blob)));
+      const [a, b] = await Promise.all(clients.map((c) => fetchBlob(c, blob)));
       expect(a!.length).toBeGreaterThan(0);
       expect(b!.equals(a!)).toBe(true);
       const out = join(dir, 'results', j.id);

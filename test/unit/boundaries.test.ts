@@ -57,3 +57,15 @@ describe('part boundaries', () => {
     });
   }
 });
+
+describe('the client runs in a browser', () => {
+  // The dashboard bundles client.ts: it and what it imports must not need Node (files.ts holds the Node-only transfers).
+  const BROWSER_SAFE = ['client/client.ts', 'client/sse.ts'];
+  it.each(BROWSER_SAFE)('%s imports no node:* module and only browser-safe client files', (file) => {
+    for (const spec of imports(join(SRC, file))) {
+      expect(spec.startsWith('node:') || ['fs', 'path', 'stream', 'os', 'crypto'].includes(spec), spec).toBe(false);
+      if (spec.startsWith('./')) expect(BROWSER_SAFE, spec).toContain(`client/${spec.slice(2).replace(/\.js$/, '.ts')}`);
+    }
+    expect(readFileSync(join(SRC, file), 'utf8')).not.toMatch(/\bBuffer\b|\bprocess\./);
+  });
+});

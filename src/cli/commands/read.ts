@@ -98,7 +98,7 @@ export function logsCommand(ctx: CliContext): Command {
           : (t.executions.find((x) => x.state === 'valid') ?? t.executions.find((x) => x.stdoutBlob !== null));
         const blob = opts.stderr ? e?.stderrBlob : e?.stdoutBlob;
         if (!e || !blob) continue;
-        out.push({ taskIndex: t.index, executionId: e.id, agent: e.agentName, text: (await client.fetchBlob(blob)).toString('utf8') });
+        out.push({ taskIndex: t.index, executionId: e.id, agent: e.agentName, text: await client.blobText(blob) });
       }
       if (opts.execution && out.length === 0) throw new CliError(`execution ${opts.execution} has no ${opts.stderr ? 'stderr' : 'stdout'} yet`, EXIT.NOT_FOUND);
       if (opts.json) { printJson(out); return; }

@@ -36,10 +36,10 @@ async function readText(path: string): Promise<string> {
 }
 
 /** Writes each task's verified stdout (fetched from its blob) to stdout and each failure to stderr, or all of it as JSON. */
-async function printResults(results: JobResults, fetch: (sha: string) => Promise<Buffer>, json: boolean): Promise<void> {
+async function printResults(results: JobResults, fetch: (sha: string) => Promise<string>, json: boolean): Promise<void> {
   const tasks = [];
   for (const t of results.tasks) {
-    const stdout = t.state === 'verified' && t.stdoutBlob ? (await fetch(t.stdoutBlob)).toString('utf8') : null;
+    const stdout = t.state === 'verified' && t.stdoutBlob ? await fetch(t.stdoutBlob) : null;
     tasks.push({ taskIndex: t.taskIndex, state: t.state, failure: t.failure, stdout });
     if (json) continue;
     if (results.tasks.length > 1) process.stderr.write(`--- task ${t.taskIndex}: ${t.state}\n`);
@@ -83,7 +83,7 @@ Requirements must be importable in the image, or installable with pip where the 
       }
       process.stderr.write(`submitted ${jobId} (${held})\n`);
       const view = await followJob(client, jobId, (l) => process.stderr.write(`${l}\n`));
-      await printResults(await client.getResults(jobId), (sha) => client.fetchBlob(sha), opts.json === true);
+      await printResults(await client.getResults(jobId), (sha) => client.blobText(sha), opts.json === true);
       return view.state === 'succeeded' ? EXIT.OK : EXIT.JOB_FAILED;
     }));
 }
