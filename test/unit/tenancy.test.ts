@@ -56,6 +56,12 @@ let identityQ: KeyObject;
 const headers = (k: string | undefined, extra: Record<string, string> = {}) => (k === undefined ? extra : { ...extra, authorization: `Bearer ${k}` });
 
 async function call(method: Method, url: string, k: string | undefined, body?: unknown) {
+  if (url.startsWith('/v1/events')) {
+    // A Server-Sent Events stream never ends: take the head (status), then let the stream go.
+    const res = await app.inject({ method, url, headers: headers(k), payloadAsStream: true });
+    if (res.statusCode === 200) res.stream().destroy();
+    return res;
+  }
   if (Buffer.isBuffer(body)) {
     return app.inject({ method, url, headers: headers(k, { 'content-type': 'application/octet-stream' }), payload: body });
   }
@@ -201,6 +207,7 @@ const ROUTES: Route[] = [
   { method: 'GET', pattern: '/v1/jobs/:id', url: () => `/v1/jobs/${r.jobDone}`, owner: 'buyerA', ok: 200 },
   { method: 'GET', pattern: '/v1/jobs/:id/results', url: () => `/v1/jobs/${r.jobDone}/results`, owner: 'buyerA', ok: 200 },
   { method: 'POST', pattern: '/v1/jobs/:id/cancel', url: () => `/v1/jobs/${r.jobDone}/cancel`, owner: 'buyerA', ok: 200 },
+  { method: 'GET', pattern: '/v1/jobs/:id/executions/:executionId/log', url: () => `/v1/jobs/${r.jobDone}/executions/${r.execDone}/log`, owner: 'buyerA', ok: 200 },
   { method: 'GET', pattern: '/v1/jobs/:id/explain', url: () => `/v1/jobs/${r.jobDone}/explain`, owner: 'buyerA', ok: 200 },
   { method: 'POST', pattern: '/v1/quote', url: () => '/v1/quote', owner: 'buyerA', body: spec, ok: 200 },
   { method: 'POST', pattern: '/v1/blobs', url: () => '/v1/blobs', owner: 'buyerA', body: () => Buffer.from('table blob'), ok: 201 },
@@ -209,6 +216,8 @@ const ROUTES: Route[] = [
   { method: 'POST', pattern: '/v1/agents/:agentId/heartbeat', url: () => `/v1/agents/${r.agentP}/heartbeat`, owner: 'providerP',
     body: () => ({ executions: [{ executionId: r.execHeld, fencingToken: r.heldToken }] }), ok: 200 },
   { method: 'POST', pattern: '/v1/agents/:agentId/claim', url: () => `/v1/agents/${r.agentP}/claim`, owner: 'providerP', body: () => ({ max: 1, waitMs: 0 }), ok: 200 },
+  { method: 'POST', pattern: '/v1/agents/:agentId/executions/:id/log', url: () => `/v1/agents/${r.agentP}/executions/${r.execHeld}/log`, owner: 'providerP',
+    body: () => ({ fencingToken: r.heldToken, stream: 'stdout', offset: 0, data: 'table log\n' }), ok: 200 },
   { method: 'POST', pattern: '/v1/agents/:agentId/executions/:id/report', url: () => `/v1/agents/${r.agentP}/executions/${r.execHeld}/report`, owner: 'providerP',
     body: () => ({ outcome: 'failed', fencingToken: r.heldToken, reason: 'agent_error', message: 'table report' }), ok: 200 },
   { method: 'GET', pattern: '/v1/providers', url: () => '/v1/providers', owner: 'buyerA', ok: 200 },
@@ -220,6 +229,9 @@ const ROUTES: Route[] = [
   { method: 'POST', pattern: '/v1/keys/:id/revoke', url: () => `/v1/keys/${r.spareKeyId}/revoke`, owner: 'buyerA', ok: 200 },
   { method: 'GET', pattern: '/v1/provider/agents', url: () => '/v1/provider/agents', owner: 'providerP', ok: 200 },
   { method: 'GET', pattern: '/v1/provider/reputation', url: () => '/v1/provider/reputation', owner: 'providerP', ok: 200 },
+  { method: 'GET', pattern: '/v1/provider/earnings', url: () => '/v1/provider/earnings', owner: 'providerP', ok: 200 },
+  { method: 'GET', pattern: '/v1/events', url: () => `/v1/events?jobId=${r.jobDone}`, owner: 'buyerA', ok: 200 },
+  { method: 'GET', pattern: '/v1/network/stats', url: () => '/v1/network/stats', owner: 'buyerA', ok: 200 },
   { method: 'POST', pattern: '/v1/admin/accounts', url: () => '/v1/admin/accounts', owner: 'admin', body: () => ({ name: `acct-${++accountSeq}`, roles: ['buyer'] }), ok: 201 },
   { method: 'POST', pattern: '/v1/admin/grants', url: () => '/v1/admin/grants', owner: 'admin', body: () => ({ account: 'buyerA', amount: 1 }), ok: 201 },
   { method: 'GET', pattern: '/v1/admin/ledger/audit', url: () => '/v1/admin/ledger/audit', owner: 'admin', ok: 200 },
@@ -293,8 +305,8 @@ describe('scopes', () => {
   });
 
   it('covers every scoped route', () => {
-    expect(BUYER_ONLY).toHaveLength(7);
-    expect(PROVIDER_ONLY).toHaveLength(6);
+    expect(BUYER_ONLY).toHaveLength(8);
+    expect(PROVIDER_ONLY).toHaveLength(8);
     expect(ADMIN_ONLY).toHaveLength(3);
   });
 
@@ -343,6 +355,13 @@ describe("another tenant's resources answer 404", () => {
     const own = await call('POST', `/v1/jobs/${r.jobOpen}/cancel`, key.buyerA);
     expect(own.statusCode).toBe(200);
     expect(own.json().cancelled).toBe(true);
+  });
+
+  it("buyerB cannot read the live output of buyerA's executions; buyerA cannot name an execution of another job", async () => {
+    await expectHidden('GET', `/v1/jobs/${r.jobDone}/executions/${r.execDone}/log`, 'buyerB', r.jobDone, ghostJob);
+    const other = await call('GET', `/v1/jobs/${r.jobOpen}/executions/${r.execDone}/log`, key.buyerA);
+    expect(other.statusCode, other.body).toBe(404);
+    expect((await call('GET', `/v1/jobs/${r.jobDone}/executions/${r.execDone}/log`, key.buyerA)).statusCode).toBe(200);
   });
 
   it("buyerB's job list does not include buyerA's jobs", async () => {
