@@ -1,8 +1,8 @@
 /**
  * Script jobs over a real local network (coordinator in-process, agents as `deqo agent` processes, real Docker,
  * the deqo/python-sklearn:bookworm image): a script that prints and writes /outputs verifies on two providers;
- * a script requiring a module the image lacks fails as requirements_unavailable, both replicas agreeing; and
- * `deqo run` as a user runs it.
+ * a script requiring a module the image lacks fails as requirements_unavailable, both replicas agreeing; its output
+ * streams live (agent log tail → coordinator → Server-Sent Events); and `deqo run` as a user runs it.
  */
 import { execFile } from 'node:child_process';
 import { mkdtemp, writeFile } from 'node:fs/promises';
@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DeqoClient } from '../../src/client/index.js';
+import type { LiveEvent } from '../../src/protocol/index.js';
 import { DEQO_BIN, type LocalNetwork } from '../../src/cli/network.js';
 import { saveProfile } from '../../src/cli/settings.js';
 import { settled, testNetwork, waitForJob } from '../helpers/network.js';
@@ -59,6 +60,31 @@ describe('script jobs', () => {
     expect(task.executions.map((e) => [e.state, e.failure?.reason])).toEqual([['valid', 'requirements_unavailable'], ['valid', 'requirements_unavailable']]);
     const stdout = task.executions[0]!.stdoutBlob;
     if (stdout) expect(await client.blobText(stdout)).toBe('');
+  });
+
+  it('stream their output live: log events arrive while the script runs, and the coordinator keeps the text', async () => {
+    const got: LiveEvent[] = [];
+    const ac = new AbortController();
+    const following = client.events({}, (e) => got.push(e), ac.signal);
+    const source = 'import time\nfor i in range(3):\n    print("tick", i)\n    time.sleep(1.5)\n';
+    const { jobId } = await client.submitJob({ script: { language: 'python', source }, verification: { mode: 'none' }, resources: { memoryMb: 256 } });
+    const view = await waitForJob(client, jobId, settled);
+    expect(view.state).toBe('succeeded');
+    await new Promise((r) => setTimeout(r, 300)); // the last events may still be on their way
+    ac.abort();
+    await following;
+    const mine = got.filter((e) => e.event !== 'network' && e.data.jobId === jobId);
+    const logs = mine.filter((e) => e.event === 'log').map((e) => (e.data as { data: string }).data);
+    expect(logs.join('')).toBe('tick 0\ntick 1\ntick 2\n');
+    // Output came while it ran: the first log event precedes the job's end (and the execution's report).
+    const firstLog = mine.findIndex((e) => e.event === 'log');
+    const ended = mine.findIndex((e) => e.event === 'job' && e.data.state === 'succeeded');
+    const reported = mine.findIndex((e) => e.event === 'execution' && ['reported', 'valid'].includes(e.data.state));
+    expect(firstLog).toBeGreaterThanOrEqual(0);
+    expect(firstLog).toBeLessThan(ended);
+    expect(reported === -1 || firstLog < reported).toBe(true);
+    const executionId = view.tasks[0]!.executions[0]!.id;
+    expect(await client.executionLog(jobId, executionId)).toBe('tick 0\ntick 1\ntick 2\n');
   });
 
   it('deqo run: submits the file with its requirements, follows it, and prints the verified stdout', async () => {
