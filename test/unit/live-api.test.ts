@@ -52,7 +52,9 @@ async function until(what: string, pred: () => boolean): Promise<void> {
   }
 }
 
-const ofKind = <K extends LiveEvent['event']>(got: LiveEvent[], k: K) => got.filter((e): e is Extract<LiveEvent, { event: K }> => e.event === k).map((e) => e.data);
+type DataOf<K extends LiveEvent['event']> = Extract<LiveEvent, { event: K }>['data'];
+/** The data of the events named `k`. */
+const ofKind = <K extends LiveEvent['event']>(got: LiveEvent[], k: K): Array<DataOf<K>> => got.filter((e) => e.event === k).map((e) => e.data as DataOf<K>);
 
 /** A consistent completed report of `a`, its blobs uploaded by provider P. */
 async function completed(a: Assignment, stdout: string) {
