@@ -1,8 +1,9 @@
 /** The dashboard shell: sign-in gate, header navigation by the key's scope, hash routing to the views. */
-import { createContext, useContext, useEffect, useMemo, useState } from 'react';
+import { useEffect, useMemo, useState } from 'react';
 import type { WhoAmI } from '../../src/protocol/index.js';
 import { DashboardApi } from './api.js';
 import { LiveProvider, useLiveMode } from './live.js';
+import { SessionContext } from './session-context.js';
 import { adoptKeyFromFragment, clearSessionKey, saveSessionKey, sessionKey } from './session.js';
 import { SignIn } from './views/SignIn.js';
 import { Jobs } from './views/Jobs.js';
@@ -11,17 +12,6 @@ import { Submit } from './views/Submit.js';
 import { CodeRunner } from './views/CodeRunner.js';
 import { Provider } from './views/Provider.js';
 import { Network } from './views/Network.js';
-
-/** The signed-in session: the API door and who the key belongs to. */
-export interface Session { api: DashboardApi; me: WhoAmI }
-const SessionContext = createContext<Session | null>(null);
-
-/** The signed-in session (views render only when signed in). */
-export function useSession(): Session {
-  const s = useContext(SessionContext);
-  if (!s) throw new Error('useSession outside a signed-in app');
-  return s;
-}
 
 /** The path after `#` (e.g. `/jobs/abc`), following hash changes. */
 export function useHashPath(): string {

@@ -3,7 +3,7 @@
  * choose), Run — a script job — and watch its output stream in below.
  */
 import { useState, type FormEvent } from 'react';
-import { useSession } from '../App.js';
+import { useSession } from '../session-context.js';
 import { CodeEditor } from '../components/CodeEditor.js';
 import { ErrorNote, StateBadge } from '../components/bits.js';
 import { Field } from '../components/Field.js';

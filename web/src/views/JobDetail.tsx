@@ -4,7 +4,7 @@
  */
 import { useState } from 'react';
 import type { ExecutionView, JobView, TaskView } from '../../../src/protocol/index.js';
-import { useSession } from '../App.js';
+import { useSession } from '../session-context.js';
 import { Card, ErrorNote, Facts, StateBadge, TableWrap } from '../components/bits.js';
 import { LogView } from '../components/LogView.js';
 import { saveBlob } from '../download.js';

@@ -1,7 +1,7 @@
 /** Buyer Jobs: the live list of the buyer's jobs with state, replicas, verification and cost so far; filter by state. */
 import { useRef, useState } from 'react';
 import { JobStateSchema, type JobState, type JobView } from '../../../src/protocol/index.js';
-import { useSession } from '../App.js';
+import { useSession } from '../session-context.js';
 import { Card, ErrorNote, StateBadge, TableWrap } from '../components/bits.js';
 import { Field } from '../components/Field.js';
 import { credits, short, when } from '../format.js';

@@ -1,7 +1,7 @@
 /** Network: the provider catalog (filters, sorting), queue depth and throughput over time, recent verifications. */
 import { useMemo, useState } from 'react';
 import type { CatalogQuery } from '../../../src/protocol/index.js';
-import { useSession } from '../App.js';
+import { useSession } from '../session-context.js';
 import { Card, ErrorNote, StateBadge, TableWrap } from '../components/bits.js';
 import { Chart } from '../components/Chart.js';
 import { Field } from '../components/Field.js';

@@ -2,7 +2,7 @@
 import { useMemo, useState } from 'react';
 import type { ProviderView } from '../../../src/protocol/index.js';
 import { NotSupportedError } from '../api.js';
-import { useSession } from '../App.js';
+import { useSession } from '../session-context.js';
 import { Card, ErrorNote, Facts, StateBadge, TableWrap } from '../components/bits.js';
 import { Chart } from '../components/Chart.js';
 import { byJob, cumulative, paymentsOf } from '../earnings.js';

@@ -6,7 +6,7 @@
 import { useEffect, useMemo, useState, type FormEvent } from 'react';
 import { JobSpecSchema, type JobSpecInput, type Quote } from '../../../src/protocol/index.js';
 import { ApiError } from '../api.js';
-import { useSession } from '../App.js';
+import { useSession } from '../session-context.js';
 import { Card, Facts, TableWrap } from '../components/bits.js';
 import { Field } from '../components/Field.js';
 import { splitCommand } from '../command.js';
