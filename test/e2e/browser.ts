@@ -1,5 +1,5 @@
 /** Headless Debian chromium for the dashboard e2e (never a downloaded browser), and screenshots as artifacts. */
-import { mkdir } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 
@@ -16,3 +16,6 @@ export async function shot(page: Page, name: string): Promise<void> {
   await mkdir(SCREENSHOTS, { recursive: true });
   await page.screenshot({ path: join(SCREENSHOTS, `${name}.png`), fullPage: true });
 }
+
+/** Empties the screenshot folder (so a run's artifacts are that run's only). */
+export async function clearShots(): Promise<void> { await rm(SCREENSHOTS, { recursive: true, force: true }); }

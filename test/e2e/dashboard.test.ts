@@ -13,10 +13,10 @@ import { mkdtemp, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { DeqoClient } from '../../src/client/index.js';
 import type { LocalNetwork } from '../../src/cli/network.js';
-import { launchChromium, shot } from './browser.js';
+import { clearShots, launchChromium, shot } from './browser.js';
 import { settled, testNetwork, waitForJob } from '../helpers/network.js';
 
 let net: LocalNetwork;
@@ -29,12 +29,17 @@ let backendMerged = false;
 
 beforeAll(async () => {
   ({ net, client: buyer } = await testNetwork({ agents: 3 }));
+  await clearShots();
   browser = await launchChromium();
   buyerCtx = await browser.newContext({ viewport: { width: 1280, height: 800 }, acceptDownloads: true });
   page = await buyerCtx.newPage();
   const probe = await fetch(`${net.url}/v1/network/stats?minutes=5`, { headers: { authorization: `Bearer ${net.buyerKey}` } });
   backendMerged = probe.status !== 404;
 }, 240_000);
+afterEach(async (ctx) => {
+  // What the page showed when a step failed.
+  if (ctx.task.result?.state === 'fail' && page) await shot(page, `failed-${ctx.task.name.slice(0, 40).replace(/\W+/g, '-')}`).catch(() => {});
+});
 afterAll(async () => {
   await browser?.close();
   await net?.stop();
@@ -52,7 +57,7 @@ describe('dashboard', () => {
 
   it('signs in from the #key= fragment, keeps the key for the session only, and clears it from the address bar', async () => {
     await page.goto(`${net.url}/#key=${encodeURIComponent(net.buyerKey)}`);
-    await page.getByRole('heading', { name: 'Jobs' }).waitFor();
+    await page.getByRole('heading', { name: 'Jobs', exact: true }).waitFor();
     expect(page.url()).not.toContain(net.buyerKey);
     expect(await page.evaluate('sessionStorage.getItem("deqo.apiKey")')).toBe(net.buyerKey);
     expect(await page.evaluate('localStorage.length')).toBe(0);
@@ -60,7 +65,7 @@ describe('dashboard', () => {
   });
 
   it('submits a container job after a quote and watches it verify live, without reloading', async () => {
-    await page.getByRole('link', { name: 'Submit' }).click();
+    await page.getByRole('link', { name: 'Submit', exact: true }).click();
     await page.getByLabel('Image').fill('deqo/busybox:test');
     await page.getByLabel('Command').fill('sh -c "echo 42 > /outputs/answer.txt; echo computed the answer"');
     // A field the protocol refuses is named next to that field, and nothing is quoted.
@@ -82,7 +87,7 @@ describe('dashboard', () => {
     expect(await page.evaluate('window.__noReload')).toBe(1);
     const view = await waitForJob(buyer, jobId, settled);
     expect(view.state).toBe('succeeded');
-    await page.getByText('settled').locator('..').getByText('yes').waitFor({ timeout: 60_000 });
+    await expect.poll(() => page.locator('dt:text-is("settled") + dd').textContent(), { timeout: 60_000 }).toBe('yes');
     await shot(page, '04-job-detail');
   });
 
@@ -96,7 +101,7 @@ describe('dashboard', () => {
   });
 
   it('lists the job with its state, replicas, verification and cost, filtered by state', async () => {
-    await page.getByRole('link', { name: 'Jobs' }).click();
+    await page.getByRole('link', { name: 'Jobs', exact: true }).click();
     const row = page.locator(`tr[data-job="${jobId}"]`);
     await row.waitFor();
     expect(await row.textContent()).toMatch(/succeeded.*1\/1.*2.*replicate, 2 of 2 agree.*cr/);
@@ -108,7 +113,7 @@ describe('dashboard', () => {
   });
 
   it('shows the network: catalog with filters and sorting', async () => {
-    await page.getByRole('link', { name: 'Network' }).click();
+    await page.getByRole('link', { name: 'Network', exact: true }).click();
     await expect.poll(() => page.locator('tr[data-machine]').count()).toBe(3);
     await page.getByLabel('Sort by').selectOption('name');
     await page.getByLabel('Order').selectOption('desc');
@@ -127,7 +132,7 @@ describe('dashboard', () => {
     const ctx = await browser.newContext({ viewport: { width: 1280, height: 800 } });
     const p = await ctx.newPage();
     await p.goto(`${net.url}/#key=${encodeURIComponent(net.providerKeys[index]!)}`);
-    await p.getByRole('heading', { name: 'Provider' }).waitFor();
+    await p.getByRole('heading', { name: 'Provider', exact: true }).waitFor();
     const earning = p.locator(`tr[data-earning-job="${jobId}"]`);
     await earning.waitFor({ timeout: 30_000 });
     expect(await earning.textContent()).toContain(String(Number(paid.paid!.toFixed(6))));
@@ -137,7 +142,7 @@ describe('dashboard', () => {
   });
 
   it('runs a Python script in the code runner on a chosen machine and shows its output (NEEDS-BACKEND: script jobs)', async (t) => {
-    await page.getByRole('link', { name: 'Code runner' }).click();
+    await page.getByRole('link', { name: 'Code runner', exact: true }).click();
     await page.locator('.cm-content').waitFor();
     await shot(page, '05-code-runner');
     if (!backendMerged) {

@@ -59,6 +59,12 @@ export function App({ baseUrl = window.location.origin }: { baseUrl?: string }) 
   const [startError, setStartError] = useState<string>();
   const api = useMemo(() => (key ? new DashboardApi(baseUrl, key) : null), [key, baseUrl]);
   const path = useHashPath();
+  // A `#key=` pasted into an open tab is a hash change, not a page load: adopt it too.
+  useEffect(() => {
+    const on = () => { const k = adoptKeyFromFragment(); if (k) { setMe(null); setStartError(undefined); setKey(k); } };
+    window.addEventListener('hashchange', on);
+    return () => window.removeEventListener('hashchange', on);
+  }, []);
   useEffect(() => {
     if (!api || me) return;
     api.client.whoami().then(setMe, (e: Error) => { clearSessionKey(); setKey(null); setStartError(e.message); });
