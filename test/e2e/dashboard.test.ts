@@ -67,7 +67,7 @@ describe('dashboard', () => {
   it('submits a container job after a quote and watches it verify live, without reloading', async () => {
     await page.getByRole('link', { name: 'Submit', exact: true }).click();
     await page.getByLabel('Image').fill('deqo/busybox:test');
-    await page.getByLabel('Command').fill('sh -c "echo 42 > /outputs/answer.txt; echo computed the answer"');
+    await page.getByLabel('Command').fill('sh -c "echo working; sleep 5; echo 42 > /outputs/answer.txt; echo computed the answer"');
     // A field the protocol refuses is named next to that field, and nothing is quoted.
     await page.getByLabel('Memory (MiB)').fill('4');
     await expect.poll(() => page.getByLabel('Memory (MiB)').getAttribute('aria-invalid')).toBe('true');
@@ -81,7 +81,8 @@ describe('dashboard', () => {
     await page.getByRole('button', { name: 'Submit job' }).click();
     await page.waitForURL(/#\/jobs\/[A-Za-z0-9_-]+$/);
     jobId = /#\/jobs\/([A-Za-z0-9_-]+)$/.exec(page.url())![1]!;
-    // Seen on the page as it happens: the verdict names the two providers that agreed.
+    // Seen on the page as it happens: running first, then the verdict naming the two providers that agreed.
+    await page.locator('h1 .badge', { hasText: 'running' }).waitFor({ timeout: 60_000 });
     await page.locator('[data-verdict="0"]', { hasText: /Verified: provider-\d \+ provider-\d agreed/ }).waitFor({ timeout: 120_000 });
     await page.locator('h1 .badge', { hasText: 'succeeded' }).waitFor({ timeout: 60_000 });
     expect(await page.evaluate('window.__noReload')).toBe(1);

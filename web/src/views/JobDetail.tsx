@@ -114,7 +114,7 @@ export function JobDetail({ jobId }: { jobId: string }) {
         <Card title="Job">
           <Facts items={[
             ['image', <code key="i">{v.spec.image}</code>],
-            ['command', <code key="c">{v.spec.command.join(' ')}</code>],
+            ['command', <code key="c">{v.spec.command.map((a) => (/[\s'"]/.test(a) || a === '' ? JSON.stringify(a) : a)).join(' ')}</code>],
             ['resources', `${v.spec.resources.cpus} CPU, ${v.spec.resources.memoryMb} MiB, ${v.spec.resources.timeoutSeconds} s limit`],
             ['verification', v.spec.verification.mode === 'none' ? 'none (one execution, trusted)' : `${v.spec.verification.mode}: ${v.spec.verification.quorum} of ${v.spec.verification.replicas} must agree`],
             ['submitted', when(v.createdAt)],
