@@ -18,7 +18,8 @@ export function Chart({ title, x, series, height = 200 }: { title: string; x: nu
       width: Math.max(el.clientWidth, 240), height,
       series: [{}, ...series.map((s) => ({ label: s.label, stroke: s.color, width: 2, points: { show: x.length < 40 } }))],
       axes: [{}, { size: 56 }],
-      scales: { x: { time: true } },
+      // One point alone would stretch the axis over years: show the half hour around it.
+      scales: { x: x.length === 1 ? { time: true, range: [x[0]! / 1000 - 1800, x[0]! / 1000 + 1800] } : { time: true } },
     }, [x.map((t) => t / 1000), ...series.map((s) => s.values)] as uPlot.AlignedData, el);
     const ro = new ResizeObserver(() => plot.setSize({ width: Math.max(el.clientWidth, 240), height }));
     ro.observe(el);
