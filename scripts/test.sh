@@ -2,7 +2,7 @@
 # The test command (`npm test`): installs what the tests need, then runs every test.
 #   npm dependencies → a Docker engine (scripts/ensure-docker.sh) → PostgreSQL (scripts/ensure-postgres.sh;
 #   the store suites run on it too, in databases deqo_pg_* created on DEQO_TEST_PG_URL) → local test images →
-#   build → vitest.
+#   Debian chromium (scripts/ensure-chromium.sh, for the dashboard e2e) → build (server and web app) → vitest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
@@ -14,6 +14,7 @@ bash scripts/ensure-docker.sh
 export DEQO_TEST_PG_URL="${DEQO_TEST_PG_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 bash scripts/ensure-postgres.sh
 bash scripts/build-images.sh all
+bash scripts/ensure-chromium.sh
 npm run build --silent
 mkdir -p test-artifacts
 status=0

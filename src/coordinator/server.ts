@@ -20,12 +20,16 @@ import { blobRoutes } from './routes-blobs.js';
 import { jobRoutes } from './routes-jobs.js';
 import { liveRoutes } from './routes-live.js';
 import { marketRoutes } from './routes-market.js';
+import { DEFAULT_WEB_ROOT, isWebPath, serveWeb } from './web.js';
 
 /**
  * What the app serves from. With `metrics`, GET /metrics serves them (no API key: firewall it, see docs/observability.md).
- * `live` overrides the event stream's timings (tests).
+ * `live` overrides the event stream's timings (tests). `webRoot`: the dashboard build served at `/` (default
+ * dist/web; see web.ts).
  */
-export interface ServerDeps { store: Store; engine: Engine; blobs: BlobStore; log: Logger; metrics?: CoordinatorMetrics; live?: Partial<LiveHubOptions> }
+export interface ServerDeps {
+  store: Store; engine: Engine; blobs: BlobStore; log: Logger; metrics?: CoordinatorMetrics; live?: Partial<LiveHubOptions>; webRoot?: string;
+}
 
 /** What route plugins get: the deps plus the app's live hub (event stream) and live output buffer. */
 export interface RouteDeps extends ServerDeps { hub: LiveHub; liveLogs: LiveLogs }
@@ -64,7 +68,9 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
   app.decorateRequest('principal', null as unknown as Principal);
 
   app.addHook('onRequest', async (req) => {
-    if (PUBLIC_ROUTES.has(req.url.split('?')[0]!)) return;
+    const path = req.url.split('?')[0]!;
+    // The dashboard's static files are public (they hold no data; the app sends a key on each /v1 call).
+    if (PUBLIC_ROUTES.has(path) || isWebPath(req.method, path)) return;
     req.principal = await authenticate(deps.store, req.headers.authorization);
   });
 
@@ -86,8 +92,10 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     req.log.error({ err }, 'unhandled error');
     return reply.status(500).send(new DeqoError('internal', 'internal error; the coordinator logged the details').toBody());
   });
+  const webRoot = deps.webRoot ?? DEFAULT_WEB_ROOT;
   app.setNotFoundHandler((req, reply) => {
-    reply.status(404).send(errors.notFound('route', `${req.method} ${req.url.split('?')[0]}`).toBody());
+    if (isWebPath(req.method, req.url.split('?')[0]!)) return serveWeb(webRoot, req, reply);
+    return reply.status(404).send(errors.notFound('route', `${req.method} ${req.url.split('?')[0]}`).toBody());
   });
 
   const hub = new LiveHub(deps.store, deps.engine, deps.log, { ...DEFAULT_LIVE_OPTIONS, ...deps.live });

@@ -69,3 +69,26 @@ describe('the client runs in a browser', () => {
     expect(readFileSync(join(SRC, file), 'utf8')).not.toMatch(/\bBuffer\b|\bprocess\./);
   });
 });
+
+/** The dashboard (web/) talks to the coordinator only through the client: from src/ it imports client and protocol alone. */
+describe('dashboard boundaries', () => {
+  const WEB = join(import.meta.dirname, '../../web/src');
+  const webFiles = (dir: string): string[] => readdirSync(dir).flatMap((n) => {
+    const p = join(dir, n);
+    return statSync(p).isDirectory() ? webFiles(p) : /\.tsx?$/.test(p) ? [p] : [];
+  });
+  const all = webFiles(WEB);
+  it('finds the dashboard sources', () => { expect(all.length).toBeGreaterThan(10); });
+  for (const file of all) {
+    it(`web/src/${relative(WEB, file)} imports only client and protocol from src/`, () => {
+      for (const spec of imports(file)) {
+        if (spec.startsWith('.')) {
+          const target = relative(SRC, join(file, '..', spec));
+          if (!target.startsWith('..')) expect(['client', 'protocol'], spec).toContain(target.split('/')[0]);
+        } else {
+          expect(/^(node:|better-sqlite3|pg|kysely|fastify|dockerode|pino)/.test(spec), `the dashboard must not import ${spec}`).toBe(false);
+        }
+      }
+    });
+  }
+});

@@ -48,12 +48,18 @@ async function printMoney(client: DeqoClient, jobId: string, net: LocalNetwork, 
   }
 }
 
+/** The dashboard's address with `key` in the fragment (never sent to the server; the app moves it to sessionStorage). */
+export function dashboardUrl(url: string, key: string): string {
+  return `${url}/#key=${encodeURIComponent(key)}`;
+}
+
 export function demoCommand(ctx: CliContext): Command {
   return new Command('demo').description('run the demo: a local network runs a verified SVM hyper-parameter sweep on real data')
     .option('--agents <n>', 'provider agents to start [default 3]', parseIntFlag, 3)
     .option('--port <port>', 'coordinator port (0 = any free port) [default 0]', (v) => Number.parseInt(v, 10), 0)
     .option('--out <dir>', 'where to write the verified outputs [default ./deqo-demo-results]')
-    .action(action(async (opts: { agents: number; port: number; out?: string }) => {
+    .option('--stay', 'keep the network (and its dashboard) running after the demo, until Ctrl-C')
+    .action(action(async (opts: { agents: number; port: number; out?: string; stay?: boolean }) => {
       const say = (s: string) => process.stdout.write(`${s}\n`);
       try { await new DockerExecutor({ agentId: 'demo' }).version(); } catch (err) {
         if (err instanceof ExecutorUnavailableError) throw new CliError(err.message, EXIT.ENVIRONMENT);
@@ -66,6 +72,7 @@ export function demoCommand(ctx: CliContext): Command {
       const net = await startLocalNetwork({ dataDir, agents: opts.agents, port: opts.port, agentCpus: 1 });
       try {
         const client = new DeqoClient(net.url, net.buyerKey);
+        say(`dashboard: ${dashboardUrl(net.url, net.buyerKey)}  (signed in as the demo buyer; the key stays in that browser tab)`);
         for (const p of await client.listProviders()) say(`  agent ${p.name} online: ${p.capacity.cpus} cores, ${p.capacity.memoryMb} MiB, docker ${p.capacity.dockerVersion}`);
         const { raw, baseDir } = await readSpecFile(DEMO_SPEC);
         const spec = await resolveSpec(client, raw, baseDir);
@@ -91,6 +98,10 @@ export function demoCommand(ctx: CliContext): Command {
           rows.map((r) => [String(r.C), String(r.gamma), r.accuracy.toFixed(4), r.agreed, r.hash])));
         say(`\nverified outputs written to ${outDir}/task-<n>/result.json`);
         await printMoney(client, jobId, net, say);
+        if (opts.stay) {
+          say(`\nthe network keeps running for the dashboard: ${dashboardUrl(net.url, net.buyerKey)}  — Ctrl-C to stop`);
+          await new Promise<void>((resolve) => { process.once('SIGINT', () => resolve()); process.once('SIGTERM', () => resolve()); });
+        }
         if (view.state !== 'succeeded') {
           say(`some tasks did not verify; see: deqo status ${jobId} --coordinator ${net.url} (while the network runs)`);
           return EXIT.JOB_FAILED;

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { action, type CliContext } from '../command.js';
 import { DEMO_BUYER_CREDITS, startLocalNetwork } from '../network.js';
 import { saveProfile } from '../settings.js';
+import { dashboardUrl } from './demo.js';
 import { parseIntFlag } from './units.js';
 
 export function upCommand(ctx: CliContext): Command {
@@ -31,6 +32,7 @@ It saves the demo buyer's key as the "local" profile (current) in the CLI config
       for (const [i, key] of net.providerKeys.entries()) await saveProfile(ctx.env.configPath, `local-provider-${i + 1}`, { coordinator: net.url, apiKey: key });
       await saveProfile(ctx.env.configPath, 'local', { coordinator: net.url, apiKey: net.buyerKey });
       process.stderr.write(`coordinator ${net.url} with ${opts.agents} agents (data in ${dataDir})\n` +
+        `dashboard: ${dashboardUrl(net.url, net.buyerKey)}  (signed in as the demo buyer)\n` +
         `profiles saved in ${ctx.env.configPath}: "local" (the demo buyer, current, ${DEMO_BUYER_CREDITS} credits to start), ` +
         `"local-admin", "local-provider-1…${opts.agents}"; e.g. deqo balance --profile local-provider-1\nCtrl-C stops the network\n`);
       await new Promise<void>((resolve) => {

@@ -1,0 +1,64 @@
+/** The coordinator serves the dashboard build: files, SPA fallback, no key needed, never outside the root; a clear 404 without a build. */
+import { mkdtemp, mkdir, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pino from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BlobStore } from '../../src/coordinator/blobs.js';
+import { buildServer } from '../../src/coordinator/server.js';
+import { DEFAULT_ENGINE_CONFIG, Engine } from '../../src/engine/index.js';
+import { openSqliteStore, type Store } from '../../src/store/index.js';
+
+let store: Store;
+let root: string;
+const log = pino({ level: 'silent' });
+const app = (webRoot: string) => buildServer({ store, engine: new Engine(store, DEFAULT_ENGINE_CONFIG, log), blobs: new BlobStore(join(root, 'blobs'), 1000), log, webRoot });
+
+beforeAll(async () => {
+  store = await openSqliteStore(':memory:');
+  root = await mkdtemp(join(tmpdir(), 'deqo-web-'));
+  await mkdir(join(root, 'web', 'assets'), { recursive: true });
+  await writeFile(join(root, 'web', 'index.html'), '<!doctype html><title>Deqo</title>');
+  await writeFile(join(root, 'web', 'assets', 'app-1234.js'), 'console.log(1)');
+  await writeFile(join(root, 'secret.txt'), 'outside the web root');
+});
+afterAll(async () => { await store.close(); });
+
+describe('dashboard static files', () => {
+  it('serves index.html at / without an API key', async () => {
+    const res = await app(join(root, 'web')).inject({ method: 'GET', url: '/' });
+    expect(res.statusCode).toBe(200);
+    expect(res.headers['content-type']).toContain('text/html');
+    expect(res.body).toContain('<title>Deqo</title>');
+  });
+  it('serves assets with their type and a long cache', async () => {
+    const res = await app(join(root, 'web')).inject({ method: 'GET', url: '/assets/app-1234.js' });
+    expect(res.statusCode).toBe(200);
+    expect(res.headers['content-type']).toContain('text/javascript');
+    expect(res.headers['cache-control']).toContain('immutable');
+  });
+  it('falls back to index.html for app routes, but not for missing files', async () => {
+    const a = app(join(root, 'web'));
+    expect((await a.inject({ method: 'GET', url: '/jobs/abc' })).body).toContain('<title>Deqo</title>');
+    expect((await a.inject({ method: 'GET', url: '/assets/missing.js' })).statusCode).toBe(404);
+  });
+  it('never serves a file outside the root', async () => {
+    const a = app(join(root, 'web'));
+    for (const url of ['/../secret.txt', '/%2e%2e/secret.txt', '/assets/..%2f..%2fsecret.txt']) {
+      const res = await a.inject({ method: 'GET', url });
+      expect(res.body, url).not.toContain('outside the web root');
+    }
+  });
+  it('keeps the API behind keys and JSON 404s', async () => {
+    const a = app(join(root, 'web'));
+    expect((await a.inject({ method: 'GET', url: '/v1/jobs' })).statusCode).toBe(401);
+    const res = await a.inject({ method: 'GET', url: '/v1/nope', headers: { authorization: 'Bearer x' } });
+    expect(res.statusCode).toBe(401);
+    expect((await a.inject({ method: 'POST', url: '/' })).statusCode).toBe(401);
+  });
+  it('says how to build the dashboard when it is missing', async () => {
+    const res = await app(join(root, 'nothing-here')).inject({ method: 'GET', url: '/' });
+    expect(res.statusCode).toBe(404);
+    expect(res.body).toContain('npm run build');
+  });
+});
