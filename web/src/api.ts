@@ -5,7 +5,7 @@
  * Errors are ApiError, as from the client (details of validation errors carry `path`).
  */
 import { z } from 'zod';
-import { ApiError, DeqoClient } from '../../src/client/index.js';
+import { ApiError, DeqoClient } from '../../src/client/client.js';
 import { BlobInfoSchema, ErrorBodySchema, SubmitJobResponseSchema, type BlobInfo, type SubmitJobResponse } from '../../src/protocol/index.js';
 import { createSseParser } from './sse.js';
 import { EarningsSchema, NetworkStatsSchema, parseLiveEvent, type Earnings, type LiveEvent, type NetworkStats, type ScriptJobInput } from './live-types.js';

@@ -38,6 +38,7 @@ const REASONS: Record<FailureReason, string> = {
   timeout: 'the program ran past its time limit (raise the timeout)',
   image_not_found: 'the container image could not be found on the provider',
   output_too_large: 'the outputs were larger than the output limit',
+  requirements_unavailable: 'a required Python module is not available on the provider (no network to install it)',
   input_unavailable: 'an input file could not be fetched',
   agent_error: "the provider's agent hit an error (not your job's fault)",
   lease_expired: 'the provider stopped responding, so the work moved elsewhere',

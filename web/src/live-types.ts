@@ -1,23 +1,13 @@
 /**
- * Bodies of the routes the dashboard backend adds (events, network stats, provider earnings, script jobs).
- * Kept here until they join src/protocol; validated like every other response.
+ * The dashboard's view of the live routes: the schemas are the protocol's (src/protocol/live.ts); events are
+ * tagged `{type, data}` for the views.
  */
-import { z } from 'zod';
-import { JobStateSchema, ExecutionStateSchema, VerificationSchema, MaxPriceSchema } from '../../src/protocol/index.js';
+import type { z } from 'zod';
+import {
+  ExecutionEventSchema, JobEventSchema, LIVE_EVENT_SCHEMAS, LogEventSchema, NetworkEventSchema, type MaxPriceSchema, type VerificationSchema,
+} from '../../src/protocol/index.js';
 
-export const JobEventSchema = z.object({
-  jobId: z.string(), state: JobStateSchema,
-  tasks: z.object({ total: z.number(), verified: z.number(), failed: z.number() }),
-});
-export const ExecutionEventSchema = z.object({
-  jobId: z.string(), taskId: z.string(), executionId: z.string(), state: ExecutionStateSchema, agentName: z.string(),
-});
-export const LogEventSchema = z.object({
-  jobId: z.string(), executionId: z.string(), stream: z.enum(['stdout', 'stderr']), data: z.string(),
-});
-export const NetworkEventSchema = z.object({
-  at: z.number(), queueDepth: z.number(), agentsOnline: z.number(), runningExecutions: z.number(),
-});
+export { EarningsSchema, NetworkStatsSchema, type Earnings, type NetworkStats } from '../../src/protocol/index.js';
 
 /** One event of GET /v1/events. */
 export type LiveEvent =
@@ -26,7 +16,7 @@ export type LiveEvent =
   | { type: 'log'; data: z.infer<typeof LogEventSchema> }
   | { type: 'network'; data: z.infer<typeof NetworkEventSchema> };
 
-const EVENT_SCHEMAS = { job: JobEventSchema, execution: ExecutionEventSchema, log: LogEventSchema, network: NetworkEventSchema } as const;
+const EVENT_SCHEMAS = LIVE_EVENT_SCHEMAS;
 
 /** Parses one SSE message into a LiveEvent; null for an unknown event or a body that does not match. */
 export function parseLiveEvent(event: string, data: string): LiveEvent | null {
@@ -37,22 +27,6 @@ export function parseLiveEvent(event: string, data: string): LiveEvent | null {
   const r = schema.safeParse(json);
   return r.success ? ({ type: event, data: r.data } as LiveEvent) : null;
 }
-
-export const NetworkStatsSchema = z.object({
-  points: z.array(z.object({
-    t: z.number(), jobsSubmitted: z.number(), jobsFinished: z.number(), executionsValid: z.number(), executionsInvalid: z.number(),
-  })),
-  queueDepth: z.number(),
-  agentsOnline: z.number(),
-  recentVerifications: z.array(z.object({
-    at: z.number(), jobId: z.string().nullable(), taskIndex: z.number(), outcome: z.string(),
-    agreed: z.array(z.string()), outvoted: z.array(z.string()),
-  })),
-});
-export type NetworkStats = z.infer<typeof NetworkStatsSchema>;
-
-export const EarningsSchema = z.object({ points: z.array(z.object({ t: z.number(), credits: z.number() })), total: z.number() });
-export type Earnings = z.infer<typeof EarningsSchema>;
 
 /** A script job (the code runner): Python source and pip requirements, run in deqo/python-sklearn:bookworm. */
 export interface ScriptJobInput {

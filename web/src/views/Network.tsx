@@ -96,7 +96,7 @@ export function Network() {
               <thead><tr><th>when</th><th>job</th><th>task</th><th>outcome</th><th>agreed</th><th>outvoted</th></tr></thead>
               <tbody>{stats.data.recentVerifications.map((v, i) => (
                 <tr key={`${v.at}-${i}`}><td>{when(v.at)}</td><td>{v.jobId ? <code title={v.jobId}>{short(v.jobId, 12)}</code> : <span className="muted">another buyer's</span>}</td>
-                  <td>{v.taskIndex}</td><td><StateBadge state={v.outcome} /></td><td>{v.agreed.join(' + ') || '—'}</td><td>{v.outvoted.join(' + ') || '—'}</td></tr>
+                  <td>{v.taskIndex}</td><td><StateBadge state={v.outcome} /></td><td>{v.agreed || '—'}</td><td>{v.outvoted || '—'}</td></tr>
               ))}</tbody>
             </table>
           </TableWrap>
