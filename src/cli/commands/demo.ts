@@ -72,7 +72,7 @@ export function demoCommand(ctx: CliContext): Command {
       const net = await startLocalNetwork({ dataDir, agents: opts.agents, port: opts.port, agentCpus: 1 });
       try {
         const client = new DeqoClient(net.url, net.buyerKey);
-        say(`dashboard: ${dashboardUrl(net.url, net.buyerKey)}  (signed in as the demo buyer; the key stays in that browser tab)`);
+        say(`dashboard: ${dashboardUrl(net.url, net.buyerKey)}  (signed in as the demo buyer; the key stays in that browser tab)${opts.stay ? '' : '\n  open it now to watch the job live; the network stops when the demo ends (`deqo demo --stay` keeps it running)'}`);
         for (const p of await client.listProviders()) say(`  agent ${p.name} online: ${p.capacity.cpus} cores, ${p.capacity.memoryMb} MiB, docker ${p.capacity.dockerVersion}`);
         const { raw, baseDir } = await readSpecFile(DEMO_SPEC);
         const spec = await resolveSpec(client, raw, baseDir);
