@@ -3,8 +3,9 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import SqliteDatabase from 'better-sqlite3';
-import { Kysely, Migrator, SqliteDialect } from 'kysely';
+import { Kysely, Migrator } from 'kysely';
 import { migrationProvider } from './migrations.js';
+import { FairSqliteDialect } from './sqlite-fair.js';
 import type { Database } from './schema.js';
 
 /** What the underlying database can do, so callers never test the dialect themselves. */
@@ -26,7 +27,7 @@ export async function openSqlite(path: string): Promise<{ db: Kysely<Database>; 
   sqlite.pragma('synchronous = NORMAL');
   sqlite.pragma('busy_timeout = 5000');
   sqlite.pragma('foreign_keys = ON');
-  const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) });
+  const db = new Kysely<Database>({ dialect: new FairSqliteDialect({ database: sqlite }) });
   await migrate(db);
   return { db, capabilities: { dialect: 'sqlite', skipLocked: false, listenNotify: false } };
 }
