@@ -6,6 +6,7 @@ import SqliteDatabase from 'better-sqlite3';
 import { Kysely, Migrator } from 'kysely';
 import { migrationProvider } from './migrations.js';
 import { FairSqliteDialect } from './sqlite-fair.js';
+import { withStatementCache } from './sqlite-statements.js';
 import type { Database } from './schema.js';
 
 /** What the underlying database can do, so callers never test the dialect themselves. */
@@ -27,7 +28,7 @@ export async function openSqlite(path: string): Promise<{ db: Kysely<Database>; 
   sqlite.pragma('synchronous = NORMAL');
   sqlite.pragma('busy_timeout = 5000');
   sqlite.pragma('foreign_keys = ON');
-  const db = new Kysely<Database>({ dialect: new FairSqliteDialect({ database: sqlite }) });
+  const db = new Kysely<Database>({ dialect: new FairSqliteDialect({ database: withStatementCache(sqlite) }) });
   await migrate(db);
   return { db, capabilities: { dialect: 'sqlite', skipLocked: false, listenNotify: false } };
 }
