@@ -65,9 +65,10 @@ export class SettlementStore {
         const txn = paymentTxn(e.job_id, executionId, e.provider_id, cost, this.config.feeBps);
         if (txn) await postTxn(tx, txn, now);
         await tx.updateTable('executions').set({ paid: cost }).where('id', '=', executionId).execute();
-        const agreeing = await tx.selectFrom('executions').select((eb) => eb.fn.countAll<number>().as('n'))
-          .where('task_id', '=', e.task_id).where('state', '=', 'valid').executeTakeFirst();
-        outcome = { kind: 'valid', crossChecked: Number(agreeing?.n ?? 0) >= 2, turnaroundMs };
+        // Filtered by task only: with `state = 'valid'` as well, SQLite used the state index and read every
+        // valid execution ever recorded (a cost growing with history, per settlement).
+        const states = await tx.selectFrom('executions').select('state').where('task_id', '=', e.task_id).execute();
+        outcome = { kind: 'valid', crossChecked: states.filter((x) => x.state === 'valid').length >= 2, turnaroundMs };
       } else if (e.state === 'invalid') {
         outcome = { kind: 'invalid', turnaroundMs };
       } else if (e.state === 'failed' || e.state === 'lost') {
