@@ -89,9 +89,7 @@ export class Engine {
     if (this.settling) return this.settling;
     this.settling = (async () => {
       try {
-        for (const id of await this.store.settlement.unsettledExecutions(1_000)) {
-          await this.store.settlement.settleExecution(id, this.now());
-        }
+        await this.store.settlement.settleExecutions(await this.store.settlement.unsettledExecutions(1_000), this.now());
         for (const jobId of await this.store.settlement.unsettledJobs(1_000)) {
           const refunded = await this.store.settlement.settleJob(jobId, this.now());
           if (refunded !== null) this.log.info({ jobId, refunded }, 'job settled');

@@ -32,9 +32,11 @@ export class SettlementStore {
     return rows.map((r) => r.id);
   }
 
-  /** Ended jobs not yet settled. */
+  /** Ended jobs not yet settled whose executions are all settled (ready for settleJob). */
   async unsettledJobs(limit: number): Promise<string[]> {
     const rows = await this.db.selectFrom('jobs').select('id').where('settled_at', 'is', null).where('state', 'in', TERMINAL_JOB_STATES)
+      .where((eb) => eb.not(eb.exists(eb.selectFrom('executions').select('executions.id')
+        .whereRef('executions.job_id', '=', 'jobs.id').where('executions.settled_at', 'is', null))))
       .orderBy('finished_at').limit(limit).execute();
     return rows.map((r) => r.id);
   }
@@ -46,38 +48,65 @@ export class SettlementStore {
    * reputation (the owner coming back, or a cancellation, is not). Returns false when already settled.
    */
   async settleExecution(executionId: string, now: number): Promise<boolean> {
-    return this.db.transaction().execute(async (tx) => {
-      const e = await tx.selectFrom('executions').innerJoin('jobs', 'jobs.id', 'executions.job_id')
-        .select(['executions.id', 'executions.task_id', 'executions.job_id', 'executions.provider_id', 'executions.state', 'executions.price',
-          'executions.usage', 'executions.failure', 'executions.started_at', 'executions.finished_at', 'jobs.demand', 'jobs.execution_max_cost'])
-        .where('executions.id', '=', executionId).where('executions.settled_at', 'is', null).where('executions.state', 'in', ENDED).executeTakeFirst();
-      if (!e) return false;
-      const claimed = await tx.updateTable('executions').set({ settled_at: now }).where('id', '=', executionId).where('settled_at', 'is', null).executeTakeFirst();
-      if (Number(claimed.numUpdatedRows) === 0) return false;
-      const ref = { executionId, jobId: e.job_id };
-      const turnaroundMs = e.started_at !== null && e.finished_at !== null ? Number(e.finished_at) - Number(e.started_at) : null;
-      let outcome: ReputationOutcome | null = null;
-      if (e.state === 'valid') {
-        const d = JSON.parse(e.demand) as StoredDemand;
-        const wallMs = e.usage ? UsageSchema.parse(JSON.parse(e.usage)).wallMs : 0;
-        const price = PriceSchema.parse(e.price ? JSON.parse(e.price) : {});
-        const cost = Math.min(executionCost(price, d, wallMs, d.timeoutMs), Number(e.execution_max_cost));
-        const txn = paymentTxn(e.job_id, executionId, e.provider_id, cost, this.config.feeBps);
-        if (txn) await postTxn(tx, txn, now);
-        await tx.updateTable('executions').set({ paid: cost }).where('id', '=', executionId).execute();
-        // Filtered by task only: with `state = 'valid'` as well, SQLite used the state index and read every
-        // valid execution ever recorded (a cost growing with history, per settlement).
-        const states = await tx.selectFrom('executions').select('state').where('task_id', '=', e.task_id).execute();
-        outcome = { kind: 'valid', crossChecked: states.filter((x) => x.state === 'valid').length >= 2, turnaroundMs };
-      } else if (e.state === 'invalid') {
-        outcome = { kind: 'invalid', turnaroundMs };
-      } else if (e.state === 'failed' || e.state === 'lost') {
-        const f = e.failure ? FailureSchema.parse(JSON.parse(e.failure)) : null;
-        if (f?.blame === 'provider' && f.reason !== 'owner_returned') outcome = { kind: 'error' };
+    return this.db.transaction().execute((tx) => this.settleExecutionIn(tx, executionId, now));
+  }
+
+  /**
+   * Settles ended executions as settleExecution does, all in one transaction (one commit instead of one per
+   * execution). Should that transaction fail, each is retried in its own, so one bad row cannot hold back the
+   * others; the error of the last failing one is then thrown. Returns how many were settled.
+   */
+  async settleExecutions(executionIds: readonly string[], now: number): Promise<number> {
+    if (executionIds.length === 0) return 0;
+    try {
+      return await this.db.transaction().execute(async (tx) => {
+        let n = 0;
+        for (const id of executionIds) if (await this.settleExecutionIn(tx, id, now)) n++;
+        return n;
+      });
+    } catch {
+      let n = 0;
+      let failure: unknown = null;
+      for (const id of executionIds) {
+        try { if (await this.settleExecution(id, now)) n++; } catch (err) { failure = err; }
       }
-      if (outcome) await recordOutcome(tx, e.provider_id, outcome, ref, this.config.quota, now);
-      return true;
-    });
+      if (failure !== null) throw failure;
+      return n;
+    }
+  }
+
+  /** settleExecution inside the caller's transaction. */
+  private async settleExecutionIn(tx: Kysely<Database>, executionId: string, now: number): Promise<boolean> {
+    const e = await tx.selectFrom('executions').innerJoin('jobs', 'jobs.id', 'executions.job_id')
+      .select(['executions.id', 'executions.task_id', 'executions.job_id', 'executions.provider_id', 'executions.state', 'executions.price',
+        'executions.usage', 'executions.failure', 'executions.started_at', 'executions.finished_at', 'jobs.demand', 'jobs.execution_max_cost'])
+      .where('executions.id', '=', executionId).where('executions.settled_at', 'is', null).where('executions.state', 'in', ENDED).executeTakeFirst();
+    if (!e) return false;
+    const claimed = await tx.updateTable('executions').set({ settled_at: now }).where('id', '=', executionId).where('settled_at', 'is', null).executeTakeFirst();
+    if (Number(claimed.numUpdatedRows) === 0) return false;
+    const ref = { executionId, jobId: e.job_id };
+    const turnaroundMs = e.started_at !== null && e.finished_at !== null ? Number(e.finished_at) - Number(e.started_at) : null;
+    let outcome: ReputationOutcome | null = null;
+    if (e.state === 'valid') {
+      const d = JSON.parse(e.demand) as StoredDemand;
+      const wallMs = e.usage ? UsageSchema.parse(JSON.parse(e.usage)).wallMs : 0;
+      const price = PriceSchema.parse(e.price ? JSON.parse(e.price) : {});
+      const cost = Math.min(executionCost(price, d, wallMs, d.timeoutMs), Number(e.execution_max_cost));
+      const txn = paymentTxn(e.job_id, executionId, e.provider_id, cost, this.config.feeBps);
+      if (txn) await postTxn(tx, txn, now);
+      await tx.updateTable('executions').set({ paid: cost }).where('id', '=', executionId).execute();
+      // Filtered by task only: with `state = 'valid'` as well, SQLite used the state index and read every
+      // valid execution ever recorded (a cost growing with history, per settlement).
+      const states = await tx.selectFrom('executions').select('state').where('task_id', '=', e.task_id).execute();
+      outcome = { kind: 'valid', crossChecked: states.filter((x) => x.state === 'valid').length >= 2, turnaroundMs };
+    } else if (e.state === 'invalid') {
+      outcome = { kind: 'invalid', turnaroundMs };
+    } else if (e.state === 'failed' || e.state === 'lost') {
+      const f = e.failure ? FailureSchema.parse(JSON.parse(e.failure)) : null;
+      if (f?.blame === 'provider' && f.reason !== 'owner_returned') outcome = { kind: 'error' };
+    }
+    if (outcome) await recordOutcome(tx, e.provider_id, outcome, ref, this.config.quota, now);
+    return true;
   }
 
   /**
