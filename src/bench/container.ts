@@ -20,6 +20,7 @@ import { DeqoClient } from '../client/index.js';
 import { startLocalNetwork } from '../cli/network.js';
 import { LimitsSchema, type JobSpecInput, type JobView } from '../protocol/index.js';
 import type { Skipped } from './dispatch.js';
+import { jobPhases, phasesP50, type Phases } from './phases.js';
 import { distribution, round, type Distribution } from './stats.js';
 
 const exec = promisify(execFile);
@@ -36,8 +37,6 @@ const JOB: JobSpecInput = { image: BENCH_IMAGE, command: ['true'], resources: { 
 /** Settings of a container run. */
 export interface ContainerOptions { runs: number; warmup: number }
 
-/** Per-job split of submit → verified, ms (p50 over the runs in the result). */
-interface Phases { submit: number; schedule: number; claim: number; agent: number; container: number; agentOverhead: number; verify: number }
 
 /** Results of a container run, ms. */
 export interface ContainerResult {
@@ -51,8 +50,8 @@ export interface ContainerResult {
   overheadP50Ms: number;
   overheadP50VsPlainMs: number;
   overheadP99Ms: number;
-  /** p50 of each phase of the deqo jobs (see Phases). */
-  phasesP50Ms: Phases;
+  /** p50 of each phase of the deqo jobs (phases.ts). */
+  phasesP50Ms: Phases | null;
   loadAverageAtStart: number;
   target: { overheadP50Ms: number; met: boolean };
 }
@@ -135,8 +134,7 @@ export async function runContainer(o: ContainerOptions): Promise<ContainerResult
       benchmark: 'container', runs: o.runs, image: BENCH_IMAGE, command: ['true'],
       deqoMs: d.deqo, barePlainMs: d.barePlain, bareHardenedMs: d.bareHardened, executorMs: d.executor,
       overheadP50Ms: overhead, overheadP50VsPlainMs: round(d.deqo.p50 - d.barePlain.p50), overheadP99Ms: round(d.deqo.p99 - d.bareHardened.p99),
-      phasesP50Ms: Object.fromEntries((Object.keys(phases[0] ?? {}) as Array<keyof Phases>)
-        .map((k) => [k, distribution(phases.map((p) => p[k])).p50])) as unknown as Phases,
+      phasesP50Ms: phasesP50(phases),
       loadAverageAtStart: round(loadAverageAtStart, 2),
       target: { overheadP50Ms: CONTAINER_TARGET_OVERHEAD_MS, met: overhead <= CONTAINER_TARGET_OVERHEAD_MS },
     };
@@ -160,13 +158,9 @@ async function deqoJob(client: DeqoClient): Promise<{ ms: number; phases: Phases
     await new Promise((r) => setTimeout(r, POLL_MS));
     view = await client.getJob(jobId);
   }
-  const e = view.tasks[0]?.executions.find((x) => x.state === 'valid');
-  if (view.state !== 'succeeded' || !e || view.finishedAt === null || e.startedAt === null || e.finishedAt === null) {
+  const phases = jobPhases(view, at);
+  if (!phases || view.finishedAt === null) {
     throw new Error(`job ${jobId} ended ${view.state}: ${JSON.stringify(view.tasks[0]?.failure ?? view.tasks[0]?.executions.map((x) => x.failure))}`);
   }
-  const container = e.usage?.wallMs ?? 0;
-  return { ms: view.finishedAt - at, phases: {
-    submit: view.createdAt - at, schedule: e.createdAt - view.createdAt, claim: e.startedAt - e.createdAt,
-    agent: e.finishedAt - e.startedAt, container, agentOverhead: e.finishedAt - e.startedAt - container, verify: view.finishedAt - e.finishedAt,
-  } };
+  return { ms: view.finishedAt - at, phases };
 }

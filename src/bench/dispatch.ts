@@ -18,6 +18,7 @@ import {
   createBenchAccounts, startCoordinatorProcess, startInProcessCoordinator, type BenchCoordinator,
 } from './coordinator-process.js';
 import { createBenchDatabase, DEFAULT_POSTGRES_URL, type BenchDatabase } from './postgres.js';
+import { jobPhases, phasesP50, type Phases } from './phases.js';
 import { buildFixedResult, SimAgent } from './sim-agent.js';
 import { distribution, mapPool, processCpuSeconds, round, seconds, type Distribution } from './stats.js';
 
@@ -32,6 +33,8 @@ export interface DispatchOptions {
   concurrency: number;
   /** Jobs run (and verified) before measuring, to warm the JIT and caches; not counted. */
   warmup: number;
+  /** Offered load: start submits at this many jobs per second (open loop); absent: as fast as `concurrency` allows. */
+  rate?: number;
   /** SQLite only: run the coordinator in this process (no build needed; its CPU is then not measured apart). */
   inProcess?: boolean;
   /** Write each coordinator process's V8 CPU profile into this folder. */
@@ -48,7 +51,7 @@ export interface DispatchResult {
   database: 'sqlite' | 'postgres';
   coordinators: number;
   coordinatorMode: 'process' | 'in-process';
-  agents: number; buyers: number; jobs: number; concurrency: number; warmup: number;
+  agents: number; buyers: number; jobs: number; concurrency: number; warmup: number; rate: number | null;
   verification: string;
   verified: number; notVerified: number; agentErrors: number; firstAgentError: string | null;
   durationS: number;
@@ -57,6 +60,8 @@ export interface DispatchResult {
   submitPerSecond: number;
   latencyMs: Distribution;
   submitLatencyMs: Distribution;
+  /** p50 of each phase (phases.ts) over up to PHASE_SAMPLE jobs spread over the run. */
+  phasesP50Ms: Phases | null;
   /** CPU time of the coordinator process(es) during the measured window, s, and in cores (s per s). */
   coordinatorCpuS: number | null; coordinatorCpuCores: number | null;
   /** Coordinator CPU per verified job, ms: the figure least disturbed by other load on the machine. */
@@ -81,6 +86,8 @@ export const TRIVIAL_JOB: JobSpecInput = {
 
 /** Capacity of each simulated agent: 4 slots of the trivial job. */
 const SIM_CAPACITY = { cpus: 4, memoryMb: 8192, arch: 'amd64', os: 'linux', dockerVersion: 'noop', gpus: [], allowNetwork: false };
+/** Jobs whose phases are read (GET /v1/jobs/:id after the run), evenly spread over the run. */
+const PHASE_SAMPLE = 200;
 /** listJobs answers at most this many jobs per buyer, so no buyer submits more. */
 const JOBS_PER_BUYER = 1_000;
 
@@ -132,7 +139,7 @@ export async function runDispatch(o: DispatchOptions): Promise<DispatchResult | 
     await mapPool(agents, 10, (a) => a.start());
     await waitOnline(new DeqoClient(urlOf(0), accounts.buyerKeys[0]!), o.agents);
 
-    const runPhase = async (count: number, buyerOf: (i: number) => number) => {
+    const runPhase = async (count: number, buyerOf: (i: number) => number, rate?: number) => {
       const done = new Promise<void>((resolve, reject) => {
         wantReports = reported + count;
         onTarget = resolve;
@@ -141,7 +148,10 @@ export async function runDispatch(o: DispatchOptions): Promise<DispatchResult | 
           o.timeoutMs ?? 300_000).unref();
       });
       const clients = accounts.buyerKeys.map((k, b) => coords.map((_, c) => new DeqoClient(urlOf(b + c), k)));
+      const start = Date.now();
       const submits = await mapPool(Array.from({ length: count }, (_, i) => i), o.concurrency, async (i) => {
+        const due = rate ? start + (i * 1000) / rate - Date.now() : 0;
+        if (due > 0) await new Promise((r) => setTimeout(r, due));
         const b = buyerOf(i);
         const at = Date.now();
         const r = await clients[b]![i % coords.length]!.submitJob(TRIVIAL_JOB);
@@ -156,7 +166,7 @@ export async function runDispatch(o: DispatchOptions): Promise<DispatchResult | 
     const cpu0 = coordinatorCpu(coords);
     const bench0 = process.cpuUsage();
     const t0 = Date.now();
-    const submits = await runPhase(o.jobs, (i) => 1 + (i % (buyers - 1)));
+    const submits = await runPhase(o.jobs, (i) => 1 + (i % (buyers - 1)), o.rate);
     const lastSubmit = submits.reduce((m, s) => Math.max(m, s.at + s.ms), t0);
     const cpu1 = coordinatorCpu(coords);
     const bench1 = process.cpuUsage(bench0);
@@ -175,15 +185,19 @@ export async function runDispatch(o: DispatchOptions): Promise<DispatchResult | 
       latencies.push(j.finishedAt - s.at);
       end = Math.max(end, j.finishedAt);
     }
+    const step = Math.max(1, Math.floor(submits.length / PHASE_SAMPLE));
+    const sample = submits.filter((_, i) => i % step === 0).slice(0, PHASE_SAMPLE);
+    const phases = (await mapPool(sample, 8, async (s) => jobPhases(await new DeqoClient(urlOf(0), accounts.buyerKeys[s.buyer]!).getJob(s.jobId), s.at)))
+      .filter((p): p is Phases => p !== null);
     const durationMs = end - t0;
     const coordCpu = cpu0 !== null && cpu1 !== null ? cpu1 - cpu0 : null;
     const jobsPerSecond = round(verified / (durationMs / 1000));
     return {
       benchmark: 'dispatch', database: o.database, coordinators: coords.length, coordinatorMode: coords[0]!.pid === null ? 'in-process' : 'process',
-      agents: o.agents, buyers: buyers - 1, jobs: o.jobs, concurrency: o.concurrency, warmup: o.warmup,
+      agents: o.agents, buyers: buyers - 1, jobs: o.jobs, concurrency: o.concurrency, warmup: o.warmup, rate: o.rate ?? null,
       verification: 'replicate, replicas 1, quorum 1', verified, notVerified: o.jobs - verified, agentErrors, firstAgentError,
       durationS: seconds(durationMs), jobsPerSecond, submitPerSecond: round(o.jobs / ((lastSubmit - t0) / 1000)),
-      latencyMs: distribution(latencies), submitLatencyMs: distribution(submits.map((s) => s.ms)),
+      latencyMs: distribution(latencies), submitLatencyMs: distribution(submits.map((s) => s.ms)), phasesP50Ms: phasesP50(phases),
       coordinatorCpuS: coordCpu === null ? null : round(coordCpu, 2),
       coordinatorCpuCores: coordCpu === null ? null : round(coordCpu / (durationMs / 1000), 2),
       coordinatorCpuMsPerJob: coordCpu === null || verified === 0 ? null : round((coordCpu * 1000) / verified, 2),

@@ -17,6 +17,7 @@ const USAGE = `usage: npm run bench -- [dispatch|container|datapath ...] [option
   --json-out <file>       also write the combined results here (always: bench-results.json)
 dispatch:  --jobs <n> (default 3000)  --agents <n> (100)  --concurrency <n> (64)  --warmup <n> (300)
            --database sqlite|postgres|both (both)  --postgres-url <url> (postgres://postgres@127.0.0.1:5432)
+           --rate <jobs/s>        offer this load (open loop) instead of submitting as fast as possible
            --profile <dir>        write the coordinators' CPU profiles (--cpu-prof) here and summarize them
 container: --runs <k> (30)  --container-warmup <k> (3)
 datapath:  --size-mib <n> (1024)`;
@@ -34,7 +35,7 @@ function int(v: string | undefined, d: number, name: string): number {
 async function main(): Promise<number> {
   const { values: v, positionals } = parseArgs({ allowPositionals: true, options: {
     'json-out': { type: 'string' }, jobs: { type: 'string' }, agents: { type: 'string' }, concurrency: { type: 'string' },
-    warmup: { type: 'string' }, database: { type: 'string' }, 'postgres-url': { type: 'string' }, profile: { type: 'string' },
+    warmup: { type: 'string' }, rate: { type: 'string' }, database: { type: 'string' }, 'postgres-url': { type: 'string' }, profile: { type: 'string' },
     runs: { type: 'string' }, 'container-warmup': { type: 'string' }, 'size-mib': { type: 'string' }, help: { type: 'boolean' },
   } });
   if (v.help) { process.stdout.write(`${USAGE}\n`); return 0; }
@@ -63,7 +64,8 @@ async function main(): Promise<number> {
           const profDir = v.profile ? resolve(v.profile, `dispatch-${database}-${Date.now()}`) : undefined;
           if (profDir) await mkdir(profDir, { recursive: true });
           const r = await runDispatch({ database, jobs: int(v.jobs, 3_000, 'jobs'), agents: int(v.agents, 100, 'agents'),
-            concurrency: int(v.concurrency, 64, 'concurrency'), warmup: int(v.warmup, 300, 'warmup'), postgresUrl: v['postgres-url'], cpuProfDir: profDir });
+            concurrency: int(v.concurrency, 64, 'concurrency'), warmup: int(v.warmup, 300, 'warmup'),
+            rate: v.rate === undefined ? undefined : int(v.rate, 0, 'rate') || undefined, postgresUrl: v['postgres-url'], cpuProfDir: profDir });
           return profDir && !('skipped' in r) ? { ...r, profile: { dir: profDir, ...(await summarizeProfiles(profDir, 15)) } } : r;
         });
       }
