@@ -18,7 +18,7 @@ import { promisify } from 'node:util';
 import { sha256File } from '../agent/results.js';
 import { DeqoClient } from '../client/index.js';
 import { createBenchAccounts, startCoordinatorProcess } from './coordinator-process.js';
-import { processRssBytes, round, sampleRss } from './stats.js';
+import { processCpuSeconds, processRssBytes, round, sampleRss } from './stats.js';
 
 const exec = promisify(execFile);
 const MiB = 1024 * 1024;
@@ -37,6 +37,8 @@ export interface DatapathResult {
   /** Peak RSS over the idle RSS during the upload and during the download. */
   uploadRssGrowthMiB: number; downloadRssGrowthMiB: number;
   rssSamples: number;
+  /** CPU seconds the coordinator and this process (the client) used during the upload and the download. */
+  cpuS: { uploadCoordinator: number | null; uploadClient: number; downloadCoordinator: number | null; downloadClient: number };
   loadAverageAtStart: number;
   target: { rssGrowthMiB: number; fractionOfCopy: number; met: boolean };
 }
@@ -61,12 +63,17 @@ async function writeRandomFile(path: string, bytes: number): Promise<string> {
   return hash.digest('hex');
 }
 
-/** Times `fn` after a `sync`, ms. */
-async function timed(fn: () => Promise<unknown>): Promise<number> {
+/** Times `fn` after a `sync`: wall ms, and CPU seconds of process `pid` (null if unreadable) and of this process. */
+async function timed(fn: () => Promise<unknown>, pid?: number): Promise<{ ms: number; cpuPid: number | null; cpuSelf: number }> {
   await exec('sync');
+  const cpu0 = pid === undefined ? null : processCpuSeconds(pid);
+  const self0 = process.cpuUsage();
   const t = performance.now();
   await fn();
-  return performance.now() - t;
+  const ms = performance.now() - t;
+  const cpu1 = pid === undefined ? null : processCpuSeconds(pid);
+  const self = process.cpuUsage(self0);
+  return { ms, cpuPid: cpu0 !== null && cpu1 !== null ? round(cpu1 - cpu0, 2) : null, cpuSelf: round((self.user + self.system) / 1e6, 2) };
 }
 
 /** Runs the data-path benchmark. Throws if a transfer is corrupted. */
@@ -76,7 +83,7 @@ export async function runDatapath(o: DatapathOptions): Promise<DatapathResult> {
   try {
     const src = join(dir, 'input.bin');
     const sha = await writeRandomFile(src, bytes);
-    const copyMs = await timed(() => copyFile(src, join(dir, 'copy.bin')));
+    const copyMs = (await timed(() => copyFile(src, join(dir, 'copy.bin')))).ms;
     await rm(join(dir, 'copy.bin'));
 
     const coord = await startCoordinatorProcess({ dataDir: join(dir, 'coordinator'), adminKeyFile: join(dir, 'admin.key') });
@@ -92,26 +99,28 @@ export async function runDatapath(o: DatapathOptions): Promise<DatapathResult> {
 
       let sampler = sampleRss(pid);
       let uploaded = '';
-      const uploadMs = await timed(async () => { uploaded = (await client.uploadFile(src)).sha256; });
+      const upT = await timed(async () => { uploaded = (await client.uploadFile(src)).sha256; }, pid);
       const up = sampler.stop();
       if (uploaded !== sha) throw new Error(`uploaded blob hashes to ${uploaded}, the file to ${sha}`);
 
       const dest = join(dir, 'download.bin');
       sampler = sampleRss(pid);
-      const downloadMs = await timed(() => client.downloadBlob(sha, dest));
+      const downT = await timed(() => client.downloadBlob(sha, dest), pid);
       const down = sampler.stop();
       if ((await stat(dest)).size !== bytes || (await sha256File(dest)) !== sha) throw new Error('the downloaded file differs from the upload');
 
       const mibps = (ms: number) => round(o.sizeMiB / (ms / 1000));
       const growth = (peak: number) => round(Math.max(0, peak - idle) / MiB);
-      const r = { copy: mibps(copyMs), upload: mibps(uploadMs), download: mibps(downloadMs) };
+      const r = { copy: mibps(copyMs), upload: mibps(upT.ms), download: mibps(downT.ms) };
       const upGrowth = growth(up.peakBytes);
       const downGrowth = growth(down.peakBytes);
       return {
         benchmark: 'datapath', sizeMiB: o.sizeMiB, copyMiBps: r.copy, uploadMiBps: r.upload, downloadMiBps: r.download,
         uploadVsCopy: round(r.upload / r.copy, 2), downloadVsCopy: round(r.download / r.copy, 2),
         coordinatorIdleRssMiB: round(idle / MiB), uploadRssGrowthMiB: upGrowth, downloadRssGrowthMiB: downGrowth,
-        rssSamples: up.samples + down.samples, loadAverageAtStart: round(loadAverageAtStart, 2),
+        rssSamples: up.samples + down.samples,
+        cpuS: { uploadCoordinator: upT.cpuPid, uploadClient: upT.cpuSelf, downloadCoordinator: downT.cpuPid, downloadClient: downT.cpuSelf },
+        loadAverageAtStart: round(loadAverageAtStart, 2),
         target: { ...DATAPATH_TARGET, met: Math.max(upGrowth, downGrowth) < DATAPATH_TARGET.rssGrowthMiB
           && Math.min(r.upload, r.download) >= DATAPATH_TARGET.fractionOfCopy * r.copy },
       };
