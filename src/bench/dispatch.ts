@@ -121,7 +121,9 @@ export async function runDispatch(o: DispatchOptions): Promise<DispatchResult | 
     const urlOf = (i: number) => coords[i % coords.length]!.url;
     const buyers = 1 + Math.max(1, Math.ceil(o.jobs / JOBS_PER_BUYER));
     const escrow = await jobEscrow(coords[0]!);
-    const accounts = await createBenchAccounts(urlOf(0), coords[0]!.adminKey, buyers, o.agents, Math.min(1e9, Math.ceil(escrow * JOBS_PER_BUYER * 1.5) + 1));
+    // Enough credits for every job of a buyer to be held in escrow at once (the warm-up buyer may submit more).
+    const credits = Math.min(1e9, Math.ceil(escrow * Math.max(JOBS_PER_BUYER, o.warmup) * 1.5) + 1);
+    const accounts = await createBenchAccounts(urlOf(0), coords[0]!.adminKey, buyers, o.agents, credits);
     const { result, files } = await buildFixedResult(join(dir, 'result'));
 
     let reported = 0;
@@ -140,13 +142,15 @@ export async function runDispatch(o: DispatchOptions): Promise<DispatchResult | 
     await waitOnline(new DeqoClient(urlOf(0), accounts.buyerKeys[0]!), o.agents);
 
     const runPhase = async (count: number, buyerOf: (i: number) => number, rate?: number) => {
+      const timeoutMs = o.timeoutMs ?? 300_000;
+      let timer: NodeJS.Timeout | undefined;
       const done = new Promise<void>((resolve, reject) => {
         wantReports = reported + count;
         onTarget = resolve;
         if (reported >= wantReports) resolve();
-        setTimeout(() => reject(new Error(`only ${reported - (wantReports - count)} of ${count} jobs were reported within ${(o.timeoutMs ?? 300_000) / 1000} s`)),
-          o.timeoutMs ?? 300_000).unref();
-      });
+        timer = setTimeout(() => reject(new Error(`only ${reported - (wantReports - count)} of ${count} jobs were reported within ${timeoutMs / 1000} s`)), timeoutMs).unref();
+      }).finally(() => clearTimeout(timer));
+      done.catch(() => undefined); // awaited below; a failed submit must not leave it unhandled
       const clients = accounts.buyerKeys.map((k, b) => coords.map((_, c) => new DeqoClient(urlOf(b + c), k)));
       const start = Date.now();
       const submits = await mapPool(Array.from({ length: count }, (_, i) => i), o.concurrency, async (i) => {
