@@ -19,10 +19,15 @@ function meter(onProgress: Progress | undefined, total: number | null): Transfor
   return new Transform({ transform(chunk: Buffer, _e, cb) { done += chunk.length; onProgress?.(done, total); cb(null, chunk); } });
 }
 
+/** Read size of file uploads, bytes. */
+const UPLOAD_CHUNK_BYTES = 1024 * 1024;
+
 /** Uploads a file as a blob, streaming; `onProgress` gets bytes sent; `signal` aborts. Throws ApiError, or the file's error. */
 export async function uploadFile(client: DeqoClient, path: string, onProgress?: Progress, signal?: AbortSignal): Promise<BlobInfo> {
   const size = (await stat(path)).size;
-  return uploadStream(client, createReadStream(path), size, onProgress, signal);
+  // Read in 1 MiB chunks: fetch's web streams cost per chunk, and with the default 64 KiB a 1 GiB upload spent a
+  // third more CPU (docs/benchmarks.md).
+  return uploadStream(client, createReadStream(path, { highWaterMark: UPLOAD_CHUNK_BYTES }), size, onProgress, signal);
 }
 
 /** Uploads bytes from a Node stream as a blob (`size` in bytes, null when unknown); `signal` aborts. Throws ApiError. */

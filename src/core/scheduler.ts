@@ -65,19 +65,32 @@ export function rankScores(d: Demand, agents: readonly SchedAgent[], predict: Pr
     Math.max(1, r.cost / minCost) + r.ms / minMs + REPUTATION_WEIGHT * (1 - r.a.reputation)]));
 }
 
-/** Plans new executions. Pure apart from calling `opts.random` / `opts.predict`: the inputs are not modified. */
+/** What rankScores reads of a demand: tasks with the same key share one ranking. */
+const rankKey = (d: Demand): string => `${d.image}\u0000${d.cpus}\u0000${d.memoryMb}\u0000${d.gpus}\u0000${d.timeoutMs}`;
+
+/** Whether an agent could take another execution of some task: every demand asks for some CPU (ResourcesSchema: cpus > 0). */
+const hasRoom = (a: SchedAgent): boolean => a.online && a.availability === 'available' && a.freeCpus > 1e-9 && a.quotaLeft > 0;
+
+/**
+ * Plans new executions. Pure apart from calling `opts.random` / `opts.predict`: the inputs are not modified.
+ * Rankings are computed once per distinct demand and only for tasks some agent can take, and planning stops
+ * once no agent has room, so a long queue costs little more than the placements it gets.
+ */
 export function planExecutions(tasks: readonly SchedTask[], agents: readonly SchedAgent[], opts: PlanOptions): Placement[] {
   const free = agents.map((a) => ({ ...a }));
+  let withRoom = free.filter(hasRoom).length;
   const order = [...tasks].sort((a, b) => a.jobCreatedAt - b.jobCreatedAt || a.jobId.localeCompare(b.jobId) || a.index - b.index);
-  const scoresByJob = new Map<string, Map<string, number>>();
+  const scoresByDemand = new Map<string, Map<string, number>>();
   const plan: Placement[] = [];
   for (const t of order) {
-    let scores = scoresByJob.get(t.jobId);
-    if (!scores) { scores = rankScores(t.demand, agents, opts.predict); scoresByJob.set(t.jobId, scores); }
+    if (withRoom === 0) break;
     const used = new Set(t.excludedProviders);
     for (let k = 0; k < t.need; k++) {
       const feasible = free.filter((a) => !used.has(a.providerId) && rejections(t.demand, a).length === 0);
       if (feasible.length === 0) break;
+      const key = rankKey(t.demand);
+      let scores = scoresByDemand.get(key);
+      if (!scores) { scores = rankScores(t.demand, agents, opts.predict); scoresByDemand.set(key, scores); }
       feasible.sort((a, b) => scores.get(a.agentId)! - scores.get(b.agentId)! || b.freeCpus / b.totalCpus - a.freeCpus / a.totalCpus
         || a.running - b.running || a.agentId.localeCompare(b.agentId));
       const pick = feasible[0]!;
@@ -86,6 +99,7 @@ export function planExecutions(tasks: readonly SchedTask[], agents: readonly Sch
       pick.freeGpus -= t.demand.gpus;
       pick.quotaLeft -= 1;
       pick.running += 1;
+      if (!hasRoom(pick)) withRoom--;
       used.add(pick.providerId);
       const alone = k === 0 && t.adaptiveFresh && runsAlone(pick.consecutiveValid, opts.random());
       plan.push({ taskId: t.taskId, agentId: pick.agentId, providerId: pick.providerId, alone });

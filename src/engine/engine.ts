@@ -114,10 +114,8 @@ export class Engine {
     if (this.settling) return this.settling;
     this.settling = (async () => {
       try {
-        for (const id of await this.store.settlement.unsettledExecutions(1_000)) {
-          const s = await this.store.settlement.settleExecution(id, this.now());
-          if (s) this.events.executionSettled(s);
-        }
+        const settled = await this.store.settlement.settleExecutions(await this.store.settlement.unsettledExecutions(1_000), this.now());
+        for (const s of settled) this.events.executionSettled(s);
         for (const jobId of await this.store.settlement.unsettledJobs(1_000)) {
           const s = await this.store.settlement.settleJob(jobId, this.now());
           if (s) { this.log.info({ jobId, state: s.state, refunded: s.refunded }, 'job settled'); this.events.jobSettled(s); }

@@ -17,6 +17,8 @@ const ALLOWED: Record<string, string[]> = {
   cli: ['client', 'core', 'protocol', 'agent', 'coordinator', 'engine'],
   // The verification simulation drives the real core code with simulated providers; nothing else.
   sim: ['core', 'protocol'],
+  // Benchmarks drive every part (a coordinator, simulated and real agents, the client); no part imports them.
+  bench: ['protocol', 'core', 'store', 'engine', 'coordinator', 'client', 'agent', 'cli', 'sim'],
 };
 /** External packages a part may import; core stays pure. */
 const FORBIDDEN_PACKAGES: Record<string, RegExp> = {
@@ -48,6 +50,7 @@ describe('part boundaries', () => {
       for (const spec of imports(file)) {
         if (spec.startsWith('.')) {
           const target = relative(SRC, join(file, '..', spec)).split('/')[0]!;
+          if (target === 'bench') expect(part, `${spec}: nothing outside src/bench may import it`).toBe('bench');
           if (target !== part) expect(ALLOWED[part], `${spec}`).toContain(target);
         } else {
           const rule = FORBIDDEN_PACKAGES[part];

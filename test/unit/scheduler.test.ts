@@ -217,6 +217,19 @@ describe('planExecutions', () => {
   });
 });
 
+describe('planExecutions on a long queue', () => {
+  it('ranks agents once per distinct demand and stops once no agent has room', () => {
+    const calls: string[] = [];
+    const predict: Predictor = (agentId, image) => { calls.push(`${agentId} ${image}`); return null; };
+    const agents = [agent({ agentId: 'a1', providerId: 'p1', totalCpus: 2, freeCpus: 2 }), agent({ agentId: 'a2', providerId: 'p2', totalCpus: 1, freeCpus: 1 })];
+    const tasks = Array.from({ length: 1000 }, (_, i) => task({ taskId: `t${i}`, jobId: `job_${String(i).padStart(4, '0')}`, demand: { image: i % 2 ? 'x' : 'y' } }));
+    const plan = planExecutions(tasks, agents, { random: () => 0, predict });
+    expect(plan.map((p) => p.taskId)).toEqual(['t0', 't1', 't2']);
+    // Two demands (images x and y) × two agents × the two passes of rankScores; nothing for the 997 tasks left waiting.
+    expect(calls.length).toBe(2 * 2 * 2);
+  });
+});
+
 describe('planExecutions rank', () => {
   const first = (agents: SchedAgent[], opts: PlanOptions = noRandom) => planExecutions([task({ taskId: 't' })], agents, opts)[0]?.agentId;
 
