@@ -1,11 +1,10 @@
 /** `deqo run script.py`: submit a Python script job, follow it, and print the verified result's stdout. */
 import { readFile } from 'node:fs/promises';
 import { Command, Option } from 'commander';
-import { formatCredits, toMicro } from '../../core/index.js';
 import { VerificationModeSchema, type JobResults } from '../../protocol/index.js';
+import { submitAndFollow } from './submit.js';
 import { action, globals, type CliContext } from '../command.js';
 import { CliError, EXIT } from '../exit-codes.js';
-import { followJob } from '../follow.js';
 import { printJson } from '../format.js';
 import { addJobFlags, rawSpecFromFlags, type JobFlagOptions } from '../jobflags.js';
 import { clientFor } from '../settings.js';
@@ -73,16 +72,9 @@ Requirements must be importable in the image, or installable with pip where the 
       opts.verify ??= opts.verification;
       const { raw, baseDir } = await rawSpecFromFlags(opts.image, [], opts, false);
       raw.script = { ...(raw.script as object | undefined), language: 'python', source: await readText(scriptPath), requirements };
-      const spec = await resolveSpec(client, raw, baseDir);
-      const { jobId, tasks, escrow } = await client.submitJob(spec);
-      const held = `${tasks} task${tasks === 1 ? '' : 's'}, ${formatCredits(toMicro(escrow))} held in escrow`;
-      if (!opts.wait) {
-        if (opts.json) printJson({ jobId, tasks, escrow }); else process.stdout.write(`${jobId}\n`);
-        process.stderr.write(`submitted ${jobId} (${held}); follow it with: deqo status ${jobId}\n`);
-        return EXIT.OK;
-      }
-      process.stderr.write(`submitted ${jobId} (${held})\n`);
-      const view = await followJob(client, jobId, (l) => process.stderr.write(`${l}\n`));
+      const view = await submitAndFollow(client, await resolveSpec(client, raw, baseDir), opts);
+      if (!view) return EXIT.OK;
+      const jobId = view.id;
       await printResults(await client.getResults(jobId), (sha) => client.blobText(sha), opts.json === true);
       return view.state === 'succeeded' ? EXIT.OK : EXIT.JOB_FAILED;
     }));

@@ -8,6 +8,8 @@ import { printJson } from '../format.js';
 import { clientFor } from '../settings.js';
 import { addJobFlags, rawSpecFromFlags, type JobFlagOptions } from '../jobflags.js';
 import { resolveSpec } from '../specfile.js';
+import type { DeqoClient } from '../../client/index.js';
+import type { JobSpec, JobView } from '../../protocol/index.js';
 
 interface SubmitOptions extends JobFlagOptions { wait?: boolean; json?: boolean }
 
@@ -37,17 +39,26 @@ DEQO_PARAM_<NAME> for its parameters.`)
     .action(action(async (image: string | undefined, command: string[], opts: SubmitOptions, cmd: Command) => {
       const client = await clientFor(ctx.env, globals(cmd));
       const { raw, baseDir } = await rawSpecFromFlags(image, command, opts);
-      const spec = await resolveSpec(client, raw, baseDir);
-      const { jobId, tasks, escrow } = await client.submitJob(spec);
-      const held = `${tasks} task${tasks === 1 ? '' : 's'}, ${formatCredits(toMicro(escrow))} held in escrow`;
-      if (!opts.wait) {
-        if (opts.json) printJson({ jobId, tasks, escrow }); else process.stdout.write(`${jobId}\n`);
-        process.stderr.write(`submitted ${jobId} (${held}); follow it with: deqo status ${jobId}\n`);
-        return EXIT.OK;
-      }
-      process.stderr.write(`submitted ${jobId} (${held})\n`);
-      const view = await followJob(client, jobId, (l) => process.stderr.write(`${l}\n`));
-      if (opts.json) printJson(view); else process.stdout.write(`${jobId} ${view.state}\n`);
+      const view = await submitAndFollow(client, await resolveSpec(client, raw, baseDir), opts);
+      if (!view) return EXIT.OK;
+      if (opts.json) printJson(view); else process.stdout.write(`${view.id} ${view.state}\n`);
       return TERMINAL_JOB_STATES.includes(view.state) && view.state === 'succeeded' ? EXIT.OK : EXIT.JOB_FAILED;
     }));
+}
+
+/**
+ * Submits `spec` and says so: without `wait`, prints the job id (or `{jobId, tasks, escrow}` with `json`) and
+ * returns null; with it, follows the job live on stderr until it ends and returns its final view.
+ * Throws ApiError from the coordinator (e.g. insufficient_funds).
+ */
+export async function submitAndFollow(client: DeqoClient, spec: JobSpec, opts: { wait?: boolean; json?: boolean }): Promise<JobView | null> {
+  const { jobId, tasks, escrow } = await client.submitJob(spec);
+  const held = `${tasks} task${tasks === 1 ? '' : 's'}, ${formatCredits(toMicro(escrow))} held in escrow`;
+  if (!opts.wait) {
+    if (opts.json) printJson({ jobId, tasks, escrow }); else process.stdout.write(`${jobId}\n`);
+    process.stderr.write(`submitted ${jobId} (${held}); follow it with: deqo status ${jobId}\n`);
+    return null;
+  }
+  process.stderr.write(`submitted ${jobId} (${held})\n`);
+  return followJob(client, jobId, (l) => process.stderr.write(`${l}\n`));
 }
