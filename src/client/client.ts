@@ -80,10 +80,11 @@ export class DeqoClient {
   // ---- live views ----
   /**
    * Follows `GET /v1/events` (Server-Sent Events), calling `onEvent` for each job, execution, log and network
-   * event the caller may see (`opts.jobId`: only that job's, plus network events). Resolves when the coordinator
-   * ends the stream or `signal` aborts; throws ApiError for a refused request (401, 403, 400).
+   * event the caller may see (`opts.jobId`: only that job's, plus network events; `opts.onOpen` runs once the
+   * stream is accepted). Resolves when the coordinator ends the stream or `signal` aborts; throws ApiError for a
+   * refused request (401, 403, 400).
    */
-  async events(opts: { jobId?: string }, onEvent: (e: LiveEvent) => void, signal?: AbortSignal): Promise<void> {
+  async events(opts: { jobId?: string; onOpen?: () => void }, onEvent: (e: LiveEvent) => void, signal?: AbortSignal): Promise<void> {
     const q = opts.jobId ? `?jobId=${encodeURIComponent(opts.jobId)}` : '';
     let res: Response;
     try {
@@ -93,6 +94,7 @@ export class DeqoClient {
       throw err;
     }
     if (!res.ok || !res.body) throw toApiError(res.status, await res.json().catch(() => null));
+    opts.onOpen?.();
     await readEventStream(res.body, onEvent, signal);
   }
   /** Per-minute network activity for the last `minutes` (1–1440), the queue and agents now, the last 20 decided tasks. */

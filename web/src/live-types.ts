@@ -3,8 +3,8 @@
  * tagged `{type, data}` for the views.
  */
 import type { z } from 'zod';
-import {
-  ExecutionEventSchema, JobEventSchema, LIVE_EVENT_SCHEMAS, LogEventSchema, NetworkEventSchema, type MaxPriceSchema, type VerificationSchema,
+import type {
+  ExecutionEventSchema, JobEventSchema, LogEventSchema, NetworkEventSchema, MaxPriceSchema, VerificationSchema,
 } from '../../src/protocol/index.js';
 
 export { EarningsSchema, NetworkStatsSchema, type Earnings, type NetworkStats } from '../../src/protocol/index.js';
@@ -15,18 +15,6 @@ export type LiveEvent =
   | { type: 'execution'; data: z.infer<typeof ExecutionEventSchema> }
   | { type: 'log'; data: z.infer<typeof LogEventSchema> }
   | { type: 'network'; data: z.infer<typeof NetworkEventSchema> };
-
-const EVENT_SCHEMAS = LIVE_EVENT_SCHEMAS;
-
-/** Parses one SSE message into a LiveEvent; null for an unknown event or a body that does not match. */
-export function parseLiveEvent(event: string, data: string): LiveEvent | null {
-  const schema = EVENT_SCHEMAS[event as keyof typeof EVENT_SCHEMAS];
-  if (!schema) return null;
-  let json: unknown;
-  try { json = JSON.parse(data); } catch { return null; }
-  const r = schema.safeParse(json);
-  return r.success ? ({ type: event, data: r.data } as LiveEvent) : null;
-}
 
 /** A script job (the code runner): Python source and pip requirements, run in deqo/python-sklearn:bookworm. */
 export interface ScriptJobInput {

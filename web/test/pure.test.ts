@@ -1,29 +1,9 @@
-/** Pure helpers of the dashboard: the SSE parser, command splitting, plain-words verdicts, earnings from the ledger. */
+/** Pure helpers of the dashboard: command splitting, plain-words verdicts, earnings from the ledger. */
 import { describe, expect, it } from 'vitest';
-import { createSseParser, type SseMessage } from '../src/sse.js';
 import { splitCommand } from '../src/command.js';
 import { verdict } from '../src/views/JobDetail.js';
 import { byJob, cumulative, paymentsOf } from '../src/earnings.js';
-import { parseLiveEvent } from '../src/live-types.js';
 import type { ExecutionView, LedgerEntry, TaskView } from '../../src/protocol/index.js';
-
-describe('SSE parser', () => {
-  it('parses events split across chunks, skips pings, joins multi-line data, accepts CRLF', () => {
-    const got: SseMessage[] = [];
-    const feed = createSseParser((m) => got.push(m));
-    feed(': ping\n\nevent: job\nda');
-    feed('ta: {"a":1}\n\r\nevent: log\r\ndata: line 1\r\ndata: line 2\r');
-    expect(got).toEqual([{ event: 'job', data: '{"a":1}' }]);
-    feed('\n\r\ndata: plain\n\n');
-    expect(got.slice(1)).toEqual([{ event: 'log', data: 'line 1\nline 2' }, { event: 'message', data: 'plain' }]);
-  });
-  it('validates live events against their schema', () => {
-    expect(parseLiveEvent('job', JSON.stringify({ jobId: 'j1', state: 'running', tasks: { total: 1, verified: 0, failed: 0 } }))?.type).toBe('job');
-    expect(parseLiveEvent('job', JSON.stringify({ jobId: 'j1', state: 'dancing' }))).toBeNull();
-    expect(parseLiveEvent('unknown', '{}')).toBeNull();
-    expect(parseLiveEvent('log', 'not json')).toBeNull();
-  });
-});
 
 describe('splitCommand', () => {
   it('splits like a shell without expansion', () => {
