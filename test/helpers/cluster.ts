@@ -6,26 +6,15 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
 import { mkdir, readFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { DeqoClient } from '../../src/client/index.js';
 import { DEQO_BIN } from '../../src/cli/network.js';
 
+export { freePort } from './tcp-proxy.js';
+
 /** Coordinator flags with short intervals so leases and retries play out within a test; the restart grace covers a restart. */
 export const FAST_FAULTS = ['--heartbeat-interval', '1s', '--lease-ttl', '5s', '--agent-ttl', '3s', '--claim-timeout', '10s', '--tick', '250ms',
   '--restart-grace', '30s', '--retry-backoff', '500ms', '--retry-backoff-max', '4s'];
-
-/** A free TCP port on 127.0.0.1 (the OS picks it; it stays free long enough for a test to bind it). */
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      srv.close(() => resolve(typeof addr === 'object' && addr ? addr.port : 0));
-    });
-  });
-}
 
 /** Waits until `p` exits (resolves at once if it already has). */
 export function exited(p: ChildProcess): Promise<void> {

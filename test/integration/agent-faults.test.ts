@@ -154,18 +154,27 @@ describe('restart: reattach, collect, orphans', () => {
   });
 });
 
+/**
+ * A network whose agents may talk to the coordinator through a pausable TCP proxy (`agentArgs` gets the proxy's
+ * URL), with 1 s heartbeats and 6 s leases so a partition outlives a lease within a test.
+ */
+async function partitionableNetwork(agents: number, agentArgs: (i: number, proxyUrl: string) => string[]) {
+  const port = await freePort();
+  const proxy = await PausableProxy.start(port);
+  const started = await testNetwork({ port, agents, agentArgs: (i) => agentArgs(i, proxy.url),
+    engine: { heartbeatIntervalMs: 1_000, leaseTtlMs: 6_000, agentTtlMs: 6_000 } });
+  return { ...started, proxy };
+}
+
 describe('partition: the coordinator cannot reach the agent', () => {
   let net: LocalNetwork;
   let client: DeqoClient;
   let dir: string;
   let proxy: PausableProxy;
   beforeAll(async () => {
-    const port = await freePort();
-    proxy = await PausableProxy.start(port);
     // provider-1 talks through the proxy and is the cheaper; provider-2 talks directly.
-    ({ net, client, dir } = await testNetwork({ port, agents: 2,
-      agentArgs: (i) => (i === 0 ? ['--coordinator', proxy.url, '--price-cpu-hour', '0.01', '--start-fee', '0.0001'] : ['--price-cpu-hour', '0.09', '--start-fee', '0.002']),
-      engine: { heartbeatIntervalMs: 1_000, leaseTtlMs: 6_000, agentTtlMs: 6_000 } }));
+    ({ net, client, dir, proxy } = await partitionableNetwork(2, (i, proxyUrl) => (i === 0
+      ? ['--coordinator', proxyUrl, '--price-cpu-hour', '0.01', '--start-fee', '0.0001'] : ['--price-cpu-hour', '0.09', '--start-fee', '0.002'])));
   });
   afterAll(async () => { proxy?.resume(); await net?.stop(); await proxy?.close(); });
 
@@ -201,10 +210,7 @@ describe('partition longer than the grace period', () => {
   let dir: string;
   let proxy: PausableProxy;
   beforeAll(async () => {
-    const port = await freePort();
-    proxy = await PausableProxy.start(port);
-    ({ net, client, dir } = await testNetwork({ port, agents: 1, agentArgs: () => ['--coordinator', proxy.url, '--grace-period', '3s'],
-      engine: { heartbeatIntervalMs: 1_000, leaseTtlMs: 6_000, agentTtlMs: 6_000 } }));
+    ({ net, client, dir, proxy } = await partitionableNetwork(1, (_i, proxyUrl) => ['--coordinator', proxyUrl, '--grace-period', '3s']));
   });
   afterAll(async () => { proxy?.resume(); await net?.stop(); await proxy?.close(); });
 

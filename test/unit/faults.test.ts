@@ -4,13 +4,13 @@
  */
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { agentStatus, grantTxn, retryDelayMs, retryDue, toMicro } from '../../src/core/index.js';
+import { agentStatus, retryDelayMs, retryDue } from '../../src/core/index.js';
+import { completedReport, fundedBuyer, registerAgents } from '../helpers/engine-flow.js';
 import { DEFAULT_ENGINE_CONFIG, Engine } from '../../src/engine/index.js';
-import { JobSpecSchema, OfferSchema, type Capacity } from '../../src/protocol/index.js';
+import { JobSpecSchema } from '../../src/protocol/index.js';
 import { openSqliteStore, type Store } from '../../src/store/index.js';
 
 const T0 = 1_700_000_000_000;
-const CAPACITY: Capacity = { cpus: 2, memoryMb: 4096, arch: 'amd64', os: 'linux', dockerVersion: 'x', gpus: [], allowNetwork: false };
 const B = { baseMs: 2_000, maxMs: 60_000 };
 
 describe('retry backoff and agent status (pure)', () => {
@@ -34,20 +34,14 @@ describe('faults in the engine', () => {
   let engine: Engine;
   let now: number;
   let buyerId: string;
-  const agentIds: string[] = [];
+  let agentIds: string[] = [];
 
   beforeEach(async () => {
     now = T0;
     store = await openSqliteStore(':memory:');
     engine = new Engine(store, { ...DEFAULT_ENGINE_CONFIG }, pino({ level: 'silent' }), () => now);
-    buyerId = await store.accounts.createAccount('buyer', ['buyer'], now);
-    await store.ledger.post(grantTxn(buyerId, toMicro(1000), 'test credits'), now);
-    agentIds.length = 0;
-    for (let i = 0; i < 4; i++) {
-      const providerId = await store.accounts.createAccount(`provider${i}`, ['provider'], now);
-      await engine.registerAgent({ id: `agent_${i}`, providerId, name: `box${i}`, publicKey: `pk${i}`, capacity: CAPACITY, offer: OfferSchema.parse({}), availability: { state: 'available' } });
-      agentIds.push(`agent_${i}`);
-    }
+    buyerId = await fundedBuyer(engine, 'buyer', 1000);
+    agentIds = await registerAgents(engine, 4);
   });
   afterEach(async () => { await engine.stop(); await store.close(); });
 
@@ -117,14 +111,8 @@ describe('a task no remaining provider can finish', () => {
     const store = await openSqliteStore(':memory:');
     const engine = new Engine(store, { ...DEFAULT_ENGINE_CONFIG }, pino({ level: 'silent' }), () => now);
     try {
-      const buyerId = await store.accounts.createAccount('buyer', ['buyer'], now);
-      await store.ledger.post(grantTxn(buyerId, toMicro(10), 'test credits'), now);
-      const ids: string[] = [];
-      for (let i = 0; i < 3; i++) {
-        const providerId = await store.accounts.createAccount(`p${i}`, ['provider'], now);
-        await engine.registerAgent({ id: `agent_${i}`, providerId, name: `box${i}`, publicKey: `pk${i}`, capacity: CAPACITY, offer: OfferSchema.parse({}), availability: { state: 'available' } });
-        ids.push(`agent_${i}`);
-      }
+      const buyerId = await fundedBuyer(engine, 'buyer', 10);
+      const ids = await registerAgents(engine, 3);
       const { jobId } = await engine.submitJob(buyerId, JobSpecSchema.parse({ image: 'deqo/busybox:test', command: ['true'], queueTimeoutSeconds: 60,
         verification: { replicas: 2, quorum: 2 } }));
       const view = async () => (await store.jobs.jobView(jobId, buyerId))!;
@@ -135,13 +123,7 @@ describe('a task no remaining provider can finish', () => {
       const a = (await engine.claim(first!.agentId, 1, 0))[0]!;
       await engine.report(first!.agentId, a.executionId, { outcome: 'failed', fencingToken: a.fencingToken, reason: 'agent_error', message: 'disk full' });
       const b = (await engine.claim(second!.agentId, 1, 0))[0]!;
-      const stdout = '0'.repeat(64);
-      await store.accounts.recordBlob(stdout, 1, now);
-      await store.accounts.grantBlobAccess([stdout], second!.providerId);
-      const manifest = { exitCode: 0, stdoutSha256: stdout, files: [] };
-      const { resultHashOf } = await import('../../src/engine/index.js');
-      await engine.report(second!.agentId, b.executionId, { outcome: 'completed', fencingToken: b.fencingToken, manifest, resultHash: resultHashOf(manifest),
-        outputsBlob: stdout, stdoutBlob: stdout, stderrBlob: stdout, usage: { wallMs: 1_000, cpuMs: 900, maxMemoryBytes: 1 << 20 } });
+      await engine.report(second!.agentId, b.executionId, await completedReport(engine, b, 'result'));
       await step(DEFAULT_ENGINE_CONFIG.retryBackoffMs);
       const third = (await view()).tasks[0]!.executions.find((e) => e.state === 'assigned')!;
       const c = (await engine.claim(third.agentId, 1, 0))[0]!;
