@@ -2,7 +2,8 @@
 # The test command (`npm test`): installs what the tests need, then runs every test.
 #   npm dependencies → a Docker engine (scripts/ensure-docker.sh) → PostgreSQL (scripts/ensure-postgres.sh;
 #   the store suites run on it too, in databases deqo_pg_* created on DEQO_TEST_PG_URL) → local test images →
-#   Debian chromium (scripts/ensure-chromium.sh, for the dashboard e2e) → build (server and web app) → vitest.
+#   Debian chromium (scripts/ensure-chromium.sh, for the dashboard e2e) → build (server and web app) → lint and
+#   format check → vitest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
@@ -16,6 +17,8 @@ bash scripts/ensure-postgres.sh
 bash scripts/build-images.sh all
 bash scripts/ensure-chromium.sh
 npm run build --silent
+# Lint (typescript-eslint, import cycles, parts' entry points) and formatting (Prettier): a problem fails the run.
+npm run lint --silent
 mkdir -p test-artifacts
 status=0
 npx vitest run --reporter=default --reporter=json --outputFile.json=test-artifacts/vitest.json "$@" || status=$?

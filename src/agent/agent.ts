@@ -72,16 +72,29 @@ export class Agent {
    * `ownerLoad` samples the owner's CPU load for the idle policy (default: /proc/stat minus this agent's
    * containers, owner-load.ts). Throws InvalidWindowError for a bad window in the offer.
    */
-  constructor(private readonly client: DeqoClient, private readonly executor: Executor, private readonly capacity: Capacity,
-    private readonly config: AgentConfig, private readonly log: Logger, ownerLoad?: LoadSampler) {
-    this.monitor = new AvailabilityMonitor(config.offer, ownerLoad ?? new CpuLoadSampler({ jobCpuMs: () => executor.jobCpuMs?.() ?? 0 }));
+  constructor(
+    private readonly client: DeqoClient,
+    private readonly executor: Executor,
+    private readonly capacity: Capacity,
+    private readonly config: AgentConfig,
+    private readonly log: Logger,
+    ownerLoad?: LoadSampler,
+  ) {
+    this.monitor = new AvailabilityMonitor(
+      config.offer,
+      ownerLoad ?? new CpuLoadSampler({ jobCpuMs: () => executor.jobCpuMs?.() ?? 0 }),
+    );
   }
 
   /** What the agent last published about taking work (valid after start()). */
-  get currentAvailability(): Availability { return this.availability; }
+  get currentAvailability(): Availability {
+    return this.availability;
+  }
 
   /** The agent id (its public key, base64url); valid after start(). */
-  get id(): string { return this.identity.agentId; }
+  get id(): string {
+    return this.identity.agentId;
+  }
 
   /**
    * Loads the identity and state, registers, takes over what an earlier run left (reattach, resend, report
@@ -91,15 +104,33 @@ export class Agent {
     this.identity = await loadOrCreateIdentity(this.config.dataDir);
     this.state = AgentState.open(this.config.dataDir);
     this.deliverer = new Deliverer(this.client, this.state, () => this.identity.agentId);
-    this.runner = new ExecutionRunner({ client: this.client, executor: this.executor, state: this.state, deliverer: this.deliverer,
-      connection: () => this.connection, dataDir: this.config.dataDir, testCorruptOutputs: this.config.testCorruptOutputs,
-      onContainerEnded: () => this.wake(), agentId: () => this.identity.agentId });
+    this.runner = new ExecutionRunner({
+      client: this.client,
+      executor: this.executor,
+      state: this.state,
+      deliverer: this.deliverer,
+      connection: () => this.connection,
+      dataDir: this.config.dataDir,
+      testCorruptOutputs: this.config.testCorruptOutputs,
+      onContainerEnded: () => this.wake(),
+      agentId: () => this.identity.agentId,
+    });
     this.apply(await this.monitor.evaluate(Date.now(), false));
     await this.register();
     this.connection = new ConnectionMonitor(this.config.gracePeriodMs ?? DEFAULT_GRACE_PERIOD_MS, Date.now());
-    await takeOver({ state: this.state, executor: this.executor, runner: this.runner, log: this.log, dataDir: this.config.dataDir,
-      shutdown: this.shutdown.signal, hold: (h, work) => this.hold(h, work), track: (work) => this.track(work) });
-    this.heartbeatTimer = setInterval(() => { void this.heartbeat(); }, this.reg.heartbeatIntervalMs);
+    await takeOver({
+      state: this.state,
+      executor: this.executor,
+      runner: this.runner,
+      log: this.log,
+      dataDir: this.config.dataDir,
+      shutdown: this.shutdown.signal,
+      hold: (h, work) => this.hold(h, work),
+      track: (work) => this.track(work),
+    });
+    this.heartbeatTimer = setInterval(() => {
+      void this.heartbeat();
+    }, this.reg.heartbeatIntervalMs);
     if (this.held.size > 0) void this.heartbeat(); // renew recovered leases now, not one interval later
     this.loop = this.claimLoop();
   }
@@ -116,8 +147,10 @@ export class Agent {
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
     if (this.reg) {
       this.apply(await this.monitor.evaluate(Date.now(), true));
-      await Promise.race([this.client.heartbeat(this.reg.agentId, this.leases(), this.availability).catch(() => undefined),
-        new Promise((r) => setTimeout(r, 2_000).unref())]);
+      await Promise.race([
+        this.client.heartbeat(this.reg.agentId, this.leases(), this.availability).catch(() => undefined),
+        new Promise((r) => setTimeout(r, 2_000).unref()),
+      ]);
     }
     for (const h of this.held.values()) stopHeld(h, { kind: 'shutdown' });
     this.wake();
@@ -128,10 +161,22 @@ export class Agent {
 
   private async register(): Promise<void> {
     const timestamp = Date.now();
-    this.reg = await this.client.registerAgent({ publicKey: this.identity.publicKey, name: this.config.name, timestamp,
-      signature: signRegistration(this.identity, timestamp), capacity: this.capacity, offer: this.config.offer, availability: this.availability },
-    AbortSignal.timeout(REGISTER_TIMEOUT_MS));
-    this.log.info({ agentId: this.reg.agentId, capacity: this.capacity, availability: this.availability }, 'agent registered');
+    this.reg = await this.client.registerAgent(
+      {
+        publicKey: this.identity.publicKey,
+        name: this.config.name,
+        timestamp,
+        signature: signRegistration(this.identity, timestamp),
+        capacity: this.capacity,
+        offer: this.config.offer,
+        availability: this.availability,
+      },
+      AbortSignal.timeout(REGISTER_TIMEOUT_MS),
+    );
+    this.log.info(
+      { agentId: this.reg.agentId, capacity: this.capacity, availability: this.availability },
+      'agent registered',
+    );
   }
 
   private freeCpus(): number {
@@ -152,16 +197,23 @@ export class Agent {
 
   private hold(h: Held, work: Promise<void>): void {
     this.held.set(h.assignment.executionId, h);
-    this.track(work.finally(() => {
-      this.held.delete(h.assignment.executionId);
-      this.wake();
-    }));
+    this.track(
+      work.finally(() => {
+        this.held.delete(h.assignment.executionId);
+        this.wake();
+      }),
+    );
   }
 
   private async claimLoop(): Promise<void> {
     let backoff = 500;
     while (!this.stopped) {
-      if (this.freeCpus() <= 0 || this.availability.state !== 'available') { await new Promise<void>((r) => { this.wakeLoop = r; }); continue; }
+      if (this.freeCpus() <= 0 || this.availability.state !== 'available') {
+        await new Promise<void>((r) => {
+          this.wakeLoop = r;
+        });
+        continue;
+      }
       try {
         const waitMs = 20_000;
         const signal = AbortSignal.any([this.claimAbort.signal, AbortSignal.timeout(waitMs + CLAIM_SLACK_MS)]);
@@ -190,7 +242,10 @@ export class Agent {
 
   /** The leases to renew: every execution held, including those whose report is still on its way. */
   private leases(): Array<{ executionId: string; fencingToken: number }> {
-    return [...this.held.values()].map((h) => ({ executionId: h.assignment.executionId, fencingToken: h.assignment.fencingToken }));
+    return [...this.held.values()].map((h) => ({
+      executionId: h.assignment.executionId,
+      fencingToken: h.assignment.fencingToken,
+    }));
   }
 
   /** Takes an availability evaluation: logs a change, winds down when the owner came back, wakes the claim loop when available. */
@@ -198,7 +253,11 @@ export class Agent {
     const was = this.availability;
     this.availability = ev.availability;
     this.windingDown = ev.windDown;
-    if (was.state !== ev.availability.state) this.log.info({ availability: ev.availability, ownerLoad: ev.ownerLoad }, `availability: ${ev.availability.state}`);
+    if (was.state !== ev.availability.state)
+      this.log.info(
+        { availability: ev.availability, ownerLoad: ev.ownerLoad },
+        `availability: ${ev.availability.state}`,
+      );
     if (ev.windDown) {
       const why = ev.availability.message ?? 'the owner is using the machine';
       for (const h of this.held.values()) {
@@ -259,17 +318,29 @@ export class Agent {
     const now = Date.now();
     const f = this.connection.failed(now);
     const graceS = Math.round(this.connection.gracePeriodMs / 1000);
-    const fields = { err: (err as Error).message, sinceLastHeartbeatMs: f.sinceOkMs, gracePeriodS: graceS, held: this.held.size };
+    const fields = {
+      err: (err as Error).message,
+      sinceLastHeartbeatMs: f.sinceOkMs,
+      gracePeriodS: graceS,
+      held: this.held.size,
+    };
     if (f.first || now - this.failureLoggedAt >= FAILURE_LOG_EVERY_MS) {
       this.failureLoggedAt = now;
-      this.log.warn(fields, f.first ? 'heartbeat failed: keeping executions running and queueing their reports during the grace period' : 'heartbeat still failing');
+      this.log.warn(
+        fields,
+        f.first
+          ? 'heartbeat failed: keeping executions running and queueing their reports during the grace period'
+          : 'heartbeat still failing',
+      );
     }
     if (!f.graceExceeded) return;
     for (const h of this.held.values()) {
       if (h.stop?.kind === 'grace') continue;
-      h.log.error({ sinceLastHeartbeatMs: f.sinceOkMs, gracePeriodS: graceS },
-        `no heartbeat reached the coordinator for longer than the grace period (${graceS} s): it has certainly given this lease away; `
-        + 'stopping the execution and dropping its result');
+      h.log.error(
+        { sinceLastHeartbeatMs: f.sinceOkMs, gracePeriodS: graceS },
+        `no heartbeat reached the coordinator for longer than the grace period (${graceS} s): it has certainly given this lease away; ` +
+          'stopping the execution and dropping its result',
+      );
       stopHeld(h, { kind: 'grace' });
     }
   }

@@ -9,7 +9,7 @@
  * contrast, winds running executions down when the owner comes back (see agent.ts).
  */
 import { Cron } from 'croner';
-import { INITIAL_IDLE_STATE, stepIdlePolicy, type IdleState } from '../core/idle-policy.js';
+import { INITIAL_IDLE_STATE, stepIdlePolicy, type IdleState } from '../core/index.js';
 import type { Availability, Offer } from '../protocol/index.js';
 import type { LoadSampler } from './owner-load.js';
 
@@ -20,20 +20,37 @@ export const WINDOW_HORIZON_MS = 8 * 24 * 3_600_000;
 /** A window expression croner refuses, or an unknown time zone. `expression` is what was given. */
 export class InvalidWindowError extends Error {
   override readonly name = 'InvalidWindowError';
-  constructor(readonly expression: string, message: string) { super(message); }
+  constructor(
+    readonly expression: string,
+    message: string,
+  ) {
+    super(message);
+  }
 }
 
 /** Throws InvalidWindowError unless `timezone` is an IANA time zone name this runtime knows. */
 export function checkTimezone(timezone: string): void {
-  try { new Intl.DateTimeFormat('en-US', { timeZone: timezone }); } catch {
-    throw new InvalidWindowError(timezone, `unknown time zone '${timezone}' (expected an IANA name such as Europe/Paris)`);
+  try {
+    new Intl.DateTimeFormat('en-US', { timeZone: timezone });
+  } catch {
+    throw new InvalidWindowError(
+      timezone,
+      `unknown time zone '${timezone}' (expected an IANA name such as Europe/Paris)`,
+    );
   }
 }
 
 /** Where now stands against the windows: `until` (epoch ms) is when that changes, if within the horizon. */
-export interface WindowStatus { inside: boolean; until?: number }
+export interface WindowStatus {
+  inside: boolean;
+  until?: number;
+}
 
-interface Compiled { expr: string; cron: Cron; withSeconds: boolean }
+interface Compiled {
+  expr: string;
+  cron: Cron;
+  withSeconds: boolean;
+}
 
 /**
  * Compiled availability windows (croner, 5- or 6-field expressions, day-of-month OR day-of-week as in
@@ -43,14 +60,20 @@ export class WindowSchedule {
   private readonly compiled: Compiled[];
   private cache: { from: number; to: number; status: WindowStatus } | null = null;
 
-  constructor(readonly windows: readonly string[], readonly timezone?: string) {
+  constructor(
+    readonly windows: readonly string[],
+    readonly timezone?: string,
+  ) {
     if (timezone !== undefined) checkTimezone(timezone);
     this.compiled = windows.map((expr) => {
       try {
         const cron = new Cron(expr, { paused: true, timezone, mode: '5-or-6-parts' });
         return { expr, cron, withSeconds: expr.trim().split(/\s+/).length === 6 };
       } catch (err) {
-        throw new InvalidWindowError(expr, `invalid availability window '${expr}': ${(err as Error).message.replace(/^CronPattern: /, '')}`);
+        throw new InvalidWindowError(
+          expr,
+          `invalid availability window '${expr}': ${(err as Error).message.replace(/^CronPattern: /, '')}`,
+        );
       }
     });
   }
@@ -73,7 +96,10 @@ export class WindowSchedule {
     let until: number | undefined;
     if (inside) {
       for (let m = start + MINUTE_MS; m <= start + WINDOW_HORIZON_MS; m += MINUTE_MS) {
-        if (!this.matches(m)) { until = m; break; }
+        if (!this.matches(m)) {
+          until = m;
+          break;
+        }
       }
     } else {
       // The next window opens at the earliest next run of any expression (a 6-field one: that run's minute).
@@ -106,24 +132,44 @@ export function combineAvailability(i: AvailabilityInputs, timezone?: string): A
   if (!i.window.inside) {
     return i.window.until === undefined
       ? { state: 'outside_window', message: 'outside its availability windows (none opens within 8 days)' }
-      : { state: 'outside_window', message: `outside its availability windows; next opens ${at(i.window.until)}`, until: i.window.until };
+      : {
+          state: 'outside_window',
+          message: `outside its availability windows; next opens ${at(i.window.until)}`,
+          until: i.window.until,
+        };
   }
   if (!i.idle.canStart) return { state: 'owner_busy', message: i.idle.reason ?? 'the owner is using the machine' };
   return i.window.until === undefined
     ? { state: 'available' }
-    : { state: 'available', message: `inside an availability window until ${at(i.window.until)}`, until: i.window.until };
+    : {
+        state: 'available',
+        message: `inside an availability window until ${at(i.window.until)}`,
+        until: i.window.until,
+      };
 }
 
 /** `2025-01-07 23:00 Europe/Paris`-style local time of an instant (the agent's zone when `timezone` is unset). */
 export function formatInstant(ms: number, timezone?: string): string {
-  const parts = new Intl.DateTimeFormat('en-CA', { timeZone: timezone, year: 'numeric', month: '2-digit', day: '2-digit',
-    hour: '2-digit', minute: '2-digit', hourCycle: 'h23', timeZoneName: 'short' }).formatToParts(new Date(ms));
+  const parts = new Intl.DateTimeFormat('en-CA', {
+    timeZone: timezone,
+    year: 'numeric',
+    month: '2-digit',
+    day: '2-digit',
+    hour: '2-digit',
+    minute: '2-digit',
+    hourCycle: 'h23',
+    timeZoneName: 'short',
+  }).formatToParts(new Date(ms));
   const get = (t: string) => parts.find((p) => p.type === t)?.value ?? '';
   return `${get('year')}-${get('month')}-${get('day')} ${get('hour')}:${get('minute')} ${timezone ?? get('timeZoneName')}`;
 }
 
 /** One evaluation: what to publish, and whether running executions must be wound down (owner came back). */
-export interface AvailabilityEvaluation { availability: Availability; windDown: boolean; ownerLoad: number | null }
+export interface AvailabilityEvaluation {
+  availability: Availability;
+  windDown: boolean;
+  ownerLoad: number | null;
+}
 
 /**
  * Evaluates an offer's availability over time: samples the owner load (only when the idle policy is on),
@@ -134,7 +180,10 @@ export class AvailabilityMonitor {
   private idle: IdleState = INITIAL_IDLE_STATE;
 
   /** Throws InvalidWindowError for a bad window or time zone. */
-  constructor(private readonly offer: Offer, private readonly sampler: LoadSampler) {
+  constructor(
+    private readonly offer: Offer,
+    private readonly sampler: LoadSampler,
+  ) {
     this.schedule = new WindowSchedule(offer.windows, offer.timezone);
   }
 
@@ -148,7 +197,10 @@ export class AvailabilityMonitor {
       this.idle = d.state;
       idle = d;
     }
-    const availability = combineAvailability({ draining, window: this.schedule.status(now), idle }, this.offer.timezone);
+    const availability = combineAvailability(
+      { draining, window: this.schedule.status(now), idle },
+      this.offer.timezone,
+    );
     return { availability, windDown: idle.windDown && !draining, ownerLoad };
   }
 }

@@ -21,12 +21,17 @@ export class ConnectionMonitor {
   private lastOutageEndedAt = Number.NEGATIVE_INFINITY;
 
   /** `gracePeriodMs` ≥ 0; `now` is when the agent registered (counts as a success). */
-  constructor(readonly gracePeriodMs: number, now: number) {
+  constructor(
+    readonly gracePeriodMs: number,
+    now: number,
+  ) {
     this.lastOkAt = now;
   }
 
   /** True while heartbeats fail. */
-  get disconnected(): boolean { return this.outageStartedAt !== null; }
+  get disconnected(): boolean {
+    return this.outageStartedAt !== null;
+  }
 
   /** A heartbeat (or registration) succeeded. Returns how long the outage it ends lasted, ms, or undefined if there was none. */
   succeeded(now: number): number | undefined {

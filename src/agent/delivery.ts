@@ -48,7 +48,11 @@ export interface ReportTarget {
 export class Deliverer {
   private readonly sleepers = new Set<() => void>();
 
-  constructor(private readonly client: DeqoClient, private readonly state: AgentState, private readonly agentId: () => string) {}
+  constructor(
+    private readonly client: DeqoClient,
+    private readonly state: AgentState,
+    private readonly agentId: () => string,
+  ) {}
 
   /** Ends every backoff wait now (the coordinator is reachable again). */
   wakeAll(): void {
@@ -59,7 +63,12 @@ export class Deliverer {
    * Delivers the report of `t`: `stored` when it was built before, else `build()` (then stored, with `persist`).
    * A build that fails for a non-transient reason is replaced by an `agent_error` report saying why. Never throws.
    */
-  async deliver(t: ReportTarget, stored: ReportRequest | null, build: () => Promise<ReportRequest>, persist: boolean): Promise<Delivery> {
+  async deliver(
+    t: ReportTarget,
+    stored: ReportRequest | null,
+    build: () => Promise<ReportRequest>,
+    persist: boolean,
+  ): Promise<Delivery> {
     let report = stored;
     let failedInTransit = false;
     for (let attempt = 0; ; attempt++) {
@@ -70,14 +79,19 @@ export class Deliverer {
           if (persist) this.persist(t, report);
         }
         await this.client.report(this.agentId(), t.executionId, report, AbortSignal.timeout(REPORT_TIMEOUT_MS));
-        t.log.info({ outcome: report.outcome, reason: report.outcome === 'failed' ? report.reason : undefined }, 'execution reported');
+        t.log.info(
+          { outcome: report.outcome, reason: report.outcome === 'failed' ? report.reason : undefined },
+          'execution reported',
+        );
         return 'acknowledged';
       } catch (err) {
         if (isTransient(err)) {
           if (report !== null) failedInTransit = true; // the coordinator may have recorded it without our hearing back
           const delay = retryDelayMs(attempt);
-          t.log.warn({ err: (err as Error).message, attempt: attempt + 1, retryInMs: delay },
-            report === null ? 'uploading the result failed; will retry' : 'report not delivered; will retry');
+          t.log.warn(
+            { err: (err as Error).message, attempt: attempt + 1, retryInMs: delay },
+            report === null ? 'uploading the result failed; will retry' : 'report not delivered; will retry',
+          );
           await this.sleep(delay, t.signal);
           continue;
         }
@@ -93,13 +107,22 @@ export class Deliverer {
     } catch (err) {
       if (isTransient(err)) throw err;
       t.log.error({ err }, 'cannot package the result; reporting an agent error');
-      return failureReport(t.fencingToken, 'agent_error', `agent error while packaging the result: ${(err as Error).message}`);
+      return failureReport(
+        t.fencingToken,
+        'agent_error',
+        `agent error while packaging the result: ${(err as Error).message}`,
+      );
     }
   }
 
   private persist(t: ReportTarget, report: ReportRequest): void {
-    try { this.state.reportReady(t.executionId, report, Date.now()); } catch (err) {
-      t.log.error({ err }, 'cannot store the report in the state database; sending it anyway (a restart now would lose it)');
+    try {
+      this.state.reportReady(t.executionId, report, Date.now());
+    } catch (err) {
+      t.log.error(
+        { err },
+        'cannot store the report in the state database; sending it anyway (a restart now would lose it)',
+      );
     }
   }
 
@@ -109,16 +132,26 @@ export class Deliverer {
       const why = t.leaseMayHaveLapsed()
         ? 'lease lost while disconnected: the coordinator rescheduled it; result discarded'
         : 'lease no longer held: the coordinator cancelled or rescheduled the execution; result discarded';
-      t.log.warn({ code: e.code, status: e.status },
-        failedInTransit ? `${why} (or an earlier attempt of this report was recorded before its answer was lost)` : why);
+      t.log.warn(
+        { code: e.code, status: e.status },
+        failedInTransit ? `${why} (or an earlier attempt of this report was recorded before its answer was lost)` : why,
+      );
       return;
     }
-    t.log.error({ err: (err as Error).message, code: e?.code, status: e?.status }, 'report refused by the coordinator; result discarded');
+    t.log.error(
+      { err: (err as Error).message, code: e?.code, status: e?.status },
+      'report refused by the coordinator; result discarded',
+    );
   }
 
   private sleep(ms: number, signal: AbortSignal): Promise<void> {
     return new Promise((resolve) => {
-      const done = (): void => { clearTimeout(timer); signal.removeEventListener('abort', done); this.sleepers.delete(done); resolve(); };
+      const done = (): void => {
+        clearTimeout(timer);
+        signal.removeEventListener('abort', done);
+        this.sleepers.delete(done);
+        resolve();
+      };
       const timer = setTimeout(done, ms);
       signal.addEventListener('abort', done, { once: true });
       this.sleepers.add(done);

@@ -8,10 +8,23 @@ import { chmod, chown, mkdir, readFile } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import Docker from 'dockerode';
 import type { Usage } from '../protocol/index.js';
-import { buildCreateOptions, CONTAINER_GID, CONTAINER_UID, LABEL_AGENT, LABEL_EXECUTION, LABEL_FENCING_TOKEN } from './docker-hardening.js';
+import {
+  buildCreateOptions,
+  CONTAINER_GID,
+  CONTAINER_UID,
+  LABEL_AGENT,
+  LABEL_EXECUTION,
+  LABEL_FENCING_TOKEN,
+} from './docker-hardening.js';
 import { CpuAccount, messageOf, openLogSinks, statusOf, type LogSinks } from './docker-streams.js';
 import { supervise, type Bare, type Begin } from './docker-supervise.js';
-import { ExecutorUnavailableError, type ExecutionOutcome, type ExecutionRequest, type Executor, type OwnContainer } from './executor.js';
+import {
+  ExecutorUnavailableError,
+  type ExecutionOutcome,
+  type ExecutionRequest,
+  type Executor,
+  type OwnContainer,
+} from './executor.js';
 
 /** Default Docker engine socket. */
 export const DEFAULT_DOCKER_SOCKET = '/var/run/docker.sock';
@@ -56,9 +69,10 @@ export class DockerExecutor implements Executor {
       return v.Version;
     } catch (e) {
       const code = (e as { code?: unknown } | null)?.code;
-      const hint = code === 'EACCES'
-        ? `permission denied on ${this.socketPath}: run the agent as root or add its user to the "docker" group`
-        : `no Docker engine reachable at ${this.socketPath}: start dockerd (e.g. \`dockerd &\` or \`systemctl start docker\`) or install Debian's docker.io`;
+      const hint =
+        code === 'EACCES'
+          ? `permission denied on ${this.socketPath}: run the agent as root or add its user to the "docker" group`
+          : `no Docker engine reachable at ${this.socketPath}: start dockerd (e.g. \`dockerd &\` or \`systemctl start docker\`) or install Debian's docker.io`;
       throw new ExecutorUnavailableError(`${hint} (${messageOf(e)})`);
     }
   }
@@ -70,20 +84,30 @@ export class DockerExecutor implements Executor {
 
   /** Containers labelled deqo.agent=<this agent>, with their execution and fencing-token labels. Throws on engine errors. */
   async containers(): Promise<OwnContainer[]> {
-    const list = await this.docker.listContainers({ all: true, filters: { label: [`${LABEL_AGENT}=${this.agentId}`] } });
+    const list = await this.docker.listContainers({
+      all: true,
+      filters: { label: [`${LABEL_AGENT}=${this.agentId}`] },
+    });
     return list.map((c) => {
       const token = Number(c.Labels?.[LABEL_FENCING_TOKEN]);
       const executionId = c.Labels?.[LABEL_EXECUTION];
-      return { containerId: c.Id, state: c.State, ...(executionId !== undefined ? { executionId } : {}),
-        ...(Number.isInteger(token) ? { fencingToken: token } : {}) };
+      return {
+        containerId: c.Id,
+        state: c.State,
+        ...(executionId !== undefined ? { executionId } : {}),
+        ...(Number.isInteger(token) ? { fencingToken: token } : {}),
+      };
     });
   }
 
   /** Force-removes a container (killing it if it runs); nothing when it is already gone. Throws on other engine errors. */
   async remove(containerId: string): Promise<void> {
-    await this.docker.getContainer(containerId).remove({ force: true }).catch((e: unknown) => {
-      if (statusOf(e) !== 404) throw e;
-    });
+    await this.docker
+      .getContainer(containerId)
+      .remove({ force: true })
+      .catch((e: unknown) => {
+        if (statusOf(e) !== 404) throw e;
+      });
   }
 
   /**
@@ -93,12 +117,22 @@ export class DockerExecutor implements Executor {
    */
   async run(req: ExecutionRequest): Promise<ExecutionOutcome> {
     const noUsage: Usage = { wallMs: 0, cpuMs: 0, maxMemoryBytes: 0 };
-    const early = (reason: Failed['reason'], message: string): Failed =>
-      ({ kind: 'failed', reason, message, usage: noUsage, stdoutTruncated: false, stderrTruncated: false });
+    const early = (reason: Failed['reason'], message: string): Failed => ({
+      kind: 'failed',
+      reason,
+      message,
+      usage: noUsage,
+      stdoutTruncated: false,
+      stderrTruncated: false,
+    });
     if (req.signal?.aborted) return early('cancelled', 'execution was cancelled before it started');
 
     let createOpts: Docker.ContainerCreateOptions;
-    try { createOpts = buildCreateOptions(req, this.agentId); } catch (e) { return early('agent_error', messageOf(e)); }
+    try {
+      createOpts = buildCreateOptions(req, this.agentId);
+    } catch (e) {
+      return early('agent_error', messageOf(e));
+    }
 
     const imageProblem = await this.ensureImage(req.image);
     if (imageProblem) return early(imageProblem.reason, imageProblem.message);
@@ -111,13 +145,17 @@ export class DockerExecutor implements Executor {
       try {
         container = await this.create(createOpts);
       } catch (e) {
-        if (statusOf(e) === 404) return early('image_not_found', `image ${req.image} is not present on this provider (${messageOf(e)})`);
+        if (statusOf(e) === 404)
+          return early('image_not_found', `image ${req.image} is not present on this provider (${messageOf(e)})`);
         return early('agent_error', `cannot create container: ${messageOf(e)}`);
       }
       await req.onCreated?.(container.id);
       return await this.ended(req, await this.finish(container, req, sinks, { mode: 'start' }));
     } finally {
-      if (container) await container.remove({ force: true }).catch(() => { /* already gone */ });
+      if (container)
+        await container.remove({ force: true }).catch(() => {
+          /* already gone */
+        });
       await Promise.all([sinks.out.close(), sinks.err.close()]);
     }
   }
@@ -132,29 +170,55 @@ export class DockerExecutor implements Executor {
     const container = this.docker.getContainer(containerId);
     const noUsage: Usage = { wallMs: 0, cpuMs: 0, maxMemoryBytes: 0 };
     let info: Docker.ContainerInspectInfo;
-    try { info = await container.inspect(); } catch (e) {
+    try {
+      info = await container.inspect();
+    } catch (e) {
       const why = statusOf(e) === 404 ? 'it no longer exists' : messageOf(e);
-      return { kind: 'failed', reason: 'agent_restarted', message: `cannot take over container ${containerId.slice(0, 12)} after an agent restart: ${why}`,
-        usage: noUsage, stdoutTruncated: false, stderrTruncated: false };
+      return {
+        kind: 'failed',
+        reason: 'agent_restarted',
+        message: `cannot take over container ${containerId.slice(0, 12)} after an agent restart: ${why}`,
+        usage: noUsage,
+        stdoutTruncated: false,
+        stderrTruncated: false,
+      };
     }
-    const begin: Begin = info.State.Status === 'created' ? { mode: 'start' } : { mode: 'follow', startedAtMs: Date.parse(info.State.StartedAt) || Date.now() };
-    const before = begin.mode === 'follow' ? await Promise.all([readFile(req.stdoutPath).catch(() => null), readFile(req.stderrPath).catch(() => null)]) : [null, null];
+    const begin: Begin =
+      info.State.Status === 'created'
+        ? { mode: 'start' }
+        : { mode: 'follow', startedAtMs: Date.parse(info.State.StartedAt) || Date.now() };
+    const before =
+      begin.mode === 'follow'
+        ? await Promise.all([readFile(req.stdoutPath).catch(() => null), readFile(req.stderrPath).catch(() => null)])
+        : [null, null];
     const sinks = await openLogSinks(req);
     try {
       const outcome = await this.finish(container, req, sinks, begin);
       const lost = await Promise.all([lostBytes(before[0], req.stdoutPath), lostBytes(before[1], req.stderrPath)]);
       if (!lost[0] && !lost[1]) return await this.ended(req, outcome);
-      return await this.ended(req, { ...outcome, kind: 'failed', reason: 'agent_restarted',
-        message: `the engine's log of the container's ${lost[0] ? 'stdout' : 'stderr'} does not start with what the agent captured before it restarted `
-          + '(the log was cut while the agent was down, or held bytes it cannot represent): the result cannot be vouched for' });
+      return await this.ended(req, {
+        ...outcome,
+        kind: 'failed',
+        reason: 'agent_restarted',
+        message:
+          `the engine's log of the container's ${lost[0] ? 'stdout' : 'stderr'} does not start with what the agent captured before it restarted ` +
+          '(the log was cut while the agent was down, or held bytes it cannot represent): the result cannot be vouched for',
+      });
     } finally {
-      await container.remove({ force: true }).catch(() => { /* already gone */ });
+      await container.remove({ force: true }).catch(() => {
+        /* already gone */
+      });
       await Promise.all([sinks.out.close(), sinks.err.close()]);
     }
   }
 
   /** Supervises the container and flushes the log files; the outcome with the truncation flags. */
-  private async finish(container: Docker.Container, req: ExecutionRequest, sinks: LogSinks, begin: Begin): Promise<ExecutionOutcome> {
+  private async finish(
+    container: Docker.Container,
+    req: ExecutionRequest,
+    sinks: LogSinks,
+    begin: Begin,
+  ): Promise<ExecutionOutcome> {
     const result: Bare = await supervise({ docker: this.docker, cpu: this.cpu }, container, req, sinks, begin);
     await Promise.all([sinks.out.close(), sinks.err.close()]);
     const flags = { stdoutTruncated: sinks.out.truncated, stderrTruncated: sinks.err.truncated };
@@ -168,9 +232,14 @@ export class DockerExecutor implements Executor {
   }
 
   /** Returns undefined if `image` is present (pulling it when allowed), else the failure to report. */
-  private async ensureImage(image: string): Promise<{ reason: 'image_not_found' | 'agent_error'; message: string } | undefined> {
+  private async ensureImage(
+    image: string,
+  ): Promise<{ reason: 'image_not_found' | 'agent_error'; message: string } | undefined> {
     const present = async (): Promise<boolean> => {
-      try { await this.docker.getImage(image).inspect(); return true; } catch (e) {
+      try {
+        await this.docker.getImage(image).inspect();
+        return true;
+      } catch (e) {
         if (statusOf(e) === 404) return false;
         throw e;
       }
@@ -183,7 +252,11 @@ export class DockerExecutor implements Executor {
     let detail = 'pulling is disabled on this provider';
     if (this.pullMissing) {
       detail = await this.pull(image);
-      try { if (await present()) return undefined; } catch { /* fall through */ }
+      try {
+        if (await present()) return undefined;
+      } catch {
+        /* fall through */
+      }
     }
     return { reason: 'image_not_found', message: `image ${image} is not present on this provider (${detail})` };
   }
@@ -193,18 +266,29 @@ export class DockerExecutor implements Executor {
     const ac = new AbortController();
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<string>((resolve) => {
-      timer = setTimeout(() => { ac.abort(); resolve(`pull timed out after ${PULL_TIMEOUT_MS / 1000} s`); }, PULL_TIMEOUT_MS);
+      timer = setTimeout(() => {
+        ac.abort();
+        resolve(`pull timed out after ${PULL_TIMEOUT_MS / 1000} s`);
+      }, PULL_TIMEOUT_MS);
     });
     const attempt = (async (): Promise<string> => {
       const stream = await this.docker.pull(image, { abortSignal: ac.signal });
-      (stream as unknown as Readable).on('error', () => { /* reported via followProgress */ });
+      (stream as unknown as Readable).on('error', () => {
+        /* reported via followProgress */
+      });
       const events = await new Promise<Array<{ error?: string }>>((resolve, reject) => {
-        this.docker.modem.followProgress(stream, (e: Error | null, o: Array<{ error?: string }>) => (e ? reject(e) : resolve(o)));
+        this.docker.modem.followProgress(stream, (e: Error | null, o: Array<{ error?: string }>) =>
+          e ? reject(e) : resolve(o),
+        );
       });
       const bad = events.find((ev) => typeof ev.error === 'string');
       return bad ? `pull failed: ${bad.error}` : 'pulled';
     })().catch((e: unknown) => `pull failed: ${messageOf(e)}`);
-    try { return await Promise.race([attempt, timeout]); } finally { clearTimeout(timer); }
+    try {
+      return await Promise.race([attempt, timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /** Creates the container; replaces a stale container of the same name left by this agent. */

@@ -66,9 +66,14 @@ export function mibToBytes(mb: number): number {
  * Throws Error if a bind source is the Docker socket or a request path is not absolute.
  */
 export function buildCreateOptions(req: ExecutionRequest, agentId: string): ContainerCreateOptions {
-  for (const [what, p] of [['hostInputsDir', req.hostInputsDir], ['hostOutputDir', req.hostOutputDir], ['outputDir', req.outputDir]] as const) {
+  for (const [what, p] of [
+    ['hostInputsDir', req.hostInputsDir],
+    ['hostOutputDir', req.hostOutputDir],
+    ['outputDir', req.outputDir],
+  ] as const) {
     if (!p.startsWith('/')) throw new Error(`${what} must be an absolute path, got ${JSON.stringify(p)}`);
-    if (p.includes(':') || p.includes(',')) throw new Error(`${what} must not contain ':' or ',' (got ${JSON.stringify(p)})`);
+    if (p.includes(':') || p.includes(','))
+      throw new Error(`${what} must not contain ':' or ',' (got ${JSON.stringify(p)})`);
   }
   for (const p of [req.hostInputsDir, req.hostOutputDir]) {
     const norm = p.replace(/\/+$/, '');
@@ -89,7 +94,11 @@ export function buildCreateOptions(req: ExecutionRequest, agentId: string): Cont
     Env: Object.entries(env).map(([k, v]) => `${k}=${v}`),
     User: CONTAINER_USER,
     WorkingDir: '/tmp',
-    Labels: { [LABEL_AGENT]: agentId, [LABEL_EXECUTION]: req.executionId, [LABEL_FENCING_TOKEN]: String(req.fencingToken) },
+    Labels: {
+      [LABEL_AGENT]: agentId,
+      [LABEL_EXECUTION]: req.executionId,
+      [LABEL_FENCING_TOKEN]: String(req.fencingToken),
+    },
     Tty: false,
     OpenStdin: false,
     AttachStdin: false,
@@ -150,19 +159,35 @@ type Classified =
  */
 export function classifyExit(f: ExitFacts): Classified {
   if (f.killedBy === 'timeout') {
-    return { kind: 'failed', reason: 'timeout', message: `execution exceeded its wall-clock limit of ${f.timeoutSeconds} s and was killed` };
+    return {
+      kind: 'failed',
+      reason: 'timeout',
+      message: `execution exceeded its wall-clock limit of ${f.timeoutSeconds} s and was killed`,
+    };
   }
   if (f.killedBy === 'output_too_large') {
-    return { kind: 'failed', reason: 'output_too_large', message: `output directory grew beyond its limit of ${f.outputBytes} bytes (at least ${f.outputSize} bytes) and the execution was killed` };
+    return {
+      kind: 'failed',
+      reason: 'output_too_large',
+      message: `output directory grew beyond its limit of ${f.outputBytes} bytes (at least ${f.outputSize} bytes) and the execution was killed`,
+    };
   }
   if (f.killedBy === 'cancelled') {
     return { kind: 'failed', reason: 'cancelled', message: 'execution was cancelled and its container killed' };
   }
   if (f.oomKilled || f.exitCode === 137) {
-    return { kind: 'failed', reason: 'out_of_memory', message: `execution ran out of memory: it exceeded its limit of ${f.memoryMb} MiB and was killed by the kernel (exit code ${f.exitCode})` };
+    return {
+      kind: 'failed',
+      reason: 'out_of_memory',
+      message: `execution ran out of memory: it exceeded its limit of ${f.memoryMb} MiB and was killed by the kernel (exit code ${f.exitCode})`,
+    };
   }
   if (f.outputSize > f.outputBytes) {
-    return { kind: 'failed', reason: 'output_too_large', message: `output directory is ${f.outputSize} bytes, over its limit of ${f.outputBytes} bytes` };
+    return {
+      kind: 'failed',
+      reason: 'output_too_large',
+      message: `output directory is ${f.outputSize} bytes, over its limit of ${f.outputBytes} bytes`,
+    };
   }
   return { kind: 'exited', exitCode: f.exitCode };
 }
@@ -187,7 +212,10 @@ export function startFailureExitCode(engineMessage: string): 126 | 127 | undefin
 export function parseStatsLine(line: string): { cpuNs: number; memoryBytes: number } | undefined {
   if (line.trim() === '') return undefined;
   try {
-    const j = JSON.parse(line) as { cpu_stats?: { cpu_usage?: { total_usage?: unknown } }; memory_stats?: { usage?: unknown; max_usage?: unknown } };
+    const j = JSON.parse(line) as {
+      cpu_stats?: { cpu_usage?: { total_usage?: unknown } };
+      memory_stats?: { usage?: unknown; max_usage?: unknown };
+    };
     const num = (v: unknown): number => (typeof v === 'number' && Number.isFinite(v) && v > 0 ? v : 0);
     return {
       cpuNs: num(j.cpu_stats?.cpu_usage?.total_usage),

@@ -31,9 +31,14 @@ export class CappedFileSink extends Writable {
   private error: Error | undefined;
   private closing: Promise<void> | undefined;
 
-  private constructor(private readonly fh: FileHandle, private readonly cap: number) {
+  private constructor(
+    private readonly fh: FileHandle,
+    private readonly cap: number,
+  ) {
     super();
-    this.on('error', (e) => { this.error ??= e; });
+    this.on('error', (e) => {
+      this.error ??= e;
+    });
   }
 
   /** Creates (truncates) the file at `path`; throws if it cannot be opened. */
@@ -44,10 +49,19 @@ export class CappedFileSink extends Writable {
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (e?: Error | null) => void): void {
     const room = this.cap - this.written;
     if (chunk.length > room) this.truncated = true;
-    if (room <= 0) { cb(); return; }
+    if (room <= 0) {
+      cb();
+      return;
+    }
     const part = chunk.length > room ? chunk.subarray(0, room) : chunk;
     this.written += part.length;
-    this.fh.write(part).then(() => cb(), (e: Error) => { this.error ??= e; cb(); });
+    this.fh.write(part).then(
+      () => cb(),
+      (e: Error) => {
+        this.error ??= e;
+        cb();
+      },
+    );
   }
 
   /** Flushes pending writes and closes the file (idempotent); throws the first write error. */
@@ -60,21 +74,32 @@ export class CappedFileSink extends Writable {
           this.end();
         });
       }
-      await this.fh.close().catch((e: Error) => { this.error ??= e; });
+      await this.fh.close().catch((e: Error) => {
+        this.error ??= e;
+      });
     })();
-    return this.closing.then(() => { if (this.error) throw this.error; });
+    return this.closing.then(() => {
+      if (this.error) throw this.error;
+    });
   }
 }
 
 /** The stdout and stderr files of one execution, opened together. */
-export interface LogSinks { out: CappedFileSink; err: CappedFileSink }
+export interface LogSinks {
+  out: CappedFileSink;
+  err: CappedFileSink;
+}
 
 /** Opens (truncating) the capped stdout and stderr files; closes the first if the second fails, then throws. */
-export async function openLogSinks(req: { stdoutPath: string; stderrPath: string; limits: { stdoutBytes: number; stderrBytes: number } })
-  : Promise<LogSinks> {
+export async function openLogSinks(req: {
+  stdoutPath: string;
+  stderrPath: string;
+  limits: { stdoutBytes: number; stderrBytes: number };
+}): Promise<LogSinks> {
   const out = await CappedFileSink.open(req.stdoutPath, req.limits.stdoutBytes);
   const err = await CappedFileSink.open(req.stderrPath, req.limits.stderrBytes).catch(async (e: unknown) => {
-    await out.close().catch(() => {}); throw e;
+    await out.close().catch(() => {});
+    throw e;
   });
   return { out, err };
 }
@@ -89,11 +114,22 @@ export async function dirSize(dir: string, stopAbove = Number.POSITIVE_INFINITY)
   while (stack.length > 0 && total <= stopAbove) {
     const d = stack.pop() as string;
     let entries;
-    try { entries = await readdir(d, { withFileTypes: true }); } catch { continue; }
+    try {
+      entries = await readdir(d, { withFileTypes: true });
+    } catch {
+      continue;
+    }
     for (const ent of entries) {
       const p = join(d, ent.name);
-      if (ent.isDirectory()) { stack.push(p); continue; }
-      try { total += (await lstat(p)).size; } catch { /* vanished */ }
+      if (ent.isDirectory()) {
+        stack.push(p);
+        continue;
+      }
+      try {
+        total += (await lstat(p)).size;
+      } catch {
+        /* vanished */
+      }
       if (total > stopAbove) break;
     }
   }
@@ -114,26 +150,43 @@ export class StatsSampler {
   private stopped = false;
 
   /** `fromStart`: the container starts under this sampler, so all of its CPU counts (baseline 0). */
-  constructor(fromStart: boolean) { if (fromStart) this.baselineNs = 0; }
+  constructor(fromStart: boolean) {
+    if (fromStart) this.baselineNs = 0;
+  }
 
   /** Starts streaming stats of `container` (best effort: a container already gone yields no samples). */
   start(container: Docker.Container): void {
-    container.stats({ stream: true }).then((s) => {
-      const stream = s as unknown as Readable;
-      stream.on('error', () => { /* best effort */ });
-      if (this.stopped) { stream.destroy(); return; }
-      this.stream = stream;
-      let buf = '';
-      stream.on('data', (chunk: Buffer) => {
-        buf += chunk.toString('utf8');
-        let i: number;
-        while ((i = buf.indexOf('\n')) >= 0) { this.take(buf.slice(0, i)); buf = buf.slice(i + 1); }
-      });
-    }, () => { /* container already gone: no samples */ });
+    container.stats({ stream: true }).then(
+      (s) => {
+        const stream = s as unknown as Readable;
+        stream.on('error', () => {
+          /* best effort */
+        });
+        if (this.stopped) {
+          stream.destroy();
+          return;
+        }
+        this.stream = stream;
+        let buf = '';
+        stream.on('data', (chunk: Buffer) => {
+          buf += chunk.toString('utf8');
+          let i: number;
+          while ((i = buf.indexOf('\n')) >= 0) {
+            this.take(buf.slice(0, i));
+            buf = buf.slice(i + 1);
+          }
+        });
+      },
+      () => {
+        /* container already gone: no samples */
+      },
+    );
   }
 
   /** CPU used while watched, ns. */
-  get watchedCpuNs(): number { return this.cpuNs - (this.baselineNs ?? this.cpuNs); }
+  get watchedCpuNs(): number {
+    return this.cpuNs - (this.baselineNs ?? this.cpuNs);
+  }
 
   private take(line: string): void {
     const s = parseStatsLine(line);
@@ -156,7 +209,9 @@ export class CpuAccount {
   private readonly live = new Set<StatsSampler>();
 
   /** Starts counting a sampler's watched CPU. */
-  add(s: StatsSampler): void { this.live.add(s); }
+  add(s: StatsSampler): void {
+    this.live.add(s);
+  }
 
   /** Stops the sampler and keeps what it counted. */
   end(s: StatsSampler): void {

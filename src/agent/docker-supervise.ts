@@ -20,7 +20,8 @@ const REPLAY_DRAIN_MS = 60_000;
 
 type Failed = Extract<ExecutionOutcome, { kind: 'failed' }>;
 /** An outcome before the truncation flags of the logs are known. */
-export type Bare = Omit<Failed, 'stdoutTruncated' | 'stderrTruncated'> | { kind: 'exited'; exitCode: number; usage: Usage };
+export type Bare =
+  Omit<Failed, 'stdoutTruncated' | 'stderrTruncated'> | { kind: 'exited'; exitCode: number; usage: Usage };
 
 /**
  * How supervision begins: `start` a created container with stdout/stderr attached live, or `follow` one that
@@ -29,21 +30,26 @@ export type Bare = Omit<Failed, 'stdoutTruncated' | 'stderrTruncated'> | { kind:
 export type Begin = { mode: 'start' } | { mode: 'follow'; startedAtMs: number };
 
 /** What supervision needs from the executor. */
-export interface SuperviseContext { docker: Docker; cpu: CpuAccount }
+export interface SuperviseContext {
+  docker: Docker;
+  cpu: CpuAccount;
+}
 
 const NO_USAGE: Usage = { wallMs: 0, cpuMs: 0, maxMemoryBytes: 0 };
 
 /** Opens the multiplexed stdout/stderr stream of the container (attach before start, or the log from its beginning). */
 async function openOutput(container: Docker.Container, begin: Begin): Promise<Readable> {
-  const s = begin.mode === 'start'
-    ? await container.attach({ stream: true, stdout: true, stderr: true })
-    : await container.logs({ follow: true, stdout: true, stderr: true });
+  const s =
+    begin.mode === 'start'
+      ? await container.attach({ stream: true, stdout: true, stderr: true })
+      : await container.logs({ follow: true, stdout: true, stderr: true });
   return s as unknown as Readable;
 }
 
 /** Wall time from the engine's StartedAt/FinishedAt (RFC 3339), ms; undefined when either is missing. */
 function engineWallMs(state: { StartedAt?: string; FinishedAt?: string }): number | undefined {
-  const a = Date.parse(state.StartedAt ?? ''); const b = Date.parse(state.FinishedAt ?? '');
+  const a = Date.parse(state.StartedAt ?? '');
+  const b = Date.parse(state.FinishedAt ?? '');
   return Number.isFinite(a) && Number.isFinite(b) && a > 0 && b >= a ? b - a : undefined;
 }
 
@@ -52,13 +58,23 @@ function engineWallMs(state: { StartedAt?: string; FinishedAt?: string }): numbe
  * wall-clock limit (counted from its start), when the output directory grows over its cap, or when
  * `req.signal` aborts. Never throws: engine errors become `agent_error` outcomes.
  */
-export async function supervise(ctx: SuperviseContext, container: Docker.Container, req: ExecutionRequest, sinks: LogSinks, begin: Begin)
-  : Promise<Bare> {
+export async function supervise(
+  ctx: SuperviseContext,
+  container: Docker.Container,
+  req: ExecutionRequest,
+  sinks: LogSinks,
+  begin: Begin,
+): Promise<Bare> {
   let output: Readable;
   try {
     output = await openOutput(container, begin);
   } catch (e) {
-    return { kind: 'failed', reason: 'agent_error', message: `cannot read the container's output: ${messageOf(e)}`, usage: NO_USAGE };
+    return {
+      kind: 'failed',
+      reason: 'agent_error',
+      message: `cannot read the container's output: ${messageOf(e)}`,
+      usage: NO_USAGE,
+    };
   }
   const drained = new Promise<void>((resolve) => {
     output.once('end', resolve);
@@ -88,7 +104,9 @@ export async function supervise(ctx: SuperviseContext, container: Docker.Contain
   const kill = (cause: KillCause): void => {
     if (exited || killedBy) return;
     killedBy = cause;
-    container.kill({ signal: 'SIGKILL' }).catch(() => { /* already exited */ });
+    container.kill({ signal: 'SIGKILL' }).catch(() => {
+      /* already exited */
+    });
   };
 
   const stats = new StatsSampler(begin.mode === 'start');
@@ -103,10 +121,19 @@ export async function supervise(ctx: SuperviseContext, container: Docker.Contain
   const poller = setInterval(() => {
     if (polling || exited || killedBy) return;
     polling = true;
-    dirSize(req.hostOutputDir, req.limits.outputBytes).then((n) => {
-      outputSize = n;
-      if (n > req.limits.outputBytes) kill('output_too_large');
-    }, () => { /* unreadable: checked again after exit */ }).finally(() => { polling = false; });
+    dirSize(req.hostOutputDir, req.limits.outputBytes)
+      .then(
+        (n) => {
+          outputSize = n;
+          if (n > req.limits.outputBytes) kill('output_too_large');
+        },
+        () => {
+          /* unreadable: checked again after exit */
+        },
+      )
+      .finally(() => {
+        polling = false;
+      });
   }, OUTPUT_POLL_MS);
 
   let waitError: unknown;
@@ -126,32 +153,56 @@ export async function supervise(ctx: SuperviseContext, container: Docker.Contain
 
   // Let the last stdout/stderr bytes arrive, then stop sampling.
   let drainTimer: NodeJS.Timeout | undefined;
-  await Promise.race([drained, new Promise<void>((r) => { drainTimer = setTimeout(r, begin.mode === 'start' ? ATTACH_DRAIN_MS : REPLAY_DRAIN_MS); })]);
+  await Promise.race([
+    drained,
+    new Promise<void>((r) => {
+      drainTimer = setTimeout(r, begin.mode === 'start' ? ATTACH_DRAIN_MS : REPLAY_DRAIN_MS);
+    }),
+  ]);
   clearTimeout(drainTimer);
   output.destroy();
   ctx.cpu.end(stats);
-  const usage = (wallMs: number): Usage => ({ wallMs: Math.max(0, Math.round(wallMs)), cpuMs: Math.round(stats.cpuNs / 1e6), maxMemoryBytes: stats.maxMemoryBytes });
+  const usage = (wallMs: number): Usage => ({
+    wallMs: Math.max(0, Math.round(wallMs)),
+    cpuMs: Math.round(stats.cpuNs / 1e6),
+    maxMemoryBytes: stats.maxMemoryBytes,
+  });
 
   const gone = `container ${containerName(req.executionId)} was removed while running`;
   if (waitError !== undefined) {
-    return { kind: 'failed', reason: 'agent_error', message: `lost the container while waiting for it: ${messageOf(waitError)}`, usage: usage(measuredWallMs) };
+    return {
+      kind: 'failed',
+      reason: 'agent_error',
+      message: `lost the container while waiting for it: ${messageOf(waitError)}`,
+      usage: usage(measuredWallMs),
+    };
   }
   let info: Docker.ContainerInspectInfo;
   try {
     info = await container.inspect();
   } catch (e) {
     const why = statusOf(e) === 404 ? gone : messageOf(e);
-    return { kind: 'failed', reason: 'agent_error', message: `cannot inspect the exited container: ${why}`, usage: usage(measuredWallMs) };
+    return {
+      kind: 'failed',
+      reason: 'agent_error',
+      message: `cannot inspect the exited container: ${why}`,
+      usage: usage(measuredWallMs),
+    };
   }
   // A followed container ran partly unwatched: only the engine knows its run time.
-  const used = usage(begin.mode === 'follow' ? engineWallMs(info.State) ?? measuredWallMs : measuredWallMs);
+  const used = usage(begin.mode === 'follow' ? (engineWallMs(info.State) ?? measuredWallMs) : measuredWallMs);
   if (info.State.Status === 'removing') return { kind: 'failed', reason: 'agent_error', message: gone, usage: used };
   const exitCode = typeof info.State.ExitCode === 'number' ? info.State.ExitCode : waitStatus;
   if (!killedBy) outputSize = await dirSize(req.hostOutputDir, req.limits.outputBytes);
 
   const c = classifyExit({
-    exitCode, oomKilled: info.State.OOMKilled === true, killedBy, memoryMb: req.resources.memoryMb,
-    timeoutSeconds: req.resources.timeoutSeconds, outputBytes: req.limits.outputBytes, outputSize,
+    exitCode,
+    oomKilled: info.State.OOMKilled === true,
+    killedBy,
+    memoryMb: req.resources.memoryMb,
+    timeoutSeconds: req.resources.timeoutSeconds,
+    outputBytes: req.limits.outputBytes,
+    outputSize,
   });
   return c.kind === 'exited' ? { kind: 'exited', exitCode: c.exitCode, usage: used } : { ...c, usage: used };
 }

@@ -7,7 +7,7 @@
 import { chmod, mkdir, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
-import { downloadBlob, type DeqoClient } from '../client/index.js';
+import { downloadBlob, sha256File, type DeqoClient } from '../client/index.js';
 import type { Assignment, ReportRequest } from '../protocol/index.js';
 import type { ConnectionMonitor } from './connection.js';
 import { LogTail } from './log-tail.js';
@@ -15,7 +15,6 @@ import type { Deliverer, ReportTarget } from './delivery.js';
 import type { ExecutionOutcome, ExecutionRequest, Executor } from './executor.js';
 import type { RecoveryAction } from './recovery.js';
 import { failureReport, packageResult, workDirs, type WorkDirs } from './report-body.js';
-import { sha256File } from './results.js';
 import { scriptOutcome, scriptRun, writeScript } from './script.js';
 import type { AgentState, Phase } from './state.js';
 
@@ -24,7 +23,8 @@ import type { AgentState, Phase } from './state.js';
  * said stop (not reported), no heartbeat succeeded for the grace period (dropped), or the agent is stopping
  * (container stopped; a queued report stays in the state database for the next start).
  */
-export type StopReason = { kind: 'owner_returned'; why: string } | { kind: 'coordinator' } | { kind: 'grace' } | { kind: 'shutdown' };
+export type StopReason =
+  { kind: 'owner_returned'; why: string } | { kind: 'coordinator' } | { kind: 'grace' } | { kind: 'shutdown' };
 
 /** An execution the agent holds, from claim (or recovery) until its report is settled. */
 export interface Held {
@@ -48,8 +48,15 @@ export interface Held {
 
 /** A new in-memory entry for an execution. */
 export function newHeld(a: Assignment, log: Logger, opts: { recovered: boolean; phase: Phase; now: number }): Held {
-  return { assignment: a, phase: opts.phase, run: new AbortController(), delivery: new AbortController(), heldSince: opts.now,
-    recovered: opts.recovered, log: log.child({ executionId: a.executionId, jobId: a.jobId, taskIndex: a.taskIndex }) };
+  return {
+    assignment: a,
+    phase: opts.phase,
+    run: new AbortController(),
+    delivery: new AbortController(),
+    heldSince: opts.now,
+    recovered: opts.recovered,
+    log: log.child({ executionId: a.executionId, jobId: a.jobId, taskIndex: a.taskIndex }),
+  };
 }
 
 /** Stops a held execution's container. The first reason is kept, but grace and shutdown always abandon the delivery too. */
@@ -92,14 +99,26 @@ export class ExecutionRunner {
       try {
         await this.fetchInputs(a, dirs);
       } catch (err) {
-        await this.settle(h, dirs, null, async () => failureReport(a.fencingToken, 'input_unavailable', (err as Error).message));
+        await this.settle(h, dirs, null, async () =>
+          failureReport(a.fencingToken, 'input_unavailable', (err as Error).message),
+        );
         return;
       }
       const tail = new LogTail({ stdout: dirs.stdout, stderr: dirs.stderr }, (stream, offset, data) =>
-        this.d.client.sendLog(this.d.agentId(), a.executionId, { fencingToken: a.fencingToken, stream, offset, data }, AbortSignal.timeout(10_000)));
+        this.d.client.sendLog(
+          this.d.agentId(),
+          a.executionId,
+          { fencingToken: a.fencingToken, stream, offset, data },
+          AbortSignal.timeout(10_000),
+        ),
+      );
       tail.start();
       let outcome: ExecutionOutcome;
-      try { outcome = await this.d.executor.run(this.request(h, dirs)); } finally { await tail.stop(); }
+      try {
+        outcome = await this.d.executor.run(this.request(h, dirs));
+      } finally {
+        await tail.stop();
+      }
       await this.ended(h, dirs, outcome);
     } catch (err) {
       await this.agentError(h, dirs, err);
@@ -109,8 +128,9 @@ export class ExecutionRunner {
   /** An execution granted while the owner is back: handed straight back as `owner_returned`. */
   async handBack(h: Held, why: string): Promise<void> {
     this.write(h, (now) => this.d.state.record(h.assignment, now));
-    await this.settle(h, workDirs(this.d.dataDir, h.assignment.executionId), null,
-      async () => failureReport(h.assignment.fencingToken, 'owner_returned', `stopped by the provider's idle policy: ${why}`));
+    await this.settle(h, workDirs(this.d.dataDir, h.assignment.executionId), null, async () =>
+      failureReport(h.assignment.fencingToken, 'owner_returned', `stopped by the provider's idle policy: ${why}`),
+    );
   }
 
   /** Finishes an execution recorded by an earlier run of the agent (recovery.ts decided what to do). */
@@ -123,13 +143,18 @@ export class ExecutionRunner {
           await this.settle(h, dirs, action.report, async () => action.report);
           return;
         case 'package':
-          await this.settle(h, dirs, null, () => packageResult(this.d.client, a.fencingToken, action.outcome, dirs, this.d.testCorruptOutputs));
+          await this.settle(h, dirs, null, () =>
+            packageResult(this.d.client, a.fencingToken, action.outcome, dirs, this.d.testCorruptOutputs),
+          );
           return;
         case 'gone':
-          await this.settle(h, dirs, null, async () => failureReport(a.fencingToken, 'agent_restarted', action.message));
+          await this.settle(h, dirs, null, async () =>
+            failureReport(a.fencingToken, 'agent_restarted', action.message),
+          );
           return;
         case 'reattach':
-          if (action.record.containerId === null) this.write(h, (now) => this.d.state.containerCreated(a.executionId, action.container.containerId, now));
+          if (action.record.containerId === null)
+            this.write(h, (now) => this.d.state.containerCreated(a.executionId, action.container.containerId, now));
           await this.ended(h, dirs, await this.d.executor.attach(action.container.containerId, this.request(h, dirs)));
       }
     } catch (err) {
@@ -140,18 +165,44 @@ export class ExecutionRunner {
   /** Reports an orphan container's execution (unknown to the state) as failed; nothing is recorded. */
   async reportOrphan(executionId: string, fencingToken: number, log: Logger, signal: AbortSignal): Promise<void> {
     const t: ReportTarget = { executionId, fencingToken, log, signal, leaseMayHaveLapsed: () => true };
-    await this.d.deliverer.deliver(t, null, async () => failureReport(fencingToken, 'agent_restarted',
-      'the agent restarted and found this execution\'s container without a record of it (its local state was lost); the container was stopped and removed'), false);
+    await this.d.deliverer.deliver(
+      t,
+      null,
+      async () =>
+        failureReport(
+          fencingToken,
+          'agent_restarted',
+          "the agent restarted and found this execution's container without a record of it (its local state was lost); the container was stopped and removed",
+        ),
+      false,
+    );
   }
 
   private request(h: Held, dirs: WorkDirs): ExecutionRequest {
     const a = h.assignment;
     const { command, env } = scriptRun(a);
-    return { executionId: a.executionId, fencingToken: a.fencingToken, image: a.image, command, env, resources: a.resources,
-      limits: a.limits, hostInputsDir: dirs.inputs, hostOutputDir: dirs.outputs, outputDir: a.outputDir, stdoutPath: dirs.stdout,
-      stderrPath: dirs.stderr, network: a.network, signal: h.run.signal,
-      onCreated: async (containerId) => { this.write(h, (now) => this.d.state.containerCreated(a.executionId, containerId, now)); },
-      onEnded: async (outcome) => { if (!h.run.signal.aborted) this.recordOutcome(h, await scriptOutcome(a, outcome, dirs.stderr)); } };
+    return {
+      executionId: a.executionId,
+      fencingToken: a.fencingToken,
+      image: a.image,
+      command,
+      env,
+      resources: a.resources,
+      limits: a.limits,
+      hostInputsDir: dirs.inputs,
+      hostOutputDir: dirs.outputs,
+      outputDir: a.outputDir,
+      stdoutPath: dirs.stdout,
+      stderrPath: dirs.stderr,
+      network: a.network,
+      signal: h.run.signal,
+      onCreated: async (containerId) => {
+        this.write(h, (now) => this.d.state.containerCreated(a.executionId, containerId, now));
+      },
+      onEnded: async (outcome) => {
+        if (!h.run.signal.aborted) this.recordOutcome(h, await scriptOutcome(a, outcome, dirs.stderr));
+      },
+    };
   }
 
   /** Downloads the inputs into the work directory and checks each against its SHA-256. Throws on any problem. */
@@ -178,7 +229,13 @@ export class ExecutionRunner {
       const s = h.stop;
       if (s?.kind === 'owner_returned') {
         await this.settle(h, dirs, null, async () =>
-          failureReport(h.assignment.fencingToken, 'owner_returned', `stopped by the provider's idle policy: ${s.why}`, outcome.usage));
+          failureReport(
+            h.assignment.fencingToken,
+            'owner_returned',
+            `stopped by the provider's idle policy: ${s.why}`,
+            outcome.usage,
+          ),
+        );
         return;
       }
       h.log.info({ stoppedBecause: s?.kind }, 'execution stopped');
@@ -186,21 +243,35 @@ export class ExecutionRunner {
       return;
     }
     this.recordOutcome(h, outcome); // normally done already, before the container was removed
-    await this.settle(h, dirs, null, () => packageResult(this.d.client, h.assignment.fencingToken, outcome, dirs, this.d.testCorruptOutputs));
+    await this.settle(h, dirs, null, () =>
+      packageResult(this.d.client, h.assignment.fencingToken, outcome, dirs, this.d.testCorruptOutputs),
+    );
   }
 
   private async agentError(h: Held, dirs: WorkDirs, err: unknown): Promise<void> {
     h.log.error({ err }, 'execution failed inside the agent');
     h.phase = 'finished';
     this.d.onContainerEnded();
-    await this.settle(h, dirs, null, async () => failureReport(h.assignment.fencingToken, 'agent_error', `agent error: ${(err as Error).message}`));
+    await this.settle(h, dirs, null, async () =>
+      failureReport(h.assignment.fencingToken, 'agent_error', `agent error: ${(err as Error).message}`),
+    );
   }
 
   /** Delivers the report, then forgets the execution — unless the agent is stopping, when it stays queued for the next start. */
-  private async settle(h: Held, dirs: WorkDirs, stored: ReportRequest | null, build: () => Promise<ReportRequest>): Promise<void> {
+  private async settle(
+    h: Held,
+    dirs: WorkDirs,
+    stored: ReportRequest | null,
+    build: () => Promise<ReportRequest>,
+  ): Promise<void> {
     h.phase = 'finished';
-    const t: ReportTarget = { executionId: h.assignment.executionId, fencingToken: h.assignment.fencingToken, log: h.log, signal: h.delivery.signal,
-      leaseMayHaveLapsed: () => h.recovered || this.d.connection().disconnectedSince(h.heldSince) };
+    const t: ReportTarget = {
+      executionId: h.assignment.executionId,
+      fencingToken: h.assignment.fencingToken,
+      log: h.log,
+      signal: h.delivery.signal,
+      leaseMayHaveLapsed: () => h.recovered || this.d.connection().disconnectedSince(h.heldSince),
+    };
     const result = await this.d.deliverer.deliver(t, stored, build, true);
     if (result === 'abandoned' && h.stop?.kind === 'shutdown') {
       h.log.info('agent stopping: the report stays queued in the state database and is sent at the next start');
@@ -223,6 +294,10 @@ export class ExecutionRunner {
 
   /** A state write; a failure is logged (the execution goes on without crash safety), never thrown. */
   private write(h: Held, fn: (now: number) => void): void {
-    try { fn(Date.now()); } catch (err) { h.log.error({ err }, 'cannot write the agent state database'); }
+    try {
+      fn(Date.now());
+    } catch (err) {
+      h.log.error({ err }, 'cannot write the agent state database');
+    }
   }
 }

@@ -45,13 +45,29 @@ export interface ExecutionRequest {
  * Failure reasons of an execution's outcome. `agent_restarted`: the agent cannot vouch for a run it reattached to;
  * `requirements_unavailable`: not from an executor, but from a script job's requirement check (script.ts).
  */
-export type ExecutorFailureReason = Extract<FailureReason,
-  'out_of_memory' | 'timeout' | 'image_not_found' | 'output_too_large' | 'agent_error' | 'agent_restarted' | 'cancelled' | 'requirements_unavailable'>;
+export type ExecutorFailureReason = Extract<
+  FailureReason,
+  | 'out_of_memory'
+  | 'timeout'
+  | 'image_not_found'
+  | 'output_too_large'
+  | 'agent_error'
+  | 'agent_restarted'
+  | 'cancelled'
+  | 'requirements_unavailable'
+>;
 
 /** How an execution ended. `exited`: the process exited by itself with `exitCode` (0 or not). */
 export type ExecutionOutcome =
   | { kind: 'exited'; exitCode: number; usage: Usage; stdoutTruncated: boolean; stderrTruncated: boolean }
-  | { kind: 'failed'; reason: ExecutorFailureReason; message: string; usage: Usage; stdoutTruncated: boolean; stderrTruncated: boolean };
+  | {
+      kind: 'failed';
+      reason: ExecutorFailureReason;
+      message: string;
+      usage: Usage;
+      stdoutTruncated: boolean;
+      stderrTruncated: boolean;
+    };
 
 /**
  * A container of this agent found on the engine. `executionId` and `fencingToken` come from its labels

@@ -47,11 +47,17 @@ export class LogTail {
   private running: Promise<void> = Promise.resolve();
   private stopped = false;
 
-  constructor(private readonly paths: Record<LogStream, string>, private readonly send: SendChunk, private readonly intervalMs = LOG_TAIL_INTERVAL_MS) {}
+  constructor(
+    private readonly paths: Record<LogStream, string>,
+    private readonly send: SendChunk,
+    private readonly intervalMs = LOG_TAIL_INTERVAL_MS,
+  ) {}
 
   /** Starts looking every interval. */
   start(): void {
-    this.timer = setInterval(() => { this.running = this.running.then(() => this.tick()); }, this.intervalMs);
+    this.timer = setInterval(() => {
+      this.running = this.running.then(() => this.tick());
+    }, this.intervalMs);
     this.timer.unref();
   }
 

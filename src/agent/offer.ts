@@ -52,15 +52,33 @@ export interface OfferFlags {
 }
 
 /** What the agent runs with: the share of the machine it lends (before the probe caps it) and its offer. */
-export interface AgentSettings { name?: string; cpus?: number; memoryMb?: number; allowNetwork: boolean; offer: Offer }
+export interface AgentSettings {
+  name?: string;
+  cpus?: number;
+  memoryMb?: number;
+  allowNetwork: boolean;
+  offer: Offer;
+}
 
 /** Offer fields and the flag that sets each (used to name flags in errors). */
 const FLAG_OF: Record<string, string> = {
-  'prices.cpuHour': '--price-cpu-hour', 'prices.memoryGiBHour': '--price-memory-gib-hour', 'prices.gpuHour': '--price-gpu-hour',
-  'prices.startFee': '--start-fee', diskMb: '--disk', labels: '--label', windows: '--window', timezone: '--timezone',
-  'idlePolicy.enabled': '--idle-policy', 'idlePolicy.startBelow': '--idle-start-below', 'idlePolicy.suspendAbove': '--idle-suspend-above',
-  'idlePolicy.suspendAfterSeconds': '--idle-suspend-after', 'idlePolicy.resumeAfterSeconds': '--idle-resume-after',
-  cpus: '--cpus', memory: '--memory', name: '--name', allowNetwork: '--allow-network',
+  'prices.cpuHour': '--price-cpu-hour',
+  'prices.memoryGiBHour': '--price-memory-gib-hour',
+  'prices.gpuHour': '--price-gpu-hour',
+  'prices.startFee': '--start-fee',
+  diskMb: '--disk',
+  labels: '--label',
+  windows: '--window',
+  timezone: '--timezone',
+  'idlePolicy.enabled': '--idle-policy',
+  'idlePolicy.startBelow': '--idle-start-below',
+  'idlePolicy.suspendAbove': '--idle-suspend-above',
+  'idlePolicy.suspendAfterSeconds': '--idle-suspend-after',
+  'idlePolicy.resumeAfterSeconds': '--idle-resume-after',
+  cpus: '--cpus',
+  memory: '--memory',
+  name: '--name',
+  allowNetwork: '--allow-network',
 };
 
 /** `512m`, `2g`, `1t`, or a number of MiB → MiB. Returns null when unparsable. */
@@ -69,34 +87,47 @@ export function parseSizeMb(v: unknown): number | null {
   if (typeof v !== 'string') return null;
   const m = /^(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?$/i.exec(v.trim());
   if (!m) return null;
-  const factor = { '': 1, k: 1 / 1024, m: 1, g: 1024, t: 1024 * 1024 }[m[2]!.toLowerCase() as '' | 'k' | 'm' | 'g' | 't'];
+  const factor = { '': 1, k: 1 / 1024, m: 1, g: 1024, t: 1024 * 1024 }[
+    m[2]!.toLowerCase() as '' | 'k' | 'm' | 'g' | 't'
+  ];
   return Math.round(Number(m[1]) * factor);
 }
 
 const size = z.union([z.number(), z.string()]);
 /** The config file: agent fields, plus the offer's fields (checked by OfferSchema after the flags are applied). */
-const FileSchema = z.object({
-  name: z.string().min(1).max(64).optional(),
-  cpus: z.number().positive('cpus must be more than 0').optional(),
-  memory: size.optional(),
-  allowNetwork: z.boolean().optional(),
-  disk: size.optional(),
-  diskMb: z.unknown().optional(),
-  prices: z.unknown().optional(),
-  labels: z.unknown().optional(),
-  windows: z.unknown().optional(),
-  timezone: z.unknown().optional(),
-  idlePolicy: z.unknown().optional(),
-}).strict();
+const FileSchema = z
+  .object({
+    name: z.string().min(1).max(64).optional(),
+    cpus: z.number().positive('cpus must be more than 0').optional(),
+    memory: size.optional(),
+    allowNetwork: z.boolean().optional(),
+    disk: size.optional(),
+    diskMb: z.unknown().optional(),
+    prices: z.unknown().optional(),
+    labels: z.unknown().optional(),
+    windows: z.unknown().optional(),
+    timezone: z.unknown().optional(),
+    idlePolicy: z.unknown().optional(),
+  })
+  .strict();
 
 /** Reads a YAML or JSON config file into a plain object. Throws OfferConfigError (unreadable, unparsable, not a mapping). */
 export async function readAgentConfigFile(path: string): Promise<Record<string, unknown>> {
   let text: string;
-  try { text = await readFile(path, 'utf8'); } catch (err) { throw new OfferConfigError(`cannot read ${path}: ${(err as Error).message}`); }
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    throw new OfferConfigError(`cannot read ${path}: ${(err as Error).message}`);
+  }
   let raw: unknown;
-  try { raw = YAML.parse(text); } catch (err) { throw new OfferConfigError(`${path} is not valid YAML/JSON: ${(err as Error).message}`); }
+  try {
+    raw = YAML.parse(text);
+  } catch (err) {
+    throw new OfferConfigError(`${path} is not valid YAML/JSON: ${(err as Error).message}`);
+  }
   if (raw === null || raw === undefined) return {};
-  if (typeof raw !== 'object' || Array.isArray(raw)) throw new OfferConfigError(`${path}: expected a mapping of agent settings`);
+  if (typeof raw !== 'object' || Array.isArray(raw))
+    throw new OfferConfigError(`${path}: expected a mapping of agent settings`);
   return raw as Record<string, unknown>;
 }
 
@@ -113,52 +144,84 @@ function overlay(base: unknown, top: Record<string, unknown>): unknown {
  * messages) overlaid by flags. Pure apart from croner. Throws OfferConfigError listing every bad field as
  * `field (--flag): problem`, and a bad window or time zone by its text.
  */
-export function buildAgentSettings(file: { path: string; raw: Record<string, unknown> } | undefined, flags: OfferFlags): AgentSettings {
+export function buildAgentSettings(
+  file: { path: string; raw: Record<string, unknown> } | undefined,
+  flags: OfferFlags,
+): AgentSettings {
   const src = file?.path ?? 'flags';
   const parsedFile = FileSchema.safeParse(file?.raw ?? {});
   if (!parsedFile.success) {
     const unknown = parsedFile.error.issues.some((i) => i.code === 'unrecognized_keys');
-    throw new OfferConfigError(`${src}: ${describeIssues(parsedFile.error.issues)}${unknown ? ` (known fields: ${Object.keys(FileSchema.shape).join(', ')})` : ''}`);
+    throw new OfferConfigError(
+      `${src}: ${describeIssues(parsedFile.error.issues)}${unknown ? ` (known fields: ${Object.keys(FileSchema.shape).join(', ')})` : ''}`,
+    );
   }
   const f = parsedFile.data;
   const fileMemory = f.memory === undefined ? undefined : parseSizeMb(f.memory);
-  if (fileMemory === null || fileMemory === 0) throw new OfferConfigError(`${src}: memory: expected a size such as 512m, 8g or a number of MiB`);
-  if (f.disk !== undefined && f.diskMb !== undefined) throw new OfferConfigError(`${src}: give either disk or diskMb, not both`);
+  if (fileMemory === null || fileMemory === 0)
+    throw new OfferConfigError(`${src}: memory: expected a size such as 512m, 8g or a number of MiB`);
+  if (f.disk !== undefined && f.diskMb !== undefined)
+    throw new OfferConfigError(`${src}: give either disk or diskMb, not both`);
   const fileDisk = f.disk === undefined ? f.diskMb : parseSizeMb(f.disk);
   if (fileDisk === null) throw new OfferConfigError(`${src}: disk: expected a size such as 20g or a number of MiB`);
 
   const labels = flags.labels && Object.keys(flags.labels).length > 0 ? overlay(f.labels, flags.labels) : f.labels;
   const candidate = {
-    prices: overlay(f.prices, { cpuHour: flags.priceCpuHour, memoryGiBHour: flags.priceMemoryGibHour, gpuHour: flags.priceGpuHour, startFee: flags.startFee }),
+    prices: overlay(f.prices, {
+      cpuHour: flags.priceCpuHour,
+      memoryGiBHour: flags.priceMemoryGibHour,
+      gpuHour: flags.priceGpuHour,
+      startFee: flags.startFee,
+    }),
     diskMb: flags.diskMb ?? fileDisk,
     labels,
     windows: flags.windows && flags.windows.length > 0 ? flags.windows : f.windows,
     timezone: flags.timezone ?? f.timezone,
-    idlePolicy: overlay(f.idlePolicy, { enabled: flags.idlePolicy, startBelow: flags.idleStartBelow, suspendAbove: flags.idleSuspendAbove,
-      suspendAfterSeconds: flags.idleSuspendAfterSeconds, resumeAfterSeconds: flags.idleResumeAfterSeconds }),
+    idlePolicy: overlay(f.idlePolicy, {
+      enabled: flags.idlePolicy,
+      startBelow: flags.idleStartBelow,
+      suspendAbove: flags.idleSuspendAbove,
+      suspendAfterSeconds: flags.idleSuspendAfterSeconds,
+      resumeAfterSeconds: flags.idleResumeAfterSeconds,
+    }),
   };
   const r = OfferSchema.safeParse(candidate);
-  if (!r.success) throw new OfferConfigError(`invalid offer (from ${file ? `${file.path} and flags` : 'flags'}):\n${describeIssues(r.error.issues, '  ')}`);
+  if (!r.success)
+    throw new OfferConfigError(
+      `invalid offer (from ${file ? `${file.path} and flags` : 'flags'}):\n${describeIssues(r.error.issues, '  ')}`,
+    );
   const offer = r.data;
   try {
     new WindowSchedule(offer.windows, offer.timezone);
   } catch (err) {
     if (!(err instanceof InvalidWindowError)) throw err;
-    const fromFlags = err.expression === offer.timezone ? flags.timezone !== undefined : (flags.windows ?? []).includes(err.expression);
-    const where = fromFlags ? (err.expression === offer.timezone ? '--timezone' : '--window') : `${src}: ${err.expression === offer.timezone ? 'timezone' : 'windows'}`;
+    const fromFlags =
+      err.expression === offer.timezone ? flags.timezone !== undefined : (flags.windows ?? []).includes(err.expression);
+    const where = fromFlags
+      ? err.expression === offer.timezone
+        ? '--timezone'
+        : '--window'
+      : `${src}: ${err.expression === offer.timezone ? 'timezone' : 'windows'}`;
     throw new OfferConfigError(`${where}: ${err.message}`);
   }
-  return { name: flags.name ?? f.name, cpus: flags.cpus ?? f.cpus, memoryMb: flags.memoryMb ?? fileMemory,
-    allowNetwork: flags.allowNetwork ?? f.allowNetwork ?? false, offer };
+  return {
+    name: flags.name ?? f.name,
+    cpus: flags.cpus ?? f.cpus,
+    memoryMb: flags.memoryMb ?? fileMemory,
+    allowNetwork: flags.allowNetwork ?? f.allowNetwork ?? false,
+    offer,
+  };
 }
 
 /** `path (--flag): message` lines for zod issues. */
 function describeIssues(issues: z.ZodError['issues'], indent = ''): string {
-  return issues.map((i) => {
-    const path = i.path.map(String).join('.');
-    const flag = FLAG_OF[path] ?? FLAG_OF[i.path.slice(0, 1).map(String).join('.')];
-    return `${indent}${path ? `${path}${flag ? ` (${flag})` : ''}: ` : ''}${i.message}`;
-  }).join(indent ? '\n' : '; ');
+  return issues
+    .map((i) => {
+      const path = i.path.map(String).join('.');
+      const flag = FLAG_OF[path] ?? FLAG_OF[i.path.slice(0, 1).map(String).join('.')];
+      return `${indent}${path ? `${path}${flag ? ` (${flag})` : ''}: ` : ''}${i.message}`;
+    })
+    .join(indent ? '\n' : '; ');
 }
 
 /** What the agent lends, for display: the probed capacity's share plus the offer's disk. */
@@ -169,8 +232,13 @@ export function describeOffer(name: string, lend: Lend, offer: Offer): string {
   const p = offer.prices;
   const pct = (x: number) => `${Math.round(x * 100)}%`;
   const ip = offer.idlePolicy;
-  const labels = Object.entries(offer.labels).map(([k, v]) => `${k}=${v}`).join(' ');
-  const gpus = lend.gpus.length === 0 ? '0 GPUs' : `${lend.gpus.length} GPU${lend.gpus.length > 1 ? 's' : ''} (${lend.gpus.map((g) => g.model).join(', ')})`;
+  const labels = Object.entries(offer.labels)
+    .map(([k, v]) => `${k}=${v}`)
+    .join(' ');
+  const gpus =
+    lend.gpus.length === 0
+      ? '0 GPUs'
+      : `${lend.gpus.length} GPU${lend.gpus.length > 1 ? 's' : ''} (${lend.gpus.map((g) => g.model).join(', ')})`;
   return [
     `offer of ${name}:`,
     `  prices   ${p.cpuHour} cr per CPU-hour · ${p.memoryGiBHour} cr per GiB-hour · ${p.gpuHour} cr per GPU-hour · start fee ${p.startFee} cr`,

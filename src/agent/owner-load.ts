@@ -19,7 +19,10 @@ export interface LoadSampler {
 }
 
 /** Cumulative CPU ticks of the whole machine (any unit, as long as both use the same). */
-export interface CpuTimes { busy: number; total: number }
+export interface CpuTimes {
+  busy: number;
+  total: number;
+}
 
 /**
  * Parses the aggregate `cpu` line of /proc/stat (proc(5): user nice system idle iowait irq softirq steal
@@ -40,8 +43,11 @@ async function readCpuTimes(procStat: string): Promise<CpuTimes> {
   try {
     const t = parseProcStat(await readFile(procStat, 'utf8'));
     if (t) return t;
-  } catch { /* not Linux: fall through */ }
-  let busy = 0; let total = 0;
+  } catch {
+    /* not Linux: fall through */
+  }
+  let busy = 0;
+  let total = 0;
   for (const c of cpus()) {
     const { user, nice, sys, idle, irq } = c.times;
     busy += user + nice + sys + irq;
@@ -115,7 +121,9 @@ export class FileLoadSampler implements LoadSampler {
     try {
       const n = Number.parseFloat((await readFile(this.path, 'utf8')).trim());
       if (Number.isFinite(n)) this.last = clamp01(n);
-    } catch { /* keep the last value */ }
+    } catch {
+      /* keep the last value */
+    }
     return this.last;
   }
 }

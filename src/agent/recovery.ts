@@ -20,10 +20,17 @@ export type RecoveryAction =
   | { kind: 'gone'; record: HeldRecord; message: string };
 
 /** A container to remove; `report` names the execution to report failed (labels complete, execution unknown). */
-export interface Orphan { container: OwnContainer; report: { executionId: string; fencingToken: number } | null }
+export interface Orphan {
+  container: OwnContainer;
+  report: { executionId: string; fencingToken: number } | null;
+}
 
 /** The whole decision. `workDirs`: execution ids whose work directories must be kept (every other one is deleted). */
-export interface RecoveryPlan { actions: RecoveryAction[]; orphans: Orphan[]; workDirs: Set<string> }
+export interface RecoveryPlan {
+  actions: RecoveryAction[];
+  orphans: Orphan[];
+  workDirs: Set<string>;
+}
 
 /** Engine states of a container that will never run again. */
 const DEAD_STATES = new Set(['dead', 'removing']);
@@ -40,22 +47,44 @@ export function planRecovery(records: readonly HeldRecord[], containers: readonl
   for (const record of records) {
     const mine = containers.filter((c) => !claimed.has(c) && belongsTo(c, record));
     mine.forEach((c) => claimed.add(c)); // extra or dead ones are removed below, unreported
-    if (record.report !== null) { actions.push({ kind: 'resend', record, report: record.report }); continue; }
-    if (record.outcome !== null) { actions.push({ kind: 'package', record, outcome: record.outcome }); continue; }
+    if (record.report !== null) {
+      actions.push({ kind: 'resend', record, report: record.report });
+      continue;
+    }
+    if (record.outcome !== null) {
+      actions.push({ kind: 'package', record, outcome: record.outcome });
+      continue;
+    }
     const live = mine.find((c) => !DEAD_STATES.has(c.state));
-    if (live) { actions.push({ kind: 'reattach', record, container: live }); continue; }
-    actions.push({ kind: 'gone', record, message: record.phase === 'preparing' && mine.length === 0
-      ? 'the agent restarted while preparing this execution, before its container was created; it did not run'
-      : 'the agent restarted and this execution\'s container was gone (removed, or the machine rebooted); its result is lost' });
+    if (live) {
+      actions.push({ kind: 'reattach', record, container: live });
+      continue;
+    }
+    actions.push({
+      kind: 'gone',
+      record,
+      message:
+        record.phase === 'preparing' && mine.length === 0
+          ? 'the agent restarted while preparing this execution, before its container was created; it did not run'
+          : "the agent restarted and this execution's container was gone (removed, or the machine rebooted); its result is lost",
+    });
   }
   const attached = new Set(actions.flatMap((a) => (a.kind === 'reattach' ? [a.container] : [])));
   const known = new Set(records.map((r) => r.executionId));
   const reported = new Set<string>();
-  const orphans: Orphan[] = containers.filter((c) => !attached.has(c)).map((c) => {
-    const report = !claimed.has(c) && c.executionId !== undefined && c.fencingToken !== undefined && !known.has(c.executionId)
-      && !reported.has(c.executionId) ? { executionId: c.executionId, fencingToken: c.fencingToken } : null;
-    if (report) reported.add(report.executionId);
-    return { container: c, report };
-  });
+  const orphans: Orphan[] = containers
+    .filter((c) => !attached.has(c))
+    .map((c) => {
+      const report =
+        !claimed.has(c) &&
+        c.executionId !== undefined &&
+        c.fencingToken !== undefined &&
+        !known.has(c.executionId) &&
+        !reported.has(c.executionId)
+          ? { executionId: c.executionId, fencingToken: c.fencingToken }
+          : null;
+      if (report) reported.add(report.executionId);
+      return { container: c, report };
+    });
   return { actions, orphans, workDirs: known };
 }

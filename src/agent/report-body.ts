@@ -6,21 +6,35 @@
 import { access, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { uploadFile, type DeqoClient } from '../client/index.js';
+import { resultHashOf } from '../core/index.js';
 import type { FailureReason, ReportRequest, Usage } from '../protocol/index.js';
 import type { ExecutionOutcome } from './executor.js';
-import { buildManifest, corruptOutputs, resultHash, tarOutputs } from './results.js';
+import { buildManifest, corruptOutputs, tarOutputs } from './results.js';
 
 /** An upload gets no byte through (nor an answer) for this long: it is abandoned as unreachable, ms. */
 const UPLOAD_IDLE_TIMEOUT_MS = 60_000;
 
 /** Host paths of one execution's work directory. */
-export interface WorkDirs { root: string; inputs: string; outputs: string; stdout: string; stderr: string; tarball: string }
+export interface WorkDirs {
+  root: string;
+  inputs: string;
+  outputs: string;
+  stdout: string;
+  stderr: string;
+  tarball: string;
+}
 
 /** The work directory of an execution: `<dataDir>/work/<executionId>/{inputs,outputs,stdout,stderr,outputs.tar.gz}`. */
 export function workDirs(dataDir: string, executionId: string): WorkDirs {
   const root = join(dataDir, 'work', executionId);
-  return { root, inputs: join(root, 'inputs'), outputs: join(root, 'outputs'), stdout: join(root, 'stdout'), stderr: join(root, 'stderr'),
-    tarball: join(root, 'outputs.tar.gz') };
+  return {
+    root,
+    inputs: join(root, 'inputs'),
+    outputs: join(root, 'outputs'),
+    stdout: join(root, 'stdout'),
+    stderr: join(root, 'stderr'),
+    tarball: join(root, 'outputs.tar.gz'),
+  };
 }
 
 /** Deletes the work directories under `<dataDir>/work` whose execution is not in `keep`; returns their names. */
@@ -32,7 +46,12 @@ export async function removeStrayWorkDirs(dataDir: string, keep: ReadonlySet<str
 }
 
 /** A failed report (provider-side unless the reason says otherwise); the message is cut to the protocol's 4096 characters. */
-export function failureReport(fencingToken: number, reason: FailureReason, message: string, usage?: Usage): Extract<ReportRequest, { outcome: 'failed' }> {
+export function failureReport(
+  fencingToken: number,
+  reason: FailureReason,
+  message: string,
+  usage?: Usage,
+): Extract<ReportRequest, { outcome: 'failed' }> {
   return { outcome: 'failed', fencingToken, reason, message: message.slice(0, 4096), ...(usage ? { usage } : {}) };
 }
 
@@ -45,10 +64,17 @@ export async function uploadBlob(client: DeqoClient, path: string): Promise<stri
   let timer: NodeJS.Timeout | undefined;
   const touch = (): void => {
     clearTimeout(timer);
-    timer = setTimeout(() => ac.abort(new DOMException(`no progress for ${UPLOAD_IDLE_TIMEOUT_MS / 1000} s`, 'TimeoutError')), UPLOAD_IDLE_TIMEOUT_MS);
+    timer = setTimeout(
+      () => ac.abort(new DOMException(`no progress for ${UPLOAD_IDLE_TIMEOUT_MS / 1000} s`, 'TimeoutError')),
+      UPLOAD_IDLE_TIMEOUT_MS,
+    );
   };
   touch();
-  try { return (await uploadFile(client, path, touch, ac.signal)).sha256; } finally { clearTimeout(timer); }
+  try {
+    return (await uploadFile(client, path, touch, ac.signal)).sha256;
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /**
@@ -56,18 +82,30 @@ export async function uploadBlob(client: DeqoClient, path: string): Promise<stri
  * container wrote them) and, for an exit, the output tarball; computes the manifest and result hash.
  * `corrupt` (TEST ONLY) alters the outputs first. Throws ApiError when an upload fails, Error on file errors.
  */
-export async function packageResult(client: DeqoClient, fencingToken: number, outcome: ExecutionOutcome, dirs: WorkDirs, corrupt: boolean)
-  : Promise<ReportRequest> {
+export async function packageResult(
+  client: DeqoClient,
+  fencingToken: number,
+  outcome: ExecutionOutcome,
+  dirs: WorkDirs,
+  corrupt: boolean,
+): Promise<ReportRequest> {
   if (outcome.kind === 'failed') {
     // Logs exist only when a container was created (not for an unknown image, say).
     const present = async (p: string): Promise<string | undefined> => {
-      try { await access(p); } catch { return undefined; }
+      try {
+        await access(p);
+      } catch {
+        return undefined;
+      }
       return uploadBlob(client, p);
     };
     const stdoutBlob = await present(dirs.stdout);
     const stderrBlob = await present(dirs.stderr);
-    return { ...failureReport(fencingToken, outcome.reason, outcome.message, outcome.usage),
-      ...(stdoutBlob ? { stdoutBlob } : {}), ...(stderrBlob ? { stderrBlob } : {}) };
+    return {
+      ...failureReport(fencingToken, outcome.reason, outcome.message, outcome.usage),
+      ...(stdoutBlob ? { stdoutBlob } : {}),
+      ...(stderrBlob ? { stderrBlob } : {}),
+    };
   }
   const stdoutBlob = await uploadBlob(client, dirs.stdout);
   const stderrBlob = await uploadBlob(client, dirs.stderr);
@@ -75,5 +113,14 @@ export async function packageResult(client: DeqoClient, fencingToken: number, ou
   const manifest = await buildManifest(dirs.outputs, outcome.exitCode, dirs.stdout);
   await tarOutputs(dirs.outputs, dirs.tarball);
   const outputsBlob = await uploadBlob(client, dirs.tarball);
-  return { outcome: 'completed', fencingToken, manifest, resultHash: resultHash(manifest), outputsBlob, stdoutBlob, stderrBlob, usage: outcome.usage };
+  return {
+    outcome: 'completed',
+    fencingToken,
+    manifest,
+    resultHash: resultHashOf(manifest),
+    outputsBlob,
+    stdoutBlob,
+    stderrBlob,
+    usage: outcome.usage,
+  };
 }

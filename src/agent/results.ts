@@ -2,22 +2,12 @@
  * Packaging an execution's result: the manifest of the output directory (regular files only — symlinks and
  * special files a container leaves are never followed or shipped), the result hash, and the output tarball.
  */
-import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { appendFile, lstat, readdir, writeFile } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
-import { pipeline } from 'node:stream/promises';
 import { gzipSync } from 'node:zlib';
 import * as tar from 'tar';
-import { canonicalManifest } from '../core/index.js';
+import { sha256File } from '../client/index.js';
 import type { Manifest } from '../protocol/index.js';
-
-/** SHA-256 (hex) of a file, streamed. */
-export async function sha256File(path: string): Promise<string> {
-  const h = createHash('sha256');
-  await pipeline(createReadStream(path), h);
-  return h.digest('hex');
-}
 
 /** Regular files under `dir`, as paths relative to it with `/` separators, sorted. */
 export async function listOutputFiles(dir: string): Promise<string[]> {
@@ -43,16 +33,14 @@ export async function buildManifest(outputDir: string, exitCode: number, stdoutP
   return { exitCode, files, stdoutSha256: await sha256File(stdoutPath) };
 }
 
-/** The result hash: SHA-256 (hex) of the canonical manifest (core/manifest.ts). */
-export function resultHash(m: Manifest): string {
-  return createHash('sha256').update(canonicalManifest(m), 'utf8').digest('hex');
-}
-
 /** Writes a gzip tarball of the regular files of `outputDir` (paths relative to it) to `dest`. */
 export async function tarOutputs(outputDir: string, dest: string): Promise<void> {
   const files = await listOutputFiles(outputDir);
   // An empty tar archive is two 512-byte zero blocks.
-  if (files.length === 0) { await writeFile(dest, gzipSync(Buffer.alloc(1024))); return; }
+  if (files.length === 0) {
+    await writeFile(dest, gzipSync(Buffer.alloc(1024)));
+    return;
+  }
   await tar.create({ gzip: true, file: dest, cwd: outputDir, portable: true, noDirRecurse: true }, files);
 }
 

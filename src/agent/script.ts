@@ -63,8 +63,10 @@ export function scriptRun(a: Assignment): { command: string[]; env: Record<strin
   if (!a.script) return { command: a.command, env: a.env };
   const env = { ...a.env, PYTHONUNBUFFERED: '1', PYTHONDONTWRITEBYTECODE: '1' };
   if (a.script.requirements.length === 0) return { command: a.command, env };
-  return { command: ['python3', '-c', BOOTSTRAP, ...a.command],
-    env: { ...env, DEQO_REQUIREMENTS: JSON.stringify(a.script.requirements), DEQO_PIP: a.network ? '1' : '0' } };
+  return {
+    command: ['python3', '-c', BOOTSTRAP, ...a.command],
+    env: { ...env, DEQO_REQUIREMENTS: JSON.stringify(a.script.requirements), DEQO_PIP: a.network ? '1' : '0' },
+  };
 }
 
 /** Writes a script job's source to `<inputsDir>/main.py` (read-only for the container user); nothing for other jobs. */
@@ -80,13 +82,32 @@ export async function writeScript(a: Assignment, inputsDir: string): Promise<voi
  * REQUIREMENTS_EXIT_CODE and the marker line at the end of stderr) as a `requirements_unavailable` failure,
  * its message naming the missing modules. Any other outcome is returned as it is. Never throws.
  */
-export async function scriptOutcome(a: Assignment, outcome: ExecutionOutcome, stderrPath: string): Promise<ExecutionOutcome> {
-  if (!a.script || a.script.requirements.length === 0 || outcome.kind !== 'exited' || outcome.exitCode !== REQUIREMENTS_EXIT_CODE) return outcome;
+export async function scriptOutcome(
+  a: Assignment,
+  outcome: ExecutionOutcome,
+  stderrPath: string,
+): Promise<ExecutionOutcome> {
+  if (
+    !a.script ||
+    a.script.requirements.length === 0 ||
+    outcome.kind !== 'exited' ||
+    outcome.exitCode !== REQUIREMENTS_EXIT_CODE
+  )
+    return outcome;
   const tail = await readTail(stderrPath, 8192).catch(() => '');
-  const line = tail.split('\n').reverse().find((l) => l.startsWith(REQUIREMENTS_MARKER));
+  const line = tail
+    .split('\n')
+    .reverse()
+    .find((l) => l.startsWith(REQUIREMENTS_MARKER));
   if (!line) return outcome;
-  return { kind: 'failed', reason: 'requirements_unavailable', message: line.slice('deqo: '.length), usage: outcome.usage,
-    stdoutTruncated: outcome.stdoutTruncated, stderrTruncated: outcome.stderrTruncated };
+  return {
+    kind: 'failed',
+    reason: 'requirements_unavailable',
+    message: line.slice('deqo: '.length),
+    usage: outcome.usage,
+    stdoutTruncated: outcome.stdoutTruncated,
+    stderrTruncated: outcome.stderrTruncated,
+  };
 }
 
 /** The last `max` bytes of a file, as UTF-8. */

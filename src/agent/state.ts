@@ -16,7 +16,13 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import SqliteDatabase from 'better-sqlite3';
 import { z } from 'zod';
-import { AssignmentSchema, ReportRequestSchema, UsageSchema, type Assignment, type ReportRequest } from '../protocol/index.js';
+import {
+  AssignmentSchema,
+  ReportRequestSchema,
+  UsageSchema,
+  type Assignment,
+  type ReportRequest,
+} from '../protocol/index.js';
 import type { ExecutionOutcome } from './executor.js';
 
 /** Where an execution is: fetching inputs, its container exists, or it ended (report pending). */
@@ -39,20 +45,49 @@ export interface HeldRecord {
 }
 
 const OutcomeSchema: z.ZodType<ExecutionOutcome> = z.discriminatedUnion('kind', [
-  z.object({ kind: z.literal('exited'), exitCode: z.number().int(), usage: UsageSchema, stdoutTruncated: z.boolean(), stderrTruncated: z.boolean() }),
-  z.object({ kind: z.literal('failed'),
-    reason: z.enum(['out_of_memory', 'timeout', 'image_not_found', 'output_too_large', 'agent_error', 'agent_restarted', 'cancelled', 'requirements_unavailable']),
-    message: z.string(), usage: UsageSchema, stdoutTruncated: z.boolean(), stderrTruncated: z.boolean() }),
+  z.object({
+    kind: z.literal('exited'),
+    exitCode: z.number().int(),
+    usage: UsageSchema,
+    stdoutTruncated: z.boolean(),
+    stderrTruncated: z.boolean(),
+  }),
+  z.object({
+    kind: z.literal('failed'),
+    reason: z.enum([
+      'out_of_memory',
+      'timeout',
+      'image_not_found',
+      'output_too_large',
+      'agent_error',
+      'agent_restarted',
+      'cancelled',
+      'requirements_unavailable',
+    ]),
+    message: z.string(),
+    usage: UsageSchema,
+    stdoutTruncated: z.boolean(),
+    stderrTruncated: z.boolean(),
+  }),
 ]);
 
 const RowSchema = z.object({
-  execution_id: z.string(), fencing_token: z.number().int(), assignment: z.string(), container_id: z.string().nullable(),
-  phase: z.enum(['preparing', 'running', 'finished']), outcome: z.string().nullable(), report: z.string().nullable(),
-  created_at: z.number(), updated_at: z.number(),
+  execution_id: z.string(),
+  fencing_token: z.number().int(),
+  assignment: z.string(),
+  container_id: z.string().nullable(),
+  phase: z.enum(['preparing', 'running', 'finished']),
+  outcome: z.string().nullable(),
+  report: z.string().nullable(),
+  created_at: z.number(),
+  updated_at: z.number(),
 });
 
 /** A row that cannot be read back (corrupted, or written by an incompatible version): its id and why. */
-export interface UnreadableRecord { executionId: string; problem: string }
+export interface UnreadableRecord {
+  executionId: string;
+  problem: string;
+}
 
 const SCHEMA_VERSION = 1;
 
@@ -89,8 +124,12 @@ export class AgentState {
 
   /** Records a newly claimed execution (phase preparing); replaces an older row of the same id. */
   record(a: Assignment, now: number): void {
-    this.db.prepare(`INSERT OR REPLACE INTO executions (execution_id, fencing_token, assignment, container_id, phase, outcome, report, created_at, updated_at)
-      VALUES (?, ?, ?, NULL, 'preparing', NULL, NULL, ?, ?)`).run(a.executionId, a.fencingToken, JSON.stringify(a), now, now);
+    this.db
+      .prepare(
+        `INSERT OR REPLACE INTO executions (execution_id, fencing_token, assignment, container_id, phase, outcome, report, created_at, updated_at)
+      VALUES (?, ?, ?, NULL, 'preparing', NULL, NULL, ?, ?)`,
+      )
+      .run(a.executionId, a.fencingToken, JSON.stringify(a), now, now);
   }
 
   /** The execution's container exists (phase running). */
@@ -122,11 +161,15 @@ export class AgentState {
       try {
         const r = RowSchema.parse(raw);
         records.push({
-          executionId: r.execution_id, fencingToken: r.fencing_token, assignment: AssignmentSchema.parse(JSON.parse(r.assignment)),
-          containerId: r.container_id, phase: r.phase,
+          executionId: r.execution_id,
+          fencingToken: r.fencing_token,
+          assignment: AssignmentSchema.parse(JSON.parse(r.assignment)),
+          containerId: r.container_id,
+          phase: r.phase,
           outcome: r.outcome === null ? null : OutcomeSchema.parse(JSON.parse(r.outcome)),
           report: r.report === null ? null : ReportRequestSchema.parse(JSON.parse(r.report)),
-          createdAt: r.created_at, updatedAt: r.updated_at,
+          createdAt: r.created_at,
+          updatedAt: r.updated_at,
         });
       } catch (err) {
         unreadable.push({ executionId: id, problem: (err as Error).message.slice(0, 500) });
@@ -141,7 +184,9 @@ export class AgentState {
   }
 
   private update(executionId: string, set: string, values: unknown[], now: number): void {
-    const r = this.db.prepare(`UPDATE executions SET ${set}, updated_at = ? WHERE execution_id = ?`).run(...values, now, executionId);
+    const r = this.db
+      .prepare(`UPDATE executions SET ${set}, updated_at = ? WHERE execution_id = ?`)
+      .run(...values, now, executionId);
     if (r.changes === 0) throw new Error(`execution ${executionId} is not recorded in the agent's state`);
   }
 }

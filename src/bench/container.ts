@@ -15,9 +15,9 @@ import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { DockerExecutor } from '../agent/docker-executor.js';
+import { DockerExecutor } from '../agent/index.js';
 import { DeqoClient } from '../client/index.js';
-import { startLocalNetwork } from '../cli/network.js';
+import { startLocalNetwork } from '../cli/index.js';
 import { LimitsSchema, type JobSpecInput, type JobView } from '../protocol/index.js';
 import type { Skipped } from './dispatch.js';
 import { jobPhases, phasesP50, type Phases } from './phases.js';
@@ -31,17 +31,25 @@ export const BENCH_IMAGE = 'deqo/busybox:test';
 export const CONTAINER_TARGET_OVERHEAD_MS = 100;
 
 /** The job: busybox `true`, one replica, quorum 1. */
-const JOB: JobSpecInput = { image: BENCH_IMAGE, command: ['true'], resources: { cpus: 1, memoryMb: 64, timeoutSeconds: 60 },
-  verification: { mode: 'replicate', replicas: 1, quorum: 1 } };
+const JOB: JobSpecInput = {
+  image: BENCH_IMAGE,
+  command: ['true'],
+  resources: { cpus: 1, memoryMb: 64, timeoutSeconds: 60 },
+  verification: { mode: 'replicate', replicas: 1, quorum: 1 },
+};
 
 /** Settings of a container run. */
-export interface ContainerOptions { runs: number; warmup: number }
-
+export interface ContainerOptions {
+  runs: number;
+  warmup: number;
+}
 
 /** Results of a container run, ms. */
 export interface ContainerResult {
   benchmark: 'container';
-  runs: number; image: string; command: string[];
+  runs: number;
+  image: string;
+  command: string[];
   deqoMs: Distribution;
   barePlainMs: Distribution;
   bareHardenedMs: Distribution;
@@ -58,10 +66,39 @@ export interface ContainerResult {
 
 /** Flags of `docker run` mirroring the agent's hardening (docker-hardening.ts buildCreateOptions). */
 function hardenedFlags(inputs: string, outputs: string): string[] {
-  return ['--network', 'none', '--read-only', '--tmpfs', '/tmp:rw,nosuid,nodev,size=64m,mode=1777,uid=65534,gid=65534',
-    '--cap-drop', 'ALL', '--security-opt', 'no-new-privileges', '--user', '65534:65534', '--workdir', '/tmp', '--pids-limit', '256',
-    '--memory', '64m', '--memory-swap', '64m', '--cpus', '1', '--ipc', 'private', '--log-driver', 'none', '--entrypoint', '',
-    '-v', `${inputs}:/inputs:ro`, '-v', `${outputs}:/outputs:rw`];
+  return [
+    '--network',
+    'none',
+    '--read-only',
+    '--tmpfs',
+    '/tmp:rw,nosuid,nodev,size=64m,mode=1777,uid=65534,gid=65534',
+    '--cap-drop',
+    'ALL',
+    '--security-opt',
+    'no-new-privileges',
+    '--user',
+    '65534:65534',
+    '--workdir',
+    '/tmp',
+    '--pids-limit',
+    '256',
+    '--memory',
+    '64m',
+    '--memory-swap',
+    '64m',
+    '--cpus',
+    '1',
+    '--ipc',
+    'private',
+    '--log-driver',
+    'none',
+    '--entrypoint',
+    '',
+    '-v',
+    `${inputs}:/inputs:ro`,
+    '-v',
+    `${outputs}:/outputs:rw`,
+  ];
 }
 
 /** Times one `docker run --rm` (the CLI, so its own start-up is included), ms. Throws if it fails. */
@@ -73,10 +110,14 @@ async function dockerRun(flags: string[]): Promise<number> {
 
 /** Why the container benchmark cannot run here, or null. */
 async function unavailable(): Promise<string | null> {
-  try { await exec('docker', ['version', '--format', '{{.Server.Version}}'], { timeout: 20_000 }); } catch (err) {
+  try {
+    await exec('docker', ['version', '--format', '{{.Server.Version}}'], { timeout: 20_000 });
+  } catch (err) {
     return `no Docker engine answers (${(err as Error).message.split('\n')[0]})`;
   }
-  try { await exec('docker', ['image', 'inspect', BENCH_IMAGE], { timeout: 20_000 }); } catch {
+  try {
+    await exec('docker', ['image', 'inspect', BENCH_IMAGE], { timeout: 20_000 });
+  } catch {
     return `image ${BENCH_IMAGE} is missing: build it with scripts/build-images.sh (it is never pulled)`;
   }
   return null;
@@ -99,10 +140,21 @@ export async function runContainer(o: ContainerOptions): Promise<ContainerResult
       const id = `bench-${process.pid}-${n++}`;
       const work = join(dir, 'exec', id);
       const t = performance.now();
-      const r = await executor.run({ executionId: id, fencingToken: 1, image: BENCH_IMAGE, command: ['true'], env: {}, network: false,
-        resources: { cpus: 1, memoryMb: 64, timeoutSeconds: 60, pids: 256, gpus: 0 }, limits: LimitsSchema.parse({}),
-        hostInputsDir: join(work, 'inputs'), hostOutputDir: join(work, 'outputs'), outputDir: '/outputs',
-        stdoutPath: join(work, 'stdout'), stderrPath: join(work, 'stderr') });
+      const r = await executor.run({
+        executionId: id,
+        fencingToken: 1,
+        image: BENCH_IMAGE,
+        command: ['true'],
+        env: {},
+        network: false,
+        resources: { cpus: 1, memoryMb: 64, timeoutSeconds: 60, pids: 256, gpus: 0 },
+        limits: LimitsSchema.parse({}),
+        hostInputsDir: join(work, 'inputs'),
+        hostOutputDir: join(work, 'outputs'),
+        outputDir: '/outputs',
+        stdoutPath: join(work, 'stdout'),
+        stderrPath: join(work, 'stderr'),
+      });
       const ms = performance.now() - t;
       if (r.kind !== 'exited' || r.exitCode !== 0) throw new Error(`executor run failed: ${JSON.stringify(r)}`);
       return ms;
@@ -131,9 +183,17 @@ export async function runContainer(o: ContainerOptions): Promise<ContainerResult
     const d = Object.fromEntries(names.map((v) => [v, distribution(times[v])])) as Record<Name, Distribution>;
     const overhead = round(d.deqo.p50 - d.bareHardened.p50);
     return {
-      benchmark: 'container', runs: o.runs, image: BENCH_IMAGE, command: ['true'],
-      deqoMs: d.deqo, barePlainMs: d.barePlain, bareHardenedMs: d.bareHardened, executorMs: d.executor,
-      overheadP50Ms: overhead, overheadP50VsPlainMs: round(d.deqo.p50 - d.barePlain.p50), overheadP99Ms: round(d.deqo.p99 - d.bareHardened.p99),
+      benchmark: 'container',
+      runs: o.runs,
+      image: BENCH_IMAGE,
+      command: ['true'],
+      deqoMs: d.deqo,
+      barePlainMs: d.barePlain,
+      bareHardenedMs: d.bareHardened,
+      executorMs: d.executor,
+      overheadP50Ms: overhead,
+      overheadP50VsPlainMs: round(d.deqo.p50 - d.barePlain.p50),
+      overheadP99Ms: round(d.deqo.p99 - d.bareHardened.p99),
       phasesP50Ms: phasesP50(phases),
       loadAverageAtStart: round(loadAverageAtStart, 2),
       target: { overheadP50Ms: CONTAINER_TARGET_OVERHEAD_MS, met: overhead <= CONTAINER_TARGET_OVERHEAD_MS },
@@ -160,7 +220,9 @@ async function deqoJob(client: DeqoClient): Promise<{ ms: number; phases: Phases
   }
   const phases = jobPhases(view, at);
   if (!phases || view.finishedAt === null) {
-    throw new Error(`job ${jobId} ended ${view.state}: ${JSON.stringify(view.tasks[0]?.failure ?? view.tasks[0]?.executions.map((x) => x.failure))}`);
+    throw new Error(
+      `job ${jobId} ended ${view.state}: ${JSON.stringify(view.tasks[0]?.failure ?? view.tasks[0]?.executions.map((x) => x.failure))}`,
+    );
   }
   return { ms: view.finishedAt - at, phases };
 }

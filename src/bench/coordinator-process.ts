@@ -9,7 +9,7 @@ import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import pino from 'pino';
 import { DeqoClient } from '../client/index.js';
-import { DEQO_BIN } from '../cli/network.js';
+import { DEQO_BIN } from '../cli/index.js';
 import { createAccountWithKey, DEFAULT_COORDINATOR_CONFIG, startCoordinator } from '../coordinator/index.js';
 
 /** A coordinator the benchmark talks to over HTTP. `pid` is null when it runs in this process. */
@@ -47,24 +47,47 @@ export async function startCoordinatorProcess(o: CoordinatorProcessOptions): Pro
   await mkdir(o.dataDir, { recursive: true });
   const logFd = openSync(join(o.dataDir, 'coordinator.log'), 'a');
   const nodeArgs = o.cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${o.cpuProfDir}`] : [];
-  const args = [...nodeArgs, DEQO_BIN, 'coordinator', '--data-dir', o.dataDir, '--port', '0', '--admin-key-file', o.adminKeyFile,
-    '--log-level', o.logLevel ?? 'info', ...(o.databaseUrl ? ['--database-url', o.databaseUrl] : []), ...(o.blobDir ? ['--blob-dir', o.blobDir] : [])];
+  const args = [
+    ...nodeArgs,
+    DEQO_BIN,
+    'coordinator',
+    '--data-dir',
+    o.dataDir,
+    '--port',
+    '0',
+    '--admin-key-file',
+    o.adminKeyFile,
+    '--log-level',
+    o.logLevel ?? 'info',
+    ...(o.databaseUrl ? ['--database-url', o.databaseUrl] : []),
+    ...(o.blobDir ? ['--blob-dir', o.blobDir] : []),
+  ];
   const env = { ...process.env };
   delete env.DEQO_DATABASE_URL;
   const child = spawn(process.execPath, args, { env, stdio: ['ignore', logFd, 'pipe'] });
   closeSync(logFd);
   let stderr = '';
   const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`coordinator did not start within ${START_TIMEOUT_MS / 1000} s: ${stderr.trim()}`)); }, START_TIMEOUT_MS);
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`coordinator did not start within ${START_TIMEOUT_MS / 1000} s: ${stderr.trim()}`));
+    }, START_TIMEOUT_MS);
     child.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
       stderr += chunk;
       const m = /coordinator listening on (\S+)/.exec(stderr);
-      if (m) { clearTimeout(timer); resolve(m[1]!); }
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[1]!);
+      }
     });
     child.once('exit', (code, signal) => {
       clearTimeout(timer);
       // The first lines say what went wrong (the rest is a stack trace).
-      reject(new Error(`coordinator exited during start-up (${signal ?? `exit ${code}`}): ${stderr.trim().split('\n').slice(0, 3).join('\n')}`));
+      reject(
+        new Error(
+          `coordinator exited during start-up (${signal ?? `exit ${code}`}): ${stderr.trim().split('\n').slice(0, 3).join('\n')}`,
+        ),
+      );
     });
   });
   child.stderr!.resume();
@@ -74,9 +97,15 @@ export async function startCoordinatorProcess(o: CoordinatorProcessOptions): Pro
 
 function stopChild(child: ChildProcess): Promise<void> {
   return new Promise((resolve) => {
-    if (child.exitCode !== null || child.signalCode !== null) { resolve(); return; }
+    if (child.exitCode !== null || child.signalCode !== null) {
+      resolve();
+      return;
+    }
     const kill = setTimeout(() => child.kill('SIGKILL'), 30_000);
-    child.once('exit', () => { clearTimeout(kill); resolve(); });
+    child.once('exit', () => {
+      clearTimeout(kill);
+      resolve();
+    });
     child.kill('SIGTERM');
   });
 }
@@ -89,13 +118,22 @@ export async function startInProcessCoordinator(dataDir: string): Promise<BenchC
 }
 
 /** Keys of the accounts a benchmark uses. */
-export interface BenchAccounts { buyerKeys: string[]; providerKeys: string[] }
+export interface BenchAccounts {
+  buyerKeys: string[];
+  providerKeys: string[];
+}
 
 /**
  * Creates `buyers` buyer accounts (each granted `credits`) and `providers` provider accounts through the admin
  * API of the coordinator at `url`. Names are prefixed so several runs against one database cannot collide.
  */
-export async function createBenchAccounts(url: string, adminKey: string, buyers: number, providers: number, credits: number): Promise<BenchAccounts> {
+export async function createBenchAccounts(
+  url: string,
+  adminKey: string,
+  buyers: number,
+  providers: number,
+  credits: number,
+): Promise<BenchAccounts> {
   const admin = new DeqoClient(url, adminKey);
   const tag = Math.random().toString(36).slice(2, 8);
   const buyerKeys: string[] = [];
@@ -105,6 +143,7 @@ export async function createBenchAccounts(url: string, adminKey: string, buyers:
     buyerKeys.push(a.apiKey);
   }
   const providerKeys: string[] = [];
-  for (let i = 0; i < providers; i++) providerKeys.push((await admin.adminCreateAccount(`bench-${tag}-provider-${i + 1}`, ['provider'])).apiKey);
+  for (let i = 0; i < providers; i++)
+    providerKeys.push((await admin.adminCreateAccount(`bench-${tag}-provider-${i + 1}`, ['provider'])).apiKey);
   return { buyerKeys, providerKeys };
 }

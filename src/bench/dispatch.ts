@@ -15,7 +15,10 @@ import { join } from 'node:path';
 import { DeqoClient } from '../client/index.js';
 import type { JobSpecInput, JobSummary } from '../protocol/index.js';
 import {
-  createBenchAccounts, startCoordinatorProcess, startInProcessCoordinator, type BenchCoordinator,
+  createBenchAccounts,
+  startCoordinatorProcess,
+  startInProcessCoordinator,
+  type BenchCoordinator,
 } from './coordinator-process.js';
 import { createBenchDatabase, DEFAULT_POSTGRES_URL, type BenchDatabase } from './postgres.js';
 import { jobPhases, phasesP50, type Phases } from './phases.js';
@@ -51,9 +54,17 @@ export interface DispatchResult {
   database: 'sqlite' | 'postgres';
   coordinators: number;
   coordinatorMode: 'process' | 'in-process';
-  agents: number; buyers: number; jobs: number; concurrency: number; warmup: number; rate: number | null;
+  agents: number;
+  buyers: number;
+  jobs: number;
+  concurrency: number;
+  warmup: number;
+  rate: number | null;
   verification: string;
-  verified: number; notVerified: number; agentErrors: number; firstAgentError: string | null;
+  verified: number;
+  notVerified: number;
+  agentErrors: number;
+  firstAgentError: string | null;
   durationS: number;
   jobsPerSecond: number;
   /** Rate at which the buyers got their 201s. */
@@ -63,7 +74,8 @@ export interface DispatchResult {
   /** p50 of each phase (phases.ts) over up to PHASE_SAMPLE jobs spread over the run. */
   phasesP50Ms: Phases | null;
   /** CPU time of the coordinator process(es) during the measured window, s, and in cores (s per s). */
-  coordinatorCpuS: number | null; coordinatorCpuCores: number | null;
+  coordinatorCpuS: number | null;
+  coordinatorCpuCores: number | null;
   /** Coordinator CPU per verified job, ms: the figure least disturbed by other load on the machine. */
   coordinatorCpuMsPerJob: number | null;
   /** CPU time of this process (buyers and simulated agents; plus the coordinator when in-process), s. */
@@ -73,19 +85,33 @@ export interface DispatchResult {
 }
 
 /** A benchmark that could not run here, and why. */
-export interface Skipped { benchmark: string; database?: string; skipped: string }
+export interface Skipped {
+  benchmark: string;
+  database?: string;
+  skipped: string;
+}
 
 /** The issue's target: 1,000 jobs/s (Slurm documents 500 simple jobs/s sustained). */
 export const DISPATCH_TARGET_JOBS_PER_S = 1_000;
 
 /** The trivial job: busybox `true`, 1 CPU, 64 MiB, 1 minute, one replica (never actually run). */
 export const TRIVIAL_JOB: JobSpecInput = {
-  image: 'deqo/busybox:test', command: ['true'], resources: { cpus: 1, memoryMb: 64, timeoutSeconds: 60 },
+  image: 'deqo/busybox:test',
+  command: ['true'],
+  resources: { cpus: 1, memoryMb: 64, timeoutSeconds: 60 },
   verification: { mode: 'replicate', replicas: 1, quorum: 1 },
 };
 
 /** Capacity of each simulated agent: 4 slots of the trivial job. */
-const SIM_CAPACITY = { cpus: 4, memoryMb: 8192, arch: 'amd64', os: 'linux', dockerVersion: 'noop', gpus: [], allowNetwork: false };
+const SIM_CAPACITY = {
+  cpus: 4,
+  memoryMb: 8192,
+  arch: 'amd64',
+  os: 'linux',
+  dockerVersion: 'noop',
+  gpus: [],
+  allowNetwork: false,
+};
 /** Jobs whose phases are read (GET /v1/jobs/:id after the run), evenly spread over the run. */
 const PHASE_SAMPLE = 200;
 /** listJobs answers at most this many jobs per buyer, so no buyer submits more. */
@@ -101,22 +127,42 @@ export async function runDispatch(o: DispatchOptions): Promise<DispatchResult | 
     if (o.database === 'postgres') {
       try {
         db = await createBenchDatabase(o.postgresUrl ?? DEFAULT_POSTGRES_URL);
-      } catch (err) { return { benchmark: 'dispatch', database: 'postgres', skipped: (err as Error).message }; }
+      } catch (err) {
+        return { benchmark: 'dispatch', database: 'postgres', skipped: (err as Error).message };
+      }
       try {
         for (const i of [1, 2]) {
-          coords.push(await startCoordinatorProcess({ dataDir: join(dir, `coordinator-${i}`), databaseUrl: db.url, blobDir: join(dir, 'blobs'),
-            adminKeyFile: join(dir, 'admin.key'), cpuProfDir: o.cpuProfDir }));
+          coords.push(
+            await startCoordinatorProcess({
+              dataDir: join(dir, `coordinator-${i}`),
+              databaseUrl: db.url,
+              blobDir: join(dir, 'blobs'),
+              adminKeyFile: join(dir, 'admin.key'),
+              cpuProfDir: o.cpuProfDir,
+            }),
+          );
         }
       } catch (err) {
         const msg = (err as Error).message;
         if (/PostgreSQL support is not built|unsupported database URL|Cannot find (package|module) 'pg'/.test(msg)) {
-          return { benchmark: 'dispatch', database: 'postgres', skipped: `this build's store cannot use PostgreSQL yet (${msg.split('\n')[0]})` };
+          return {
+            benchmark: 'dispatch',
+            database: 'postgres',
+            skipped: `this build's store cannot use PostgreSQL yet (${msg.split('\n')[0]})`,
+          };
         }
         throw err;
       }
     } else {
-      coords.push(o.inProcess ? await startInProcessCoordinator(join(dir, 'coordinator'))
-        : await startCoordinatorProcess({ dataDir: join(dir, 'coordinator'), adminKeyFile: join(dir, 'admin.key'), cpuProfDir: o.cpuProfDir }));
+      coords.push(
+        o.inProcess
+          ? await startInProcessCoordinator(join(dir, 'coordinator'))
+          : await startCoordinatorProcess({
+              dataDir: join(dir, 'coordinator'),
+              adminKeyFile: join(dir, 'admin.key'),
+              cpuProfDir: o.cpuProfDir,
+            }),
+      );
     }
     const urlOf = (i: number) => coords[i % coords.length]!.url;
     const buyers = 1 + Math.max(1, Math.ceil(o.jobs / JOBS_PER_BUYER));
@@ -133,10 +179,25 @@ export async function runDispatch(o: DispatchOptions): Promise<DispatchResult | 
     let onTarget: (() => void) | null = null;
     for (let i = 0; i < o.agents; i++) {
       await mkdir(join(dir, 'agents', String(i)), { recursive: true });
-      agents.push(new SimAgent({ coordinatorUrl: urlOf(i), providerKey: accounts.providerKeys[i]!, dataDir: join(dir, 'agents', String(i)),
-        name: `sim-${i + 1}`, capacity: SIM_CAPACITY, slots: SIM_CAPACITY.cpus, blobFiles: files, result,
-        onReported: () => { if (++reported >= wantReports) onTarget?.(); },
-        onError: (err) => { agentErrors++; firstAgentError ??= err.message; } }));
+      agents.push(
+        new SimAgent({
+          coordinatorUrl: urlOf(i),
+          providerKey: accounts.providerKeys[i]!,
+          dataDir: join(dir, 'agents', String(i)),
+          name: `sim-${i + 1}`,
+          capacity: SIM_CAPACITY,
+          slots: SIM_CAPACITY.cpus,
+          blobFiles: files,
+          result,
+          onReported: () => {
+            if (++reported >= wantReports) onTarget?.();
+          },
+          onError: (err) => {
+            agentErrors++;
+            firstAgentError ??= err.message;
+          },
+        }),
+      );
     }
     await mapPool(agents, 10, (a) => a.start());
     await waitOnline(new DeqoClient(urlOf(0), accounts.buyerKeys[0]!), o.agents);
@@ -148,19 +209,31 @@ export async function runDispatch(o: DispatchOptions): Promise<DispatchResult | 
         wantReports = reported + count;
         onTarget = resolve;
         if (reported >= wantReports) resolve();
-        timer = setTimeout(() => reject(new Error(`only ${reported - (wantReports - count)} of ${count} jobs were reported within ${timeoutMs / 1000} s`)), timeoutMs).unref();
+        timer = setTimeout(
+          () =>
+            reject(
+              new Error(
+                `only ${reported - (wantReports - count)} of ${count} jobs were reported within ${timeoutMs / 1000} s`,
+              ),
+            ),
+          timeoutMs,
+        ).unref();
       }).finally(() => clearTimeout(timer));
       done.catch(() => undefined); // awaited below; a failed submit must not leave it unhandled
       const clients = accounts.buyerKeys.map((k, b) => coords.map((_, c) => new DeqoClient(urlOf(b + c), k)));
       const start = Date.now();
-      const submits = await mapPool(Array.from({ length: count }, (_, i) => i), o.concurrency, async (i) => {
-        const due = rate ? start + (i * 1000) / rate - Date.now() : 0;
-        if (due > 0) await new Promise((r) => setTimeout(r, due));
-        const b = buyerOf(i);
-        const at = Date.now();
-        const r = await clients[b]![i % coords.length]!.submitJob(TRIVIAL_JOB);
-        return { jobId: r.jobId, at, ms: Date.now() - at, buyer: b };
-      });
+      const submits = await mapPool(
+        Array.from({ length: count }, (_, i) => i),
+        o.concurrency,
+        async (i) => {
+          const due = rate ? start + (i * 1000) / rate - Date.now() : 0;
+          if (due > 0) await new Promise((r) => setTimeout(r, due));
+          const b = buyerOf(i);
+          const at = Date.now();
+          const r = await clients[b]![i % coords.length]!.submitJob(TRIVIAL_JOB);
+          return { jobId: r.jobId, at, ms: Date.now() - at, buyer: b };
+        },
+      );
       await done;
       return submits;
     };
@@ -177,7 +250,8 @@ export async function runDispatch(o: DispatchOptions): Promise<DispatchResult | 
 
     const jobs = new Map<string, JobSummary>();
     for (let b = 1; b < buyers; b++) {
-      for (const j of await new DeqoClient(urlOf(0), accounts.buyerKeys[b]!).listJobs({ limit: JOBS_PER_BUYER })) jobs.set(j.id, j);
+      for (const j of await new DeqoClient(urlOf(0), accounts.buyerKeys[b]!).listJobs({ limit: JOBS_PER_BUYER }))
+        jobs.set(j.id, j);
     }
     const latencies: number[] = [];
     let verified = 0;
@@ -191,21 +265,41 @@ export async function runDispatch(o: DispatchOptions): Promise<DispatchResult | 
     }
     const step = Math.max(1, Math.floor(submits.length / PHASE_SAMPLE));
     const sample = submits.filter((_, i) => i % step === 0).slice(0, PHASE_SAMPLE);
-    const phases = (await mapPool(sample, 8, async (s) => jobPhases(await new DeqoClient(urlOf(0), accounts.buyerKeys[s.buyer]!).getJob(s.jobId), s.at)))
-      .filter((p): p is Phases => p !== null);
+    const phases = (
+      await mapPool(sample, 8, async (s) =>
+        jobPhases(await new DeqoClient(urlOf(0), accounts.buyerKeys[s.buyer]!).getJob(s.jobId), s.at),
+      )
+    ).filter((p): p is Phases => p !== null);
     const durationMs = end - t0;
     const coordCpu = cpu0 !== null && cpu1 !== null ? cpu1 - cpu0 : null;
     const jobsPerSecond = round(verified / (durationMs / 1000));
     return {
-      benchmark: 'dispatch', database: o.database, coordinators: coords.length, coordinatorMode: coords[0]!.pid === null ? 'in-process' : 'process',
-      agents: o.agents, buyers: buyers - 1, jobs: o.jobs, concurrency: o.concurrency, warmup: o.warmup, rate: o.rate ?? null,
-      verification: 'replicate, replicas 1, quorum 1', verified, notVerified: o.jobs - verified, agentErrors, firstAgentError,
-      durationS: seconds(durationMs), jobsPerSecond, submitPerSecond: round(o.jobs / ((lastSubmit - t0) / 1000)),
-      latencyMs: distribution(latencies), submitLatencyMs: distribution(submits.map((s) => s.ms)), phasesP50Ms: phasesP50(phases),
+      benchmark: 'dispatch',
+      database: o.database,
+      coordinators: coords.length,
+      coordinatorMode: coords[0]!.pid === null ? 'in-process' : 'process',
+      agents: o.agents,
+      buyers: buyers - 1,
+      jobs: o.jobs,
+      concurrency: o.concurrency,
+      warmup: o.warmup,
+      rate: o.rate ?? null,
+      verification: 'replicate, replicas 1, quorum 1',
+      verified,
+      notVerified: o.jobs - verified,
+      agentErrors,
+      firstAgentError,
+      durationS: seconds(durationMs),
+      jobsPerSecond,
+      submitPerSecond: round(o.jobs / ((lastSubmit - t0) / 1000)),
+      latencyMs: distribution(latencies),
+      submitLatencyMs: distribution(submits.map((s) => s.ms)),
+      phasesP50Ms: phasesP50(phases),
       coordinatorCpuS: coordCpu === null ? null : round(coordCpu, 2),
       coordinatorCpuCores: coordCpu === null ? null : round(coordCpu / (durationMs / 1000), 2),
       coordinatorCpuMsPerJob: coordCpu === null || verified === 0 ? null : round((coordCpu * 1000) / verified, 2),
-      benchProcessCpuS: round((bench1.user + bench1.system) / 1e6, 2), loadAverageAtStart: round(loadAverageAtStart, 2),
+      benchProcessCpuS: round((bench1.user + bench1.system) / 1e6, 2),
+      loadAverageAtStart: round(loadAverageAtStart, 2),
       target: { jobsPerSecond: DISPATCH_TARGET_JOBS_PER_S, met: jobsPerSecond >= DISPATCH_TARGET_JOBS_PER_S },
     };
   } finally {

@@ -33,28 +33,59 @@ function int(v: string | undefined, d: number, name: string): number {
 }
 
 async function main(): Promise<number> {
-  const { values: v, positionals } = parseArgs({ allowPositionals: true, options: {
-    'json-out': { type: 'string' }, jobs: { type: 'string' }, agents: { type: 'string' }, concurrency: { type: 'string' },
-    warmup: { type: 'string' }, rate: { type: 'string' }, database: { type: 'string' }, 'postgres-url': { type: 'string' }, profile: { type: 'string' },
-    runs: { type: 'string' }, 'container-warmup': { type: 'string' }, 'size-mib': { type: 'string' }, help: { type: 'boolean' },
-  } });
-  if (v.help) { process.stdout.write(`${USAGE}\n`); return 0; }
+  const { values: v, positionals } = parseArgs({
+    allowPositionals: true,
+    options: {
+      'json-out': { type: 'string' },
+      jobs: { type: 'string' },
+      agents: { type: 'string' },
+      concurrency: { type: 'string' },
+      warmup: { type: 'string' },
+      rate: { type: 'string' },
+      database: { type: 'string' },
+      'postgres-url': { type: 'string' },
+      profile: { type: 'string' },
+      runs: { type: 'string' },
+      'container-warmup': { type: 'string' },
+      'size-mib': { type: 'string' },
+      help: { type: 'boolean' },
+    },
+  });
+  if (v.help) {
+    process.stdout.write(`${USAGE}\n`);
+    return 0;
+  }
   const bad = positionals.find((p) => !(BENCHMARKS as readonly string[]).includes(p));
   if (bad) throw new Error(`unknown benchmark ${bad}\n${USAGE}`);
-  const chosen: Name[] = positionals.length > 0 ? positionals as Name[] : [...BENCHMARKS];
+  const chosen: Name[] = positionals.length > 0 ? (positionals as Name[]) : [...BENCHMARKS];
   const db = v.database ?? 'both';
-  const databases = db === 'both' ? ['sqlite', 'postgres'] as const : db === 'sqlite' || db === 'postgres' ? [db] as const : null;
+  const databases =
+    db === 'both' ? (['sqlite', 'postgres'] as const) : db === 'sqlite' || db === 'postgres' ? ([db] as const) : null;
   if (!databases) throw new Error(`--database must be sqlite, postgres or both, got ${v.database}`);
 
   const doc = {
-    startedAt: new Date().toISOString(), node: process.version,
-    machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? '?', memoryMiB: Math.round(totalmem() / 2 ** 20), loadAverage: loadavg().map((x) => Math.round(x * 100) / 100) },
+    startedAt: new Date().toISOString(),
+    node: process.version,
+    machine: {
+      cpus: cpus().length,
+      cpuModel: cpus()[0]?.model ?? '?',
+      memoryMiB: Math.round(totalmem() / 2 ** 20),
+      loadAverage: loadavg().map((x) => Math.round(x * 100) / 100),
+    },
     results: [] as unknown[],
   };
   let failed = false;
-  const record = (r: unknown) => { doc.results.push(r); process.stdout.write(`${JSON.stringify(r)}\n`); };
+  const record = (r: unknown) => {
+    doc.results.push(r);
+    process.stdout.write(`${JSON.stringify(r)}\n`);
+  };
   const attempt = async (name: string, fn: () => Promise<unknown>) => {
-    try { record(await fn()); } catch (err) { failed = true; record({ benchmark: name, error: (err as Error).stack ?? String(err) }); }
+    try {
+      record(await fn());
+    } catch (err) {
+      failed = true;
+      record({ benchmark: name, error: (err as Error).stack ?? String(err) });
+    }
   };
 
   for (const name of chosen) {
@@ -63,14 +94,25 @@ async function main(): Promise<number> {
         await attempt('dispatch', async () => {
           const profDir = v.profile ? resolve(v.profile, `dispatch-${database}-${Date.now()}`) : undefined;
           if (profDir) await mkdir(profDir, { recursive: true });
-          const r = await runDispatch({ database, jobs: int(v.jobs, 3_000, 'jobs'), agents: int(v.agents, 100, 'agents'),
-            concurrency: int(v.concurrency, 64, 'concurrency'), warmup: int(v.warmup, 300, 'warmup'),
-            rate: v.rate === undefined ? undefined : int(v.rate, 0, 'rate') || undefined, postgresUrl: v['postgres-url'], cpuProfDir: profDir });
-          return profDir && !('skipped' in r) ? { ...r, profile: { dir: profDir, ...(await summarizeProfiles(profDir, 15)) } } : r;
+          const r = await runDispatch({
+            database,
+            jobs: int(v.jobs, 3_000, 'jobs'),
+            agents: int(v.agents, 100, 'agents'),
+            concurrency: int(v.concurrency, 64, 'concurrency'),
+            warmup: int(v.warmup, 300, 'warmup'),
+            rate: v.rate === undefined ? undefined : int(v.rate, 0, 'rate') || undefined,
+            postgresUrl: v['postgres-url'],
+            cpuProfDir: profDir,
+          });
+          return profDir && !('skipped' in r)
+            ? { ...r, profile: { dir: profDir, ...(await summarizeProfiles(profDir, 15)) } }
+            : r;
         });
       }
     } else if (name === 'container') {
-      await attempt('container', () => runContainer({ runs: int(v.runs, 30, 'runs'), warmup: int(v['container-warmup'], 3, 'container-warmup') }));
+      await attempt('container', () =>
+        runContainer({ runs: int(v.runs, 30, 'runs'), warmup: int(v['container-warmup'], 3, 'container-warmup') }),
+      );
     } else {
       await attempt('datapath', () => runDatapath({ sizeMiB: int(v['size-mib'], 1024, 'size-mib') }));
     }
@@ -82,4 +124,12 @@ async function main(): Promise<number> {
   return failed ? 1 : 0;
 }
 
-main().then((code) => { process.exitCode = code; }, (err: Error) => { process.stderr.write(`bench: ${err.message}\n`); process.exitCode = 2; });
+main().then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: Error) => {
+    process.stderr.write(`bench: ${err.message}\n`);
+    process.exitCode = 2;
+  },
+);

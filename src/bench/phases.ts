@@ -24,10 +24,18 @@ export interface Phases {
 /** Phases of a job that succeeded with one valid execution; null otherwise. */
 export function jobPhases(view: JobView, submittedAt: number): Phases | null {
   const e = view.tasks[0]?.executions.find((x) => x.state === 'valid');
-  if (view.state !== 'succeeded' || !e || view.finishedAt === null || e.startedAt === null || e.finishedAt === null) return null;
+  if (view.state !== 'succeeded' || !e || view.finishedAt === null || e.startedAt === null || e.finishedAt === null)
+    return null;
   const container = e.usage?.wallMs ?? 0;
-  return { submit: view.createdAt - submittedAt, schedule: e.createdAt - view.createdAt, claim: e.startedAt - e.createdAt,
-    agent: e.finishedAt - e.startedAt, container, agentOverhead: e.finishedAt - e.startedAt - container, verify: view.finishedAt - e.finishedAt };
+  return {
+    submit: view.createdAt - submittedAt,
+    schedule: e.createdAt - view.createdAt,
+    claim: e.startedAt - e.createdAt,
+    agent: e.finishedAt - e.startedAt,
+    container,
+    agentOverhead: e.finishedAt - e.startedAt - container,
+    verify: view.finishedAt - e.finishedAt,
+  };
 }
 
 /** The p50 of each phase over `phases` (null when empty). */

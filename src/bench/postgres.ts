@@ -12,10 +12,16 @@ const run = promisify(execFile);
 export const DEFAULT_POSTGRES_URL = 'postgres://postgres@127.0.0.1:5432';
 
 /** A created database: its URL and how to drop it. */
-export interface BenchDatabase { url: string; name: string; drop(): Promise<void> }
+export interface BenchDatabase {
+  url: string;
+  name: string;
+  drop(): Promise<void>;
+}
 
 async function psql(serverUrl: string, sql: string): Promise<void> {
-  await run('psql', [`${serverUrl.replace(/\/+$/, '')}/postgres`, '-v', 'ON_ERROR_STOP=1', '-qtAc', sql], { timeout: 30_000 });
+  await run('psql', [`${serverUrl.replace(/\/+$/, '')}/postgres`, '-v', 'ON_ERROR_STOP=1', '-qtAc', sql], {
+    timeout: 30_000,
+  });
 }
 
 /**
@@ -31,6 +37,9 @@ export async function createBenchDatabase(serverUrl = DEFAULT_POSTGRES_URL): Pro
     if (e.code === 'ENOENT') throw new Error('the psql client is not installed (apt-get install postgresql-client)');
     throw new Error(`cannot create a database on ${serverUrl}: ${(e.stderr ?? e.message).trim()}`);
   }
-  return { url: `${serverUrl.replace(/\/+$/, '')}/${name}`, name,
-    drop: () => psql(serverUrl, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`) };
+  return {
+    url: `${serverUrl.replace(/\/+$/, '')}/${name}`,
+    name,
+    drop: () => psql(serverUrl, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`),
+  };
 }

@@ -6,17 +6,37 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
-interface ProfileNode { id: number; callFrame: { functionName: string; url: string; lineNumber: number }; hitCount?: number; children?: number[] }
-interface CpuProfile { nodes: ProfileNode[]; startTime: number; endTime: number; samples?: number[] }
+interface ProfileNode {
+  id: number;
+  callFrame: { functionName: string; url: string; lineNumber: number };
+  hitCount?: number;
+  children?: number[];
+}
+interface CpuProfile {
+  nodes: ProfileNode[];
+  startTime: number;
+  endTime: number;
+  samples?: number[];
+}
 
 /** Self time of a function or package: ms and share of all samples (0–1). */
-export interface SelfTime { name: string; ms: number; share: number }
+export interface SelfTime {
+  name: string;
+  ms: number;
+  share: number;
+}
 
 /**
  * Summary of every profile in a folder. `byDeqoFunction` charges each sample to the innermost Deqo function
  * on its stack (so the time a store method spends inside Kysely and SQLite is charged to that method).
  */
-export interface ProfileSummary { files: string[]; totalMs: number; byPackage: SelfTime[]; topFunctions: SelfTime[]; byDeqoFunction: SelfTime[] }
+export interface ProfileSummary {
+  files: string[];
+  totalMs: number;
+  byPackage: SelfTime[];
+  topFunctions: SelfTime[];
+  byDeqoFunction: SelfTime[];
+}
 
 /** The package a frame belongs to: `node_modules/<pkg>` → pkg, `dist/<part>/…` → deqo/<part>, `node:…` → node, else V8's bucket name. */
 export function packageOf(url: string, functionName: string): string {
@@ -48,16 +68,32 @@ export async function summarizeProfiles(dir: string, top = 25): Promise<ProfileS
       const { functionName, url, lineNumber } = n.callFrame;
       const pkg = packageOf(url, functionName);
       byPkg.set(pkg, (byPkg.get(pkg) ?? 0) + ms);
-      const fn = `${functionName || '(anonymous)'} ${url ? `${url.replace(/^.*\/(node_modules|dist)\//, '$1/')}:${lineNumber + 1}` : ''}`.trim();
+      const fn =
+        `${functionName || '(anonymous)'} ${url ? `${url.replace(/^.*\/(node_modules|dist)\//, '$1/')}:${lineNumber + 1}` : ''}`.trim();
       byFn.set(fn, (byFn.get(fn) ?? 0) + ms);
       let d: ProfileNode | undefined = n;
       while (d && !packageOf(d.callFrame.url, d.callFrame.functionName).startsWith('deqo/')) d = parent.get(d.id);
-      const owner = d ? `${d.callFrame.functionName || '(anonymous)'} ${d.callFrame.url.replace(/^.*\/dist\//, '')}:${d.callFrame.lineNumber + 1}` : '(outside deqo)';
+      const owner = d
+        ? `${d.callFrame.functionName || '(anonymous)'} ${d.callFrame.url.replace(/^.*\/dist\//, '')}:${d.callFrame.lineNumber + 1}`
+        : '(outside deqo)';
       byDeqo.set(owner, (byDeqo.get(owner) ?? 0) + ms);
       totalMs += ms;
     }
   }
-  const rank = (m: Map<string, number>) => [...m].sort((a, b) => b[1] - a[1]).slice(0, top)
-    .map(([name, ms]) => ({ name, ms: Math.round(ms), share: totalMs > 0 ? Math.round((ms / totalMs) * 1000) / 1000 : 0 }));
-  return { files, totalMs: Math.round(totalMs), byPackage: rank(byPkg), topFunctions: rank(byFn), byDeqoFunction: rank(byDeqo) };
+  const rank = (m: Map<string, number>) =>
+    [...m]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, top)
+      .map(([name, ms]) => ({
+        name,
+        ms: Math.round(ms),
+        share: totalMs > 0 ? Math.round((ms / totalMs) * 1000) / 1000 : 0,
+      }));
+  return {
+    files,
+    totalMs: Math.round(totalMs),
+    byPackage: rank(byPkg),
+    topFunctions: rank(byFn),
+    byDeqoFunction: rank(byDeqo),
+  };
 }

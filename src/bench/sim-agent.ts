@@ -8,24 +8,44 @@
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ApiError, DeqoClient, uploadFile } from '../client/index.js';
-import { loadOrCreateIdentity, signRegistration } from '../agent/identity.js';
-import { buildManifest, resultHash, sha256File, tarOutputs } from '../agent/results.js';
-import type { ExecutionOutcome, Executor, ExecutionRequest, OwnContainer } from '../agent/executor.js';
+import { ApiError, DeqoClient, sha256File, uploadFile } from '../client/index.js';
+import {
+  buildManifest,
+  loadOrCreateIdentity,
+  signRegistration,
+  tarOutputs,
+  type ExecutionOutcome,
+  type Executor,
+  type ExecutionRequest,
+  type OwnContainer,
+} from '../agent/index.js';
+import { resultHashOf } from '../core/index.js';
 import type { Assignment, Capacity, ReportRequest } from '../protocol/index.js';
 
 /** An executor that runs nothing: every execution exits 0 at once with zero usage. */
 export class NoopExecutor implements Executor {
   /** A fixed version string (there is no engine). */
-  async version(): Promise<string> { return 'noop'; }
+  async version(): Promise<string> {
+    return 'noop';
+  }
   /** Ends at once: exit 0, no output. */
   async run(_req: ExecutionRequest): Promise<ExecutionOutcome> {
-    return { kind: 'exited', exitCode: 0, usage: { wallMs: 0, cpuMs: 0, maxMemoryBytes: 0 }, stdoutTruncated: false, stderrTruncated: false };
+    return {
+      kind: 'exited',
+      exitCode: 0,
+      usage: { wallMs: 0, cpuMs: 0, maxMemoryBytes: 0 },
+      stdoutTruncated: false,
+      stderrTruncated: false,
+    };
   }
   /** There are no containers to take over: ends at once like run. */
-  async attach(_containerId: string, req: ExecutionRequest): Promise<ExecutionOutcome> { return this.run(req); }
+  async attach(_containerId: string, req: ExecutionRequest): Promise<ExecutionOutcome> {
+    return this.run(req);
+  }
   /** Nothing is ever left behind. */
-  async containers(): Promise<OwnContainer[]> { return []; }
+  async containers(): Promise<OwnContainer[]> {
+    return [];
+  }
   /** Nothing to remove. */
   async remove(_containerId: string): Promise<void> {}
 }
@@ -46,8 +66,17 @@ export async function buildFixedResult(dir: string): Promise<{ result: FixedResu
   const tarball = join(dir, 'outputs.tar.gz');
   await tarOutputs(outputs, tarball);
   const outputsBlob = await sha256File(tarball);
-  return { result: { outcome: 'completed', manifest, resultHash: resultHash(manifest), outputsBlob, stdoutBlob: manifest.stdoutSha256,
-    stderrBlob: manifest.stdoutSha256 }, files: [stdout, tarball] };
+  return {
+    result: {
+      outcome: 'completed',
+      manifest,
+      resultHash: resultHashOf(manifest),
+      outputsBlob,
+      stdoutBlob: manifest.stdoutSha256,
+      stderrBlob: manifest.stdoutSha256,
+    },
+    files: [stdout, tarball],
+  };
 }
 
 /** Settings of one simulated agent. */
@@ -84,15 +113,23 @@ export class SimAgent {
   private loop: Promise<void> | null = null;
   private wakeLoop: (() => void) | null = null;
 
-  constructor(private readonly o: SimAgentOptions) { this.client = new DeqoClient(o.coordinatorUrl, o.providerKey); }
+  constructor(private readonly o: SimAgentOptions) {
+    this.client = new DeqoClient(o.coordinatorUrl, o.providerKey);
+  }
 
   /** Uploads its blobs, registers like a real agent and starts heartbeating and claiming. */
   async start(): Promise<void> {
     for (const f of this.o.blobFiles) await uploadFile(this.client, f);
     const identity = await loadOrCreateIdentity(this.o.dataDir);
     const timestamp = Date.now();
-    const reg = await this.client.registerAgent({ publicKey: identity.publicKey, name: this.o.name, timestamp,
-      signature: signRegistration(identity, timestamp), capacity: this.o.capacity, availability: { state: 'available' } });
+    const reg = await this.client.registerAgent({
+      publicKey: identity.publicKey,
+      name: this.o.name,
+      timestamp,
+      signature: signRegistration(identity, timestamp),
+      capacity: this.o.capacity,
+      availability: { state: 'available' },
+    });
     this.agentId = reg.agentId;
     this.heartbeatTimer = setInterval(() => {
       this.client.heartbeat(this.agentId, [], { state: 'available' }).catch((err: Error) => this.o.onError(err));
@@ -111,9 +148,19 @@ export class SimAgent {
 
   private async claimLoop(): Promise<void> {
     while (!this.stopped) {
-      if (this.inflight >= this.o.slots) { await new Promise<void>((r) => { this.wakeLoop = r; }); continue; }
+      if (this.inflight >= this.o.slots) {
+        await new Promise<void>((r) => {
+          this.wakeLoop = r;
+        });
+        continue;
+      }
       try {
-        const got = await this.client.claim(this.agentId, this.o.slots - this.inflight, CLAIM_WAIT_MS, this.abort.signal);
+        const got = await this.client.claim(
+          this.agentId,
+          this.o.slots - this.inflight,
+          CLAIM_WAIT_MS,
+          this.abort.signal,
+        );
         for (const a of got) void this.run(a);
       } catch (err) {
         if (this.stopped) break;
@@ -126,12 +173,31 @@ export class SimAgent {
   private async run(a: Assignment): Promise<void> {
     this.inflight++;
     try {
-      const outcome = await this.executor.run({ executionId: a.executionId, fencingToken: a.fencingToken, image: a.image, command: a.command, env: a.env, resources: a.resources,
-        limits: a.limits, hostInputsDir: '/nonexistent', hostOutputDir: '/nonexistent', outputDir: a.outputDir, stdoutPath: '', stderrPath: '', network: a.network });
-      await this.client.report(this.agentId, a.executionId, { ...this.o.result, fencingToken: a.fencingToken, usage: outcome.usage });
+      const outcome = await this.executor.run({
+        executionId: a.executionId,
+        fencingToken: a.fencingToken,
+        image: a.image,
+        command: a.command,
+        env: a.env,
+        resources: a.resources,
+        limits: a.limits,
+        hostInputsDir: '/nonexistent',
+        hostOutputDir: '/nonexistent',
+        outputDir: a.outputDir,
+        stdoutPath: '',
+        stderrPath: '',
+        network: a.network,
+      });
+      await this.client.report(this.agentId, a.executionId, {
+        ...this.o.result,
+        fencingToken: a.fencingToken,
+        usage: outcome.usage,
+      });
       this.o.onReported(a.executionId);
     } catch (err) {
-      this.o.onError(err instanceof ApiError ? new Error(`report refused: ${err.code}: ${err.message}`) : err as Error);
+      this.o.onError(
+        err instanceof ApiError ? new Error(`report refused: ${err.code}: ${err.message}`) : (err as Error),
+      );
     } finally {
       this.inflight--;
       this.wakeLoop?.();

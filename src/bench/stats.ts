@@ -2,7 +2,13 @@
 import { readFileSync } from 'node:fs';
 
 /** Percentiles of a sample (nearest rank), milliseconds in and out, rounded to 0.1 ms. */
-export interface Distribution { n: number; p50: number; p99: number; max: number; mean: number }
+export interface Distribution {
+  n: number;
+  p50: number;
+  p99: number;
+  max: number;
+  mean: number;
+}
 
 /** Nearest-rank percentile `p` (0–100) of `sorted` (ascending); NaN for an empty sample. */
 export function percentile(sorted: readonly number[], p: number): number {
@@ -16,11 +22,21 @@ export function distribution(values: readonly number[]): Distribution {
   const s = [...values].sort((a, b) => a - b);
   const r = (x: number) => Math.round(x * 10) / 10;
   const mean = s.length === 0 ? Number.NaN : s.reduce((a, b) => a + b, 0) / s.length;
-  return { n: s.length, p50: r(percentile(s, 50)), p99: r(percentile(s, 99)), max: r(s[s.length - 1] ?? Number.NaN), mean: r(mean) };
+  return {
+    n: s.length,
+    p50: r(percentile(s, 50)),
+    p99: r(percentile(s, 99)),
+    max: r(s[s.length - 1] ?? Number.NaN),
+    mean: r(mean),
+  };
 }
 
 /** Runs `fn` over `items` with at most `concurrency` calls in flight; results in input order. Rejects on the first failure. */
-export async function mapPool<T, R>(items: readonly T[], concurrency: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
+export async function mapPool<T, R>(
+  items: readonly T[],
+  concurrency: number,
+  fn: (item: T, index: number) => Promise<R>,
+): Promise<R[]> {
   const out = new Array<R>(items.length);
   let next = 0;
   const worker = async () => {
@@ -64,13 +80,26 @@ export function sampleRss(pid: number, intervalMs = 100): { stop(): { peakBytes:
   let samples = 1;
   const timer = setInterval(() => {
     const rss = processRssBytes(pid);
-    if (rss !== null) { peak = Math.max(peak, rss); samples++; }
+    if (rss !== null) {
+      peak = Math.max(peak, rss);
+      samples++;
+    }
   }, intervalMs);
-  return { stop() { clearInterval(timer); return { peakBytes: peak, samples }; } };
+  return {
+    stop() {
+      clearInterval(timer);
+      return { peakBytes: peak, samples };
+    },
+  };
 }
 
 /** Milliseconds → seconds rounded to 3 decimals. */
-export function seconds(ms: number): number { return Math.round(ms) / 1000; }
+export function seconds(ms: number): number {
+  return Math.round(ms) / 1000;
+}
 
 /** Rounds to `digits` decimals (for the JSON results). */
-export function round(x: number, digits = 1): number { const f = 10 ** digits; return Math.round(x * f) / f; }
+export function round(x: number, digits = 1): number {
+  const f = 10 ** digits;
+  return Math.round(x * f) / f;
+}

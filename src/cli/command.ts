@@ -5,7 +5,9 @@ import { CliError, EXIT, exitCodeForApiError } from './exit-codes.js';
 import type { Env, GlobalOptions } from './settings.js';
 
 /** What every command gets: the environment read once at start. */
-export interface CliContext { env: Readonly<Env> }
+export interface CliContext {
+  env: Readonly<Env>;
+}
 
 /** Global flags (inherited by subcommands through optsWithGlobals). */
 export function globals(cmd: Command): GlobalOptions {
@@ -29,11 +31,15 @@ export function reportError(err: unknown): number {
   if (err instanceof ApiError) {
     process.stderr.write(`error: ${err.message}${err.code !== 'unreachable' ? ` [${err.code}]` : ''}\n`);
     if (Array.isArray(err.details)) {
-      for (const d of err.details as Array<{ path?: string; message?: string }>) process.stderr.write(`  ${d.path ?? ''}: ${d.message ?? ''}\n`);
+      for (const d of err.details as Array<{ path?: string; message?: string }>)
+        process.stderr.write(`  ${d.path ?? ''}: ${d.message ?? ''}\n`);
     }
     return exitCodeForApiError(err.code);
   }
-  if (err instanceof CliError) { process.stderr.write(`error: ${err.message}\n`); return err.exitCode; }
+  if (err instanceof CliError) {
+    process.stderr.write(`error: ${err.message}\n`);
+    return err.exitCode;
+  }
   process.stderr.write(`error: ${(err as Error)?.stack ?? String(err)}\n`);
   return EXIT.INTERNAL;
 }

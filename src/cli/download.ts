@@ -5,14 +5,17 @@
 import { mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as tar from 'tar';
-import type { DeqoClient } from '../client/index.js';
+import { sha256File, type DeqoClient } from '../client/index.js';
 import type { JobResults } from '../protocol/index.js';
-import { sha256File } from '../agent/results.js';
 import { CliError, EXIT } from './exit-codes.js';
 import { downloadWithProgress } from './transfer.js';
 
 /** Where each task's outputs went. */
-export interface DownloadedTask { taskIndex: number; dir: string; files: string[] }
+export interface DownloadedTask {
+  taskIndex: number;
+  dir: string;
+  files: string[];
+}
 
 /** Downloads and verifies outputs of every verified task into `dir`. Throws CliError when a file does not match. */
 export async function downloadResults(client: DeqoClient, results: JobResults, dir: string): Promise<DownloadedTask[]> {
@@ -28,9 +31,17 @@ export async function downloadResults(client: DeqoClient, results: JobResults, d
     await rm(tarball, { force: true });
     for (const f of t.manifest.files) {
       const actual = await sha256File(join(taskDir, f.path)).catch(() => 'missing');
-      if (actual !== f.sha256) throw new CliError(`task ${t.taskIndex}: ${f.path} does not match the verified result (${actual})`, EXIT.INTERNAL);
+      if (actual !== f.sha256)
+        throw new CliError(
+          `task ${t.taskIndex}: ${f.path} does not match the verified result (${actual})`,
+          EXIT.INTERNAL,
+        );
     }
-    done.push({ taskIndex: t.taskIndex, dir: taskDir, files: (await readdir(taskDir)).filter((n) => !n.startsWith('.')) });
+    done.push({
+      taskIndex: t.taskIndex,
+      dir: taskDir,
+      files: (await readdir(taskDir)).filter((n) => !n.startsWith('.')),
+    });
   }
   return done;
 }

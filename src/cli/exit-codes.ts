@@ -20,16 +20,30 @@ export const EXIT = {
 /** Exit code for an API error code. */
 export function exitCodeForApiError(code: string): number {
   switch (code) {
-    case 'validation_failed': case 'payload_too_large': case 'unsupported_media_type': return EXIT.USAGE;
-    case 'not_found': return EXIT.NOT_FOUND;
-    case 'unauthorized': case 'forbidden': return EXIT.AUTH;
-    case 'unreachable': return EXIT.UNREACHABLE;
-    case 'insufficient_funds': return EXIT.INSUFFICIENT_FUNDS;
-    default: return EXIT.INTERNAL;
+    case 'validation_failed':
+    case 'payload_too_large':
+    case 'unsupported_media_type':
+      return EXIT.USAGE;
+    case 'not_found':
+      return EXIT.NOT_FOUND;
+    case 'unauthorized':
+    case 'forbidden':
+      return EXIT.AUTH;
+    case 'unreachable':
+      return EXIT.UNREACHABLE;
+    case 'insufficient_funds':
+      return EXIT.INSUFFICIENT_FUNDS;
+    default:
+      return EXIT.INTERNAL;
   }
 }
 
 /** An error the CLI reports as one line on stderr and exits with `exitCode`. */
 export class CliError extends Error {
-  constructor(message: string, readonly exitCode: number) { super(message); }
+  constructor(
+    message: string,
+    readonly exitCode: number,
+  ) {
+    super(message);
+  }
 }

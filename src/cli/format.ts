@@ -2,12 +2,18 @@
 import type { ExecutionView, TaskView } from '../protocol/index.js';
 
 /** Prints `value` as indented JSON on stdout. */
-export function printJson(value: unknown): void { process.stdout.write(JSON.stringify(value, null, 2) + '\n'); }
+export function printJson(value: unknown): void {
+  process.stdout.write(JSON.stringify(value, null, 2) + '\n');
+}
 
 /** A plain text table with left-aligned columns. */
 export function table(header: string[], rows: string[][]): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => c.padEnd(widths[i]!))
+      .join('  ')
+      .trimEnd();
   return [line(header), ...rows.map(line)].join('\n') + '\n';
 }
 
@@ -16,7 +22,10 @@ export function formatBytes(n: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
   let i = 0;
   let v = n;
-  while (v >= 1024 && i < units.length - 1) { v /= 1024; i++; }
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
   return `${i === 0 ? v : v.toFixed(1)} ${units[i]}`;
 }
 
@@ -46,13 +55,17 @@ export function taskLine(t: TaskView): string {
   const outvoted = t.executions.filter((e) => e.state === 'invalid').map((e) => e.agentName);
   const head = `task ${t.index} (${formatParams(t)})`;
   switch (t.state) {
-    case 'queued': return `${head}: queued`;
+    case 'queued':
+      return `${head}: queued`;
     case 'running': {
       const reported = t.executions.filter((e) => e.state === 'reported').map((e) => e.agentName);
       return `${head}: running on ${runningOn.join(', ') || '(assigning)'}${reported.length ? `; reported by ${reported.join(', ')}` : ''}`;
     }
-    case 'verified': return `${head}: verified by ${agreed.join(' + ')}${outvoted.length ? `; outvoted: ${outvoted.join(', ')}` : ''}`;
-    case 'failed': return `${head}: failed: ${t.failure?.reason ?? '?'} (${t.failure?.blame ?? '?'}): ${t.failure?.message ?? ''}`;
-    case 'cancelled': return `${head}: cancelled`;
+    case 'verified':
+      return `${head}: verified by ${agreed.join(' + ')}${outvoted.length ? `; outvoted: ${outvoted.join(', ')}` : ''}`;
+    case 'failed':
+      return `${head}: failed: ${t.failure?.reason ?? '?'} (${t.failure?.blame ?? '?'}): ${t.failure?.message ?? ''}`;
+    case 'cancelled':
+      return `${head}: cancelled`;
   }
 }

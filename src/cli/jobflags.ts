@@ -7,14 +7,44 @@ import { Command, Option, InvalidArgumentError } from 'commander';
 import { VerificationModeSchema } from '../protocol/index.js';
 import { CliError, EXIT } from './exit-codes.js';
 import { readSpecFile } from './specfile.js';
-import { collect, parseCpus, parseCredits, parseEnvPair, parseFraction, parseInputFlag, parseIntFlag, parseMemoryMb, parseSeconds } from './commands/units.js';
+import {
+  collect,
+  parseCpus,
+  parseCredits,
+  parseEnvPair,
+  parseFraction,
+  parseInputFlag,
+  parseIntFlag,
+  parseMemoryMb,
+  parseSeconds,
+} from './commands/units.js';
 
 /** Options the job flags produce. */
 export interface JobFlagOptions {
-  file?: string; name?: string; cpus?: number; memory?: number; timeout?: number; gpus?: number; input: Array<{ path: string; file: string }>;
-  output?: string; replicas?: number; quorum?: number; verify?: string; env: Record<string, string>; network?: boolean;
-  maxCpuHour?: number; maxMemoryGibHour?: number; maxGpuHour?: number; maxStartFee?: number;
-  arch?: string; os?: string; gpuModel?: string; label: Record<string, string>; minReputation?: number; provider: string[]; queueTimeout?: number;
+  file?: string;
+  name?: string;
+  cpus?: number;
+  memory?: number;
+  timeout?: number;
+  gpus?: number;
+  input: Array<{ path: string; file: string }>;
+  output?: string;
+  replicas?: number;
+  quorum?: number;
+  verify?: string;
+  env: Record<string, string>;
+  network?: boolean;
+  maxCpuHour?: number;
+  maxMemoryGibHour?: number;
+  maxGpuHour?: number;
+  maxStartFee?: number;
+  arch?: string;
+  os?: string;
+  gpuModel?: string;
+  label: Record<string, string>;
+  minReputation?: number;
+  provider: string[];
+  queueTimeout?: number;
 }
 
 function parseGpus(v: string): number {
@@ -29,12 +59,25 @@ export function addJobFlags(cmd: Command): Command {
     .option('--name <name>', 'a name to recognise the job by')
     .option('--cpus <n>', 'CPU cores (fractions allowed) [default 1]', parseCpus)
     .option('--memory <size>', 'memory limit, e.g. 512m, 2g (MiB if no unit) [default 512m]', parseMemoryMb)
-    .option('--timeout <duration>', 'wall-clock limit, e.g. 90s, 10m, 2h (seconds if no unit) [default 10m]', parseSeconds)
+    .option(
+      '--timeout <duration>',
+      'wall-clock limit, e.g. 90s, 10m, 2h (seconds if no unit) [default 10m]',
+      parseSeconds,
+    )
     .option('--gpus <n>', 'GPUs to reserve [default 0]', parseGpus)
-    .option('--input <file[:path]>', 'local file to upload and mount read-only at /inputs/<path> (repeatable)', parseInputFlag, [])
+    .option(
+      '--input <file[:path]>',
+      'local file to upload and mount read-only at /inputs/<path> (repeatable)',
+      parseInputFlag,
+      [],
+    )
     .option('--output <dir>', 'directory inside the container whose files are the outputs [default /outputs]')
-    .addOption(new Option('--verify <mode>', 'verification: none (1 execution), replicate (replicas/quorum), adaptive (trusted providers run alone) [default replicate]')
-      .choices(VerificationModeSchema.options))
+    .addOption(
+      new Option(
+        '--verify <mode>',
+        'verification: none (1 execution), replicate (replicas/quorum), adaptive (trusted providers run alone) [default replicate]',
+      ).choices(VerificationModeSchema.options),
+    )
     .option('--replicas <n>', 'executions per task, each on a different provider [default 1]', parseIntFlag)
     .option('--quorum <n>', 'matching results needed to accept a task [default 1]', parseIntFlag)
     .option('-e, --env <KEY=VALUE>', 'environment variable for the container (repeatable)', parseEnvPair, {})
@@ -57,12 +100,17 @@ export function addJobFlags(cmd: Command): Command {
  * Without a spec file an image and a command are needed, unless `needCommand` is false (script jobs default them).
  * Throws CliError (USAGE).
  */
-export async function rawSpecFromFlags(image: string | undefined, command: string[], opts: JobFlagOptions, needCommand = true)
-  : Promise<{ raw: Record<string, unknown>; baseDir: string }> {
+export async function rawSpecFromFlags(
+  image: string | undefined,
+  command: string[],
+  opts: JobFlagOptions,
+  needCommand = true,
+): Promise<{ raw: Record<string, unknown>; baseDir: string }> {
   let raw: Record<string, unknown> = {};
   let baseDir = process.cwd();
   if (opts.file) ({ raw, baseDir } = await readSpecFile(opts.file));
-  else if (needCommand && (!image || command.length === 0)) throw new CliError('give an image and a command, or a spec file with -f (see --help)', EXIT.USAGE);
+  else if (needCommand && (!image || command.length === 0))
+    throw new CliError('give an image and a command, or a spec file with -f (see --help)', EXIT.USAGE);
   const section = (key: string, values: Record<string, unknown>) => {
     const set = Object.fromEntries(Object.entries(values).filter(([, v]) => v !== undefined));
     if (Object.keys(set).length > 0) raw[key] = { ...(raw[key] as object | undefined), ...set };
@@ -72,10 +120,23 @@ export async function rawSpecFromFlags(image: string | undefined, command: strin
   if (opts.name) raw.name = opts.name;
   section('resources', { cpus: opts.cpus, memoryMb: opts.memory, timeoutSeconds: opts.timeout, gpus: opts.gpus });
   section('verification', { mode: opts.verify, replicas: opts.replicas, quorum: opts.quorum });
-  section('maxPrice', { cpuHour: opts.maxCpuHour, memoryGiBHour: opts.maxMemoryGibHour, gpuHour: opts.maxGpuHour, startFee: opts.maxStartFee });
-  section('constraints', { arch: opts.arch, os: opts.os, gpuModel: opts.gpuModel, minReputation: opts.minReputation,
-    labels: Object.keys(opts.label).length > 0 ? { ...((raw.constraints as { labels?: object } | undefined)?.labels), ...opts.label } : undefined,
-    providers: opts.provider.length > 0 ? opts.provider : undefined });
+  section('maxPrice', {
+    cpuHour: opts.maxCpuHour,
+    memoryGiBHour: opts.maxMemoryGibHour,
+    gpuHour: opts.maxGpuHour,
+    startFee: opts.maxStartFee,
+  });
+  section('constraints', {
+    arch: opts.arch,
+    os: opts.os,
+    gpuModel: opts.gpuModel,
+    minReputation: opts.minReputation,
+    labels:
+      Object.keys(opts.label).length > 0
+        ? { ...(raw.constraints as { labels?: object } | undefined)?.labels, ...opts.label }
+        : undefined,
+    providers: opts.provider.length > 0 ? opts.provider : undefined,
+  });
   if (opts.queueTimeout !== undefined) raw.queueTimeoutSeconds = opts.queueTimeout;
   if (Object.keys(opts.env).length > 0) raw.env = { ...(raw.env as object | undefined), ...opts.env };
   if (opts.output) raw.outputDir = opts.output;

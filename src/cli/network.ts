@@ -10,8 +10,14 @@ import { fileURLToPath } from 'node:url';
 import pino from 'pino';
 import { z } from 'zod';
 import { DeqoClient } from '../client/index.js';
-import { createAccountWithKey, DEFAULT_COORDINATOR_CONFIG, startCoordinator, type RunningCoordinator } from '../coordinator/index.js';
-import { DEFAULT_ENGINE_CONFIG, type EngineConfig } from '../engine/index.js';
+import {
+  createAccountWithKey,
+  DEFAULT_COORDINATOR_CONFIG,
+  DEFAULT_ENGINE_CONFIG,
+  startCoordinator,
+  type EngineConfig,
+  type RunningCoordinator,
+} from '../coordinator/index.js';
 import { CliError, EXIT } from './exit-codes.js';
 
 /** Path of the `deqo` executable script, to spawn agents with the same code. */
@@ -55,19 +61,33 @@ export interface LocalNetwork {
  * Loads the network's keys, or creates an admin, the demo buyer (granted DEMO_BUYER_CREDITS by the admin)
  * and one provider account per agent (keys saved 0600 in keys.json).
  */
-async function ensureAccounts(coord: RunningCoordinator, dataDir: string, agents: number): Promise<z.infer<typeof KeysSchema>> {
+async function ensureAccounts(
+  coord: RunningCoordinator,
+  dataDir: string,
+  agents: number,
+): Promise<z.infer<typeof KeysSchema>> {
   const file = join(dataDir, 'keys.json');
   let keys: z.infer<typeof KeysSchema> | null = null;
-  try { keys = KeysSchema.parse(JSON.parse(await readFile(file, 'utf8'))); } catch { keys = null; }
+  try {
+    keys = KeysSchema.parse(JSON.parse(await readFile(file, 'utf8')));
+  } catch {
+    keys = null;
+  }
   const now = Date.now();
   if (!keys) {
     const adminKey = (await createAccountWithKey(coord.store, 'admin', ['admin'], 'admin', now)).apiKey;
     const buyerKey = (await createAccountWithKey(coord.store, 'demo-buyer', ['buyer'], 'buyer', now)).apiKey;
-    await new DeqoClient(coord.url, adminKey).adminGrant('demo-buyer', DEMO_BUYER_CREDITS, 'local network: demo credits');
+    await new DeqoClient(coord.url, adminKey).adminGrant(
+      'demo-buyer',
+      DEMO_BUYER_CREDITS,
+      'local network: demo credits',
+    );
     keys = { adminKey, buyerKey, providerKeys: [] };
   }
   for (let i = keys.providerKeys.length; i < agents; i++) {
-    keys.providerKeys.push((await createAccountWithKey(coord.store, `provider-${i + 1}`, ['provider'], 'provider', now)).apiKey);
+    keys.providerKeys.push(
+      (await createAccountWithKey(coord.store, `provider-${i + 1}`, ['provider'], 'provider', now)).apiKey,
+    );
   }
   await writeFile(file, JSON.stringify(keys, null, 2), { mode: 0o600 });
   return keys;
@@ -79,18 +99,42 @@ async function ensureAccounts(coord: RunningCoordinator, dataDir: string, agents
  */
 export async function startLocalNetwork(o: LocalNetworkOptions): Promise<LocalNetwork> {
   await mkdir(o.dataDir, { recursive: true });
-  const log = pino({ level: 'info' }, pino.destination({ dest: join(o.dataDir, 'coordinator.log'), sync: false, mkdir: true }));
-  const coordinator = await startCoordinator({ ...DEFAULT_COORDINATOR_CONFIG, dataDir: join(o.dataDir, 'coordinator'), port: o.port,
-    feeBps: o.feeBps ?? DEFAULT_COORDINATOR_CONFIG.feeBps,
-    engine: { ...DEFAULT_ENGINE_CONFIG, ...o.engine } }, log);
+  const log = pino(
+    { level: 'info' },
+    pino.destination({ dest: join(o.dataDir, 'coordinator.log'), sync: false, mkdir: true }),
+  );
+  const coordinator = await startCoordinator(
+    {
+      ...DEFAULT_COORDINATOR_CONFIG,
+      dataDir: join(o.dataDir, 'coordinator'),
+      port: o.port,
+      feeBps: o.feeBps ?? DEFAULT_COORDINATOR_CONFIG.feeBps,
+      engine: { ...DEFAULT_ENGINE_CONFIG, ...o.engine },
+    },
+    log,
+  );
   const keys = await ensureAccounts(coordinator, o.dataDir, o.agents);
   const agents: ChildProcess[] = [];
   const spawnAgent = (i: number, appendLog: boolean): ChildProcess => {
     const dir = join(o.dataDir, 'agents', `provider-${i + 1}`);
     // The idle policy stays off (the demo machine is busy by design; it must never stall the demo).
-    const args = [DEQO_BIN, 'agent', '--coordinator', coordinator.url, '--data-dir', dir, '--name', `provider-${i + 1}`, '--no-idle-policy',
-      ...(o.agentCpus ? ['--cpus', String(o.agentCpus)] : []), ...(o.agentArgs?.(i) ?? [])];
-    const child = spawn(process.execPath, args, { env: { ...process.env, DEQO_API_KEY: keys.providerKeys[i]! }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const args = [
+      DEQO_BIN,
+      'agent',
+      '--coordinator',
+      coordinator.url,
+      '--data-dir',
+      dir,
+      '--name',
+      `provider-${i + 1}`,
+      '--no-idle-policy',
+      ...(o.agentCpus ? ['--cpus', String(o.agentCpus)] : []),
+      ...(o.agentArgs?.(i) ?? []),
+    ];
+    const child = spawn(process.execPath, args, {
+      env: { ...process.env, DEQO_API_KEY: keys.providerKeys[i]! },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     const out = createWriteStream(join(dir, 'agent.log'), { flags: appendLog ? 'a' : 'w' });
     child.stdout!.pipe(out);
     child.stderr!.pipe(out);
@@ -98,12 +142,20 @@ export async function startLocalNetwork(o: LocalNetworkOptions): Promise<LocalNe
     return child;
   };
   const stop = async () => {
-    await Promise.all(agents.map((a) => new Promise<void>((resolve) => {
-      if (a.exitCode !== null || a.signalCode !== null) { resolve(); return; }
-      a.once('exit', () => resolve());
-      a.kill('SIGTERM');
-      setTimeout(() => a.kill('SIGKILL'), 10_000).unref();
-    })));
+    await Promise.all(
+      agents.map(
+        (a) =>
+          new Promise<void>((resolve) => {
+            if (a.exitCode !== null || a.signalCode !== null) {
+              resolve();
+              return;
+            }
+            a.once('exit', () => resolve());
+            a.kill('SIGTERM');
+            setTimeout(() => a.kill('SIGKILL'), 10_000).unref();
+          }),
+      ),
+    );
     await coordinator.close();
   };
   try {
@@ -116,16 +168,34 @@ export async function startLocalNetwork(o: LocalNetworkOptions): Promise<LocalNe
     for (;;) {
       const dead = agents.findIndex((a) => a.exitCode !== null);
       if (dead >= 0) {
-        const tail = (await readFile(join(o.dataDir, 'agents', `provider-${dead + 1}`, 'agent.log'), 'utf8').catch(() => '')).trim().split('\n').slice(-5).join('\n');
+        const tail = (
+          await readFile(join(o.dataDir, 'agents', `provider-${dead + 1}`, 'agent.log'), 'utf8').catch(() => '')
+        )
+          .trim()
+          .split('\n')
+          .slice(-5)
+          .join('\n');
         throw new CliError(`agent provider-${dead + 1} exited during start-up:\n${tail}`, EXIT.ENVIRONMENT);
       }
       const online = (await client.listProviders()).filter((p) => p.online).length;
       if (online >= o.agents) break;
-      if (Date.now() > deadline) throw new CliError(`only ${online} of ${o.agents} agents came online within 30 s; see ${o.dataDir}/agents/*/agent.log`, EXIT.ENVIRONMENT);
+      if (Date.now() > deadline)
+        throw new CliError(
+          `only ${online} of ${o.agents} agents came online within 30 s; see ${o.dataDir}/agents/*/agent.log`,
+          EXIT.ENVIRONMENT,
+        );
       await new Promise((r) => setTimeout(r, 200));
     }
-    return { url: coordinator.url, adminKey: keys.adminKey, buyerKey: keys.buyerKey, providerKeys: keys.providerKeys, coordinator, agents,
-      restartAgent: (i) => spawnAgent(i, true), stop };
+    return {
+      url: coordinator.url,
+      adminKey: keys.adminKey,
+      buyerKey: keys.buyerKey,
+      providerKeys: keys.providerKeys,
+      coordinator,
+      agents,
+      restartAgent: (i) => spawnAgent(i, true),
+      stop,
+    };
   } catch (err) {
     await stop();
     throw err;

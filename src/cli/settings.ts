@@ -32,16 +32,30 @@ export interface Env {
 export function readEnv(env: NodeJS.ProcessEnv = process.env): Readonly<Env> {
   const home = env.DEQO_HOME || join(homedir(), '.deqo');
   const set = (v: string | undefined) => (v === undefined || v === '' ? undefined : v);
-  return Object.freeze({ home, configPath: join(home, 'config.json'), coordinator: set(env.DEQO_COORDINATOR),
-    apiKey: set(env.DEQO_API_KEY), profile: set(env.DEQO_PROFILE), databaseUrl: set(env.DEQO_DATABASE_URL) });
+  return Object.freeze({
+    home,
+    configPath: join(home, 'config.json'),
+    coordinator: set(env.DEQO_COORDINATOR),
+    apiKey: set(env.DEQO_API_KEY),
+    profile: set(env.DEQO_PROFILE),
+    databaseUrl: set(env.DEQO_DATABASE_URL),
+  });
 }
 
 /** Loads the config file (empty when absent). Throws CliError naming the bad field. */
 export async function loadConfig(path: string): Promise<CliConfig> {
   let text: string;
-  try { text = await readFile(path, 'utf8'); } catch { return CliConfigSchema.parse({}); }
+  try {
+    text = await readFile(path, 'utf8');
+  } catch {
+    return CliConfigSchema.parse({});
+  }
   const r = CliConfigSchema.safeParse(JSON.parse(text));
-  if (!r.success) throw new CliError(`${path}: ${r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`, EXIT.USAGE);
+  if (!r.success)
+    throw new CliError(
+      `${path}: ${r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`,
+      EXIT.USAGE,
+    );
   return r.data;
 }
 
@@ -56,7 +70,11 @@ export async function saveProfile(path: string, name: string, profile: Profile):
 }
 
 /** Global flags every command accepts. */
-export interface GlobalOptions { coordinator?: string; apiKey?: string; profile?: string }
+export interface GlobalOptions {
+  coordinator?: string;
+  apiKey?: string;
+  profile?: string;
+}
 
 /**
  * A client for the coordinator chosen by flags, then environment, then the config profile.
@@ -68,7 +86,10 @@ export async function clientFor(env: Env, opts: GlobalOptions): Promise<DeqoClie
   const coordinator = opts.coordinator ?? env.coordinator ?? profile?.coordinator ?? 'http://127.0.0.1:8470';
   const apiKey = opts.apiKey ?? env.apiKey ?? profile?.apiKey;
   if (!apiKey) {
-    throw new CliError(`no API key: run \`deqo up\` (it saves a buyer key in ${env.configPath}) or pass --api-key / DEQO_API_KEY`, EXIT.AUTH);
+    throw new CliError(
+      `no API key: run \`deqo up\` (it saves a buyer key in ${env.configPath}) or pass --api-key / DEQO_API_KEY`,
+      EXIT.AUTH,
+    );
   }
   return new DeqoClient(coordinator.replace(/\/$/, ''), apiKey);
 }

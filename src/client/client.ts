@@ -7,35 +7,98 @@
 import { z } from 'zod';
 import { readEventStream } from './sse.js';
 import {
-  BalanceSchema, ExplainSchema, KeyListSchema, LedgerListSchema, NewKeySchema, ProviderReputationSchema, QuoteSchema, WhoAmISchema,
-  type Balance, type CatalogQuery, type Explain, type LedgerEntry, type NewKey, type ProviderReputation, type Quote, type WhoAmI,
-  BlobInfoSchema, ClaimResponseSchema, ErrorBodySchema, HeartbeatResponseSchema, JobListSchema, JobResultsSchema,
-  JobViewSchema, ProviderListSchema, RegisterAgentResponseSchema, SubmitJobResponseSchema,
-  type Assignment, type Availability, type BlobInfo, type HeartbeatResponse, type JobResults, type JobSpecInput, type JobState, type JobSummary,
-  type JobView, type ProviderView, type RegisterAgentRequestInput, type RegisterAgentResponse, type ReportRequest, type SubmitJobResponse,
-  EarningsSchema, NetworkStatsSchema, type Earnings, type LiveEvent, type LogChunkRequest, type LogStream, type NetworkStats,
+  BalanceSchema,
+  ExplainSchema,
+  KeyListSchema,
+  LedgerListSchema,
+  NewKeySchema,
+  ProviderReputationSchema,
+  QuoteSchema,
+  WhoAmISchema,
+  type Balance,
+  type CatalogQuery,
+  type Explain,
+  type LedgerEntry,
+  type NewKey,
+  type ProviderReputation,
+  type Quote,
+  type WhoAmI,
+  BlobInfoSchema,
+  ClaimResponseSchema,
+  ErrorBodySchema,
+  HeartbeatResponseSchema,
+  JobListSchema,
+  JobResultsSchema,
+  JobViewSchema,
+  ProviderListSchema,
+  RegisterAgentResponseSchema,
+  SubmitJobResponseSchema,
+  type Assignment,
+  type Availability,
+  type BlobInfo,
+  type HeartbeatResponse,
+  type JobResults,
+  type JobSpecInput,
+  type JobState,
+  type JobSummary,
+  type JobView,
+  type ProviderView,
+  type RegisterAgentRequestInput,
+  type RegisterAgentResponse,
+  type ReportRequest,
+  type SubmitJobResponse,
+  EarningsSchema,
+  NetworkStatsSchema,
+  type Earnings,
+  type LiveEvent,
+  type LogChunkRequest,
+  type LogStream,
+  type NetworkStats,
 } from '../protocol/index.js';
 
 /** An error answered by the coordinator (or a failure to reach it: code `unreachable`, status 0). */
 export class ApiError extends Error {
   override readonly name = 'ApiError';
-  constructor(readonly status: number, readonly code: string, message: string, readonly details?: unknown, readonly retryable = false) {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    readonly details?: unknown,
+    readonly retryable = false,
+  ) {
     super(message);
   }
 }
 
 export class DeqoClient {
   /** @param baseUrl e.g. http://127.0.0.1:8470 ; @param apiKey bearer key */
-  constructor(readonly baseUrl: string, private readonly apiKey: string) {}
+  constructor(
+    readonly baseUrl: string,
+    private readonly apiKey: string,
+  ) {}
 
-  private async request<S extends z.ZodType>(method: string, path: string, schema: S, body?: unknown, signal?: AbortSignal): Promise<z.infer<S>> {
-    const res = await this.fetch(path, { method, signal,
+  private async request<S extends z.ZodType>(
+    method: string,
+    path: string,
+    schema: S,
+    body?: unknown,
+    signal?: AbortSignal,
+  ): Promise<z.infer<S>> {
+    const res = await this.fetch(path, {
+      method,
+      signal,
       headers: body === undefined ? {} : { 'content-type': 'application/json' },
-      body: body === undefined ? undefined : JSON.stringify(body) });
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
     const json: unknown = await res.json().catch(() => null);
     if (!res.ok) throw toApiError(res.status, json);
     const parsed = schema.safeParse(json);
-    if (!parsed.success) throw new ApiError(res.status, 'bad_response', `unexpected response from ${method} ${path}: ${parsed.error.message}`);
+    if (!parsed.success)
+      throw new ApiError(
+        res.status,
+        'bad_response',
+        `unexpected response from ${method} ${path}: ${parsed.error.message}`,
+      );
     return parsed.data;
   }
 
@@ -45,34 +108,63 @@ export class DeqoClient {
    */
   async fetch(path: string, init: RequestInit & { duplex?: 'half' }): Promise<Response> {
     try {
-      return await fetch(`${this.baseUrl}${path}`, { ...init, headers: { ...(init.headers as Record<string, string>), authorization: `Bearer ${this.apiKey}` } });
+      return await fetch(`${this.baseUrl}${path}`, {
+        ...init,
+        headers: { ...(init.headers as Record<string, string>), authorization: `Bearer ${this.apiKey}` },
+      });
     } catch (err) {
       if ((err as Error).name === 'AbortError') throw err;
-      throw new ApiError(0, 'unreachable', `cannot reach the coordinator at ${this.baseUrl} (${(err as { cause?: Error }).cause?.message ?? (err as Error).message}); is it running?`, undefined, true);
+      throw new ApiError(
+        0,
+        'unreachable',
+        `cannot reach the coordinator at ${this.baseUrl} (${(err as { cause?: Error }).cause?.message ?? (err as Error).message}); is it running?`,
+        undefined,
+        true,
+      );
     }
   }
 
   // ---- buyer ----
   /** Submits a job spec (image + command, or a script job with `script: {language: 'python', source, requirements}`). */
-  submitJob(spec: JobSpecInput): Promise<SubmitJobResponse> { return this.request('POST', '/v1/jobs', SubmitJobResponseSchema, spec); }
-  getJob(jobId: string): Promise<JobView> { return this.request('GET', `/v1/jobs/${encodeURIComponent(jobId)}`, JobViewSchema); }
+  submitJob(spec: JobSpecInput): Promise<SubmitJobResponse> {
+    return this.request('POST', '/v1/jobs', SubmitJobResponseSchema, spec);
+  }
+  getJob(jobId: string): Promise<JobView> {
+    return this.request('GET', `/v1/jobs/${encodeURIComponent(jobId)}`, JobViewSchema);
+  }
   async listJobs(opts: { state?: JobState; limit?: number } = {}): Promise<JobSummary[]> {
     const q = new URLSearchParams();
     if (opts.state) q.set('state', opts.state);
     if (opts.limit) q.set('limit', String(opts.limit));
     return (await this.request('GET', `/v1/jobs?${q}`, JobListSchema)).jobs;
   }
-  getResults(jobId: string): Promise<JobResults> { return this.request('GET', `/v1/jobs/${encodeURIComponent(jobId)}/results`, JobResultsSchema); }
+  getResults(jobId: string): Promise<JobResults> {
+    return this.request('GET', `/v1/jobs/${encodeURIComponent(jobId)}/results`, JobResultsSchema);
+  }
   async cancelJob(jobId: string): Promise<boolean> {
-    return (await this.request('POST', `/v1/jobs/${encodeURIComponent(jobId)}/cancel`, z.object({ cancelled: z.boolean() }), {})).cancelled;
+    return (
+      await this.request(
+        'POST',
+        `/v1/jobs/${encodeURIComponent(jobId)}/cancel`,
+        z.object({ cancelled: z.boolean() }),
+        {},
+      )
+    ).cancelled;
   }
   /** Quote a spec before submitting: escrow, cost per verification mode, matching providers, affordability. */
-  quote(spec: JobSpecInput): Promise<Quote> { return this.request('POST', '/v1/quote', QuoteSchema, spec); }
+  quote(spec: JobSpecInput): Promise<Quote> {
+    return this.request('POST', '/v1/quote', QuoteSchema, spec);
+  }
   /** Why each provider was or was not chosen for a job. */
-  explain(jobId: string): Promise<Explain> { return this.request('GET', `/v1/jobs/${encodeURIComponent(jobId)}/explain`, ExplainSchema); }
+  explain(jobId: string): Promise<Explain> {
+    return this.request('GET', `/v1/jobs/${encodeURIComponent(jobId)}/explain`, ExplainSchema);
+  }
   /** The live output the coordinator keeps of an execution of the caller's job (text; '' when none arrived). */
   async executionLog(jobId: string, executionId: string, stream: LogStream = 'stdout'): Promise<string> {
-    const res = await this.fetch(`/v1/jobs/${encodeURIComponent(jobId)}/executions/${encodeURIComponent(executionId)}/log?stream=${stream}`, { method: 'GET' });
+    const res = await this.fetch(
+      `/v1/jobs/${encodeURIComponent(jobId)}/executions/${encodeURIComponent(executionId)}/log?stream=${stream}`,
+      { method: 'GET' },
+    );
     if (!res.ok) throw toApiError(res.status, await res.json().catch(() => null));
     return res.text();
   }
@@ -84,7 +176,11 @@ export class DeqoClient {
    * stream is accepted). Resolves when the coordinator ends the stream or `signal` aborts; throws ApiError for a
    * refused request (401, 403, 400).
    */
-  async events(opts: { jobId?: string; onOpen?: () => void }, onEvent: (e: LiveEvent) => void, signal?: AbortSignal): Promise<void> {
+  async events(
+    opts: { jobId?: string; onOpen?: () => void },
+    onEvent: (e: LiveEvent) => void,
+    signal?: AbortSignal,
+  ): Promise<void> {
     const q = opts.jobId ? `?jobId=${encodeURIComponent(opts.jobId)}` : '';
     let res: Response;
     try {
@@ -98,50 +194,99 @@ export class DeqoClient {
     await readEventStream(res.body, onEvent, signal);
   }
   /** Per-minute network activity for the last `minutes` (1–1440), the queue and agents now, the last 20 decided tasks. */
-  networkStats(minutes = 60): Promise<NetworkStats> { return this.request('GET', `/v1/network/stats?minutes=${minutes}`, NetworkStatsSchema); }
+  networkStats(minutes = 60): Promise<NetworkStats> {
+    return this.request('GET', `/v1/network/stats?minutes=${minutes}`, NetworkStatsSchema);
+  }
   /** The caller's (provider) credits earned per hour for the last `hours` (1–2160), and their total. */
-  providerEarnings(hours = 48): Promise<Earnings> { return this.request('GET', `/v1/provider/earnings?hours=${hours}`, EarningsSchema); }
+  providerEarnings(hours = 48): Promise<Earnings> {
+    return this.request('GET', `/v1/provider/earnings?hours=${hours}`, EarningsSchema);
+  }
 
   /** The provider catalog, filtered and sorted (see CatalogQuerySchema). */
-  async listProviders(query: Partial<Record<keyof CatalogQuery, string | number | boolean>> = {}): Promise<ProviderView[]> {
+  async listProviders(
+    query: Partial<Record<keyof CatalogQuery, string | number | boolean>> = {},
+  ): Promise<ProviderView[]> {
     const q = new URLSearchParams();
     for (const [k, v] of Object.entries(query)) if (v !== undefined) q.set(k, String(v));
     return (await this.request('GET', `/v1/providers${q.size > 0 ? `?${q}` : ''}`, ProviderListSchema)).providers;
   }
 
   // ---- accounts and money ----
-  whoami(): Promise<WhoAmI> { return this.request('GET', '/v1/whoami', WhoAmISchema); }
-  balance(): Promise<Balance> { return this.request('GET', '/v1/balance', BalanceSchema); }
+  whoami(): Promise<WhoAmI> {
+    return this.request('GET', '/v1/whoami', WhoAmISchema);
+  }
+  balance(): Promise<Balance> {
+    return this.request('GET', '/v1/balance', BalanceSchema);
+  }
   async ledger(opts: { jobId?: string; limit?: number } = {}): Promise<LedgerEntry[]> {
     const q = new URLSearchParams();
     if (opts.jobId) q.set('jobId', opts.jobId);
     if (opts.limit) q.set('limit', String(opts.limit));
     return (await this.request('GET', `/v1/ledger?${q}`, LedgerListSchema)).entries;
   }
-  async listKeys(): Promise<z.infer<typeof KeyListSchema>['keys']> { return (await this.request('GET', '/v1/keys', KeyListSchema)).keys; }
-  createKey(scope: 'buyer' | 'provider' | 'admin', label?: string): Promise<NewKey> { return this.request('POST', '/v1/keys', NewKeySchema, { scope, label }); }
-  async revokeKey(keyId: string): Promise<void> {
-    await this.request('POST', `/v1/keys/${encodeURIComponent(keyId)}/revoke`, z.object({ revoked: z.literal(true) }), {});
+  async listKeys(): Promise<z.infer<typeof KeyListSchema>['keys']> {
+    return (await this.request('GET', '/v1/keys', KeyListSchema)).keys;
   }
-  async providerAgents(): Promise<ProviderView[]> { return (await this.request('GET', '/v1/provider/agents', ProviderListSchema)).providers; }
-  providerReputation(limit = 50): Promise<ProviderReputation> { return this.request('GET', `/v1/provider/reputation?limit=${limit}`, ProviderReputationSchema); }
+  createKey(scope: 'buyer' | 'provider' | 'admin', label?: string): Promise<NewKey> {
+    return this.request('POST', '/v1/keys', NewKeySchema, { scope, label });
+  }
+  async revokeKey(keyId: string): Promise<void> {
+    await this.request(
+      'POST',
+      `/v1/keys/${encodeURIComponent(keyId)}/revoke`,
+      z.object({ revoked: z.literal(true) }),
+      {},
+    );
+  }
+  async providerAgents(): Promise<ProviderView[]> {
+    return (await this.request('GET', '/v1/provider/agents', ProviderListSchema)).providers;
+  }
+  providerReputation(limit = 50): Promise<ProviderReputation> {
+    return this.request('GET', `/v1/provider/reputation?limit=${limit}`, ProviderReputationSchema);
+  }
 
   // ---- admin ----
-  adminCreateAccount(name: string, roles: Array<'buyer' | 'provider' | 'admin'>): Promise<{ accountId: string; apiKey: string; keyId: string }> {
-    return this.request('POST', '/v1/admin/accounts', z.object({ accountId: z.string(), apiKey: z.string(), keyId: z.string() }), { name, roles });
+  adminCreateAccount(
+    name: string,
+    roles: Array<'buyer' | 'provider' | 'admin'>,
+  ): Promise<{ accountId: string; apiKey: string; keyId: string }> {
+    return this.request(
+      'POST',
+      '/v1/admin/accounts',
+      z.object({ accountId: z.string(), apiKey: z.string(), keyId: z.string() }),
+      { name, roles },
+    );
   }
-  adminGrant(account: string, amount: number, memo?: string): Promise<{ txnId: string; accountId: string; available: number }> {
-    return this.request('POST', '/v1/admin/grants', z.object({ txnId: z.string(), accountId: z.string(), available: z.number() }), { account, amount, memo });
+  adminGrant(
+    account: string,
+    amount: number,
+    memo?: string,
+  ): Promise<{ txnId: string; accountId: string; available: number }> {
+    return this.request(
+      'POST',
+      '/v1/admin/grants',
+      z.object({ txnId: z.string(), accountId: z.string(), available: z.number() }),
+      { account, amount, memo },
+    );
   }
   adminAudit(): Promise<{ sound: boolean; problems: string[] }> {
-    return this.request('GET', '/v1/admin/ledger/audit', z.object({ sound: z.boolean(), problems: z.array(z.string()) }));
+    return this.request(
+      'GET',
+      '/v1/admin/ledger/audit',
+      z.object({ sound: z.boolean(), problems: z.array(z.string()) }),
+    );
   }
 
   // ---- blobs ---- (files and Node streams: files.ts)
   /** Uploads bytes as a blob: a Blob, bytes, or a stream of the web platform (`signal` aborts). */
   async uploadBytes(body: Blob | Uint8Array | ReadableStream<Uint8Array>, signal?: AbortSignal): Promise<BlobInfo> {
-    const res = await this.fetch('/v1/blobs', { method: 'POST', body: body as NonNullable<RequestInit['body']>, signal, headers: { 'content-type': 'application/octet-stream' },
-      ...(body instanceof ReadableStream ? { duplex: 'half' as const } : {}) });
+    const res = await this.fetch('/v1/blobs', {
+      method: 'POST',
+      body: body as NonNullable<RequestInit['body']>,
+      signal,
+      headers: { 'content-type': 'application/octet-stream' },
+      ...(body instanceof ReadableStream ? { duplex: 'half' as const } : {}),
+    });
     const json: unknown = await res.json().catch(() => null);
     if (!res.ok) throw toApiError(res.status, json);
     return BlobInfoSchema.parse(json);
@@ -153,9 +298,13 @@ export class DeqoClient {
     return res;
   }
   /** A blob's bytes, in memory (small blobs: logs). */
-  async blobBytes(sha256: string): Promise<Uint8Array> { return new Uint8Array(await (await this.openBlob(sha256)).arrayBuffer()); }
+  async blobBytes(sha256: string): Promise<Uint8Array> {
+    return new Uint8Array(await (await this.openBlob(sha256)).arrayBuffer());
+  }
   /** A blob as UTF-8 text (small blobs: logs). */
-  async blobText(sha256: string): Promise<string> { return new TextDecoder().decode(await this.blobBytes(sha256)); }
+  async blobText(sha256: string): Promise<string> {
+    return new TextDecoder().decode(await this.blobBytes(sha256));
+  }
 
   // ---- agent ----
   // `signal` (e.g. AbortSignal.timeout) bounds a request; a timeout surfaces as ApiError `unreachable` (retryable).
@@ -163,25 +312,55 @@ export class DeqoClient {
     return this.request('POST', '/v1/agents/register', RegisterAgentResponseSchema, body, signal);
   }
   /** Renews leases; `availability` tells the coordinator whether the agent takes new work (windows, idle policy). */
-  heartbeat(agentId: string, executions: Array<{ executionId: string; fencingToken: number }>, availability?: Availability, signal?: AbortSignal)
-    : Promise<HeartbeatResponse> {
-    return this.request('POST', `/v1/agents/${agentId}/heartbeat`, HeartbeatResponseSchema, { executions, availability }, signal);
+  heartbeat(
+    agentId: string,
+    executions: Array<{ executionId: string; fencingToken: number }>,
+    availability?: Availability,
+    signal?: AbortSignal,
+  ): Promise<HeartbeatResponse> {
+    return this.request(
+      'POST',
+      `/v1/agents/${agentId}/heartbeat`,
+      HeartbeatResponseSchema,
+      { executions, availability },
+      signal,
+    );
   }
   async claim(agentId: string, max: number, waitMs: number, signal?: AbortSignal): Promise<Assignment[]> {
-    return (await this.request('POST', `/v1/agents/${agentId}/claim`, ClaimResponseSchema, { max, waitMs }, signal)).executions;
+    return (await this.request('POST', `/v1/agents/${agentId}/claim`, ClaimResponseSchema, { max, waitMs }, signal))
+      .executions;
   }
   async report(agentId: string, executionId: string, body: ReportRequest, signal?: AbortSignal): Promise<void> {
-    await this.request('POST', `/v1/agents/${agentId}/executions/${executionId}/report`, z.object({ ok: z.literal(true) }), body, signal);
+    await this.request(
+      'POST',
+      `/v1/agents/${agentId}/executions/${executionId}/report`,
+      z.object({ ok: z.literal(true) }),
+      body,
+      signal,
+    );
   }
   /** Sends a chunk of live output of a running execution; ApiError 409 stale_lease once the lease is gone. */
   async sendLog(agentId: string, executionId: string, body: LogChunkRequest, signal?: AbortSignal): Promise<void> {
-    await this.request('POST', `/v1/agents/${agentId}/executions/${executionId}/log`, z.object({ ok: z.literal(true) }), body, signal);
+    await this.request(
+      'POST',
+      `/v1/agents/${agentId}/executions/${executionId}/log`,
+      z.object({ ok: z.literal(true) }),
+      body,
+      signal,
+    );
   }
 }
 
 /** The ApiError for an error answer (the catalogue's body, else `http_error`). */
 export function toApiError(status: number, json: unknown): ApiError {
   const body = ErrorBodySchema.safeParse(json);
-  if (body.success) return new ApiError(status, body.data.error.code, body.data.error.message, body.data.error.details, body.data.error.retryable ?? false);
+  if (body.success)
+    return new ApiError(
+      status,
+      body.data.error.code,
+      body.data.error.message,
+      body.data.error.details,
+      body.data.error.retryable ?? false,
+    );
   return new ApiError(status, 'http_error', `HTTP ${status}`);
 }

@@ -1,7 +1,6 @@
 /**
- * client: the typed HTTP client. Nobody else talks HTTP to the coordinator by hand. client.ts and sse.ts are
- * browser-safe; files.ts holds the Node-only file transfers (a browser bundle imports client.js directly).
+ * client: the typed HTTP client. Nobody else talks HTTP to the coordinator by hand. This entry point is for Node
+ * (the agent, the CLI): browser.ts plus the Node-only file transfers and file hashing (files.ts).
  */
-export { DeqoClient, ApiError } from './client.js';
-export { parseLiveEvent, readEventStream } from './sse.js';
-export { downloadBlob, fetchBlob, uploadFile, uploadStream, type Progress } from './files.js';
+export * from './browser.js';
+export { downloadBlob, fetchBlob, sha256File, uploadFile, uploadStream, type Progress } from './files.js';

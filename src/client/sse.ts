@@ -8,7 +8,11 @@ import { LIVE_EVENT_SCHEMAS, type LiveEvent } from '../protocol/index.js';
 export function parseLiveEvent(name: string, data: string): LiveEvent | null {
   if (!Object.hasOwn(LIVE_EVENT_SCHEMAS, name)) return null;
   let json: unknown;
-  try { json = JSON.parse(data); } catch { return null; }
+  try {
+    json = JSON.parse(data);
+  } catch {
+    return null;
+  }
   const r = LIVE_EVENT_SCHEMAS[name as LiveEvent['event']].safeParse(json);
   return r.success ? ({ event: name, data: r.data } as LiveEvent) : null;
 }
@@ -17,18 +21,28 @@ export function parseLiveEvent(name: string, data: string): LiveEvent | null {
  * Reads `body` to its end (or until `signal` aborts), calling `onEvent` for each well-formed live event.
  * Events of unknown names or with data that fails its schema are skipped (a newer coordinator may send more).
  */
-export async function readEventStream(body: ReadableStream<Uint8Array>, onEvent: (e: LiveEvent) => void, signal?: AbortSignal): Promise<void> {
+export async function readEventStream(
+  body: ReadableStream<Uint8Array>,
+  onEvent: (e: LiveEvent) => void,
+  signal?: AbortSignal,
+): Promise<void> {
   const reader = body.getReader();
   const decoder = new TextDecoder();
-  const onAbort = (): void => { void reader.cancel().catch(() => undefined); };
+  const onAbort = (): void => {
+    void reader.cancel().catch(() => undefined);
+  };
   signal?.addEventListener('abort', onAbort, { once: true });
   let buffered = '';
   let name = 'message';
   let data: string[] = [];
   const line = (l: string): void => {
     if (l === '') {
-      if (data.length > 0) { const e = parseLiveEvent(name, data.join('\n')); if (e) onEvent(e); }
-      name = 'message'; data = [];
+      if (data.length > 0) {
+        const e = parseLiveEvent(name, data.join('\n'));
+        if (e) onEvent(e);
+      }
+      name = 'message';
+      data = [];
       return;
     }
     if (l.startsWith(':')) return;
@@ -41,7 +55,12 @@ export async function readEventStream(body: ReadableStream<Uint8Array>, onEvent:
   try {
     for (;;) {
       let chunk: Awaited<ReturnType<typeof reader.read>>;
-      try { chunk = await reader.read(); } catch (err) { if (signal?.aborted) return; throw err; }
+      try {
+        chunk = await reader.read();
+      } catch (err) {
+        if (signal?.aborted) return;
+        throw err;
+      }
       if (chunk.done) return;
       buffered += decoder.decode(chunk.value, { stream: true });
       const lines = buffered.split(/\r\n|\r|\n/);

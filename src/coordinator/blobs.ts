@@ -12,9 +12,14 @@ import { DeqoError } from '../core/index.js';
 
 export class BlobStore {
   /** @param dir folder for blobs; @param maxBytes largest blob accepted, bytes. */
-  constructor(readonly dir: string, readonly maxBytes: number) {}
+  constructor(
+    readonly dir: string,
+    readonly maxBytes: number,
+  ) {}
 
-  private pathOf(sha256: string): string { return join(this.dir, sha256.slice(0, 2), sha256); }
+  private pathOf(sha256: string): string {
+    return join(this.dir, sha256.slice(0, 2), sha256);
+  }
 
   /**
    * Streams `body` into the store. Throws DeqoError payload_too_large past `maxBytes`, digest_mismatch when
@@ -29,7 +34,10 @@ export class BlobStore {
     const meter = new Transform({
       transform(chunk: Buffer, _enc, cb) {
         size += chunk.length;
-        if (size > max) { cb(new DeqoError('payload_too_large', `blob exceeds the limit of ${max} bytes`)); return; }
+        if (size > max) {
+          cb(new DeqoError('payload_too_large', `blob exceeds the limit of ${max} bytes`));
+          return;
+        }
         hash.update(chunk);
         cb(null, chunk);
       },
@@ -50,7 +58,11 @@ export class BlobStore {
 
   /** Size in bytes of a stored blob, or null. */
   async size(sha256: string): Promise<number | null> {
-    try { return (await stat(this.pathOf(sha256))).size; } catch { return null; }
+    try {
+      return (await stat(this.pathOf(sha256))).size;
+    } catch {
+      return null;
+    }
   }
 
   /** A read stream of a stored blob. Throws DeqoError not_found. */

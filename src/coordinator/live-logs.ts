@@ -11,7 +11,10 @@ export const LIVE_LOG_MAX_BYTES = 256 * 1024;
 /** Executions whose output is kept (the least recently written are dropped first). */
 export const LIVE_LOG_MAX_EXECUTIONS = 256;
 
-interface StreamBuffer { bytes: Buffer; next: number }
+interface StreamBuffer {
+  bytes: Buffer;
+  next: number;
+}
 /** What is kept of one execution: each stream. */
 type Entry = Record<LogStream, StreamBuffer>;
 
@@ -24,7 +27,10 @@ function charStart(b: Buffer, i: number): number {
 export class LiveLogs {
   private readonly entries = new Map<string, Entry>();
 
-  constructor(private readonly maxBytes = LIVE_LOG_MAX_BYTES, private readonly maxExecutions = LIVE_LOG_MAX_EXECUTIONS) {}
+  constructor(
+    private readonly maxBytes = LIVE_LOG_MAX_BYTES,
+    private readonly maxExecutions = LIVE_LOG_MAX_EXECUTIONS,
+  ) {}
 
   /**
    * Adds a chunk that starts at byte `offset` of the stream. Bytes already received (a resent or overlapping

@@ -30,16 +30,26 @@ export interface LiveSubscriber {
 }
 
 /** Timings of the hub, ms. */
-export interface LiveHubOptions { networkIntervalMs: number; pingIntervalMs: number; debounceMs: number }
+export interface LiveHubOptions {
+  networkIntervalMs: number;
+  pingIntervalMs: number;
+  debounceMs: number;
+}
 /** 5 s network events, 15 s pings, 50 ms to gather a burst of changes to one job. */
-export const DEFAULT_LIVE_OPTIONS: Readonly<LiveHubOptions> = Object.freeze({ networkIntervalMs: 5_000, pingIntervalMs: 15_000, debounceMs: 50 });
+export const DEFAULT_LIVE_OPTIONS: Readonly<LiveHubOptions> = Object.freeze({
+  networkIntervalMs: 5_000,
+  pingIntervalMs: 15_000,
+  debounceMs: 50,
+});
 
 /** Most jobs and executions whose last sent state is remembered (the oldest are forgotten first). */
 const REMEMBERED = 20_000;
 
 /** A Map that forgets its oldest entries past `max`. */
 class Recent<V> extends Map<string, V> {
-  constructor(private readonly max: number) { super(); }
+  constructor(private readonly max: number) {
+    super();
+  }
   override set(key: string, value: V): this {
     this.delete(key);
     super.set(key, value);
@@ -58,8 +68,12 @@ export class LiveHub {
   private timers: NodeJS.Timeout[] = [];
   private readonly detach: Array<() => void> = [];
 
-  constructor(private readonly store: Store, private readonly engine: Engine, private readonly log: Logger,
-    private readonly opts: LiveHubOptions = DEFAULT_LIVE_OPTIONS) {
+  constructor(
+    private readonly store: Store,
+    private readonly engine: Engine,
+    private readonly log: Logger,
+    private readonly opts: LiveHubOptions = DEFAULT_LIVE_OPTIONS,
+  ) {
     const on = <K extends keyof EngineEventMap>(event: K, jobIdOf: (...a: EngineEventMap[K]) => string) => {
       const listener = (...a: EngineEventMap[K]) => this.touch(jobIdOf(...a));
       engine.events.on(event, listener as never);
@@ -76,18 +90,29 @@ export class LiveHub {
   subscribe(sub: LiveSubscriber): () => void {
     this.subs.add(sub);
     if (this.timers.length === 0) {
-      this.timers = [setInterval(() => { void this.sendNetwork(); }, this.opts.networkIntervalMs),
-        setInterval(() => { for (const s of this.subs) s.comment('ping'); }, this.opts.pingIntervalMs)];
+      this.timers = [
+        setInterval(() => {
+          void this.sendNetwork();
+        }, this.opts.networkIntervalMs),
+        setInterval(() => {
+          for (const s of this.subs) s.comment('ping');
+        }, this.opts.pingIntervalMs),
+      ];
       for (const t of this.timers) t.unref();
     }
     return () => {
       this.subs.delete(sub);
-      if (this.subs.size === 0) { for (const t of this.timers) clearInterval(t); this.timers = []; }
+      if (this.subs.size === 0) {
+        for (const t of this.timers) clearInterval(t);
+        this.timers = [];
+      }
     };
   }
 
   /** Open streams now. */
-  get subscriberCount(): number { return this.subs.size; }
+  get subscriberCount(): number {
+    return this.subs.size;
+  }
 
   /** Notes that `jobId` may have changed; it is re-read after the debounce. */
   touch(jobId: string): void {
@@ -146,7 +171,16 @@ export class LiveHub {
     for (const e of job.executions) {
       if (this.lastExecution.get(e.executionId) === e.state) continue;
       this.lastExecution.set(e.executionId, e.state);
-      const ev: LiveEvent = { event: 'execution', data: { jobId: job.jobId, taskId: e.taskId, executionId: e.executionId, state: e.state, agentName: e.agentName } };
+      const ev: LiveEvent = {
+        event: 'execution',
+        data: {
+          jobId: job.jobId,
+          taskId: e.taskId,
+          executionId: e.executionId,
+          state: e.state,
+          agentName: e.agentName,
+        },
+      };
       for (const s of this.subs) if (this.sees(s, job.jobId, job.buyerId, e.providerId)) s.send(ev);
     }
   }

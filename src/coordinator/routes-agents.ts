@@ -2,11 +2,16 @@
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import { errors } from '../core/index.js';
 import {
-  ClaimRequestSchema, HeartbeatRequestSchema, LogChunkRequestSchema, RegisterAgentRequestSchema, ReportRequestSchema,
-  type HeartbeatResponse, type RegisterAgentResponse,
+  ClaimRequestSchema,
+  HeartbeatRequestSchema,
+  LogChunkRequestSchema,
+  RegisterAgentRequestSchema,
+  ReportRequestSchema,
+  type HeartbeatResponse,
+  type RegisterAgentResponse,
 } from '../protocol/index.js';
 import { requireScope, verifyAgentIdentity } from './auth.js';
-import { idParam, parseOr400, type RouteDeps } from './server.js';
+import { idParam, parseOr400, type RouteDeps } from './http.js';
 
 export function agentRoutes({ store, engine, hub, liveLogs }: RouteDeps): FastifyPluginAsync {
   /** The agent named in the path, checked to belong to the caller's provider account (else 404). */
@@ -23,8 +28,15 @@ export function agentRoutes({ store, engine, hub, liveLogs }: RouteDeps): Fastif
       requireScope(req.principal, 'provider');
       const body = parseOr400(RegisterAgentRequestSchema, req.body, 'registration');
       const agentId = verifyAgentIdentity(body.publicKey, body.timestamp, body.signature, Date.now());
-      await engine.registerAgent({ id: agentId, providerId: req.principal.accountId, name: body.name, publicKey: body.publicKey,
-        capacity: body.capacity, offer: body.offer, availability: body.availability });
+      await engine.registerAgent({
+        id: agentId,
+        providerId: req.principal.accountId,
+        name: body.name,
+        publicKey: body.publicKey,
+        capacity: body.capacity,
+        offer: body.offer,
+        availability: body.availability,
+      });
       return { agentId, heartbeatIntervalMs: engine.config.heartbeatIntervalMs, leaseTtlMs: engine.config.leaseTtlMs };
     });
 
@@ -58,7 +70,8 @@ export function agentRoutes({ store, engine, hub, liveLogs }: RouteDeps): Fastif
       if (lease.state !== 'running' || lease.fencingToken !== body.fencingToken) throw errors.staleLease(executionId);
       const fresh = liveLogs.append(executionId, body.stream, body.offset, body.data);
       const buyerId = fresh === null ? null : await store.executions.buyerOf(executionId);
-      if (fresh !== null && buyerId !== null) hub.publishLog(buyerId, { jobId: lease.jobId, executionId, stream: body.stream, data: fresh });
+      if (fresh !== null && buyerId !== null)
+        hub.publishLog(buyerId, { jobId: lease.jobId, executionId, stream: body.stream, data: fresh });
       return { ok: true };
     });
   };

@@ -3,7 +3,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import type { Readable } from 'node:stream';
 import { type BlobInfo, Sha256Schema } from '../protocol/index.js';
 import { DeqoError, errors } from '../core/index.js';
-import { parseOr400, type ServerDeps } from './server.js';
+import { parseOr400, type ServerDeps } from './http.js';
 
 export function blobRoutes({ store, blobs }: ServerDeps): FastifyPluginAsync {
   return async (app) => {
@@ -16,7 +16,10 @@ export function blobRoutes({ store, blobs }: ServerDeps): FastifyPluginAsync {
         throw new DeqoError('unsupported_media_type', 'send blob bytes as Content-Type: application/octet-stream');
       }
       const expected = req.headers['x-deqo-sha256'];
-      const sha = typeof expected === 'string' ? parseOr400(Sha256Schema, expected, 'header x-deqo-sha256', 'x-deqo-sha256') : undefined;
+      const sha =
+        typeof expected === 'string'
+          ? parseOr400(Sha256Schema, expected, 'header x-deqo-sha256', 'x-deqo-sha256')
+          : undefined;
       const info = await blobs.put(req.raw as Readable, sha);
       await store.accounts.recordBlob(info.sha256, info.size, Date.now());
       await store.accounts.grantBlobAccess([info.sha256], req.principal.accountId);
@@ -25,11 +28,20 @@ export function blobRoutes({ store, blobs }: ServerDeps): FastifyPluginAsync {
     });
 
     app.get('/v1/blobs/:sha256', async (req, reply) => {
-      const sha = parseOr400(Sha256Schema, (req.params as { sha256: unknown }).sha256, 'path parameter sha256', 'sha256');
+      const sha = parseOr400(
+        Sha256Schema,
+        (req.params as { sha256: unknown }).sha256,
+        'path parameter sha256',
+        'sha256',
+      );
       // Tenancy: only accounts that uploaded the blob, own a job using or producing it, or run such a job may read it.
-      if (req.principal.scope !== 'admin' && !(await store.accounts.canReadBlob(sha, req.principal.accountId))) throw errors.notFound('blob', sha);
+      if (req.principal.scope !== 'admin' && !(await store.accounts.canReadBlob(sha, req.principal.accountId)))
+        throw errors.notFound('blob', sha);
       const { stream, size } = await blobs.open(sha);
-      reply.header('content-type', 'application/octet-stream').header('content-length', String(size)).header('x-deqo-sha256', sha);
+      reply
+        .header('content-type', 'application/octet-stream')
+        .header('content-length', String(size))
+        .header('x-deqo-sha256', sha);
       return reply.send(stream);
     });
   };

@@ -3,9 +3,18 @@ import type { FastifyPluginAsync } from 'fastify';
 import { errors } from '../core/index.js';
 import { explainJob, quoteJob } from '../engine/index.js';
 import { fromMicro } from '../core/index.js';
-import { ExecutionLogQuerySchema, JobSpecSchema, ListJobsQuerySchema, type Explain, type JobResults, type JobView, type Quote, type SubmitJobResponse } from '../protocol/index.js';
+import {
+  ExecutionLogQuerySchema,
+  JobSpecSchema,
+  ListJobsQuerySchema,
+  type Explain,
+  type JobResults,
+  type JobView,
+  type Quote,
+  type SubmitJobResponse,
+} from '../protocol/index.js';
 import { requireScope } from './auth.js';
-import { idParam, parseOr400, type RouteDeps } from './server.js';
+import { idParam, parseOr400, type RouteDeps } from './http.js';
 
 export function jobRoutes({ store, engine, liveLogs }: RouteDeps): FastifyPluginAsync {
   return async (app) => {
@@ -13,7 +22,10 @@ export function jobRoutes({ store, engine, liveLogs }: RouteDeps): FastifyPlugin
       requireScope(req.principal, 'buyer');
       const spec = parseOr400(JobSpecSchema, req.body, 'job spec');
       for (const input of spec.inputs) {
-        if ((await store.accounts.blobSize(input.blob)) === null || !(await store.accounts.canReadBlob(input.blob, req.principal.accountId))) {
+        if (
+          (await store.accounts.blobSize(input.blob)) === null ||
+          !(await store.accounts.canReadBlob(input.blob, req.principal.accountId))
+        ) {
           throw errors.notFound('input blob', `${input.blob} (inputs: ${input.path}); upload it first`);
         }
       }

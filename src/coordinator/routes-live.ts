@@ -4,9 +4,15 @@
  */
 import type { FastifyPluginAsync } from 'fastify';
 import { fromMicro } from '../core/index.js';
-import { EarningsQuerySchema, EventsQuerySchema, NetworkStatsQuerySchema, type Earnings, type NetworkStats } from '../protocol/index.js';
+import {
+  EarningsQuerySchema,
+  EventsQuerySchema,
+  NetworkStatsQuerySchema,
+  type Earnings,
+  type NetworkStats,
+} from '../protocol/index.js';
 import { requireScope } from './auth.js';
-import { parseOr400, type RouteDeps } from './server.js';
+import { parseOr400, type RouteDeps } from './http.js';
 
 /** Decided tasks listed by `GET /v1/network/stats`. */
 const RECENT_VERIFICATIONS = 20;
@@ -22,34 +28,58 @@ export function liveRoutes({ hub, store, engine }: RouteDeps): FastifyPluginAsyn
       const now = engine.now();
       const n = await store.live.network(now - engine.config.agentTtlMs);
       const recent = await store.live.recentlyDecided(RECENT_VERIFICATIONS);
-      return { points: await store.live.minutes(now, q.minutes), queueDepth: n.queueDepth, agentsOnline: n.agentsOnline,
-        recentVerifications: recent.map(({ buyerId, jobId, ...r }) => ({ ...r, jobId: buyerId === req.principal.accountId ? jobId : null })) };
+      return {
+        points: await store.live.minutes(now, q.minutes),
+        queueDepth: n.queueDepth,
+        agentsOnline: n.agentsOnline,
+        recentVerifications: recent.map(({ buyerId, jobId, ...r }) => ({
+          ...r,
+          jobId: buyerId === req.principal.accountId ? jobId : null,
+        })),
+      };
     });
 
     app.get('/v1/provider/earnings', async (req): Promise<Earnings> => {
       requireScope(req.principal, 'provider');
       const q = parseOr400(EarningsQuerySchema, req.query, 'query');
       const points = await store.live.earnings(req.principal.accountId, engine.now(), q.hours);
-      return { points: points.map((p) => ({ t: p.t, credits: fromMicro(p.micro) })), total: fromMicro(points.reduce((sum, p) => sum + p.micro, 0)) };
+      return {
+        points: points.map((p) => ({ t: p.t, credits: fromMicro(p.micro) })),
+        total: fromMicro(points.reduce((sum, p) => sum + p.micro, 0)),
+      };
     });
 
     app.get('/v1/events', async (req, reply) => {
       const q = parseOr400(EventsQuerySchema, req.query, 'query');
       reply.hijack();
       const res = reply.raw;
-      res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache, no-transform', connection: 'keep-alive',
-        'x-accel-buffering': 'no' });
+      res.writeHead(200, {
+        'content-type': 'text/event-stream; charset=utf-8',
+        'cache-control': 'no-cache, no-transform',
+        connection: 'keep-alive',
+        'x-accel-buffering': 'no',
+      });
       res.write(': connected\n\n');
       let unsubscribe = (): void => {};
       const write = (text: string): void => {
         if (res.writableEnded) return;
-        if (res.writableLength > MAX_BUFFERED_BYTES) { unsubscribe(); res.end(); return; }
+        if (res.writableLength > MAX_BUFFERED_BYTES) {
+          unsubscribe();
+          res.end();
+          return;
+        }
         res.write(text);
       };
-      unsubscribe = hub.subscribe({ accountId: req.principal.accountId, scope: req.principal.scope, ...(q.jobId ? { jobId: q.jobId } : {}),
+      unsubscribe = hub.subscribe({
+        accountId: req.principal.accountId,
+        scope: req.principal.scope,
+        ...(q.jobId ? { jobId: q.jobId } : {}),
         send: (e) => write(`event: ${e.event}\ndata: ${JSON.stringify(e.data)}\n\n`),
         comment: (text) => write(`: ${text}\n\n`),
-        end: () => { if (!res.writableEnded) res.end(); } });
+        end: () => {
+          if (!res.writableEnded) res.end();
+        },
+      });
       res.on('close', unsubscribe);
       return reply;
     });

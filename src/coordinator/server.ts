@@ -3,18 +3,13 @@
  * drive with `inject()` or over a real port. Every body is parsed with the protocol's zod schemas; every
  * error is `{error: {code, message, details}}` from the catalogue.
  */
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from 'fastify';
-import type { Logger } from 'pino';
-import { z } from 'zod';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { DeqoError, errors } from '../core/index.js';
-import type { Engine } from '../engine/index.js';
-import { fieldIssues, IdSchema } from '../protocol/index.js';
-import type { Principal, Store } from '../store/index.js';
+import type { Principal } from '../store/index.js';
 import { authenticate } from './auth.js';
-import type { BlobStore } from './blobs.js';
-import { DEFAULT_LIVE_OPTIONS, LiveHub, type LiveHubOptions } from './live.js';
+import type { RouteDeps, ServerDeps } from './http.js';
+import { DEFAULT_LIVE_OPTIONS, LiveHub } from './live.js';
 import { LiveLogs } from './live-logs.js';
-import type { CoordinatorMetrics } from './metrics.js';
 import { agentRoutes } from './routes-agents.js';
 import { blobRoutes } from './routes-blobs.js';
 import { jobRoutes } from './routes-jobs.js';
@@ -22,49 +17,17 @@ import { liveRoutes } from './routes-live.js';
 import { marketRoutes } from './routes-market.js';
 import { DEFAULT_WEB_ROOT, isWebPath, serveWeb } from './web.js';
 
-/**
- * What the app serves from. With `metrics`, GET /metrics serves them (no API key: firewall it, see docs/observability.md).
- * `live` overrides the event stream's timings (tests). `webRoot`: the dashboard build served at `/` (default
- * dist/web; see web.ts).
- */
-export interface ServerDeps {
-  store: Store; engine: Engine; blobs: BlobStore; log: Logger; metrics?: CoordinatorMetrics; live?: Partial<LiveHubOptions>; webRoot?: string;
-}
-
-/** What route plugins get: the deps plus the app's live hub (event stream) and live output buffer. */
-export interface RouteDeps extends ServerDeps { hub: LiveHub; liveLogs: LiveLogs }
-
 /** Routes answered without an API key: health, and the metrics when enabled (aggregate numbers, no ids or names). */
 const PUBLIC_ROUTES: ReadonlySet<string> = new Set(['/v1/health', '/metrics']);
 
-declare module 'fastify' {
-  interface FastifyRequest { principal: Principal }
-}
-
-/**
- * Parses `data` with `schema`; throws DeqoError validation_failed naming each bad field. `root` names the
- * value itself (for a path parameter or header).
- */
-export function parseOr400<S extends z.ZodType>(schema: S, data: unknown, where: string, root?: string): z.infer<S> {
-  const r = schema.safeParse(data);
-  if (!r.success) {
-    const issues = fieldIssues(r.error, root);
-    const first = issues[0]!;
-    throw new DeqoError('validation_failed', `invalid ${where}: ${first.path}: ${first.message}${issues.length > 1 ? ` (and ${issues.length - 1} more)` : ''}`, issues);
-  }
-  return r.data;
-}
-
-/** Route param `:id` parsed as an id. */
-export function idParam(req: FastifyRequest, name = 'id'): string {
-  return parseOr400(IdSchema, (req.params as Record<string, unknown>)[name], `path parameter ${name}`, name);
-}
-
 /** Builds the app. Does not listen. */
 export function buildServer(deps: ServerDeps): FastifyInstance {
-  const app: FastifyInstance = Fastify({ loggerInstance: deps.log as FastifyBaseLogger, bodyLimit: 8 * 1024 * 1024,
+  const app: FastifyInstance = Fastify({
+    loggerInstance: deps.log as FastifyBaseLogger,
+    bodyLimit: 8 * 1024 * 1024,
     // Per-request access logs would drown the log in heartbeats; errors are still logged.
-    logController: new LogController({ disableRequestLogging: true }) });
+    logController: new LogController({ disableRequestLogging: true }),
+  });
   app.decorateRequest('principal', null as unknown as Principal);
 
   app.addHook('onRequest', async (req) => {
@@ -84,13 +47,22 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
       return reply.status(413).send(new DeqoError('payload_too_large', 'request body too large').toBody());
     }
     if (e.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
-      return reply.status(415).send(new DeqoError('unsupported_media_type', `unsupported Content-Type; send application/json (or application/octet-stream to /v1/blobs)`).toBody());
+      return reply
+        .status(415)
+        .send(
+          new DeqoError(
+            'unsupported_media_type',
+            `unsupported Content-Type; send application/json (or application/octet-stream to /v1/blobs)`,
+          ).toBody(),
+        );
     }
     if (e.statusCode && e.statusCode >= 400 && e.statusCode < 500) {
       return reply.status(400).send(new DeqoError('validation_failed', `bad request: ${e.message}`).toBody());
     }
     req.log.error({ err }, 'unhandled error');
-    return reply.status(500).send(new DeqoError('internal', 'internal error; the coordinator logged the details').toBody());
+    return reply
+      .status(500)
+      .send(new DeqoError('internal', 'internal error; the coordinator logged the details').toBody());
   });
   const webRoot = deps.webRoot ?? DEFAULT_WEB_ROOT;
   app.setNotFoundHandler((req, reply) => {
@@ -100,7 +72,9 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
 
   const hub = new LiveHub(deps.store, deps.engine, deps.log, { ...DEFAULT_LIVE_OPTIONS, ...deps.live });
   // Open event streams would keep the server from closing: end them first.
-  app.addHook('preClose', async () => { hub.close(); });
+  app.addHook('preClose', async () => {
+    hub.close();
+  });
   const routeDeps: RouteDeps = { ...deps, hub, liveLogs: new LiveLogs() };
 
   app.get('/v1/health', async () => ({ ok: true }));

@@ -36,19 +36,35 @@ export interface CoordinatorConfig {
 }
 
 export const DEFAULT_COORDINATOR_CONFIG: Omit<CoordinatorConfig, 'dataDir'> = {
-  host: '127.0.0.1', port: 8470, maxBlobBytes: 2 * 1024 ** 3, feeBps: 0, quota: DEFAULT_QUOTA, engine: DEFAULT_ENGINE_CONFIG,
+  host: '127.0.0.1',
+  port: 8470,
+  maxBlobBytes: 2 * 1024 ** 3,
+  feeBps: 0,
+  quota: DEFAULT_QUOTA,
+  engine: DEFAULT_ENGINE_CONFIG,
 };
 
 /** A running coordinator. */
-export interface RunningCoordinator { url: string; store: Store; engine: Engine; app: FastifyInstance; close(): Promise<void> }
+export interface RunningCoordinator {
+  url: string;
+  store: Store;
+  engine: Engine;
+  app: FastifyInstance;
+  close(): Promise<void>;
+}
 
 /** Opens the store, starts the engine loop and listens. Throws if the port is taken or feeBps is out of range. */
-export async function startCoordinator(config: CoordinatorConfig, log: Logger = pino({ level: 'warn' })): Promise<RunningCoordinator> {
+export async function startCoordinator(
+  config: CoordinatorConfig,
+  log: Logger = pino({ level: 'warn' }),
+): Promise<RunningCoordinator> {
   if (!Number.isInteger(config.feeBps) || config.feeBps < 0 || config.feeBps > 10_000) {
     throw new RangeError(`feeBps must be a whole number of basis points from 0 to 10000, got ${config.feeBps}`);
   }
   const storeConfig = { feeBps: config.feeBps, quota: config.quota };
-  const store = config.databaseUrl ? await openStore(config.databaseUrl, storeConfig) : await openSqliteStore(join(config.dataDir, 'deqo.db'), storeConfig);
+  const store = config.databaseUrl
+    ? await openStore(config.databaseUrl, storeConfig)
+    : await openSqliteStore(join(config.dataDir, 'deqo.db'), storeConfig);
   const engine = new Engine(store, config.engine, log);
   await engine.recover();
   const blobs = new BlobStore(config.blobDir ?? join(config.dataDir, 'blobs'), config.maxBlobBytes);
@@ -60,7 +76,10 @@ export async function startCoordinator(config: CoordinatorConfig, log: Logger = 
   const port = typeof addr === 'object' && addr ? addr.port : config.port;
   let closed = false;
   return {
-    url: `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`, store, engine, app,
+    url: `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`,
+    store,
+    engine,
+    app,
     async close() {
       if (closed) return;
       closed = true;

@@ -14,9 +14,16 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 export const DEFAULT_WEB_ROOT = fileURLToPath(new URL('../../dist/web/', import.meta.url));
 
 const TYPES: Record<string, string> = {
-  '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8', '.css': 'text/css; charset=utf-8',
-  '.json': 'application/json', '.svg': 'image/svg+xml', '.png': 'image/png', '.ico': 'image/x-icon',
-  '.woff2': 'font/woff2', '.map': 'application/json', '.txt': 'text/plain; charset=utf-8',
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.json': 'application/json',
+  '.svg': 'image/svg+xml',
+  '.png': 'image/png',
+  '.ico': 'image/x-icon',
+  '.woff2': 'font/woff2',
+  '.map': 'application/json',
+  '.txt': 'text/plain; charset=utf-8',
 };
 
 /** Whether a request path belongs to the dashboard (everything but the API and the metrics). */
@@ -25,7 +32,11 @@ export function isWebPath(method: string, path: string): boolean {
 }
 
 async function isFile(p: string): Promise<boolean> {
-  try { return (await stat(p)).isFile(); } catch { return false; }
+  try {
+    return (await stat(p)).isFile();
+  } catch {
+    return false;
+  }
 }
 
 /**
@@ -34,11 +45,17 @@ async function isFile(p: string): Promise<boolean> {
  */
 export async function serveWeb(root: string, req: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
   let path: string;
-  try { path = decodeURIComponent(req.url.split('?')[0]!); } catch { path = '\0'; }
+  try {
+    path = decodeURIComponent(req.url.split('?')[0]!);
+  } catch {
+    path = '\0';
+  }
   if (path.includes('\0')) return reply.status(400).type('text/plain; charset=utf-8').send('bad path\n');
   const index = join(root, 'index.html');
   if (!(await isFile(index))) {
-    return reply.status(404).type('text/plain; charset=utf-8')
+    return reply
+      .status(404)
+      .type('text/plain; charset=utf-8')
       .send('The dashboard is not built: run `npm run build` (it builds the web app into dist/web), then reload.\n');
   }
   const file = normalize(join(root, path));
@@ -48,7 +65,9 @@ export async function serveWeb(root: string, req: FastifyRequest, reply: Fastify
   else if (path === '/' || extname(path) === '') target = index;
   if (!target) return reply.status(404).type('text/plain; charset=utf-8').send(`not found: ${path}\n`);
   const immutable = target.includes(`${sep}assets${sep}`);
-  return reply.status(200).type(TYPES[extname(target)] ?? 'application/octet-stream')
+  return reply
+    .status(200)
+    .type(TYPES[extname(target)] ?? 'application/octet-stream')
     .header('cache-control', immutable ? 'public, max-age=31536000, immutable' : 'no-cache')
     .header('x-content-type-options', 'nosniff')
     .send(createReadStream(target));

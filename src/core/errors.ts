@@ -27,7 +27,11 @@ export class DeqoError extends Error {
   override readonly name = 'DeqoError';
   readonly status: number;
   readonly retryable: boolean;
-  constructor(readonly code: ErrorCode, message: string, readonly details?: unknown) {
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    readonly details?: unknown,
+  ) {
     super(message);
     this.status = ERROR_CATALOGUE[code].status;
     this.retryable = ERROR_CATALOGUE[code].retryable;
@@ -41,8 +45,11 @@ export class DeqoError extends Error {
 /** Shorthand constructors for the common cases. */
 export const errors = {
   notFound: (what: string, id: string) => new DeqoError('not_found', `${what} ${id} does not exist (or is not yours)`),
-  staleLease: (executionId: string) => new DeqoError('stale_lease',
-    `the lease on execution ${executionId} is no longer held (expired, reassigned or already reported); drop this execution`),
+  staleLease: (executionId: string) =>
+    new DeqoError(
+      'stale_lease',
+      `the lease on execution ${executionId} is no longer held (expired, reassigned or already reported); drop this execution`,
+    ),
   invalidState: (what: string, id: string, state: string, wanted: string) =>
     new DeqoError('invalid_state', `${what} ${id} is ${state}; this needs it to be ${wanted}`),
 };

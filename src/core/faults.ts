@@ -4,7 +4,10 @@
  */
 
 /** Retry backoff settings, ms. */
-export interface RetryBackoff { baseMs: number; maxMs: number }
+export interface RetryBackoff {
+  baseMs: number;
+  maxMs: number;
+}
 
 /**
  * How long after its latest provider-side failure (lost lease, agent error) a task waits before the scheduler
@@ -34,7 +37,12 @@ export const DEFAULT_AGENT_GRACE_MS = 10 * 60_000;
 export type AgentStatus = 'online' | 'suspect' | 'offline';
 
 /** The status of an agent last seen at `lastSeenAt` (ms). */
-export function agentStatus(lastSeenAt: number, now: number, suspectAfterMs: number, offlineAfterMs = DEFAULT_AGENT_GRACE_MS): AgentStatus {
+export function agentStatus(
+  lastSeenAt: number,
+  now: number,
+  suspectAfterMs: number,
+  offlineAfterMs = DEFAULT_AGENT_GRACE_MS,
+): AgentStatus {
   const silent = now - lastSeenAt;
   if (silent <= suspectAfterMs) return 'online';
   return silent <= Math.max(offlineAfterMs, suspectAfterMs) ? 'suspect' : 'offline';

@@ -15,10 +15,19 @@ import { platformFee } from './pricing.js';
 export type LedgerKind = 'grant' | 'escrow_hold' | 'payment' | 'refund';
 
 /** One side of a transaction: `amount` is added to `account` (negative = taken from it). */
-export interface Posting { account: string; amount: number }
+export interface Posting {
+  account: string;
+  amount: number;
+}
 
 /** A balanced transaction. `executionId` is set for payments (one payment per execution, enforced by the store). */
-export interface LedgerTxn { kind: LedgerKind; postings: Posting[]; jobId: string | null; executionId: string | null; memo: string }
+export interface LedgerTxn {
+  kind: LedgerKind;
+  postings: Posting[];
+  jobId: string | null;
+  executionId: string | null;
+  memo: string;
+}
 
 export const ISSUER = 'platform:issuer';
 export const FEES = 'platform:fees';
@@ -28,14 +37,17 @@ export const accountLedger = (accountId: string): string => `acct:${accountId}`;
 export const escrowLedger = (jobId: string): string => `escrow:${jobId}`;
 
 /** True for ledger accounts that may never go below zero (all but the issuer). */
-export function mustStayNonNegative(account: string): boolean { return account !== ISSUER; }
+export function mustStayNonNegative(account: string): boolean {
+  return account !== ISSUER;
+}
 
 /** Throws RangeError unless the postings are integers that sum to zero with no zero or duplicate accounts. */
 export function assertBalanced(t: LedgerTxn): void {
   let sum = 0;
   const seen = new Set<string>();
   for (const p of t.postings) {
-    if (!Number.isSafeInteger(p.amount) || p.amount === 0) throw new RangeError(`posting to ${p.account} must be a non-zero integer, got ${p.amount}`);
+    if (!Number.isSafeInteger(p.amount) || p.amount === 0)
+      throw new RangeError(`posting to ${p.account} must be a non-zero integer, got ${p.amount}`);
     if (seen.has(p.account)) throw new RangeError(`account ${p.account} appears twice in one transaction`);
     seen.add(p.account);
     sum += p.amount;
@@ -45,14 +57,30 @@ export function assertBalanced(t: LedgerTxn): void {
 
 /** Credits granted to an account by an admin (issued from the platform). */
 export function grantTxn(accountId: string, amount: number, memo: string): LedgerTxn {
-  return { kind: 'grant', jobId: null, executionId: null, memo,
-    postings: [{ account: ISSUER, amount: -amount }, { account: accountLedger(accountId), amount }] };
+  return {
+    kind: 'grant',
+    jobId: null,
+    executionId: null,
+    memo,
+    postings: [
+      { account: ISSUER, amount: -amount },
+      { account: accountLedger(accountId), amount },
+    ],
+  };
 }
 
 /** Buyer's credits moved into a job's escrow (at submission, or a top-up when a task needs more executions). */
 export function escrowHoldTxn(buyerId: string, jobId: string, amount: number, memo: string): LedgerTxn {
-  return { kind: 'escrow_hold', jobId, executionId: null, memo,
-    postings: [{ account: accountLedger(buyerId), amount: -amount }, { account: escrowLedger(jobId), amount }] };
+  return {
+    kind: 'escrow_hold',
+    jobId,
+    executionId: null,
+    memo,
+    postings: [
+      { account: accountLedger(buyerId), amount: -amount },
+      { account: escrowLedger(jobId), amount },
+    ],
+  };
 }
 
 /**
@@ -60,7 +88,13 @@ export function escrowHoldTxn(buyerId: string, jobId: string, amount: number, me
  * (`feeBps` basis points of the cost). `cost` is already capped at what escrow holds for one execution.
  * Null for a free execution (nothing moves).
  */
-export function paymentTxn(jobId: string, executionId: string, providerId: string, cost: number, feeBps: number): LedgerTxn | null {
+export function paymentTxn(
+  jobId: string,
+  executionId: string,
+  providerId: string,
+  cost: number,
+  feeBps: number,
+): LedgerTxn | null {
   if (cost <= 0) return null;
   const fee = platformFee(cost, feeBps);
   const postings: Posting[] = [{ account: escrowLedger(jobId), amount: -cost }];
@@ -71,6 +105,14 @@ export function paymentTxn(jobId: string, executionId: string, providerId: strin
 
 /** What is left in a job's escrow returned to its buyer when the job is settled. */
 export function refundTxn(buyerId: string, jobId: string, remaining: number): LedgerTxn {
-  return { kind: 'refund', jobId, executionId: null, memo: 'unused escrow returned',
-    postings: [{ account: escrowLedger(jobId), amount: -remaining }, { account: accountLedger(buyerId), amount: remaining }] };
+  return {
+    kind: 'refund',
+    jobId,
+    executionId: null,
+    memo: 'unused escrow returned',
+    postings: [
+      { account: escrowLedger(jobId), amount: -remaining },
+      { account: accountLedger(buyerId), amount: remaining },
+    ],
+  };
 }

@@ -27,9 +27,21 @@ export interface Demand {
 /** The demand of a job spec (what each of its executions needs). */
 export function demandOf(spec: JobSpec): Demand {
   const c = spec.constraints;
-  return { cpus: spec.resources.cpus, memoryMb: spec.resources.memoryMb, gpus: spec.resources.gpus, network: spec.network,
-    arch: c.arch, os: c.os, gpuModel: c.gpuModel, labels: c.labels, minReputation: c.minReputation, providers: c.providers,
-    maxPrice: spec.maxPrice, image: spec.image, timeoutMs: spec.resources.timeoutSeconds * 1000 };
+  return {
+    cpus: spec.resources.cpus,
+    memoryMb: spec.resources.memoryMb,
+    gpus: spec.resources.gpus,
+    network: spec.network,
+    arch: c.arch,
+    os: c.os,
+    gpuModel: c.gpuModel,
+    labels: c.labels,
+    minReputation: c.minReputation,
+    providers: c.providers,
+    maxPrice: spec.maxPrice,
+    image: spec.image,
+    timeoutMs: spec.resources.timeoutSeconds * 1000,
+  };
 }
 
 /** An agent as the scheduler sees it: its offer, what it has free now, and its provider's record. */
@@ -60,10 +72,29 @@ export interface SchedAgent {
 
 /** Why an agent cannot take a job's execution. */
 export type RejectionCode =
-  | 'not_picked' | 'arch' | 'os' | 'cpus' | 'memory' | 'gpus' | 'gpu_model' | 'network' | 'labels' | 'price' | 'reputation'
-  | 'offline' | 'outside_window' | 'owner_busy' | 'draining' | 'at_capacity' | 'quota_exhausted' | 'already_ran';
+  | 'not_picked'
+  | 'arch'
+  | 'os'
+  | 'cpus'
+  | 'memory'
+  | 'gpus'
+  | 'gpu_model'
+  | 'network'
+  | 'labels'
+  | 'price'
+  | 'reputation'
+  | 'offline'
+  | 'outside_window'
+  | 'owner_busy'
+  | 'draining'
+  | 'at_capacity'
+  | 'quota_exhausted'
+  | 'already_ran';
 
-export interface Rejection { code: RejectionCode; message: string }
+export interface Rejection {
+  code: RejectionCode;
+  message: string;
+}
 
 const round = (x: number) => Math.round(x * 1e6) / 1e6;
 
@@ -75,24 +106,43 @@ export function staticRejections(d: Demand, a: SchedAgent): Rejection[] {
   }
   if (d.arch && d.arch !== a.arch) out.push({ code: 'arch', message: `arch is ${a.arch}, the job needs ${d.arch}` });
   if (d.os && d.os !== a.os) out.push({ code: 'os', message: `OS is ${a.os}, the job needs ${d.os}` });
-  if (a.totalCpus + 1e-9 < d.cpus) out.push({ code: 'cpus', message: `lends ${a.totalCpus} cores, the job needs ${d.cpus}` });
-  if (a.totalMemoryMb < d.memoryMb) out.push({ code: 'memory', message: `lends ${a.totalMemoryMb} MiB, the job needs ${d.memoryMb}` });
-  if (a.gpuModels.length < d.gpus) out.push({ code: 'gpus', message: `has ${a.gpuModels.length} GPUs, the job needs ${d.gpus}` });
+  if (a.totalCpus + 1e-9 < d.cpus)
+    out.push({ code: 'cpus', message: `lends ${a.totalCpus} cores, the job needs ${d.cpus}` });
+  if (a.totalMemoryMb < d.memoryMb)
+    out.push({ code: 'memory', message: `lends ${a.totalMemoryMb} MiB, the job needs ${d.memoryMb}` });
+  if (a.gpuModels.length < d.gpus)
+    out.push({ code: 'gpus', message: `has ${a.gpuModels.length} GPUs, the job needs ${d.gpus}` });
   if (d.gpuModel && d.gpus > 0) {
     const want = d.gpuModel.toLowerCase();
     const matching = a.gpuModels.filter((m) => m.toLowerCase().includes(want)).length;
-    if (matching < d.gpus) out.push({ code: 'gpu_model', message: `has ${matching} GPUs matching "${d.gpuModel}", the job needs ${d.gpus}` });
+    if (matching < d.gpus)
+      out.push({
+        code: 'gpu_model',
+        message: `has ${matching} GPUs matching "${d.gpuModel}", the job needs ${d.gpus}`,
+      });
   }
-  if (d.network && !a.allowNetwork) out.push({ code: 'network', message: 'does not allow network access, the job asks for it' });
+  if (d.network && !a.allowNetwork)
+    out.push({ code: 'network', message: 'does not allow network access, the job asks for it' });
   const missing = Object.entries(d.labels).filter(([k, v]) => a.labels[k] !== v);
-  if (missing.length > 0) out.push({ code: 'labels', message: `lacks label ${missing.map(([k, v]) => `${k}=${v}`).join(', ')}` });
-  const over = (['cpuHour', 'memoryGiBHour', 'gpuHour', 'startFee'] as const)
-    .filter((k) => a.prices[k] > d.maxPrice[k] + 1e-12 && (k !== 'gpuHour' || d.gpus > 0) && (k !== 'memoryGiBHour' || d.memoryMb > 0));
+  if (missing.length > 0)
+    out.push({ code: 'labels', message: `lacks label ${missing.map(([k, v]) => `${k}=${v}`).join(', ')}` });
+  const over = (['cpuHour', 'memoryGiBHour', 'gpuHour', 'startFee'] as const).filter(
+    (k) =>
+      a.prices[k] > d.maxPrice[k] + 1e-12 &&
+      (k !== 'gpuHour' || d.gpus > 0) &&
+      (k !== 'memoryGiBHour' || d.memoryMb > 0),
+  );
   if (over.length > 0) {
-    out.push({ code: 'price', message: `price above the job's maximum: ${over.map((k) => `${k} ${round(a.prices[k])} > ${round(d.maxPrice[k])}`).join(', ')}` });
+    out.push({
+      code: 'price',
+      message: `price above the job's maximum: ${over.map((k) => `${k} ${round(a.prices[k])} > ${round(d.maxPrice[k])}`).join(', ')}`,
+    });
   }
   if (d.minReputation !== undefined && a.reputation + 1e-12 < d.minReputation) {
-    out.push({ code: 'reputation', message: `reputation ${a.reputation.toFixed(2)} is below the job's minimum ${d.minReputation}` });
+    out.push({
+      code: 'reputation',
+      message: `reputation ${a.reputation.toFixed(2)} is below the job's minimum ${d.minReputation}`,
+    });
   }
   return out;
 }
@@ -100,14 +150,20 @@ export function staticRejections(d: Demand, a: SchedAgent): Rejection[] {
 /** Reasons the agent cannot take an execution now (offline, window, owner, capacity, quota). */
 export function dynamicRejections(d: Demand, a: SchedAgent): Rejection[] {
   if (!a.online) return [{ code: 'offline', message: 'offline (no heartbeat recently)' }];
-  if (a.availability === 'outside_window') return [{ code: 'outside_window', message: 'outside its availability window' }];
-  if (a.availability === 'owner_busy') return [{ code: 'owner_busy', message: "its owner is using the machine (idle policy)" }];
+  if (a.availability === 'outside_window')
+    return [{ code: 'outside_window', message: 'outside its availability window' }];
+  if (a.availability === 'owner_busy')
+    return [{ code: 'owner_busy', message: 'its owner is using the machine (idle policy)' }];
   if (a.availability === 'draining') return [{ code: 'draining', message: 'shutting down' }];
   const out: Rejection[] = [];
   if (a.freeCpus + 1e-9 < d.cpus || a.freeMemoryMb < d.memoryMb || a.freeGpus < d.gpus) {
-    out.push({ code: 'at_capacity', message: `at capacity: ${round(a.freeCpus)} cores, ${a.freeMemoryMb} MiB, ${a.freeGpus} GPUs free` });
+    out.push({
+      code: 'at_capacity',
+      message: `at capacity: ${round(a.freeCpus)} cores, ${a.freeMemoryMb} MiB, ${a.freeGpus} GPUs free`,
+    });
   }
-  if (a.quotaLeft <= 0) out.push({ code: 'quota_exhausted', message: 'daily quota of executions used up (it grows with valid results)' });
+  if (a.quotaLeft <= 0)
+    out.push({ code: 'quota_exhausted', message: 'daily quota of executions used up (it grows with valid results)' });
   return out;
 }
 

@@ -8,7 +8,12 @@
 import type { Predictor } from './scheduler.js';
 
 /** One finished execution: agent, image, cores requested, wall time ms. */
-export interface RuntimeSample { agentId: string; image: string; cpus: number; wallMs: number }
+export interface RuntimeSample {
+  agentId: string;
+  image: string;
+  cpus: number;
+  wallMs: number;
+}
 
 const median = (xs: number[]): number => {
   const s = [...xs].sort((a, b) => a - b);
@@ -21,7 +26,11 @@ export function buildPredictor(samples: readonly RuntimeSample[]): Predictor {
   const key = (image: string, cpus: number) => `${image}\u0000${cpus}`;
   const byPair = new Map<string, number[]>();
   const own = new Map<string, number[]>();
-  const push = (m: Map<string, number[]>, k: string, v: number) => { const xs = m.get(k); if (xs) xs.push(v); else m.set(k, [v]); };
+  const push = (m: Map<string, number[]>, k: string, v: number) => {
+    const xs = m.get(k);
+    if (xs) xs.push(v);
+    else m.set(k, [v]);
+  };
   for (const s of samples) {
     const k = key(s.image, s.cpus);
     push(byPair, k, s.wallMs);

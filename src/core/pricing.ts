@@ -12,11 +12,19 @@ const MS_PER_HOUR = 3_600_000;
 const MIB_PER_GIB = 1024;
 
 /** Resources an execution reserves: cores, MiB, GPUs. */
-export interface Reserved { cpus: number; memoryMb: number; gpus: number }
+export interface Reserved {
+  cpus: number;
+  memoryMb: number;
+  gpus: number;
+}
 
 /** Hourly rate of `reserved` at `price`, credits per hour (not rounded). */
 export function hourlyRate(price: Price | MaxPrice, reserved: Reserved): number {
-  return reserved.cpus * price.cpuHour + (reserved.memoryMb / MIB_PER_GIB) * price.memoryGiBHour + reserved.gpus * price.gpuHour;
+  return (
+    reserved.cpus * price.cpuHour +
+    (reserved.memoryMb / MIB_PER_GIB) * price.memoryGiBHour +
+    reserved.gpus * price.gpuHour
+  );
 }
 
 /**
@@ -40,13 +48,22 @@ function reservedOf(spec: Pick<JobSpec, 'resources'>): Reserved {
 }
 
 /** The platform's cut of a payment, µcr: `feeBps` basis points (1/100 of a percent), rounded down. */
-export function platformFee(amount: number, feeBps: number): number { return Math.floor((amount * feeBps) / 10_000); }
+export function platformFee(amount: number, feeBps: number): number {
+  return Math.floor((amount * feeBps) / 10_000);
+}
 
 /** Executions a task may be paid for when it starts: what escrow holds per task for each mode. */
-export function fundedExecutions(mode: VerificationMode, replicas: number): number { return mode === 'none' ? 1 : replicas; }
+export function fundedExecutions(mode: VerificationMode, replicas: number): number {
+  return mode === 'none' ? 1 : replicas;
+}
 
 /** One line of a quote: executions per task and the job's maximum cost under a verification mode. */
-export interface ModeQuote { mode: VerificationMode; executionsPerTask: number; maxCost: number; expectedCost: number }
+export interface ModeQuote {
+  mode: VerificationMode;
+  executionsPerTask: number;
+  maxCost: number;
+  expectedCost: number;
+}
 
 /**
  * Prices a job before submission, µcr. `maxCost` is what escrow holds (every funded execution running to
@@ -54,14 +71,26 @@ export interface ModeQuote { mode: VerificationMode; executionsPerTask: number; 
  * maximum prices (the caller passes the timeout when it has no better guess). For `adaptive`, `trustedShare`
  * is the expected share of tasks that run alone (from providers' reputations; 0 when unknown).
  */
-export function quoteModes(spec: Pick<JobSpec, 'resources' | 'maxPrice' | 'verification'>, tasks: number,
-  opts: { expectedWallMs: number; trustedShare: number }): ModeQuote[] {
+export function quoteModes(
+  spec: Pick<JobSpec, 'resources' | 'maxPrice' | 'verification'>,
+  tasks: number,
+  opts: { expectedWallMs: number; trustedShare: number },
+): ModeQuote[] {
   const perMax = executionMaxCost(spec);
-  const perExpected = executionCost(spec.maxPrice, reservedOf(spec), opts.expectedWallMs, spec.resources.timeoutSeconds * 1000);
+  const perExpected = executionCost(
+    spec.maxPrice,
+    reservedOf(spec),
+    opts.expectedWallMs,
+    spec.resources.timeoutSeconds * 1000,
+  );
   // Replication is shown at the spec's replicas, or at 3 (2-of-3) when the spec asks for one execution.
   const replicas = spec.verification.replicas > 1 ? spec.verification.replicas : 3;
   const line = (mode: VerificationMode, perTask: number, expectedPerTask: number): ModeQuote => ({
-    mode, executionsPerTask: perTask, maxCost: perTask * tasks * perMax, expectedCost: Math.round(expectedPerTask * tasks * perExpected) });
+    mode,
+    executionsPerTask: perTask,
+    maxCost: perTask * tasks * perMax,
+    expectedCost: Math.round(expectedPerTask * tasks * perExpected),
+  });
   const trusted = Math.min(1, Math.max(0, opts.trustedShare));
   return [
     line('none', 1, 1),

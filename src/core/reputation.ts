@@ -23,14 +23,25 @@ export interface Reputation {
 }
 
 /** Quota settings: a newcomer's daily quota and the cap. */
-export interface QuotaConfig { initialDailyQuota: number; maxDailyQuota: number }
+export interface QuotaConfig {
+  initialDailyQuota: number;
+  maxDailyQuota: number;
+}
 
 /** Defaults: 100 executions a day to start, doubling on valid results up to 10,000. */
 export const DEFAULT_QUOTA: Readonly<QuotaConfig> = Object.freeze({ initialDailyQuota: 100, maxDailyQuota: 10_000 });
 
 /** The record of a provider with no history. */
 export function newReputation(q: QuotaConfig = DEFAULT_QUOTA): Reputation {
-  return { consecutiveValid: 0, valid: 0, invalid: 0, errors: 0, dailyQuota: q.initialDailyQuota, turnaroundMsTotal: 0, turnaroundCount: 0 };
+  return {
+    consecutiveValid: 0,
+    valid: 0,
+    invalid: 0,
+    errors: 0,
+    dailyQuota: q.initialDailyQuota,
+    turnaroundMsTotal: 0,
+    turnaroundCount: 0,
+  };
 }
 
 /**
@@ -55,7 +66,8 @@ export function applyOutcome(r: Reputation, o: ReputationOutcome, q: QuotaConfig
     if (o.crossChecked) next.consecutiveValid += 1;
     next.dailyQuota = Math.min(q.maxDailyQuota, Math.max(1, r.dailyQuota) * 2);
   } else {
-    if (o.kind === 'invalid') next.invalid += 1; else next.errors += 1;
+    if (o.kind === 'invalid') next.invalid += 1;
+    else next.errors += 1;
     next.consecutiveValid = 0;
     next.dailyQuota = Math.max(1, r.dailyQuota - 1);
   }

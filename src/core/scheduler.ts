@@ -36,13 +36,21 @@ export interface SchedTask {
 }
 
 /** One new execution of `taskId` on `agentId`; `alone` when adaptive replication trusts it unreplicated. */
-export interface Placement { taskId: string; agentId: string; providerId: string; alone: boolean }
+export interface Placement {
+  taskId: string;
+  agentId: string;
+  providerId: string;
+  alone: boolean;
+}
 
 /** Predicted runtime of an image with `cpus` cores on an agent, ms; null when unknown. */
 export type Predictor = (agentId: string, image: string, cpus: number) => number | null;
 
 /** Scheduler inputs that are not the snapshot: a random source in [0, 1) (adaptive draws) and the runtime predictor. */
-export interface PlanOptions { random: () => number; predict: Predictor }
+export interface PlanOptions {
+  random: () => number;
+  predict: Predictor;
+}
 
 /** Weight of the reputation term in the rank score (price and time weigh 1 each). */
 export const REPUTATION_WEIGHT = 2;
@@ -52,7 +60,10 @@ export const REPUTATION_WEIGHT = 2;
  * the reputation term. Agents with no prediction get the median of the known ones (or the job's timeout).
  */
 export function rankScores(d: Demand, agents: readonly SchedAgent[], predict: Predictor): Map<string, number> {
-  const known = agents.map((a) => predict(a.agentId, d.image, d.cpus)).filter((x): x is number => x !== null).sort((x, y) => x - y);
+  const known = agents
+    .map((a) => predict(a.agentId, d.image, d.cpus))
+    .filter((x): x is number => x !== null)
+    .sort((x, y) => x - y);
   const fallback = known.length > 0 ? known[Math.floor(known.length / 2)]! : d.timeoutMs;
   const reserved = { cpus: d.cpus, memoryMb: d.memoryMb, gpus: d.gpus };
   const rows = agents.map((a) => {
@@ -61,25 +72,37 @@ export function rankScores(d: Demand, agents: readonly SchedAgent[], predict: Pr
   });
   const minCost = Math.max(1e-9, Math.min(...rows.map((r) => r.cost)));
   const minMs = Math.min(...rows.map((r) => r.ms));
-  return new Map(rows.map((r) => [r.a.agentId,
-    Math.max(1, r.cost / minCost) + r.ms / minMs + REPUTATION_WEIGHT * (1 - r.a.reputation)]));
+  return new Map(
+    rows.map((r) => [
+      r.a.agentId,
+      Math.max(1, r.cost / minCost) + r.ms / minMs + REPUTATION_WEIGHT * (1 - r.a.reputation),
+    ]),
+  );
 }
 
 /** What rankScores reads of a demand: tasks with the same key share one ranking. */
-const rankKey = (d: Demand): string => `${d.image}\u0000${d.cpus}\u0000${d.memoryMb}\u0000${d.gpus}\u0000${d.timeoutMs}`;
+const rankKey = (d: Demand): string =>
+  `${d.image}\u0000${d.cpus}\u0000${d.memoryMb}\u0000${d.gpus}\u0000${d.timeoutMs}`;
 
 /** Whether an agent could take another execution of some task: every demand asks for some CPU (ResourcesSchema: cpus > 0). */
-const hasRoom = (a: SchedAgent): boolean => a.online && a.availability === 'available' && a.freeCpus > 1e-9 && a.quotaLeft > 0;
+const hasRoom = (a: SchedAgent): boolean =>
+  a.online && a.availability === 'available' && a.freeCpus > 1e-9 && a.quotaLeft > 0;
 
 /**
  * Plans new executions. Pure apart from calling `opts.random` / `opts.predict`: the inputs are not modified.
  * Rankings are computed once per distinct demand and only for tasks some agent can take, and planning stops
  * once no agent has room, so a long queue costs little more than the placements it gets.
  */
-export function planExecutions(tasks: readonly SchedTask[], agents: readonly SchedAgent[], opts: PlanOptions): Placement[] {
+export function planExecutions(
+  tasks: readonly SchedTask[],
+  agents: readonly SchedAgent[],
+  opts: PlanOptions,
+): Placement[] {
   const free = agents.map((a) => ({ ...a }));
   let withRoom = free.filter(hasRoom).length;
-  const order = [...tasks].sort((a, b) => a.jobCreatedAt - b.jobCreatedAt || a.jobId.localeCompare(b.jobId) || a.index - b.index);
+  const order = [...tasks].sort(
+    (a, b) => a.jobCreatedAt - b.jobCreatedAt || a.jobId.localeCompare(b.jobId) || a.index - b.index,
+  );
   const scoresByDemand = new Map<string, Map<string, number>>();
   const plan: Placement[] = [];
   for (const t of order) {
@@ -90,9 +113,17 @@ export function planExecutions(tasks: readonly SchedTask[], agents: readonly Sch
       if (feasible.length === 0) break;
       const key = rankKey(t.demand);
       let scores = scoresByDemand.get(key);
-      if (!scores) { scores = rankScores(t.demand, agents, opts.predict); scoresByDemand.set(key, scores); }
-      feasible.sort((a, b) => scores.get(a.agentId)! - scores.get(b.agentId)! || b.freeCpus / b.totalCpus - a.freeCpus / a.totalCpus
-        || a.running - b.running || a.agentId.localeCompare(b.agentId));
+      if (!scores) {
+        scores = rankScores(t.demand, agents, opts.predict);
+        scoresByDemand.set(key, scores);
+      }
+      feasible.sort(
+        (a, b) =>
+          scores.get(a.agentId)! - scores.get(b.agentId)! ||
+          b.freeCpus / b.totalCpus - a.freeCpus / a.totalCpus ||
+          a.running - b.running ||
+          a.agentId.localeCompare(b.agentId),
+      );
       const pick = feasible[0]!;
       pick.freeCpus -= t.demand.cpus;
       pick.freeMemoryMb -= t.demand.memoryMb;

@@ -2,7 +2,10 @@
 import type { JobSpec, ParamValue } from '../protocol/index.js';
 
 /** One task of a job: its array index and parameters. */
-export interface TaskPlan { index: number; params: Record<string, ParamValue> }
+export interface TaskPlan {
+  index: number;
+  params: Record<string, ParamValue>;
+}
 
 /** Most tasks a job may expand to. */
 export const MAX_TASKS_PER_JOB = 10_000;

@@ -12,7 +12,11 @@
 import type { ExecutionState, Failure } from '../protocol/index.js';
 
 /** Task-level verification settings (from the job spec, defaults filled). */
-export interface VerificationPolicy { quorum: number; maxExecutions: number; maxErrors: number }
+export interface VerificationPolicy {
+  quorum: number;
+  maxExecutions: number;
+  maxErrors: number;
+}
 
 /** What the verifier needs to know of one execution. `at` orders reports (earliest wins ties), ms. */
 export interface ExecutionVote {
@@ -39,10 +43,14 @@ export function clampFailureMessage(message: string): string {
 }
 
 /** Verdict of a job-caused failure without a comparable result. */
-export function failureVerdict(reason: string): string { return `failure:${reason}`; }
+export function failureVerdict(reason: string): string {
+  return `failure:${reason}`;
+}
 
 /** Default cap on executions per task when the spec gives none. */
-export function defaultMaxExecutions(replicas: number): number { return replicas + 3; }
+export function defaultMaxExecutions(replicas: number): number {
+  return replicas + 3;
+}
 
 /**
  * Decides a task from its executions. `target` is the task's current wanted number of active
@@ -60,7 +68,8 @@ export function decideTask(policy: VerificationPolicy, target: number, execution
   }
   // Largest group; Map keeps insertion order, so ties go to the verdict reported first.
   let best: { verdict: string; members: ExecutionVote[] } | null = null;
-  for (const [verdict, members] of groups) if (!best || members.length > best.members.length) best = { verdict, members };
+  for (const [verdict, members] of groups)
+    if (!best || members.length > best.members.length) best = { verdict, members };
 
   const ids = (xs: readonly ExecutionVote[]) => xs.map((x) => x.id);
   if (best && best.members.length >= policy.quorum) {
@@ -69,28 +78,52 @@ export function decideTask(policy: VerificationPolicy, target: number, execution
     const first = best.members[0]!;
     if (first.exitCode === 0 && first.failure === null) {
       // Started replicas finish and are graded against the canonical verdict; unstarted ones are cancelled.
-      return { kind: 'verified', verdict: best.verdict, valid, invalid, cancel: ids(outstanding.filter((e) => e.state === 'assigned')) };
+      return {
+        kind: 'verified',
+        verdict: best.verdict,
+        valid,
+        invalid,
+        cancel: ids(outstanding.filter((e) => e.state === 'assigned')),
+      };
     }
-    const failure: Failure = first.failure ?? { reason: 'nonzero_exit', blame: 'job',
-      message: `the job exited with code ${first.exitCode ?? '?'} (agreed by ${valid.length} providers)` };
+    const failure: Failure = first.failure ?? {
+      reason: 'nonzero_exit',
+      blame: 'job',
+      message: `the job exited with code ${first.exitCode ?? '?'} (agreed by ${valid.length} providers)`,
+    };
     return { kind: 'failed', failure, verdict: best.verdict, valid, invalid, cancel: ids(outstanding) };
   }
 
-  const giveUp = (failure: Failure): Decision =>
-    ({ kind: 'failed', failure, verdict: null, valid: [], invalid: ids(reported), cancel: ids(outstanding) });
+  const giveUp = (failure: Failure): Decision => ({
+    kind: 'failed',
+    failure,
+    verdict: null,
+    valid: [],
+    invalid: ids(reported),
+    cancel: ids(outstanding),
+  });
 
   if (errors.length >= policy.maxErrors) {
     const last = [...errors].sort((a, b) => a.at - b.at).at(-1)!;
-    return giveUp({ reason: 'too_many_errors', blame: 'provider', message: clampFailureMessage(
-      `${errors.length} executions failed on the provider side (limit ${policy.maxErrors}); last: ${last.failure?.message ?? last.state}`) });
+    return giveUp({
+      reason: 'too_many_errors',
+      blame: 'provider',
+      message: clampFailureMessage(
+        `${errors.length} executions failed on the provider side (limit ${policy.maxErrors}); last: ${last.failure?.message ?? last.state}`,
+      ),
+    });
   }
 
   const maxVotes = best?.members.length ?? 0;
   const room = Math.max(0, policy.maxExecutions - executions.length);
   if (maxVotes + outstanding.length + room < policy.quorum) {
-    return giveUp({ reason: 'no_quorum', blame: 'none',
-      message: `no ${policy.quorum} of ${reported.length} results agree (${groups.size} distinct) and the cap of ` +
-        `${policy.maxExecutions} executions is reached; a nondeterministic job cannot be verified by replication` });
+    return giveUp({
+      reason: 'no_quorum',
+      blame: 'none',
+      message:
+        `no ${policy.quorum} of ${reported.length} results agree (${groups.size} distinct) and the cap of ` +
+        `${policy.maxExecutions} executions is reached; a nondeterministic job cannot be verified by replication`,
+    });
   }
   const missingVotes = Math.max(0, policy.quorum - maxVotes - outstanding.length);
   return { kind: 'pending', target: Math.max(target, reported.length + outstanding.length + missingVotes) };

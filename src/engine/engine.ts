@@ -5,7 +5,16 @@
  * subscribe to `engine.events` (events.ts).
  */
 import type { Logger } from 'pino';
-import { buildPredictor, defaultMaxExecutions, DeqoError, errors, expandTasks, planExecutions, taskEnv, type Predictor } from '../core/index.js';
+import {
+  buildPredictor,
+  defaultMaxExecutions,
+  DeqoError,
+  errors,
+  expandTasks,
+  planExecutions,
+  taskEnv,
+  type Predictor,
+} from '../core/index.js';
 import type { Assignment, Availability, Capacity, JobSpec, Offer, ReportRequest } from '../protocol/index.js';
 import type { Store } from '../store/index.js';
 import { DEFAULT_ENGINE_CONFIG, type EngineConfig } from './config.js';
@@ -46,15 +55,26 @@ export class Engine {
   async recover(): Promise<void> {
     if (this.config.restartGraceMs <= 0) return;
     const extended = await this.store.executions.extendLeases(this.now() + this.config.restartGraceMs);
-    if (extended > 0) this.log.info({ extended, graceMs: this.config.restartGraceMs }, 'coordinator started: running leases extended for agents to reconnect');
+    if (extended > 0)
+      this.log.info(
+        { extended, graceMs: this.config.restartGraceMs },
+        'coordinator started: running leases extended for agents to reconnect',
+      );
   }
 
   /** Starts the periodic scheduler + reaper loop, and wakes agents other coordinators gave work to. */
   start(): void {
     if (this.timer) return;
-    this.unsubscribe = this.store.notifier.subscribe((agentIds) => { for (const id of agentIds) this.wake(id); },
-      (err) => this.log.warn({ err }, 'not hearing other coordinators; agents they give work to wait for their next claim'));
-    this.timer = setInterval(() => { void this.tick(); }, this.config.tickMs);
+    this.unsubscribe = this.store.notifier.subscribe(
+      (agentIds) => {
+        for (const id of agentIds) this.wake(id);
+      },
+      (err) =>
+        this.log.warn({ err }, 'not hearing other coordinators; agents they give work to wait for their next claim'),
+    );
+    this.timer = setInterval(() => {
+      void this.tick();
+    }, this.config.tickMs);
     this.timer.unref();
   }
 
@@ -86,10 +106,28 @@ export class Engine {
    */
   async submitJob(buyerId: string, spec: JobSpec): Promise<{ jobId: string; tasks: number; escrow: number }> {
     let tasks;
-    try { tasks = expandTasks(spec); } catch (err) { throw new DeqoError('validation_failed', (err as Error).message, [{ path: 'array', message: (err as Error).message }]); }
+    try {
+      tasks = expandTasks(spec);
+    } catch (err) {
+      throw new DeqoError('validation_failed', (err as Error).message, [
+        { path: 'array', message: (err as Error).message },
+      ]);
+    }
     const v = spec.verification;
-    const { jobId, escrow } = await this.store.jobs.createJob({ buyerId, spec, tasks, policy: { replicas: v.replicas, quorum: v.quorum,
-      maxExecutions: v.maxExecutions ?? defaultMaxExecutions(v.replicas), maxErrors: v.maxErrors } }, this.now());
+    const { jobId, escrow } = await this.store.jobs.createJob(
+      {
+        buyerId,
+        spec,
+        tasks,
+        policy: {
+          replicas: v.replicas,
+          quorum: v.quorum,
+          maxExecutions: v.maxExecutions ?? defaultMaxExecutions(v.replicas),
+          maxErrors: v.maxErrors,
+        },
+      },
+      this.now(),
+    );
     this.log.info({ jobId, tasks: tasks.length, image: spec.image, escrow }, 'job submitted');
     this.events.credits('escrow_hold', jobId, escrow);
     this.events.notify('jobTouched', { jobId, cause: 'submitted' });
@@ -100,7 +138,10 @@ export class Engine {
   /** Cancels a job (open tasks and their executions); false when it had already ended. Settles what it can. */
   async cancelJob(jobId: string): Promise<boolean> {
     const cancelled = await this.store.jobs.cancelJob(jobId, this.now());
-    if (cancelled) { this.log.info({ jobId }, 'job cancelled'); this.events.notify('jobTouched', { jobId, cause: 'cancelled' }); }
+    if (cancelled) {
+      this.log.info({ jobId }, 'job cancelled');
+      this.events.notify('jobTouched', { jobId, cause: 'cancelled' });
+    }
     await this.settle();
     return cancelled;
   }
@@ -114,16 +155,24 @@ export class Engine {
     if (this.settling) return this.settling;
     this.settling = (async () => {
       try {
-        const settled = await this.store.settlement.settleExecutions(await this.store.settlement.unsettledExecutions(1_000), this.now());
+        const settled = await this.store.settlement.settleExecutions(
+          await this.store.settlement.unsettledExecutions(1_000),
+          this.now(),
+        );
         for (const s of settled) this.events.executionSettled(s);
         for (const jobId of await this.store.settlement.unsettledJobs(1_000)) {
           const s = await this.store.settlement.settleJob(jobId, this.now());
-          if (s) { this.log.info({ jobId, state: s.state, refunded: s.refunded }, 'job settled'); this.events.jobSettled(s); }
+          if (s) {
+            this.log.info({ jobId, state: s.state, refunded: s.refunded }, 'job settled');
+            this.events.jobSettled(s);
+          }
         }
       } catch (err) {
         this.log.error({ err }, 'settlement failed');
       }
-    })().finally(() => { this.settling = null; });
+    })().finally(() => {
+      this.settling = null;
+    });
     return this.settling;
   }
 
@@ -138,13 +187,22 @@ export class Engine {
 
   /** Runs the scheduler now, or once more after the running round if one is in progress. */
   requestSchedule(): void {
-    if (this.scheduling) { this.rescheduleRequested = true; return; }
+    if (this.scheduling) {
+      this.rescheduleRequested = true;
+      return;
+    }
     this.scheduling = (async () => {
       do {
         this.rescheduleRequested = false;
-        try { await this.scheduleOnce(); } catch (err) { this.log.error({ err }, 'scheduling failed'); }
+        try {
+          await this.scheduleOnce();
+        } catch (err) {
+          this.log.error({ err }, 'scheduling failed');
+        }
       } while (this.rescheduleRequested);
-    })().finally(() => { this.scheduling = null; });
+    })().finally(() => {
+      this.scheduling = null;
+    });
   }
 
   /** Schedules and waits for the round to finish. */
@@ -160,8 +218,10 @@ export class Engine {
 
   private async scheduleRound(): Promise<void> {
     const now = this.now();
-    const { tasks, revisions } = await this.store.snapshot.wantingTasks(5_000, undefined,
-      { now, backoff: { baseMs: this.config.retryBackoffMs, maxMs: this.config.retryBackoffMaxMs } });
+    const { tasks, revisions } = await this.store.snapshot.wantingTasks(5_000, undefined, {
+      now,
+      backoff: { baseMs: this.config.retryBackoffMs, maxMs: this.config.retryBackoffMaxMs },
+    });
     if (tasks.length === 0) return;
     const { agents, prices } = await this.store.snapshot.agents(now, now - this.config.agentTtlMs, false);
     if (agents.length === 0) return;
@@ -170,7 +230,8 @@ export class Engine {
     const touched = await this.store.executions.applyPlan(plan, revisions, prices, now);
     this.log.debug({ placements: plan.length, agents: touched.size }, 'plan applied');
     const placedTasks = new Set(plan.map((p) => p.taskId));
-    for (const jobId of new Set(tasks.filter((t) => placedTasks.has(t.taskId)).map((t) => t.jobId))) this.events.notify('jobTouched', { jobId, cause: 'placed' });
+    for (const jobId of new Set(tasks.filter((t) => placedTasks.has(t.taskId)).map((t) => t.jobId)))
+      this.events.notify('jobTouched', { jobId, cause: 'placed' });
     for (const agentId of touched) this.wake(agentId);
     await this.store.notifier.publish([...touched]);
   }
@@ -183,9 +244,27 @@ export class Engine {
   }
 
   /** Registers (or refreshes) an agent and schedules work for it. */
-  async registerAgent(a: { id: string; providerId: string; name: string; publicKey: string; capacity: Capacity; offer: Offer; availability: Availability }): Promise<void> {
+  async registerAgent(a: {
+    id: string;
+    providerId: string;
+    name: string;
+    publicKey: string;
+    capacity: Capacity;
+    offer: Offer;
+    availability: Availability;
+  }): Promise<void> {
     await this.store.accounts.registerAgent(a, this.now());
-    this.log.info({ agentId: a.id, name: a.name, cpus: a.capacity.cpus, memoryMb: a.capacity.memoryMb, prices: a.offer.prices, availability: a.availability.state }, 'agent registered');
+    this.log.info(
+      {
+        agentId: a.id,
+        name: a.name,
+        cpus: a.capacity.cpus,
+        memoryMb: a.capacity.memoryMb,
+        prices: a.offer.prices,
+        availability: a.availability.state,
+      },
+      'agent registered',
+    );
     this.requestSchedule();
   }
 
@@ -199,7 +278,11 @@ export class Engine {
     if (claimed.length === 0 && waitMs > 0 && this.timer) {
       await new Promise<void>((resolve) => {
         const set = this.waiters.get(agentId) ?? new Set();
-        const done = () => { clearTimeout(t); set.delete(done); resolve(); };
+        const done = () => {
+          clearTimeout(t);
+          set.delete(done);
+          resolve();
+        };
         const t = setTimeout(done, waitMs);
         set.add(done);
         this.waiters.set(agentId, set);
@@ -209,24 +292,47 @@ export class Engine {
     }
     if (claimed.length > 0) {
       const agent = await this.store.accounts.getAgent(agentId);
-      if (agent) await this.store.accounts.grantBlobAccess(claimed.flatMap((c) => c.spec.inputs.map((i) => i.blob)), agent.providerId);
+      if (agent)
+        await this.store.accounts.grantBlobAccess(
+          claimed.flatMap((c) => c.spec.inputs.map((i) => i.blob)),
+          agent.providerId,
+        );
     }
     for (const c of claimed) {
-      const e = { executionId: c.executionId, jobId: c.jobId, taskId: c.taskId, agentId, latencyMs: Math.max(0, this.now() - c.assignedAt) };
+      const e = {
+        executionId: c.executionId,
+        jobId: c.jobId,
+        taskId: c.taskId,
+        agentId,
+        latencyMs: Math.max(0, this.now() - c.assignedAt),
+      };
       this.log.info(e, 'execution claimed');
       this.events.notify('dispatched', e);
     }
     return claimed.map((c) => ({
-      executionId: c.executionId, fencingToken: c.fencingToken, leaseExpiresAt: c.leaseExpiresAt, jobId: c.jobId,
-      taskIndex: c.taskIndex, image: c.spec.image, command: c.spec.command,
+      executionId: c.executionId,
+      fencingToken: c.fencingToken,
+      leaseExpiresAt: c.leaseExpiresAt,
+      jobId: c.jobId,
+      taskIndex: c.taskIndex,
+      image: c.spec.image,
+      command: c.spec.command,
       env: taskEnv(c.spec, { index: c.taskIndex, params: c.params }, c.taskCount),
-      resources: c.spec.resources, limits: c.spec.limits, inputs: c.spec.inputs, outputDir: c.spec.outputDir, network: c.spec.network,
+      resources: c.spec.resources,
+      limits: c.spec.limits,
+      inputs: c.spec.inputs,
+      outputDir: c.spec.outputDir,
+      network: c.spec.network,
       ...(c.spec.script ? { script: c.spec.script } : {}),
     }));
   }
 
   /** Renews the agent's leases; returns executions it must stop. Throws not_found for an unknown agent. */
-  async heartbeat(agentId: string, held: Array<{ executionId: string; fencingToken: number }>, availability?: Availability): Promise<{ stop: string[]; leaseExpiresAt: number }> {
+  async heartbeat(
+    agentId: string,
+    held: Array<{ executionId: string; fencingToken: number }>,
+    availability?: Availability,
+  ): Promise<{ stop: string[]; leaseExpiresAt: number }> {
     const now = this.now();
     if (!(await this.store.accounts.touchAgent(agentId, now, availability))) throw errors.notFound('agent', agentId);
     const stop = await this.store.executions.renewLeases(agentId, held, now, this.config.leaseTtlMs);
@@ -247,10 +353,26 @@ export class Engine {
     const taskId = await this.store.executions.recordEnd(executionId, agentId, r.fencingToken, end, this.now());
     if (!taskId) throw errors.staleLease(executionId);
     const buyer = await this.store.executions.buyerOf(executionId);
-    if (buyer) await this.store.accounts.grantBlobAccess([end.stdoutBlob, end.stderrBlob, end.state === 'reported' ? end.outputsBlob : null]
-      .filter((b): b is string => b !== null), buyer);
+    if (buyer)
+      await this.store.accounts.grantBlobAccess(
+        [end.stdoutBlob, end.stderrBlob, end.state === 'reported' ? end.outputsBlob : null].filter(
+          (b): b is string => b !== null,
+        ),
+        buyer,
+      );
     const outcome = await verifyTask(this.store, taskId, this.now, this.events);
-    this.log.info({ executionId, jobId: lease.jobId, taskId, agentId, state: end.state, reason: end.failure?.reason, task: outcome }, 'execution reported');
+    this.log.info(
+      {
+        executionId,
+        jobId: lease.jobId,
+        taskId,
+        agentId,
+        state: end.state,
+        reason: end.failure?.reason,
+        task: outcome,
+      },
+      'execution reported',
+    );
     this.events.notify('jobTouched', { jobId: lease.jobId, cause: 'reported' });
     this.requestSchedule();
     await this.settle();

@@ -10,32 +10,59 @@ import type { ExecutionState, FailureReason, JobState } from '../protocol/index.
 import type { SettledExecution, SettledJob } from '../store/index.js';
 
 /** An agent claimed an execution: `latencyMs` from its placement (assigned) to the claim. */
-export interface DispatchedEvent { executionId: string; jobId: string; taskId: string; agentId: string; latencyMs: number }
+export interface DispatchedEvent {
+  executionId: string;
+  jobId: string;
+  taskId: string;
+  agentId: string;
+  latencyMs: number;
+}
 
 /** The verifier decided a task: verified, or failed with `reason` (no_quorum, too_many_errors, insufficient_funds …). */
-export interface TaskDecidedEvent { taskId: string; jobId: string; outcome: 'verified' | 'failed'; reason: FailureReason | null }
+export interface TaskDecidedEvent {
+  taskId: string;
+  jobId: string;
+  outcome: 'verified' | 'failed';
+  reason: FailureReason | null;
+}
 
 /**
  * An ended execution was settled (once per execution): its final state, and for failed or lost ones the reason
  * (`lease_expired` and `not_claimed` are the lost leases).
  */
-export interface ExecutionSettledEvent { executionId: string; jobId: string; state: ExecutionState; reason: FailureReason | null }
+export interface ExecutionSettledEvent {
+  executionId: string;
+  jobId: string;
+  state: ExecutionState;
+  reason: FailureReason | null;
+}
 
 /** An ended job was settled (once per job): its final state and `durationMs` from submission to its end. */
-export interface JobEndedEvent { jobId: string; state: JobState; durationMs: number }
+export interface JobEndedEvent {
+  jobId: string;
+  state: JobState;
+  durationMs: number;
+}
 
 /** Kinds of credit movement: held in escrow (submission, top-up), paid to a provider, platform fee, refunded to the buyer. */
 export type CreditKind = 'escrow_hold' | 'payment' | 'fee' | 'refund';
 
 /** Credits moved by the ledger for a job; `microCredits` > 0. */
-export interface CreditsMovedEvent { kind: CreditKind; jobId: string; microCredits: number }
+export interface CreditsMovedEvent {
+  kind: CreditKind;
+  jobId: string;
+  microCredits: number;
+}
 
 /**
  * Something about a job changed that the events above do not announce: it was submitted, executions were placed
  * (the job may now be running), an execution reported or was lost, tasks expired in the queue, or it was cancelled.
  * Live observers (the coordinator's event stream) re-read the job on it.
  */
-export interface JobTouchedEvent { jobId: string; cause: 'submitted' | 'placed' | 'reported' | 'lost' | 'expired' | 'cancelled' }
+export interface JobTouchedEvent {
+  jobId: string;
+  cause: 'submitted' | 'placed' | 'reported' | 'lost' | 'expired' | 'cancelled';
+}
 
 /** Event name → listener arguments. */
 export interface EngineEventMap {
@@ -49,12 +76,18 @@ export interface EngineEventMap {
 
 /** The engine's event emitter. `onListenerError` hears what a throwing listener threw. */
 export class EngineEvents extends EventEmitter<EngineEventMap> {
-  constructor(private readonly onListenerError: (err: unknown, event: keyof EngineEventMap) => void) { super(); }
+  constructor(private readonly onListenerError: (err: unknown, event: keyof EngineEventMap) => void) {
+    super();
+  }
 
   /** Emits `event` to every listener; never throws (see onListenerError). */
   notify<K extends keyof EngineEventMap>(event: K, ...args: EngineEventMap[K]): void {
     for (const listener of this.rawListeners(event)) {
-      try { (listener as (...a: EngineEventMap[K]) => void)(...args); } catch (err) { this.onListenerError(err, event); }
+      try {
+        (listener as (...a: EngineEventMap[K]) => void)(...args);
+      } catch (err) {
+        this.onListenerError(err, event);
+      }
     }
   }
 

@@ -21,30 +21,60 @@ export async function explainJob(engine: Engine, jobId: string): Promise<Explain
   const predict = await engine.predictorNow();
   const eligibleAgents = agents.filter((a) => rejections(demand, a).length === 0);
   const scores = rankScores(demand, eligibleAgents, predict);
-  const providers = agents.map((a) => {
-    const reasons = rejections(demand, a);
-    if (reasons.length === 0 && tasks.length > 0 && tasks.every((t) => t.excludedProviders.includes(a.providerId))) {
-      reasons.push({ code: 'already_ran', message: 'already has (or had) an execution of every waiting task; replicas need other providers' });
-    }
-    return { agentId: a.agentId, name: a.name, providerId: a.providerId, online: a.online, executions: placed.get(a.agentId) ?? 0,
-      eligible: reasons.length === 0, reasons, rank: reasons.length === 0 ? Math.round((scores.get(a.agentId) ?? 0) * 1000) / 1000 : null };
-  }).sort((x, y) => Number(y.eligible) - Number(x.eligible) || (x.rank ?? 0) - (y.rank ?? 0) || x.name.localeCompare(y.name));
+  const providers = agents
+    .map((a) => {
+      const reasons = rejections(demand, a);
+      if (reasons.length === 0 && tasks.length > 0 && tasks.every((t) => t.excludedProviders.includes(a.providerId))) {
+        reasons.push({
+          code: 'already_ran',
+          message: 'already has (or had) an execution of every waiting task; replicas need other providers',
+        });
+      }
+      return {
+        agentId: a.agentId,
+        name: a.name,
+        providerId: a.providerId,
+        online: a.online,
+        executions: placed.get(a.agentId) ?? 0,
+        eligible: reasons.length === 0,
+        reasons,
+        rank: reasons.length === 0 ? Math.round((scores.get(a.agentId) ?? 0) * 1000) / 1000 : null,
+      };
+    })
+    .sort(
+      (x, y) =>
+        Number(y.eligible) - Number(x.eligible) || (x.rank ?? 0) - (y.rank ?? 0) || x.name.localeCompare(y.name),
+    );
 
   const waitingTasks = tasks.length;
   const eligible = providers.filter((p) => p.eligible).length;
   let summary: string;
   if (job.state !== 'queued' && job.state !== 'running') summary = `the job has ended (${job.state}); nothing waits`;
   else if (waitingTasks === 0) summary = 'no task is waiting for a provider: every task has the executions it needs';
-  else if (eligible > 0) summary = `${count(waitingTasks, 'task')} waiting; ${count(eligible, 'provider')} can take them now (placed at the next scheduling round)`;
+  else if (eligible > 0)
+    summary = `${count(waitingTasks, 'task')} waiting; ${count(eligible, 'provider')} can take them now (placed at the next scheduling round)`;
   else {
     const tally = new Map<string, number>();
-    for (const p of providers) { const c = p.reasons[0]?.code ?? 'unknown'; tally.set(c, (tally.get(c) ?? 0) + 1); }
-    const why = [...tally].sort((a, b) => b[1] - a[1]).map(([c, n]) => `${n} ${c.replace(/_/g, ' ')}`).join(', ');
-    summary = agents.length === 0
-      ? `${count(waitingTasks, 'task')} waiting: no provider has ever registered`
-      : `${count(waitingTasks, 'task')} waiting: no provider can take them now (${why})`;
+    for (const p of providers) {
+      const c = p.reasons[0]?.code ?? 'unknown';
+      tally.set(c, (tally.get(c) ?? 0) + 1);
+    }
+    const why = [...tally]
+      .sort((a, b) => b[1] - a[1])
+      .map(([c, n]) => `${n} ${c.replace(/_/g, ' ')}`)
+      .join(', ');
+    summary =
+      agents.length === 0
+        ? `${count(waitingTasks, 'task')} waiting: no provider has ever registered`
+        : `${count(waitingTasks, 'task')} waiting: no provider can take them now (${why})`;
   }
   const oldest = await store.jobs.oldestOpenTaskUpdate(jobId);
-  return { jobId, state: job.state, waitingTasks, summary, providers,
-    queueTimeoutAt: waitingTasks > 0 && oldest !== null ? oldest + Number(job.queue_timeout_ms) : null };
+  return {
+    jobId,
+    state: job.state,
+    waitingTasks,
+    summary,
+    providers,
+    queueTimeoutAt: waitingTasks > 0 && oldest !== null ? oldest + Number(job.queue_timeout_ms) : null,
+  };
 }

@@ -3,7 +3,16 @@
  * expected cost of each verification mode — against the buyer's balance and the providers online now.
  */
 import {
-  accountLedger, adaptiveTrustedShare, demandOf, DeqoError, executionMaxCost, expandTasks, fromMicro, fundedExecutions, quoteModes, rejections,
+  accountLedger,
+  adaptiveTrustedShare,
+  demandOf,
+  DeqoError,
+  executionMaxCost,
+  expandTasks,
+  fromMicro,
+  fundedExecutions,
+  quoteModes,
+  rejections,
 } from '../core/index.js';
 import type { JobSpec, Quote } from '../protocol/index.js';
 import type { Engine } from './engine.js';
@@ -11,25 +20,49 @@ import type { Engine } from './engine.js';
 /** Prices `spec` for `buyerId`. Throws DeqoError validation_failed when the array expands too far. */
 export async function quoteJob(engine: Engine, buyerId: string, spec: JobSpec): Promise<Quote> {
   let tasks: number;
-  try { tasks = expandTasks(spec).length; } catch (err) { throw new DeqoError('validation_failed', (err as Error).message, [{ path: 'array', message: (err as Error).message }]); }
+  try {
+    tasks = expandTasks(spec).length;
+  } catch (err) {
+    throw new DeqoError('validation_failed', (err as Error).message, [
+      { path: 'array', message: (err as Error).message },
+    ]);
+  }
   const now = engine.now();
   const demand = demandOf(spec);
   const { agents } = await engine.store.snapshot.agents(now, now - engine.config.agentTtlMs, false);
   const matching = agents.filter((a) => rejections(demand, a).filter((r) => r.code !== 'at_capacity').length === 0);
   const predict = await engine.predictorNow();
-  const predicted = matching.map((a) => predict(a.agentId, spec.image, spec.resources.cpus)).filter((x): x is number => x !== null);
-  const expectedMs = predicted.length > 0 ? predicted.reduce((x, y) => x + y, 0) / predicted.length : spec.resources.timeoutSeconds * 1000;
-  const modes = quoteModes(spec, tasks, { expectedWallMs: expectedMs, trustedShare: adaptiveTrustedShare(matching.map((a) => a.consecutiveValid)) });
+  const predicted = matching
+    .map((a) => predict(a.agentId, spec.image, spec.resources.cpus))
+    .filter((x): x is number => x !== null);
+  const expectedMs =
+    predicted.length > 0
+      ? predicted.reduce((x, y) => x + y, 0) / predicted.length
+      : spec.resources.timeoutSeconds * 1000;
+  const modes = quoteModes(spec, tasks, {
+    expectedWallMs: expectedMs,
+    trustedShare: adaptiveTrustedShare(matching.map((a) => a.consecutiveValid)),
+  });
   const perMax = executionMaxCost(spec);
   const escrow = perMax * fundedExecutions(spec.verification.mode, spec.verification.replicas) * tasks;
   const balance = await engine.store.ledger.balance(accountLedger(buyerId));
   return {
-    tasks, mode: spec.verification.mode, executionMaxCost: fromMicro(perMax), expectedSecondsPerExecution: Math.round(expectedMs / 100) / 10,
+    tasks,
+    mode: spec.verification.mode,
+    executionMaxCost: fromMicro(perMax),
+    expectedSecondsPerExecution: Math.round(expectedMs / 100) / 10,
     escrow: fromMicro(escrow),
-    modes: modes.map((m) => ({ mode: m.mode, executionsPerTask: m.executionsPerTask, maxCost: fromMicro(m.maxCost), expectedCost: fromMicro(m.expectedCost) })),
+    modes: modes.map((m) => ({
+      mode: m.mode,
+      executionsPerTask: m.executionsPerTask,
+      maxCost: fromMicro(m.maxCost),
+      expectedCost: fromMicro(m.expectedCost),
+    })),
     matchingProviders: matching.length,
     cheapestMatchingCpuHour: matching.length > 0 ? Math.min(...matching.map((a) => a.prices.cpuHour)) : null,
-    feeBps: engine.store.config.feeBps, balance: fromMicro(balance), affordable: balance >= escrow,
+    feeBps: engine.store.config.feeBps,
+    balance: fromMicro(balance),
+    affordable: balance >= escrow,
     shortfall: fromMicro(Math.max(0, escrow - balance)),
   };
 }

@@ -3,40 +3,68 @@
  * Times are epoch milliseconds; sizes bytes; usage cpuMs/wallMs milliseconds.
  */
 import { z } from 'zod';
-import { IdSchema, JobSpecSchema, ParamValueSchema, Sha256Schema, ResourcesSchema, LimitsSchema, InputSchema, ScriptSchema } from './job.js';
-import { JobStateSchema, TaskStateSchema, ExecutionStateSchema, DesiredStateSchema, FailureReasonSchema } from './states.js';
+import {
+  IdSchema,
+  JobSpecSchema,
+  ParamValueSchema,
+  Sha256Schema,
+  ResourcesSchema,
+  LimitsSchema,
+  InputSchema,
+  ScriptSchema,
+} from './job.js';
+import {
+  JobStateSchema,
+  TaskStateSchema,
+  ExecutionStateSchema,
+  DesiredStateSchema,
+  FailureReasonSchema,
+} from './states.js';
 import { AvailabilitySchema, OfferSchema } from './offer.js';
 import { JobBillingSchema, ReputationViewSchema } from './market.js';
 
-
-export const UsageSchema = z.object({
-  wallMs: z.number().int().min(0),
-  cpuMs: z.number().int().min(0),
-  maxMemoryBytes: z.number().int().min(0),
-}).strict();
+export const UsageSchema = z
+  .object({
+    wallMs: z.number().int().min(0),
+    cpuMs: z.number().int().min(0),
+    maxMemoryBytes: z.number().int().min(0),
+  })
+  .strict();
 export type Usage = z.infer<typeof UsageSchema>;
 
 /** One output file in a result manifest: path relative to the output directory. */
-export const ManifestFileSchema = z.object({
-  path: z.string().min(1).max(4096).refine((p) => !p.startsWith('/') && p.split('/').every((seg) => seg !== '' && seg !== '.' && seg !== '..'),
-    'expected a relative path without empty, "." or ".." segments'),
-  sha256: Sha256Schema,
-  size: z.number().int().min(0),
-}).strict();
+export const ManifestFileSchema = z
+  .object({
+    path: z
+      .string()
+      .min(1)
+      .max(4096)
+      .refine(
+        (p) => !p.startsWith('/') && p.split('/').every((seg) => seg !== '' && seg !== '.' && seg !== '..'),
+        'expected a relative path without empty, "." or ".." segments',
+      ),
+    sha256: Sha256Schema,
+    size: z.number().int().min(0),
+  })
+  .strict();
 
 /** What the result hash covers: exit code, each output file (path + SHA-256), stdout's SHA-256. */
-export const ManifestSchema = z.object({
-  exitCode: z.number().int(),
-  files: z.array(ManifestFileSchema).max(100_000),
-  stdoutSha256: Sha256Schema,
-}).strict();
+export const ManifestSchema = z
+  .object({
+    exitCode: z.number().int(),
+    files: z.array(ManifestFileSchema).max(100_000),
+    stdoutSha256: Sha256Schema,
+  })
+  .strict();
 export type Manifest = z.infer<typeof ManifestSchema>;
 
-export const FailureSchema = z.object({
-  reason: FailureReasonSchema,
-  blame: z.enum(['job', 'provider', 'none']),
-  message: z.string().max(4096),
-}).strict();
+export const FailureSchema = z
+  .object({
+    reason: FailureReasonSchema,
+    blame: z.enum(['job', 'provider', 'none']),
+    message: z.string().max(4096),
+  })
+  .strict();
 export type Failure = z.infer<typeof FailureSchema>;
 
 // ---------- buyer side ----------
@@ -134,15 +162,17 @@ export type BlobInfo = z.infer<typeof BlobInfoSchema>;
 export const GpuSchema = z.object({ model: z.string().max(200), memoryMb: z.number().int().min(0) }).strict();
 
 /** What an agent's capacity probe found (and what it lends, for issue-2 offers: the whole machine). */
-export const CapacitySchema = z.object({
-  cpus: z.number().positive().max(4096),
-  memoryMb: z.number().int().positive(),
-  arch: z.string().max(32),
-  os: z.string().max(32),
-  dockerVersion: z.string().max(64),
-  gpus: z.array(GpuSchema).max(64),
-  allowNetwork: z.boolean(),
-}).strict();
+export const CapacitySchema = z
+  .object({
+    cpus: z.number().positive().max(4096),
+    memoryMb: z.number().int().positive(),
+    arch: z.string().max(32),
+    os: z.string().max(32),
+    dockerVersion: z.string().max(64),
+    gpus: z.array(GpuSchema).max(64),
+    allowNetwork: z.boolean(),
+  })
+  .strict();
 export type Capacity = z.infer<typeof CapacitySchema>;
 
 /**
@@ -150,15 +180,21 @@ export type Capacity = z.infer<typeof CapacitySchema>;
  * agent's identity. `signature` is Ed25519 over `deqo-register\n{publicKey}\n{timestamp}` (base64), proving
  * possession of the private key; the timestamp must be within 5 minutes of the coordinator's clock.
  */
-export const RegisterAgentRequestSchema = z.object({
-  publicKey: z.string().regex(/^[A-Za-z0-9+/]{43}=$/, 'expected base64 of a 32-byte Ed25519 public key'),
-  name: z.string().min(1).max(64).regex(/^[A-Za-z0-9._-]+$/, 'agent names are letters, digits, . _ -'),
-  timestamp: z.number().int(),
-  signature: z.string().max(200),
-  capacity: CapacitySchema,
-  offer: OfferSchema.default(OfferSchema.parse({})),
-  availability: AvailabilitySchema.default({ state: 'available' }),
-}).strict();
+export const RegisterAgentRequestSchema = z
+  .object({
+    publicKey: z.string().regex(/^[A-Za-z0-9+/]{43}=$/, 'expected base64 of a 32-byte Ed25519 public key'),
+    name: z
+      .string()
+      .min(1)
+      .max(64)
+      .regex(/^[A-Za-z0-9._-]+$/, 'agent names are letters, digits, . _ -'),
+    timestamp: z.number().int(),
+    signature: z.string().max(200),
+    capacity: CapacitySchema,
+    offer: OfferSchema.default(OfferSchema.parse({})),
+    availability: AvailabilitySchema.default({ state: 'available' }),
+  })
+  .strict();
 export type RegisterAgentRequest = z.infer<typeof RegisterAgentRequestSchema>;
 /** A registration as the agent sends it (offer and availability may be left to their defaults). */
 export type RegisterAgentRequestInput = z.input<typeof RegisterAgentRequestSchema>;
@@ -172,11 +208,13 @@ export type RegisterAgentResponse = z.infer<typeof RegisterAgentResponseSchema>;
 
 export const LeaseRefSchema = z.object({ executionId: IdSchema, fencingToken: z.number().int() }).strict();
 
-export const HeartbeatRequestSchema = z.object({
-  executions: z.array(LeaseRefSchema).max(10_000),
-  /** Whether the agent takes new work now (windows, idle policy); unchanged when absent. */
-  availability: AvailabilitySchema.optional(),
-}).strict();
+export const HeartbeatRequestSchema = z
+  .object({
+    executions: z.array(LeaseRefSchema).max(10_000),
+    /** Whether the agent takes new work now (windows, idle policy); unchanged when absent. */
+    availability: AvailabilitySchema.optional(),
+  })
+  .strict();
 export const HeartbeatResponseSchema = z.object({
   /** Executions the agent must stop now (task decided, job cancelled, lease lost). */
   stop: z.array(IdSchema),
@@ -184,12 +222,14 @@ export const HeartbeatResponseSchema = z.object({
 });
 export type HeartbeatResponse = z.infer<typeof HeartbeatResponseSchema>;
 
-export const ClaimRequestSchema = z.object({
-  /** Most executions to take now (free slots). */
-  max: z.number().int().min(1).max(256),
-  /** Long-poll: wait up to this long for an assignment, ms. */
-  waitMs: z.number().int().min(0).max(30_000).default(0),
-}).strict();
+export const ClaimRequestSchema = z
+  .object({
+    /** Most executions to take now (free slots). */
+    max: z.number().int().min(1).max(256),
+    /** Long-poll: wait up to this long for an assignment, ms. */
+    waitMs: z.number().int().min(0).max(30_000).default(0),
+  })
+  .strict();
 
 /** An execution handed to an agent under a lease. `env` already includes DEQO_* variables. */
 export const AssignmentSchema = z.object({
@@ -217,25 +257,29 @@ export const ClaimResponseSchema = z.object({ executions: z.array(AssignmentSche
  * result is described by manifest + resultHash. `failed`: it could not produce a result (reason given).
  */
 export const ReportRequestSchema = z.discriminatedUnion('outcome', [
-  z.object({
-    outcome: z.literal('completed'),
-    fencingToken: z.number().int(),
-    manifest: ManifestSchema,
-    resultHash: Sha256Schema,
-    outputsBlob: Sha256Schema,
-    stdoutBlob: Sha256Schema,
-    stderrBlob: Sha256Schema,
-    usage: UsageSchema,
-  }).strict(),
-  z.object({
-    outcome: z.literal('failed'),
-    fencingToken: z.number().int(),
-    reason: FailureReasonSchema,
-    message: z.string().max(4096),
-    stdoutBlob: Sha256Schema.optional(),
-    stderrBlob: Sha256Schema.optional(),
-    usage: UsageSchema.optional(),
-  }).strict(),
+  z
+    .object({
+      outcome: z.literal('completed'),
+      fencingToken: z.number().int(),
+      manifest: ManifestSchema,
+      resultHash: Sha256Schema,
+      outputsBlob: Sha256Schema,
+      stdoutBlob: Sha256Schema,
+      stderrBlob: Sha256Schema,
+      usage: UsageSchema,
+    })
+    .strict(),
+  z
+    .object({
+      outcome: z.literal('failed'),
+      fencingToken: z.number().int(),
+      reason: FailureReasonSchema,
+      message: z.string().max(4096),
+      stdoutBlob: Sha256Schema.optional(),
+      stderrBlob: Sha256Schema.optional(),
+      usage: UsageSchema.optional(),
+    })
+    .strict(),
 ]);
 export type ReportRequest = z.infer<typeof ReportRequestSchema>;
 

@@ -12,7 +12,10 @@ export const ErrorBodySchema = z.object({
 export type ErrorBody = z.infer<typeof ErrorBodySchema>;
 
 /** One field problem in a validation error: dotted path and what was expected. */
-export interface FieldIssue { path: string; message: string }
+export interface FieldIssue {
+  path: string;
+  message: string;
+}
 
 /**
  * Turns zod issues into `{path, message}` pairs naming the field, e.g. `resources.memoryMb`; an issue on the

@@ -18,12 +18,16 @@ export type LogStream = z.infer<typeof LogStreamSchema>;
  * A chunk of live output: `offset` is the byte offset of `data` in the stream (the agent's stdout/stderr file),
  * so a repeated or overlapping chunk is recognised. `data` is UTF-8, at most 64 KiB.
  */
-export const LogChunkRequestSchema = z.object({
-  fencingToken: z.number().int(),
-  stream: LogStreamSchema,
-  data: z.string().refine((s) => new TextEncoder().encode(s).length <= LOG_CHUNK_MAX_BYTES, 'data is larger than 64 KiB'),
-  offset: z.number().int().min(0),
-}).strict();
+export const LogChunkRequestSchema = z
+  .object({
+    fencingToken: z.number().int(),
+    stream: LogStreamSchema,
+    data: z
+      .string()
+      .refine((s) => new TextEncoder().encode(s).length <= LOG_CHUNK_MAX_BYTES, 'data is larger than 64 KiB'),
+    offset: z.number().int().min(0),
+  })
+  .strict();
 export type LogChunkRequest = z.infer<typeof LogChunkRequestSchema>;
 
 /** `GET /v1/jobs/:id/executions/:executionId/log` query: which stream (default stdout). */
@@ -42,17 +46,29 @@ export type JobEvent = z.infer<typeof JobEventSchema>;
 
 /** `execution`: an execution of the caller's jobs (buyer) or on the caller's agents (provider) changed state. */
 export const ExecutionEventSchema = z.object({
-  jobId: IdSchema, taskId: IdSchema, executionId: IdSchema, state: ExecutionStateSchema, agentName: z.string(),
+  jobId: IdSchema,
+  taskId: IdSchema,
+  executionId: IdSchema,
+  state: ExecutionStateSchema,
+  agentName: z.string(),
 });
 export type ExecutionEvent = z.infer<typeof ExecutionEventSchema>;
 
 /** `log`: live output of a running execution of the caller's jobs (buyer). */
-export const LogEventSchema = z.object({ jobId: IdSchema, executionId: IdSchema, stream: LogStreamSchema, data: z.string() });
+export const LogEventSchema = z.object({
+  jobId: IdSchema,
+  executionId: IdSchema,
+  stream: LogStreamSchema,
+  data: z.string(),
+});
 export type LogEvent = z.infer<typeof LogEventSchema>;
 
 /** `network`: the network now, every 5 s to everyone. */
 export const NetworkEventSchema = z.object({
-  at: z.number(), queueDepth: z.number().int(), agentsOnline: z.number().int(), runningExecutions: z.number().int(),
+  at: z.number(),
+  queueDepth: z.number().int(),
+  agentsOnline: z.number().int(),
+  runningExecutions: z.number().int(),
 });
 export type NetworkEvent = z.infer<typeof NetworkEventSchema>;
 
@@ -64,14 +80,23 @@ export type LiveEvent =
   | { event: 'network'; data: NetworkEvent };
 
 /** Schema of each event's data, by event name. */
-export const LIVE_EVENT_SCHEMAS = { job: JobEventSchema, execution: ExecutionEventSchema, log: LogEventSchema, network: NetworkEventSchema } as const;
+export const LIVE_EVENT_SCHEMAS = {
+  job: JobEventSchema,
+  execution: ExecutionEventSchema,
+  log: LogEventSchema,
+  network: NetworkEventSchema,
+} as const;
 
 /** `GET /v1/network/stats` query: the last `minutes` minutes (1–1440, default 60). */
 export const NetworkStatsQuerySchema = z.object({ minutes: z.coerce.number().int().min(1).max(1440).default(60) });
 
 /** One minute of the network: jobs submitted and finished, executions graded valid and invalid in it. */
 export const StatsPointSchema = z.object({
-  t: z.number(), jobsSubmitted: z.number().int(), jobsFinished: z.number().int(), executionsValid: z.number().int(), executionsInvalid: z.number().int(),
+  t: z.number(),
+  jobsSubmitted: z.number().int(),
+  jobsFinished: z.number().int(),
+  executionsValid: z.number().int(),
+  executionsInvalid: z.number().int(),
 });
 
 /**
@@ -79,8 +104,12 @@ export const StatsPointSchema = z.object({
  * `outvoted` invalid.
  */
 export const RecentVerificationSchema = z.object({
-  at: z.number(), jobId: IdSchema.nullable(), taskIndex: z.number().int(), outcome: z.enum(['verified', 'failed']),
-  agreed: z.number().int(), outvoted: z.number().int(),
+  at: z.number(),
+  jobId: IdSchema.nullable(),
+  taskIndex: z.number().int(),
+  outcome: z.enum(['verified', 'failed']),
+  agreed: z.number().int(),
+  outvoted: z.number().int(),
 });
 
 /** `GET /v1/network/stats` answer: one point per minute (oldest first, minute starts), and the network now. */

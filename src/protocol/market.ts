@@ -4,8 +4,6 @@
  */
 import { z } from 'zod';
 import { IdSchema as Id, JobSpecSchema, VerificationModeSchema } from './job.js';
-import { AvailabilitySchema, OfferSchema } from './offer.js';
-
 
 // ---------- money ----------
 
@@ -82,28 +80,45 @@ export const JobBillingSchema = z.object({
 });
 export type JobBilling = z.infer<typeof JobBillingSchema>;
 
-export const GrantRequestSchema = z.object({
-  /** Account id or name. */
-  account: z.string().min(1).max(100),
-  amount: z.number().positive().max(1e9),
-  memo: z.string().max(200).default('admin grant'),
-}).strict();
+export const GrantRequestSchema = z
+  .object({
+    /** Account id or name. */
+    account: z.string().min(1).max(100),
+    amount: z.number().positive().max(1e9),
+    memo: z.string().max(200).default('admin grant'),
+  })
+  .strict();
 
 // ---------- accounts and keys ----------
 
 export const RoleSchema = z.enum(['buyer', 'provider', 'admin']);
-export const CreateAccountRequestSchema = z.object({
-  name: z.string().min(1).max(64).regex(/^[A-Za-z0-9._-]+$/, 'account names are letters, digits, . _ -'),
-  roles: z.array(RoleSchema).min(1).max(3),
-}).strict();
+export const CreateAccountRequestSchema = z
+  .object({
+    name: z
+      .string()
+      .min(1)
+      .max(64)
+      .regex(/^[A-Za-z0-9._-]+$/, 'account names are letters, digits, . _ -'),
+    roles: z.array(RoleSchema).min(1).max(3),
+  })
+  .strict();
 export const CreateKeyRequestSchema = z.object({ scope: RoleSchema, label: z.string().max(100).optional() }).strict();
 export const NewKeySchema = z.object({ keyId: Id, apiKey: z.string(), scope: RoleSchema, accountId: Id });
 export type NewKey = z.infer<typeof NewKeySchema>;
 export const KeyViewSchema = z.object({
-  keyId: Id, scope: RoleSchema, label: z.string().nullable(), createdAt: z.number(), revokedAt: z.number().nullable(),
+  keyId: Id,
+  scope: RoleSchema,
+  label: z.string().nullable(),
+  createdAt: z.number(),
+  revokedAt: z.number().nullable(),
 });
 export const KeyListSchema = z.object({ keys: z.array(KeyViewSchema) });
-export const WhoAmISchema = z.object({ accountId: Id, accountName: z.string(), roles: z.array(RoleSchema), scope: RoleSchema });
+export const WhoAmISchema = z.object({
+  accountId: Id,
+  accountName: z.string(),
+  roles: z.array(RoleSchema),
+  scope: RoleSchema,
+});
 export type WhoAmI = z.infer<typeof WhoAmISchema>;
 
 // ---------- reputation and catalog ----------
@@ -133,7 +148,9 @@ export const ReputationEventSchema = z.object({
   score: z.number(),
 });
 export const ProviderReputationSchema = z.object({
-  providerId: Id, reputation: ReputationViewSchema, events: z.array(ReputationEventSchema),
+  providerId: Id,
+  reputation: ReputationViewSchema,
+  events: z.array(ReputationEventSchema),
 });
 export type ProviderReputation = z.infer<typeof ProviderReputationSchema>;
 
@@ -146,8 +163,14 @@ export const CatalogQuerySchema = z.object({
   os: z.string().max(32).optional(),
   maxCpuHour: z.coerce.number().min(0).optional(),
   minReputation: z.coerce.number().min(0).max(1).optional(),
-  online: z.enum(['true', 'false']).transform((v) => v === 'true').optional(),
-  label: z.string().regex(/^[^=]+=.*$/, 'expected name=value').optional(),
+  online: z
+    .enum(['true', 'false'])
+    .transform((v) => v === 'true')
+    .optional(),
+  label: z
+    .string()
+    .regex(/^[^=]+=.*$/, 'expected name=value')
+    .optional(),
   sort: z.enum(['price', 'reputation', 'cpus', 'memory', 'name', 'jobs']).default('name'),
   order: z.enum(['asc', 'desc']).optional(),
 });
@@ -179,4 +202,3 @@ export const ExplainSchema = z.object({
   providers: z.array(ExplainProviderSchema),
 });
 export type Explain = z.infer<typeof ExplainSchema>;
-

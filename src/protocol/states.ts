@@ -12,7 +12,16 @@ export type TaskState = z.infer<typeof TaskStateSchema>;
  * assigned (placed by the scheduler) → running (claimed under a lease) → reported (result in, awaiting quorum)
  * → valid | invalid; or failed (provider-side error), lost (lease expired / never claimed), cancelled.
  */
-export const ExecutionStateSchema = z.enum(['assigned', 'running', 'reported', 'valid', 'invalid', 'failed', 'lost', 'cancelled']);
+export const ExecutionStateSchema = z.enum([
+  'assigned',
+  'running',
+  'reported',
+  'valid',
+  'invalid',
+  'failed',
+  'lost',
+  'cancelled',
+]);
 export type ExecutionState = z.infer<typeof ExecutionStateSchema>;
 
 /** Desired state of an execution, set by the coordinator: keep running, or stop (task decided, job cancelled). */
@@ -24,10 +33,21 @@ export type DesiredState = z.infer<typeof DesiredStateSchema>;
  * job (the buyer's code or request), provider (the machine or agent), none (cancelled).
  */
 export const FailureReasonSchema = z.enum([
-  'nonzero_exit', 'out_of_memory', 'timeout', 'image_not_found', 'output_too_large', 'input_unavailable',
-  'agent_error', 'lease_expired', 'not_claimed', 'cancelled',
+  'nonzero_exit',
+  'out_of_memory',
+  'timeout',
+  'image_not_found',
+  'output_too_large',
+  'input_unavailable',
+  'agent_error',
+  'lease_expired',
+  'not_claimed',
+  'cancelled',
   // task-level reasons: the verifier gave up
-  'no_quorum', 'too_many_errors', 'queue_timeout', 'insufficient_funds',
+  'no_quorum',
+  'too_many_errors',
+  'queue_timeout',
+  'insufficient_funds',
   // the provider's owner came back (idle policy): the execution was stopped, not charged
   'owner_returned',
   // the agent restarted and could not finish or vouch for the execution (its container was gone, or was an orphan)

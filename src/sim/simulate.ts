@@ -21,9 +21,24 @@
  * Pure: no I/O, no clock; the same options give the same result.
  */
 import {
-  applyOutcome, buildPredictor, decideTask, defaultMaxExecutions, gradeLateResult, newReputation, planExecutions, reputationScore,
-  ADAPTIVE_TRUST_THRESHOLD, type Demand, type ExecutionVote, type Predictor, type Reputation, type ReputationOutcome, type RuntimeSample,
-  type SchedAgent, type SchedTask, type VerificationPolicy,
+  applyOutcome,
+  buildPredictor,
+  decideTask,
+  defaultMaxExecutions,
+  gradeLateResult,
+  newReputation,
+  planExecutions,
+  reputationScore,
+  ADAPTIVE_TRUST_THRESHOLD,
+  type Demand,
+  type ExecutionVote,
+  type Predictor,
+  type Reputation,
+  type ReputationOutcome,
+  type RuntimeSample,
+  type SchedAgent,
+  type SchedTask,
+  type VerificationPolicy,
 } from '../core/index.js';
 import type { MaxPrice, Price } from '../protocol/index.js';
 import { between, intBetween, mulberry32, shuffled, type Random } from './prng.js';
@@ -52,8 +67,17 @@ export interface SimOptions {
 }
 
 export const DEFAULT_SIM_OPTIONS: Readonly<SimOptions> = Object.freeze({
-  mode: 'replicate', tasks: 10_000, providers: 50, cheaters: 0.2, corruptRate: 1, collude: false, seed: 1,
-  replicas: 3, quorum: 2, load: 0.6, tasksPerJob: 10,
+  mode: 'replicate',
+  tasks: 10_000,
+  providers: 50,
+  cheaters: 0.2,
+  corruptRate: 1,
+  collude: false,
+  seed: 1,
+  replicas: 3,
+  quorum: 2,
+  load: 0.6,
+  tasksPerJob: 10,
 });
 
 /** What one run measured. */
@@ -85,14 +109,37 @@ export interface SimResult {
 }
 
 interface Provider {
-  id: string; agentId: string; cores: number; speed: number; cheater: boolean;
-  rep: Reputation; running: number; starts: number[]; startsHead: number;
+  id: string;
+  agentId: string;
+  cores: number;
+  speed: number;
+  cheater: boolean;
+  rep: Reputation;
+  running: number;
+  starts: number[];
+  startsHead: number;
 }
-interface Exec { id: string; task: number; provider: number; start: number; end: number; verdict: string; state: 'running' | 'reported' | 'cancelled' }
+interface Exec {
+  id: string;
+  task: number;
+  provider: number;
+  start: number;
+  end: number;
+  verdict: string;
+  state: 'running' | 'reported' | 'cancelled';
+}
 interface Task {
-  id: string; jobId: string; jobCreatedAt: number; index: number; arrival: number;
-  execs: number[]; target: number; policy: VerificationPolicy; alone: boolean;
-  state: 'open' | 'verified' | 'failed'; verdict: string | null;
+  id: string;
+  jobId: string;
+  jobCreatedAt: number;
+  index: number;
+  arrival: number;
+  execs: number[];
+  target: number;
+  policy: VerificationPolicy;
+  alone: boolean;
+  state: 'open' | 'verified' | 'failed';
+  verdict: string | null;
 }
 
 const MINUTE = 60_000;
@@ -100,7 +147,16 @@ const DAY = 24 * 60 * MINUTE;
 const MEM_PER_CORE_MB = 2048;
 const PRICE: Price = { cpuHour: 0.05, memoryGiBHour: 0.005, gpuHour: 0.5, startFee: 0.001 };
 const MAX_PRICE: MaxPrice = { cpuHour: 0.1, memoryGiBHour: 0.01, gpuHour: 1, startFee: 0.002 };
-const DEMAND: Demand = { cpus: 1, memoryMb: 512, gpus: 0, network: false, labels: {}, maxPrice: MAX_PRICE, image: 'sim/work:1', timeoutMs: 2 * 3_600_000 };
+const DEMAND: Demand = {
+  cpus: 1,
+  memoryMb: 512,
+  gpus: 0,
+  network: false,
+  labels: {},
+  maxPrice: MAX_PRICE,
+  image: 'sim/work:1',
+  timeoutMs: 2 * 3_600_000,
+};
 const BASE_MIN_MS = 10 * MINUTE;
 const BASE_MAX_MS = 30 * MINUTE;
 
@@ -121,11 +177,24 @@ export function simulate(input: Partial<SimOptions> & Pick<SimOptions, 'mode'>):
   const cheaterSet = new Set(shuffled(world, [...Array(o.providers).keys()]).slice(0, cheaterCount));
   const providers: Provider[] = Array.from({ length: o.providers }, (_, i) => {
     const id = `p${String(i).padStart(4, '0')}`;
-    return { id, agentId: `a${id.slice(1)}`, cores: intBetween(world, 1, 4), speed: between(world, 0.6, 1.6), cheater: cheaterSet.has(i),
-      rep: newReputation(), running: 0, starts: [], startsHead: 0 };
+    return {
+      id,
+      agentId: `a${id.slice(1)}`,
+      cores: intBetween(world, 1, 4),
+      speed: between(world, 0.6, 1.6),
+      cheater: cheaterSet.has(i),
+      rep: newReputation(),
+      running: 0,
+      starts: [],
+      startsHead: 0,
+    };
   });
   const tasks = arrivals(world, o, providers);
-  const replicatedPolicy: VerificationPolicy = { quorum: o.quorum, maxExecutions: defaultMaxExecutions(o.replicas), maxErrors: 3 };
+  const replicatedPolicy: VerificationPolicy = {
+    quorum: o.quorum,
+    maxExecutions: defaultMaxExecutions(o.replicas),
+    maxErrors: 3,
+  };
   const alonePolicy: VerificationPolicy = { quorum: 1, maxExecutions: defaultMaxExecutions(1), maxErrors: 3 };
   for (const t of tasks) t.policy = replicatedPolicy;
 
@@ -142,28 +211,41 @@ export function simulate(input: Partial<SimOptions> & Pick<SimOptions, 'mode'>):
 
   const outcome = (e: Exec, kind: 'valid' | 'invalid', crossChecked: boolean) => {
     const p = providers[e.provider]!;
-    const o2: ReputationOutcome = kind === 'valid' ? { kind, crossChecked, turnaroundMs: e.end - e.start } : { kind, turnaroundMs: e.end - e.start };
+    const o2: ReputationOutcome =
+      kind === 'valid'
+        ? { kind, crossChecked, turnaroundMs: e.end - e.start }
+        : { kind, turnaroundMs: e.end - e.start };
     p.rep = applyOutcome(p.rep, o2);
   };
   const execByIdNum = (id: string) => Number(id.slice(1));
-  const votes = (t: Task): ExecutionVote[] => t.execs.map((i) => {
-    const e = execs[i]!;
-    return e.state === 'reported'
-      ? { id: e.id, state: 'reported', verdict: e.verdict, exitCode: 0, failure: null, at: e.end }
-      : { id: e.id, state: e.state, verdict: null, exitCode: null, failure: null, at: e.start };
-  });
+  const votes = (t: Task): ExecutionVote[] =>
+    t.execs.map((i) => {
+      const e = execs[i]!;
+      return e.state === 'reported'
+        ? { id: e.id, state: 'reported', verdict: e.verdict, exitCode: 0, failure: null, at: e.end }
+        : { id: e.id, state: e.state, verdict: null, exitCode: null, failure: null, at: e.start };
+    });
 
   const report = (e: Exec) => {
     e.state = 'reported';
     providers[e.provider]!.running -= 1;
-    samples.push({ agentId: providers[e.provider]!.agentId, image: DEMAND.image, cpus: DEMAND.cpus, wallMs: e.end - e.start });
+    samples.push({
+      agentId: providers[e.provider]!.agentId,
+      image: DEMAND.image,
+      cpus: DEMAND.cpus,
+      wallMs: e.end - e.start,
+    });
     const t = tasks[e.task]!;
-    if (t.state !== 'open') { // a replica reporting after its task was decided is graded against the canonical result
+    if (t.state !== 'open') {
+      // a replica reporting after its task was decided is graded against the canonical result
       outcome(e, gradeLateResult(t.verdict, e.verdict), true);
       return;
     }
     const d = decideTask(t.policy, t.target, votes(t));
-    if (d.kind === 'pending') { t.target = d.target; return; }
+    if (d.kind === 'pending') {
+      t.target = d.target;
+      return;
+    }
     t.state = d.kind;
     t.verdict = d.verdict;
     decided += 1;
@@ -172,7 +254,10 @@ export function simulate(input: Partial<SimOptions> & Pick<SimOptions, 'mode'>):
     for (const id of d.invalid) outcome(execs[execByIdNum(id)]!, 'invalid', false);
     for (const id of d.cancel) {
       const c = execs[execByIdNum(id)]!;
-      if (c.state === 'running') { c.state = 'cancelled'; providers[c.provider]!.running -= 1; }
+      if (c.state === 'running') {
+        c.state = 'cancelled';
+        providers[c.provider]!.running -= 1;
+      }
     }
   };
 
@@ -182,7 +267,7 @@ export function simulate(input: Partial<SimOptions> & Pick<SimOptions, 'mode'>):
   };
 
   let now = 0;
-  const maxTime = (tasks.at(-1)!.arrival + 60 * DAY);
+  const maxTime = tasks.at(-1)!.arrival + 60 * DAY;
   while (decided < tasks.length && now <= maxTime) {
     // 1. Reports of executions that finished by now, in order.
     const done = running.filter((i) => execs[i]!.end <= now).sort((a, b) => execs[a]!.end - execs[b]!.end || a - b);
@@ -193,7 +278,10 @@ export function simulate(input: Partial<SimOptions> & Pick<SimOptions, 'mode'>):
     while (arrived < tasks.length && tasks[arrived]!.arrival <= now) open.push(arrived++);
     open = open.filter((i) => tasks[i]!.state === 'open');
     // 3. Plan.
-    if (now - predictorBuiltAt >= 60 * MINUTE) { predict = buildPredictor(samples.slice(-2000)); predictorBuiltAt = now; }
+    if (now - predictorBuiltAt >= 60 * MINUTE) {
+      predict = buildPredictor(samples.slice(-2000));
+      predictorBuiltAt = now;
+    }
     const freeCores = providers.reduce((s, p) => s + p.cores - p.running, 0);
     let placed = 0;
     if (freeCores > 0 && open.length > 0) {
@@ -203,15 +291,39 @@ export function simulate(input: Partial<SimOptions> & Pick<SimOptions, 'mode'>):
         const active = t.execs.filter((x) => execs[x]!.state !== 'cancelled').length;
         const need = t.target - active;
         if (need <= 0) continue;
-        snapshot.push({ taskId: String(i), jobId: t.jobId, jobCreatedAt: t.jobCreatedAt, index: t.index, need, demand: DEMAND,
-          excludedProviders: t.execs.map((x) => providers[execs[x]!.provider]!.id), adaptiveFresh: o.mode === 'adaptive' && t.execs.length === 0 });
+        snapshot.push({
+          taskId: String(i),
+          jobId: t.jobId,
+          jobCreatedAt: t.jobCreatedAt,
+          index: t.index,
+          need,
+          demand: DEMAND,
+          excludedProviders: t.execs.map((x) => providers[execs[x]!.provider]!.id),
+          adaptiveFresh: o.mode === 'adaptive' && t.execs.length === 0,
+        });
         if (snapshot.length >= freeCores + 16) break;
       }
       const agents: SchedAgent[] = providers.map((p) => ({
-        agentId: p.agentId, providerId: p.id, name: p.id, online: true, availability: 'available',
-        totalCpus: p.cores, freeCpus: p.cores - p.running, totalMemoryMb: p.cores * MEM_PER_CORE_MB, freeMemoryMb: (p.cores - p.running) * MEM_PER_CORE_MB,
-        gpuModels: [], freeGpus: 0, arch: 'amd64', os: 'linux', allowNetwork: false, labels: {}, prices: PRICE,
-        reputation: reputationScore(p.rep), consecutiveValid: p.rep.consecutiveValid, quotaLeft: quotaLeft(p, now), running: p.running,
+        agentId: p.agentId,
+        providerId: p.id,
+        name: p.id,
+        online: true,
+        availability: 'available',
+        totalCpus: p.cores,
+        freeCpus: p.cores - p.running,
+        totalMemoryMb: p.cores * MEM_PER_CORE_MB,
+        freeMemoryMb: (p.cores - p.running) * MEM_PER_CORE_MB,
+        gpuModels: [],
+        freeGpus: 0,
+        arch: 'amd64',
+        os: 'linux',
+        allowNetwork: false,
+        labels: {},
+        prices: PRICE,
+        reputation: reputationScore(p.rep),
+        consecutiveValid: p.rep.consecutiveValid,
+        quotaLeft: quotaLeft(p, now),
+        running: p.running,
       }));
       const byAgent = new Map(providers.map((p, i) => [p.agentId, i]));
       for (const pl of snapshot.length > 0 ? planExecutions(snapshot, agents, { random: schedRandom, predict }) : []) {
@@ -229,14 +341,20 @@ export function simulate(input: Partial<SimOptions> & Pick<SimOptions, 'mode'>):
         p.running += 1;
         p.starts.push(now);
         placed += 1;
-        if (pl.alone) { t.alone = true; t.policy = alonePolicy; t.target = 1; alone += 1; }
+        if (pl.alone) {
+          t.alone = true;
+          t.policy = alonePolicy;
+          t.target = 1;
+          alone += 1;
+        }
       }
     }
     // 4. Next round: the next minute with something to do.
     const nextEnd = running.reduce((m, i) => Math.min(m, execs[i]!.end), Infinity);
     const nextArrival = arrived < tasks.length ? tasks[arrived]!.arrival : Infinity;
     let next = Math.min(nextEnd, nextArrival);
-    if (!Number.isFinite(next) || (placed === 0 && running.length === 0 && open.length > 0 && next > now + 60 * MINUTE)) next = now + 60 * MINUTE;
+    if (!Number.isFinite(next) || (placed === 0 && running.length === 0 && open.length > 0 && next > now + 60 * MINUTE))
+      next = now + 60 * MINUTE;
     now = Math.max(now + MINUTE, Math.ceil(next / MINUTE) * MINUTE);
   }
 
@@ -244,7 +362,8 @@ export function simulate(input: Partial<SimOptions> & Pick<SimOptions, 'mode'>):
   const countExecs = (ts: Task[]) => ts.reduce((s, t) => s + t.execs.length, 0);
   const verified = tasks.filter((t) => t.state === 'verified').length;
   const failed = tasks.filter((t) => t.state === 'failed').length;
-  const trusted = (cheater: boolean) => providers.filter((p) => p.cheater === cheater && p.rep.consecutiveValid >= ADAPTIVE_TRUST_THRESHOLD).length;
+  const trusted = (cheater: boolean) =>
+    providers.filter((p) => p.cheater === cheater && p.rep.consecutiveValid >= ADAPTIVE_TRUST_THRESHOLD).length;
   return {
     options: o,
     executions: execs.length,
@@ -256,8 +375,10 @@ export function simulate(input: Partial<SimOptions> & Pick<SimOptions, 'mode'>):
     wrongAcceptedShare: wrongAccepted / tasks.length,
     failed,
     unfinished: tasks.length - verified - failed,
-    cheaterExecutionShare: execs.length === 0 ? 0 : execs.filter((e) => providers[e.provider]!.cheater).length / execs.length,
-    cheaterCoreShare: providers.reduce((s, p) => s + (p.cheater ? p.cores : 0), 0) / providers.reduce((s, p) => s + p.cores, 0),
+    cheaterExecutionShare:
+      execs.length === 0 ? 0 : execs.filter((e) => providers[e.provider]!.cheater).length / execs.length,
+    cheaterCoreShare:
+      providers.reduce((s, p) => s + (p.cheater ? p.cores : 0), 0) / providers.reduce((s, p) => s + p.cores, 0),
     trustedAtEnd: { honest: trusted(false), cheaters: trusted(true) },
     simulatedHours: now / 3_600_000,
   };
@@ -274,8 +395,19 @@ function arrivals(world: Random, o: SimOptions, providers: readonly Provider[]):
   for (let j = 0; out.length < o.tasks; j++) {
     const jobId = `j${j}`;
     for (let k = 0; k < o.tasksPerJob && out.length < o.tasks; k++) {
-      out.push({ id: `t${out.length}`, jobId, jobCreatedAt: at, index: k, arrival: at, execs: [], target: o.replicas,
-        policy: { quorum: o.quorum, maxExecutions: defaultMaxExecutions(o.replicas), maxErrors: 3 }, alone: false, state: 'open', verdict: null });
+      out.push({
+        id: `t${out.length}`,
+        jobId,
+        jobCreatedAt: at,
+        index: k,
+        arrival: at,
+        execs: [],
+        target: o.replicas,
+        policy: { quorum: o.quorum, maxExecutions: defaultMaxExecutions(o.replicas), maxErrors: 3 },
+        alone: false,
+        state: 'open',
+        verdict: null,
+      });
     }
     at += Math.round(-Math.log(1 - world()) * jobGapMs);
   }

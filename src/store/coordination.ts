@@ -33,7 +33,9 @@ export interface Coordination {
 /** A notifier for a database with one coordinator: there is nobody else to tell. */
 const NO_ONE_ELSE: Notifier = {
   async publish() {},
-  subscribe() { return () => {}; },
+  subscribe() {
+    return () => {};
+  },
   async close() {},
 };
 

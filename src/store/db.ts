@@ -16,7 +16,11 @@ import type { Database } from './schema.js';
  * database, and Kysely's SQLite driver runs one transaction at a time over its single connection.
  * `listenNotify`: other coordinators can be told of new work (PostgreSQL LISTEN/NOTIFY).
  */
-export interface StoreCapabilities { dialect: Dialect; skipLocked: boolean; listenNotify: boolean }
+export interface StoreCapabilities {
+  dialect: Dialect;
+  skipLocked: boolean;
+  listenNotify: boolean;
+}
 
 /** A new random id with a readable prefix, e.g. `job_5f2c...` (80 random bits). */
 export function newId(prefix: string): string {

@@ -21,7 +21,14 @@ import { DEFAULT_QUOTA } from '../core/index.js';
 
 export { AccountStore, type Principal, type Role, type AgentRecord } from './accounts.js';
 export { JobStore, type NewJob } from './jobs.js';
-export { ExecutionStore, topUpCost, type ClaimedExecution, type ExecutionEnd, type LostExecution, type TaskForVerification } from './executions.js';
+export {
+  ExecutionStore,
+  topUpCost,
+  type ClaimedExecution,
+  type ExecutionEnd,
+  type LostExecution,
+  type TaskForVerification,
+} from './executions.js';
 export { newId, type StoreCapabilities } from './db.js';
 export type { Coordination, ExclusiveStep, Notifier } from './coordination.js';
 export { LedgerStore, insufficientFunds } from './ledger.js';
@@ -56,16 +63,33 @@ export interface Store {
   close(): Promise<void>;
 }
 
-function wrap(db: Kysely<Database>, capabilities: StoreCapabilities, coordination: Coordination, config: SettlementConfig): Store {
+function wrap(
+  db: Kysely<Database>,
+  capabilities: StoreCapabilities,
+  coordination: Coordination,
+  config: SettlementConfig,
+): Store {
   const reputation = new ReputationStore(db, config.quota);
   const snapshot = new SnapshotStore(db, reputation);
-  return { accounts: new AccountStore(db), jobs: new JobStore(db), executions: new ExecutionStore(db, capabilities),
-    ledger: new LedgerStore(db), reputation, settlement: new SettlementStore(db, config, capabilities), snapshot, stats: new StatsStore(db, snapshot), live: new LiveStore(db, snapshot),
-    config: Object.freeze({ ...config }), capabilities, notifier: coordination.notifier, exclusive: coordination.exclusive,
+  return {
+    accounts: new AccountStore(db),
+    jobs: new JobStore(db),
+    executions: new ExecutionStore(db, capabilities),
+    ledger: new LedgerStore(db),
+    reputation,
+    settlement: new SettlementStore(db, config, capabilities),
+    snapshot,
+    stats: new StatsStore(db, snapshot),
+    live: new LiveStore(db, snapshot),
+    config: Object.freeze({ ...config }),
+    capabilities,
+    notifier: coordination.notifier,
+    exclusive: coordination.exclusive,
     async close() {
       await coordination.notifier.close();
       await db.destroy();
-    } };
+    },
+  };
 }
 
 /** Opens the SQLite store at `path` (':memory:' for tests), migrating it. */
@@ -89,6 +113,7 @@ export async function openPostgresStore(url: string, config: SettlementConfig = 
  */
 export async function openStore(url: string, config: SettlementConfig = DEFAULT_STORE_CONFIG): Promise<Store> {
   if (/^postgres(ql)?:\/\//.test(url)) return openPostgresStore(url, config);
-  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(url)) throw new Error(`unsupported database URL ${redactUrl(url)}: expected postgres://… or a SQLite path`);
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(url))
+    throw new Error(`unsupported database URL ${redactUrl(url)}: expected postgres://… or a SQLite path`);
   return openSqliteStore(url.replace(/^sqlite:/, ''), config);
 }

@@ -16,43 +16,106 @@ export interface LiveJob {
   buyerId: string;
   state: JobState;
   tasks: { total: number; verified: number; failed: number };
-  executions: Array<{ executionId: string; taskId: string; state: ExecutionState; agentName: string; providerId: string }>;
+  executions: Array<{
+    executionId: string;
+    taskId: string;
+    state: ExecutionState;
+    agentName: string;
+    providerId: string;
+  }>;
 }
 
 /** The network now: open tasks wanting executions, agents heard from recently, executions running. */
-export interface LiveNetwork { queueDepth: number; agentsOnline: number; runningExecutions: number }
+export interface LiveNetwork {
+  queueDepth: number;
+  agentsOnline: number;
+  runningExecutions: number;
+}
 
 /** One minute of activity: `t` its start (epoch ms). */
-export interface MinutePoint { t: number; jobsSubmitted: number; jobsFinished: number; executionsValid: number; executionsInvalid: number }
+export interface MinutePoint {
+  t: number;
+  jobsSubmitted: number;
+  jobsFinished: number;
+  executionsValid: number;
+  executionsInvalid: number;
+}
 
 /** A decided task: its job's buyer (for the caller to decide whether to show the job id), and the valid/invalid votes. */
-export interface DecidedTask { at: number; jobId: string; buyerId: string; taskIndex: number; outcome: 'verified' | 'failed'; agreed: number; outvoted: number }
+export interface DecidedTask {
+  at: number;
+  jobId: string;
+  buyerId: string;
+  taskIndex: number;
+  outcome: 'verified' | 'failed';
+  agreed: number;
+  outvoted: number;
+}
 
 const MINUTE_MS = 60_000;
 const HOUR_MS = 3_600_000;
 
 export class LiveStore {
-  constructor(private readonly db: Kysely<Database>, private readonly snapshot: SnapshotStore) {}
+  constructor(
+    private readonly db: Kysely<Database>,
+    private readonly snapshot: SnapshotStore,
+  ) {}
 
   /** The job `jobId` now; null when there is none. Reads every execution of the job (one indexed query). */
   async job(jobId: string): Promise<LiveJob | null> {
-    const job = await this.db.selectFrom('jobs').select(['id', 'buyer_id', 'state', 'task_count']).where('id', '=', jobId).executeTakeFirst();
+    const job = await this.db
+      .selectFrom('jobs')
+      .select(['id', 'buyer_id', 'state', 'task_count'])
+      .where('id', '=', jobId)
+      .executeTakeFirst();
     if (!job) return null;
-    const counts = await this.db.selectFrom('tasks').select(['state', (eb) => eb.fn.countAll<number>().as('n')])
-      .where('job_id', '=', jobId).where('state', 'in', ['verified', 'failed']).groupBy('state').execute();
+    const counts = await this.db
+      .selectFrom('tasks')
+      .select(['state', (eb) => eb.fn.countAll<number>().as('n')])
+      .where('job_id', '=', jobId)
+      .where('state', 'in', ['verified', 'failed'])
+      .groupBy('state')
+      .execute();
     const count = (s: string) => Number(counts.find((c) => c.state === s)?.n ?? 0);
-    const executions = await this.db.selectFrom('executions').innerJoin('agents', 'agents.id', 'executions.agent_id')
+    const executions = await this.db
+      .selectFrom('executions')
+      .innerJoin('agents', 'agents.id', 'executions.agent_id')
       .select(['executions.id', 'executions.task_id', 'executions.state', 'executions.provider_id', 'agents.name'])
-      .where('executions.job_id', '=', jobId).orderBy('executions.created_at').execute();
-    return { jobId, buyerId: job.buyer_id, state: job.state, tasks: { total: job.task_count, verified: count('verified'), failed: count('failed') },
-      executions: executions.map((e) => ({ executionId: e.id, taskId: e.task_id, state: e.state, agentName: e.name, providerId: e.provider_id })) };
+      .where('executions.job_id', '=', jobId)
+      .orderBy('executions.created_at')
+      .execute();
+    return {
+      jobId,
+      buyerId: job.buyer_id,
+      state: job.state,
+      tasks: { total: job.task_count, verified: count('verified'), failed: count('failed') },
+      executions: executions.map((e) => ({
+        executionId: e.id,
+        taskId: e.task_id,
+        state: e.state,
+        agentName: e.name,
+        providerId: e.provider_id,
+      })),
+    };
   }
 
   /** The network now; agents last seen at or after `onlineSince` (epoch ms) count as online. */
   async network(onlineSince: number): Promise<LiveNetwork> {
-    const agents = await this.db.selectFrom('agents').select((eb) => eb.fn.countAll<number>().as('n')).where('last_seen_at', '>=', onlineSince).executeTakeFirst();
-    const running = await this.db.selectFrom('executions').select((eb) => eb.fn.countAll<number>().as('n')).where('state', '=', 'running').executeTakeFirst();
-    return { queueDepth: await this.snapshot.wantingTaskCount(), agentsOnline: Number(agents?.n ?? 0), runningExecutions: Number(running?.n ?? 0) };
+    const agents = await this.db
+      .selectFrom('agents')
+      .select((eb) => eb.fn.countAll<number>().as('n'))
+      .where('last_seen_at', '>=', onlineSince)
+      .executeTakeFirst();
+    const running = await this.db
+      .selectFrom('executions')
+      .select((eb) => eb.fn.countAll<number>().as('n'))
+      .where('state', '=', 'running')
+      .executeTakeFirst();
+    return {
+      queueDepth: await this.snapshot.wantingTaskCount(),
+      agentsOnline: Number(agents?.n ?? 0),
+      runningExecutions: Number(running?.n ?? 0),
+    };
   }
 
   /**
@@ -63,16 +126,41 @@ export class LiveStore {
     const first = Math.floor(now / MINUTE_MS) - minutes + 1;
     const since = first * MINUTE_MS;
     const bucket = (col: string) => sql<number>`${sql.ref(col)} / ${sql.lit(MINUTE_MS)}`;
-    const submitted = await this.db.selectFrom('jobs').select([bucket('created_at').as('b'), (eb) => eb.fn.countAll<number>().as('n')])
-      .where('created_at', '>=', since).groupBy(bucket('created_at')).execute();
-    const finished = await this.db.selectFrom('jobs').select([bucket('finished_at').as('b'), (eb) => eb.fn.countAll<number>().as('n')])
-      .where('finished_at', '>=', since).groupBy(bucket('finished_at')).execute();
-    const graded = await this.db.selectFrom('executions').select([bucket('finished_at').as('b'), 'state', (eb) => eb.fn.countAll<number>().as('n')])
-      .where('finished_at', '>=', since).where('state', 'in', ['valid', 'invalid']).groupBy([bucket('finished_at'), 'state']).execute();
-    const points: MinutePoint[] = Array.from({ length: minutes }, (_, i) => ({ t: (first + i) * MINUTE_MS, jobsSubmitted: 0, jobsFinished: 0, executionsValid: 0, executionsInvalid: 0 }));
+    const submitted = await this.db
+      .selectFrom('jobs')
+      .select([bucket('created_at').as('b'), (eb) => eb.fn.countAll<number>().as('n')])
+      .where('created_at', '>=', since)
+      .groupBy(bucket('created_at'))
+      .execute();
+    const finished = await this.db
+      .selectFrom('jobs')
+      .select([bucket('finished_at').as('b'), (eb) => eb.fn.countAll<number>().as('n')])
+      .where('finished_at', '>=', since)
+      .groupBy(bucket('finished_at'))
+      .execute();
+    const graded = await this.db
+      .selectFrom('executions')
+      .select([bucket('finished_at').as('b'), 'state', (eb) => eb.fn.countAll<number>().as('n')])
+      .where('finished_at', '>=', since)
+      .where('state', 'in', ['valid', 'invalid'])
+      .groupBy([bucket('finished_at'), 'state'])
+      .execute();
+    const points: MinutePoint[] = Array.from({ length: minutes }, (_, i) => ({
+      t: (first + i) * MINUTE_MS,
+      jobsSubmitted: 0,
+      jobsFinished: 0,
+      executionsValid: 0,
+      executionsInvalid: 0,
+    }));
     const at = (b: unknown) => points[Number(b) - first];
-    for (const r of submitted) { const p = at(r.b); if (p) p.jobsSubmitted += Number(r.n); }
-    for (const r of finished) { const p = at(r.b); if (p) p.jobsFinished += Number(r.n); }
+    for (const r of submitted) {
+      const p = at(r.b);
+      if (p) p.jobsSubmitted += Number(r.n);
+    }
+    for (const r of finished) {
+      const p = at(r.b);
+      if (p) p.jobsFinished += Number(r.n);
+    }
     for (const r of graded) {
       const p = at(r.b);
       if (p && r.state === 'valid') p.executionsValid += Number(r.n);
@@ -83,13 +171,44 @@ export class LiveStore {
 
   /** The `limit` most recently decided tasks (verified or failed), newest first, with their valid and invalid executions. */
   async recentlyDecided(limit: number): Promise<DecidedTask[]> {
-    const rows = await this.db.selectFrom('tasks').innerJoin('jobs', 'jobs.id', 'tasks.job_id')
-      .select(['tasks.updated_at', 'tasks.job_id', 'jobs.buyer_id', 'tasks.idx', 'tasks.state',
-        (eb) => eb.selectFrom('executions').select(eb.fn.countAll<number>().as('n')).whereRef('executions.task_id', '=', 'tasks.id').where('executions.state', '=', 'valid').as('agreed'),
-        (eb) => eb.selectFrom('executions').select(eb.fn.countAll<number>().as('n')).whereRef('executions.task_id', '=', 'tasks.id').where('executions.state', '=', 'invalid').as('outvoted')])
-      .where('tasks.state', 'in', ['verified', 'failed']).orderBy('tasks.updated_at', 'desc').orderBy('tasks.id', 'desc').limit(limit).execute();
-    return rows.map((r) => ({ at: Number(r.updated_at), jobId: r.job_id, buyerId: r.buyer_id, taskIndex: r.idx,
-      outcome: r.state === 'verified' ? 'verified' as const : 'failed' as const, agreed: Number(r.agreed ?? 0), outvoted: Number(r.outvoted ?? 0) }));
+    const rows = await this.db
+      .selectFrom('tasks')
+      .innerJoin('jobs', 'jobs.id', 'tasks.job_id')
+      .select([
+        'tasks.updated_at',
+        'tasks.job_id',
+        'jobs.buyer_id',
+        'tasks.idx',
+        'tasks.state',
+        (eb) =>
+          eb
+            .selectFrom('executions')
+            .select(eb.fn.countAll<number>().as('n'))
+            .whereRef('executions.task_id', '=', 'tasks.id')
+            .where('executions.state', '=', 'valid')
+            .as('agreed'),
+        (eb) =>
+          eb
+            .selectFrom('executions')
+            .select(eb.fn.countAll<number>().as('n'))
+            .whereRef('executions.task_id', '=', 'tasks.id')
+            .where('executions.state', '=', 'invalid')
+            .as('outvoted'),
+      ])
+      .where('tasks.state', 'in', ['verified', 'failed'])
+      .orderBy('tasks.updated_at', 'desc')
+      .orderBy('tasks.id', 'desc')
+      .limit(limit)
+      .execute();
+    return rows.map((r) => ({
+      at: Number(r.updated_at),
+      jobId: r.job_id,
+      buyerId: r.buyer_id,
+      taskIndex: r.idx,
+      outcome: r.state === 'verified' ? ('verified' as const) : ('failed' as const),
+      agreed: Number(r.agreed ?? 0),
+      outvoted: Number(r.outvoted ?? 0),
+    }));
   }
 
   /**
@@ -99,11 +218,20 @@ export class LiveStore {
   async earnings(accountId: string, now: number, hours: number): Promise<Array<{ t: number; micro: number }>> {
     const first = Math.floor(now / HOUR_MS) - hours + 1;
     const bucket = sql<number>`created_at / ${sql.lit(HOUR_MS)}`;
-    const rows = await this.db.selectFrom('ledger_entries').select([bucket.as('b'), (eb) => eb.fn.sum<number>('amount').as('micro')])
-      .where('account', '=', accountLedger(accountId)).where('kind', '=', 'payment').where('amount', '>', 0)
-      .where('created_at', '>=', first * HOUR_MS).groupBy(bucket).execute();
+    const rows = await this.db
+      .selectFrom('ledger_entries')
+      .select([bucket.as('b'), (eb) => eb.fn.sum<number>('amount').as('micro')])
+      .where('account', '=', accountLedger(accountId))
+      .where('kind', '=', 'payment')
+      .where('amount', '>', 0)
+      .where('created_at', '>=', first * HOUR_MS)
+      .groupBy(bucket)
+      .execute();
     const points = Array.from({ length: hours }, (_, i) => ({ t: (first + i) * HOUR_MS, micro: 0 }));
-    for (const r of rows) { const p = points[Number(r.b) - first]; if (p) p.micro += Number(r.micro); }
+    for (const r of rows) {
+      const p = points[Number(r.b) - first];
+      if (p) p.micro += Number(r.micro);
+    }
     return points;
   }
 }

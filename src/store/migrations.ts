@@ -3,7 +3,14 @@
  * The same migrations serve both databases; where SQL types differ the dialect picks them (`types`), and
  * SQLite gets exactly what it got before PostgreSQL existed.
  */
-import { type ColumnDataType, type CreateTableBuilder, type Kysely, type Migration, type MigrationProvider, sql } from 'kysely';
+import {
+  type ColumnDataType,
+  type CreateTableBuilder,
+  type Kysely,
+  type Migration,
+  type MigrationProvider,
+  sql,
+} from 'kysely';
 
 /** Which database the migrations run on. */
 export type Dialect = 'sqlite' | 'postgres';
@@ -13,35 +20,52 @@ export type Dialect = 'sqlite' | 'postgres';
  * 4, so it gets `double precision`), and an auto-numbered primary key (SQLite `integer primary key
  * autoincrement`; PostgreSQL `bigserial`).
  */
-function types(d: Dialect): { float: ColumnDataType; serialKey: (db: Kysely<unknown>, table: string) => CreateTableBuilder<string, 'id'> } {
+function types(d: Dialect): {
+  float: ColumnDataType;
+  serialKey: (db: Kysely<unknown>, table: string) => CreateTableBuilder<string, 'id'>;
+} {
   return d === 'postgres'
-    ? { float: 'double precision', serialKey: (db, t) => db.schema.createTable(t).addColumn('id', 'bigserial', (c) => c.primaryKey()) }
-    : { float: 'real', serialKey: (db, t) => db.schema.createTable(t).addColumn('id', 'integer', (c) => c.primaryKey().autoIncrement()) };
+    ? {
+        float: 'double precision',
+        serialKey: (db, t) => db.schema.createTable(t).addColumn('id', 'bigserial', (c) => c.primaryKey()),
+      }
+    : {
+        float: 'real',
+        serialKey: (db, t) =>
+          db.schema.createTable(t).addColumn('id', 'integer', (c) => c.primaryKey().autoIncrement()),
+      };
 }
 
 const m001 = (d: Dialect): Migration => ({
   async up(db: Kysely<unknown>) {
-    await db.schema.createTable('accounts')
+    await db.schema
+      .createTable('accounts')
       .addColumn('id', 'text', (c) => c.primaryKey())
       .addColumn('name', 'text', (c) => c.notNull().unique())
       .addColumn('roles', 'text', (c) => c.notNull())
-      .addColumn('created_at', 'bigint', (c) => c.notNull()).execute();
-    await db.schema.createTable('api_keys')
+      .addColumn('created_at', 'bigint', (c) => c.notNull())
+      .execute();
+    await db.schema
+      .createTable('api_keys')
       .addColumn('id', 'text', (c) => c.primaryKey())
       .addColumn('account_id', 'text', (c) => c.notNull().references('accounts.id'))
       .addColumn('key_hash', 'text', (c) => c.notNull().unique())
       .addColumn('scope', 'text', (c) => c.notNull())
       .addColumn('created_at', 'bigint', (c) => c.notNull())
-      .addColumn('revoked_at', 'bigint').execute();
-    await db.schema.createTable('agents')
+      .addColumn('revoked_at', 'bigint')
+      .execute();
+    await db.schema
+      .createTable('agents')
       .addColumn('id', 'text', (c) => c.primaryKey())
       .addColumn('provider_id', 'text', (c) => c.notNull().references('accounts.id'))
       .addColumn('name', 'text', (c) => c.notNull())
       .addColumn('public_key', 'text', (c) => c.notNull())
       .addColumn('capacity', 'text', (c) => c.notNull())
       .addColumn('registered_at', 'bigint', (c) => c.notNull())
-      .addColumn('last_seen_at', 'bigint', (c) => c.notNull()).execute();
-    await db.schema.createTable('jobs')
+      .addColumn('last_seen_at', 'bigint', (c) => c.notNull())
+      .execute();
+    await db.schema
+      .createTable('jobs')
       .addColumn('id', 'text', (c) => c.primaryKey())
       .addColumn('buyer_id', 'text', (c) => c.notNull().references('accounts.id'))
       .addColumn('name', 'text')
@@ -53,9 +77,11 @@ const m001 = (d: Dialect): Migration => ({
       .addColumn('task_count', 'integer', (c) => c.notNull())
       .addColumn('created_at', 'bigint', (c) => c.notNull())
       .addColumn('finished_at', 'bigint')
-      .addColumn('revision', 'integer', (c) => c.notNull()).execute();
+      .addColumn('revision', 'integer', (c) => c.notNull())
+      .execute();
     await db.schema.createIndex('jobs_buyer_created').on('jobs').columns(['buyer_id', 'created_at']).execute();
-    await db.schema.createTable('tasks')
+    await db.schema
+      .createTable('tasks')
       .addColumn('id', 'text', (c) => c.primaryKey())
       .addColumn('job_id', 'text', (c) => c.notNull().references('jobs.id'))
       .addColumn('idx', 'integer', (c) => c.notNull())
@@ -70,9 +96,11 @@ const m001 = (d: Dialect): Migration => ({
       .addColumn('created_at', 'bigint', (c) => c.notNull())
       .addColumn('updated_at', 'bigint', (c) => c.notNull())
       .addColumn('revision', 'integer', (c) => c.notNull())
-      .addUniqueConstraint('tasks_job_idx', ['job_id', 'idx']).execute();
+      .addUniqueConstraint('tasks_job_idx', ['job_id', 'idx'])
+      .execute();
     await db.schema.createIndex('tasks_state').on('tasks').columns(['state']).execute();
-    await db.schema.createTable('executions')
+    await db.schema
+      .createTable('executions')
       .addColumn('id', 'text', (c) => c.primaryKey())
       .addColumn('task_id', 'text', (c) => c.notNull().references('tasks.id'))
       .addColumn('job_id', 'text', (c) => c.notNull().references('jobs.id'))
@@ -96,14 +124,21 @@ const m001 = (d: Dialect): Migration => ({
       .addColumn('outputs_blob', 'text')
       .addColumn('revision', 'integer', (c) => c.notNull())
       // One execution per provider per task: replicas never share a provider (enforced here as well as in the scheduler).
-      .addUniqueConstraint('executions_task_provider', ['task_id', 'provider_id']).execute();
+      .addUniqueConstraint('executions_task_provider', ['task_id', 'provider_id'])
+      .execute();
     await db.schema.createIndex('executions_task').on('executions').columns(['task_id']).execute();
     await db.schema.createIndex('executions_agent_state').on('executions').columns(['agent_id', 'state']).execute();
-    await db.schema.createIndex('executions_state_lease').on('executions').columns(['state', 'lease_expires_at']).execute();
-    await db.schema.createTable('blobs')
+    await db.schema
+      .createIndex('executions_state_lease')
+      .on('executions')
+      .columns(['state', 'lease_expires_at'])
+      .execute();
+    await db.schema
+      .createTable('blobs')
       .addColumn('sha256', 'text', (c) => c.primaryKey())
       .addColumn('size', 'bigint', (c) => c.notNull())
-      .addColumn('created_at', 'bigint', (c) => c.notNull()).execute();
+      .addColumn('created_at', 'bigint', (c) => c.notNull())
+      .execute();
     await sql`SELECT 1`.execute(db);
   },
 });
@@ -112,7 +147,10 @@ const m001 = (d: Dialect): Migration => ({
 const m002 = (d: Dialect): Migration => ({
   async up(db: Kysely<unknown>) {
     const add = (table: string, col: string, type: 'text' | 'integer' | 'bigint', dflt?: string | number) =>
-      db.schema.alterTable(table).addColumn(col, type, (c) => (dflt === undefined ? c : c.notNull().defaultTo(dflt))).execute();
+      db.schema
+        .alterTable(table)
+        .addColumn(col, type, (c) => (dflt === undefined ? c : c.notNull().defaultTo(dflt)))
+        .execute();
     await add('api_keys', 'label', 'text');
     await add('agents', 'offer', 'text', '{}');
     await add('agents', 'availability', 'text', '{"state":"available"}');
@@ -128,11 +166,16 @@ const m002 = (d: Dialect): Migration => ({
     await add('executions', 'paid', 'bigint');
     await add('executions', 'settled_at', 'bigint');
     await db.schema.createIndex('executions_unsettled').on('executions').columns(['settled_at', 'state']).execute();
-    await db.schema.createIndex('executions_provider_created').on('executions').columns(['provider_id', 'created_at']).execute();
+    await db.schema
+      .createIndex('executions_provider_created')
+      .on('executions')
+      .columns(['provider_id', 'created_at'])
+      .execute();
     await db.schema.createIndex('jobs_settled_state').on('jobs').columns(['settled_at', 'state']).execute();
 
     // Append-only double-entry ledger: rows are inserted, never updated or deleted.
-    await types(d).serialKey(db, 'ledger_entries')
+    await types(d)
+      .serialKey(db, 'ledger_entries')
       .addColumn('txn_id', 'text', (c) => c.notNull())
       .addColumn('kind', 'text', (c) => c.notNull())
       .addColumn('account', 'text', (c) => c.notNull())
@@ -142,15 +185,19 @@ const m002 = (d: Dialect): Migration => ({
       .addColumn('memo', 'text', (c) => c.notNull())
       .addColumn('created_at', 'bigint', (c) => c.notNull())
       // An execution is paid at most once: one posting per (execution, ledger account).
-      .addUniqueConstraint('ledger_execution_account', ['execution_id', 'account']).execute();
+      .addUniqueConstraint('ledger_execution_account', ['execution_id', 'account'])
+      .execute();
     await db.schema.createIndex('ledger_account').on('ledger_entries').columns(['account', 'id']).execute();
     await db.schema.createIndex('ledger_job').on('ledger_entries').columns(['job_id']).execute();
     // Cached projection of the ledger (rebuilt and compared in tests): balance per ledger account.
-    await db.schema.createTable('balances')
+    await db.schema
+      .createTable('balances')
       .addColumn('account', 'text', (c) => c.primaryKey())
-      .addColumn('balance', 'bigint', (c) => c.notNull()).execute();
+      .addColumn('balance', 'bigint', (c) => c.notNull())
+      .execute();
 
-    await db.schema.createTable('reputation')
+    await db.schema
+      .createTable('reputation')
       .addColumn('provider_id', 'text', (c) => c.primaryKey())
       .addColumn('consecutive_valid', 'integer', (c) => c.notNull())
       .addColumn('valid', 'integer', (c) => c.notNull())
@@ -159,8 +206,10 @@ const m002 = (d: Dialect): Migration => ({
       .addColumn('daily_quota', 'integer', (c) => c.notNull())
       .addColumn('turnaround_ms_total', 'bigint', (c) => c.notNull())
       .addColumn('turnaround_count', 'integer', (c) => c.notNull())
-      .addColumn('updated_at', 'bigint', (c) => c.notNull()).execute();
-    await types(d).serialKey(db, 'reputation_events')
+      .addColumn('updated_at', 'bigint', (c) => c.notNull())
+      .execute();
+    await types(d)
+      .serialKey(db, 'reputation_events')
       .addColumn('provider_id', 'text', (c) => c.notNull())
       .addColumn('at', 'bigint', (c) => c.notNull())
       .addColumn('kind', 'text', (c) => c.notNull())
@@ -169,14 +218,21 @@ const m002 = (d: Dialect): Migration => ({
       .addColumn('job_id', 'text')
       .addColumn('consecutive_valid', 'integer', (c) => c.notNull())
       .addColumn('daily_quota', 'integer', (c) => c.notNull())
-      .addColumn('score', types(d).float, (c) => c.notNull()).execute();
-    await db.schema.createIndex('reputation_events_provider').on('reputation_events').columns(['provider_id', 'id']).execute();
+      .addColumn('score', types(d).float, (c) => c.notNull())
+      .execute();
+    await db.schema
+      .createIndex('reputation_events_provider')
+      .on('reputation_events')
+      .columns(['provider_id', 'id'])
+      .execute();
 
     // Who may read a blob: its uploaders, the buyer of a job that produced or uses it, providers running it.
-    await db.schema.createTable('blob_access')
+    await db.schema
+      .createTable('blob_access')
       .addColumn('sha256', 'text', (c) => c.notNull())
       .addColumn('account_id', 'text', (c) => c.notNull())
-      .addPrimaryKeyConstraint('blob_access_pk', ['sha256', 'account_id']).execute();
+      .addPrimaryKeyConstraint('blob_access_pk', ['sha256', 'account_id'])
+      .execute();
   },
 });
 
@@ -187,11 +243,19 @@ const m003 = (): Migration => ({
     await db.schema.createIndex('jobs_finished').on('jobs').columns(['finished_at']).execute();
     await db.schema.createIndex('executions_finished').on('executions').columns(['finished_at']).execute();
     await db.schema.createIndex('tasks_state_updated').on('tasks').columns(['state', 'updated_at']).execute();
-    await db.schema.createIndex('ledger_account_created').on('ledger_entries').columns(['account', 'created_at']).execute();
+    await db.schema
+      .createIndex('ledger_account_created')
+      .on('ledger_entries')
+      .columns(['account', 'created_at'])
+      .execute();
   },
 });
 
 /** All migrations by name for a dialect; Kysely runs them in name order. */
 export function migrationProvider(d: Dialect): MigrationProvider {
-  return { async getMigrations() { return { '001_initial': m001(d), '002_marketplace': m002(d), '003_charts': m003() }; } };
+  return {
+    async getMigrations() {
+      return { '001_initial': m001(d), '002_marketplace': m002(d), '003_charts': m003() };
+    },
+  };
 }

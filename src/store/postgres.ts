@@ -36,7 +36,9 @@ function parseNumber(text: string): number {
 
 const TYPES: pg.CustomTypesConfig = {
   getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
-    oid === pg.types.builtins.INT8 || oid === pg.types.builtins.NUMERIC ? parseNumber : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
+    oid === pg.types.builtins.INT8 || oid === pg.types.builtins.NUMERIC
+      ? parseNumber
+      : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
 };
 
 /** The URL with any password replaced, for messages. */
@@ -49,7 +51,9 @@ export function redactUrl(url: string): string {
  * migration advisory lock on one connection meanwhile. Throws Error naming the (redacted) URL when the
  * server cannot be reached, and the failing migration's error otherwise.
  */
-export async function openPostgres(url: string): Promise<{ db: Kysely<Database>; capabilities: StoreCapabilities; coordination: Coordination }> {
+export async function openPostgres(
+  url: string,
+): Promise<{ db: Kysely<Database>; capabilities: StoreCapabilities; coordination: Coordination }> {
   const config: pg.PoolConfig = { connectionString: url, types: TYPES };
   const pool = new pg.Pool({ ...config, max: POOL_SIZE });
   // An idle connection dropped by the server (restart, admin) must not crash the process; the next query reconnects.
@@ -77,7 +81,11 @@ export async function openPostgres(url: string): Promise<{ db: Kysely<Database>;
  * Runs `fn` holding Deqo's session advisory lock `key` on one pooled connection (passed to `fn`), waiting
  * while another session holds it. The lock is released afterwards, or by the server if the process dies.
  */
-async function withAdvisoryLock<T>(db: Kysely<Database>, key: keyof typeof LOCK_KEYS, fn: (conn: Kysely<Database>) => Promise<T>): Promise<T> {
+async function withAdvisoryLock<T>(
+  db: Kysely<Database>,
+  key: keyof typeof LOCK_KEYS,
+  fn: (conn: Kysely<Database>) => Promise<T>,
+): Promise<T> {
   return db.connection().execute(async (conn) => {
     await sql`select pg_advisory_lock(${sql.lit(LOCK_NAMESPACE)}, ${sql.lit(LOCK_KEYS[key])})`.execute(conn);
     try {
@@ -88,7 +96,10 @@ async function withAdvisoryLock<T>(db: Kysely<Database>, key: keyof typeof LOCK_
   });
 }
 
-interface Subscriber { onAgents: (agentIds: string[]) => void; onError?: ((err: Error) => void) | undefined }
+interface Subscriber {
+  onAgents: (agentIds: string[]) => void;
+  onError?: ((err: Error) => void) | undefined;
+}
 
 /**
  * LISTEN/NOTIFY notifier. Publishing goes through the pool (`pg_notify`); listening holds one extra
@@ -103,12 +114,16 @@ class PgNotifier implements Notifier {
   private retry: NodeJS.Timeout | null = null;
   private closed = false;
 
-  constructor(private readonly db: Kysely<Database>, private readonly config: pg.ClientConfig) {}
+  constructor(
+    private readonly db: Kysely<Database>,
+    private readonly config: pg.ClientConfig,
+  ) {}
 
   async publish(agentIds: readonly string[]): Promise<void> {
     let chunk: string[] = [];
     const send = async () => {
-      if (chunk.length > 0) await sql`select pg_notify(${CHANNEL}, ${JSON.stringify({ from: this.self, agents: chunk })})`.execute(this.db);
+      if (chunk.length > 0)
+        await sql`select pg_notify(${CHANNEL}, ${JSON.stringify({ from: this.self, agents: chunk })})`.execute(this.db);
       chunk = [];
     };
     for (const id of agentIds) {
@@ -122,7 +137,9 @@ class PgNotifier implements Notifier {
     const sub: Subscriber = { onAgents, onError };
     this.subs.add(sub);
     if (!this.client && !this.retry && !this.closed) this.listen();
-    return () => { this.subs.delete(sub); };
+    return () => {
+      this.subs.delete(sub);
+    };
   }
 
   async close(): Promise<void> {
@@ -151,12 +168,19 @@ class PgNotifier implements Notifier {
     client.on('notification', (m) => this.deliver(m.payload));
     client.on('error', fail);
     client.on('end', () => fail(new Error('the LISTEN connection to PostgreSQL closed')));
-    client.connect().then(() => client.query(`LISTEN ${CHANNEL}`)).catch(fail);
+    client
+      .connect()
+      .then(() => client.query(`LISTEN ${CHANNEL}`))
+      .catch(fail);
   }
 
   private deliver(payload: string | undefined): void {
     let msg: unknown;
-    try { msg = JSON.parse(payload ?? ''); } catch { return; }
+    try {
+      msg = JSON.parse(payload ?? '');
+    } catch {
+      return;
+    }
     if (typeof msg !== 'object' || msg === null) return;
     const { from, agents } = msg as { from?: unknown; agents?: unknown };
     if (from === this.self || !Array.isArray(agents) || !agents.every((a) => typeof a === 'string')) return;

@@ -1,6 +1,15 @@
 /** Provider reputation: the current record per provider and the append-only history of its changes. */
 import type { Kysely } from 'kysely';
-import { applyOutcome, errorRate, meanTurnaroundMs, newReputation, reputationScore, type QuotaConfig, type Reputation, type ReputationOutcome } from '../core/index.js';
+import {
+  applyOutcome,
+  errorRate,
+  meanTurnaroundMs,
+  newReputation,
+  reputationScore,
+  type QuotaConfig,
+  type Reputation,
+  type ReputationOutcome,
+} from '../core/index.js';
 import type { ProviderReputation, ReputationView } from '../protocol/index.js';
 import type { StoreCapabilities } from './db.js';
 import type { Database } from './schema.js';
@@ -9,20 +18,44 @@ const DAY_MS = 86_400_000;
 
 function toReputation(r: Database['reputation'] | undefined, q: QuotaConfig): Reputation {
   if (!r) return newReputation(q);
-  return { consecutiveValid: r.consecutive_valid, valid: r.valid, invalid: r.invalid, errors: r.errors, dailyQuota: r.daily_quota,
-    turnaroundMsTotal: Number(r.turnaround_ms_total), turnaroundCount: r.turnaround_count };
+  return {
+    consecutiveValid: r.consecutive_valid,
+    valid: r.valid,
+    invalid: r.invalid,
+    errors: r.errors,
+    dailyQuota: r.daily_quota,
+    turnaroundMsTotal: Number(r.turnaround_ms_total),
+    turnaroundCount: r.turnaround_count,
+  };
 }
 
 /** The API view of a record; `startedToday` = executions placed on the provider in the last 24 h. */
 export function reputationView(r: Reputation, startedToday: number): ReputationView {
-  return { score: reputationScore(r), consecutiveValid: r.consecutiveValid, valid: r.valid, invalid: r.invalid, errors: r.errors,
-    errorRate: errorRate(r), meanTurnaroundMs: meanTurnaroundMs(r), dailyQuota: r.dailyQuota, startedToday };
+  return {
+    score: reputationScore(r),
+    consecutiveValid: r.consecutiveValid,
+    valid: r.valid,
+    invalid: r.invalid,
+    errors: r.errors,
+    errorRate: errorRate(r),
+    meanTurnaroundMs: meanTurnaroundMs(r),
+    dailyQuota: r.dailyQuota,
+    startedToday,
+  };
 }
 
 /** A record's columns. */
 function columns(r: Reputation, now: number): Omit<Database['reputation'], 'provider_id'> {
-  return { consecutive_valid: r.consecutiveValid, valid: r.valid, invalid: r.invalid, errors: r.errors,
-    daily_quota: r.dailyQuota, turnaround_ms_total: r.turnaroundMsTotal, turnaround_count: r.turnaroundCount, updated_at: now };
+  return {
+    consecutive_valid: r.consecutiveValid,
+    valid: r.valid,
+    invalid: r.invalid,
+    errors: r.errors,
+    daily_quota: r.dailyQuota,
+    turnaround_ms_total: r.turnaroundMsTotal,
+    turnaround_count: r.turnaroundCount,
+    updated_at: now,
+  };
 }
 
 /**
@@ -31,43 +64,97 @@ function columns(r: Reputation, now: number): Omit<Database['reputation'], 'prov
  * the record is first created if missing (`ON CONFLICT DO NOTHING`), then read `FOR UPDATE` on PostgreSQL,
  * so two coordinators settling the same provider's executions at once apply both outcomes, one after the other.
  */
-export async function recordOutcome(tx: Kysely<Database>, providerId: string, o: ReputationOutcome,
-  ref: { executionId: string | null; jobId: string | null }, q: QuotaConfig, now: number, caps: StoreCapabilities): Promise<Reputation> {
-  await tx.insertInto('reputation').values({ provider_id: providerId, ...columns(newReputation(q), now) })
-    .onConflict((oc) => oc.column('provider_id').doNothing()).execute();
-  const row = await tx.selectFrom('reputation').selectAll().where('provider_id', '=', providerId)
-    .$if(caps.skipLocked, (qb) => qb.forUpdate()).executeTakeFirstOrThrow();
+export async function recordOutcome(
+  tx: Kysely<Database>,
+  providerId: string,
+  o: ReputationOutcome,
+  ref: { executionId: string | null; jobId: string | null },
+  q: QuotaConfig,
+  now: number,
+  caps: StoreCapabilities,
+): Promise<Reputation> {
+  await tx
+    .insertInto('reputation')
+    .values({ provider_id: providerId, ...columns(newReputation(q), now) })
+    .onConflict((oc) => oc.column('provider_id').doNothing())
+    .execute();
+  const row = await tx
+    .selectFrom('reputation')
+    .selectAll()
+    .where('provider_id', '=', providerId)
+    .$if(caps.skipLocked, (qb) => qb.forUpdate())
+    .executeTakeFirstOrThrow();
   const next = applyOutcome(toReputation(row, q), o, q);
   await tx.updateTable('reputation').set(columns(next, now)).where('provider_id', '=', providerId).execute();
-  await tx.insertInto('reputation_events').values({ provider_id: providerId, at: now, kind: o.kind,
-    cross_checked: o.kind === 'valid' && o.crossChecked ? 1 : 0, execution_id: ref.executionId, job_id: ref.jobId,
-    consecutive_valid: next.consecutiveValid, daily_quota: next.dailyQuota, score: reputationScore(next) }).execute();
+  await tx
+    .insertInto('reputation_events')
+    .values({
+      provider_id: providerId,
+      at: now,
+      kind: o.kind,
+      cross_checked: o.kind === 'valid' && o.crossChecked ? 1 : 0,
+      execution_id: ref.executionId,
+      job_id: ref.jobId,
+      consecutive_valid: next.consecutiveValid,
+      daily_quota: next.dailyQuota,
+      score: reputationScore(next),
+    })
+    .execute();
   return next;
 }
 
 export class ReputationStore {
-  constructor(private readonly db: Kysely<Database>, private readonly quota: QuotaConfig) {}
+  constructor(
+    private readonly db: Kysely<Database>,
+    private readonly quota: QuotaConfig,
+  ) {}
 
   /** Records of the given providers (newcomers get a fresh record), with executions started in the 24 h before `now`. */
-  async records(providerIds: readonly string[], now: number): Promise<Map<string, { reputation: Reputation; startedToday: number }>> {
+  async records(
+    providerIds: readonly string[],
+    now: number,
+  ): Promise<Map<string, { reputation: Reputation; startedToday: number }>> {
     const out = new Map<string, { reputation: Reputation; startedToday: number }>();
     if (providerIds.length === 0) return out;
     const rows = await this.db.selectFrom('reputation').selectAll().where('provider_id', 'in', providerIds).execute();
     const byId = new Map(rows.map((r) => [r.provider_id, r]));
-    const started = await this.db.selectFrom('executions').select(['provider_id', (eb) => eb.fn.countAll<number>().as('n')])
-      .where('provider_id', 'in', providerIds).where('created_at', '>=', now - DAY_MS).groupBy('provider_id').execute();
+    const started = await this.db
+      .selectFrom('executions')
+      .select(['provider_id', (eb) => eb.fn.countAll<number>().as('n')])
+      .where('provider_id', 'in', providerIds)
+      .where('created_at', '>=', now - DAY_MS)
+      .groupBy('provider_id')
+      .execute();
     const startedBy = new Map(started.map((s) => [s.provider_id, Number(s.n)]));
-    for (const id of providerIds) out.set(id, { reputation: toReputation(byId.get(id), this.quota), startedToday: startedBy.get(id) ?? 0 });
+    for (const id of providerIds)
+      out.set(id, { reputation: toReputation(byId.get(id), this.quota), startedToday: startedBy.get(id) ?? 0 });
     return out;
   }
 
   /** A provider's record and its most recent events (newest first). */
   async history(providerId: string, limit: number, now: number): Promise<ProviderReputation> {
     const rec = (await this.records([providerId], now)).get(providerId)!;
-    const events = await this.db.selectFrom('reputation_events').selectAll().where('provider_id', '=', providerId)
-      .orderBy('id', 'desc').limit(limit).execute();
-    return { providerId, reputation: reputationView(rec.reputation, rec.startedToday),
-      events: events.map((e) => ({ id: Number(e.id), at: Number(e.at), kind: e.kind as 'valid' | 'invalid' | 'error', crossChecked: e.cross_checked === 1,
-        executionId: e.execution_id, jobId: e.job_id, consecutiveValid: e.consecutive_valid, dailyQuota: e.daily_quota, score: e.score })) };
+    const events = await this.db
+      .selectFrom('reputation_events')
+      .selectAll()
+      .where('provider_id', '=', providerId)
+      .orderBy('id', 'desc')
+      .limit(limit)
+      .execute();
+    return {
+      providerId,
+      reputation: reputationView(rec.reputation, rec.startedToday),
+      events: events.map((e) => ({
+        id: Number(e.id),
+        at: Number(e.at),
+        kind: e.kind as 'valid' | 'invalid' | 'error',
+        crossChecked: e.cross_checked === 1,
+        executionId: e.execution_id,
+        jobId: e.job_id,
+        consecutiveValid: e.consecutive_valid,
+        dailyQuota: e.daily_quota,
+        score: e.score,
+      })),
+    };
   }
 }

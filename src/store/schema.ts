@@ -5,50 +5,144 @@
 import type { Generated } from 'kysely';
 import type { ExecutionState, JobState, TaskState, DesiredState } from '../protocol/index.js';
 
-export interface AccountsTable { id: string; name: string; roles: string; created_at: number }
+export interface AccountsTable {
+  id: string;
+  name: string;
+  roles: string;
+  created_at: number;
+}
 export interface ApiKeysTable {
-  id: string; account_id: string; key_hash: string; scope: string; created_at: number; revoked_at: number | null; label: string | null;
+  id: string;
+  account_id: string;
+  key_hash: string;
+  scope: string;
+  created_at: number;
+  revoked_at: number | null;
+  label: string | null;
 }
 export interface AgentsTable {
-  id: string; provider_id: string; name: string; public_key: string; capacity: string;
-  registered_at: number; last_seen_at: number; offer: string; availability: string;
+  id: string;
+  provider_id: string;
+  name: string;
+  public_key: string;
+  capacity: string;
+  registered_at: number;
+  last_seen_at: number;
+  offer: string;
+  availability: string;
 }
 export interface JobsTable {
-  id: string; buyer_id: string; name: string | null; spec: string; state: JobState;
-  cpus: number; memory_mb: number; network: number; task_count: number;
-  created_at: number; finished_at: number | null; revision: number;
-  image: string; demand: string; mode: string; execution_max_cost: number; queue_timeout_ms: number; settled_at: number | null;
+  id: string;
+  buyer_id: string;
+  name: string | null;
+  spec: string;
+  state: JobState;
+  cpus: number;
+  memory_mb: number;
+  network: number;
+  task_count: number;
+  created_at: number;
+  finished_at: number | null;
+  revision: number;
+  image: string;
+  demand: string;
+  mode: string;
+  execution_max_cost: number;
+  queue_timeout_ms: number;
+  settled_at: number | null;
 }
 export interface TasksTable {
-  id: string; job_id: string; idx: number; params: string; state: TaskState;
-  target: number; quorum: number; max_executions: number; max_errors: number;
-  verdict: string | null; failure: string | null; created_at: number; updated_at: number; revision: number;
-  funded: number; alone: number;
+  id: string;
+  job_id: string;
+  idx: number;
+  params: string;
+  state: TaskState;
+  target: number;
+  quorum: number;
+  max_executions: number;
+  max_errors: number;
+  verdict: string | null;
+  failure: string | null;
+  created_at: number;
+  updated_at: number;
+  revision: number;
+  funded: number;
+  alone: number;
 }
 export interface ExecutionsTable {
-  id: string; task_id: string; job_id: string; agent_id: string; provider_id: string;
-  state: ExecutionState; desired: DesiredState; fencing_token: number; lease_expires_at: number | null;
-  created_at: number; started_at: number | null; finished_at: number | null;
-  exit_code: number | null; result_hash: string | null; verdict: string | null; failure: string | null;
-  usage: string | null; manifest: string | null;
-  stdout_blob: string | null; stderr_blob: string | null; outputs_blob: string | null; revision: number;
-  price: string | null; paid: number | null; settled_at: number | null;
+  id: string;
+  task_id: string;
+  job_id: string;
+  agent_id: string;
+  provider_id: string;
+  state: ExecutionState;
+  desired: DesiredState;
+  fencing_token: number;
+  lease_expires_at: number | null;
+  created_at: number;
+  started_at: number | null;
+  finished_at: number | null;
+  exit_code: number | null;
+  result_hash: string | null;
+  verdict: string | null;
+  failure: string | null;
+  usage: string | null;
+  manifest: string | null;
+  stdout_blob: string | null;
+  stderr_blob: string | null;
+  outputs_blob: string | null;
+  revision: number;
+  price: string | null;
+  paid: number | null;
+  settled_at: number | null;
 }
 export interface LedgerEntriesTable {
-  id: Generated<number>; txn_id: string; kind: string; account: string; amount: number;
-  job_id: string | null; execution_id: string | null; memo: string; created_at: number;
+  id: Generated<number>;
+  txn_id: string;
+  kind: string;
+  account: string;
+  amount: number;
+  job_id: string | null;
+  execution_id: string | null;
+  memo: string;
+  created_at: number;
 }
-export interface BalancesTable { account: string; balance: number }
+export interface BalancesTable {
+  account: string;
+  balance: number;
+}
 export interface ReputationTable {
-  provider_id: string; consecutive_valid: number; valid: number; invalid: number; errors: number; daily_quota: number;
-  turnaround_ms_total: number; turnaround_count: number; updated_at: number;
+  provider_id: string;
+  consecutive_valid: number;
+  valid: number;
+  invalid: number;
+  errors: number;
+  daily_quota: number;
+  turnaround_ms_total: number;
+  turnaround_count: number;
+  updated_at: number;
 }
 export interface ReputationEventsTable {
-  id: Generated<number>; provider_id: string; at: number; kind: string; cross_checked: number;
-  execution_id: string | null; job_id: string | null; consecutive_valid: number; daily_quota: number; score: number;
+  id: Generated<number>;
+  provider_id: string;
+  at: number;
+  kind: string;
+  cross_checked: number;
+  execution_id: string | null;
+  job_id: string | null;
+  consecutive_valid: number;
+  daily_quota: number;
+  score: number;
 }
-export interface BlobAccessTable { sha256: string; account_id: string }
-export interface BlobsTable { sha256: string; size: number; created_at: number }
+export interface BlobAccessTable {
+  sha256: string;
+  account_id: string;
+}
+export interface BlobsTable {
+  sha256: string;
+  size: number;
+  created_at: number;
+}
 
 export interface Database {
   accounts: AccountsTable;

@@ -8,9 +8,23 @@
  */
 import type { Kysely } from 'kysely';
 import {
-  escrowLedger, executionCost, FEES, paymentTxn, refundTxn, TERMINAL_JOB_STATES, type QuotaConfig, type ReputationOutcome,
+  escrowLedger,
+  executionCost,
+  FEES,
+  paymentTxn,
+  refundTxn,
+  TERMINAL_JOB_STATES,
+  type QuotaConfig,
+  type ReputationOutcome,
 } from '../core/index.js';
-import { FailureSchema, PriceSchema, UsageSchema, type ExecutionState, type FailureReason, type JobState } from '../protocol/index.js';
+import {
+  FailureSchema,
+  PriceSchema,
+  UsageSchema,
+  type ExecutionState,
+  type FailureReason,
+  type JobState,
+} from '../protocol/index.js';
 import { transact, type StoreCapabilities } from './db.js';
 import { balanceOf, postTxn } from './ledger.js';
 import { recordOutcome } from './reputation.js';
@@ -20,38 +34,82 @@ import type { Database } from './schema.js';
 const ENDED: ExecutionState[] = ['valid', 'invalid', 'failed', 'lost', 'cancelled'];
 
 /** Settlement settings: the platform fee in basis points and the reputation quota rules. */
-export interface SettlementConfig { feeBps: number; quota: QuotaConfig }
+export interface SettlementConfig {
+  feeBps: number;
+  quota: QuotaConfig;
+}
 
 /**
  * What settling one execution did: its final state (and failure reason, for failed or lost ones), and the
  * money moved from escrow, µcr: `paid` to its provider, `fee` to the platform (both 0 unless it was valid).
  */
 export interface SettledExecution {
-  executionId: string; jobId: string; state: ExecutionState; reason: FailureReason | null; paid: number; fee: number;
+  executionId: string;
+  jobId: string;
+  state: ExecutionState;
+  reason: FailureReason | null;
+  paid: number;
+  fee: number;
 }
 
 /** What settling one job did: its final state, when it was submitted and ended (epoch ms), the escrow refunded (µcr). */
-export interface SettledJob { jobId: string; state: JobState; createdAt: number; finishedAt: number; refunded: number }
+export interface SettledJob {
+  jobId: string;
+  state: JobState;
+  createdAt: number;
+  finishedAt: number;
+  refunded: number;
+}
 
 /** Demand fields settlement needs (stored as JSON on the job). */
-interface StoredDemand { cpus: number; memoryMb: number; gpus: number; timeoutMs: number }
+interface StoredDemand {
+  cpus: number;
+  memoryMb: number;
+  gpus: number;
+  timeoutMs: number;
+}
 
 export class SettlementStore {
-  constructor(private readonly db: Kysely<Database>, private readonly config: SettlementConfig, private readonly caps: StoreCapabilities) {}
+  constructor(
+    private readonly db: Kysely<Database>,
+    private readonly config: SettlementConfig,
+    private readonly caps: StoreCapabilities,
+  ) {}
 
   /** Ended executions not yet settled, oldest first. */
   async unsettledExecutions(limit: number): Promise<string[]> {
-    const rows = await this.db.selectFrom('executions').select('id').where('settled_at', 'is', null).where('state', 'in', ENDED)
-      .orderBy('finished_at').limit(limit).execute();
+    const rows = await this.db
+      .selectFrom('executions')
+      .select('id')
+      .where('settled_at', 'is', null)
+      .where('state', 'in', ENDED)
+      .orderBy('finished_at')
+      .limit(limit)
+      .execute();
     return rows.map((r) => r.id);
   }
 
   /** Ended jobs not yet settled whose executions are all settled (ready for settleJob). */
   async unsettledJobs(limit: number): Promise<string[]> {
-    const rows = await this.db.selectFrom('jobs').select('id').where('settled_at', 'is', null).where('state', 'in', TERMINAL_JOB_STATES)
-      .where((eb) => eb.not(eb.exists(eb.selectFrom('executions').select('executions.id')
-        .whereRef('executions.job_id', '=', 'jobs.id').where('executions.settled_at', 'is', null))))
-      .orderBy('finished_at').limit(limit).execute();
+    const rows = await this.db
+      .selectFrom('jobs')
+      .select('id')
+      .where('settled_at', 'is', null)
+      .where('state', 'in', TERMINAL_JOB_STATES)
+      .where((eb) =>
+        eb.not(
+          eb.exists(
+            eb
+              .selectFrom('executions')
+              .select('executions.id')
+              .whereRef('executions.job_id', '=', 'jobs.id')
+              .where('executions.settled_at', 'is', null),
+          ),
+        ),
+      )
+      .orderBy('finished_at')
+      .limit(limit)
+      .execute();
     return rows.map((r) => r.id);
   }
 
@@ -85,7 +143,11 @@ export class SettlementStore {
       const done: Array<SettledExecution | null> = [];
       let failure: unknown = null;
       for (const id of executionIds) {
-        try { done.push(await this.settleExecution(id, now)); } catch (err) { failure = err; }
+        try {
+          done.push(await this.settleExecution(id, now));
+        } catch (err) {
+          failure = err;
+        }
       }
       if (failure !== null) throw failure;
       return keep(done);
@@ -93,19 +155,53 @@ export class SettlementStore {
   }
 
   /** settleExecution inside the caller's transaction. */
-  private async settleExecutionIn(tx: Kysely<Database>, executionId: string, now: number): Promise<SettledExecution | null> {
-    const e = await tx.selectFrom('executions').innerJoin('jobs', 'jobs.id', 'executions.job_id')
-      .select(['executions.id', 'executions.task_id', 'executions.job_id', 'executions.provider_id', 'executions.state', 'executions.price',
-        'executions.usage', 'executions.failure', 'executions.started_at', 'executions.finished_at', 'jobs.demand', 'jobs.execution_max_cost'])
-      .where('executions.id', '=', executionId).where('executions.settled_at', 'is', null).where('executions.state', 'in', ENDED)
-      .$if(this.caps.skipLocked, (q) => q.forUpdate('executions').skipLocked()).executeTakeFirst();
+  private async settleExecutionIn(
+    tx: Kysely<Database>,
+    executionId: string,
+    now: number,
+  ): Promise<SettledExecution | null> {
+    const e = await tx
+      .selectFrom('executions')
+      .innerJoin('jobs', 'jobs.id', 'executions.job_id')
+      .select([
+        'executions.id',
+        'executions.task_id',
+        'executions.job_id',
+        'executions.provider_id',
+        'executions.state',
+        'executions.price',
+        'executions.usage',
+        'executions.failure',
+        'executions.started_at',
+        'executions.finished_at',
+        'jobs.demand',
+        'jobs.execution_max_cost',
+      ])
+      .where('executions.id', '=', executionId)
+      .where('executions.settled_at', 'is', null)
+      .where('executions.state', 'in', ENDED)
+      .$if(this.caps.skipLocked, (q) => q.forUpdate('executions').skipLocked())
+      .executeTakeFirst();
     if (!e) return null;
-    const claimed = await tx.updateTable('executions').set({ settled_at: now }).where('id', '=', executionId).where('settled_at', 'is', null).executeTakeFirst();
+    const claimed = await tx
+      .updateTable('executions')
+      .set({ settled_at: now })
+      .where('id', '=', executionId)
+      .where('settled_at', 'is', null)
+      .executeTakeFirst();
     if (Number(claimed.numUpdatedRows) === 0) return null;
     const failure = e.failure ? FailureSchema.parse(JSON.parse(e.failure)) : null;
-    const settled: SettledExecution = { executionId, jobId: e.job_id, state: e.state, reason: failure?.reason ?? null, paid: 0, fee: 0 };
+    const settled: SettledExecution = {
+      executionId,
+      jobId: e.job_id,
+      state: e.state,
+      reason: failure?.reason ?? null,
+      paid: 0,
+      fee: 0,
+    };
     const ref = { executionId, jobId: e.job_id };
-    const turnaroundMs = e.started_at !== null && e.finished_at !== null ? Number(e.finished_at) - Number(e.started_at) : null;
+    const turnaroundMs =
+      e.started_at !== null && e.finished_at !== null ? Number(e.finished_at) - Number(e.started_at) : null;
     let outcome: ReputationOutcome | null = null;
     if (e.state === 'valid') {
       const d = JSON.parse(e.demand) as StoredDemand;
@@ -138,15 +234,35 @@ export class SettlementStore {
    */
   async settleJob(jobId: string, now: number): Promise<SettledJob | null> {
     return transact(this.db, async (tx) => {
-      const r = await tx.updateTable('jobs').set({ settled_at: now })
-        .where('id', '=', jobId).where('settled_at', 'is', null).where('state', 'in', TERMINAL_JOB_STATES)
-        .where((eb) => eb.not(eb.exists(eb.selectFrom('executions').select('executions.id')
-          .whereRef('executions.job_id', '=', 'jobs.id').where('executions.settled_at', 'is', null))))
-        .returning(['buyer_id', 'state', 'created_at', 'finished_at']).executeTakeFirst();
+      const r = await tx
+        .updateTable('jobs')
+        .set({ settled_at: now })
+        .where('id', '=', jobId)
+        .where('settled_at', 'is', null)
+        .where('state', 'in', TERMINAL_JOB_STATES)
+        .where((eb) =>
+          eb.not(
+            eb.exists(
+              eb
+                .selectFrom('executions')
+                .select('executions.id')
+                .whereRef('executions.job_id', '=', 'jobs.id')
+                .where('executions.settled_at', 'is', null),
+            ),
+          ),
+        )
+        .returning(['buyer_id', 'state', 'created_at', 'finished_at'])
+        .executeTakeFirst();
       if (!r) return null;
       const remaining = await balanceOf(tx, escrowLedger(jobId));
       if (remaining > 0) await postTxn(tx, refundTxn(r.buyer_id, jobId, remaining), now);
-      return { jobId, state: r.state, createdAt: Number(r.created_at), finishedAt: Number(r.finished_at ?? now), refunded: remaining };
+      return {
+        jobId,
+        state: r.state,
+        createdAt: Number(r.created_at),
+        finishedAt: Number(r.finished_at ?? now),
+        refunded: remaining,
+      };
     });
   }
 }

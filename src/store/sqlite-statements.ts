@@ -14,7 +14,10 @@ export const STATEMENT_CACHE_SIZE = 1_000;
 export function withStatementCache(db: BetterSqlite, max = STATEMENT_CACHE_SIZE): SqliteDatabase {
   const cache = new Map<string, Statement>();
   return {
-    close: () => { cache.clear(); db.close(); },
+    close: () => {
+      cache.clear();
+      db.close();
+    },
     prepare(sql: string) {
       const hit = cache.get(sql);
       cache.delete(sql);

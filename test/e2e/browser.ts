@@ -8,7 +8,11 @@ export const SCREENSHOTS = join(import.meta.dirname, '../../test-artifacts/scree
 
 /** Launches /usr/bin/chromium headless (scripts/ensure-chromium.sh installs it); --no-sandbox because CI runs as root. */
 export function launchChromium(): Promise<Browser> {
-  return chromium.launch({ executablePath: process.env.DEQO_CHROMIUM ?? '/usr/bin/chromium', headless: true, args: ['--no-sandbox', '--disable-dev-shm-usage'] });
+  return chromium.launch({
+    executablePath: process.env.DEQO_CHROMIUM ?? '/usr/bin/chromium',
+    headless: true,
+    args: ['--no-sandbox', '--disable-dev-shm-usage'],
+  });
 }
 
 /** Saves a full-page screenshot named `name`.png. */
@@ -18,4 +22,6 @@ export async function shot(page: Page, name: string): Promise<void> {
 }
 
 /** Empties the screenshot folder (so a run's artifacts are that run's only). */
-export async function clearShots(): Promise<void> { await rm(SCREENSHOTS, { recursive: true, force: true }); }
+export async function clearShots(): Promise<void> {
+  await rm(SCREENSHOTS, { recursive: true, force: true });
+}

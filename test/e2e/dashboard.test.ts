@@ -32,7 +32,8 @@ beforeAll(async () => {
 }, 240_000);
 afterEach(async (ctx) => {
   // What the page showed when a step failed.
-  if (ctx.task.result?.state === 'fail' && page) await shot(page, `failed-${ctx.task.name.slice(0, 40).replace(/\W+/g, '-')}`).catch(() => {});
+  if (ctx.task.result?.state === 'fail' && page)
+    await shot(page, `failed-${ctx.task.name.slice(0, 40).replace(/\W+/g, '-')}`).catch(() => {});
 });
 afterAll(async () => {
   await browser?.close();
@@ -61,7 +62,9 @@ describe('dashboard', () => {
   it('submits a container job after a quote and watches it verify live, without reloading', async () => {
     await page.getByRole('link', { name: 'Submit', exact: true }).click();
     await page.getByLabel('Image').fill('deqo/busybox:test');
-    await page.getByLabel('Command').fill('sh -c "echo working; sleep 5; echo 42 > /outputs/answer.txt; echo computed the answer"');
+    await page
+      .getByLabel('Command')
+      .fill('sh -c "echo working; sleep 5; echo 42 > /outputs/answer.txt; echo computed the answer"');
     // A field the protocol refuses is named next to that field, and nothing is quoted.
     await page.getByLabel('Memory (MiB)').fill('4');
     await expect.poll(() => page.getByLabel('Memory (MiB)').getAttribute('aria-invalid')).toBe('true');
@@ -77,7 +80,9 @@ describe('dashboard', () => {
     jobId = /#\/jobs\/([A-Za-z0-9_-]+)$/.exec(page.url())![1]!;
     // Seen on the page as it happens: running first, then the verdict naming the two providers that agreed.
     await page.locator('h1 .badge', { hasText: 'running' }).waitFor({ timeout: 60_000 });
-    await page.locator('[data-verdict="0"]', { hasText: /Verified: provider-\d \+ provider-\d agreed/ }).waitFor({ timeout: 120_000 });
+    await page
+      .locator('[data-verdict="0"]', { hasText: /Verified: provider-\d \+ provider-\d agreed/ })
+      .waitFor({ timeout: 120_000 });
     await page.locator('h1 .badge', { hasText: 'succeeded' }).waitFor({ timeout: 60_000 });
     expect(await page.evaluate('window.__noReload')).toBe(1);
     const view = await waitForJob(buyer, jobId, settled);
@@ -87,7 +92,10 @@ describe('dashboard', () => {
   });
 
   it('downloads the verified output', async () => {
-    const [download] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Download outputs of task 0' }).click()]);
+    const [download] = await Promise.all([
+      page.waitForEvent('download'),
+      page.getByRole('button', { name: 'Download outputs of task 0' }).click(),
+    ]);
     const dir = await mkdtemp(join(tmpdir(), 'deqo-e2e-dl-'));
     const file = join(dir, download.suggestedFilename());
     await download.saveAs(file);
@@ -119,7 +127,15 @@ describe('dashboard', () => {
     await expect.poll(() => page.locator('tr[data-machine]').count()).toBe(3);
     // The charts and recent verifications load from the live routes: the job above shows, and nothing failed to load.
     await page.getByRole('heading', { name: 'Recent verifications' }).waitFor();
-    await expect.poll(() => page.locator('section, div').filter({ hasText: /^Recent verifications/ }).locator('td', { hasText: 'verified' }).count()).toBeGreaterThan(0);
+    await expect
+      .poll(() =>
+        page
+          .locator('section, div')
+          .filter({ hasText: /^Recent verifications/ })
+          .locator('td', { hasText: 'verified' })
+          .count(),
+      )
+      .toBeGreaterThan(0);
     expect(await page.locator('[role=alert]').allTextContents()).toEqual([]);
     await shot(page, '07-network');
   });
@@ -168,7 +184,10 @@ describe('dashboard', () => {
     await shot(p, '09-job-detail-phone');
     // Tab order: skip link, brand, then the nav links.
     const focused: string[] = [];
-    for (let i = 0; i < 4; i++) { await p.keyboard.press('Tab'); focused.push(String(await p.evaluate('document.activeElement && document.activeElement.textContent'))); }
+    for (let i = 0; i < 4; i++) {
+      await p.keyboard.press('Tab');
+      focused.push(String(await p.evaluate('document.activeElement && document.activeElement.textContent')));
+    }
     expect(focused).toEqual(['Skip to content', 'Deqo', 'Jobs', 'Submit']);
     await ctx.close();
   });

@@ -13,8 +13,24 @@ import { DEQO_BIN } from '../../src/cli/network.js';
 export { freePort } from './tcp-proxy.js';
 
 /** Coordinator flags with short intervals so leases and retries play out within a test; the restart grace covers a restart. */
-export const FAST_FAULTS = ['--heartbeat-interval', '1s', '--lease-ttl', '5s', '--agent-ttl', '3s', '--claim-timeout', '10s', '--tick', '250ms',
-  '--restart-grace', '30s', '--retry-backoff', '500ms', '--retry-backoff-max', '4s'];
+export const FAST_FAULTS = [
+  '--heartbeat-interval',
+  '1s',
+  '--lease-ttl',
+  '5s',
+  '--agent-ttl',
+  '3s',
+  '--claim-timeout',
+  '10s',
+  '--tick',
+  '250ms',
+  '--restart-grace',
+  '30s',
+  '--retry-backoff',
+  '500ms',
+  '--retry-backoff-max',
+  '4s',
+];
 
 /** Waits until `p` exits (resolves at once if it already has). */
 export function exited(p: ChildProcess): Promise<void> {
@@ -23,7 +39,10 @@ export function exited(p: ChildProcess): Promise<void> {
 }
 
 function spawnLogged(args: string[], env: NodeJS.ProcessEnv, logFile: string): ChildProcess {
-  const child = spawn(process.execPath, [DEQO_BIN, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [DEQO_BIN, ...args], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   const out = createWriteStream(logFile, { flags: 'a' });
   child.stdout!.pipe(out, { end: false });
   child.stderr!.pipe(out, { end: false });
@@ -37,23 +56,47 @@ export class CoordinatorProcess {
   starts = 0;
   readonly url: string;
 
-  constructor(readonly dataDir: string, readonly port: number, readonly args: string[] = [], readonly env: NodeJS.ProcessEnv = {}) {
+  constructor(
+    readonly dataDir: string,
+    readonly port: number,
+    readonly args: string[] = [],
+    readonly env: NodeJS.ProcessEnv = {},
+  ) {
     this.url = `http://127.0.0.1:${port}`;
   }
 
-  get adminKeyFile(): string { return join(this.dataDir, 'admin.key'); }
+  get adminKeyFile(): string {
+    return join(this.dataDir, 'admin.key');
+  }
 
   /** Starts it and waits (30 s at most) until /v1/health answers. Throws with the log tail if it exits first. */
   async start(): Promise<void> {
     await mkdir(this.dataDir, { recursive: true });
     const log = join(this.dataDir, 'coordinator.log');
-    this.proc = spawnLogged(['coordinator', '--data-dir', this.dataDir, '--port', String(this.port), '--admin-key-file', this.adminKeyFile,
-      '--log-level', 'info', ...this.args], this.env, log);
+    this.proc = spawnLogged(
+      [
+        'coordinator',
+        '--data-dir',
+        this.dataDir,
+        '--port',
+        String(this.port),
+        '--admin-key-file',
+        this.adminKeyFile,
+        '--log-level',
+        'info',
+        ...this.args,
+      ],
+      this.env,
+      log,
+    );
     this.starts++;
     const deadline = Date.now() + 30_000;
     for (;;) {
       if (this.proc.exitCode !== null) throw new Error(`coordinator exited during start-up:\n${await tail(log)}`);
-      const ok = await fetch(`${this.url}/v1/health`).then((r) => r.ok, () => false);
+      const ok = await fetch(`${this.url}/v1/health`).then(
+        (r) => r.ok,
+        () => false,
+      );
       if (ok) return;
       if (Date.now() > deadline) throw new Error(`coordinator did not answer within 30 s:\n${await tail(log)}`);
       await new Promise((r) => setTimeout(r, 100));
@@ -87,19 +130,44 @@ export class AgentProcess {
   proc: ChildProcess | null = null;
   starts = 0;
 
-  constructor(readonly name: string, readonly dataDir: string, readonly coordinatorUrl: string, readonly apiKey: string, readonly args: string[] = []) {}
+  constructor(
+    readonly name: string,
+    readonly dataDir: string,
+    readonly coordinatorUrl: string,
+    readonly apiKey: string,
+    readonly args: string[] = [],
+  ) {}
 
-  get logFile(): string { return join(this.dataDir, 'agent.log'); }
+  get logFile(): string {
+    return join(this.dataDir, 'agent.log');
+  }
 
   /** Spawns the agent (it registers on its own; see waitOnline). */
   async start(): Promise<void> {
     await mkdir(this.dataDir, { recursive: true });
-    this.proc = spawnLogged(['agent', '--coordinator', this.coordinatorUrl, '--data-dir', this.dataDir, '--name', this.name,
-      '--no-idle-policy', '--cpus', '1', ...this.args], { DEQO_API_KEY: this.apiKey }, this.logFile);
+    this.proc = spawnLogged(
+      [
+        'agent',
+        '--coordinator',
+        this.coordinatorUrl,
+        '--data-dir',
+        this.dataDir,
+        '--name',
+        this.name,
+        '--no-idle-policy',
+        '--cpus',
+        '1',
+        ...this.args,
+      ],
+      { DEQO_API_KEY: this.apiKey },
+      this.logFile,
+    );
     this.starts++;
   }
 
-  get running(): boolean { return this.proc !== null && this.proc.exitCode === null && this.proc.signalCode === null; }
+  get running(): boolean {
+    return this.proc !== null && this.proc.exitCode === null && this.proc.signalCode === null;
+  }
 
   async kill(): Promise<void> {
     if (!this.proc) return;
@@ -117,16 +185,25 @@ export class AgentProcess {
 }
 
 /** Creates a buyer with `credits` and `n` provider accounts through the admin API. */
-export async function accounts(admin: DeqoClient, n: number, credits: number): Promise<{ buyerKey: string; providerKeys: string[] }> {
+export async function accounts(
+  admin: DeqoClient,
+  n: number,
+  credits: number,
+): Promise<{ buyerKey: string; providerKeys: string[] }> {
   const buyer = await admin.adminCreateAccount('buyer', ['buyer']);
   await admin.adminGrant('buyer', credits, 'fault test credits');
   const providerKeys: string[] = [];
-  for (let i = 0; i < n; i++) providerKeys.push((await admin.adminCreateAccount(`provider-${i + 1}`, ['provider'])).apiKey);
+  for (let i = 0; i < n; i++)
+    providerKeys.push((await admin.adminCreateAccount(`provider-${i + 1}`, ['provider'])).apiKey);
   return { buyerKey: buyer.apiKey, providerKeys };
 }
 
 /** Polls `fn` until it returns true (every 250 ms), or throws `what` after `ms`. */
-export async function until(fn: () => Promise<boolean>, ms: number, what: () => string | Promise<string>): Promise<void> {
+export async function until(
+  fn: () => Promise<boolean>,
+  ms: number,
+  what: () => string | Promise<string>,
+): Promise<void> {
   const deadline = Date.now() + ms;
   while (!(await fn().catch(() => false))) {
     if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms: ${await what()}`);

@@ -4,11 +4,27 @@
  */
 import { createHash } from 'node:crypto';
 import { expect } from 'vitest';
-import { grantTxn, toMicro } from '../../src/core/index.js';
-import { resultHashOf, type Engine } from '../../src/engine/index.js';
-import { JobSpecSchema, OfferSchema, type Assignment, type Capacity, type JobSpecInput, type Manifest, type ReportRequest } from '../../src/protocol/index.js';
+import { grantTxn, resultHashOf, toMicro } from '../../src/core/index.js';
+import type { Engine } from '../../src/engine/index.js';
+import {
+  JobSpecSchema,
+  OfferSchema,
+  type Assignment,
+  type Capacity,
+  type JobSpecInput,
+  type Manifest,
+  type ReportRequest,
+} from '../../src/protocol/index.js';
 
-const CAPACITY: Capacity = { cpus: 2, memoryMb: 4096, arch: 'amd64', os: 'linux', dockerVersion: 'x', gpus: [], allowNetwork: false };
+const CAPACITY: Capacity = {
+  cpus: 2,
+  memoryMb: 4096,
+  arch: 'amd64',
+  os: 'linux',
+  dockerVersion: 'x',
+  gpus: [],
+  allowNetwork: false,
+};
 const sha = (s: string) => createHash('sha256').update(s).digest('hex');
 
 /** Creates a buyer account holding `credits`. Returns its id. */
@@ -24,8 +40,15 @@ export async function registerAgents(engine: Engine, n: number, prefix = 'agent'
   for (let i = 0; i < n; i++) {
     const providerId = await engine.store.accounts.createAccount(`${prefix}-provider${i}`, ['provider'], engine.now());
     const id = `${prefix}_${i}`;
-    await engine.registerAgent({ id, providerId, name: `${prefix}-box${i}`, publicKey: `pk-${prefix}${i}`, capacity: CAPACITY,
-      offer: OfferSchema.parse({}), availability: { state: 'available' } });
+    await engine.registerAgent({
+      id,
+      providerId,
+      name: `${prefix}-box${i}`,
+      publicKey: `pk-${prefix}${i}`,
+      capacity: CAPACITY,
+      offer: OfferSchema.parse({}),
+      availability: { state: 'available' },
+    });
     ids.push(id);
   }
   return ids;
@@ -51,14 +74,30 @@ export async function completedReport(engine: Engine, a: Assignment, stdout: str
   const stderrBlob = sha(`stderr ${a.executionId}`);
   const outputsBlob = sha(`outputs ${a.executionId}`);
   for (const b of [stdoutBlob, stderrBlob, outputsBlob]) await store.accounts.recordBlob(b, 10, engine.now());
-  for (const agent of await store.accounts.listAgents()) await store.accounts.grantBlobAccess([stdoutBlob, stderrBlob, outputsBlob], agent.providerId);
-  const manifest: Manifest = { exitCode: 0, stdoutSha256: stdoutBlob, files: [{ path: 'result.txt', sha256: sha(`file ${stdout}`), size: 5 }] };
-  return { outcome: 'completed', fencingToken: a.fencingToken, manifest, resultHash: resultHashOf(manifest), outputsBlob, stdoutBlob,
-    stderrBlob, usage: { wallMs: 1000, cpuMs: 900, maxMemoryBytes: 1 << 20 } };
+  for (const agent of await store.accounts.listAgents())
+    await store.accounts.grantBlobAccess([stdoutBlob, stderrBlob, outputsBlob], agent.providerId);
+  const manifest: Manifest = {
+    exitCode: 0,
+    stdoutSha256: stdoutBlob,
+    files: [{ path: 'result.txt', sha256: sha(`file ${stdout}`), size: 5 }],
+  };
+  return {
+    outcome: 'completed',
+    fencingToken: a.fencingToken,
+    manifest,
+    resultHash: resultHashOf(manifest),
+    outputsBlob,
+    stdoutBlob,
+    stderrBlob,
+    usage: { wallMs: 1000, cpuMs: 900, maxMemoryBytes: 1 << 20 },
+  };
 }
 
 /** Claims what is placed on each agent in `agentIds` (up to 4 each), with the agent that claimed it. */
-export async function claimAll(engine: Engine, agentIds: readonly string[]): Promise<Array<{ agentId: string; a: Assignment }>> {
+export async function claimAll(
+  engine: Engine,
+  agentIds: readonly string[],
+): Promise<Array<{ agentId: string; a: Assignment }>> {
   const out: Array<{ agentId: string; a: Assignment }> = [];
   for (const agentId of agentIds) for (const a of await engine.claim(agentId, 4, 0)) out.push({ agentId, a });
   return out;

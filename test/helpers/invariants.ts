@@ -24,20 +24,33 @@ export async function checkRun(dbPath: string): Promise<RunCounts> {
   await store.close();
   const db = new Database(dbPath, { readonly: true });
   try {
-    const countBy = (sql: string) => Object.fromEntries((db.prepare(sql).all() as Array<{ k: string; n: number }>).map((r) => [r.k ?? 'null', r.n]));
+    const countBy = (sql: string) =>
+      Object.fromEntries((db.prepare(sql).all() as Array<{ k: string; n: number }>).map((r) => [r.k ?? 'null', r.n]));
     const jobs = countBy('SELECT state AS k, count(*) AS n FROM jobs GROUP BY state');
     const executions = countBy('SELECT state AS k, count(*) AS n FROM executions GROUP BY state');
-    const taskFailures = countBy(`SELECT json_extract(failure, '$.reason') AS k, count(*) AS n FROM tasks WHERE state = 'failed' GROUP BY k`);
-    const lostReasons = countBy(`SELECT json_extract(failure, '$.reason') AS k, count(*) AS n FROM executions WHERE state IN ('lost', 'failed') GROUP BY k`);
-    const paid = db.prepare(`SELECT e.id, e.state, count(DISTINCT l.txn_id) AS payments FROM ledger_entries l JOIN executions e ON e.id = l.execution_id
-      WHERE l.kind = 'payment' GROUP BY e.id`).all() as Array<{ id: string; state: string; payments: number }>;
+    const taskFailures = countBy(
+      `SELECT json_extract(failure, '$.reason') AS k, count(*) AS n FROM tasks WHERE state = 'failed' GROUP BY k`,
+    );
+    const lostReasons = countBy(
+      `SELECT json_extract(failure, '$.reason') AS k, count(*) AS n FROM executions WHERE state IN ('lost', 'failed') GROUP BY k`,
+    );
+    const paid = db
+      .prepare(
+        `SELECT e.id, e.state, count(DISTINCT l.txn_id) AS payments FROM ledger_entries l JOIN executions e ON e.id = l.execution_id
+      WHERE l.kind = 'payment' GROUP BY e.id`,
+      )
+      .all() as Array<{ id: string; state: string; payments: number }>;
     for (const p of paid) {
       if (p.payments > 1) problems.push(`execution ${p.id} was paid ${p.payments} times`);
       if (p.state !== 'valid') problems.push(`execution ${p.id} was paid but is ${p.state}`);
     }
-    const unsettled = db.prepare(`SELECT id, state FROM jobs WHERE state IN ('succeeded', 'failed', 'cancelled') AND settled_at IS NULL`).all() as Array<{ id: string }>;
+    const unsettled = db
+      .prepare(`SELECT id, state FROM jobs WHERE state IN ('succeeded', 'failed', 'cancelled') AND settled_at IS NULL`)
+      .all() as Array<{ id: string }>;
     for (const j of unsettled) problems.push(`job ${j.id} ended but is not settled`);
-    const escrow = db.prepare(`SELECT account, balance FROM balances WHERE account LIKE 'escrow:%' AND balance != 0`).all() as Array<{ account: string; balance: number }>;
+    const escrow = db
+      .prepare(`SELECT account, balance FROM balances WHERE account LIKE 'escrow:%' AND balance != 0`)
+      .all() as Array<{ account: string; balance: number }>;
     for (const j of db.prepare(`SELECT id FROM jobs WHERE settled_at IS NOT NULL`).all() as Array<{ id: string }>) {
       const left = escrow.find((e) => e.account === `escrow:${j.id}`);
       if (left) problems.push(`settled job ${j.id} still holds ${left.balance} µcr in escrow`);

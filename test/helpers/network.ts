@@ -7,7 +7,9 @@ import { startLocalNetwork, type LocalNetwork, type LocalNetworkOptions } from '
 import type { JobView } from '../../src/protocol/index.js';
 
 /** Starts a network in a fresh temp dir on a free port. */
-export async function testNetwork(o: Partial<LocalNetworkOptions> = {}): Promise<{ net: LocalNetwork; client: DeqoClient; dir: string }> {
+export async function testNetwork(
+  o: Partial<LocalNetworkOptions> = {},
+): Promise<{ net: LocalNetwork; client: DeqoClient; dir: string }> {
   const dir = await mkdtemp(join(tmpdir(), 'deqo-net-'));
   const net = await startLocalNetwork({ dataDir: dir, agents: 3, port: 0, agentCpus: 1, ...o });
   return { net, client: new DeqoClient(net.url, net.buyerKey), dir };
@@ -18,7 +20,10 @@ export async function waitForJob(client: DeqoClient, jobId: string, pred: (v: Jo
   const deadline = Date.now() + 120_000;
   let view = await client.getJob(jobId);
   while (!pred(view)) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting on ${jobId}: ${JSON.stringify(view.tasks.map((t) => [t.state, t.executions.map((e) => e.state)]))}`);
+    if (Date.now() > deadline)
+      throw new Error(
+        `timed out waiting on ${jobId}: ${JSON.stringify(view.tasks.map((t) => [t.state, t.executions.map((e) => e.state)]))}`,
+      );
     await new Promise((r) => setTimeout(r, 200));
     view = await client.getJob(jobId);
   }
@@ -27,6 +32,8 @@ export async function waitForJob(client: DeqoClient, jobId: string, pred: (v: Jo
 
 /** The job ended and none of its executions is still assigned, running or awaiting a verdict. */
 export function settled(v: JobView): boolean {
-  return ['succeeded', 'failed', 'cancelled'].includes(v.state)
-    && v.tasks.every((t) => t.executions.every((e) => !['assigned', 'running', 'reported'].includes(e.state)));
+  return (
+    ['succeeded', 'failed', 'cancelled'].includes(v.state) &&
+    v.tasks.every((t) => t.executions.every((e) => !['assigned', 'running', 'reported'].includes(e.state)))
+  );
 }

@@ -10,7 +10,15 @@ import type { ExecutionEnd, Store } from '../../src/store/index.js';
 export const T0 = 1_700_000_000_000;
 export const TTL = 15_000;
 /** An agent with 2 CPUs and 4 GiB, the default offer, available now. */
-export const CAPACITY: Capacity = { cpus: 2, memoryMb: 4096, arch: 'amd64', os: 'linux', dockerVersion: 'x', gpus: [], allowNetwork: false };
+export const CAPACITY: Capacity = {
+  cpus: 2,
+  memoryMb: 4096,
+  arch: 'amd64',
+  os: 'linux',
+  dockerVersion: 'x',
+  gpus: [],
+  allowNetwork: false,
+};
 export const OFFER = OfferSchema.parse({});
 export const AVAILABLE = { state: 'available' as const };
 /** Two distinct result hashes. */
@@ -19,20 +27,48 @@ export const H2 = '2'.repeat(64);
 
 /** A manifest whose stdout hash is made of `tag`. */
 export function manifestFor(tag: string): Manifest {
-  return { exitCode: 0, stdoutSha256: tag.repeat(64).slice(0, 64), files: [{ path: 'out.txt', sha256: 'f'.repeat(64), size: 3 }] };
+  return {
+    exitCode: 0,
+    stdoutSha256: tag.repeat(64).slice(0, 64),
+    files: [{ path: 'out.txt', sha256: 'f'.repeat(64), size: 3 }],
+  };
 }
 /** A successful reported end whose verdict is `verdict`. */
 export function reported(verdict: string): ExecutionEnd {
   const manifest = manifestFor(verdict.slice(0, 1));
-  return { state: 'reported', verdict, exitCode: 0, resultHash: verdict, manifest, failure: null,
-    usage: { wallMs: 100, cpuMs: 50, maxMemoryBytes: 1024 }, stdoutBlob: manifest.stdoutSha256, stderrBlob: 'e'.repeat(64), outputsBlob: 'o'.repeat(64) };
+  return {
+    state: 'reported',
+    verdict,
+    exitCode: 0,
+    resultHash: verdict,
+    manifest,
+    failure: null,
+    usage: { wallMs: 100, cpuMs: 50, maxMemoryBytes: 1024 },
+    stdoutBlob: manifest.stdoutSha256,
+    stderrBlob: 'e'.repeat(64),
+    outputsBlob: 'o'.repeat(64),
+  };
 }
 
 /** Stores a job as the engine would (maxExecutions defaults to replicas + 3); returns its id. */
 export async function submit(store: Store, buyerId: string, spec: JobSpec, now: number): Promise<string> {
   const v = spec.verification;
-  return (await store.jobs.createJob({ buyerId, spec, tasks: expandTasks(spec),
-    policy: { replicas: v.replicas, quorum: v.quorum, maxExecutions: v.maxExecutions ?? v.replicas + 3, maxErrors: v.maxErrors } }, now)).jobId;
+  return (
+    await store.jobs.createJob(
+      {
+        buyerId,
+        spec,
+        tasks: expandTasks(spec),
+        policy: {
+          replicas: v.replicas,
+          quorum: v.quorum,
+          maxExecutions: v.maxExecutions ?? v.replicas + 3,
+          maxErrors: v.maxErrors,
+        },
+      },
+      now,
+    )
+  ).jobId;
 }
 
 /** The scheduler's snapshot as the engine takes it: wanting tasks and agents seen since `onlineSince`. */

@@ -5,7 +5,13 @@
  */
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
-import { DEFAULT_STORE_CONFIG, openPostgresStore, openSqliteStore, type SettlementConfig, type Store } from '../../src/store/index.js';
+import {
+  DEFAULT_STORE_CONFIG,
+  openPostgresStore,
+  openSqliteStore,
+  type SettlementConfig,
+  type Store,
+} from '../../src/store/index.js';
 
 /** Server and database the tests create their databases from. */
 export const PG_ADMIN_URL = process.env.DEQO_TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
@@ -15,9 +21,15 @@ async function admin<T>(fn: (c: pg.Client) => Promise<T>): Promise<T> {
   try {
     await c.connect();
   } catch (err) {
-    throw new Error(`PostgreSQL is needed at ${PG_ADMIN_URL} (set DEQO_TEST_PG_URL; scripts/test.sh starts it): ${(err as Error).message}`);
+    throw new Error(
+      `PostgreSQL is needed at ${PG_ADMIN_URL} (set DEQO_TEST_PG_URL; scripts/test.sh starts it): ${(err as Error).message}`,
+    );
   }
-  try { return await fn(c); } finally { await c.end(); }
+  try {
+    return await fn(c);
+  } finally {
+    await c.end();
+  }
 }
 
 /** A new empty PostgreSQL database: its URL, and `drop()` (which also ends its open connections). */
@@ -26,7 +38,14 @@ export async function createPgDatabase(): Promise<{ url: string; name: string; d
   await admin((c) => c.query(`CREATE DATABASE ${name}`));
   const url = new URL(PG_ADMIN_URL);
   url.pathname = `/${name}`;
-  return { url: url.toString(), name, drop: () => admin(async (c) => { await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`); }) };
+  return {
+    url: url.toString(),
+    name,
+    drop: () =>
+      admin(async (c) => {
+        await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      }),
+  };
 }
 
 /** Empties every Deqo table of a PostgreSQL database (keeps the schema and the migration records). */
@@ -34,8 +53,11 @@ async function truncateAll(url: string): Promise<void> {
   const c = new pg.Client({ connectionString: url });
   await c.connect();
   try {
-    const { rows } = await c.query<{ tablename: string }>("SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename NOT LIKE 'kysely_%'");
-    if (rows.length > 0) await c.query(`TRUNCATE ${rows.map((r) => `"${r.tablename}"`).join(', ')} RESTART IDENTITY CASCADE`);
+    const { rows } = await c.query<{ tablename: string }>(
+      "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename NOT LIKE 'kysely_%'",
+    );
+    if (rows.length > 0)
+      await c.query(`TRUNCATE ${rows.map((r) => `"${r.tablename}"`).join(', ')} RESTART IDENTITY CASCADE`);
   } finally {
     await c.end();
   }
@@ -62,17 +84,25 @@ const sqlite: StoreKind = {
 
 function postgres(): StoreKind {
   let db: Awaited<ReturnType<typeof createPgDatabase>> | null = null;
-  const need = () => { if (!db) throw new Error('StoreKind postgres: call setup() first'); return db; };
+  const need = () => {
+    if (!db) throw new Error('StoreKind postgres: call setup() first');
+    return db;
+  };
   return {
     name: 'postgres',
-    async setup() { db = await createPgDatabase(); },
+    async setup() {
+      db = await createPgDatabase();
+    },
     async open(config = DEFAULT_STORE_CONFIG) {
       const store = await openPostgresStore(need().url, config);
       await truncateAll(need().url);
       return store;
     },
     url: () => need().url,
-    async teardown() { await db?.drop(); db = null; },
+    async teardown() {
+      await db?.drop();
+      db = null;
+    },
   };
 }
 

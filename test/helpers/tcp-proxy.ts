@@ -6,26 +6,34 @@
  */
 import { createServer, connect, type AddressInfo, type Server, type Socket } from 'node:net';
 
-interface Pair { client: Socket; upstream: Socket | null }
+interface Pair {
+  client: Socket;
+  upstream: Socket | null;
+}
 
 /** Forwards 127.0.0.1:<port> to 127.0.0.1:`targetPort`. */
 export class PausableProxy {
   private paused = false;
   private readonly pairs = new Set<Pair>();
 
-  private constructor(private readonly server: Server, private readonly targetPort: number) {}
+  private constructor(
+    private readonly server: Server,
+    private readonly targetPort: number,
+  ) {}
 
   /** Listens on a free port. */
   static async start(targetPort: number): Promise<PausableProxy> {
-    let proxy: PausableProxy | undefined;
-    const server = createServer((client) => proxy!.accept(client));
-    proxy = new PausableProxy(server, targetPort);
+    // The connection handler runs only after listen(), when `proxy` is set.
+    const server = createServer((client) => proxy.accept(client));
+    const proxy: PausableProxy = new PausableProxy(server, targetPort);
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     return proxy;
   }
 
   /** http://127.0.0.1:<port> */
-  get url(): string { return `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`; }
+  get url(): string {
+    return `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+  }
 
   /** Stops forwarding (see the module comment). */
   pause(): void {
@@ -41,14 +49,21 @@ export class PausableProxy {
 
   /** Closes every connection and the listener. */
   async close(): Promise<void> {
-    for (const p of this.pairs) { p.client.destroy(); p.upstream?.destroy(); }
+    for (const p of this.pairs) {
+      p.client.destroy();
+      p.upstream?.destroy();
+    }
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
 
   private accept(client: Socket): void {
     const pair: Pair = { client, upstream: null };
     this.pairs.add(pair);
-    const end = (): void => { client.destroy(); pair.upstream?.destroy(); this.pairs.delete(pair); };
+    const end = (): void => {
+      client.destroy();
+      pair.upstream?.destroy();
+      this.pairs.delete(pair);
+    };
     client.on('error', end);
     client.on('close', end);
     if (this.paused) client.pause();
@@ -59,7 +74,11 @@ export class PausableProxy {
     if (!p.upstream) {
       const up = connect(this.targetPort, '127.0.0.1');
       p.upstream = up;
-      const end = (): void => { p.client.destroy(); up.destroy(); this.pairs.delete(p); };
+      const end = (): void => {
+        p.client.destroy();
+        up.destroy();
+        this.pairs.delete(p);
+      };
       up.on('error', end);
       up.on('close', end);
     }
@@ -70,7 +89,10 @@ export class PausableProxy {
   private freeze(p: Pair): void {
     p.client.unpipe();
     p.client.pause();
-    if (p.upstream) { p.upstream.unpipe(); p.upstream.pause(); }
+    if (p.upstream) {
+      p.upstream.unpipe();
+      p.upstream.pause();
+    }
   }
 }
 

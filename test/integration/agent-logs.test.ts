@@ -14,18 +14,28 @@ let net: LocalNetwork;
 let client: DeqoClient;
 let dir: string;
 
-beforeAll(async () => { ({ net, client, dir } = await testNetwork({ agents: 1 })); });
-afterAll(async () => { await net?.stop(); });
+beforeAll(async () => {
+  ({ net, client, dir } = await testNetwork({ agents: 1 }));
+});
+afterAll(async () => {
+  await net?.stop();
+});
 
 /** The JSON lines of the agent's log (its stderr banner lines are plain text and skipped). */
 async function agentLogLines(): Promise<Array<Record<string, unknown>>> {
   const text = await readFile(join(dir, 'agents', 'provider-1', 'agent.log'), 'utf8');
-  return text.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
+  return text
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
 }
 
 describe('agent logs', () => {
   it('are JSON lines naming the agent, with executionId and jobId on every line about an execution', async () => {
-    const { jobId } = await client.submitJob({ image: 'deqo/busybox:test', command: ['sh', '-c', 'echo hi > /outputs/hi.txt'] });
+    const { jobId } = await client.submitJob({
+      image: 'deqo/busybox:test',
+      command: ['sh', '-c', 'echo hi > /outputs/hi.txt'],
+    });
     const view = await waitForJob(client, jobId, settled);
     expect(view.state).toBe('succeeded');
     const executionId = view.tasks[0]!.executions[0]!.id;
@@ -36,10 +46,20 @@ describe('agent logs', () => {
       lines = await agentLogLines();
     }
     const agentId = view.tasks[0]!.executions[0]!.agentId;
-    for (const l of lines) expect(l, String(l.msg)).toMatchObject({ agent: 'provider-1', agentId, level: expect.any(Number), time: expect.any(Number) });
+    for (const l of lines)
+      expect(l, String(l.msg)).toMatchObject({
+        agent: 'provider-1',
+        agentId,
+        level: expect.any(Number),
+        time: expect.any(Number),
+      });
     for (const msg of ['execution started', 'execution reported']) {
-      expect(lines.filter((l) => l.msg === msg), msg).toEqual([expect.objectContaining({ executionId, jobId })]);
+      expect(
+        lines.filter((l) => l.msg === msg),
+        msg,
+      ).toEqual([expect.objectContaining({ executionId, jobId })]);
     }
-    for (const l of lines) if ('executionId' in l) expect(l, String(l.msg)).toMatchObject({ jobId: expect.any(String) });
+    for (const l of lines)
+      if ('executionId' in l) expect(l, String(l.msg)).toMatchObject({ jobId: expect.any(String) });
   });
 });

@@ -22,7 +22,10 @@ const exec = promisify(execFile);
 /** Runs `deqo …` as a separate process, without any key or coordinator; never rejects. */
 async function deqo(home: string, ...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
-    const r = await exec(process.execPath, [DEQO_BIN, ...args], { env: { ...process.env, DEQO_HOME: home, DEQO_API_KEY: '', DEQO_COORDINATOR: '' }, cwd: home });
+    const r = await exec(process.execPath, [DEQO_BIN, ...args], {
+      env: { ...process.env, DEQO_HOME: home, DEQO_API_KEY: '', DEQO_COORDINATOR: '' },
+      cwd: home,
+    });
     return { code: 0, stdout: r.stdout, stderr: r.stderr };
   } catch (e) {
     const err = e as { code: number; stdout: string; stderr: string };
@@ -34,18 +37,39 @@ describe('deqo agent --print-offer', () => {
   it('prints the offer merged from the config file and flags, as JSON', async () => {
     const home = await mkdtemp(join(tmpdir(), 'deqo-agent-'));
     const config = join(home, 'agent.yaml');
-    await writeFile(config, [
-      'name: lab-pc', 'cpus: 1', 'memory: 256m', 'disk: 2g',
-      'prices: { cpuHour: 0.04, gpuHour: 0.9 }',
-      'labels: { zone: eu-west, gpu: a100 }',
-      "windows: ['* 22-23,0-6 * * 1-5', '* * * * 6,0']",
-      'timezone: Europe/Paris',
-      'idlePolicy: { enabled: true, suspendAfterSeconds: 60 }',
-    ].join('\n'));
-    const r = await deqo(home, 'agent', '--print-offer', '--json', '--config', config, '--label', 'gpu=none', '--start-fee', '0.01');
+    await writeFile(
+      config,
+      [
+        'name: lab-pc',
+        'cpus: 1',
+        'memory: 256m',
+        'disk: 2g',
+        'prices: { cpuHour: 0.04, gpuHour: 0.9 }',
+        'labels: { zone: eu-west, gpu: a100 }',
+        "windows: ['* 22-23,0-6 * * 1-5', '* * * * 6,0']",
+        'timezone: Europe/Paris',
+        'idlePolicy: { enabled: true, suspendAfterSeconds: 60 }',
+      ].join('\n'),
+    );
+    const r = await deqo(
+      home,
+      'agent',
+      '--print-offer',
+      '--json',
+      '--config',
+      config,
+      '--label',
+      'gpu=none',
+      '--start-fee',
+      '0.01',
+    );
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
-    const out = JSON.parse(r.stdout) as { name: string; lend: { cpus: number; memoryMb: number }; offer: ProviderView['offer'] };
+    const out = JSON.parse(r.stdout) as {
+      name: string;
+      lend: { cpus: number; memoryMb: number };
+      offer: ProviderView['offer'];
+    };
     expect(out.name).toBe('lab-pc');
     expect(out.lend).toMatchObject({ cpus: 1, memoryMb: 256 });
     expect(out.offer).toEqual({
@@ -54,7 +78,13 @@ describe('deqo agent --print-offer', () => {
       labels: { zone: 'eu-west', gpu: 'none' },
       windows: ['* 22-23,0-6 * * 1-5', '* * * * 6,0'],
       timezone: 'Europe/Paris',
-      idlePolicy: { enabled: true, startBelow: 0.3, suspendAbove: 0.5, suspendAfterSeconds: 60, resumeAfterSeconds: 300 },
+      idlePolicy: {
+        enabled: true,
+        startBelow: 0.3,
+        suspendAbove: 0.5,
+        suspendAfterSeconds: 60,
+        resumeAfterSeconds: 300,
+      },
     });
 
     const text = await deqo(home, 'agent', '--print-offer', '--config', config);
@@ -83,15 +113,30 @@ describe('job CPU time, which the owner-load sampler subtracts', () => {
     const executor = new DockerExecutor({ agentId: `itest-load-${process.pid}` });
     const dir = await mkdtemp(join(tmpdir(), 'deqo-jobcpu-'));
     expect(executor.jobCpuMs()).toBe(0);
-    const run = executor.run({ executionId: `load-${process.pid}`, fencingToken: 1, image: 'deqo/busybox:test',
-      command: ['sh', '-c', 'end=$(($(date +%s)+3)); while [ $(date +%s) -lt $end ]; do :; done'], env: {},
-      resources: { ...ResourcesSchema.parse({}), timeoutSeconds: 60 }, limits: LimitsSchema.parse({}),
-      hostInputsDir: join(dir, 'inputs'), hostOutputDir: join(dir, 'outputs'), outputDir: '/outputs',
-      stdoutPath: join(dir, 'stdout'), stderrPath: join(dir, 'stderr'), network: false });
+    const run = executor.run({
+      executionId: `load-${process.pid}`,
+      fencingToken: 1,
+      image: 'deqo/busybox:test',
+      command: ['sh', '-c', 'end=$(($(date +%s)+3)); while [ $(date +%s) -lt $end ]; do :; done'],
+      env: {},
+      resources: { ...ResourcesSchema.parse({}), timeoutSeconds: 60 },
+      limits: LimitsSchema.parse({}),
+      hostInputsDir: join(dir, 'inputs'),
+      hostOutputDir: join(dir, 'outputs'),
+      outputDir: '/outputs',
+      stdoutPath: join(dir, 'stdout'),
+      stderrPath: join(dir, 'stderr'),
+      network: false,
+    });
     let ended = false;
-    void run.finally(() => { ended = true; });
+    void run.finally(() => {
+      ended = true;
+    });
     let midRun = 0;
-    while (!ended && midRun === 0) { midRun = executor.jobCpuMs(); await new Promise((r) => setTimeout(r, 100)); }
+    while (!ended && midRun === 0) {
+      midRun = executor.jobCpuMs();
+      await new Promise((r) => setTimeout(r, 100));
+    }
     const outcome = await run;
     expect(outcome.kind).toBe('exited');
     expect(midRun).toBeGreaterThan(0); // seen while the container was still running
@@ -103,15 +148,28 @@ describe('job CPU time, which the owner-load sampler subtracts', () => {
 
 describe('idle policy on a live network', () => {
   let net: LocalNetwork | undefined;
-  afterAll(async () => { await net?.stop(); });
+  afterAll(async () => {
+    await net?.stop();
+  });
 
   it('goes owner_busy and stops its execution as owner_returned when the owner comes back; available again when they leave', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'deqo-owner-'));
     const loadFile = join(dir, 'owner-load');
     await writeFile(loadFile, '0');
     let client: DeqoClient;
-    ({ net, client } = await testNetwork({ agents: 1, engine: { heartbeatIntervalMs: 500, leaseTtlMs: 3_000, agentTtlMs: 3_000 },
-      agentArgs: () => ['--idle-policy', '--idle-suspend-after', '0', '--idle-resume-after', '0', '--test-owner-load-file', loadFile] }));
+    ({ net, client } = await testNetwork({
+      agents: 1,
+      engine: { heartbeatIntervalMs: 500, leaseTtlMs: 3_000, agentTtlMs: 3_000 },
+      agentArgs: () => [
+        '--idle-policy',
+        '--idle-suspend-after',
+        '0',
+        '--idle-resume-after',
+        '0',
+        '--test-owner-load-file',
+        loadFile,
+      ],
+    }));
     const provider = async () => (await client.listProviders())[0]!;
     const until = async (what: string, pred: () => Promise<boolean>) => {
       const deadline = Date.now() + 60_000;
@@ -123,12 +181,18 @@ describe('idle policy on a live network', () => {
     expect((await provider()).offer.idlePolicy.enabled).toBe(true);
     expect((await provider()).availability.state).toBe('available');
 
-    const { jobId } = await client.submitJob({ image: 'deqo/busybox:test', command: ['sleep', '120'], resources: { timeoutSeconds: 300 } });
+    const { jobId } = await client.submitJob({
+      image: 'deqo/busybox:test',
+      command: ['sleep', '120'],
+      resources: { timeoutSeconds: 300 },
+    });
     await waitForJob(client, jobId, (v: JobView) => v.tasks[0]!.executions.some((e) => e.state === 'running'));
 
     await writeFile(loadFile, '0.9');
     await until('owner_busy', async () => (await provider()).availability.state === 'owner_busy');
-    const stopped = await waitForJob(client, jobId, (v) => v.tasks[0]!.executions.some((e) => e.failure?.reason === 'owner_returned'));
+    const stopped = await waitForJob(client, jobId, (v) =>
+      v.tasks[0]!.executions.some((e) => e.failure?.reason === 'owner_returned'),
+    );
     const exec = stopped.tasks[0]!.executions.find((e) => e.failure?.reason === 'owner_returned')!;
     expect(exec.failure?.blame).toBe('provider');
     expect(exec.failure?.message).toContain('idle policy');

@@ -29,10 +29,15 @@ it(`ends every job verified or failed with a reason through agent and coordinato
   coordinator = new CoordinatorProcess(join(dir, 'coordinator'), await freePort(), FAST_FAULTS);
   await coordinator.start();
   const { buyerKey, providerKeys } = await accounts(await coordinator.admin(), AGENTS, 100);
-  for (const [i, key] of providerKeys.entries()) agents.push(new AgentProcess(`provider-${i + 1}`, join(dir, `agent-${i + 1}`), coordinator.url, key));
+  for (const [i, key] of providerKeys.entries())
+    agents.push(new AgentProcess(`provider-${i + 1}`, join(dir, `agent-${i + 1}`), coordinator.url, key));
   for (const a of agents) await a.start();
   const buyer = new DeqoClient(coordinator.url, buyerKey);
-  await until(async () => (await buyer.listProviders()).filter((p) => p.online).length === AGENTS, 30_000, () => 'agents did not come online');
+  await until(
+    async () => (await buyer.listProviders()).filter((p) => p.online).length === AGENTS,
+    30_000,
+    () => 'agents did not come online',
+  );
 
   const submitted: string[] = [];
   const submit = async (n: number) => {
@@ -40,11 +45,18 @@ it(`ends every job verified or failed with a reason through agent and coordinato
     // only if the first never reached the database; the final count reconciles with the coordinator's list).
     for (;;) {
       try {
-        const { jobId } = await buyer.submitJob({ image: 'deqo/busybox:test', command: ['sh', '-c', `sleep ${1 + (n % 3)}; echo "job $N" > /outputs/r.txt`],
-          env: { N: String(n) }, verification: { replicas: 2, quorum: 2 }, queueTimeoutSeconds: 150 });
+        const { jobId } = await buyer.submitJob({
+          image: 'deqo/busybox:test',
+          command: ['sh', '-c', `sleep ${1 + (n % 3)}; echo "job $N" > /outputs/r.txt`],
+          env: { N: String(n) },
+          verification: { replicas: 2, quorum: 2 },
+          queueTimeoutSeconds: 150,
+        });
         submitted.push(jobId);
         return;
-      } catch { await new Promise((r) => setTimeout(r, 500)); }
+      } catch {
+        await new Promise((r) => setTimeout(r, 500));
+      }
     }
   };
 
@@ -67,7 +79,13 @@ it(`ends every job verified or failed with a reason through agent and coordinato
         events.agentKills++;
         // Back after a while: within its leases sometimes, after they expired other times.
         const downMs = intBetween(random, 500, 9_000);
-        restarts.push(new Promise((r) => setTimeout(r, downMs)).then(() => victim.start()).then(() => { events.agentRestarts++; }));
+        restarts.push(
+          new Promise((r) => setTimeout(r, downMs))
+            .then(() => victim.start())
+            .then(() => {
+              events.agentRestarts++;
+            }),
+        );
       }
     }
   })();
@@ -79,16 +97,33 @@ it(`ends every job verified or failed with a reason through agent and coordinato
   await Promise.all(restarts);
 
   const listed = async () => buyer.listJobs({ limit: 500 });
-  await until(async () => (await listed()).every((j) => j.state !== 'queued' && j.state !== 'running'), 300_000,
-    async () => `jobs still open: ${JSON.stringify((await listed()).filter((j) => j.state === 'queued' || j.state === 'running').map((j) => j.id))}`);
+  await until(
+    async () => (await listed()).every((j) => j.state !== 'queued' && j.state !== 'running'),
+    300_000,
+    async () =>
+      `jobs still open: ${JSON.stringify((await listed()).filter((j) => j.state === 'queued' || j.state === 'running').map((j) => j.id))}`,
+  );
   const all = await listed();
-  await until(async () => (await Promise.all(all.map((j) => buyer.getJob(j.id)))).every((v) => v.billing.settled), 30_000, () => 'jobs not settled');
-  const failedWithoutReason = (await Promise.all(all.filter((j) => j.state === 'failed').map((j) => buyer.getJob(j.id))))
-    .filter((v) => v.tasks.some((t) => t.state === 'failed' && !t.failure?.reason)).map((v) => v.id);
+  await until(
+    async () => (await Promise.all(all.map((j) => buyer.getJob(j.id)))).every((v) => v.billing.settled),
+    30_000,
+    () => 'jobs not settled',
+  );
+  const failedWithoutReason = (
+    await Promise.all(all.filter((j) => j.state === 'failed').map((j) => buyer.getJob(j.id)))
+  )
+    .filter((v) => v.tasks.some((t) => t.state === 'failed' && !t.failure?.reason))
+    .map((v) => v.id);
   await coordinator.stop();
 
   const counts = await checkRun(join(coordinator.dataDir, 'deqo.db'));
-  console.log(JSON.stringify({ test: 'chaos', seed: SEED, events, submitted: submitted.length, listed: all.length, ...counts }, null, 2));
+  console.log(
+    JSON.stringify(
+      { test: 'chaos', seed: SEED, events, submitted: submitted.length, listed: all.length, ...counts },
+      null,
+      2,
+    ),
+  );
   expect(counts.problems).toEqual([]);
   expect(events.coordinatorKills).toBe(2);
   expect(events.agentRestarts).toBe(events.agentKills);

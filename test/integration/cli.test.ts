@@ -22,7 +22,10 @@ let home: string;
 
 beforeAll(async () => {
   // Short leases so a killed agent is noticed in seconds (heartbeat 500 ms, lease 2 s).
-  ({ net, client } = await testNetwork({ agents: 3, engine: { heartbeatIntervalMs: 500, leaseTtlMs: 2_000, agentTtlMs: 2_000 } }));
+  ({ net, client } = await testNetwork({
+    agents: 3,
+    engine: { heartbeatIntervalMs: 500, leaseTtlMs: 2_000, agentTtlMs: 2_000 },
+  }));
   home = await mkdtemp(join(tmpdir(), 'deqo-home-'));
   await saveProfile(join(home, 'config.json'), 'local', { coordinator: net.url, apiKey: net.buyerKey });
 });
@@ -30,14 +33,20 @@ afterAll(async () => {
   await net?.stop();
   const docker = new Docker();
   for (const c of await docker.listContainers({ all: true, filters: { label: ['deqo.agent'] } })) {
-    await docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined);
+    await docker
+      .getContainer(c.Id)
+      .remove({ force: true })
+      .catch(() => undefined);
   }
 });
 
 /** Runs `deqo …` as a separate process; resolves with its exit code and output (never rejects). */
 async function deqo(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
-    const r = await exec(process.execPath, [DEQO_BIN, ...args], { env: { ...process.env, DEQO_HOME: home, DEQO_API_KEY: '' }, cwd: home });
+    const r = await exec(process.execPath, [DEQO_BIN, ...args], {
+      env: { ...process.env, DEQO_HOME: home, DEQO_API_KEY: '' },
+      cwd: home,
+    });
     return { code: 0, stdout: r.stdout, stderr: r.stderr };
   } catch (e) {
     const err = e as { code: number; stdout: string; stderr: string };
@@ -47,8 +56,25 @@ async function deqo(...args: string[]): Promise<{ code: number; stdout: string; 
 
 describe('deqo CLI', () => {
   it('submits with docker-run style flags, waits, and downloads verified outputs', async () => {
-    const sub = await deqo('submit', '--wait', '--json', '--replicas', '2', '--quorum', '2', '--memory', '64m', '--timeout', '1m',
-      '-e', 'WHO=deqo', 'deqo/busybox:test', 'sh', '-c', 'echo "hello $WHO" | tee /outputs/greeting.txt');
+    const sub = await deqo(
+      'submit',
+      '--wait',
+      '--json',
+      '--replicas',
+      '2',
+      '--quorum',
+      '2',
+      '--memory',
+      '64m',
+      '--timeout',
+      '1m',
+      '-e',
+      'WHO=deqo',
+      'deqo/busybox:test',
+      'sh',
+      '-c',
+      'echo "hello $WHO" | tee /outputs/greeting.txt',
+    );
     expect(sub.code).toBe(0);
     const job = JSON.parse(sub.stdout) as { id: string; state: string; spec: { resources: { memoryMb: number } } };
     expect(job.state).toBe('succeeded');
@@ -79,8 +105,15 @@ describe('deqo CLI', () => {
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain('verification.quorum');
     expect((await deqo('status', 'job_doesnotexist')).code).toBe(3);
-    const noKey = await exec(process.execPath, [DEQO_BIN, 'jobs'], { env: { ...process.env, DEQO_HOME: await mkdtemp(join(tmpdir(), 'deqo-empty-')) } })
-      .then(() => 0, (e: { code: number; stderr: string }) => { expect(e.stderr).toContain('no API key'); return e.code; });
+    const noKey = await exec(process.execPath, [DEQO_BIN, 'jobs'], {
+      env: { ...process.env, DEQO_HOME: await mkdtemp(join(tmpdir(), 'deqo-empty-')) },
+    }).then(
+      () => 0,
+      (e: { code: number; stderr: string }) => {
+        expect(e.stderr).toContain('no API key');
+        return e.code;
+      },
+    );
     expect(noKey).toBe(4);
     expect((await deqo('submit', '--memory', 'lots', 'deqo/busybox:test', 'true')).code).toBe(2);
   });
@@ -105,19 +138,42 @@ describe('deqo CLI', () => {
   });
 
   it('quotes, shows balance and ledger, explains a waiting job, and exits 6 for an unaffordable job', async () => {
-    const q = await deqo('quote', '--json', '--replicas', '3', '--quorum', '2', '--timeout', '1m', 'deqo/busybox:test', 'true');
+    const q = await deqo(
+      'quote',
+      '--json',
+      '--replicas',
+      '3',
+      '--quorum',
+      '2',
+      '--timeout',
+      '1m',
+      'deqo/busybox:test',
+      'true',
+    );
     expect(q.code).toBe(0);
     const quote = JSON.parse(q.stdout) as { escrow: number; affordable: boolean; modes: Array<{ mode: string }> };
     expect(quote.affordable).toBe(true);
     expect(quote.modes.map((m) => m.mode)).toEqual(['none', 'replicate', 'adaptive']);
-    const human = await deqo('quote', '--verify', 'adaptive', '--replicas', '3', '--quorum', '2', 'deqo/busybox:test', 'true');
+    const human = await deqo(
+      'quote',
+      '--verify',
+      'adaptive',
+      '--replicas',
+      '3',
+      '--quorum',
+      '2',
+      'deqo/busybox:test',
+      'true',
+    );
     expect(human.stdout).toMatch(/adaptive \(this spec\)\s+1–3/);
 
     const before = JSON.parse((await deqo('balance', '--json')).stdout) as { available: number };
     const poor = await deqo('submit', '--cpus', '8', '--timeout', '7d', '--replicas', '3', 'deqo/busybox:test', 'true');
     expect(poor.code).toBe(6);
     expect(poor.stderr).toMatch(/the job's escrow is [\d.]+ cr .* short by [\d.]+ cr/);
-    expect((await deqo('quote', '--cpus', '8', '--timeout', '7d', '--replicas', '3', 'deqo/busybox:test', 'true')).stdout).toMatch(/short by/);
+    expect(
+      (await deqo('quote', '--cpus', '8', '--timeout', '7d', '--replicas', '3', 'deqo/busybox:test', 'true')).stdout,
+    ).toMatch(/short by/);
     expect(JSON.parse((await deqo('balance', '--json')).stdout)).toEqual(before);
 
     const sub = await deqo('submit', '--label', 'gpu=h100', '--queue-timeout', '1h', 'deqo/busybox:test', 'true');
@@ -130,9 +186,16 @@ describe('deqo CLI', () => {
     expect(why.stdout).toMatch(/no provider can take them now \(3 labels\)/);
     expect(why.stdout).toMatch(/provider-1 .*labels: lacks label gpu=h100/);
     const ledger = await deqo('ledger', '--job', jobId, '--json');
-    expect((JSON.parse(ledger.stdout) as Array<{ kind: string }>).map((e) => e.kind)).toEqual(['escrow_hold', 'escrow_hold']);
+    expect((JSON.parse(ledger.stdout) as Array<{ kind: string }>).map((e) => e.kind)).toEqual([
+      'escrow_hold',
+      'escrow_hold',
+    ]);
     expect((await deqo('cancel', jobId)).code).toBe(0);
-    const after = JSON.parse((await deqo('ledger', '--job', jobId, '--json')).stdout) as Array<{ kind: string; account: string; amount: number }>;
+    const after = JSON.parse((await deqo('ledger', '--job', jobId, '--json')).stdout) as Array<{
+      kind: string;
+      account: string;
+      amount: number;
+    }>;
     expect(after.filter((e) => e.account.startsWith('acct:')).map((e) => e.kind)).toEqual(['refund', 'escrow_hold']);
     expect(JSON.parse((await deqo('balance', '--json')).stdout).available).toBe(before.available);
   });
@@ -141,17 +204,41 @@ describe('deqo CLI', () => {
     // A provider that has produced a valid result (from the first test's job).
     const firstJob = (await client.listJobs()).at(-1)!;
     const worker = (await client.getJob(firstJob.id)).tasks[0]!.executions.find((e) => e.state === 'valid')!.agentName;
-    const login = await deqo('login', '--coordinator', net.url, '--api-key', net.providerKeys[Number(worker.split('-')[1]) - 1]!, '--name', 'prov1');
+    const login = await deqo(
+      'login',
+      '--coordinator',
+      net.url,
+      '--api-key',
+      net.providerKeys[Number(worker.split('-')[1]) - 1]!,
+      '--name',
+      'prov1',
+    );
     expect(login.code).toBe(0);
     expect(login.stdout).toContain(`as ${worker} (provider key)`);
     const rep = await deqo('provider', 'reputation', '--json', '--profile', 'prov1');
     expect(rep.code).toBe(0);
     expect(JSON.parse(rep.stdout).reputation.valid).toBeGreaterThan(0);
-    expect(JSON.parse(rep.stdout).events.some((e: { jobId: string; kind: string }) => e.jobId === firstJob.id && e.kind === 'valid')).toBe(true);
-    expect((await deqo('provider', 'agents', '--profile', 'prov1')).stdout).toMatch(new RegExp(`${worker}\\s+yes\\s+available`));
+    expect(
+      JSON.parse(rep.stdout).events.some(
+        (e: { jobId: string; kind: string }) => e.jobId === firstJob.id && e.kind === 'valid',
+      ),
+    ).toBe(true);
+    expect((await deqo('provider', 'agents', '--profile', 'prov1')).stdout).toMatch(
+      new RegExp(`${worker}\\s+yes\\s+available`),
+    );
     expect((await deqo('submit', '--profile', 'prov1', 'deqo/busybox:test', 'true')).code).toBe(4); // a provider key cannot submit
 
-    const created = await deqo('keys', 'create', '--scope', 'provider', '--label', 'ci', '--json', '--profile', 'prov1');
+    const created = await deqo(
+      'keys',
+      'create',
+      '--scope',
+      'provider',
+      '--label',
+      'ci',
+      '--json',
+      '--profile',
+      'prov1',
+    );
     const key = JSON.parse(created.stdout) as { keyId: string; apiKey: string };
     expect(key.apiKey).toMatch(/^deqo_/);
     const listed = await deqo('keys', '--profile', 'prov1');
@@ -169,14 +256,20 @@ describe('deqo CLI', () => {
   });
 
   it('reruns the task elsewhere when its agent is killed mid-execution (lease expiry)', async () => {
-    const { jobId } = await client.submitJob({ image: 'deqo/busybox:test', command: ['sh', '-c', 'sleep 4; echo done > /outputs/d'] });
+    const { jobId } = await client.submitJob({
+      image: 'deqo/busybox:test',
+      command: ['sh', '-c', 'sleep 4; echo done > /outputs/d'],
+    });
     const running = await waitForJob(client, jobId, (v) => v.tasks[0]!.executions.some((e) => e.state === 'running'));
     const victim = running.tasks[0]!.executions.find((e) => e.state === 'running')!.agentName;
     net.agents[Number(victim.split('-')[1]) - 1]!.kill('SIGKILL');
     const view = await waitForJob(client, jobId, settled);
     expect(view.state).toBe('succeeded');
     const execs = view.tasks[0]!.executions;
-    expect(execs.find((e) => e.agentName === victim)).toMatchObject({ state: 'lost', failure: { reason: 'lease_expired', blame: 'provider' } });
+    expect(execs.find((e) => e.agentName === victim)).toMatchObject({
+      state: 'lost',
+      failure: { reason: 'lease_expired', blame: 'provider' },
+    });
     expect(execs.find((e) => e.state === 'valid')!.agentName).not.toBe(victim);
   });
 });

@@ -21,13 +21,18 @@ afterEach(async () => {
 /** Starts `deqo coordinator` on a free port; resolves with its URL and its stdout log lines parsed as JSON. */
 async function coordinator(...flags: string[]): Promise<{ url: string; logLines: Array<Record<string, unknown>> }> {
   const home = await mkdtemp(join(tmpdir(), 'deqo-coord-cli-'));
-  const p = spawn(process.execPath, [DEQO_BIN, 'coordinator', '--port', '0', '--data-dir', join(home, 'coordinator'), ...flags],
-    { env: { ...process.env, DEQO_HOME: home }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const p = spawn(
+    process.execPath,
+    [DEQO_BIN, 'coordinator', '--port', '0', '--data-dir', join(home, 'coordinator'), ...flags],
+    { env: { ...process.env, DEQO_HOME: home }, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
   running.push(p);
   const logLines: Array<Record<string, unknown>> = [];
   let out = '';
   let err = '';
-  p.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
+  p.stderr!.on('data', (d: Buffer) => {
+    err += d.toString();
+  });
   const url = await new Promise<string>((resolve, reject) => {
     p.stdout!.on('data', (d: Buffer) => {
       out += d.toString();
@@ -47,7 +52,11 @@ async function coordinator(...flags: string[]): Promise<{ url: string; logLines:
 describe('deqo coordinator --metrics', () => {
   it('serves GET /metrics without an API key and says where in its JSON log', async () => {
     const { url, logLines } = await coordinator('--metrics');
-    expect(logLines.find((l) => l.msg === 'coordinator listening')).toMatchObject({ svc: 'coordinator', metrics: `${url}/metrics`, level: 30 });
+    expect(logLines.find((l) => l.msg === 'coordinator listening')).toMatchObject({
+      svc: 'coordinator',
+      metrics: `${url}/metrics`,
+      level: 30,
+    });
     const res = await fetch(`${url}/metrics`);
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toContain('version=0.0.4');

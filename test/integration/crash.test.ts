@@ -13,7 +13,6 @@ import { intBetween, mulberry32 } from '../../src/sim/prng.js';
 import { accounts, AgentProcess, CoordinatorProcess, FAST_FAULTS, freePort, until } from '../helpers/cluster.js';
 import { checkRun } from '../helpers/invariants.js';
 
-
 const SEED = Number(process.env.DEQO_CRASH_SEED ?? Date.now() % 1_000_000);
 const BATCHES = 4;
 const JOBS_PER_BATCH = 6;
@@ -31,18 +30,27 @@ it(`finishes every job exactly once across ${BATCHES} coordinator SIGKILLs (seed
   coordinator = new CoordinatorProcess(join(dir, 'coordinator'), await freePort(), FAST_FAULTS);
   await coordinator.start();
   const { buyerKey, providerKeys } = await accounts(await coordinator.admin(), 3, 100);
-  for (const [i, key] of providerKeys.entries()) agents.push(new AgentProcess(`provider-${i + 1}`, join(dir, `agent-${i + 1}`), coordinator.url, key));
+  for (const [i, key] of providerKeys.entries())
+    agents.push(new AgentProcess(`provider-${i + 1}`, join(dir, `agent-${i + 1}`), coordinator.url, key));
   for (const a of agents) await a.start();
   const buyer = new DeqoClient(coordinator.url, buyerKey);
-  await until(async () => (await buyer.listProviders()).filter((p) => p.online).length === 3, 30_000, () => 'agents did not come online');
+  await until(
+    async () => (await buyer.listProviders()).filter((p) => p.online).length === 3,
+    30_000,
+    () => 'agents did not come online',
+  );
 
   const submitted: string[] = [];
   const kills: Array<{ afterMs: number; downMs: number }> = [];
   for (let b = 0; b < BATCHES; b++) {
     for (let j = 0; j < JOBS_PER_BATCH; j++) {
       const n = b * JOBS_PER_BATCH + j;
-      const { jobId } = await buyer.submitJob({ image: 'deqo/busybox:test', command: ['sh', '-c', 'sleep 1; echo "job $N" > /outputs/r.txt'],
-        env: { N: String(n) }, verification: { replicas: 2, quorum: 2 } });
+      const { jobId } = await buyer.submitJob({
+        image: 'deqo/busybox:test',
+        command: ['sh', '-c', 'sleep 1; echo "job $N" > /outputs/r.txt'],
+        env: { N: String(n) },
+        verification: { replicas: 2, quorum: 2 },
+      });
       submitted.push(jobId);
     }
     // A crash at a random moment while this batch is being scheduled, claimed, run, reported or settled.
@@ -54,14 +62,25 @@ it(`finishes every job exactly once across ${BATCHES} coordinator SIGKILLs (seed
     await coordinator.start();
   }
 
-  const open = async () => (await buyer.listJobs({ limit: 500 })).filter((j) => j.state === 'queued' || j.state === 'running');
-  await until(async () => (await open()).length === 0, 240_000, async () => `jobs still open: ${JSON.stringify(await open())}`);
+  const open = async () =>
+    (await buyer.listJobs({ limit: 500 })).filter((j) => j.state === 'queued' || j.state === 'running');
+  await until(
+    async () => (await open()).length === 0,
+    240_000,
+    async () => `jobs still open: ${JSON.stringify(await open())}`,
+  );
   // Settlement runs on the coordinator's loop; give it a moment to finish paying the last results.
-  await until(async () => (await Promise.all(submitted.map((id) => buyer.getJob(id)))).every((v) => v.billing.settled), 30_000, () => 'jobs not settled');
+  await until(
+    async () => (await Promise.all(submitted.map((id) => buyer.getJob(id)))).every((v) => v.billing.settled),
+    30_000,
+    () => 'jobs not settled',
+  );
   await coordinator.stop();
 
   const counts = await checkRun(join(coordinator.dataDir, 'deqo.db'));
-  console.log(JSON.stringify({ test: 'coordinator crash', seed: SEED, kills, submitted: submitted.length, ...counts }, null, 2));
+  console.log(
+    JSON.stringify({ test: 'coordinator crash', seed: SEED, kills, submitted: submitted.length, ...counts }, null, 2),
+  );
   expect(counts.problems).toEqual([]);
   expect(counts.jobs).toEqual({ succeeded: submitted.length });
   expect(counts.paidExecutions).toBe(counts.executions.valid);

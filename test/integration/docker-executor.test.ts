@@ -26,10 +26,17 @@ interface Job {
 }
 
 /** A request for busybox with default resources/limits, in a fresh temp directory. */
-async function job(command: string[], over: {
-  resources?: Partial<Resources>; limits?: Partial<Limits>; network?: boolean; signal?: AbortSignal;
-  env?: Record<string, string>; image?: string;
-} = {}): Promise<Job> {
+async function job(
+  command: string[],
+  over: {
+    resources?: Partial<Resources>;
+    limits?: Partial<Limits>;
+    network?: boolean;
+    signal?: AbortSignal;
+    env?: Record<string, string>;
+    image?: string;
+  } = {},
+): Promise<Job> {
   const executionId = `it-${randomBytes(6).toString('hex')}`;
   const dir = await mkdtemp(join(root, 'exec-'));
   const req: ExecutionRequest = {
@@ -72,9 +79,17 @@ beforeAll(async () => {
 
 afterEach(async () => {
   const left = await ourContainers();
-  const named = (await docker.listContainers({ all: true })).filter((c) => c.Names.some((n) => n.startsWith('/deqo-it-')));
-  expect(left.map((c) => c.Names), 'containers left behind').toEqual([]);
-  expect(named.map((c) => c.Names), 'deqo-it-* containers left behind').toEqual([]);
+  const named = (await docker.listContainers({ all: true })).filter((c) =>
+    c.Names.some((n) => n.startsWith('/deqo-it-')),
+  );
+  expect(
+    left.map((c) => c.Names),
+    'containers left behind',
+  ).toEqual([]);
+  expect(
+    named.map((c) => c.Names),
+    'deqo-it-* containers left behind',
+  ).toEqual([]);
 });
 
 afterAll(async () => {
@@ -89,7 +104,10 @@ describe('DockerExecutor', () => {
 
   it('throws ExecutorUnavailableError with a fix when no engine answers', async () => {
     const bad = new DockerExecutor({ agentId: AGENT, socketPath: join(tmpdir(), 'no-such-docker.sock') });
-    await expect(bad.version()).rejects.toMatchObject({ name: 'ExecutorUnavailableError', message: expect.stringMatching(/start dockerd/) });
+    await expect(bad.version()).rejects.toMatchObject({
+      name: 'ExecutorUnavailableError',
+      message: expect.stringMatching(/start dockerd/),
+    });
   });
 
   it('runs a job: exit 0, stdout/stderr files, outputs on the host, usage', async () => {
@@ -114,8 +132,10 @@ describe('DockerExecutor', () => {
   });
 
   it('passes env with HOME=/tmp and works in /tmp; /inputs is readable but read-only', async () => {
-    const j = await job(sh('echo "$FOO $HOME $(pwd)"; cat /inputs/in.txt; touch /inputs/w 2>/dev/null && echo inputs-writable; true'),
-      { env: { FOO: 'bar' } });
+    const j = await job(
+      sh('echo "$FOO $HOME $(pwd)"; cat /inputs/in.txt; touch /inputs/w 2>/dev/null && echo inputs-writable; true'),
+      { env: { FOO: 'bar' } },
+    );
     await writeFile(join(j.req.hostInputsDir, 'in.txt'), 'input!\n');
     expect(await executor.run(j.req)).toMatchObject({ kind: 'exited', exitCode: 0 });
     expect(await stdout(j)).toBe('bar /tmp /tmp\ninput!\n');
@@ -123,10 +143,14 @@ describe('DockerExecutor', () => {
 
   it('hardens the container: uid 65534, no capabilities, read-only root, writable /tmp and outputs, no network', async () => {
     const script = [
-      'id -u', 'grep CapEff /proc/self/status',
-      'touch /etc/x 2>/dev/null && echo etc-writable', 'touch /x 2>/dev/null && echo root-writable',
-      'touch /tmp/x && echo tmp-ok', 'touch /outputs/y && echo out-ok',
-      'tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d " " | sed "s/^/if=/"', 'true',
+      'id -u',
+      'grep CapEff /proc/self/status',
+      'touch /etc/x 2>/dev/null && echo etc-writable',
+      'touch /x 2>/dev/null && echo root-writable',
+      'touch /tmp/x && echo tmp-ok',
+      'touch /outputs/y && echo out-ok',
+      'tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d " " | sed "s/^/if=/"',
+      'true',
     ].join('; ');
     const j = await job(sh(script));
     expect(await executor.run(j.req)).toMatchObject({ kind: 'exited', exitCode: 0 });
@@ -233,7 +257,9 @@ describe('DockerExecutor', () => {
   it('tells the caller the container id before it starts and the outcome before it is removed', async () => {
     const j = await job(sh('echo hi'));
     const seen: string[] = [];
-    j.req.onCreated = async (id) => { seen.push(`created ${(await docker.getContainer(id).inspect()).State.Status}`); };
+    j.req.onCreated = async (id) => {
+      seen.push(`created ${(await docker.getContainer(id).inspect()).State.Status}`);
+    };
     j.req.onEnded = async (o) => {
       const still = await docker.listContainers({ all: true, filters: { name: [`deqo-${j.req.executionId}`] } });
       seen.push(`ended ${o.kind} ${still.length}`);
@@ -257,15 +283,31 @@ describe('DockerExecutor', () => {
     // While it runs, the engine reports the hardened configuration (CIS Docker §5).
     const info = await docker.getContainer(name).inspect();
     expect(info.Config.User).toBe('65534:65534');
-    expect(info.Config.Labels).toMatchObject({ 'deqo.agent': fakeAgent, 'deqo.execution': j.req.executionId, 'deqo.fencing-token': '7' });
-    expect(info.HostConfig).toMatchObject({
-      NetworkMode: 'none', ReadonlyRootfs: true, CapDrop: ['ALL'], SecurityOpt: ['no-new-privileges'], Privileged: false,
-      PidsLimit: j.req.resources.pids, Memory: j.req.resources.memoryMb * 1024 * 1024, MemorySwap: j.req.resources.memoryMb * 1024 * 1024,
-      AutoRemove: false, LogConfig: { Type: 'json-file', Config: { 'max-size': String(16 * 1024 * 1024), 'max-file': '1' } },
+    expect(info.Config.Labels).toMatchObject({
+      'deqo.agent': fakeAgent,
+      'deqo.execution': j.req.executionId,
+      'deqo.fencing-token': '7',
     });
-    expect(info.Mounts.map((m) => `${m.Destination}:${m.RW ? 'rw' : 'ro'}`).sort()).toEqual(['/inputs:ro', '/outputs:rw']);
+    expect(info.HostConfig).toMatchObject({
+      NetworkMode: 'none',
+      ReadonlyRootfs: true,
+      CapDrop: ['ALL'],
+      SecurityOpt: ['no-new-privileges'],
+      Privileged: false,
+      PidsLimit: j.req.resources.pids,
+      Memory: j.req.resources.memoryMb * 1024 * 1024,
+      MemorySwap: j.req.resources.memoryMb * 1024 * 1024,
+      AutoRemove: false,
+      LogConfig: { Type: 'json-file', Config: { 'max-size': String(16 * 1024 * 1024), 'max-file': '1' } },
+    });
+    expect(info.Mounts.map((m) => `${m.Destination}:${m.RW ? 'rw' : 'ro'}`).sort()).toEqual([
+      '/inputs:ro',
+      '/outputs:rw',
+    ]);
     const listed = await other.containers();
-    expect(listed).toEqual([{ containerId: info.Id, executionId: j.req.executionId, fencingToken: 7, state: 'running' }]);
+    expect(listed).toEqual([
+      { containerId: info.Id, executionId: j.req.executionId, fencingToken: 7, state: 'running' },
+    ]);
     expect(await executor.containers()).toEqual([]); // another agent's containers are not listed
     await other.remove(info.Id);
     await other.remove(info.Id); // already gone: nothing
@@ -315,7 +357,7 @@ describe('DockerExecutor.attach (taking over a container after an agent restart)
     expect(await stdout(j)).toBe('started\n');
   });
 
-  it('counts the wall-clock limit from the container\'s start, not from the take-over', async () => {
+  it("counts the wall-clock limit from the container's start, not from the take-over", async () => {
     const j = await job(['sleep', '60'], { resources: { timeoutSeconds: 1 } });
     const id = await leftBehind(j, true);
     await new Promise((r) => setTimeout(r, 1500));

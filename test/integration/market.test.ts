@@ -18,21 +18,32 @@ let catalog: ProviderView[];
 const cpuHour = (i: number) => 0.01 * (i + 1);
 
 beforeAll(async () => {
-  ({ net, client: buyer } = await testNetwork({ agents: 3,
-    agentArgs: (i) => ['--price-cpu-hour', String(cpuHour(i)), '--label', `tier=${i === 0 ? 'gold' : 'standard'}`] }));
+  ({ net, client: buyer } = await testNetwork({
+    agents: 3,
+    agentArgs: (i) => ['--price-cpu-hour', String(cpuHour(i)), '--label', `tier=${i === 0 ? 'gold' : 'standard'}`],
+  }));
   catalog = await buyer.listProviders();
 });
-afterAll(async () => { await net?.stop(); });
+afterAll(async () => {
+  await net?.stop();
+});
 
-const JOB: JobSpecInput = { image: 'deqo/busybox:test', command: ['sh', '-c', 'echo paid > /outputs/out.txt'],
-  resources: { cpus: 1, memoryMb: 64, timeoutSeconds: 60 }, verification: { replicas: 3, quorum: 2 } };
+const JOB: JobSpecInput = {
+  image: 'deqo/busybox:test',
+  command: ['sh', '-c', 'echo paid > /outputs/out.txt'],
+  resources: { cpus: 1, memoryMb: 64, timeoutSeconds: 60 },
+  verification: { replicas: 3, quorum: 2 },
+};
 const micro = (credits: number) => toMicro(credits);
 const isSettled = (v: JobView) => v.billing.settled;
 
 describe('prices, escrow, payment and refund', () => {
-  it('publishes each agent\'s offer in the catalog', () => {
+  it("publishes each agent's offer in the catalog", () => {
     expect(catalog.map((p) => [p.name, p.offer.prices.cpuHour, p.offer.labels.tier])).toEqual([
-      ['provider-1', 0.01, 'gold'], ['provider-2', 0.02, 'standard'], ['provider-3', 0.03, 'standard']]);
+      ['provider-1', 0.01, 'gold'],
+      ['provider-2', 0.02, 'standard'],
+      ['provider-3', 0.03, 'standard'],
+    ]);
     expect(catalog.every((p) => p.online && p.reputation.score === 0.5)).toBe(true);
   });
 
@@ -44,7 +55,11 @@ describe('prices, escrow, payment and refund', () => {
     const quote = await buyer.quote(JOB);
     expect(micro(quote.executionMaxCost)).toBe(executionMaxCost(spec));
     expect(micro(quote.escrow)).toBe(3 * executionMaxCost(spec));
-    expect(quote.modes.map((m) => [m.mode, m.executionsPerTask])).toEqual([['none', 1], ['replicate', 3], ['adaptive', 3]]);
+    expect(quote.modes.map((m) => [m.mode, m.executionsPerTask])).toEqual([
+      ['none', 1],
+      ['replicate', 3],
+      ['adaptive', 3],
+    ]);
     expect(quote.modes[0]!.maxCost).toBeLessThan(quote.modes[1]!.maxCost);
     expect(quote).toMatchObject({ tasks: 1, matchingProviders: 3, affordable: true, shortfall: 0 });
 
@@ -57,7 +72,10 @@ describe('prices, escrow, payment and refund', () => {
     expect(valid.length).toBeGreaterThanOrEqual(2);
     let paid = 0;
     for (const e of view.tasks[0]!.executions) {
-      if (e.state !== 'valid') { expect(e.paid).toBeNull(); continue; }
+      if (e.state !== 'valid') {
+        expect(e.paid).toBeNull();
+        continue;
+      }
       const price = catalog.find((p) => p.agentId === e.agentId)!.offer.prices;
       const expected = executionCost(price, { cpus: 1, memoryMb: 64, gpus: 0 }, e.usage!.wallMs, 60_000);
       expect(micro(e.paid!)).toBe(expected);
@@ -73,7 +91,12 @@ describe('prices, escrow, payment and refund', () => {
 
     // The buyer's ledger tells the same story: hold, then refund (payments move escrow → providers).
     const entries = await buyer.ledger({ jobId });
-    expect(entries.filter((x) => x.account.startsWith('acct:')).map((x) => x.kind).sort()).toEqual(['escrow_hold', 'refund']);
+    expect(
+      entries
+        .filter((x) => x.account.startsWith('acct:'))
+        .map((x) => x.kind)
+        .sort(),
+    ).toEqual(['escrow_hold', 'refund']);
 
     // Each provider that was paid sees it as earnings, and a cross-checked valid result in its reputation.
     for (const e of valid) {
@@ -93,7 +116,10 @@ describe('prices, escrow, payment and refund', () => {
   it('refuses a job the buyer cannot afford, naming the shortfall, and holds nothing', async () => {
     const before = await buyer.balance();
     const big: JobSpecInput = { ...JOB, resources: { cpus: 4, memoryMb: 64, timeoutSeconds: 7 * 86_400 } };
-    const err = await buyer.submitJob(big).then(() => null, (e: unknown) => e);
+    const err = await buyer.submitJob(big).then(
+      () => null,
+      (e: unknown) => e,
+    );
     expect(err).toBeInstanceOf(ApiError);
     expect((err as ApiError).status).toBe(402);
     expect((err as ApiError).code).toBe('insufficient_funds');
@@ -105,7 +131,7 @@ describe('prices, escrow, payment and refund', () => {
 });
 
 describe('matching that explains itself', () => {
-  it('runs only on offers within the job\'s maximum price', async () => {
+  it("runs only on offers within the job's maximum price", async () => {
     const { jobId } = await buyer.submitJob({ ...JOB, verification: { mode: 'none' }, maxPrice: { cpuHour: 0.015 } });
     const view = await waitForJob(buyer, jobId, isSettled);
     expect(view.tasks[0]!.executions.map((e) => e.agentName)).toEqual(['provider-1']);
@@ -118,7 +144,11 @@ describe('matching that explains itself', () => {
 
   it('keeps a job nobody matches waiting, explains why, and ends it at its queue timeout with a full refund', async () => {
     const before = await buyer.balance();
-    const { jobId, escrow } = await buyer.submitJob({ ...JOB, constraints: { labels: { tier: 'platinum' } }, queueTimeoutSeconds: 4 });
+    const { jobId, escrow } = await buyer.submitJob({
+      ...JOB,
+      constraints: { labels: { tier: 'platinum' } },
+      queueTimeoutSeconds: 4,
+    });
     const why = await buyer.explain(jobId);
     expect(why.waitingTasks).toBe(1);
     expect(why.providers).toHaveLength(3);
@@ -136,7 +166,11 @@ describe('matching that explains itself', () => {
   });
 
   it('filters and sorts the catalog', async () => {
-    expect((await buyer.listProviders({ sort: 'price', order: 'desc' })).map((p) => p.name)).toEqual(['provider-3', 'provider-2', 'provider-1']);
+    expect((await buyer.listProviders({ sort: 'price', order: 'desc' })).map((p) => p.name)).toEqual([
+      'provider-3',
+      'provider-2',
+      'provider-1',
+    ]);
     expect((await buyer.listProviders({ maxCpuHour: 0.02 })).map((p) => p.name)).toEqual(['provider-1', 'provider-2']);
     expect((await buyer.listProviders({ label: 'tier=gold' })).map((p) => p.name)).toEqual(['provider-1']);
     expect(await buyer.listProviders({ minCpus: 512 })).toEqual([]);

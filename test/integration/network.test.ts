@@ -17,7 +17,9 @@ const BUSYBOX = 'deqo/busybox:test';
 beforeAll(async () => {
   ({ net, client } = await testNetwork({ agents: 3, agentArgs: (i) => (i === 2 ? ['--test-corrupt-outputs'] : []) }));
 });
-afterAll(async () => { await net?.stop(); });
+afterAll(async () => {
+  await net?.stop();
+});
 
 async function run(spec: JobSpecInput) {
   const { jobId } = await client.submitJob(spec);
@@ -41,7 +43,10 @@ describe('the demo sweep on real data', () => {
       if (cheat) expect(['invalid', 'cancelled']).toContain(cheat.state);
     }
     // At least one of provider-3's corrupted results was actually compared and marked invalid.
-    expect(view.tasks.flatMap((t) => t.executions).filter((e) => e.agentName === 'provider-3' && e.state === 'invalid').length).toBeGreaterThan(0);
+    expect(
+      view.tasks.flatMap((t) => t.executions).filter((e) => e.agentName === 'provider-3' && e.state === 'invalid')
+        .length,
+    ).toBeGreaterThan(0);
     // The cheater earns nothing and its reputation records every outvoted result; the honest ones are paid.
     const done = await waitForJob(client, view.id, (v) => v.billing.settled);
     for (const e of done.tasks.flatMap((t) => t.executions)) expect(e.paid !== null).toBe(e.state === 'valid');
@@ -50,7 +55,10 @@ describe('the demo sweep on real data', () => {
     const rep = await cheater.providerReputation(100);
     expect(rep.reputation.consecutiveValid).toBe(0);
     expect(rep.events.filter((ev) => ev.jobId === view.id).every((ev) => ev.kind === 'invalid')).toBe(true);
-    expect(rep.reputation.invalid).toBe(done.tasks.flatMap((t) => t.executions).filter((e) => e.agentName === 'provider-3' && e.state === 'invalid').length);
+    expect(rep.reputation.invalid).toBe(
+      done.tasks.flatMap((t) => t.executions).filter((e) => e.agentName === 'provider-3' && e.state === 'invalid')
+        .length,
+    );
     expect((await new DeqoClient(net.url, net.providerKeys[0]!).balance()).earned).toBeGreaterThan(0);
     const results = await client.getResults(view.id);
     const accuracies = [];
@@ -62,7 +70,10 @@ describe('the demo sweep on real data', () => {
       accuracies.push(stdout.accuracy);
     }
     // A real SVM on the digits: well above chance (0.1), below perfect.
-    for (const a of accuracies) { expect(a).toBeGreaterThan(0.9); expect(a).toBeLessThan(1); }
+    for (const a of accuracies) {
+      expect(a).toBeGreaterThan(0.9);
+      expect(a).toBeLessThan(1);
+    }
   });
 });
 
@@ -73,7 +84,11 @@ describe('failures are classified and nothing goes down', () => {
     ['image_not_found', { image: 'deqo/no-such-image:1', command: ['true'] }],
     ['nonzero_exit', { command: ['sh', '-c', 'echo partial > /outputs/p; exit 3'] }],
   ] as const)('%s', async (reason, patch) => {
-    const view = await run({ image: BUSYBOX, ...patch, verification: { replicas: 2, quorum: 2 } } as unknown as JobSpecInput);
+    const view = await run({
+      image: BUSYBOX,
+      ...patch,
+      verification: { replicas: 2, quorum: 2 },
+    } as unknown as JobSpecInput);
     expect(view.state).toBe('failed');
     const t = view.tasks[0]!;
     expect(t.state).toBe('failed');
@@ -84,7 +99,11 @@ describe('failures are classified and nothing goes down', () => {
   });
 
   it('keeps serving after all of that: a normal job still verifies', async () => {
-    const view = await run({ image: BUSYBOX, command: ['sh', '-c', 'echo ok > /outputs/ok'], verification: { replicas: 2, quorum: 2 } });
+    const view = await run({
+      image: BUSYBOX,
+      command: ['sh', '-c', 'echo ok > /outputs/ok'],
+      verification: { replicas: 2, quorum: 2 },
+    });
     expect(view.state).toBe('succeeded');
     expect((await client.listProviders()).filter((p) => p.online)).toHaveLength(3);
   });
@@ -122,7 +141,11 @@ describe('the sandbox', () => {
 
 describe('bad input', () => {
   async function rejected(body: unknown): Promise<ApiError> {
-    try { await client.submitJob(body as JobSpecInput); } catch (err) { return err as ApiError; }
+    try {
+      await client.submitJob(body as JobSpecInput);
+    } catch (err) {
+      return err as ApiError;
+    }
     throw new Error('expected the submission to be rejected');
   }
   it('names the field and what was expected', async () => {
@@ -138,7 +161,11 @@ describe('bad input', () => {
     expect(e4.status).toBe(404);
   });
   it('answers malformed JSON and missing keys with 4xx JSON errors', async () => {
-    const res = await fetch(`${net.url}/v1/jobs`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${net.buyerKey}` }, body: '{"image": ' });
+    const res = await fetch(`${net.url}/v1/jobs`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${net.buyerKey}` },
+      body: '{"image": ',
+    });
     expect(res.status).toBe(400);
     expect(((await res.json()) as { error: { code: string } }).error.code).toBe('validation_failed');
     const anon = await fetch(`${net.url}/v1/jobs`);

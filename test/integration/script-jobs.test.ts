@@ -26,7 +26,9 @@ beforeAll(async () => {
   home = await mkdtemp(join(tmpdir(), 'deqo-home-'));
   await saveProfile(join(home, 'config.json'), 'local', { coordinator: net.url, apiKey: net.buyerKey });
 });
-afterAll(async () => { await net?.stop(); });
+afterAll(async () => {
+  await net?.stop();
+});
 
 const SOURCE = `import sklearn, sys
 print("hello from", sys.argv[0])
@@ -36,8 +38,11 @@ with open("/outputs/answer.txt", "w") as f:
 
 describe('script jobs', () => {
   it('run the source as /inputs/main.py in the default image, and verify on two providers', async () => {
-    const { jobId } = await client.submitJob({ script: { language: 'python', source: SOURCE, requirements: ['scikit-learn', 'numpy'] },
-      verification: { replicas: 2, quorum: 2 }, resources: { memoryMb: 256, timeoutSeconds: 120 } });
+    const { jobId } = await client.submitJob({
+      script: { language: 'python', source: SOURCE, requirements: ['scikit-learn', 'numpy'] },
+      verification: { replicas: 2, quorum: 2 },
+      resources: { memoryMb: 256, timeoutSeconds: 120 },
+    });
     const view = await waitForJob(client, jobId, settled);
     expect(view.state, JSON.stringify(view.tasks[0]?.executions.map((e) => e.failure))).toBe('succeeded');
     expect(view.spec.image).toBe('deqo/python-sklearn:bookworm');
@@ -49,15 +54,21 @@ describe('script jobs', () => {
   });
 
   it('fail as requirements_unavailable, naming the missing module, when a requirement is not in the image (no network)', async () => {
-    const { jobId } = await client.submitJob({ script: { language: 'python', source: 'print("never runs")\n', requirements: ['numpy', 'no-such-package>=1'] },
-      verification: { replicas: 2, quorum: 2 }, resources: { memoryMb: 256, timeoutSeconds: 120 } });
+    const { jobId } = await client.submitJob({
+      script: { language: 'python', source: 'print("never runs")\n', requirements: ['numpy', 'no-such-package>=1'] },
+      verification: { replicas: 2, quorum: 2 },
+      resources: { memoryMb: 256, timeoutSeconds: 120 },
+    });
     const view = await waitForJob(client, jobId, settled);
     expect(view.state).toBe('failed');
     const task = view.tasks[0]!;
     expect(task.failure).toMatchObject({ reason: 'requirements_unavailable', blame: 'job' });
     expect(task.failure!.message).toContain('missing module no_such_package (requirement no-such-package>=1)');
     // Both replicas reported the same failure: it was decided by votes like a result, and nothing ran.
-    expect(task.executions.map((e) => [e.state, e.failure?.reason])).toEqual([['valid', 'requirements_unavailable'], ['valid', 'requirements_unavailable']]);
+    expect(task.executions.map((e) => [e.state, e.failure?.reason])).toEqual([
+      ['valid', 'requirements_unavailable'],
+      ['valid', 'requirements_unavailable'],
+    ]);
     const stdout = task.executions[0]!.stdoutBlob;
     if (stdout) expect(await client.blobText(stdout)).toBe('');
   });
@@ -67,7 +78,11 @@ describe('script jobs', () => {
     const ac = new AbortController();
     const following = client.events({}, (e) => got.push(e), ac.signal);
     const source = 'import time\nfor i in range(3):\n    print("tick", i)\n    time.sleep(1.5)\n';
-    const { jobId } = await client.submitJob({ script: { language: 'python', source }, verification: { mode: 'none' }, resources: { memoryMb: 256 } });
+    const { jobId } = await client.submitJob({
+      script: { language: 'python', source },
+      verification: { mode: 'none' },
+      resources: { memoryMb: 256 },
+    });
     const view = await waitForJob(client, jobId, settled);
     expect(view.state).toBe('succeeded');
     await new Promise((r) => setTimeout(r, 300)); // the last events may still be on their way
@@ -91,17 +106,40 @@ describe('script jobs', () => {
     const script = join(home, 'hello.py');
     await writeFile(script, 'import numpy\nprint("sum", int(numpy.arange(10).sum()))\n');
     await writeFile(join(home, 'requirements.txt'), '# what hello.py needs\nnumpy  # arrays\n\n');
-    const r = await exec(process.execPath, [DEQO_BIN, 'run', script, '--requirements-file', join(home, 'requirements.txt'), '--requirement', 'scikit-learn',
-      '--replicas', '2', '--quorum', '2', '--memory', '256m'], { env: { ...process.env, DEQO_HOME: home, DEQO_API_KEY: '' }, cwd: home });
+    const r = await exec(
+      process.execPath,
+      [
+        DEQO_BIN,
+        'run',
+        script,
+        '--requirements-file',
+        join(home, 'requirements.txt'),
+        '--requirement',
+        'scikit-learn',
+        '--replicas',
+        '2',
+        '--quorum',
+        '2',
+        '--memory',
+        '256m',
+      ],
+      { env: { ...process.env, DEQO_HOME: home, DEQO_API_KEY: '' }, cwd: home },
+    );
     expect(r.stdout).toBe('sum 45\n');
     expect(r.stderr).toMatch(/task 0 \(#0\): verified by provider-\d \+ provider-\d/);
     const [job] = await client.listJobs({ limit: 1 });
     expect((await client.getJob(job!.id)).spec.script?.requirements).toEqual(['numpy', 'scikit-learn']);
 
-    const failed = await exec(process.execPath, [DEQO_BIN, 'run', script, '--requirement', 'nosuchmodule', '--verify', 'none', '--json'],
-      { env: { ...process.env, DEQO_HOME: home, DEQO_API_KEY: '' }, cwd: home }).catch((e: { code: number; stdout: string }) => e);
+    const failed = await exec(
+      process.execPath,
+      [DEQO_BIN, 'run', script, '--requirement', 'nosuchmodule', '--verify', 'none', '--json'],
+      { env: { ...process.env, DEQO_HOME: home, DEQO_API_KEY: '' }, cwd: home },
+    ).catch((e: { code: number; stdout: string }) => e);
     expect('code' in failed ? failed.code : 0).toBe(1);
-    const out = JSON.parse(failed.stdout) as { state: string; tasks: Array<{ failure: { reason: string; message: string } }> };
+    const out = JSON.parse(failed.stdout) as {
+      state: string;
+      tasks: Array<{ failure: { reason: string; message: string } }>;
+    };
     expect(out.state).toBe('failed');
     expect(out.tasks[0]!.failure.reason).toBe('requirements_unavailable');
     expect(out.tasks[0]!.failure.message).toContain('missing module nosuchmodule');

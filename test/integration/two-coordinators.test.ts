@@ -27,7 +27,10 @@ let buyerKey: string;
 
 /** Starts `deqo <args>` with its output in `<dir>/<name>.log`. */
 function start(name: string, args: string[], env: Record<string, string> = {}): ChildProcess {
-  const child = spawn(process.execPath, [DEQO_BIN, ...args], { env: { ...process.env, DEQO_HOME: dir, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [DEQO_BIN, ...args], {
+    env: { ...process.env, DEQO_HOME: dir, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   const log = createWriteStream(join(dir, `${name}.log`));
   child.stdout!.pipe(log);
   child.stderr!.pipe(log);
@@ -37,31 +40,58 @@ function start(name: string, args: string[], env: Record<string, string> = {}): 
 
 /** Starts a coordinator on a free port and resolves with its URL once it listens (30 s at most). */
 function coordinator(name: string, extra: string[] = []): Promise<string> {
-  const child = start(name, ['coordinator', '--port', '0', '--data-dir', join(dir, name), '--blob-dir', join(dir, 'blobs'), '--log-level', 'warn', ...extra],
-    { DEQO_DATABASE_URL: database.url });
+  const child = start(
+    name,
+    [
+      'coordinator',
+      '--port',
+      '0',
+      '--data-dir',
+      join(dir, name),
+      '--blob-dir',
+      join(dir, 'blobs'),
+      '--log-level',
+      'warn',
+      ...extra,
+    ],
+    { DEQO_DATABASE_URL: database.url },
+  );
   return new Promise((resolve, reject) => {
     let err = '';
     const timer = setTimeout(() => reject(new Error(`${name} did not start: ${err}`)), 30_000);
     child.stderr!.on('data', (b: Buffer) => {
       err += b.toString();
       const m = /coordinator listening on (\S+) \(postgres\)/.exec(err);
-      if (m) { clearTimeout(timer); resolve(m[1]!); }
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[1]!);
+      }
     });
-    child.once('exit', (code) => { clearTimeout(timer); reject(new Error(`${name} exited with ${code}: ${err}`)); });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`${name} exited with ${code}: ${err}`));
+    });
   });
 }
 
 async function sql<R extends pg.QueryResultRow>(text: string): Promise<R[]> {
   const c = new pg.Client({ connectionString: database.url });
   await c.connect();
-  try { return (await c.query<R>(text)).rows; } finally { await c.end(); }
+  try {
+    return (await c.query<R>(text)).rows;
+  } finally {
+    await c.end();
+  }
 }
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'deqo-two-'));
   database = await createPgDatabase();
   // Both start at once: their migrations meet on the new database (one waits for the other's lock).
-  urls = await Promise.all([coordinator('coordinator-1', ['--admin-key-file', join(dir, 'admin.key')]), coordinator('coordinator-2')]);
+  urls = await Promise.all([
+    coordinator('coordinator-1', ['--admin-key-file', join(dir, 'admin.key')]),
+    coordinator('coordinator-2'),
+  ]);
   adminKey = (await readFile(join(dir, 'admin.key'), 'utf8')).trim();
   const admin = new DeqoClient(urls[0]!, adminKey);
   buyerKey = (await admin.adminCreateAccount('buyer', ['buyer'])).apiKey;
@@ -71,8 +101,22 @@ beforeAll(async () => {
     const { apiKey } = await admin.adminCreateAccount(`provider-${i}`, ['provider']);
     const agentDir = join(dir, `agent-${i}`);
     await mkdir(agentDir, { recursive: true });
-    start(`agent-${i}`, ['agent', '--coordinator', urls[i <= 2 ? 0 : 1]!, '--data-dir', agentDir, '--name', `provider-${i}`, '--no-idle-policy', '--cpus', '1'],
-      { DEQO_API_KEY: apiKey });
+    start(
+      `agent-${i}`,
+      [
+        'agent',
+        '--coordinator',
+        urls[i <= 2 ? 0 : 1]!,
+        '--data-dir',
+        agentDir,
+        '--name',
+        `provider-${i}`,
+        '--no-idle-policy',
+        '--cpus',
+        '1',
+      ],
+      { DEQO_API_KEY: apiKey },
+    );
   }
   const buyer = new DeqoClient(urls[1]!, buyerKey);
   const deadline = Date.now() + 30_000;
@@ -83,12 +127,20 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await Promise.all(children.map((c) => new Promise<void>((resolve) => {
-    if (c.exitCode !== null || c.signalCode !== null) { resolve(); return; }
-    c.once('exit', () => resolve());
-    c.kill('SIGTERM');
-    setTimeout(() => c.kill('SIGKILL'), 10_000).unref();
-  })));
+  await Promise.all(
+    children.map(
+      (c) =>
+        new Promise<void>((resolve) => {
+          if (c.exitCode !== null || c.signalCode !== null) {
+            resolve();
+            return;
+          }
+          c.once('exit', () => resolve());
+          c.kill('SIGTERM');
+          setTimeout(() => c.kill('SIGKILL'), 10_000).unref();
+        }),
+    ),
+  );
   await database?.drop();
   if (dir) await rm(dir, { recursive: true, force: true });
 });
@@ -99,12 +151,18 @@ describe('two coordinators on one PostgreSQL database', () => {
     const jobs: Array<{ id: string; via: number; text: string }> = [];
     for (let i = 0; i < 6; i++) {
       const text = `hello from job ${i}`;
-      const { jobId } = await clients[i % 2]!.submitJob({ image: 'deqo/busybox:test', command: ['sh', '-c', `echo '${text}' > /outputs/result.txt`],
-        resources: { cpus: 1, memoryMb: 64, timeoutSeconds: 60 }, verification: { replicas: 2, quorum: 2 } });
+      const { jobId } = await clients[i % 2]!.submitJob({
+        image: 'deqo/busybox:test',
+        command: ['sh', '-c', `echo '${text}' > /outputs/result.txt`],
+        resources: { cpus: 1, memoryMb: 64, timeoutSeconds: 60 },
+        verification: { replicas: 2, quorum: 2 },
+      });
       jobs.push({ id: jobId, via: i % 2, text });
     }
     // Each job is followed through the other coordinator than the one that took it.
-    const views = await Promise.all(jobs.map((j) => waitForJob(clients[1 - j.via]!, j.id, (v) => settled(v) && v.billing.settled)));
+    const views = await Promise.all(
+      jobs.map((j) => waitForJob(clients[1 - j.via]!, j.id, (v) => settled(v) && v.billing.settled)),
+    );
     const agentsUsed = new Set<string>();
     for (const v of views) {
       expect(v.state).toBe('succeeded');
@@ -120,15 +178,21 @@ describe('two coordinators on one PostgreSQL database', () => {
     // Paid at most once: one payment per valid execution, nothing for the others; one refund per job; one
     // reputation event per settled execution.
     const payments = await sql<{ execution_id: string; n: string }>(
-      "SELECT execution_id, count(*) AS n FROM ledger_entries WHERE kind = 'payment' AND account LIKE 'acct:%' GROUP BY execution_id");
+      "SELECT execution_id, count(*) AS n FROM ledger_entries WHERE kind = 'payment' AND account LIKE 'acct:%' GROUP BY execution_id",
+    );
     const valid = await sql<{ id: string }>("SELECT id FROM executions WHERE state = 'valid'");
     expect(payments.map((p) => p.execution_id).sort()).toEqual(valid.map((v) => v.id).sort());
     expect(payments.every((p) => Number(p.n) === 1)).toBe(true);
-    const refunds = await sql<{ job_id: string; n: string }>("SELECT job_id, count(DISTINCT txn_id) AS n FROM ledger_entries WHERE kind = 'refund' GROUP BY job_id");
+    const refunds = await sql<{ job_id: string; n: string }>(
+      "SELECT job_id, count(DISTINCT txn_id) AS n FROM ledger_entries WHERE kind = 'refund' GROUP BY job_id",
+    );
     expect(refunds.every((r) => Number(r.n) === 1)).toBe(true);
-    const events = await sql<{ n: string }>('SELECT count(*) AS n FROM reputation_events GROUP BY execution_id HAVING count(*) > 1');
+    const events = await sql<{ n: string }>(
+      'SELECT count(*) AS n FROM reputation_events GROUP BY execution_id HAVING count(*) > 1',
+    );
     expect(events).toEqual([]);
-    for (const url of urls) expect(await new DeqoClient(url, adminKey).adminAudit()).toEqual({ sound: true, problems: [] });
+    for (const url of urls)
+      expect(await new DeqoClient(url, adminKey).adminAudit()).toEqual({ sound: true, problems: [] });
 
     // Outputs: the same bytes from both coordinators (shared blob folder); `deqo results` through the
     // coordinator that did not take the job checks every file against the verified manifest.
@@ -139,8 +203,11 @@ describe('two coordinators on one PostgreSQL database', () => {
       expect(a!.length).toBeGreaterThan(0);
       expect(b!.equals(a!)).toBe(true);
       const out = join(dir, 'results', j.id);
-      await exec(process.execPath, [DEQO_BIN, 'results', j.id, '-o', out, '--coordinator', urls[1 - j.via]!, '--api-key', buyerKey],
-        { env: { ...process.env, DEQO_HOME: dir } });
+      await exec(
+        process.execPath,
+        [DEQO_BIN, 'results', j.id, '-o', out, '--coordinator', urls[1 - j.via]!, '--api-key', buyerKey],
+        { env: { ...process.env, DEQO_HOME: dir } },
+      );
       expect((await readFile(join(out, 'task-0', 'result.txt'), 'utf8')).trim()).toBe(j.text);
     }
   });

@@ -16,10 +16,29 @@ import { ApiError } from '../../src/client/index.js';
 import { LimitsSchema, ResourcesSchema, type Assignment, type ReportRequest } from '../../src/protocol/index.js';
 
 function assignment(executionId: string, fencingToken = 1): Assignment {
-  return { executionId, fencingToken, leaseExpiresAt: 1, jobId: 'job_1', taskIndex: 0, image: 'deqo/busybox:test', command: ['true'],
-    env: {}, resources: ResourcesSchema.parse({}), limits: LimitsSchema.parse({}), inputs: [], outputDir: '/outputs', network: false };
+  return {
+    executionId,
+    fencingToken,
+    leaseExpiresAt: 1,
+    jobId: 'job_1',
+    taskIndex: 0,
+    image: 'deqo/busybox:test',
+    command: ['true'],
+    env: {},
+    resources: ResourcesSchema.parse({}),
+    limits: LimitsSchema.parse({}),
+    inputs: [],
+    outputDir: '/outputs',
+    network: false,
+  };
 }
-const outcome: ExecutionOutcome = { kind: 'exited', exitCode: 0, usage: { wallMs: 5, cpuMs: 1, maxMemoryBytes: 10 }, stdoutTruncated: false, stderrTruncated: false };
+const outcome: ExecutionOutcome = {
+  kind: 'exited',
+  exitCode: 0,
+  usage: { wallMs: 5, cpuMs: 1, maxMemoryBytes: 10 },
+  stdoutTruncated: false,
+  stderrTruncated: false,
+};
 const report: ReportRequest = { outcome: 'failed', fencingToken: 1, reason: 'agent_error', message: 'x' };
 const tmp = () => mkdtemp(join(tmpdir(), 'deqo-state-'));
 
@@ -37,9 +56,18 @@ describe('AgentState', () => {
     const s2 = AgentState.open(dir);
     const { records, unreadable } = s2.list();
     expect(unreadable).toEqual([]);
-    expect(records.map((r) => [r.executionId, r.phase, r.containerId])).toEqual([['ex_a', 'finished', 'c1'], ['ex_b', 'preparing', null]]);
+    expect(records.map((r) => [r.executionId, r.phase, r.containerId])).toEqual([
+      ['ex_a', 'finished', 'c1'],
+      ['ex_b', 'preparing', null],
+    ]);
     const a = records[0]!;
-    expect(a).toMatchObject({ fencingToken: 3, outcome, report: { ...report, fencingToken: 3 }, createdAt: 100, updatedAt: 130 });
+    expect(a).toMatchObject({
+      fencingToken: 3,
+      outcome,
+      report: { ...report, fencingToken: 3 },
+      createdAt: 100,
+      updatedAt: 130,
+    });
     expect(a.assignment).toEqual(assignment('ex_a', 3));
     const plan = planRecovery(records, []);
     expect(plan.actions[0]).toEqual({ kind: 'resend', record: a, report: { ...report, fencingToken: 3 } });
@@ -89,10 +117,24 @@ describe('AgentState', () => {
 });
 
 describe('planRecovery', () => {
-  const rec = (executionId: string, over: Partial<HeldRecord> = {}): HeldRecord => ({ executionId, fencingToken: 1, assignment: assignment(executionId),
-    containerId: null, phase: 'running', outcome: null, report: null, createdAt: 0, updatedAt: 0, ...over });
-  const box = (containerId: string, state: string, executionId?: string, fencingToken?: number): OwnContainer =>
-    ({ containerId, state, ...(executionId ? { executionId } : {}), ...(fencingToken !== undefined ? { fencingToken } : {}) });
+  const rec = (executionId: string, over: Partial<HeldRecord> = {}): HeldRecord => ({
+    executionId,
+    fencingToken: 1,
+    assignment: assignment(executionId),
+    containerId: null,
+    phase: 'running',
+    outcome: null,
+    report: null,
+    createdAt: 0,
+    updatedAt: 0,
+    ...over,
+  });
+  const box = (containerId: string, state: string, executionId?: string, fencingToken?: number): OwnContainer => ({
+    containerId,
+    state,
+    ...(executionId ? { executionId } : {}),
+    ...(fencingToken !== undefined ? { fencingToken } : {}),
+  });
 
   it('resends, packages, reattaches (running, exited or never started) and reports what is gone', () => {
     const records = [
@@ -104,11 +146,26 @@ describe('planRecovery', () => {
       rec('ex_gone', { containerId: 'c_gone' }),
       rec('ex_unstarted', { phase: 'preparing' }),
     ];
-    const containers = [box('c_run', 'running', 'ex_running', 1), box('c_exit', 'exited', 'ex_exited', 1), box('c_new', 'created', 'ex_created', 1)];
+    const containers = [
+      box('c_run', 'running', 'ex_running', 1),
+      box('c_exit', 'exited', 'ex_exited', 1),
+      box('c_new', 'created', 'ex_created', 1),
+    ];
     const plan = planRecovery(records, containers);
-    expect(plan.actions.map((a) => [a.record.executionId, a.kind, a.kind === 'reattach' ? a.container.containerId : undefined])).toEqual([
-      ['ex_report', 'resend', undefined], ['ex_outcome', 'package', undefined], ['ex_running', 'reattach', 'c_run'],
-      ['ex_exited', 'reattach', 'c_exit'], ['ex_created', 'reattach', 'c_new'], ['ex_gone', 'gone', undefined], ['ex_unstarted', 'gone', undefined],
+    expect(
+      plan.actions.map((a) => [
+        a.record.executionId,
+        a.kind,
+        a.kind === 'reattach' ? a.container.containerId : undefined,
+      ]),
+    ).toEqual([
+      ['ex_report', 'resend', undefined],
+      ['ex_outcome', 'package', undefined],
+      ['ex_running', 'reattach', 'c_run'],
+      ['ex_exited', 'reattach', 'c_exit'],
+      ['ex_created', 'reattach', 'c_new'],
+      ['ex_gone', 'gone', undefined],
+      ['ex_unstarted', 'gone', undefined],
     ]);
     const gone = plan.actions.filter((a) => a.kind === 'gone').map((a) => (a.kind === 'gone' ? a.message : ''));
     expect(gone[0]).toMatch(/container was gone/);
@@ -129,9 +186,18 @@ describe('planRecovery', () => {
       box('c_stale', 'running', 'ex_dead', 9), // other token: not this record's
     ];
     const plan = planRecovery(records, containers);
-    expect(plan.actions.map((a) => [a.record.executionId, a.kind])).toEqual([['ex_done', 'resend'], ['ex_dead', 'gone']]);
+    expect(plan.actions.map((a) => [a.record.executionId, a.kind])).toEqual([
+      ['ex_done', 'resend'],
+      ['ex_dead', 'gone'],
+    ]);
     expect(plan.orphans.map((o) => [o.container.containerId, o.report])).toEqual([
-      ['c_unknown', { executionId: 'ex_lost', fencingToken: 4 }], ['c_twin', null], ['c_nolabel', null], ['c_notoken', null], ['c_done', null], ['c_dead', null], ['c_stale', null],
+      ['c_unknown', { executionId: 'ex_lost', fencingToken: 4 }],
+      ['c_twin', null],
+      ['c_nolabel', null],
+      ['c_notoken', null],
+      ['c_done', null],
+      ['c_dead', null],
+      ['c_stale', null],
     ]);
   });
 });

@@ -6,11 +6,35 @@ import { packageOf } from '../../src/bench/profile.js';
 
 describe('dispatch benchmark', () => {
   it('verifies every job of a tiny run over HTTP with simulated agents (SQLite, in-process coordinator)', async () => {
-    const r = await runDispatch({ database: 'sqlite', jobs: 20, agents: 5, concurrency: 4, warmup: 2, inProcess: true }) as DispatchResult;
+    const r = (await runDispatch({
+      database: 'sqlite',
+      jobs: 20,
+      agents: 5,
+      concurrency: 4,
+      warmup: 2,
+      inProcess: true,
+    })) as DispatchResult;
     expect(r).not.toHaveProperty('skipped');
-    expect(r).toMatchObject({ benchmark: 'dispatch', database: 'sqlite', coordinators: 1, coordinatorMode: 'in-process', agents: 5, jobs: 20,
-      verified: 20, notVerified: 0, agentErrors: 0, verification: 'replicate, replicas 1, quorum 1' });
-    for (const k of ['durationS', 'jobsPerSecond', 'submitPerSecond', 'benchProcessCpuS', 'loadAverageAtStart'] as const) expect(typeof r[k]).toBe('number');
+    expect(r).toMatchObject({
+      benchmark: 'dispatch',
+      database: 'sqlite',
+      coordinators: 1,
+      coordinatorMode: 'in-process',
+      agents: 5,
+      jobs: 20,
+      verified: 20,
+      notVerified: 0,
+      agentErrors: 0,
+      verification: 'replicate, replicas 1, quorum 1',
+    });
+    for (const k of [
+      'durationS',
+      'jobsPerSecond',
+      'submitPerSecond',
+      'benchProcessCpuS',
+      'loadAverageAtStart',
+    ] as const)
+      expect(typeof r[k]).toBe('number');
     expect(r.latencyMs.n).toBe(20);
     expect(r.submitLatencyMs.n).toBe(20);
     expect(Object.keys(r.latencyMs).sort()).toEqual(['max', 'mean', 'n', 'p50', 'p99']);

@@ -17,68 +17,131 @@ const keys: Record<string, string> = {};
 
 function registration(name: string) {
   const { privateKey } = generateKeyPairSync('ed25519');
-  const publicKey = createPublicKey(privateKey).export({ type: 'spki', format: 'der' }).subarray(-32).toString('base64');
+  const publicKey = createPublicKey(privateKey)
+    .export({ type: 'spki', format: 'der' })
+    .subarray(-32)
+    .toString('base64');
   const timestamp = Date.now();
   const signature = sign(null, Buffer.from(`deqo-register\n${publicKey}\n${timestamp}`), privateKey).toString('base64');
-  return { publicKey, name, timestamp, signature,
-    capacity: { cpus: 2, memoryMb: 2048, arch: 'amd64', os: 'linux', dockerVersion: 'test', gpus: [], allowNetwork: false } };
+  return {
+    publicKey,
+    name,
+    timestamp,
+    signature,
+    capacity: {
+      cpus: 2,
+      memoryMb: 2048,
+      arch: 'amd64',
+      os: 'linux',
+      dockerVersion: 'test',
+      gpus: [],
+      allowNetwork: false,
+    },
+  };
 }
 
 beforeAll(async () => {
   store = await openSqliteStore(':memory:');
   blobDir = await mkdtemp(join(tmpdir(), 'deqo-blobs-'));
   const log = pino({ level: 'silent' });
-  app = buildServer({ store, engine: new Engine(store, DEFAULT_ENGINE_CONFIG, log), blobs: new BlobStore(blobDir, 1000), log });
-  for (const [name, role] of [['buyer', 'buyer'], ['p1', 'provider'], ['p2', 'provider']] as const) {
+  app = buildServer({
+    store,
+    engine: new Engine(store, DEFAULT_ENGINE_CONFIG, log),
+    blobs: new BlobStore(blobDir, 1000),
+    log,
+  });
+  for (const [name, role] of [
+    ['buyer', 'buyer'],
+    ['p1', 'provider'],
+    ['p2', 'provider'],
+  ] as const) {
     const a = await createAccountWithKey(store, name, [role], role, Date.now());
     keys[name] = a.apiKey;
     if (role === 'buyer') await store.ledger.post(grantTxn(a.accountId, toMicro(100), 'test credits'), Date.now());
   }
 });
-afterAll(async () => { await app.close(); await store.close(); });
+afterAll(async () => {
+  await app.close();
+  await store.close();
+});
 
 const auth = (who: string) => ({ authorization: `Bearer ${keys[who]}` });
 
 describe('blobs', () => {
   it('stores bytes under their SHA-256 and serves them back', async () => {
     const body = Buffer.from('hello blobs');
-    const up = await app.inject({ method: 'POST', url: '/v1/blobs', headers: { ...auth('buyer'), 'content-type': 'application/octet-stream' }, payload: body });
+    const up = await app.inject({
+      method: 'POST',
+      url: '/v1/blobs',
+      headers: { ...auth('buyer'), 'content-type': 'application/octet-stream' },
+      payload: body,
+    });
     expect(up.statusCode).toBe(201);
     expect(up.json()).toEqual({ sha256: createHash('sha256').update(body).digest('hex'), size: body.length });
     const down = await app.inject({ method: 'GET', url: `/v1/blobs/${up.json().sha256}`, headers: auth('buyer') });
     expect(down.rawPayload.equals(body)).toBe(true);
   });
   it('refuses a blob over the size limit with 413 and keeps nothing', async () => {
-    const r = await app.inject({ method: 'POST', url: '/v1/blobs', headers: { ...auth('buyer'), 'content-type': 'application/octet-stream' }, payload: Buffer.alloc(1001) });
+    const r = await app.inject({
+      method: 'POST',
+      url: '/v1/blobs',
+      headers: { ...auth('buyer'), 'content-type': 'application/octet-stream' },
+      payload: Buffer.alloc(1001),
+    });
     expect(r.statusCode).toBe(413);
     expect(r.json().error.code).toBe('payload_too_large');
     expect(await readdir(join(blobDir, 'tmp'))).toEqual([]);
   });
   it('refuses bytes that do not match the announced digest', async () => {
-    const r = await app.inject({ method: 'POST', url: '/v1/blobs', payload: Buffer.from('x'),
-      headers: { ...auth('buyer'), 'content-type': 'application/octet-stream', 'x-deqo-sha256': 'a'.repeat(64) } });
+    const r = await app.inject({
+      method: 'POST',
+      url: '/v1/blobs',
+      payload: Buffer.from('x'),
+      headers: { ...auth('buyer'), 'content-type': 'application/octet-stream', 'x-deqo-sha256': 'a'.repeat(64) },
+    });
     expect(r.statusCode).toBe(422);
   });
   it('refuses a blob sent as anything but application/octet-stream (415) instead of storing an empty one', async () => {
     for (const type of ['application/json', 'text/plain']) {
-      const r = await app.inject({ method: 'POST', url: '/v1/blobs', payload: type === 'application/json' ? '{"a":1}' : 'hello',
-        headers: { ...auth('buyer'), 'content-type': type } });
+      const r = await app.inject({
+        method: 'POST',
+        url: '/v1/blobs',
+        payload: type === 'application/json' ? '{"a":1}' : 'hello',
+        headers: { ...auth('buyer'), 'content-type': type },
+      });
       expect(r.statusCode).toBe(415);
       expect(r.json().error.message).toContain('application/octet-stream');
     }
-    expect(await store.accounts.blobSize('e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855')).toBeNull(); // no empty blob
+    expect(
+      await store.accounts.blobSize('e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855'),
+    ).toBeNull(); // no empty blob
   });
   it('answers 404 for an unknown blob and 400 for a malformed name', async () => {
-    expect((await app.inject({ method: 'GET', url: `/v1/blobs/${'b'.repeat(64)}`, headers: auth('buyer') })).statusCode).toBe(404);
-    expect((await app.inject({ method: 'GET', url: '/v1/blobs/nothex', headers: auth('buyer') })).json().error.details[0].path).toBe('sha256');
+    expect(
+      (await app.inject({ method: 'GET', url: `/v1/blobs/${'b'.repeat(64)}`, headers: auth('buyer') })).statusCode,
+    ).toBe(404);
+    expect(
+      (await app.inject({ method: 'GET', url: '/v1/blobs/nothex', headers: auth('buyer') })).json().error.details[0]
+        .path,
+    ).toBe('sha256');
   });
 });
 
 describe('keys and tenancy', () => {
   it('needs the right scope', async () => {
-    const r = await app.inject({ method: 'POST', url: '/v1/jobs', headers: auth('p1'), payload: { image: 'x', command: ['y'] } });
+    const r = await app.inject({
+      method: 'POST',
+      url: '/v1/jobs',
+      headers: auth('p1'),
+      payload: { image: 'x', command: ['y'] },
+    });
     expect(r.statusCode).toBe(403);
-    const reg = await app.inject({ method: 'POST', url: '/v1/agents/register', headers: auth('buyer'), payload: registration('a') });
+    const reg = await app.inject({
+      method: 'POST',
+      url: '/v1/agents/register',
+      headers: auth('buyer'),
+      payload: registration('a'),
+    });
     expect(reg.statusCode).toBe(403);
   });
   it('refuses a registration whose signature does not match', async () => {
@@ -87,21 +150,43 @@ describe('keys and tenancy', () => {
     expect(r.statusCode).toBe(401);
   });
   it("hides one provider's agent from another (404)", async () => {
-    const r = await app.inject({ method: 'POST', url: '/v1/agents/register', headers: auth('p1'), payload: registration('p1-agent') });
+    const r = await app.inject({
+      method: 'POST',
+      url: '/v1/agents/register',
+      headers: auth('p1'),
+      payload: registration('p1-agent'),
+    });
     expect(r.statusCode).toBe(200);
     const agentId = r.json().agentId as string;
-    const own = await app.inject({ method: 'POST', url: `/v1/agents/${agentId}/heartbeat`, headers: auth('p1'), payload: { executions: [] } });
+    const own = await app.inject({
+      method: 'POST',
+      url: `/v1/agents/${agentId}/heartbeat`,
+      headers: auth('p1'),
+      payload: { executions: [] },
+    });
     expect(own.statusCode).toBe(200);
-    const other = await app.inject({ method: 'POST', url: `/v1/agents/${agentId}/heartbeat`, headers: auth('p2'), payload: { executions: [] } });
+    const other = await app.inject({
+      method: 'POST',
+      url: `/v1/agents/${agentId}/heartbeat`,
+      headers: auth('p2'),
+      payload: { executions: [] },
+    });
     expect(other.statusCode).toBe(404);
   });
   it("hides one buyer's job from another (404)", async () => {
     keys.buyer2 = (await createAccountWithKey(store, 'buyer2', ['buyer'], 'buyer', Date.now())).apiKey;
-    const sub = await app.inject({ method: 'POST', url: '/v1/jobs', headers: auth('buyer'), payload: { image: 'deqo/busybox:test', command: ['true'] } });
+    const sub = await app.inject({
+      method: 'POST',
+      url: '/v1/jobs',
+      headers: auth('buyer'),
+      payload: { image: 'deqo/busybox:test', command: ['true'] },
+    });
     expect(sub.statusCode).toBe(201);
     const id = sub.json().jobId as string;
     expect((await app.inject({ method: 'GET', url: `/v1/jobs/${id}`, headers: auth('buyer') })).statusCode).toBe(200);
     expect((await app.inject({ method: 'GET', url: `/v1/jobs/${id}`, headers: auth('buyer2') })).statusCode).toBe(404);
-    expect((await app.inject({ method: 'POST', url: `/v1/jobs/${id}/cancel`, headers: auth('buyer2') })).statusCode).toBe(404);
+    expect(
+      (await app.inject({ method: 'POST', url: `/v1/jobs/${id}/cancel`, headers: auth('buyer2') })).statusCode,
+    ).toBe(404);
   });
 });

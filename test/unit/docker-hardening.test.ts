@@ -1,6 +1,13 @@
 /** Unit tests of the pure Docker hardening helpers (no Docker engine needed). */
 import { describe, expect, it } from 'vitest';
-import { buildCreateOptions, classifyExit, logMaxBytes, parseStatsLine, startFailureExitCode, type ExitFacts } from '../../src/agent/docker-hardening.js';
+import {
+  buildCreateOptions,
+  classifyExit,
+  logMaxBytes,
+  parseStatsLine,
+  startFailureExitCode,
+  type ExitFacts,
+} from '../../src/agent/docker-hardening.js';
 import type { ExecutionRequest } from '../../src/agent/executor.js';
 import { LimitsSchema, ResourcesSchema } from '../../src/protocol/index.js';
 
@@ -55,7 +62,10 @@ describe('buildCreateOptions', () => {
 
   it('keeps a bounded json-file log (one file) for reattaching after a restart', () => {
     const MiB = 1024 * 1024;
-    expect(buildCreateOptions(req(), 'a').HostConfig!.LogConfig).toEqual({ Type: 'json-file', Config: { 'max-size': String(16 * MiB), 'max-file': '1' } });
+    expect(buildCreateOptions(req(), 'a').HostConfig!.LogConfig).toEqual({
+      Type: 'json-file',
+      Config: { 'max-size': String(16 * MiB), 'max-file': '1' },
+    });
     expect(logMaxBytes({ stdoutBytes: 4 * MiB, stderrBytes: 1 * MiB })).toBe(40 * MiB);
     expect(logMaxBytes({ stdoutBytes: 64 * MiB, stderrBytes: 64 * MiB })).toBe(1024 * MiB);
     expect(logMaxBytes({ stdoutBytes: 0, stderrBytes: 0 })).toBe(16 * MiB);
@@ -66,7 +76,9 @@ describe('buildCreateOptions', () => {
   });
 
   it('mounts the output directory at the requested path', () => {
-    expect(buildCreateOptions(req({ outputDir: '/work/out' }), 'a').HostConfig!.Binds).toContain('/var/lib/deqo/ex1/outputs:/work/out:rw');
+    expect(buildCreateOptions(req({ outputDir: '/work/out' }), 'a').HostConfig!.Binds).toContain(
+      '/var/lib/deqo/ex1/outputs:/work/out:rw',
+    );
   });
 
   it('refuses the Docker socket, relative paths and bind-spec separators', () => {
@@ -79,7 +91,14 @@ describe('buildCreateOptions', () => {
 });
 
 describe('classifyExit', () => {
-  const base: ExitFacts = { exitCode: 0, oomKilled: false, memoryMb: 32, timeoutSeconds: 5, outputBytes: 100, outputSize: 10 };
+  const base: ExitFacts = {
+    exitCode: 0,
+    oomKilled: false,
+    memoryMb: 32,
+    timeoutSeconds: 5,
+    outputBytes: 100,
+    outputSize: 10,
+  };
 
   it('passes through normal exits, zero or not', () => {
     expect(classifyExit(base)).toEqual({ kind: 'exited', exitCode: 0 });
@@ -87,7 +106,10 @@ describe('classifyExit', () => {
   });
 
   it('reports OOM from the flag or an unexplained SIGKILL, naming the limit', () => {
-    for (const f of [{ ...base, oomKilled: true, exitCode: 1 }, { ...base, exitCode: 137 }]) {
+    for (const f of [
+      { ...base, oomKilled: true, exitCode: 1 },
+      { ...base, exitCode: 137 },
+    ]) {
       const c = classifyExit(f);
       expect(c).toMatchObject({ kind: 'failed', reason: 'out_of_memory' });
       if (c.kind === 'failed') expect(c.message).toMatch(/32 MiB/);
@@ -97,7 +119,9 @@ describe('classifyExit', () => {
   it('our own kill cause wins over the SIGKILL exit code', () => {
     expect(classifyExit({ ...base, exitCode: 137, killedBy: 'timeout' })).toMatchObject({ reason: 'timeout' });
     expect(classifyExit({ ...base, exitCode: 137, killedBy: 'cancelled' })).toMatchObject({ reason: 'cancelled' });
-    expect(classifyExit({ ...base, exitCode: 137, killedBy: 'output_too_large', outputSize: 500 })).toMatchObject({ reason: 'output_too_large' });
+    expect(classifyExit({ ...base, exitCode: 137, killedBy: 'output_too_large', outputSize: 500 })).toMatchObject({
+      reason: 'output_too_large',
+    });
   });
 
   it('flags an output directory over the cap found after exit', () => {
@@ -108,7 +132,9 @@ describe('classifyExit', () => {
 
 describe('startFailureExitCode', () => {
   it('maps exec failures like docker run does', () => {
-    expect(startFailureExitCode('OCI runtime create failed: exec: "nope": executable file not found in $PATH: unknown')).toBe(127);
+    expect(
+      startFailureExitCode('OCI runtime create failed: exec: "nope": executable file not found in $PATH: unknown'),
+    ).toBe(127);
     expect(startFailureExitCode('exec: "/x": stat /x: no such file or directory')).toBe(127);
     expect(startFailureExitCode('exec: "/etc/passwd": permission denied')).toBe(126);
     expect(startFailureExitCode('driver failed programming external connectivity')).toBeUndefined();
@@ -117,9 +143,13 @@ describe('startFailureExitCode', () => {
 
 describe('parseStatsLine', () => {
   it('reads cpu ns and the larger memory figure; zeros for a stopped container', () => {
-    expect(parseStatsLine('{"cpu_stats":{"cpu_usage":{"total_usage":1500000}},"memory_stats":{"usage":10,"max_usage":20}}'))
-      .toEqual({ cpuNs: 1_500_000, memoryBytes: 20 });
-    expect(parseStatsLine('{"cpu_stats":{"cpu_usage":{"total_usage":0}},"memory_stats":{}}')).toEqual({ cpuNs: 0, memoryBytes: 0 });
+    expect(
+      parseStatsLine('{"cpu_stats":{"cpu_usage":{"total_usage":1500000}},"memory_stats":{"usage":10,"max_usage":20}}'),
+    ).toEqual({ cpuNs: 1_500_000, memoryBytes: 20 });
+    expect(parseStatsLine('{"cpu_stats":{"cpu_usage":{"total_usage":0}},"memory_stats":{}}')).toEqual({
+      cpuNs: 0,
+      memoryBytes: 0,
+    });
     expect(parseStatsLine('{"cpu_stats":')).toBeUndefined();
     expect(parseStatsLine('  ')).toBeUndefined();
   });

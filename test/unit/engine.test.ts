@@ -5,13 +5,29 @@
 import { createHash } from 'node:crypto';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { DeqoError, executionMaxCost, grantTxn, toMicro } from '../../src/core/index.js';
-import { classifyReport, DEFAULT_ENGINE_CONFIG, Engine, resultHashOf } from '../../src/engine/index.js';
-import { JobSpecSchema, OfferSchema, type Assignment, type Capacity, type JobSpecInput, type Manifest, type ReportRequest } from '../../src/protocol/index.js';
+import { DeqoError, executionMaxCost, grantTxn, resultHashOf, toMicro } from '../../src/core/index.js';
+import { classifyReport, DEFAULT_ENGINE_CONFIG, Engine } from '../../src/engine/index.js';
+import {
+  JobSpecSchema,
+  OfferSchema,
+  type Assignment,
+  type Capacity,
+  type JobSpecInput,
+  type Manifest,
+  type ReportRequest,
+} from '../../src/protocol/index.js';
 import { openSqliteStore, type Store } from '../../src/store/index.js';
 
 const T0 = 1_700_000_000_000;
-const CAPACITY: Capacity = { cpus: 2, memoryMb: 4096, arch: 'amd64', os: 'linux', dockerVersion: 'x', gpus: [], allowNetwork: false };
+const CAPACITY: Capacity = {
+  cpus: 2,
+  memoryMb: 4096,
+  arch: 'amd64',
+  os: 'linux',
+  dockerVersion: 'x',
+  gpus: [],
+  allowNetwork: false,
+};
 const sha = (s: string) => createHash('sha256').update(s).digest('hex');
 
 let store: Store;
@@ -37,7 +53,15 @@ async function agents(n: number, capacity: Capacity = CAPACITY): Promise<string[
   for (let i = 0; i < n; i++) {
     const providerId = await store.accounts.createAccount(`provider${i}`, ['provider'], now);
     const id = `agent_${i}`;
-    await engine.registerAgent({ id, providerId, name: `box${i}`, publicKey: `pk${i}`, capacity, offer: OfferSchema.parse({}), availability: { state: 'available' } });
+    await engine.registerAgent({
+      id,
+      providerId,
+      name: `box${i}`,
+      publicKey: `pk${i}`,
+      capacity,
+      offer: OfferSchema.parse({}),
+      availability: { state: 'available' },
+    });
     ids.push(id);
   }
   return ids;
@@ -49,16 +73,33 @@ async function submit(over: Partial<JobSpecInput> = {}): Promise<string> {
 }
 
 /** A completed report whose blobs are recorded and whose hashes are consistent. */
-async function completed(a: Assignment, stdout: string, exitCode = 0): Promise<ReportRequest & { outcome: 'completed' }> {
+async function completed(
+  a: Assignment,
+  stdout: string,
+  exitCode = 0,
+): Promise<ReportRequest & { outcome: 'completed' }> {
   const stdoutBlob = sha(stdout);
   const stderrBlob = sha(`stderr ${a.executionId}`); // stderr differs per provider; it is not part of the result
   const outputsBlob = sha(`outputs ${a.executionId}`);
   for (const b of [stdoutBlob, stderrBlob, outputsBlob]) await store.accounts.recordBlob(b, 10, now);
   // As if uploaded by whichever provider reports it (reports may only name blobs the reporter uploaded).
-  for (const agent of await store.accounts.listAgents()) await store.accounts.grantBlobAccess([stdoutBlob, stderrBlob, outputsBlob], agent.providerId);
-  const manifest: Manifest = { exitCode, stdoutSha256: stdoutBlob, files: [{ path: 'result.txt', sha256: sha(`file ${stdout}`), size: 5 }] };
-  return { outcome: 'completed', fencingToken: a.fencingToken, manifest, resultHash: resultHashOf(manifest), outputsBlob, stdoutBlob,
-    stderrBlob, usage: { wallMs: 1000, cpuMs: 900, maxMemoryBytes: 1 << 20 } };
+  for (const agent of await store.accounts.listAgents())
+    await store.accounts.grantBlobAccess([stdoutBlob, stderrBlob, outputsBlob], agent.providerId);
+  const manifest: Manifest = {
+    exitCode,
+    stdoutSha256: stdoutBlob,
+    files: [{ path: 'result.txt', sha256: sha(`file ${stdout}`), size: 5 }],
+  };
+  return {
+    outcome: 'completed',
+    fencingToken: a.fencingToken,
+    manifest,
+    resultHash: resultHashOf(manifest),
+    outputsBlob,
+    stdoutBlob,
+    stderrBlob,
+    usage: { wallMs: 1000, cpuMs: 900, maxMemoryBytes: 1 << 20 },
+  };
 }
 
 async function claimOne(agentId: string): Promise<Assignment> {
@@ -68,7 +109,10 @@ async function claimOne(agentId: string): Promise<Assignment> {
 }
 
 async function rejection(p: Promise<unknown>): Promise<DeqoError> {
-  const err = await p.then(() => null, (e: unknown) => e);
+  const err = await p.then(
+    () => null,
+    (e: unknown) => e,
+  );
   expect(err).toBeInstanceOf(DeqoError);
   return err as DeqoError;
 }
@@ -82,7 +126,11 @@ async function jobView(jobId: string) {
 describe('Engine', () => {
   it('runs a 2-replica job to success: schedule, claim with task env, report, verify', async () => {
     const [a, b] = await agents(2);
-    const jobId = await submit({ verification: { replicas: 2, quorum: 2 }, env: { MODE: 'x' }, array: { parameters: [{ seed: 7 }] } });
+    const jobId = await submit({
+      verification: { replicas: 2, quorum: 2 },
+      env: { MODE: 'x' },
+      array: { parameters: [{ seed: 7 }] },
+    });
     await engine.schedule();
     const ea = await claimOne(a!);
     const eb = await claimOne(b!);
@@ -199,7 +247,9 @@ describe('Engine', () => {
     const other = holder === a ? b! : a!;
     const e = await claimOne(holder);
     const good = await completed(e, 'out');
-    expect((await rejection(engine.report(holder, e.executionId, { ...good, fencingToken: e.fencingToken + 1 }))).code).toBe('stale_lease');
+    expect(
+      (await rejection(engine.report(holder, e.executionId, { ...good, fencingToken: e.fencingToken + 1 }))).code,
+    ).toBe('stale_lease');
     expect((await rejection(engine.report(other, e.executionId, good))).code).toBe('not_found');
     await engine.report(holder, e.executionId, good);
     const again = await rejection(engine.report(holder, e.executionId, good));
@@ -219,7 +269,10 @@ describe('Engine', () => {
 
     // The holder goes silent; the other agent keeps heartbeating.
     now += DEFAULT_ENGINE_CONFIG.leaseTtlMs + 1;
-    expect(await engine.heartbeat(other, [])).toEqual({ stop: [], leaseExpiresAt: now + DEFAULT_ENGINE_CONFIG.leaseTtlMs });
+    expect(await engine.heartbeat(other, [])).toEqual({
+      stop: [],
+      leaseExpiresAt: now + DEFAULT_ENGINE_CONFIG.leaseTtlMs,
+    });
     await engine.reap();
     let v = await jobView(jobId);
     expect(v.tasks[0]!.executions[0]).toMatchObject({ state: 'lost', failure: { reason: 'lease_expired' } });
@@ -234,8 +287,12 @@ describe('Engine', () => {
     const replacement = await claimOne(other);
     expect(replacement.executionId).not.toBe(e.executionId);
     expect(replacement.jobId).toBe(jobId);
-    expect((await engine.heartbeat(holder, [{ executionId: e.executionId, fencingToken: e.fencingToken }])).stop).toEqual([e.executionId]);
-    expect((await rejection(engine.report(holder, e.executionId, await completed(e, 'late')))).code).toBe('stale_lease');
+    expect(
+      (await engine.heartbeat(holder, [{ executionId: e.executionId, fencingToken: e.fencingToken }])).stop,
+    ).toEqual([e.executionId]);
+    expect((await rejection(engine.report(holder, e.executionId, await completed(e, 'late')))).code).toBe(
+      'stale_lease',
+    );
 
     await engine.report(other, replacement.executionId, await completed(replacement, 'done'));
     v = await jobView(jobId);
@@ -256,7 +313,10 @@ describe('Engine', () => {
     await engine.heartbeat(other, []);
     await engine.schedule();
     const v = await jobView(jobId);
-    expect(v.tasks[0]!.executions.map((e) => [e.agentId, e.state])).toEqual([[first.agentId, 'lost'], [other, 'assigned']]);
+    expect(v.tasks[0]!.executions.map((e) => [e.agentId, e.state])).toEqual([
+      [first.agentId, 'lost'],
+      [other, 'assigned'],
+    ]);
     expect(v.tasks[0]!.executions[0]!.failure?.reason).toBe('not_claimed');
   });
 
@@ -269,7 +329,12 @@ describe('Engine', () => {
       await engine.schedule();
       const open = (await jobView(jobId)).tasks[0]!.executions.find((e) => e.state === 'assigned')!;
       const e = await claimOne(open.agentId);
-      await engine.report(open.agentId, e.executionId, { outcome: 'failed', fencingToken: e.fencingToken, reason: 'agent_error', message: 'disk full' });
+      await engine.report(open.agentId, e.executionId, {
+        outcome: 'failed',
+        fencingToken: e.fencingToken,
+        reason: 'agent_error',
+        message: 'disk full',
+      });
     }
     const v = await jobView(jobId);
     expect(v.state).toBe('failed');
@@ -285,7 +350,12 @@ describe('Engine', () => {
     await engine.schedule();
     const holder = (await jobView(jobId)).tasks[0]!.executions[0]!.agentId;
     const e = await claimOne(holder);
-    await engine.report(holder, e.executionId, { outcome: 'failed', fencingToken: e.fencingToken, reason: 'agent_error', message: 'm'.repeat(4096) });
+    await engine.report(holder, e.executionId, {
+      outcome: 'failed',
+      fencingToken: e.fencingToken,
+      reason: 'agent_error',
+      message: 'm'.repeat(4096),
+    });
     const v = await jobView(jobId);
     expect(v.state).toBe('failed');
     expect(v.tasks[0]!.failure?.reason).toBe('too_many_errors');
@@ -295,7 +365,12 @@ describe('Engine', () => {
     await engine.schedule();
     const h2 = (await jobView(job2)).tasks[0]!.executions[0]!.agentId;
     const e2 = await claimOne(h2);
-    await engine.report(h2, e2.executionId, { outcome: 'failed', fencingToken: e2.fencingToken, reason: 'out_of_memory', message: 'k'.repeat(4096) });
+    await engine.report(h2, e2.executionId, {
+      outcome: 'failed',
+      fencingToken: e2.fencingToken,
+      reason: 'out_of_memory',
+      message: 'k'.repeat(4096),
+    });
     const v2 = await jobView(job2);
     expect(v2.tasks[0]!.failure?.reason).toBe('out_of_memory');
     expect(v2.tasks[0]!.failure!.message).toMatch(/^the job ran out of memory/);
@@ -308,7 +383,12 @@ describe('Engine', () => {
     await engine.schedule();
     for (const id of [a!, b!]) {
       const e = await claimOne(id);
-      await engine.report(id, e.executionId, { outcome: 'failed', fencingToken: e.fencingToken, reason: 'out_of_memory', message: 'exit 137' });
+      await engine.report(id, e.executionId, {
+        outcome: 'failed',
+        fencingToken: e.fencingToken,
+        reason: 'out_of_memory',
+        message: 'exit 137',
+      });
     }
     const v = await jobView(jobId);
     expect(v.state).toBe('failed');
@@ -333,7 +413,9 @@ describe('Engine', () => {
     await engine.schedule();
     const e = await claimOne(a!);
     expect(await store.jobs.cancelJob(jobId, now)).toBe(true);
-    expect((await engine.heartbeat(a!, [{ executionId: e.executionId, fencingToken: e.fencingToken }])).stop).toEqual([e.executionId]);
+    expect((await engine.heartbeat(a!, [{ executionId: e.executionId, fencingToken: e.fencingToken }])).stop).toEqual([
+      e.executionId,
+    ]);
     expect((await rejection(engine.report(a!, e.executionId, await completed(e, 'x')))).code).toBe('stale_lease');
   });
 
@@ -358,7 +440,6 @@ describe('Engine', () => {
   });
 });
 
-
 describe('adaptive replication and settlement in the engine', () => {
   /** Runs one 2-of-2 job on agents a and b to verification (both results agree). */
   async function replicatedJob(a: string, b: string): Promise<void> {
@@ -379,7 +460,13 @@ describe('adaptive replication and settlement in the engine', () => {
     expect(before.consecutiveValid).toBe(10);
 
     // With a draw of 0 (below 1 − 1/10) the first placement runs alone.
-    engine = new Engine(store, { ...DEFAULT_ENGINE_CONFIG }, pino({ level: 'silent' }), () => now, () => 0);
+    engine = new Engine(
+      store,
+      { ...DEFAULT_ENGINE_CONFIG },
+      pino({ level: 'silent' }),
+      () => now,
+      () => 0,
+    );
     const jobId = await submit({ verification: { mode: 'adaptive', replicas: 2, quorum: 2 } });
     await engine.schedule();
     let v = await jobView(jobId);
@@ -398,19 +485,36 @@ describe('adaptive replication and settlement in the engine', () => {
     expect(v.billing.refunded).toBeGreaterThan(v.billing.escrowHeld / 2);
     // An unchecked result does not raise consecutive valid.
     const holderProvider = (await store.accounts.getAgent(holder))!.providerId;
-    expect((await store.reputation.records([holderProvider], now)).get(holderProvider)!.reputation.consecutiveValid).toBe(10);
+    expect(
+      (await store.reputation.records([holderProvider], now)).get(holderProvider)!.reputation.consecutiveValid,
+    ).toBe(10);
     expect(await store.ledger.audit()).toEqual([]);
   });
 
   it('replicates an adaptive task when the draw says so, or when no provider has earned trust', async () => {
     const [a, b] = await agents(2);
-    engine = new Engine(store, { ...DEFAULT_ENGINE_CONFIG }, pino({ level: 'silent' }), () => now, () => 0);
+    engine = new Engine(
+      store,
+      { ...DEFAULT_ENGINE_CONFIG },
+      pino({ level: 'silent' }),
+      () => now,
+      () => 0,
+    );
     const fresh = await submit({ verification: { mode: 'adaptive', replicas: 2, quorum: 2 } });
     await engine.schedule();
     expect((await jobView(fresh)).tasks[0]!.executions).toHaveLength(2); // nobody trusted yet
-    for (const id of [a!, b!]) { const e = await claimOne(id); await engine.report(id, e.executionId, await completed(e, 'x')); }
+    for (const id of [a!, b!]) {
+      const e = await claimOne(id);
+      await engine.report(id, e.executionId, await completed(e, 'x'));
+    }
     for (let i = 0; i < 9; i++) await replicatedJob(a!, b!);
-    engine = new Engine(store, { ...DEFAULT_ENGINE_CONFIG }, pino({ level: 'silent' }), () => now, () => 0.95); // ≥ 1 − 1/10
+    engine = new Engine(
+      store,
+      { ...DEFAULT_ENGINE_CONFIG },
+      pino({ level: 'silent' }),
+      () => now,
+      () => 0.95,
+    ); // ≥ 1 − 1/10
     const jobId = await submit({ verification: { mode: 'adaptive', replicas: 2, quorum: 2 } });
     await engine.schedule();
     expect((await jobView(jobId)).tasks[0]!.executions).toHaveLength(2);

@@ -15,7 +15,9 @@ const B = { baseMs: 2_000, maxMs: 60_000 };
 
 describe('retry backoff and agent status (pure)', () => {
   it('doubles from the base per failure and stops at the cap', () => {
-    expect([0, 1, 2, 3, 4, 5, 6, 7, 100].map((n) => retryDelayMs(n, B))).toEqual([0, 2_000, 4_000, 8_000, 16_000, 32_000, 60_000, 60_000, 60_000]);
+    expect([0, 1, 2, 3, 4, 5, 6, 7, 100].map((n) => retryDelayMs(n, B))).toEqual([
+      0, 2_000, 4_000, 8_000, 16_000, 32_000, 60_000, 60_000, 60_000,
+    ]);
     expect(retryDue(0, null, T0, B)).toBe(true);
     expect(retryDue(2, T0, T0 + 3_999, B)).toBe(false);
     expect(retryDue(2, T0, T0 + 4_000, B)).toBe(true);
@@ -43,9 +45,14 @@ describe('faults in the engine', () => {
     buyerId = await fundedBuyer(engine, 'buyer', 1000);
     agentIds = await registerAgents(engine, 4);
   });
-  afterEach(async () => { await engine.stop(); await store.close(); });
+  afterEach(async () => {
+    await engine.stop();
+    await store.close();
+  });
 
-  const alive = async () => { for (const id of agentIds) await engine.heartbeat(id, []); };
+  const alive = async () => {
+    for (const id of agentIds) await engine.heartbeat(id, []);
+  };
   const executions = async (jobId: string) => (await store.jobs.jobView(jobId, buyerId))!.tasks[0]!.executions;
   /** The agent holding the task's one assigned execution claims it and then goes silent until its lease expires. */
   const loseOne = async (jobId: string) => {
@@ -58,16 +65,29 @@ describe('faults in the engine', () => {
   };
 
   it('reschedules a lost execution after a doubling backoff, each time on a provider that has not had the task', async () => {
-    const { jobId } = await engine.submitJob(buyerId, JobSpecSchema.parse({ image: 'deqo/busybox:test', command: ['true'],
-      verification: { replicas: 1, quorum: 1, maxErrors: 4, maxExecutions: 4 } }));
+    const { jobId } = await engine.submitJob(
+      buyerId,
+      JobSpecSchema.parse({
+        image: 'deqo/busybox:test',
+        command: ['true'],
+        verification: { replicas: 1, quorum: 1, maxErrors: 4, maxExecutions: 4 },
+      }),
+    );
     await engine.schedule();
     const providers: string[] = [];
-    for (const [loss, wait] of [[1, 2_000], [2, 4_000], [3, 8_000]] as const) {
+    for (const [loss, wait] of [
+      [1, 2_000],
+      [2, 4_000],
+      [3, 8_000],
+    ] as const) {
       providers.push((await loseOne(jobId)).providerId);
       now += wait - 1;
       await alive();
       await engine.schedule();
-      expect((await executions(jobId)).filter((e) => e.state === 'assigned'), `retry ${loss} placed before its backoff`).toHaveLength(0);
+      expect(
+        (await executions(jobId)).filter((e) => e.state === 'assigned'),
+        `retry ${loss} placed before its backoff`,
+      ).toHaveLength(0);
       now += 1;
       await alive();
       await engine.schedule();
@@ -84,7 +104,10 @@ describe('faults in the engine', () => {
   });
 
   it('gives running leases a grace on coordinator start, so an agent that could not reach it can still report', async () => {
-    const { jobId } = await engine.submitJob(buyerId, JobSpecSchema.parse({ image: 'deqo/busybox:test', command: ['true'], verification: { replicas: 1, quorum: 1 } }));
+    const { jobId } = await engine.submitJob(
+      buyerId,
+      JobSpecSchema.parse({ image: 'deqo/busybox:test', command: ['true'], verification: { replicas: 1, quorum: 1 } }),
+    );
     await engine.schedule();
     const open = (await executions(jobId))[0]!;
     const [a] = await engine.claim(open.agentId, 1, 0);
@@ -94,10 +117,17 @@ describe('faults in the engine', () => {
     await restarted.recover();
     await restarted.reap();
     expect((await executions(jobId))[0]!.state).toBe('running');
-    expect((await restarted.heartbeat(open.agentId, [{ executionId: a!.executionId, fencingToken: a!.fencingToken }])).stop).toEqual([]);
+    expect(
+      (await restarted.heartbeat(open.agentId, [{ executionId: a!.executionId, fencingToken: a!.fencingToken }])).stop,
+    ).toEqual([]);
 
     // Without renewals the grace ends like any lease: the agent really is dead.
-    const other = new Engine(store, { ...DEFAULT_ENGINE_CONFIG, restartGraceMs: 0 }, pino({ level: 'silent' }), () => now);
+    const other = new Engine(
+      store,
+      { ...DEFAULT_ENGINE_CONFIG, restartGraceMs: 0 },
+      pino({ level: 'silent' }),
+      () => now,
+    );
     now += DEFAULT_ENGINE_CONFIG.leaseTtlMs + 1;
     await other.recover();
     await other.reap();
@@ -113,21 +143,43 @@ describe('a task no remaining provider can finish', () => {
     try {
       const buyerId = await fundedBuyer(engine, 'buyer', 10);
       const ids = await registerAgents(engine, 3);
-      const { jobId } = await engine.submitJob(buyerId, JobSpecSchema.parse({ image: 'deqo/busybox:test', command: ['true'], queueTimeoutSeconds: 60,
-        verification: { replicas: 2, quorum: 2 } }));
+      const { jobId } = await engine.submitJob(
+        buyerId,
+        JobSpecSchema.parse({
+          image: 'deqo/busybox:test',
+          command: ['true'],
+          queueTimeoutSeconds: 60,
+          verification: { replicas: 2, quorum: 2 },
+        }),
+      );
       const view = async () => (await store.jobs.jobView(jobId, buyerId))!;
-      const step = async (ms: number) => { now += ms; for (const id of ids) await engine.heartbeat(id, []); await engine.reap(); await engine.schedule(); };
+      const step = async (ms: number) => {
+        now += ms;
+        for (const id of ids) await engine.heartbeat(id, []);
+        await engine.reap();
+        await engine.schedule();
+      };
       await engine.schedule();
       // One replica reports a result; every other provider fails the task in turn (provider-side), leaving nobody.
       const [first, second] = (await view()).tasks[0]!.executions;
       const a = (await engine.claim(first!.agentId, 1, 0))[0]!;
-      await engine.report(first!.agentId, a.executionId, { outcome: 'failed', fencingToken: a.fencingToken, reason: 'agent_error', message: 'disk full' });
+      await engine.report(first!.agentId, a.executionId, {
+        outcome: 'failed',
+        fencingToken: a.fencingToken,
+        reason: 'agent_error',
+        message: 'disk full',
+      });
       const b = (await engine.claim(second!.agentId, 1, 0))[0]!;
       await engine.report(second!.agentId, b.executionId, await completedReport(engine, b, 'result'));
       await step(DEFAULT_ENGINE_CONFIG.retryBackoffMs);
       const third = (await view()).tasks[0]!.executions.find((e) => e.state === 'assigned')!;
       const c = (await engine.claim(third.agentId, 1, 0))[0]!;
-      await engine.report(third.agentId, c.executionId, { outcome: 'failed', fencingToken: c.fencingToken, reason: 'agent_error', message: 'disk full' });
+      await engine.report(third.agentId, c.executionId, {
+        outcome: 'failed',
+        fencingToken: c.fencingToken,
+        reason: 'agent_error',
+        message: 'disk full',
+      });
       await step(30_000);
       expect((await view()).state).toBe('running'); // still waiting, within its queue timeout
       await step(31_000);

@@ -12,15 +12,30 @@ import { DEFAULT_ENGINE_CONFIG, Engine } from '../../src/engine/index.js';
 import { openSqliteStore, type Store } from '../../src/store/index.js';
 import { declaredSeries, parseSamples, type Sample } from '../helpers/prometheus.js';
 
-interface Target { expr: string; refId: string; datasource: { type: string; uid: string } }
-interface Panel { id: number; type: string; title: string; datasource?: { type: string; uid: string }; targets?: Target[] }
+interface Target {
+  expr: string;
+  refId: string;
+  datasource: { type: string; uid: string };
+}
+interface Panel {
+  id: number;
+  type: string;
+  title: string;
+  datasource?: { type: string; uid: string };
+  targets?: Target[];
+}
 interface Dashboard {
-  schemaVersion: number; uid: string; title: string; panels: Panel[];
+  schemaVersion: number;
+  uid: string;
+  title: string;
+  panels: Panel[];
   __inputs: Array<{ name: string; type: string; pluginId: string }>;
   templating: { list: Array<{ name: string; datasource: { uid: string } }> };
 }
 
-const dashboard = JSON.parse(readFileSync(join(import.meta.dirname, '../../deploy/grafana/deqo-dashboard.json'), 'utf8')) as Dashboard;
+const dashboard = JSON.parse(
+  readFileSync(join(import.meta.dirname, '../../deploy/grafana/deqo-dashboard.json'), 'utf8'),
+) as Dashboard;
 const queryPanels = dashboard.panels.filter((p) => p.type !== 'row');
 const exprs = queryPanels.flatMap((p) => (p.targets ?? []).map((t) => ({ panel: p.title, expr: t.expr })));
 /** `name{…}` or a bare name of our metrics (deqo_, and the Node process metrics) in a PromQL expression. */
@@ -48,7 +63,9 @@ describe('the Grafana dashboard', () => {
   it('imports with a Prometheus datasource input used by every panel, query and variable', () => {
     expect(dashboard.schemaVersion).toBeGreaterThanOrEqual(36);
     expect(dashboard.uid).toBe('deqo-coordinators');
-    expect(dashboard.__inputs).toEqual([expect.objectContaining({ name: 'DS_PROMETHEUS', type: 'datasource', pluginId: 'prometheus' })]);
+    expect(dashboard.__inputs).toEqual([
+      expect.objectContaining({ name: 'DS_PROMETHEUS', type: 'datasource', pluginId: 'prometheus' }),
+    ]);
     expect(queryPanels.length).toBeGreaterThanOrEqual(10);
     for (const p of queryPanels) {
       expect(p.datasource, p.title).toEqual({ type: 'prometheus', uid: '${DS_PROMETHEUS}' });
@@ -83,9 +100,13 @@ describe('the Grafana dashboard', () => {
       for (const m of expr.matchAll(SELECTOR)) {
         const name = m[1]!;
         for (const [, label, op, value] of (m[2] ?? '').matchAll(/(\w+)\s*(=~|=)\s*"([^"]*)"/g)) {
-          if (label === 'job') { expect(value).toBe('$job'); continue; } // Prometheus's own target label
+          if (label === 'job') {
+            expect(value).toBe('$job');
+            continue;
+          } // Prometheus's own target label
           const emitted = new Set(samples.filter((s) => s.name === name).map((s) => s.labels[label!]));
-          for (const v of op === '=~' ? value!.split('|') : [value!]) expect(emitted.has(v), `${panel}: ${name}{${label}="${v}"}`).toBe(true);
+          for (const v of op === '=~' ? value!.split('|') : [value!])
+            expect(emitted.has(v), `${panel}: ${name}{${label}="${v}"}`).toBe(true);
         }
       }
     }

@@ -11,18 +11,46 @@ import fc from 'fast-check';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  accountLedger, DeqoError, escrowLedger, executionCost, executionMaxCost, FEES, fundedExecutions, grantTxn, ISSUER, platformFee, TERMINAL_JOB_STATES, toMicro,
+  accountLedger,
+  DeqoError,
+  escrowLedger,
+  executionCost,
+  executionMaxCost,
+  FEES,
+  fundedExecutions,
+  grantTxn,
+  ISSUER,
+  platformFee,
+  TERMINAL_JOB_STATES,
+  toMicro,
 } from '../../src/core/index.js';
-import { DEFAULT_ENGINE_CONFIG, Engine, resultHashOf } from '../../src/engine/index.js';
+import { DEFAULT_ENGINE_CONFIG, Engine } from '../../src/engine/index.js';
+import { resultHashOf } from '../../src/core/index.js';
 import {
-  JobSpecSchema, OfferSchema, type Assignment, type Capacity, type JobSpec, type JobView, type Manifest, type Price, type ReportRequest,
+  JobSpecSchema,
+  OfferSchema,
+  type Assignment,
+  type Capacity,
+  type JobSpec,
+  type JobView,
+  type Manifest,
+  type Price,
+  type ReportRequest,
 } from '../../src/protocol/index.js';
 import { DEFAULT_STORE_CONFIG, type Store } from '../../src/store/index.js';
 import { storeKinds, type StoreKind } from '../helpers/stores.js';
 
 const T0 = 1_700_000_000_000;
 const CFG = { ...DEFAULT_ENGINE_CONFIG };
-const CAPACITY: Capacity = { cpus: 4, memoryMb: 8192, arch: 'amd64', os: 'linux', dockerVersion: 'x', gpus: [], allowNetwork: false };
+const CAPACITY: Capacity = {
+  cpus: 4,
+  memoryMb: 8192,
+  arch: 'amd64',
+  os: 'linux',
+  dockerVersion: 'x',
+  gpus: [],
+  allowNetwork: false,
+};
 const silent = pino({ level: 'silent' });
 const sha = (s: string) => createHash('sha256').update(s).digest('hex');
 
@@ -61,8 +89,15 @@ async function makeWorld(kind: StoreKind, prices: Price[], grants: number[], see
   for (const [i, price] of prices.entries()) {
     const providerId = await store.accounts.createAccount(`provider${i}`, ['provider'], clock.now);
     const id = `agent_${i}`;
-    await engine.registerAgent({ id, providerId, name: `box${i}`, publicKey: `pk${i}`, capacity: CAPACITY,
-      offer: OfferSchema.parse({ prices: price }), availability: { state: 'available' } });
+    await engine.registerAgent({
+      id,
+      providerId,
+      name: `box${i}`,
+      publicKey: `pk${i}`,
+      capacity: CAPACITY,
+      offer: OfferSchema.parse({ prices: price }),
+      availability: { state: 'available' },
+    });
     w.agents.push({ id, providerId, price: OfferSchema.parse({ prices: price }).prices });
     w.held.set(id, []);
     w.stale.set(id, []);
@@ -84,18 +119,40 @@ async function view(w: World, jobId: string): Promise<JobView> {
 
 /** The honest result of a task: every honest provider reports exactly this. */
 function honestManifest(jobId: string, taskIndex: number, exitCode = 0): Manifest {
-  return { exitCode, stdoutSha256: sha(`honest ${jobId}/${taskIndex}`), files: [{ path: 'result.txt', sha256: sha(`file ${jobId}/${taskIndex}`), size: 7 }] };
+  return {
+    exitCode,
+    stdoutSha256: sha(`honest ${jobId}/${taskIndex}`),
+    files: [{ path: 'result.txt', sha256: sha(`file ${jobId}/${taskIndex}`), size: 7 }],
+  };
 }
 
 type Outcome = 'honest' | 'corrupt' | 'corrupt_exit' | 'out_of_memory' | 'timeout' | 'agent_error';
 
-async function reportOf(w: World, a: Assignment, outcome: Outcome, wallMs: number, withUsage: boolean): Promise<ReportRequest> {
+async function reportOf(
+  w: World,
+  a: Assignment,
+  outcome: Outcome,
+  wallMs: number,
+  withUsage: boolean,
+): Promise<ReportRequest> {
   const usage = { wallMs, cpuMs: Math.floor(wallMs / 2), maxMemoryBytes: 1 << 20 };
   if (outcome === 'out_of_memory' || outcome === 'timeout' || outcome === 'agent_error') {
-    return { outcome: 'failed', fencingToken: a.fencingToken, reason: outcome, message: `${outcome} on ${a.executionId}`, ...(withUsage ? { usage } : {}) };
+    return {
+      outcome: 'failed',
+      fencingToken: a.fencingToken,
+      reason: outcome,
+      message: `${outcome} on ${a.executionId}`,
+      ...(withUsage ? { usage } : {}),
+    };
   }
-  const manifest = outcome === 'honest' ? honestManifest(a.jobId, a.taskIndex)
-    : { exitCode: outcome === 'corrupt_exit' ? 1 : 0, stdoutSha256: sha(`cheat ${a.executionId}`), files: [{ path: 'result.txt', sha256: sha(`forged ${a.executionId}`), size: 6 }] };
+  const manifest =
+    outcome === 'honest'
+      ? honestManifest(a.jobId, a.taskIndex)
+      : {
+          exitCode: outcome === 'corrupt_exit' ? 1 : 0,
+          stdoutSha256: sha(`cheat ${a.executionId}`),
+          files: [{ path: 'result.txt', sha256: sha(`forged ${a.executionId}`), size: 6 }],
+        };
   const stdoutBlob = manifest.stdoutSha256;
   const stderrBlob = sha(`stderr ${a.executionId}`);
   const outputsBlob = sha(`outputs ${a.executionId}`);
@@ -103,7 +160,16 @@ async function reportOf(w: World, a: Assignment, outcome: Outcome, wallMs: numbe
   // The reporter uploaded them (a report may only name blobs its provider can read).
   const agent = await w.store.executions.leaseOf(a.executionId);
   if (agent) await w.store.accounts.grantBlobAccess([stdoutBlob, stderrBlob, outputsBlob], agent.providerId);
-  return { outcome: 'completed', fencingToken: a.fencingToken, manifest, resultHash: resultHashOf(manifest), stdoutBlob, stderrBlob, outputsBlob, usage };
+  return {
+    outcome: 'completed',
+    fencingToken: a.fencingToken,
+    manifest,
+    resultHash: resultHashOf(manifest),
+    stdoutBlob,
+    stderrBlob,
+    outputsBlob,
+    usage,
+  };
 }
 
 /** Heartbeats the agents (but `except`) with the leases they hold; drops the ones they are told to stop. */
@@ -111,8 +177,14 @@ async function heartbeatAll(w: World, except?: string): Promise<void> {
   for (const a of w.agents) {
     if (a.id === except) continue;
     const held = w.held.get(a.id)!;
-    const { stop } = await w.engine.heartbeat(a.id, held.map((h) => ({ executionId: h.executionId, fencingToken: h.fencingToken })));
-    w.held.set(a.id, held.filter((h) => !stop.includes(h.executionId)));
+    const { stop } = await w.engine.heartbeat(
+      a.id,
+      held.map((h) => ({ executionId: h.executionId, fencingToken: h.fencingToken })),
+    );
+    w.held.set(
+      a.id,
+      held.filter((h) => !stop.includes(h.executionId)),
+    );
   }
 }
 
@@ -123,7 +195,10 @@ async function claim(w: World, agentId: string, max: number): Promise<void> {
 }
 
 async function expectStale(w: World, p: Promise<unknown>, a: Assignment, states: string[]): Promise<void> {
-  const err = await p.then(() => null, (e: unknown) => e);
+  const err = await p.then(
+    () => null,
+    (e: unknown) => e,
+  );
   count(`stale report (${states.join('/')})`);
   expect(err, 'report should be refused').toBeInstanceOf(DeqoError);
   expect((err as DeqoError).code).toBe('stale_lease');
@@ -133,8 +208,17 @@ async function expectStale(w: World, p: Promise<unknown>, a: Assignment, states:
 
 // ---------- operations ----------
 
-interface SpecGen { mode: 'none' | 'replicate' | 'adaptive'; replicas: number; quorum: number; count: number; cpus: number; memoryMb: number;
-  timeoutSeconds: number; maxErrors: number; cheapOnly: boolean }
+interface SpecGen {
+  mode: 'none' | 'replicate' | 'adaptive';
+  replicas: number;
+  quorum: number;
+  count: number;
+  cpus: number;
+  memoryMb: number;
+  timeoutSeconds: number;
+  maxErrors: number;
+  cheapOnly: boolean;
+}
 
 type Op =
   | { kind: 'submit'; buyer: number; spec: SpecGen }
@@ -150,7 +234,8 @@ function toSpec(g: SpecGen): JobSpec {
   const replicas = g.mode === 'none' ? 1 : g.replicas;
   const quorum = g.mode === 'none' ? 1 : Math.min(g.quorum, replicas);
   return JobSpecSchema.parse({
-    image: 'deqo/busybox:test', command: ['run'],
+    image: 'deqo/busybox:test',
+    command: ['run'],
     resources: { cpus: g.cpus, memoryMb: g.memoryMb, timeoutSeconds: g.timeoutSeconds },
     verification: { mode: g.mode, replicas, quorum, maxErrors: g.maxErrors },
     ...(g.count > 1 ? { array: { count: g.count } } : {}),
@@ -167,7 +252,8 @@ async function apply(w: World, op: Op): Promise<void> {
       const spec = toSpec(op.spec);
       const before = await store.ledger.balance(accountLedger(buyer.id));
       const jobsBefore = (await store.jobs.listJobs(buyer.id, { limit: 1000 })).length;
-      const expected = executionMaxCost(spec) * fundedExecutions(spec.verification.mode, spec.verification.replicas) * op.spec.count;
+      const expected =
+        executionMaxCost(spec) * fundedExecutions(spec.verification.mode, spec.verification.replicas) * op.spec.count;
       try {
         const r = await engine.submitJob(buyer.id, spec);
         expect(r.escrow).toBe(expected);
@@ -216,7 +302,10 @@ async function apply(w: World, op: Op): Promise<void> {
       const agentId = w.agents[op.agent % w.agents.length]!.id;
       const a = w.stale.get(agentId)!.shift();
       if (!a) return;
-      await expectStale(w, engine.report(agentId, a.executionId, await reportOf(w, a, 'honest', 1000, true)), a, ['lost', 'cancelled']);
+      await expectStale(w, engine.report(agentId, a.executionId, await reportOf(w, a, 'honest', 1000, true)), a, [
+        'lost',
+        'cancelled',
+      ]);
       return;
     }
     case 'cancel': {
@@ -249,7 +338,13 @@ const ENDED: string[] = ['valid', 'invalid', 'failed', 'lost', 'cancelled'];
 
 /** Every account that may hold money in this world. */
 function ledgerAccounts(w: World): string[] {
-  return [ISSUER, FEES, ...w.buyers.map((b) => accountLedger(b.id)), ...w.agents.map((a) => accountLedger(a.providerId)), ...w.jobs.map((j) => escrowLedger(j.id))];
+  return [
+    ISSUER,
+    FEES,
+    ...w.buyers.map((b) => accountLedger(b.id)),
+    ...w.agents.map((a) => accountLedger(a.providerId)),
+    ...w.jobs.map((j) => escrowLedger(j.id)),
+  ];
 }
 
 /** After every step: the ledger audits clean, sums to zero, and every settled job's escrow is empty and accounted for. */
@@ -269,7 +364,8 @@ async function checkStep(w: World, step: string): Promise<void> {
     const settled = (await w.store.jobs.billing(job.id)).settled;
     const v = await view(w, job.id);
     const allEnded = v.tasks.every((t) => t.executions.every((e) => ENDED.includes(e.state)));
-    if (TERMINAL_JOB_STATES.includes(v.state) && allEnded) expect(settled, `ended job ${job.id} with every execution ended is settled ${step}`).toBe(true);
+    if (TERMINAL_JOB_STATES.includes(v.state) && allEnded)
+      expect(settled, `ended job ${job.id} with every execution ended is settled ${step}`).toBe(true);
     if (settled) {
       expect(await w.store.ledger.balance(escrowLedger(job.id)), `escrow of settled ${job.id} ${step}`).toBe(0);
       expect(sum('escrow_hold'), `held = paid + refunded for ${job.id} ${step}`).toBe(-sum('payment') - sum('refund'));
@@ -281,9 +377,14 @@ async function checkStep(w: World, step: string): Promise<void> {
 async function driveToEnd(w: World): Promise<void> {
   await w.engine.schedule();
   w.clock.now += CFG.claimTimeoutMs + CFG.leaseTtlMs + 1;
-  for (const [id, held] of w.held) { w.stale.get(id)!.push(...held); w.held.set(id, []); }
+  for (const [id, held] of w.held) {
+    w.stale.get(id)!.push(...held);
+    w.held.set(id, []);
+  }
   await w.engine.reap();
-  for (const job of w.jobs) { await w.engine.cancelJob(job.id); }
+  for (const job of w.jobs) {
+    await w.engine.cancelJob(job.id);
+  }
   await w.engine.schedule();
   await w.engine.settle();
 }
@@ -297,9 +398,15 @@ async function checkEnd(w: World): Promise<void> {
   for (const job of w.jobs) {
     const v = await view(w, job.id);
     const executions = v.tasks.flatMap((t) => t.executions);
-    const summary = JSON.stringify({ state: v.state, tasks: v.tasks.map((t) => [t.state, t.executions.map((e) => e.state)]) });
+    const summary = JSON.stringify({
+      state: v.state,
+      tasks: v.tasks.map((t) => [t.state, t.executions.map((e) => e.state)]),
+    });
     expect(TERMINAL_JOB_STATES, summary).toContain(v.state);
-    expect(executions.every((e) => ENDED.includes(e.state)), `every execution ended: ${summary}`).toBe(true);
+    expect(
+      executions.every((e) => ENDED.includes(e.state)),
+      `every execution ended: ${summary}`,
+    ).toBe(true);
     expect(v.billing.settled, `job settled: ${summary}`).toBe(true);
     expect(await w.store.ledger.balance(escrowLedger(job.id)), `escrow released: ${summary}`).toBe(0);
     expect(v.billing.escrowHeld).toBeCloseTo(v.billing.paid + v.billing.refunded, 9);
@@ -313,7 +420,11 @@ async function checkEnd(w: World): Promise<void> {
       byExecution.set(p.executionId!, -p.amount);
     }
     const maxCost = executionMaxCost(job.spec);
-    const reserved = { cpus: job.spec.resources.cpus, memoryMb: job.spec.resources.memoryMb, gpus: job.spec.resources.gpus };
+    const reserved = {
+      cpus: job.spec.resources.cpus,
+      memoryMb: job.spec.resources.memoryMb,
+      gpus: job.spec.resources.gpus,
+    };
     for (const e of executions) {
       const paid = byExecution.get(e.id) ?? 0;
       if (e.state !== 'valid') {
@@ -322,36 +433,57 @@ async function checkEnd(w: World): Promise<void> {
         continue;
       }
       const price = w.agents.find((a) => a.id === e.agentId)!.price;
-      const cost = Math.min(executionCost(price, reserved, e.usage?.wallMs ?? 0, job.spec.resources.timeoutSeconds * 1000), maxCost);
+      const cost = Math.min(
+        executionCost(price, reserved, e.usage?.wallMs ?? 0, job.spec.resources.timeoutSeconds * 1000),
+        maxCost,
+      );
       expect(paid, `payment of valid execution ${e.id}`).toBe(cost);
       expect(toMicro(e.paid ?? -1)).toBe(cost);
       const fee = platformFee(cost, w.store.config.feeBps);
       earned.set(e.providerId, (earned.get(e.providerId) ?? 0) + cost - fee);
       fees += fee;
-      const providerShare = postings.find((p) => p.kind === 'payment' && p.executionId === e.id && p.account === accountLedger(e.providerId));
+      const providerShare = postings.find(
+        (p) => p.kind === 'payment' && p.executionId === e.id && p.account === accountLedger(e.providerId),
+      );
       expect(providerShare?.amount ?? 0).toBe(cost - fee);
     }
-    for (const id of byExecution.keys()) expect(executions.some((e) => e.id === id), `payment for a foreign execution ${id}`).toBe(true);
+    for (const id of byExecution.keys())
+      expect(
+        executions.some((e) => e.id === id),
+        `payment for a foreign execution ${id}`,
+      ).toBe(true);
     const paidTotal = [...byExecution.values()].reduce((s, x) => s + x, 0);
     paidByBuyer.set(job.buyer, (paidByBuyer.get(job.buyer) ?? 0) + paidTotal);
   }
   // Providers hold what their valid executions cost less the platform's fee; the platform holds the fees.
   expect(await w.store.ledger.balance(FEES)).toBe(fees);
-  for (const a of w.agents) expect(await w.store.ledger.balance(accountLedger(a.providerId)), `earnings of ${a.id}`).toBe(earned.get(a.providerId) ?? 0);
+  for (const a of w.agents)
+    expect(await w.store.ledger.balance(accountLedger(a.providerId)), `earnings of ${a.id}`).toBe(
+      earned.get(a.providerId) ?? 0,
+    );
   for (const [i, b] of w.buyers.entries()) {
-    expect(await w.store.ledger.balance(accountLedger(b.id)), `buyer${i}: grants − paid`).toBe(b.granted - (paidByBuyer.get(i) ?? 0));
+    expect(await w.store.ledger.balance(accountLedger(b.id)), `buyer${i}: grants − paid`).toBe(
+      b.granted - (paidByBuyer.get(i) ?? 0),
+    );
   }
 }
 
 // ---------- generators ----------
 
 /** Prices in whole micro-credits, within the default maximum prices (cpuHour 0.1, memoryGiBHour 0.01, gpuHour 1, startFee 0.002). */
-const priceArb = fc.record({
-  cpuHour: fc.integer({ min: 0, max: 100_000 }),
-  memoryGiBHour: fc.integer({ min: 0, max: 10_000 }),
-  gpuHour: fc.integer({ min: 0, max: 1_000_000 }),
-  startFee: fc.integer({ min: 0, max: 2_000 }),
-}).map((p): Price => ({ cpuHour: p.cpuHour / 1e6, memoryGiBHour: p.memoryGiBHour / 1e6, gpuHour: p.gpuHour / 1e6, startFee: p.startFee / 1e6 }));
+const priceArb = fc
+  .record({
+    cpuHour: fc.integer({ min: 0, max: 100_000 }),
+    memoryGiBHour: fc.integer({ min: 0, max: 10_000 }),
+    gpuHour: fc.integer({ min: 0, max: 1_000_000 }),
+    startFee: fc.integer({ min: 0, max: 2_000 }),
+  })
+  .map((p): Price => ({
+    cpuHour: p.cpuHour / 1e6,
+    memoryGiBHour: p.memoryGiBHour / 1e6,
+    gpuHour: p.gpuHour / 1e6,
+    startFee: p.startFee / 1e6,
+  }));
 
 const specArb: fc.Arbitrary<SpecGen> = fc.record({
   mode: fc.constantFrom('none' as const, 'replicate' as const, 'adaptive' as const),
@@ -367,16 +499,49 @@ const specArb: fc.Arbitrary<SpecGen> = fc.record({
 
 const agentIdx = fc.integer({ min: 0, max: 3 });
 const opArb: fc.Arbitrary<Op> = fc.oneof(
-  { weight: 3, arbitrary: fc.record({ kind: fc.constant('submit' as const), buyer: fc.integer({ min: 0, max: 1 }), spec: specArb }) },
-  { weight: 1, arbitrary: fc.record({ kind: fc.constant('grant' as const), buyer: fc.integer({ min: 0, max: 1 }), amount: fc.integer({ min: 1, max: 300_000 }) }) },
+  {
+    weight: 3,
+    arbitrary: fc.record({
+      kind: fc.constant('submit' as const),
+      buyer: fc.integer({ min: 0, max: 1 }),
+      spec: specArb,
+    }),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      kind: fc.constant('grant' as const),
+      buyer: fc.integer({ min: 0, max: 1 }),
+      amount: fc.integer({ min: 1, max: 300_000 }),
+    }),
+  },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant('claim' as const), agent: agentIdx }) },
-  { weight: 8, arbitrary: fc.record({ kind: fc.constant('report' as const), agent: agentIdx,
-    outcome: fc.constantFrom<Outcome>('honest', 'honest', 'honest', 'corrupt', 'corrupt_exit', 'out_of_memory', 'timeout', 'agent_error'),
-    wallFrac: fc.double({ min: 0, max: 1.5, noNaN: true }), withUsage: fc.boolean() }) },
+  {
+    weight: 8,
+    arbitrary: fc.record({
+      kind: fc.constant('report' as const),
+      agent: agentIdx,
+      outcome: fc.constantFrom<Outcome>(
+        'honest',
+        'honest',
+        'honest',
+        'corrupt',
+        'corrupt_exit',
+        'out_of_memory',
+        'timeout',
+        'agent_error',
+      ),
+      wallFrac: fc.double({ min: 0, max: 1.5, noNaN: true }),
+      withUsage: fc.boolean(),
+    }),
+  },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('late' as const), agent: agentIdx }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('cancel' as const), job: fc.nat() }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('lose' as const), agent: agentIdx }) },
-  { weight: 1, arbitrary: fc.record({ kind: fc.constant('advance' as const), ms: fc.integer({ min: 0, max: 20_000 }) }) },
+  {
+    weight: 1,
+    arbitrary: fc.record({ kind: fc.constant('advance' as const), ms: fc.integer({ min: 0, max: 20_000 }) }),
+  },
 );
 
 const scenarioArb = fc.record({
@@ -392,7 +557,10 @@ const scenarioArb = fc.record({
 const stats = new Map<string, number>();
 const count = (k: string, n = 1) => stats.set(k, (stats.get(k) ?? 0) + n);
 
-async function run(kind: StoreKind, s: { prices: Price[]; grants: number[]; ops: Op[]; seed: number; feeBps: number }): Promise<void> {
+async function run(
+  kind: StoreKind,
+  s: { prices: Price[]; grants: number[]; ops: Op[]; seed: number; feeBps: number },
+): Promise<void> {
   const w = await makeWorld(kind, s.prices, s.grants, s.seed, s.feeBps);
   try {
     for (const [i, op] of s.ops.entries()) {
@@ -405,8 +573,12 @@ async function run(kind: StoreKind, s: { prices: Price[]; grants: number[]; ops:
     for (const job of w.jobs) {
       const v = await view(w, job.id);
       count(`job ${v.state}`);
-      for (const t of v.tasks) { count(`task ${t.state}${t.failure ? ` ${t.failure.reason}` : ''}`); for (const e of t.executions) count(`execution ${e.state}`); }
-      for (const p of await w.store.ledger.jobPostings(job.id)) if (p.account === escrowLedger(job.id)) count(`posting ${p.kind}`);
+      for (const t of v.tasks) {
+        count(`task ${t.state}${t.failure ? ` ${t.failure.reason}` : ''}`);
+        for (const e of t.executions) count(`execution ${e.state}`);
+      }
+      for (const p of await w.store.ledger.jobPostings(job.id))
+        if (p.account === escrowLedger(job.id)) count(`posting ${p.kind}`);
     }
   } finally {
     await w.engine.stop();
@@ -422,8 +594,14 @@ describe.each(storeKinds())('over $name', (kind) => {
 
   describe('ledger invariants over random runs', () => {
     it('sum zero, nothing negative, escrow fully released, payments exact and unique, buyers pay what providers earn', async () => {
-      const numRuns = kind.name === 'postgres' ? Number(process.env.DEQO_PROPERTY_RUNS_PG ?? 8) : Number(process.env.DEQO_PROPERTY_RUNS ?? 50);
-      await fc.assert(fc.asyncProperty(scenarioArb, (s) => run(kind, s)), { numRuns });
+      const numRuns =
+        kind.name === 'postgres'
+          ? Number(process.env.DEQO_PROPERTY_RUNS_PG ?? 8)
+          : Number(process.env.DEQO_PROPERTY_RUNS ?? 50);
+      await fc.assert(
+        fc.asyncProperty(scenarioArb, (s) => run(kind, s)),
+        { numRuns },
+      );
       if (process.env.DEQO_PROPERTY_STATS) console.log(Object.fromEntries([...stats].sort()));
     });
   });
@@ -438,7 +616,17 @@ describe.each(storeKinds())('over $name', (kind) => {
       const granted = toMicro(10);
       const w = await makeWorld(kind, prices, [granted], 7);
       try {
-        const spec = toSpec({ mode: 'replicate', replicas: 3, quorum: 2, count: 1, cpus: 1.5, memoryMb: 1536, timeoutSeconds: 900, maxErrors: 3, cheapOnly: false });
+        const spec = toSpec({
+          mode: 'replicate',
+          replicas: 3,
+          quorum: 2,
+          count: 1,
+          cpus: 1.5,
+          memoryMb: 1536,
+          timeoutSeconds: 900,
+          maxErrors: 3,
+          cheapOnly: false,
+        });
         const { jobId, escrow } = await w.engine.submitJob(w.buyers[0]!.id, spec);
         w.jobs.push({ id: jobId, buyer: 0, spec });
         expect(escrow).toBe(3 * executionMaxCost(spec));
@@ -453,7 +641,11 @@ describe.each(storeKinds())('over $name', (kind) => {
         const cheater = 1;
         for (const [i, a] of w.agents.entries()) {
           w.clock.now += 1_000;
-          await w.engine.report(a.id, leases[i]!.executionId, await reportOf(w, leases[i]!, i === cheater ? 'corrupt' : 'honest', walls[i]!, true));
+          await w.engine.report(
+            a.id,
+            leases[i]!.executionId,
+            await reportOf(w, leases[i]!, i === cheater ? 'corrupt' : 'honest', walls[i]!, true),
+          );
         }
         await w.engine.settle();
         const v = await view(w, jobId);
@@ -490,7 +682,17 @@ describe.each(storeKinds())('over $name', (kind) => {
       const granted = toMicro(10);
       const w = await makeWorld(kind, [price, price], [granted], 1);
       try {
-        const spec = toSpec({ mode: 'replicate', replicas: 2, quorum: 2, count: 1, cpus: 1, memoryMb: 512, timeoutSeconds: 600, maxErrors: 3, cheapOnly: false });
+        const spec = toSpec({
+          mode: 'replicate',
+          replicas: 2,
+          quorum: 2,
+          count: 1,
+          cpus: 1,
+          memoryMb: 512,
+          timeoutSeconds: 600,
+          maxErrors: 3,
+          cheapOnly: false,
+        });
         const { jobId } = await w.engine.submitJob(w.buyers[0]!.id, spec);
         w.jobs.push({ id: jobId, buyer: 0, spec });
         await w.engine.schedule();

@@ -28,7 +28,11 @@ describe('LiveLogs (coordinator)', () => {
     logs.append('e2', 'stdout', 0, 'two');
     logs.append('e1', 'stderr', 0, 'touch'); // e1 written more recently than e2
     logs.append('e3', 'stdout', 0, 'three');
-    expect([logs.text('e1', 'stderr'), logs.text('e2', 'stdout'), logs.text('e3', 'stdout')]).toEqual(['touch', '', 'three']);
+    expect([logs.text('e1', 'stderr'), logs.text('e2', 'stdout'), logs.text('e3', 'stdout')]).toEqual([
+      'touch',
+      '',
+      'three',
+    ]);
   });
 });
 
@@ -45,13 +49,19 @@ describe('LogTail (agent)', () => {
     const sent: Array<[string, number, string]> = [];
     const failures: Error[] = [];
     let attempts = 0;
-    const tail = new LogTail(paths, async (stream, offset, data) => {
-      attempts++;
-      const f = failures.shift();
-      if (f) throw f;
-      sent.push([stream, offset, data]);
-    }, 5);
-    const until = async (pred: () => boolean) => { while (!pred()) await new Promise((r) => setTimeout(r, 5)); };
+    const tail = new LogTail(
+      paths,
+      async (stream, offset, data) => {
+        attempts++;
+        const f = failures.shift();
+        if (f) throw f;
+        sent.push([stream, offset, data]);
+      },
+      5,
+    );
+    const until = async (pred: () => boolean) => {
+      while (!pred()) await new Promise((r) => setTimeout(r, 5));
+    };
     tail.start();
     await writeFile(paths.stdout, 'one\n');
     await until(() => sent.length === 1);
@@ -59,7 +69,11 @@ describe('LogTail (agent)', () => {
     await appendFile(paths.stdout, 'two\n');
     await writeFile(paths.stderr, 'err\n');
     await until(() => sent.length === 3);
-    expect(sent).toEqual([['stdout', 0, 'one\n'], ['stdout', 4, 'two\n'], ['stderr', 0, 'err\n']]);
+    expect(sent).toEqual([
+      ['stdout', 0, 'one\n'],
+      ['stdout', 4, 'two\n'],
+      ['stderr', 0, 'err\n'],
+    ]);
     failures.push(new ApiError(409, 'stale_lease', 'gone'));
     await appendFile(paths.stdout, 'three\n');
     await until(() => failures.length === 0);

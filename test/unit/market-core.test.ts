@@ -5,16 +5,46 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import {
-  accountLedger, ADAPTIVE_TRUST_THRESHOLD, applyOutcome, assertBalanced, buildPredictor, DEFAULT_QUOTA, errorRate, escrowHoldTxn, escrowLedger,
-  executionCost, executionMaxCost, FEES, formatCredits, fromMicro, fundedExecutions, grantTxn, INITIAL_IDLE_STATE, ISSUER, meanTurnaroundMs,
-  mustStayNonNegative, newReputation, paymentTxn, platformFee, quoteModes, refundTxn, reputationScore, runsAlone, stepIdlePolicy, toMicro,
-  type IdleState, type LedgerTxn, type Reputation, type ReputationOutcome,
+  accountLedger,
+  ADAPTIVE_TRUST_THRESHOLD,
+  applyOutcome,
+  assertBalanced,
+  buildPredictor,
+  DEFAULT_QUOTA,
+  errorRate,
+  escrowHoldTxn,
+  escrowLedger,
+  executionCost,
+  executionMaxCost,
+  FEES,
+  formatCredits,
+  fromMicro,
+  fundedExecutions,
+  grantTxn,
+  INITIAL_IDLE_STATE,
+  ISSUER,
+  meanTurnaroundMs,
+  mustStayNonNegative,
+  newReputation,
+  paymentTxn,
+  platformFee,
+  quoteModes,
+  refundTxn,
+  reputationScore,
+  runsAlone,
+  stepIdlePolicy,
+  toMicro,
+  type IdleState,
+  type LedgerTxn,
+  type Reputation,
+  type ReputationOutcome,
 } from '../../src/core/index.js';
 import { JobSpecSchema, type IdlePolicy, type JobSpec } from '../../src/protocol/index.js';
 
 const PRICE = { cpuHour: 0.05, memoryGiBHour: 0.005, gpuHour: 0.5, startFee: 0.001 };
 const HOUR = 3_600_000;
-const spec = (over: Record<string, unknown> = {}): JobSpec => JobSpecSchema.parse({ image: 'deqo/busybox:test', command: ['true'], ...over });
+const spec = (over: Record<string, unknown> = {}): JobSpec =>
+  JobSpecSchema.parse({ image: 'deqo/busybox:test', command: ['true'], ...over });
 
 describe('money', () => {
   it('converts credits to integer micro-credits and back', () => {
@@ -27,7 +57,11 @@ describe('money', () => {
   });
 
   it('round-trips every micro-credit amount up to a million credits', () => {
-    fc.assert(fc.property(fc.integer({ min: -1e12, max: 1e12 }), (m) => { expect(toMicro(fromMicro(m))).toBe(m); }));
+    fc.assert(
+      fc.property(fc.integer({ min: -1e12, max: 1e12 }), (m) => {
+        expect(toMicro(fromMicro(m))).toBe(m);
+      }),
+    );
   });
 
   it('formats amounts with up to 6 decimals and no trailing zeros', () => {
@@ -64,24 +98,40 @@ describe('pricing', () => {
 
   it('never charges more than executionMaxCost for prices within the maximum (property)', () => {
     const price = fc.double({ min: 0, max: 1_000_000, noNaN: true });
-    fc.assert(fc.property(
-      fc.record({ cpuHour: price, memoryGiBHour: price, gpuHour: price, startFee: price }),
-      fc.record({ cpuHour: fc.double({ min: 0, max: 1, noNaN: true }), memoryGiBHour: fc.double({ min: 0, max: 1, noNaN: true }),
-        gpuHour: fc.double({ min: 0, max: 1, noNaN: true }), startFee: fc.double({ min: 0, max: 1, noNaN: true }) }),
-      fc.record({ cpus: fc.double({ min: 0.01, max: 256, noNaN: true }), memoryMb: fc.integer({ min: 16, max: 1_048_576 }),
-        gpus: fc.integer({ min: 0, max: 16 }), timeoutSeconds: fc.integer({ min: 1, max: 7 * 24 * 3600 }) }),
-      fc.integer({ min: -1000, max: 30 * 24 * HOUR }),
-      (maxPrice, share, res, wallMs) => {
-        const offer = { cpuHour: maxPrice.cpuHour * share.cpuHour, memoryGiBHour: maxPrice.memoryGiBHour * share.memoryGiBHour,
-          gpuHour: maxPrice.gpuHour * share.gpuHour, startFee: maxPrice.startFee * share.startFee };
-        const max = executionMaxCost({ resources: { ...res, pids: 256 }, maxPrice });
-        const cost = executionCost(offer, res, wallMs, res.timeoutSeconds * 1000);
-        expect(Number.isInteger(cost)).toBe(true);
-        expect(cost).toBeGreaterThanOrEqual(0);
-        expect(cost).toBeLessThanOrEqual(max);
-        // At the maximum prices, running to the timeout costs exactly the maximum.
-        expect(executionCost(maxPrice, res, res.timeoutSeconds * 1000, res.timeoutSeconds * 1000)).toBe(max);
-      }), { numRuns: 1000 });
+    fc.assert(
+      fc.property(
+        fc.record({ cpuHour: price, memoryGiBHour: price, gpuHour: price, startFee: price }),
+        fc.record({
+          cpuHour: fc.double({ min: 0, max: 1, noNaN: true }),
+          memoryGiBHour: fc.double({ min: 0, max: 1, noNaN: true }),
+          gpuHour: fc.double({ min: 0, max: 1, noNaN: true }),
+          startFee: fc.double({ min: 0, max: 1, noNaN: true }),
+        }),
+        fc.record({
+          cpus: fc.double({ min: 0.01, max: 256, noNaN: true }),
+          memoryMb: fc.integer({ min: 16, max: 1_048_576 }),
+          gpus: fc.integer({ min: 0, max: 16 }),
+          timeoutSeconds: fc.integer({ min: 1, max: 7 * 24 * 3600 }),
+        }),
+        fc.integer({ min: -1000, max: 30 * 24 * HOUR }),
+        (maxPrice, share, res, wallMs) => {
+          const offer = {
+            cpuHour: maxPrice.cpuHour * share.cpuHour,
+            memoryGiBHour: maxPrice.memoryGiBHour * share.memoryGiBHour,
+            gpuHour: maxPrice.gpuHour * share.gpuHour,
+            startFee: maxPrice.startFee * share.startFee,
+          };
+          const max = executionMaxCost({ resources: { ...res, pids: 256 }, maxPrice });
+          const cost = executionCost(offer, res, wallMs, res.timeoutSeconds * 1000);
+          expect(Number.isInteger(cost)).toBe(true);
+          expect(cost).toBeGreaterThanOrEqual(0);
+          expect(cost).toBeLessThanOrEqual(max);
+          // At the maximum prices, running to the timeout costs exactly the maximum.
+          expect(executionCost(maxPrice, res, res.timeoutSeconds * 1000, res.timeoutSeconds * 1000)).toBe(max);
+        },
+      ),
+      { numRuns: 1000 },
+    );
   });
 
   it('takes the platform fee in basis points, rounded down', () => {
@@ -98,11 +148,18 @@ describe('pricing', () => {
   });
 
   it('quotes none, replicate and adaptive; adaptive expects fewer executions with trusted providers', () => {
-    const s = spec({ verification: { mode: 'replicate', replicas: 3, quorum: 2 }, resources: { cpus: 1, memoryMb: 1024, timeoutSeconds: 3600 } });
+    const s = spec({
+      verification: { mode: 'replicate', replicas: 3, quorum: 2 },
+      resources: { cpus: 1, memoryMb: 1024, timeoutSeconds: 3600 },
+    });
     const perMax = executionMaxCost(s);
     const perExpected = 2000 + Math.ceil((0.1 + 0.01) * (60_000 / HOUR) * 1e6 - 1e-6); // one minute at the maximum prices
     const q = quoteModes(s, 10, { expectedWallMs: 60_000, trustedShare: 0.8 });
-    expect(q.map((l) => [l.mode, l.executionsPerTask])).toEqual([['none', 1], ['replicate', 3], ['adaptive', 3]]);
+    expect(q.map((l) => [l.mode, l.executionsPerTask])).toEqual([
+      ['none', 1],
+      ['replicate', 3],
+      ['adaptive', 3],
+    ]);
     expect(q.map((l) => l.maxCost)).toEqual([10 * perMax, 30 * perMax, 30 * perMax]);
     expect(q[0]!.expectedCost).toBe(10 * perExpected);
     expect(q[1]!.expectedCost).toBe(30 * perExpected);
@@ -126,8 +183,12 @@ describe('ledger', () => {
   const at = (t: LedgerTxn, account: string) => t.postings.find((p) => p.account === account)?.amount;
 
   it('builds balanced grant, escrow hold, payment and refund transactions', () => {
-    const txns = [grantTxn('buyer1', 5_000_000, 'welcome'), escrowHoldTxn('buyer1', 'job1', 300_000, 'hold'),
-      paymentTxn('job1', 'ex1', 'prov1', 100_000, 500)!, refundTxn('buyer1', 'job1', 200_000)];
+    const txns = [
+      grantTxn('buyer1', 5_000_000, 'welcome'),
+      escrowHoldTxn('buyer1', 'job1', 300_000, 'hold'),
+      paymentTxn('job1', 'ex1', 'prov1', 100_000, 500)!,
+      refundTxn('buyer1', 'job1', 200_000),
+    ];
     for (const t of txns) {
       expect(() => assertBalanced(t)).not.toThrow();
       expect(sumOf(t)).toBe(0);
@@ -159,19 +220,55 @@ describe('ledger', () => {
   });
 
   it('balances every payment, whatever the cost and fee (property)', () => {
-    fc.assert(fc.property(fc.integer({ min: 1, max: 1e12 }), fc.integer({ min: 0, max: 10_000 }), (cost, bps) => {
-      const t = paymentTxn('j', 'e', 'p', cost, bps)!;
-      assertBalanced(t);
-      expect(at(t, FEES) ?? 0).toBe(platformFee(cost, bps));
-    }));
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 1e12 }), fc.integer({ min: 0, max: 10_000 }), (cost, bps) => {
+        const t = paymentTxn('j', 'e', 'p', cost, bps)!;
+        assertBalanced(t);
+        expect(at(t, FEES) ?? 0).toBe(platformFee(cost, bps));
+      }),
+    );
   });
 
   it('rejects unbalanced, zero, fractional and duplicate postings', () => {
-    const txn = (postings: LedgerTxn['postings']): LedgerTxn => ({ kind: 'grant', jobId: null, executionId: null, memo: '', postings });
-    expect(() => assertBalanced(txn([{ account: 'acct:a', amount: 5 }, { account: 'acct:b', amount: -4 }]))).toThrow(/does not balance/);
-    expect(() => assertBalanced(txn([{ account: 'acct:a', amount: 0 }, { account: 'acct:b', amount: 0 }]))).toThrow(/non-zero integer/);
-    expect(() => assertBalanced(txn([{ account: 'acct:a', amount: 0.5 }, { account: 'acct:b', amount: -0.5 }]))).toThrow(/non-zero integer/);
-    expect(() => assertBalanced(txn([{ account: 'acct:a', amount: 5 }, { account: 'acct:a', amount: -5 }]))).toThrow(/twice/);
+    const txn = (postings: LedgerTxn['postings']): LedgerTxn => ({
+      kind: 'grant',
+      jobId: null,
+      executionId: null,
+      memo: '',
+      postings,
+    });
+    expect(() =>
+      assertBalanced(
+        txn([
+          { account: 'acct:a', amount: 5 },
+          { account: 'acct:b', amount: -4 },
+        ]),
+      ),
+    ).toThrow(/does not balance/);
+    expect(() =>
+      assertBalanced(
+        txn([
+          { account: 'acct:a', amount: 0 },
+          { account: 'acct:b', amount: 0 },
+        ]),
+      ),
+    ).toThrow(/non-zero integer/);
+    expect(() =>
+      assertBalanced(
+        txn([
+          { account: 'acct:a', amount: 0.5 },
+          { account: 'acct:b', amount: -0.5 },
+        ]),
+      ),
+    ).toThrow(/non-zero integer/);
+    expect(() =>
+      assertBalanced(
+        txn([
+          { account: 'acct:a', amount: 5 },
+          { account: 'acct:a', amount: -5 },
+        ]),
+      ),
+    ).toThrow(/twice/);
     expect(() => assertBalanced(grantTxn('a', 0, 'nothing'))).toThrow(RangeError);
     expect(() => assertBalanced(refundTxn('a', 'j', 0))).toThrow(RangeError);
   });
@@ -185,12 +282,22 @@ describe('ledger', () => {
 });
 
 describe('reputation', () => {
-  const valid = (crossChecked = true, turnaroundMs: number | null = null): ReputationOutcome => ({ kind: 'valid', crossChecked, turnaroundMs });
+  const valid = (crossChecked = true, turnaroundMs: number | null = null): ReputationOutcome => ({
+    kind: 'valid',
+    crossChecked,
+    turnaroundMs,
+  });
   const apply = (r: Reputation, ...os: ReputationOutcome[]) => os.reduce((acc, o) => applyOutcome(acc, o), r);
 
   it('starts a newcomer at score 0.5 with the initial quota', () => {
     const r = newReputation();
-    expect(r).toMatchObject({ consecutiveValid: 0, valid: 0, invalid: 0, errors: 0, dailyQuota: DEFAULT_QUOTA.initialDailyQuota });
+    expect(r).toMatchObject({
+      consecutiveValid: 0,
+      valid: 0,
+      invalid: 0,
+      errors: 0,
+      dailyQuota: DEFAULT_QUOTA.initialDailyQuota,
+    });
     expect(reputationScore(r)).toBe(0.5);
     expect(newReputation({ initialDailyQuota: 7, maxDailyQuota: 50 }).dailyQuota).toBe(7);
   });
@@ -215,20 +322,35 @@ describe('reputation', () => {
     const q = { initialDailyQuota: 3, maxDailyQuota: 20 };
     let r = newReputation(q);
     const quotas: number[] = [];
-    for (let i = 0; i < 4; i++) { r = applyOutcome(r, valid(false), q); quotas.push(r.dailyQuota); }
+    for (let i = 0; i < 4; i++) {
+      r = applyOutcome(r, valid(false), q);
+      quotas.push(r.dailyQuota);
+    }
     expect(quotas).toEqual([6, 12, 20, 20]);
     const down: number[] = [];
     r = { ...r, dailyQuota: 3 };
-    for (let i = 0; i < 4; i++) { r = applyOutcome(r, i % 2 ? { kind: 'error' } : { kind: 'invalid', turnaroundMs: null }, q); down.push(r.dailyQuota); }
+    for (let i = 0; i < 4; i++) {
+      r = applyOutcome(r, i % 2 ? { kind: 'error' } : { kind: 'invalid', turnaroundMs: null }, q);
+      down.push(r.dailyQuota);
+    }
     expect(down).toEqual([2, 1, 1, 1]);
     expect(applyOutcome({ ...r, dailyQuota: 0 }, valid(), q).dailyQuota).toBe(2);
     // Default cap.
-    expect(applyOutcome({ ...newReputation(), dailyQuota: 6400 }, valid()).dailyQuota).toBe(DEFAULT_QUOTA.maxDailyQuota);
+    expect(applyOutcome({ ...newReputation(), dailyQuota: 6400 }, valid()).dailyQuota).toBe(
+      DEFAULT_QUOTA.maxDailyQuota,
+    );
   });
 
   it('scores (valid + 1) / (n + 2), with error rate and mean turnaround of reported results', () => {
-    const r = apply(newReputation(), valid(true, 100), valid(true, 300), { kind: 'invalid', turnaroundMs: 200 }, { kind: 'error' },
-      valid(false, -50), valid(true, null));
+    const r = apply(
+      newReputation(),
+      valid(true, 100),
+      valid(true, 300),
+      { kind: 'invalid', turnaroundMs: 200 },
+      { kind: 'error' },
+      valid(false, -50),
+      valid(true, null),
+    );
     expect(r).toMatchObject({ valid: 4, invalid: 1, errors: 1, turnaroundCount: 4, turnaroundMsTotal: 600 });
     expect(reputationScore(r)).toBeCloseTo(5 / 8, 12);
     expect(errorRate(r)).toBeCloseTo(1 / 6, 12);
@@ -274,7 +396,10 @@ describe('prediction', () => {
   });
 
   it('uses only an agent’s last 20 runs of a pair', () => {
-    const p = buildPredictor([...Array.from({ length: 5 }, () => s('a', 1000)), ...Array.from({ length: 20 }, () => s('a', 100))]);
+    const p = buildPredictor([
+      ...Array.from({ length: 5 }, () => s('a', 1000)),
+      ...Array.from({ length: 20 }, () => s('a', 100)),
+    ]);
     expect(p('a', 'img/x', 1)).toBe(100);
   });
 
@@ -296,15 +421,29 @@ describe('prediction', () => {
 });
 
 describe('idle policy (HTCondor desktop)', () => {
-  const policy: IdlePolicy = { enabled: true, startBelow: 0.3, suspendAbove: 0.5, suspendAfterSeconds: 120, resumeAfterSeconds: 300 };
+  const policy: IdlePolicy = {
+    enabled: true,
+    startBelow: 0.3,
+    suspendAbove: 0.5,
+    suspendAfterSeconds: 120,
+    resumeAfterSeconds: 300,
+  };
   /** Feeds (load, time s) samples and returns every decision. */
   const run = (p: IdlePolicy, samples: [number, number][], start: IdleState = INITIAL_IDLE_STATE) => {
     let state = start;
-    return samples.map(([load, t]) => { const d = stepIdlePolicy(p, state, load, t * 1000); state = d.state; return d; });
+    return samples.map(([load, t]) => {
+      const d = stepIdlePolicy(p, state, load, t * 1000);
+      state = d.state;
+      return d;
+    });
   };
 
   it('starts work only while the owner load is at most startBelow', () => {
-    const [calm, edge, mid] = run(policy, [[0.1, 0], [0.3, 1], [0.4, 2]]);
+    const [calm, edge, mid] = run(policy, [
+      [0.1, 0],
+      [0.3, 1],
+      [0.4, 2],
+    ]);
     expect(calm).toMatchObject({ canStart: true, windDown: false, reason: null });
     expect(edge!.canStart).toBe(true);
     expect(mid).toMatchObject({ canStart: false, windDown: false });
@@ -313,33 +452,84 @@ describe('idle policy (HTCondor desktop)', () => {
   });
 
   it('suspends only after the load stayed at or above suspendAbove for suspendAfterSeconds', () => {
-    const ds = run(policy, [[0.5, 0], [0.9, 60], [0.7, 119.999], [0.6, 120]]);
-    expect(ds.slice(0, 3).map((d) => [d.state.suspended, d.windDown])).toEqual([[false, false], [false, false], [false, false]]);
+    const ds = run(policy, [
+      [0.5, 0],
+      [0.9, 60],
+      [0.7, 119.999],
+      [0.6, 120],
+    ]);
+    expect(ds.slice(0, 3).map((d) => [d.state.suspended, d.windDown])).toEqual([
+      [false, false],
+      [false, false],
+      [false, false],
+    ]);
     expect(ds[3]).toMatchObject({ canStart: false, windDown: true, state: { suspended: true } });
   });
 
   it('restarts the busy streak when the load drops in between', () => {
-    const ds = run(policy, [[0.6, 0], [0.2, 60], [0.6, 100], [0.6, 219], [0.6, 220]]);
+    const ds = run(policy, [
+      [0.6, 0],
+      [0.2, 60],
+      [0.6, 100],
+      [0.6, 219],
+      [0.6, 220],
+    ]);
     expect(ds.map((d) => d.state.suspended)).toEqual([false, false, false, false, true]);
   });
 
   it('resumes only after the load stayed below startBelow for resumeAfterSeconds', () => {
-    const suspended = run(policy, [[0.9, 0], [0.9, 120]])[1]!.state;
+    const suspended = run(policy, [
+      [0.9, 0],
+      [0.9, 120],
+    ])[1]!.state;
     expect(suspended.suspended).toBe(true);
-    const ds = run(policy, [[0.1, 200], [0.1, 499], [0.1, 500]], suspended);
-    expect(ds.map((d) => [d.canStart, d.windDown])).toEqual([[false, true], [false, true], [true, false]]);
+    const ds = run(
+      policy,
+      [
+        [0.1, 200],
+        [0.1, 499],
+        [0.1, 500],
+      ],
+      suspended,
+    );
+    expect(ds.map((d) => [d.canStart, d.windDown])).toEqual([
+      [false, true],
+      [false, true],
+      [true, false],
+    ]);
     expect(ds[2]!.state).toEqual({ suspended: false, busySince: null, calmSince: null });
   });
 
   it('restarts the calm streak on a spike while suspended (load at startBelow is not calm)', () => {
-    const suspended = run(policy, [[0.9, 0], [0.9, 120]])[1]!.state;
-    const ds = run(policy, [[0.1, 200], [0.3, 400], [0.1, 450], [0.1, 700], [0.1, 750]], suspended);
+    const suspended = run(policy, [
+      [0.9, 0],
+      [0.9, 120],
+    ])[1]!.state;
+    const ds = run(
+      policy,
+      [
+        [0.1, 200],
+        [0.3, 400],
+        [0.1, 450],
+        [0.1, 700],
+        [0.1, 750],
+      ],
+      suspended,
+    );
     expect(ds.map((d) => d.canStart)).toEqual([false, false, false, false, true]);
   });
 
   it('always allows work when the policy is disabled', () => {
     const off = { ...policy, enabled: false };
-    const ds = run(off, [[1, 0], [1, 1000], [1, 100_000]], { suspended: true, busySince: 0, calmSince: null });
+    const ds = run(
+      off,
+      [
+        [1, 0],
+        [1, 1000],
+        [1, 100_000],
+      ],
+      { suspended: true, busySince: 0, calmSince: null },
+    );
     expect(ds.every((d) => d.canStart && !d.windDown && d.reason === null && !d.state.suspended)).toBe(true);
   });
 });

@@ -10,7 +10,12 @@ import { Writable } from 'node:stream';
 import { pino, type Logger } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
-  COUNTS_CACHE_MS, createMetrics, DEFAULT_COORDINATOR_CONFIG, startCoordinator, type CoordinatorMetrics, type RunningCoordinator,
+  COUNTS_CACHE_MS,
+  createMetrics,
+  DEFAULT_COORDINATOR_CONFIG,
+  startCoordinator,
+  type CoordinatorMetrics,
+  type RunningCoordinator,
 } from '../../src/coordinator/index.js';
 import { executionMaxCost, fromMicro } from '../../src/core/index.js';
 import { DEFAULT_ENGINE_CONFIG, Engine } from '../../src/engine/index.js';
@@ -23,16 +28,21 @@ type LogLine = Record<string, unknown> & { msg: string; level: number };
 
 /** A pino logger at info whose JSON lines land in `lines`. */
 function capturingLog(lines: LogLine[]): Logger {
-  return pino({ level: 'info' }, new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      for (const l of chunk.toString('utf8').split('\n')) if (l.trim() !== '') lines.push(JSON.parse(l) as LogLine);
-      cb();
-    },
-  }));
+  return pino(
+    { level: 'info' },
+    new Writable({
+      write(chunk: Buffer, _enc, cb) {
+        for (const l of chunk.toString('utf8').split('\n')) if (l.trim() !== '') lines.push(JSON.parse(l) as LogLine);
+        cb();
+      },
+    }),
+  );
 }
 
 const cleanups: Array<() => Promise<void>> = [];
-afterEach(async () => { for (const c of cleanups.splice(0).reverse()) await c(); });
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
 
 async function scrape(c: RunningCoordinator): Promise<{ text: string; samples: Sample[] }> {
   const res = await fetch(`${c.url}/metrics`);
@@ -79,7 +89,8 @@ describe('GET /metrics of real coordinators', () => {
     await a.engine.schedule();
     const claimed = await claimAll(a.engine, agentIds);
     expect(claimed).toHaveLength(2);
-    for (const { agentId, a: asg } of claimed) await a.engine.report(agentId, asg.executionId, await completedReport(a.engine, asg, 'the answer'));
+    for (const { agentId, a: asg } of claimed)
+      await a.engine.report(agentId, asg.executionId, await completedReport(a.engine, asg, 'the answer'));
     await until('the job is settled', async () => (await a.store.jobs.billing(jobId)).settled);
     const billing = await a.store.jobs.billing(jobId);
     await new Promise((r) => setTimeout(r, COUNTS_CACHE_MS + 50)); // past the gauges' cache
@@ -105,20 +116,28 @@ describe('GET /metrics of real coordinators', () => {
     expect(total(after, 'deqo_job_duration_seconds_count', { state: 'succeeded' })).toBe(1);
     expect(total(after, 'deqo_job_duration_seconds_bucket', { state: 'succeeded', le: '+Inf' })).toBe(1);
     expect(total(after, 'deqo_credits_moved_total', { kind: 'escrow_hold' })).toBeCloseTo(billing.escrowHeld, 6);
-    expect(total(after, 'deqo_credits_moved_total', { kind: 'payment' }) + total(after, 'deqo_credits_moved_total', { kind: 'fee' }))
-      .toBeCloseTo(billing.paid, 6);
+    expect(
+      total(after, 'deqo_credits_moved_total', { kind: 'payment' }) +
+        total(after, 'deqo_credits_moved_total', { kind: 'fee' }),
+    ).toBeCloseTo(billing.paid, 6);
     expect(total(after, 'deqo_credits_moved_total', { kind: 'refund' })).toBeCloseTo(billing.refunded, 6);
     expect(billing.paid).toBeGreaterThan(0);
     expect(billing.refunded).toBeGreaterThan(0);
     // Aggregates only: no id or name reaches a label.
-    for (const id of [jobId, buyerId, ...agentIds, ...claimed.map((c) => c.a.executionId), 'metrics-box0']) expect(sa!.text).not.toContain(id);
+    for (const id of [jobId, buyerId, ...agentIds, ...claimed.map((c) => c.a.executionId), 'metrics-box0'])
+      expect(sa!.text).not.toContain(id);
 
     // The log: ids are fields, and a line about an execution names its task and job, a line about a task its job.
     const named = (msg: string) => lines.filter((l) => l.msg === msg);
     expect(named('job submitted')).toEqual([expect.objectContaining({ jobId })]);
     const taskId = (await a.store.jobs.jobView(jobId, buyerId))!.tasks[0]!.id;
     for (const msg of ['execution claimed', 'execution reported']) {
-      expect(named(msg).map((l) => l.executionId).sort(), msg).toEqual(claimed.map((c) => c.a.executionId).sort());
+      expect(
+        named(msg)
+          .map((l) => l.executionId)
+          .sort(),
+        msg,
+      ).toEqual(claimed.map((c) => c.a.executionId).sort());
       for (const l of named(msg)) expect(l, msg).toMatchObject({ jobId, taskId });
     }
     expect(named('task decided')).toEqual([expect.objectContaining({ jobId, taskId, outcome: 'verified' })]);
@@ -152,7 +171,11 @@ describe('metrics of rarer paths (controlled clock)', () => {
     store = await openSqliteStore(':memory:');
     engine = new Engine(store, { ...DEFAULT_ENGINE_CONFIG }, capturingLog(lines), () => now);
     metrics = createMetrics(store, engine, { cacheMs });
-    cleanups.push(async () => { metrics.close(); await engine.stop(); await store.close(); });
+    cleanups.push(async () => {
+      metrics.close();
+      await engine.stop();
+      await store.close();
+    });
   }
   const read = async () => parseSamples(await metrics.scrape());
 
@@ -168,7 +191,14 @@ describe('metrics of rarer paths (controlled clock)', () => {
     await engine.reap();
     await engine.settle();
     const lost = lines.filter((l) => l.msg === 'execution lost');
-    expect(lost).toEqual([expect.objectContaining({ executionId: first!.a.executionId, jobId, reason: 'lease_expired', taskId: expect.any(String) })]);
+    expect(lost).toEqual([
+      expect.objectContaining({
+        executionId: first!.a.executionId,
+        jobId,
+        reason: 'lease_expired',
+        taskId: expect.any(String),
+      }),
+    ]);
 
     now += DEFAULT_ENGINE_CONFIG.retryBackoffMs; // the retry waits out its backoff (2 s)
     for (const id of agentIds) await engine.heartbeat(id, []);
@@ -189,7 +219,10 @@ describe('metrics of rarer paths (controlled clock)', () => {
     // Submitted at T0, ended 17 s later: in the 30 s bucket, not the 10 s one.
     expect(sampleValue(s, 'deqo_job_duration_seconds_bucket', { state: 'succeeded', le: '10' })).toBe(0);
     expect(sampleValue(s, 'deqo_job_duration_seconds_bucket', { state: 'succeeded', le: '30' })).toBe(1);
-    expect(sampleValue(s, 'deqo_job_duration_seconds_sum', { state: 'succeeded' })).toBeCloseTo((DEFAULT_ENGINE_CONFIG.leaseTtlMs + 1 + 2_000) / 1000, 3);
+    expect(sampleValue(s, 'deqo_job_duration_seconds_sum', { state: 'succeeded' })).toBeCloseTo(
+      (DEFAULT_ENGINE_CONFIG.leaseTtlMs + 1 + 2_000) / 1000,
+      3,
+    );
   });
 
   it('counts an escrow top-up as held credits, and a top-up the buyer cannot fund as a failed task (insufficient_funds)', async () => {
@@ -210,7 +243,8 @@ describe('metrics of rarer paths (controlled clock)', () => {
     await engine.schedule();
     const claimed = await claimAll(engine, agentIds);
     expect(claimed).toHaveLength(4);
-    for (const [i, { agentId, a }] of claimed.entries()) await engine.report(agentId, a.executionId, await completedReport(engine, a, `disagreeing ${i}`));
+    for (const [i, { agentId, a }] of claimed.entries())
+      await engine.report(agentId, a.executionId, await completedReport(engine, a, `disagreeing ${i}`));
     await engine.schedule(); // the rich task's third execution
     await engine.settle();
 
@@ -220,7 +254,10 @@ describe('metrics of rarer paths (controlled clock)', () => {
     expect((await store.jobs.jobView(richJob, rich))!.tasks[0]!.targetReplicas).toBe(3);
 
     s = await read();
-    expect(sampleValue(s, 'deqo_credits_moved_total', { kind: 'escrow_hold' })).toBeCloseTo(fromMicro(5 * perExecution), 6);
+    expect(sampleValue(s, 'deqo_credits_moved_total', { kind: 'escrow_hold' })).toBeCloseTo(
+      fromMicro(5 * perExecution),
+      6,
+    );
     expect(sampleValue(s, 'deqo_tasks_decided_total', { outcome: 'failed', reason: 'insufficient_funds' })).toBe(1);
     expect(sampleValue(s, 'deqo_executions_settled_total', { state: 'invalid' })).toBe(2);
     expect(sampleValue(s, 'deqo_credits_moved_total', { kind: 'refund' })).toBeCloseTo(fromMicro(2 * perExecution), 6);
@@ -229,7 +266,9 @@ describe('metrics of rarer paths (controlled clock)', () => {
     expect(sampleValue(s, 'deqo_jobs', { state: 'failed' })).toBe(1);
     expect(sampleValue(s, 'deqo_jobs', { state: 'running' })).toBe(1);
     expect(sampleValue(s, 'deqo_agents', { status: 'online' })).toBe(3);
-    expect(lines.filter((l) => l.msg === 'task decided')).toEqual([expect.objectContaining({ jobId: poorJob, outcome: 'failed', reason: 'insufficient_funds' })]);
+    expect(lines.filter((l) => l.msg === 'task decided')).toEqual([
+      expect.objectContaining({ jobId: poorJob, outcome: 'failed', reason: 'insufficient_funds' }),
+    ]);
     expect(sampleValue(s, 'deqo_credits_moved_total', { kind: 'payment' })).toBe(0);
   });
 
@@ -246,13 +285,17 @@ describe('metrics of rarer paths (controlled clock)', () => {
 
   it('survives a throwing listener (logged), and stops counting once closed', async () => {
     await setUp();
-    engine.events.on('dispatched', () => { throw new Error('observer bug'); });
+    engine.events.on('dispatched', () => {
+      throw new Error('observer bug');
+    });
     const buyerId = await fundedBuyer(engine, 'buyer', 100);
     const [agentId] = await registerAgents(engine, 1);
     await submitJob(engine, buyerId);
     await engine.schedule();
     await claimOne(engine, agentId!);
-    expect(lines.filter((l) => l.msg === 'engine event listener failed')).toEqual([expect.objectContaining({ event: 'dispatched' })]);
+    expect(lines.filter((l) => l.msg === 'engine event listener failed')).toEqual([
+      expect.objectContaining({ event: 'dispatched' }),
+    ]);
     expect(sampleValue(await read(), 'deqo_dispatch_latency_seconds_count')).toBe(1);
 
     metrics.close();

@@ -35,15 +35,23 @@ describe('JobSpecSchema', () => {
   });
 
   it('accepts common image references', () => {
-    for (const image of ['python:3.12', 'deqo/busybox:test', 'ghcr.io/org/app:v1.2', 'localhost:5000/a/b',
-      `alpine@sha256:${'a'.repeat(64)}`]) {
+    for (const image of [
+      'python:3.12',
+      'deqo/busybox:test',
+      'ghcr.io/org/app:v1.2',
+      'localhost:5000/a/b',
+      `alpine@sha256:${'a'.repeat(64)}`,
+    ]) {
       expect(JobSpecSchema.safeParse({ ...base, image }).success, image).toBe(true);
     }
   });
 
   it('rejects bad image references', () => {
     for (const image of ['Python:3', 'bad image', '', 'a::b', '-leading']) {
-      expect(issuesOf({ ...base, image }).map((i) => i.path), image).toContain('image');
+      expect(
+        issuesOf({ ...base, image }).map((i) => i.path),
+        image,
+      ).toContain('image');
     }
   });
 
@@ -51,11 +59,16 @@ describe('JobSpecSchema', () => {
     const r = JobSpecSchema.safeParse({ ...base, verification: { replicas: 2, quorum: 3 } });
     expect(r.success).toBe(false);
     expect(r.error?.issues.some((i) => i.path.join('.') === 'verification.quorum')).toBe(true);
-    expect(r.error?.issues.find((i) => i.path.join('.') === 'verification.quorum')?.path).toEqual(['verification', 'quorum']);
+    expect(r.error?.issues.find((i) => i.path.join('.') === 'verification.quorum')?.path).toEqual([
+      'verification',
+      'quorum',
+    ]);
   });
 
   it('rejects maxExecutions below replicas', () => {
-    expect(issuesOf({ ...base, verification: { replicas: 3, maxExecutions: 2 } }).map((i) => i.path)).toContain('verification.maxExecutions');
+    expect(issuesOf({ ...base, verification: { replicas: 3, maxExecutions: 2 } }).map((i) => i.path)).toContain(
+      'verification.maxExecutions',
+    );
   });
 
   it('rejects env names starting with DEQO_ and malformed env names', () => {
@@ -71,10 +84,21 @@ describe('JobSpecSchema', () => {
     const blob = 'e'.repeat(64);
     for (const path of ['../etc/passwd', 'a/../../b', '..', '/abs', './x']) {
       const issues = issuesOf({ ...base, inputs: [{ path, blob }] });
-      expect(issues.some((i) => i.path === 'inputs.0.path'), path).toBe(true);
+      expect(
+        issues.some((i) => i.path === 'inputs.0.path'),
+        path,
+      ).toBe(true);
     }
     expect(JobSpecSchema.safeParse({ ...base, inputs: [{ path: 'data/a..b.txt', blob }] }).success).toBe(true);
-    expect(issuesOf({ ...base, inputs: [{ path: 'a', blob }, { path: 'a', blob }] }).map((i) => i.path)).toContain('inputs');
+    expect(
+      issuesOf({
+        ...base,
+        inputs: [
+          { path: 'a', blob },
+          { path: 'a', blob },
+        ],
+      }).map((i) => i.path),
+    ).toContain('inputs');
   });
 
   it('rejects an outputDir of /, /inputs or a relative path', () => {
@@ -85,7 +109,11 @@ describe('JobSpecSchema', () => {
   });
 
   it('rejects unknown fields at the top level and in nested objects (strict)', () => {
-    expect(issuesOf({ ...base, replicas: 3 }).map((i) => i.message).join(' ')).toMatch(/replicas/);
+    expect(
+      issuesOf({ ...base, replicas: 3 })
+        .map((i) => i.message)
+        .join(' '),
+    ).toMatch(/replicas/);
     expect(JobSpecSchema.safeParse({ ...base, resources: { tpus: 1 } }).success).toBe(false);
   });
 
@@ -125,10 +153,24 @@ describe('fieldIssues', () => {
 describe('ReportRequestSchema', () => {
   it('discriminates on outcome and rejects a completed report without a manifest', () => {
     const sha = 'd'.repeat(64);
-    expect(ReportRequestSchema.safeParse({ outcome: 'failed', fencingToken: 1, reason: 'timeout', message: 'x' }).success).toBe(true);
-    expect(ReportRequestSchema.safeParse({ outcome: 'completed', fencingToken: 1, resultHash: sha, outputsBlob: sha,
-      stdoutBlob: sha, stderrBlob: sha, usage: { wallMs: 1, cpuMs: 1, maxMemoryBytes: 1 } }).success).toBe(false);
-    expect(ReportRequestSchema.safeParse({ outcome: 'failed', fencingToken: 1, reason: 'no_such_reason', message: 'x' }).success).toBe(false);
+    expect(
+      ReportRequestSchema.safeParse({ outcome: 'failed', fencingToken: 1, reason: 'timeout', message: 'x' }).success,
+    ).toBe(true);
+    expect(
+      ReportRequestSchema.safeParse({
+        outcome: 'completed',
+        fencingToken: 1,
+        resultHash: sha,
+        outputsBlob: sha,
+        stdoutBlob: sha,
+        stderrBlob: sha,
+        usage: { wallMs: 1, cpuMs: 1, maxMemoryBytes: 1 },
+      }).success,
+    ).toBe(false);
+    expect(
+      ReportRequestSchema.safeParse({ outcome: 'failed', fencingToken: 1, reason: 'no_such_reason', message: 'x' })
+        .success,
+    ).toBe(false);
   });
 });
 
@@ -140,9 +182,14 @@ describe('paths cannot escape', () => {
   });
   it('manifest file paths are relative and stay inside the output directory', async () => {
     const { ManifestSchema } = await import('../../src/protocol/index.js');
-    const m = (path: string) => ({ exitCode: 0, files: [{ path, sha256: 'a'.repeat(64), size: 1 }], stdoutSha256: 'a'.repeat(64) });
+    const m = (path: string) => ({
+      exitCode: 0,
+      files: [{ path, sha256: 'a'.repeat(64), size: 1 }],
+      stdoutSha256: 'a'.repeat(64),
+    });
     expect(ManifestSchema.safeParse(m('out/result.json')).success).toBe(true);
-    for (const bad of ['../x', '/etc/passwd', 'a/../../b', 'a//b']) expect(ManifestSchema.safeParse(m(bad)).success).toBe(false);
+    for (const bad of ['../x', '/etc/passwd', 'a/../../b', 'a//b'])
+      expect(ManifestSchema.safeParse(m(bad)).success).toBe(false);
   });
 });
 
@@ -155,13 +202,19 @@ describe('script jobs', () => {
     expect(s.script).toEqual({ ...script, requirements: [] });
     // A stored spec parses again to itself (the job view re-validates it).
     expect(JobSpecSchema.parse(s)).toEqual(s);
-    const own = JobSpecSchema.parse({ script, image: 'python:3.12', command: ['python3', '/inputs/main.py', '--fast'] });
+    const own = JobSpecSchema.parse({
+      script,
+      image: 'python:3.12',
+      command: ['python3', '/inputs/main.py', '--fast'],
+    });
     expect([own.image, own.command]).toEqual(['python:3.12', ['python3', '/inputs/main.py', '--fast']]);
   });
 
   it('refuse a spec with neither script nor image/command, naming the field', () => {
     expect(issuesOf({ command: ['true'] })).toEqual([{ path: 'image', message: 'expected an image (or a script)' }]);
-    expect(issuesOf({ image: 'deqo/busybox:test' })).toEqual([{ path: 'command', message: 'expected a command (or a script)' }]);
+    expect(issuesOf({ image: 'deqo/busybox:test' })).toEqual([
+      { path: 'command', message: 'expected a command (or a script)' },
+    ]);
   });
 
   it('refuse a source over 256 KiB, bad requirements, more than 50 of them, and an input named main.py', () => {
@@ -170,9 +223,16 @@ describe('script jobs', () => {
     for (const bad of ['-r evil.txt', '--index-url=x', 'git+https://x/y', 'a b', '']) {
       expect(issuesOf({ script: { ...script, requirements: [bad] } })[0]!.path, bad).toBe('script.requirements.0');
     }
-    const ok = JobSpecSchema.parse({ script: { ...script, requirements: ['numpy', 'scikit-learn>=1.2', 'pandas[excel]==2.1.0,!=2.1.1', 'python-dateutil'] } });
+    const ok = JobSpecSchema.parse({
+      script: {
+        ...script,
+        requirements: ['numpy', 'scikit-learn>=1.2', 'pandas[excel]==2.1.0,!=2.1.1', 'python-dateutil'],
+      },
+    });
     expect(ok.script?.requirements).toHaveLength(4);
-    expect(issuesOf({ script: { ...script, requirements: Array.from({ length: 51 }, (_, i) => `pkg${i}`) } })[0]!.path).toBe('script.requirements');
+    expect(
+      issuesOf({ script: { ...script, requirements: Array.from({ length: 51 }, (_, i) => `pkg${i}`) } })[0]!.path,
+    ).toBe('script.requirements');
     expect(issuesOf({ script, inputs: [{ path: 'main.py', blob: 'a'.repeat(64) }] })[0]!.path).toBe('inputs');
     expect(issuesOf({ script: { ...script, language: 'ruby' } })[0]!.path).toBe('script.language');
   });

@@ -6,30 +6,79 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import {
-  dynamicRejections, planExecutions, rejections, staticRejections,
-  type Demand, type Placement, type PlanOptions, type Predictor, type RejectionCode, type SchedAgent, type SchedTask,
+  dynamicRejections,
+  planExecutions,
+  rejections,
+  staticRejections,
+  type Demand,
+  type Placement,
+  type PlanOptions,
+  type Predictor,
+  type RejectionCode,
+  type SchedAgent,
+  type SchedTask,
 } from '../../src/core/index.js';
 
 const MAX_PRICE = { cpuHour: 0.1, memoryGiBHour: 0.01, gpuHour: 1, startFee: 0.002 };
 const PRICE = { cpuHour: 0.05, memoryGiBHour: 0.005, gpuHour: 0.5, startFee: 0.001 };
 
 function demand(over: Partial<Demand> = {}): Demand {
-  return { cpus: 1, memoryMb: 512, gpus: 0, network: false, labels: {}, maxPrice: MAX_PRICE, image: 'deqo/busybox:test', timeoutMs: 600_000, ...over };
+  return {
+    cpus: 1,
+    memoryMb: 512,
+    gpus: 0,
+    network: false,
+    labels: {},
+    maxPrice: MAX_PRICE,
+    image: 'deqo/busybox:test',
+    timeoutMs: 600_000,
+    ...over,
+  };
 }
 function task(over: Partial<Omit<SchedTask, 'demand'>> & { taskId: string; demand?: Partial<Demand> }): SchedTask {
   const { demand: d, ...rest } = over;
-  return { jobId: 'job_1', jobCreatedAt: 1000, index: 0, need: 1, excludedProviders: [], adaptiveFresh: false, ...rest, demand: demand(d) };
+  return {
+    jobId: 'job_1',
+    jobCreatedAt: 1000,
+    index: 0,
+    need: 1,
+    excludedProviders: [],
+    adaptiveFresh: false,
+    ...rest,
+    demand: demand(d),
+  };
 }
 function agent(over: Partial<SchedAgent> & { agentId: string; providerId: string }): SchedAgent {
   return {
-    name: over.agentId, online: true, availability: 'available', totalCpus: 4, freeCpus: 4, totalMemoryMb: 8192, freeMemoryMb: 8192,
-    gpuModels: [], freeGpus: 0, arch: 'amd64', os: 'linux', allowNetwork: false, labels: {}, prices: PRICE,
-    reputation: 0.5, consecutiveValid: 0, quotaLeft: 100, running: 0, ...over,
+    name: over.agentId,
+    online: true,
+    availability: 'available',
+    totalCpus: 4,
+    freeCpus: 4,
+    totalMemoryMb: 8192,
+    freeMemoryMb: 8192,
+    gpuModels: [],
+    freeGpus: 0,
+    arch: 'amd64',
+    os: 'linux',
+    allowNetwork: false,
+    labels: {},
+    prices: PRICE,
+    reputation: 0.5,
+    consecutiveValid: 0,
+    quotaLeft: 100,
+    running: 0,
+    ...over,
   };
 }
 
 /** Default options: no runtime known, and a random source that fails the test if it is called. */
-const noRandom: PlanOptions = { random: () => { throw new Error('random must not be drawn'); }, predict: () => null };
+const noRandom: PlanOptions = {
+  random: () => {
+    throw new Error('random must not be drawn');
+  },
+  predict: () => null,
+};
 const withRandom = (r: number, predict: Predictor = () => null): PlanOptions => ({ random: () => r, predict });
 
 const countBy = (plan: Placement[], key: (p: Placement) => string) => {
@@ -51,9 +100,17 @@ describe('matching: rejection reasons', () => {
     const r = staticRejections(demand(), dear);
     expect(codes(r)).toEqual(['price']);
     expect(r[0]!.message).toContain('cpuHour 0.2 > 0.1');
-    expect(codes(rejections(demand(), agent({ agentId: 'a', providerId: 'p', prices: { ...PRICE, startFee: 0.01 } })))).toEqual(['price']);
+    expect(
+      codes(rejections(demand(), agent({ agentId: 'a', providerId: 'p', prices: { ...PRICE, startFee: 0.01 } }))),
+    ).toEqual(['price']);
     // A GPU price above the maximum only matters to a job that asks for GPUs.
-    const dearGpu = agent({ agentId: 'a', providerId: 'p', prices: { ...PRICE, gpuHour: 5 }, gpuModels: ['NVIDIA A100'], freeGpus: 1 });
+    const dearGpu = agent({
+      agentId: 'a',
+      providerId: 'p',
+      prices: { ...PRICE, gpuHour: 5 },
+      gpuModels: ['NVIDIA A100'],
+      freeGpus: 1,
+    });
     expect(rejections(demand(), dearGpu)).toEqual([]);
     expect(codes(rejections(demand({ gpus: 1 }), dearGpu))).toEqual(['price']);
     // Exactly at the maximum is accepted.
@@ -90,13 +147,17 @@ describe('matching: rejection reasons', () => {
     expect(codes(rejections(demand({ cpus: 8 }), ok))).toEqual(['cpus']);
     expect(codes(rejections(demand({ memoryMb: 16_384 }), ok))).toEqual(['memory']);
     expect(codes(rejections(demand({ network: true }), ok))).toEqual(['network']);
-    expect(rejections(demand({ network: true }), agent({ agentId: 'a', providerId: 'p', allowNetwork: true }))).toEqual([]);
+    expect(rejections(demand({ network: true }), agent({ agentId: 'a', providerId: 'p', allowNetwork: true }))).toEqual(
+      [],
+    );
   });
 
   it('rejects a reputation below the job minimum', () => {
     const r = rejections(demand({ minReputation: 0.8 }), agent({ agentId: 'a', providerId: 'p', reputation: 0.75 }));
     expect(codes(r)).toEqual(['reputation']);
-    expect(rejections(demand({ minReputation: 0.8 }), agent({ agentId: 'a', providerId: 'p', reputation: 0.8 }))).toEqual([]);
+    expect(
+      rejections(demand({ minReputation: 0.8 }), agent({ agentId: 'a', providerId: 'p', reputation: 0.8 })),
+    ).toEqual([]);
   });
 
   it('rejects agents the job did not pick, by agent id or provider id', () => {
@@ -108,14 +169,31 @@ describe('matching: rejection reasons', () => {
 
   it('gives dynamic reasons: offline, outside its window, owner busy, draining, at capacity, quota used up', () => {
     expect(codes(rejections(demand(), agent({ agentId: 'a', providerId: 'p', online: false })))).toEqual(['offline']);
-    expect(codes(rejections(demand(), agent({ agentId: 'a', providerId: 'p', availability: 'outside_window' })))).toEqual(['outside_window']);
-    expect(codes(rejections(demand(), agent({ agentId: 'a', providerId: 'p', availability: 'owner_busy' })))).toEqual(['owner_busy']);
-    expect(codes(rejections(demand(), agent({ agentId: 'a', providerId: 'p', availability: 'draining' })))).toEqual(['draining']);
-    expect(codes(rejections(demand({ cpus: 2 }), agent({ agentId: 'a', providerId: 'p', freeCpus: 1 })))).toEqual(['at_capacity']);
-    expect(codes(rejections(demand(), agent({ agentId: 'a', providerId: 'p', freeMemoryMb: 100 })))).toEqual(['at_capacity']);
-    expect(codes(rejections(demand({ gpus: 1 }), agent({ agentId: 'a', providerId: 'p', gpuModels: ['T4'], freeGpus: 0 })))).toEqual(['at_capacity']);
-    expect(codes(rejections(demand(), agent({ agentId: 'a', providerId: 'p', quotaLeft: 0 })))).toEqual(['quota_exhausted']);
-    expect(codes(rejections(demand(), agent({ agentId: 'a', providerId: 'p', freeCpus: 0, quotaLeft: 0 })))).toEqual(['at_capacity', 'quota_exhausted']);
+    expect(
+      codes(rejections(demand(), agent({ agentId: 'a', providerId: 'p', availability: 'outside_window' }))),
+    ).toEqual(['outside_window']);
+    expect(codes(rejections(demand(), agent({ agentId: 'a', providerId: 'p', availability: 'owner_busy' })))).toEqual([
+      'owner_busy',
+    ]);
+    expect(codes(rejections(demand(), agent({ agentId: 'a', providerId: 'p', availability: 'draining' })))).toEqual([
+      'draining',
+    ]);
+    expect(codes(rejections(demand({ cpus: 2 }), agent({ agentId: 'a', providerId: 'p', freeCpus: 1 })))).toEqual([
+      'at_capacity',
+    ]);
+    expect(codes(rejections(demand(), agent({ agentId: 'a', providerId: 'p', freeMemoryMb: 100 })))).toEqual([
+      'at_capacity',
+    ]);
+    expect(
+      codes(rejections(demand({ gpus: 1 }), agent({ agentId: 'a', providerId: 'p', gpuModels: ['T4'], freeGpus: 0 }))),
+    ).toEqual(['at_capacity']);
+    expect(codes(rejections(demand(), agent({ agentId: 'a', providerId: 'p', quotaLeft: 0 })))).toEqual([
+      'quota_exhausted',
+    ]);
+    expect(codes(rejections(demand(), agent({ agentId: 'a', providerId: 'p', freeCpus: 0, quotaLeft: 0 })))).toEqual([
+      'at_capacity',
+      'quota_exhausted',
+    ]);
   });
 
   it('lists static reasons before dynamic ones: a machine that can never run the job says why first', () => {
@@ -130,8 +208,10 @@ describe('matching: rejection reasons', () => {
 describe('planExecutions', () => {
   it('places the replicas of one task on distinct providers, even when one provider has several agents', () => {
     const agents = [
-      agent({ agentId: 'a1', providerId: 'p1' }), agent({ agentId: 'a2', providerId: 'p1' }),
-      agent({ agentId: 'a3', providerId: 'p1' }), agent({ agentId: 'b1', providerId: 'p2' }),
+      agent({ agentId: 'a1', providerId: 'p1' }),
+      agent({ agentId: 'a2', providerId: 'p1' }),
+      agent({ agentId: 'a3', providerId: 'p1' }),
+      agent({ agentId: 'b1', providerId: 'p2' }),
     ];
     const plan = planExecutions([task({ taskId: 't1', need: 3 })], agents, noRandom);
     expect(plan).toHaveLength(2); // only two providers exist
@@ -140,7 +220,11 @@ describe('planExecutions', () => {
   });
 
   it('never places on an excluded provider', () => {
-    const agents = [agent({ agentId: 'a1', providerId: 'p1' }), agent({ agentId: 'b1', providerId: 'p2' }), agent({ agentId: 'c1', providerId: 'p3' })];
+    const agents = [
+      agent({ agentId: 'a1', providerId: 'p1' }),
+      agent({ agentId: 'b1', providerId: 'p2' }),
+      agent({ agentId: 'c1', providerId: 'p3' }),
+    ];
     const plan = planExecutions([task({ taskId: 't1', need: 3, excludedProviders: ['p1', 'p3'] })], agents, noRandom);
     expect(plan).toEqual([{ taskId: 't1', agentId: 'b1', providerId: 'p2', alone: false }]);
   });
@@ -155,7 +239,16 @@ describe('planExecutions', () => {
   });
 
   it('respects GPUs and the daily quota across the whole plan', () => {
-    const gpuAgent = [agent({ agentId: 'g', providerId: 'p1', totalCpus: 16, freeCpus: 16, gpuModels: ['A100', 'A100', 'A100'], freeGpus: 3 })];
+    const gpuAgent = [
+      agent({
+        agentId: 'g',
+        providerId: 'p1',
+        totalCpus: 16,
+        freeCpus: 16,
+        gpuModels: ['A100', 'A100', 'A100'],
+        freeGpus: 3,
+      }),
+    ];
     const gpuTasks = Array.from({ length: 4 }, (_, i) => task({ taskId: `t${i}`, index: i, demand: { gpus: 2 } }));
     expect(planExecutions(gpuTasks, gpuAgent, noRandom).map((p) => p.taskId)).toEqual(['t0']); // 2 ≤ 3 < 4
 
@@ -166,15 +259,27 @@ describe('planExecutions', () => {
 
   it('skips a task that does not fit and still places smaller ones after it', () => {
     const agents = [agent({ agentId: 'a1', providerId: 'p1', totalCpus: 2, freeCpus: 2 })];
-    const tasks = [task({ taskId: 'big', jobId: 'j1', jobCreatedAt: 1, demand: { cpus: 4 } }), task({ taskId: 'small', jobId: 'j2', jobCreatedAt: 2 })];
+    const tasks = [
+      task({ taskId: 'big', jobId: 'j1', jobCreatedAt: 1, demand: { cpus: 4 } }),
+      task({ taskId: 'small', jobId: 'j2', jobCreatedAt: 2 }),
+    ];
     expect(planExecutions(tasks, agents, noRandom).map((p) => p.taskId)).toEqual(['small']);
   });
 
   it('puts network jobs only on agents that allow network', () => {
-    const agents = [agent({ agentId: 'a1', providerId: 'p1' }), agent({ agentId: 'b1', providerId: 'p2', allowNetwork: true })];
+    const agents = [
+      agent({ agentId: 'a1', providerId: 'p1' }),
+      agent({ agentId: 'b1', providerId: 'p2', allowNetwork: true }),
+    ];
     const plan = planExecutions([task({ taskId: 'net', need: 2, demand: { network: true } })], agents, noRandom);
     expect(plan).toEqual([{ taskId: 'net', agentId: 'b1', providerId: 'p2', alone: false }]);
-    expect(planExecutions([task({ taskId: 'net', demand: { network: true } })], [agent({ agentId: 'a1', providerId: 'p1' })], noRandom)).toEqual([]);
+    expect(
+      planExecutions(
+        [task({ taskId: 'net', demand: { network: true } })],
+        [agent({ agentId: 'a1', providerId: 'p1' })],
+        noRandom,
+      ),
+    ).toEqual([]);
   });
 
   it('never places on an agent with a rejection, static or dynamic', () => {
@@ -185,12 +290,19 @@ describe('planExecutions', () => {
       agent({ agentId: 'arm', providerId: 'p4', arch: 'arm64' }),
       agent({ agentId: 'good', providerId: 'p5' }),
     ];
-    expect(planExecutions([task({ taskId: 't', need: 5, demand: { arch: 'amd64' } })], agents, noRandom).map((p) => p.agentId)).toEqual(['good']);
+    expect(
+      planExecutions([task({ taskId: 't', need: 5, demand: { arch: 'amd64' } })], agents, noRandom).map(
+        (p) => p.agentId,
+      ),
+    ).toEqual(['good']);
   });
 
   it('serves older jobs first when capacity is short', () => {
     const agents = [agent({ agentId: 'a1', providerId: 'p1', totalCpus: 1, freeCpus: 1 })];
-    const tasks = [task({ taskId: 'new', jobId: 'j_new', jobCreatedAt: 2000 }), task({ taskId: 'old', jobId: 'j_old', jobCreatedAt: 1000 })];
+    const tasks = [
+      task({ taskId: 'new', jobId: 'j_new', jobCreatedAt: 2000 }),
+      task({ taskId: 'old', jobId: 'j_old', jobCreatedAt: 1000 }),
+    ];
     expect(planExecutions(tasks, agents, noRandom).map((p) => p.taskId)).toEqual(['old']);
   });
 
@@ -201,7 +313,11 @@ describe('planExecutions', () => {
   });
 
   it('is deterministic and does not modify its inputs', () => {
-    const agents = [agent({ agentId: 'c', providerId: 'p3' }), agent({ agentId: 'a', providerId: 'p1' }), agent({ agentId: 'b', providerId: 'p2' })];
+    const agents = [
+      agent({ agentId: 'c', providerId: 'p3' }),
+      agent({ agentId: 'a', providerId: 'p1' }),
+      agent({ agentId: 'b', providerId: 'p2' }),
+    ];
     const tasks = [task({ taskId: 't1', need: 2 }), task({ taskId: 't2', index: 1, need: 2 })];
     const before = JSON.stringify({ agents, tasks });
     const p1 = planExecutions(tasks, agents, noRandom);
@@ -213,16 +329,26 @@ describe('planExecutions', () => {
 
   it('places nothing when there are no agents or nothing is needed', () => {
     expect(planExecutions([task({ taskId: 't' })], [], noRandom)).toEqual([]);
-    expect(planExecutions([task({ taskId: 't', need: 0 })], [agent({ agentId: 'a', providerId: 'p' })], noRandom)).toEqual([]);
+    expect(
+      planExecutions([task({ taskId: 't', need: 0 })], [agent({ agentId: 'a', providerId: 'p' })], noRandom),
+    ).toEqual([]);
   });
 });
 
 describe('planExecutions on a long queue', () => {
   it('ranks agents once per distinct demand and stops once no agent has room', () => {
     const calls: string[] = [];
-    const predict: Predictor = (agentId, image) => { calls.push(`${agentId} ${image}`); return null; };
-    const agents = [agent({ agentId: 'a1', providerId: 'p1', totalCpus: 2, freeCpus: 2 }), agent({ agentId: 'a2', providerId: 'p2', totalCpus: 1, freeCpus: 1 })];
-    const tasks = Array.from({ length: 1000 }, (_, i) => task({ taskId: `t${i}`, jobId: `job_${String(i).padStart(4, '0')}`, demand: { image: i % 2 ? 'x' : 'y' } }));
+    const predict: Predictor = (agentId, image) => {
+      calls.push(`${agentId} ${image}`);
+      return null;
+    };
+    const agents = [
+      agent({ agentId: 'a1', providerId: 'p1', totalCpus: 2, freeCpus: 2 }),
+      agent({ agentId: 'a2', providerId: 'p2', totalCpus: 1, freeCpus: 1 }),
+    ];
+    const tasks = Array.from({ length: 1000 }, (_, i) =>
+      task({ taskId: `t${i}`, jobId: `job_${String(i).padStart(4, '0')}`, demand: { image: i % 2 ? 'x' : 'y' } }),
+    );
     const plan = planExecutions(tasks, agents, { random: () => 0, predict });
     expect(plan.map((p) => p.taskId)).toEqual(['t0', 't1', 't2']);
     // Two demands (images x and y) × two agents × the two passes of rankScores; nothing for the 997 tasks left waiting.
@@ -231,7 +357,8 @@ describe('planExecutions on a long queue', () => {
 });
 
 describe('planExecutions rank', () => {
-  const first = (agents: SchedAgent[], opts: PlanOptions = noRandom) => planExecutions([task({ taskId: 't' })], agents, opts)[0]?.agentId;
+  const first = (agents: SchedAgent[], opts: PlanOptions = noRandom) =>
+    planExecutions([task({ taskId: 't' })], agents, opts)[0]?.agentId;
 
   it('prefers the cheaper agent', () => {
     const agents = [
@@ -240,25 +367,48 @@ describe('planExecutions rank', () => {
     ];
     expect(first(agents)).toBe('b');
     // The cheaper agent wins even when it is busier (price comes before the free-CPU tie-break).
-    const cheapButBusy = [agent({ agentId: 'a', providerId: 'p1', freeCpus: 1, prices: { ...PRICE, startFee: 0.0001 } }), agent({ agentId: 'b', providerId: 'p2' })];
+    const cheapButBusy = [
+      agent({ agentId: 'a', providerId: 'p1', freeCpus: 1, prices: { ...PRICE, startFee: 0.0001 } }),
+      agent({ agentId: 'b', providerId: 'p2' }),
+    ];
     expect(first(cheapButBusy)).toBe('a');
   });
 
   it('at equal prices prefers the agent predicted to finish sooner', () => {
     const agents = [agent({ agentId: 'a', providerId: 'p1' }), agent({ agentId: 'b', providerId: 'p2' })];
-    expect(first(agents, withRandom(0, (id) => (id === 'a' ? 120_000 : 60_000)))).toBe('b');
-    expect(first(agents, withRandom(0, (id) => (id === 'a' ? 60_000 : 120_000)))).toBe('a');
+    expect(
+      first(
+        agents,
+        withRandom(0, (id) => (id === 'a' ? 120_000 : 60_000)),
+      ),
+    ).toBe('b');
+    expect(
+      first(
+        agents,
+        withRandom(0, (id) => (id === 'a' ? 60_000 : 120_000)),
+      ),
+    ).toBe('a');
   });
 
   it('at equal price and time prefers the better reputation', () => {
-    const agents = [agent({ agentId: 'a', providerId: 'p1', reputation: 0.6 }), agent({ agentId: 'b', providerId: 'p2', reputation: 0.9 })];
+    const agents = [
+      agent({ agentId: 'a', providerId: 'p1', reputation: 0.6 }),
+      agent({ agentId: 'b', providerId: 'p2', reputation: 0.9 }),
+    ];
     expect(first(agents)).toBe('b');
     expect(first(agents.map((a) => ({ ...a, reputation: a.agentId === 'a' ? 0.95 : 0.9 })))).toBe('a');
   });
 
   it('breaks full ties on the largest free CPU share, then fewest running, then agent id', () => {
-    expect(first([agent({ agentId: 'busy', providerId: 'p1', freeCpus: 1 }), agent({ agentId: 'idle', providerId: 'p2' })])).toBe('idle');
-    expect(first([agent({ agentId: 'a', providerId: 'p1', running: 3 }), agent({ agentId: 'b', providerId: 'p2', running: 1 })])).toBe('b');
+    expect(
+      first([agent({ agentId: 'busy', providerId: 'p1', freeCpus: 1 }), agent({ agentId: 'idle', providerId: 'p2' })]),
+    ).toBe('idle');
+    expect(
+      first([
+        agent({ agentId: 'a', providerId: 'p1', running: 3 }),
+        agent({ agentId: 'b', providerId: 'p2', running: 1 }),
+      ]),
+    ).toBe('b');
     expect(first([agent({ agentId: 'z', providerId: 'p1' }), agent({ agentId: 'y', providerId: 'p2' })])).toBe('y');
   });
 });
@@ -266,17 +416,26 @@ describe('planExecutions rank', () => {
 describe('planExecutions adaptive replication', () => {
   const trusted = (cv: number) => [
     agent({ agentId: 'trusted', providerId: 'p1', consecutiveValid: cv, reputation: 0.9 }),
-    agent({ agentId: 'b', providerId: 'p2' }), agent({ agentId: 'c', providerId: 'p3' }),
+    agent({ agentId: 'b', providerId: 'p2' }),
+    agent({ agentId: 'c', providerId: 'p3' }),
   ];
   const fresh = task({ taskId: 't', need: 3, adaptiveFresh: true });
 
   it('runs a fresh task alone on a provider with ≥ 10 consecutive valid results when the draw is below 1 − 1/cv', () => {
-    expect(planExecutions([fresh], trusted(10), withRandom(0.89))).toEqual([{ taskId: 't', agentId: 'trusted', providerId: 'p1', alone: true }]);
-    expect(planExecutions([fresh], trusted(20), withRandom(0.949))).toEqual([{ taskId: 't', agentId: 'trusted', providerId: 'p1', alone: true }]);
+    expect(planExecutions([fresh], trusted(10), withRandom(0.89))).toEqual([
+      { taskId: 't', agentId: 'trusted', providerId: 'p1', alone: true },
+    ]);
+    expect(planExecutions([fresh], trusted(20), withRandom(0.949))).toEqual([
+      { taskId: 't', agentId: 'trusted', providerId: 'p1', alone: true },
+    ]);
   });
 
   it('replicates when the draw is at or above 1 − 1/cv', () => {
-    for (const [cv, r] of [[10, 0.9], [20, 0.95], [10, 0.99]] as const) {
+    for (const [cv, r] of [
+      [10, 0.9],
+      [20, 0.95],
+      [10, 0.99],
+    ] as const) {
       const plan = planExecutions([fresh], trusted(cv), withRandom(r));
       expect(plan).toHaveLength(3);
       expect(plan.every((p) => !p.alone)).toBe(true);
@@ -297,8 +456,11 @@ describe('planExecutions adaptive replication', () => {
 
   it('only the first placement may be alone: trust is judged on the best-ranked agent', () => {
     // The best agent is untrusted, the trusted one ranks second: the task is replicated.
-    const agents = [agent({ agentId: 'cheap', providerId: 'p1', prices: { ...PRICE, cpuHour: 0.01 } }),
-      agent({ agentId: 'trusted', providerId: 'p2', consecutiveValid: 100 }), agent({ agentId: 'c', providerId: 'p3' })];
+    const agents = [
+      agent({ agentId: 'cheap', providerId: 'p1', prices: { ...PRICE, cpuHour: 0.01 } }),
+      agent({ agentId: 'trusted', providerId: 'p2', consecutiveValid: 100 }),
+      agent({ agentId: 'c', providerId: 'p3' }),
+    ];
     const plan = planExecutions([fresh], agents, withRandom(0));
     expect(plan.map((p) => p.agentId).sort()).toEqual(['c', 'cheap', 'trusted']);
     expect(plan[0]!.agentId).toBe('cheap');
@@ -307,73 +469,111 @@ describe('planExecutions adaptive replication', () => {
 });
 
 describe('planExecutions properties', () => {
-  const agentsArb = fc.uniqueArray(fc.record({
-    agentId: fc.string({ minLength: 1, maxLength: 4 }),
-    provider: fc.integer({ min: 0, max: 4 }),
-    totalHalves: fc.integer({ min: 1, max: 16 }),
-    usedHalves: fc.integer({ min: 0, max: 16 }),
-    freeMemoryMb: fc.integer({ min: 0, max: 8192 }),
-    gpus: fc.integer({ min: 0, max: 4 }),
-    usedGpus: fc.integer({ min: 0, max: 4 }),
-    quotaLeft: fc.integer({ min: 0, max: 6 }),
-    allowNetwork: fc.boolean(),
-    running: fc.integer({ min: 0, max: 5 }),
-    cpuHour: fc.double({ min: 0.01, max: 0.2, noNaN: true }),
-    reputation: fc.double({ min: 0, max: 1, noNaN: true }),
-    consecutiveValid: fc.integer({ min: 0, max: 40 }),
-  }), { selector: (a) => a.agentId, maxLength: 8 });
-  const tasksArb = fc.array(fc.record({
-    job: fc.integer({ min: 0, max: 3 }),
-    need: fc.integer({ min: 0, max: 4 }),
-    cpuHalves: fc.integer({ min: 1, max: 8 }),
-    memoryMb: fc.integer({ min: 16, max: 4096 }),
-    gpus: fc.integer({ min: 0, max: 2 }),
-    network: fc.boolean(),
-    adaptiveFresh: fc.boolean(),
-    excluded: fc.subarray([0, 1, 2, 3, 4]),
-  }), { maxLength: 12 });
+  const agentsArb = fc.uniqueArray(
+    fc.record({
+      agentId: fc.string({ minLength: 1, maxLength: 4 }),
+      provider: fc.integer({ min: 0, max: 4 }),
+      totalHalves: fc.integer({ min: 1, max: 16 }),
+      usedHalves: fc.integer({ min: 0, max: 16 }),
+      freeMemoryMb: fc.integer({ min: 0, max: 8192 }),
+      gpus: fc.integer({ min: 0, max: 4 }),
+      usedGpus: fc.integer({ min: 0, max: 4 }),
+      quotaLeft: fc.integer({ min: 0, max: 6 }),
+      allowNetwork: fc.boolean(),
+      running: fc.integer({ min: 0, max: 5 }),
+      cpuHour: fc.double({ min: 0.01, max: 0.2, noNaN: true }),
+      reputation: fc.double({ min: 0, max: 1, noNaN: true }),
+      consecutiveValid: fc.integer({ min: 0, max: 40 }),
+    }),
+    { selector: (a) => a.agentId, maxLength: 8 },
+  );
+  const tasksArb = fc.array(
+    fc.record({
+      job: fc.integer({ min: 0, max: 3 }),
+      need: fc.integer({ min: 0, max: 4 }),
+      cpuHalves: fc.integer({ min: 1, max: 8 }),
+      memoryMb: fc.integer({ min: 16, max: 4096 }),
+      gpus: fc.integer({ min: 0, max: 2 }),
+      network: fc.boolean(),
+      adaptiveFresh: fc.boolean(),
+      excluded: fc.subarray([0, 1, 2, 3, 4]),
+    }),
+    { maxLength: 12 },
+  );
 
   it('never over-commits an agent (cores, memory, GPUs, quota), never doubles a task on a provider, and honours every constraint', () => {
-    fc.assert(fc.property(agentsArb, tasksArb, fc.double({ min: 0, max: 0.999, noNaN: true }), (as, ts, r) => {
-      const agents: SchedAgent[] = as.map((a) => agent({
-        agentId: a.agentId, providerId: `p${a.provider}`, totalCpus: a.totalHalves / 2, freeCpus: Math.max(0, a.totalHalves - a.usedHalves) / 2,
-        freeMemoryMb: a.freeMemoryMb, gpuModels: Array.from({ length: a.gpus }, () => 'T4'), freeGpus: Math.max(0, a.gpus - a.usedGpus),
-        quotaLeft: a.quotaLeft, allowNetwork: a.allowNetwork, running: a.running, prices: { ...PRICE, cpuHour: a.cpuHour },
-        reputation: a.reputation, consecutiveValid: a.consecutiveValid,
-      }));
-      const tasks: SchedTask[] = ts.map((t, i) => task({ taskId: `t${i}`, jobId: `j${t.job}`, jobCreatedAt: t.job * 10, index: i, need: t.need,
-        adaptiveFresh: t.adaptiveFresh, excludedProviders: t.excluded.map((p) => `p${p}`),
-        demand: { cpus: t.cpuHalves / 2, memoryMb: t.memoryMb, gpus: t.gpus, network: t.network } }));
-      const plan = planExecutions(tasks, agents, withRandom(r, (id) => 1000 + id.length * 100));
-      const agentById = new Map(agents.map((a) => [a.agentId, a]));
-      const taskById = new Map(tasks.map((t) => [t.taskId, t]));
-      const use = new Map<string, { cpus: number; mem: number; gpus: number; n: number }>();
-      const pairs = new Set<string>();
-      for (const p of plan) {
-        const a = agentById.get(p.agentId)!;
-        const t = taskById.get(p.taskId)!;
-        expect(p.providerId).toBe(a.providerId);
-        expect(t.excludedProviders).not.toContain(p.providerId);
-        expect(staticRejections(t.demand, a)).toEqual([]);
-        if (t.demand.network) expect(a.allowNetwork).toBe(true);
-        if (p.alone) expect(t.adaptiveFresh && a.consecutiveValid >= 10).toBe(true);
-        const pair = `${p.taskId}@${p.providerId}`;
-        expect(pairs.has(pair)).toBe(false);
-        pairs.add(pair);
-        const u = use.get(a.agentId) ?? { cpus: 0, mem: 0, gpus: 0, n: 0 };
-        use.set(a.agentId, { cpus: u.cpus + t.demand.cpus, mem: u.mem + t.demand.memoryMb, gpus: u.gpus + t.demand.gpus, n: u.n + 1 });
-      }
-      for (const [id, u] of use) {
-        const a = agentById.get(id)!;
-        expect(u.cpus).toBeLessThanOrEqual(a.freeCpus);
-        expect(u.mem).toBeLessThanOrEqual(a.freeMemoryMb);
-        expect(u.gpus).toBeLessThanOrEqual(a.freeGpus);
-        expect(u.n).toBeLessThanOrEqual(a.quotaLeft);
-      }
-      for (const [taskId, n] of countBy(plan, (p) => p.taskId)) {
-        expect(n).toBeLessThanOrEqual(taskById.get(taskId)!.need);
-        if (plan.some((p) => p.taskId === taskId && p.alone)) expect(n).toBe(1);
-      }
-    }), { numRuns: 300 });
+    fc.assert(
+      fc.property(agentsArb, tasksArb, fc.double({ min: 0, max: 0.999, noNaN: true }), (as, ts, r) => {
+        const agents: SchedAgent[] = as.map((a) =>
+          agent({
+            agentId: a.agentId,
+            providerId: `p${a.provider}`,
+            totalCpus: a.totalHalves / 2,
+            freeCpus: Math.max(0, a.totalHalves - a.usedHalves) / 2,
+            freeMemoryMb: a.freeMemoryMb,
+            gpuModels: Array.from({ length: a.gpus }, () => 'T4'),
+            freeGpus: Math.max(0, a.gpus - a.usedGpus),
+            quotaLeft: a.quotaLeft,
+            allowNetwork: a.allowNetwork,
+            running: a.running,
+            prices: { ...PRICE, cpuHour: a.cpuHour },
+            reputation: a.reputation,
+            consecutiveValid: a.consecutiveValid,
+          }),
+        );
+        const tasks: SchedTask[] = ts.map((t, i) =>
+          task({
+            taskId: `t${i}`,
+            jobId: `j${t.job}`,
+            jobCreatedAt: t.job * 10,
+            index: i,
+            need: t.need,
+            adaptiveFresh: t.adaptiveFresh,
+            excludedProviders: t.excluded.map((p) => `p${p}`),
+            demand: { cpus: t.cpuHalves / 2, memoryMb: t.memoryMb, gpus: t.gpus, network: t.network },
+          }),
+        );
+        const plan = planExecutions(
+          tasks,
+          agents,
+          withRandom(r, (id) => 1000 + id.length * 100),
+        );
+        const agentById = new Map(agents.map((a) => [a.agentId, a]));
+        const taskById = new Map(tasks.map((t) => [t.taskId, t]));
+        const use = new Map<string, { cpus: number; mem: number; gpus: number; n: number }>();
+        const pairs = new Set<string>();
+        for (const p of plan) {
+          const a = agentById.get(p.agentId)!;
+          const t = taskById.get(p.taskId)!;
+          expect(p.providerId).toBe(a.providerId);
+          expect(t.excludedProviders).not.toContain(p.providerId);
+          expect(staticRejections(t.demand, a)).toEqual([]);
+          if (t.demand.network) expect(a.allowNetwork).toBe(true);
+          if (p.alone) expect(t.adaptiveFresh && a.consecutiveValid >= 10).toBe(true);
+          const pair = `${p.taskId}@${p.providerId}`;
+          expect(pairs.has(pair)).toBe(false);
+          pairs.add(pair);
+          const u = use.get(a.agentId) ?? { cpus: 0, mem: 0, gpus: 0, n: 0 };
+          use.set(a.agentId, {
+            cpus: u.cpus + t.demand.cpus,
+            mem: u.mem + t.demand.memoryMb,
+            gpus: u.gpus + t.demand.gpus,
+            n: u.n + 1,
+          });
+        }
+        for (const [id, u] of use) {
+          const a = agentById.get(id)!;
+          expect(u.cpus).toBeLessThanOrEqual(a.freeCpus);
+          expect(u.mem).toBeLessThanOrEqual(a.freeMemoryMb);
+          expect(u.gpus).toBeLessThanOrEqual(a.freeGpus);
+          expect(u.n).toBeLessThanOrEqual(a.quotaLeft);
+        }
+        for (const [taskId, n] of countBy(plan, (p) => p.taskId)) {
+          expect(n).toBeLessThanOrEqual(taskById.get(taskId)!.need);
+          if (plan.some((p) => p.taskId === taskId && p.alone)) expect(n).toBe(1);
+        }
+      }),
+      { numRuns: 300 },
+    );
   });
 });

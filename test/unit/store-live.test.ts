@@ -17,12 +17,23 @@ const minuteOf = (t: number) => Math.floor(t / MIN) * MIN;
 describe.each(storeKinds())('live reads over $name', (kind) => {
   let store: Store;
   let now = T0;
-  beforeAll(async () => { await kind.setup(); store = await kind.open(); });
-  afterAll(async () => { await store?.close(); await kind.teardown(); });
+  beforeAll(async () => {
+    await kind.setup();
+    store = await kind.open();
+  });
+  afterAll(async () => {
+    await store?.close();
+    await kind.teardown();
+  });
 
   it('follow a job through a disagreement to its verification, minute by minute', async () => {
     // Agents stay online and leases held across the minutes the clock jumps.
-    const engine = new Engine(store, { ...DEFAULT_ENGINE_CONFIG, agentTtlMs: 3_600_000, leaseTtlMs: 3_600_000 }, pino({ level: 'silent' }), () => now);
+    const engine = new Engine(
+      store,
+      { ...DEFAULT_ENGINE_CONFIG, agentTtlMs: 3_600_000, leaseTtlMs: 3_600_000 },
+      pino({ level: 'silent' }),
+      () => now,
+    );
     const buyerId = await fundedBuyer(engine, 'buyer', 100);
     const agents = await registerAgents(engine, 3, 'live');
     const jobId = await submitJob(engine, buyerId, { verification: { replicas: 2, quorum: 2 } });
@@ -31,7 +42,10 @@ describe.each(storeKinds())('live reads over $name', (kind) => {
     expect(first).toHaveLength(2);
     const running = await store.live.job(jobId);
     expect(running).toMatchObject({ jobId, buyerId, state: 'running', tasks: { total: 1, verified: 0, failed: 0 } });
-    expect(running!.executions.map((e) => [e.state, e.agentName.startsWith('live-box')])).toEqual([['running', true], ['running', true]]);
+    expect(running!.executions.map((e) => [e.state, e.agentName.startsWith('live-box')])).toEqual([
+      ['running', true],
+      ['running', true],
+    ]);
     expect(await store.live.network(0)).toEqual({ queueDepth: 0, agentsOnline: 3, runningExecutions: 2 });
 
     now = T0 + MIN; // the two replicas disagree: a third is needed
@@ -50,10 +64,16 @@ describe.each(storeKinds())('live reads over $name', (kind) => {
 
     const points = await store.live.minutes(now, 4);
     expect(points.map((p) => p.t)).toEqual([-1, 0, 1, 2].map((i) => minuteOf(T0) + i * MIN));
-    expect(points.map((p) => [p.jobsSubmitted, p.jobsFinished, p.executionsValid, p.executionsInvalid]))
-      .toEqual([[0, 0, 0, 0], [1, 0, 0, 0], [0, 0, 1, 1], [0, 1, 1, 0]]);
+    expect(points.map((p) => [p.jobsSubmitted, p.jobsFinished, p.executionsValid, p.executionsInvalid])).toEqual([
+      [0, 0, 0, 0],
+      [1, 0, 0, 0],
+      [0, 0, 1, 1],
+      [0, 1, 1, 0],
+    ]);
 
-    expect(await store.live.recentlyDecided(20)).toEqual([{ at: now, jobId, buyerId, taskIndex: 0, outcome: 'verified', agreed: 2, outvoted: 1 }]);
+    expect(await store.live.recentlyDecided(20)).toEqual([
+      { at: now, jobId, buyerId, taskIndex: 0, outcome: 'verified', agreed: 2, outvoted: 1 },
+    ]);
 
     const winner = (await store.accounts.getAgent(first[0]!.agentId))!.providerId;
     const earned = await store.live.earnings(winner, now, 2);

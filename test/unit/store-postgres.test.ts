@@ -12,14 +12,27 @@ import { JobSpecSchema, type JobSpecInput } from '../../src/protocol/index.js';
 import { transact } from '../../src/store/db.js';
 import { openPostgresStore, openStore, type ExecutionEnd, type Store } from '../../src/store/index.js';
 import { openPostgres } from '../../src/store/postgres.js';
-import { AVAILABLE, CAPACITY, decide, OFFER, reported, scheduleRound, submit, T0, TTL } from '../helpers/store-world.js';
+import {
+  AVAILABLE,
+  CAPACITY,
+  decide,
+  OFFER,
+  reported,
+  scheduleRound,
+  submit,
+  T0,
+  TTL,
+} from '../helpers/store-world.js';
 import { createPgDatabase } from '../helpers/stores.js';
 
 const silent = pino({ level: 'silent' });
 
 let db: Awaited<ReturnType<typeof createPgDatabase>>;
 let open: Store[] = [];
-beforeEach(async () => { db = await createPgDatabase(); open = []; });
+beforeEach(async () => {
+  db = await createPgDatabase();
+  open = [];
+});
 afterEach(async () => {
   for (const s of open) await s.close();
   await db.drop();
@@ -36,17 +49,28 @@ async function store(): Promise<Store> {
 async function withClient<T>(fn: (c: pg.Client) => Promise<T>): Promise<T> {
   const c = new pg.Client({ connectionString: db.url });
   await c.connect();
-  try { return await fn(c); } finally { await c.end(); }
+  try {
+    return await fn(c);
+  } finally {
+    await c.end();
+  }
 }
 
-const query = <R extends pg.QueryResultRow>(text: string): Promise<R[]> => withClient(async (c) => (await c.query<R>(text)).rows);
+const query = <R extends pg.QueryResultRow>(text: string): Promise<R[]> =>
+  withClient(async (c) => (await c.query<R>(text)).rows);
 
 /** Deqo's advisory lock keys (store/postgres.ts): namespace 'deqo', then migrate = 1, schedule = 2. */
 const lockKeys = (step: 1 | 2) => `${0x6465716f}, ${step}`;
 
 /** Resolves with whether `p` settled within `ms`. */
 const settlesWithin = (p: Promise<unknown>, ms: number) =>
-  Promise.race([p.then(() => true, () => true), new Promise<boolean>((r) => setTimeout(() => r(false), ms))]);
+  Promise.race([
+    p.then(
+      () => true,
+      () => true,
+    ),
+    new Promise<boolean>((r) => setTimeout(() => r(false), ms)),
+  ]);
 
 /** A buyer with credits and `providers` providers with one agent each of `cpus` CPUs (64 GiB). */
 async function market(s: Store, providers: number, cpus: number) {
@@ -56,22 +80,42 @@ async function market(s: Store, providers: number, cpus: number) {
   for (let i = 0; i < providers; i++) {
     const providerId = await s.accounts.createAccount(`provider${i}`, ['provider'], T0);
     const agentId = `agent_${i}`;
-    await s.accounts.registerAgent({ id: agentId, providerId, name: `box${i}`, publicKey: `pk${i}`,
-      capacity: { ...CAPACITY, cpus, memoryMb: 65_536 }, offer: OFFER, availability: AVAILABLE }, T0);
+    await s.accounts.registerAgent(
+      {
+        id: agentId,
+        providerId,
+        name: `box${i}`,
+        publicKey: `pk${i}`,
+        capacity: { ...CAPACITY, cpus, memoryMb: 65_536 },
+        offer: OFFER,
+        availability: AVAILABLE,
+      },
+      T0,
+    );
     agents.push({ agentId, providerId });
   }
   return { buyerId, agents };
 }
 
-const spec = (input: Partial<JobSpecInput> = {}) => JobSpecSchema.parse({ image: 'deqo/busybox:test', command: ['true'], resources: { cpus: 1, memoryMb: 64 }, ...input });
+const spec = (input: Partial<JobSpecInput> = {}) =>
+  JobSpecSchema.parse({
+    image: 'deqo/busybox:test',
+    command: ['true'],
+    resources: { cpus: 1, memoryMb: 64 },
+    ...input,
+  });
 
 /**
  * `jobs` jobs of `tasks` one-replica tasks on one provider's agent, scheduled, claimed and ended (not yet
  * decided): reported with one result, or for the jobs `failed(jobIndex)` names, failed by the provider.
  * Returns the task ids per job.
  */
-async function reportedJobs(s: Store, jobs: number, tasks: number, failed: (job: number) => boolean = () => false):
-Promise<{ jobIds: string[]; taskIds: string[][]; providerId: string }> {
+async function reportedJobs(
+  s: Store,
+  jobs: number,
+  tasks: number,
+  failed: (job: number) => boolean = () => false,
+): Promise<{ jobIds: string[]; taskIds: string[][]; providerId: string }> {
   const { buyerId, agents } = await market(s, 1, jobs * tasks);
   const jobIds: string[] = [];
   for (let j = 0; j < jobs; j++) jobIds.push(await submit(s, buyerId, spec({ array: { count: tasks } }), T0));
@@ -79,7 +123,13 @@ Promise<{ jobIds: string[]; taskIds: string[][]; providerId: string }> {
   const byJob = new Map<string, string[]>();
   for (const c of await s.executions.claim(agents[0]!.agentId, jobs * tasks, T0 + 1, TTL)) {
     const end: ExecutionEnd = failed(jobIds.indexOf(c.jobId))
-      ? { state: 'failed', failure: { reason: 'agent_error', blame: 'provider', message: 'x' }, usage: null, stdoutBlob: null, stderrBlob: null }
+      ? {
+          state: 'failed',
+          failure: { reason: 'agent_error', blame: 'provider', message: 'x' },
+          usage: null,
+          stdoutBlob: null,
+          stderrBlob: null,
+        }
       : reported('1'.repeat(64));
     const taskId = (await s.executions.recordEnd(c.executionId, agents[0]!.agentId, c.fencingToken, end, T0 + 2))!;
     byJob.set(c.jobId, [...(byJob.get(c.jobId) ?? []), taskId]);
@@ -102,7 +152,8 @@ describe('several coordinators on one PostgreSQL database', () => {
     const stores = await Promise.all(Array.from({ length: 6 }, () => store()));
     const rows = await query<{ name: string }>('SELECT name FROM kysely_migration ORDER BY name');
     expect(rows.map((r) => r.name)).toEqual(['001_initial', '002_marketplace', '003_charts']);
-    for (const [i, s] of stores.entries()) expect(await s.accounts.createAccount(`a${i}`, ['buyer'], T0)).toMatch(/^acct_/);
+    for (const [i, s] of stores.entries())
+      expect(await s.accounts.createAccount(`a${i}`, ['buyer'], T0)).toMatch(/^acct_/);
   });
 
   it('hands each execution to exactly one of many concurrent claims, and skips rows others hold instead of coming back short', async () => {
@@ -110,12 +161,16 @@ describe('several coordinators on one PostgreSQL database', () => {
     const { buyerId, agents } = await market(a, 1, 24);
     await submit(a, buyerId, spec({ array: { count: 24 } }), T0);
     expect((await scheduleRound(a, T0)).size).toBe(1);
-    const claims = await Promise.all(Array.from({ length: 8 }, (_, i) => (i % 2 ? a : b).executions.claim(agents[0]!.agentId, 4, T0 + 1, TTL)));
+    const claims = await Promise.all(
+      Array.from({ length: 8 }, (_, i) => (i % 2 ? a : b).executions.claim(agents[0]!.agentId, 4, T0 + 1, TTL)),
+    );
     const ids = claims.flat().map((c) => c.executionId);
     expect(new Set(ids).size).toBe(ids.length);
     expect(ids).toHaveLength(24); // with SKIP LOCKED no claim waits for rows another takes, so all 24 go out
     expect(claims.flat().every((c) => c.fencingToken === 1)).toBe(true);
-    const rows = await query<{ n: string }>("SELECT count(*) AS n FROM executions WHERE state = 'running' AND fencing_token = 1");
+    const rows = await query<{ n: string }>(
+      "SELECT count(*) AS n FROM executions WHERE state = 'running' AND fencing_token = 1",
+    );
     expect(Number(rows[0]!.n)).toBe(24);
   });
 
@@ -135,12 +190,16 @@ describe('several coordinators on one PostgreSQL database', () => {
     for (const [j, [t]] of taskIds.entries()) if (j % 2 === 0) expect((await decide(a, t!, T0 + 3)).applied).toBe(true);
     const ids = await a.settlement.unsettledExecutions(100);
     expect(ids).toHaveLength(12);
-    const settled = await Promise.all(ids.flatMap((id) => [a.settlement.settleExecution(id, T0 + 4), b.settlement.settleExecution(id, T0 + 4)]));
+    const settled = await Promise.all(
+      ids.flatMap((id) => [a.settlement.settleExecution(id, T0 + 4), b.settlement.settleExecution(id, T0 + 4)]),
+    );
     // SKIP LOCKED may leave one for a later round: settle what is left, as the next tick would.
-    for (const id of await a.settlement.unsettledExecutions(100)) expect(await a.settlement.settleExecution(id, T0 + 5)).toMatchObject({ executionId: id });
+    for (const id of await a.settlement.unsettledExecutions(100))
+      expect(await a.settlement.settleExecution(id, T0 + 5)).toMatchObject({ executionId: id });
     expect(settled.filter((x) => x !== null).length).toBeLessThanOrEqual(12);
     const payments = await query<{ execution_id: string; n: string }>(
-      "SELECT execution_id, count(*) AS n FROM ledger_entries WHERE kind = 'payment' AND account LIKE 'acct:%' GROUP BY execution_id");
+      "SELECT execution_id, count(*) AS n FROM ledger_entries WHERE kind = 'payment' AND account LIKE 'acct:%' GROUP BY execution_id",
+    );
     const valid = await query<{ id: string }>("SELECT id FROM executions WHERE state = 'valid'");
     expect(payments.map((p) => p.execution_id).sort()).toEqual(valid.map((v) => v.id).sort());
     expect(payments.every((p) => Number(p.n) === 1)).toBe(true);
@@ -174,7 +233,11 @@ describe('several coordinators on one PostgreSQL database', () => {
       await new Promise((r) => setTimeout(r, 200));
       spans.push([name, start, performance.now()]);
     };
-    await Promise.all([a.exclusive('schedule', step('a')), b.exclusive('schedule', step('b')), a.exclusive('schedule', step('a2'))]);
+    await Promise.all([
+      a.exclusive('schedule', step('a')),
+      b.exclusive('schedule', step('b')),
+      a.exclusive('schedule', step('a2')),
+    ]);
     spans.sort((x, y) => x[1] - y[1]);
     expect(spans).toHaveLength(3);
     for (let i = 1; i < spans.length; i++) expect(spans[i]![1]).toBeGreaterThanOrEqual(spans[i - 1]![2]);
@@ -183,7 +246,9 @@ describe('several coordinators on one PostgreSQL database', () => {
   it('keeps the ledger audit clean while another coordinator posts (one snapshot)', async () => {
     const [a, b] = [await store(), await store()];
     const buyers = await Promise.all([0, 1, 2].map((i) => a.accounts.createAccount(`b${i}`, ['buyer'], T0)));
-    const posting = (async () => { for (let i = 0; i < 300; i++) await a.ledger.post(grantTxn(buyers[i % 3]!, 1_000 + i, 'grant'), T0); })();
+    const posting = (async () => {
+      for (let i = 0; i < 300; i++) await a.ledger.post(grantTxn(buyers[i % 3]!, 1_000 + i, 'grant'), T0);
+    })();
     const audits: string[][] = [];
     for (let i = 0; i < 100; i++) audits.push(await b.ledger.audit());
     await posting;
@@ -197,10 +262,15 @@ describe('opening a store by URL', () => {
     const s = await openStore(db.url.replace(/^postgres:/, 'postgresql:'));
     open.push(s);
     expect(s.capabilities).toEqual({ dialect: 'postgres', skipLocked: true, listenNotify: true });
-    const err = await openStore('postgres://deqo:hunter2@127.0.0.1:1/deqo').then(() => null, (e: Error) => e);
+    const err = await openStore('postgres://deqo:hunter2@127.0.0.1:1/deqo').then(
+      () => null,
+      (e: Error) => e,
+    );
     expect(err?.message).toMatch(/^cannot open PostgreSQL at postgres:\/\/deqo:…@127\.0\.0\.1:1\/deqo: /);
     expect(err?.message).not.toContain('hunter2');
-    await expect(openStore('mysql://root:pw@host/db')).rejects.toThrow('unsupported database URL mysql://root:…@host/db: expected postgres://… or a SQLite path');
+    await expect(openStore('mysql://root:pw@host/db')).rejects.toThrow(
+      'unsupported database URL mysql://root:…@host/db: expected postgres://… or a SQLite path',
+    );
   });
 });
 
@@ -238,8 +308,15 @@ describe('signals and retries between coordinators', () => {
     ea.start();
     eb.start();
     try {
-      await eb.registerAgent({ id: agents[0]!.agentId, providerId: agents[0]!.providerId, name: 'box0', publicKey: 'pk0',
-        capacity: { ...CAPACITY, cpus: 4 }, offer: OFFER, availability: AVAILABLE });
+      await eb.registerAgent({
+        id: agents[0]!.agentId,
+        providerId: agents[0]!.providerId,
+        name: 'box0',
+        publicKey: 'pk0',
+        capacity: { ...CAPACITY, cpus: 4 },
+        offer: OFFER,
+        availability: AVAILABLE,
+      });
       await new Promise((r) => setTimeout(r, 300)); // b's listener connects; b's own rounds find nothing
       const waitMs = 30_000;
       const started = Date.now();
@@ -258,22 +335,42 @@ describe('signals and retries between coordinators', () => {
   it('runs a transaction again when PostgreSQL aborts it for a deadlock', async () => {
     const { db: kdb, coordination } = await openPostgres(db.url);
     try {
-      await kdb.insertInto('balances').values([{ account: 'x', balance: 0 }, { account: 'y', balance: 0 }]).execute();
+      await kdb
+        .insertInto('balances')
+        .values([
+          { account: 'x', balance: 0 },
+          { account: 'y', balance: 0 },
+        ])
+        .execute();
       let runs = 0;
       let holding = 0;
       let bothHold!: () => void;
-      const both = new Promise<void>((r) => { bothHold = r; });
-      const bump = (first: string, second: string) => transact(kdb, async (tx) => {
-        runs++;
-        await tx.updateTable('balances').set((eb) => ({ balance: eb('balance', '+', 1) })).where('account', '=', first).execute();
-        if (++holding === 2) bothHold();
-        await both; // each holds its first row and now wants the other's: a deadlock PostgreSQL breaks after deadlock_timeout
-        await tx.updateTable('balances').set((eb) => ({ balance: eb('balance', '+', 1) })).where('account', '=', second).execute();
+      const both = new Promise<void>((r) => {
+        bothHold = r;
       });
+      const bump = (first: string, second: string) =>
+        transact(kdb, async (tx) => {
+          runs++;
+          await tx
+            .updateTable('balances')
+            .set((eb) => ({ balance: eb('balance', '+', 1) }))
+            .where('account', '=', first)
+            .execute();
+          if (++holding === 2) bothHold();
+          await both; // each holds its first row and now wants the other's: a deadlock PostgreSQL breaks after deadlock_timeout
+          await tx
+            .updateTable('balances')
+            .set((eb) => ({ balance: eb('balance', '+', 1) }))
+            .where('account', '=', second)
+            .execute();
+        });
       await Promise.all([bump('x', 'y'), bump('y', 'x')]);
       expect(runs).toBe(3);
       const rows = await kdb.selectFrom('balances').selectAll().orderBy('account').execute();
-      expect(rows).toEqual([{ account: 'x', balance: 2 }, { account: 'y', balance: 2 }]);
+      expect(rows).toEqual([
+        { account: 'x', balance: 2 },
+        { account: 'y', balance: 2 },
+      ]);
     } finally {
       await coordination.notifier.close();
       await kdb.destroy();

@@ -11,7 +11,22 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { DeqoError, grantTxn, toMicro } from '../../src/core/index.js';
 import { JobSpecSchema, type JobSpec, type JobSpecInput } from '../../src/protocol/index.js';
 import { openSqliteStore, type Store } from '../../src/store/index.js';
-import { AVAILABLE, CAPACITY, decide, H1, H2, manifestFor, OFFER, plan, reported, scheduleRound, snapshotAt, submit, T0, TTL } from '../helpers/store-world.js';
+import {
+  AVAILABLE,
+  CAPACITY,
+  decide,
+  H1,
+  H2,
+  manifestFor,
+  OFFER,
+  plan,
+  reported,
+  scheduleRound,
+  snapshotAt,
+  submit,
+  T0,
+  TTL,
+} from '../helpers/store-world.js';
 import { storeKinds } from '../helpers/stores.js';
 
 interface World {
@@ -32,11 +47,27 @@ async function makeWorld(store: Store, specInput: Partial<JobSpecInput> = {}): P
     const providerId = await store.accounts.createAccount(`prov${i}`, ['provider'], T0);
     providerIds.push(providerId);
     const agentId = `agent_${i}`;
-    await store.accounts.registerAgent({ id: agentId, providerId, name: `box${i}`, publicKey: `pk${i}`, capacity: CAPACITY, offer: OFFER, availability: AVAILABLE }, T0);
+    await store.accounts.registerAgent(
+      {
+        id: agentId,
+        providerId,
+        name: `box${i}`,
+        publicKey: `pk${i}`,
+        capacity: CAPACITY,
+        offer: OFFER,
+        availability: AVAILABLE,
+      },
+      T0,
+    );
     agentIds.push(agentId);
   }
-  const spec = JobSpecSchema.parse({ image: 'deqo/busybox:test', command: ['true'], array: { count: 2 },
-    verification: { replicas: 3, quorum: 2 }, ...specInput });
+  const spec = JobSpecSchema.parse({
+    image: 'deqo/busybox:test',
+    command: ['true'],
+    array: { count: 2 },
+    verification: { replicas: 3, quorum: 2 },
+    ...specInput,
+  });
   const jobId = await submit(store, buyerId, spec, T0);
   return { store, buyerId, providerIds, agentIds, jobId, spec };
 }
@@ -53,8 +84,12 @@ describe.each(storeKinds())('store over $name', (kind) => {
 
   describe('AccountStore', () => {
     let store: Store;
-    beforeEach(async () => { store = await kind.open(); });
-    afterEach(async () => { await store.close(); });
+    beforeEach(async () => {
+      store = await kind.open();
+    });
+    afterEach(async () => {
+      await store.close();
+    });
 
     it('creates accounts, refuses a taken name, and authenticates by key hash', async () => {
       const id = await store.accounts.createAccount('bob', ['buyer', 'provider'], T0);
@@ -62,19 +97,61 @@ describe.each(storeKinds())('store over $name', (kind) => {
       expect(await store.accounts.findAccountByName('bob')).toBe(id);
       expect(await store.accounts.findAccountByName('nobody')).toBeNull();
       await store.accounts.addApiKey(id, 'hash-of-key', 'provider', T0);
-      expect(await store.accounts.authenticate('hash-of-key')).toEqual({ accountId: id, accountName: 'bob', roles: ['buyer', 'provider'], scope: 'provider' });
+      expect(await store.accounts.authenticate('hash-of-key')).toEqual({
+        accountId: id,
+        accountName: 'bob',
+        roles: ['buyer', 'provider'],
+        scope: 'provider',
+      });
       expect(await store.accounts.authenticate('hash-of-other-key')).toBeNull();
     });
 
     it('keeps an agent identity with its provider and refreshes its capacity', async () => {
       const p1 = await store.accounts.createAccount('p1', ['provider'], T0);
       const p2 = await store.accounts.createAccount('p2', ['provider'], T0);
-      await store.accounts.registerAgent({ id: 'agent_x', providerId: p1, name: 'x', publicKey: 'pk', capacity: CAPACITY, offer: OFFER, availability: AVAILABLE }, T0);
-      const err = await store.accounts.registerAgent({ id: 'agent_x', providerId: p2, name: 'x', publicKey: 'pk', capacity: CAPACITY, offer: OFFER, availability: AVAILABLE }, T0)
-        .then(() => null, (e: unknown) => e);
+      await store.accounts.registerAgent(
+        {
+          id: 'agent_x',
+          providerId: p1,
+          name: 'x',
+          publicKey: 'pk',
+          capacity: CAPACITY,
+          offer: OFFER,
+          availability: AVAILABLE,
+        },
+        T0,
+      );
+      const err = await store.accounts
+        .registerAgent(
+          {
+            id: 'agent_x',
+            providerId: p2,
+            name: 'x',
+            publicKey: 'pk',
+            capacity: CAPACITY,
+            offer: OFFER,
+            availability: AVAILABLE,
+          },
+          T0,
+        )
+        .then(
+          () => null,
+          (e: unknown) => e,
+        );
       expect(err).toBeInstanceOf(DeqoError);
       expect((err as DeqoError).code).toBe('forbidden');
-      await store.accounts.registerAgent({ id: 'agent_x', providerId: p1, name: 'x2', publicKey: 'pk', capacity: { ...CAPACITY, cpus: 8 }, offer: OFFER, availability: AVAILABLE }, T0 + 5);
+      await store.accounts.registerAgent(
+        {
+          id: 'agent_x',
+          providerId: p1,
+          name: 'x2',
+          publicKey: 'pk',
+          capacity: { ...CAPACITY, cpus: 8 },
+          offer: OFFER,
+          availability: AVAILABLE,
+        },
+        T0 + 5,
+      );
       const a = await store.accounts.getAgent('agent_x');
       expect(a).toMatchObject({ providerId: p1, name: 'x2', registeredAt: T0, lastSeenAt: T0 + 5 });
       expect(a?.capacity.cpus).toBe(8);
@@ -92,13 +169,20 @@ describe.each(storeKinds())('store over $name', (kind) => {
 
   describe('ExecutionStore and JobStore', () => {
     let w: World;
-    beforeEach(async () => { w = await makeWorld(await kind.open()); });
-    afterEach(async () => { await w.store.close(); });
+    beforeEach(async () => {
+      w = await makeWorld(await kind.open());
+    });
+    afterEach(async () => {
+      await w.store.close();
+    });
 
     it('stores a job as queued with its tasks', async () => {
       const v = await view(w);
       expect(v.state).toBe('queued');
-      expect(v.tasks.map((t) => [t.index, t.state, t.targetReplicas])).toEqual([[0, 'queued', 3], [1, 'queued', 3]]);
+      expect(v.tasks.map((t) => [t.index, t.state, t.targetReplicas])).toEqual([
+        [0, 'queued', 3],
+        [1, 'queued', 3],
+      ]);
       expect(v.spec).toEqual(w.spec);
       expect(await w.store.jobs.jobView(w.jobId, w.providerIds[0]!)).toBeNull(); // not the buyer's
     });
@@ -123,7 +207,11 @@ describe.each(storeKinds())('store over $name', (kind) => {
       // Capacity is now used: nothing more is wanted and every agent is full.
       const after = await snapshotAt(w.store, T0 - TTL);
       expect(after.tasks).toEqual([]);
-      expect(after.agents.map((a) => [a.freeCpus, a.freeMemoryMb, a.running])).toEqual([[0, 3072, 2], [0, 3072, 2], [0, 3072, 2]]);
+      expect(after.agents.map((a) => [a.freeCpus, a.freeMemoryMb, a.running])).toEqual([
+        [0, 3072, 2],
+        [0, 3072, 2],
+        [0, 3072, 2],
+      ]);
     });
 
     it('leaves out agents not seen since onlineSince', async () => {
@@ -165,10 +253,23 @@ describe.each(storeKinds())('store over $name', (kind) => {
       await scheduleRound(w.store, T0);
       const [c] = await w.store.executions.claim(w.agentIds[0]!, 1, T0, TTL);
       const id = c!.executionId;
-      expect(await w.store.executions.renewLeases(w.agentIds[0]!, [{ executionId: id, fencingToken: 1 }], T0 + 5000, TTL)).toEqual([]);
-      expect(await w.store.executions.renewLeases(w.agentIds[0]!, [{ executionId: id, fencingToken: 2 }], T0 + 5000, TTL)).toEqual([id]);
-      expect(await w.store.executions.renewLeases(w.agentIds[1]!, [{ executionId: id, fencingToken: 1 }], T0 + 5000, TTL)).toEqual([id]);
-      expect(await w.store.executions.renewLeases(w.agentIds[0]!, [{ executionId: 'exec_unknown', fencingToken: 1 }], T0, TTL)).toEqual(['exec_unknown']);
+      expect(
+        await w.store.executions.renewLeases(w.agentIds[0]!, [{ executionId: id, fencingToken: 1 }], T0 + 5000, TTL),
+      ).toEqual([]);
+      expect(
+        await w.store.executions.renewLeases(w.agentIds[0]!, [{ executionId: id, fencingToken: 2 }], T0 + 5000, TTL),
+      ).toEqual([id]);
+      expect(
+        await w.store.executions.renewLeases(w.agentIds[1]!, [{ executionId: id, fencingToken: 1 }], T0 + 5000, TTL),
+      ).toEqual([id]);
+      expect(
+        await w.store.executions.renewLeases(
+          w.agentIds[0]!,
+          [{ executionId: 'exec_unknown', fencingToken: 1 }],
+          T0,
+          TTL,
+        ),
+      ).toEqual(['exec_unknown']);
       // The renewal moved the expiry: at T0 + TTL + 1 the lease still holds.
       expect(await w.store.executions.expireLeases(T0 + TTL + 1, 60_000)).toEqual([]);
     });
@@ -184,7 +285,13 @@ describe.each(storeKinds())('store over $name', (kind) => {
       const task = v.tasks.find((t) => t.executions.some((e) => e.id === id))!;
       expect(taskId).toBe(task.id);
       const e = task.executions.find((x) => x.id === id)!;
-      expect(e).toMatchObject({ state: 'reported', resultHash: H1, exitCode: 0, finishedAt: T0 + 10, outputsBlob: 'o'.repeat(64) });
+      expect(e).toMatchObject({
+        state: 'reported',
+        resultHash: H1,
+        exitCode: 0,
+        finishedAt: T0 + 10,
+        outputsBlob: 'o'.repeat(64),
+      });
       // A second report of the same execution is stale.
       expect(await w.store.executions.recordEnd(id, w.agentIds[0]!, 1, reported(H2), T0 + 20)).toBeNull();
     });
@@ -194,7 +301,10 @@ describe.each(storeKinds())('store over $name', (kind) => {
       const claims = new Map<string, { id: string; agentId: string; index: number }[]>();
       for (const agentId of w.agentIds) {
         for (const c of await w.store.executions.claim(agentId, 10, T0 + 10, TTL)) {
-          claims.set(String(c.taskIndex), [...(claims.get(String(c.taskIndex)) ?? []), { id: c.executionId, agentId, index: c.taskIndex }]);
+          claims.set(String(c.taskIndex), [
+            ...(claims.get(String(c.taskIndex)) ?? []),
+            { id: c.executionId, agentId, index: c.taskIndex },
+          ]);
         }
       }
       const t0 = claims.get('0')!;
@@ -240,9 +350,17 @@ describe.each(storeKinds())('store over $name', (kind) => {
       const results = await w.store.jobs.jobResults(w.jobId, w.buyerId);
       expect(results?.state).toBe('succeeded');
       const res0 = results!.tasks[0]!;
-      expect(res0).toMatchObject({ taskIndex: 0, state: 'verified', resultHash: H1, manifest: manifestFor('1'), stdoutBlob: manifestFor('1').stdoutSha256 });
+      expect(res0).toMatchObject({
+        taskIndex: 0,
+        state: 'verified',
+        resultHash: H1,
+        manifest: manifestFor('1'),
+        stdoutBlob: manifestFor('1').stdoutSha256,
+      });
       expect(res0.agreedBy.map((a) => a.agentId).sort()).toEqual([t0[0]!.agentId, t0[2]!.agentId].sort());
-      expect(res0.agreedBy.map((a) => a.agentName).sort()).toEqual([t0[0]!.agentId, t0[2]!.agentId].map((a) => a.replace('agent_', 'box')).sort());
+      expect(res0.agreedBy.map((a) => a.agentName).sort()).toEqual(
+        [t0[0]!.agentId, t0[2]!.agentId].map((a) => a.replace('agent_', 'box')).sort(),
+      );
       expect(results!.tasks[1]!.agreedBy).toHaveLength(3);
       expect(await w.store.jobs.jobResults(w.jobId, w.providerIds[0]!)).toBeNull();
     });
@@ -250,13 +368,31 @@ describe.each(storeKinds())('store over $name', (kind) => {
     it('refuses a decision made on an old revision of the task', async () => {
       await scheduleRound(w.store, T0);
       const claimed = await w.store.executions.claim(w.agentIds[0]!, 1, T0, TTL);
-      const taskId = (await w.store.executions.recordEnd(claimed[0]!.executionId, w.agentIds[0]!, 1, reported(H1), T0 + 1))!;
+      const taskId = (await w.store.executions.recordEnd(
+        claimed[0]!.executionId,
+        w.agentIds[0]!,
+        1,
+        reported(H1),
+        T0 + 1,
+      ))!;
       const old = (await w.store.executions.taskForVerification(taskId))!;
       // Someone else changes the task meanwhile (here: raises its target).
       expect(await w.store.executions.applyDecision(old, { kind: 'pending', target: 4 }, T0 + 2)).toBe(true);
       expect(await w.store.executions.applyDecision(old, { kind: 'pending', target: 5 }, T0 + 3)).toBe(false);
-      expect(await w.store.executions.applyDecision(old, { kind: 'failed', verdict: null, valid: [], invalid: [], cancel: [],
-        failure: { reason: 'no_quorum', blame: 'none', message: 'x' } }, T0 + 3)).toBe(false);
+      expect(
+        await w.store.executions.applyDecision(
+          old,
+          {
+            kind: 'failed',
+            verdict: null,
+            valid: [],
+            invalid: [],
+            cancel: [],
+            failure: { reason: 'no_quorum', blame: 'none', message: 'x' },
+          },
+          T0 + 3,
+        ),
+      ).toBe(false);
       const fresh = (await w.store.executions.taskForVerification(taskId))!;
       expect(fresh.target).toBe(4);
       expect(fresh.revision).toBe(old.revision + 1);
@@ -270,8 +406,18 @@ describe.each(storeKinds())('store over $name', (kind) => {
       const t = (await w.store.executions.taskForVerification(taskId))!;
       const active = t.votes.filter((x) => x.state === 'assigned' || x.state === 'running').map((x) => x.id);
       expect(active).toHaveLength(2);
-      const ok = await w.store.executions.applyDecision(t, { kind: 'failed', verdict: null, valid: [], invalid: [c!.executionId],
-        cancel: active, failure: { reason: 'too_many_errors', blame: 'provider', message: 'x' } }, T0 + 2);
+      const ok = await w.store.executions.applyDecision(
+        t,
+        {
+          kind: 'failed',
+          verdict: null,
+          valid: [],
+          invalid: [c!.executionId],
+          cancel: active,
+          failure: { reason: 'too_many_errors', blame: 'provider', message: 'x' },
+        },
+        T0 + 2,
+      );
       expect(ok).toBe(true);
       const v = await view(w);
       const task = v.tasks.find((x) => x.id === taskId)!;
@@ -287,12 +433,21 @@ describe.each(storeKinds())('store over $name', (kind) => {
       await scheduleRound(w.store, T0);
       const claimed = await w.store.executions.claim(w.agentIds[0]!, 2, T0 + 1000, TTL); // lease to T0 + 16 000
       const [keep, drop] = claimed;
-      await w.store.executions.renewLeases(w.agentIds[0]!, [{ executionId: keep!.executionId, fencingToken: 1 }], T0 + 10_000, TTL); // to T0 + 25 000
+      await w.store.executions.renewLeases(
+        w.agentIds[0]!,
+        [{ executionId: keep!.executionId, fencingToken: 1 }],
+        T0 + 10_000,
+        TTL,
+      ); // to T0 + 25 000
 
       const first = await w.store.executions.expireLeases(T0 + 20_000, 30_000);
       let execs = (await view(w)).tasks.flatMap((t) => t.executions);
       const byId = (id: string) => execs.find((e) => e.id === id)!;
-      expect(byId(drop!.executionId)).toMatchObject({ state: 'lost', desired: 'stop', failure: { reason: 'lease_expired', blame: 'provider' } });
+      expect(byId(drop!.executionId)).toMatchObject({
+        state: 'lost',
+        desired: 'stop',
+        failure: { reason: 'lease_expired', blame: 'provider' },
+      });
       expect(byId(keep!.executionId).state).toBe('running');
       expect(execs.filter((e) => e.state === 'assigned')).toHaveLength(4); // not yet past the claim timeout
       expect(first).toHaveLength(1);
@@ -304,10 +459,22 @@ describe.each(storeKinds())('store over $name', (kind) => {
       expect(notClaimed).toHaveLength(4);
       expect(notClaimed.every((e) => e.state === 'lost')).toBe(true);
       expect([...new Set(second.map((l) => l.taskId))].sort()).toEqual((await view(w)).tasks.map((t) => t.id).sort());
-      expect(second.map((l) => l.reason).sort()).toEqual(['lease_expired', 'not_claimed', 'not_claimed', 'not_claimed', 'not_claimed']);
-      expect(second.find((l) => l.reason === 'lease_expired')).toMatchObject({ executionId: keep!.executionId, jobId: keep!.jobId, taskId: keep!.taskId });
+      expect(second.map((l) => l.reason).sort()).toEqual([
+        'lease_expired',
+        'not_claimed',
+        'not_claimed',
+        'not_claimed',
+        'not_claimed',
+      ]);
+      expect(second.find((l) => l.reason === 'lease_expired')).toMatchObject({
+        executionId: keep!.executionId,
+        jobId: keep!.jobId,
+        taskId: keep!.taskId,
+      });
       // A report under the lost lease is stale.
-      expect(await w.store.executions.recordEnd(keep!.executionId, w.agentIds[0]!, 1, reported(H1), T0 + 32_000)).toBeNull();
+      expect(
+        await w.store.executions.recordEnd(keep!.executionId, w.agentIds[0]!, 1, reported(H1), T0 + 32_000),
+      ).toBeNull();
     });
 
     it('after a loss, wants a replacement execution and excludes the provider that lost it', async () => {
@@ -329,7 +496,9 @@ describe.each(storeKinds())('store over $name', (kind) => {
         for (const c of await w.store.executions.claim(agentId, 10, T0, TTL)) claimed.push({ agentId, ...c });
       }
       const first = claimed.find((c) => c.taskIndex === 0)!;
-      expect(await w.store.executions.recordEnd(first.executionId, first.agentId, 1, reported(H1), T0 + 1)).not.toBeNull();
+      expect(
+        await w.store.executions.recordEnd(first.executionId, first.agentId, 1, reported(H1), T0 + 1),
+      ).not.toBeNull();
       expect(await w.store.executions.tasksAwaitingDecision(100)).toEqual([]); // replicas still running
       await w.store.executions.expireLeases(T0 + TTL + 1, 60_000);
       const ids = (await view(w)).tasks.map((t) => t.id);
@@ -351,28 +520,50 @@ describe.each(storeKinds())('store over $name', (kind) => {
       expect(v.tasks.every((t) => t.state === 'cancelled')).toBe(true);
       const execs = v.tasks.flatMap((t) => t.executions);
       expect(execs).toHaveLength(6);
-      expect(execs.every((e) => e.state === 'cancelled' && e.desired === 'stop' && e.failure?.reason === 'cancelled')).toBe(true);
+      expect(
+        execs.every((e) => e.state === 'cancelled' && e.desired === 'stop' && e.failure?.reason === 'cancelled'),
+      ).toBe(true);
       expect(await w.store.jobs.cancelJob(w.jobId, T0 + 60)).toBe(false);
       // Nothing is scheduled or claimable any more; a running agent is told to stop.
       expect((await snapshotAt(w.store, T0 - TTL)).tasks).toEqual([]);
       expect(await w.store.executions.claim(w.agentIds[1]!, 10, T0 + 70, TTL)).toEqual([]);
       const running = execs.filter((e) => e.agentId === w.agentIds[0]);
-      expect(await w.store.executions.renewLeases(w.agentIds[0]!, running.map((e) => ({ executionId: e.id, fencingToken: 1 })), T0 + 70, TTL))
-        .toEqual(running.map((e) => e.id));
+      expect(
+        await w.store.executions.renewLeases(
+          w.agentIds[0]!,
+          running.map((e) => ({ executionId: e.id, fencingToken: 1 })),
+          T0 + 70,
+          TTL,
+        ),
+      ).toEqual(running.map((e) => e.id));
     });
 
     it('lists a buyer’s jobs newest first, filtered by state, and nobody else’s', async () => {
-      const second = await submit(w.store, w.buyerId, JobSpecSchema.parse({ image: 'alpine:3', command: ['true'], name: 'two' }), T0 + 1000);
+      const second = await submit(
+        w.store,
+        w.buyerId,
+        JobSpecSchema.parse({ image: 'alpine:3', command: ['true'], name: 'two' }),
+        T0 + 1000,
+      );
       const other = await w.store.accounts.createAccount('mallory', ['buyer'], T0);
       expect(await w.store.jobs.listJobs(other, { limit: 50 })).toEqual([]);
       const all = await w.store.jobs.listJobs(w.buyerId, { limit: 50 });
       expect(all.map((j) => j.id)).toEqual([second, w.jobId]);
-      expect(all[0]).toMatchObject({ name: 'two', image: 'alpine:3', state: 'queued', tasks: { total: 1, verified: 0, failed: 0 } });
+      expect(all[0]).toMatchObject({
+        name: 'two',
+        image: 'alpine:3',
+        state: 'queued',
+        tasks: { total: 1, verified: 0, failed: 0 },
+      });
       expect(all[1]!.tasks.total).toBe(2);
       expect((await w.store.jobs.listJobs(w.buyerId, { limit: 1 })).map((j) => j.id)).toEqual([second]);
       await w.store.jobs.cancelJob(second, T0 + 2000);
-      expect((await w.store.jobs.listJobs(w.buyerId, { state: 'cancelled', limit: 50 })).map((j) => j.id)).toEqual([second]);
-      expect((await w.store.jobs.listJobs(w.buyerId, { state: 'queued', limit: 50 })).map((j) => j.id)).toEqual([w.jobId]);
+      expect((await w.store.jobs.listJobs(w.buyerId, { state: 'cancelled', limit: 50 })).map((j) => j.id)).toEqual([
+        second,
+      ]);
+      expect((await w.store.jobs.listJobs(w.buyerId, { state: 'queued', limit: 50 })).map((j) => j.id)).toEqual([
+        w.jobId,
+      ]);
       expect(await w.store.jobs.listJobs(w.buyerId, { state: 'succeeded', limit: 50 })).toEqual([]);
       expect(await w.store.jobs.jobHeader(second)).toEqual({ buyerId: w.buyerId, state: 'cancelled' });
       expect(await w.store.jobs.jobHeader('job_nope')).toBeNull();
@@ -380,7 +571,12 @@ describe.each(storeKinds())('store over $name', (kind) => {
 
     it('keeps fractional cpus and epoch-ms times exact (numbers, not strings or 4-byte floats)', async () => {
       await w.store.jobs.cancelJob(w.jobId, T0);
-      const jobId = await submit(w.store, w.buyerId, JobSpecSchema.parse({ image: 'alpine:3', command: ['true'], resources: { cpus: 1.23456789 } }), T0 + 1);
+      const jobId = await submit(
+        w.store,
+        w.buyerId,
+        JobSpecSchema.parse({ image: 'alpine:3', command: ['true'], resources: { cpus: 1.23456789 } }),
+        T0 + 1,
+      );
       await scheduleRound(w.store, T0 + 2);
       const snap = await snapshotAt(w.store, T0 - TTL);
       expect(snap.agents.map((a) => a.freeCpus).sort()).toEqual([2, 2, 2 - 1.23456789].sort());
@@ -395,7 +591,9 @@ describe.each(storeKinds())('store over $name', (kind) => {
       const tasks = new Set<string>();
       for (const agentId of w.agentIds) {
         for (const c of await w.store.executions.claim(agentId, 10, T0 + 10, TTL)) {
-          tasks.add((await w.store.executions.recordEnd(c.executionId, agentId, c.fencingToken, reported(H1), T0 + 60_000))!);
+          tasks.add(
+            (await w.store.executions.recordEnd(c.executionId, agentId, c.fencingToken, reported(H1), T0 + 60_000))!,
+          );
         }
       }
       for (const taskId of tasks) expect((await decide(w.store, taskId, T0 + 60_000)).applied).toBe(true);
@@ -403,7 +601,8 @@ describe.each(storeKinds())('store over $name', (kind) => {
       const ids = await w.store.settlement.unsettledExecutions(100);
       expect(ids).toHaveLength(6);
       expect(await w.store.settlement.settleJob(w.jobId, T0 + 60_001)).toBeNull(); // executions first
-      for (const id of ids) expect(await w.store.settlement.settleExecution(id, T0 + 60_001)).toMatchObject({ executionId: id });
+      for (const id of ids)
+        expect(await w.store.settlement.settleExecution(id, T0 + 60_001)).toMatchObject({ executionId: id });
       for (const id of ids) expect(await w.store.settlement.settleExecution(id, T0 + 60_002)).toBeNull();
       const refunded = (await w.store.settlement.settleJob(w.jobId, T0 + 60_003))?.refunded;
       expect(await w.store.settlement.settleJob(w.jobId, T0 + 60_004)).toBeNull();
@@ -413,10 +612,11 @@ describe.each(storeKinds())('store over $name', (kind) => {
       const held = postings.filter((p) => p.kind === 'escrow_hold' && p.amount > 0).reduce((a, p) => a + p.amount, 0);
       expect(held).toBe(payments.reduce((a, p) => a + p.amount, 0) + (refunded ?? -1));
       expect(Number.isInteger(refunded)).toBe(true);
-      expect((await w.store.jobs.billing(w.jobId))).toMatchObject({ inEscrow: 0, settled: true });
+      expect(await w.store.jobs.billing(w.jobId)).toMatchObject({ inEscrow: 0, settled: true });
       expect(await w.store.ledger.audit()).toEqual([]);
       const recs = await w.store.reputation.records(w.providerIds, T0 + 60_005);
-      for (const id of w.providerIds) expect(recs.get(id)?.reputation).toMatchObject({ valid: 2, consecutiveValid: 2, invalid: 0 });
+      for (const id of w.providerIds)
+        expect(recs.get(id)?.reputation).toMatchObject({ valid: 2, consecutiveValid: 2, invalid: 0 });
     });
 
     it('does not schedule network jobs on agents that refuse network', async () => {
@@ -424,23 +624,39 @@ describe.each(storeKinds())('store over $name', (kind) => {
       await w.store.jobs.cancelJob(w.jobId, T0);
       const netJob = await submit(w.store, w.buyerId, spec, T0 + 1);
       expect((await scheduleRound(w.store, T0 + 2)).size).toBe(0);
-      await w.store.accounts.registerAgent({ id: 'agent_net', providerId: w.providerIds[1]!, name: 'net', publicKey: 'pkn',
-        capacity: { ...CAPACITY, allowNetwork: true }, offer: OFFER, availability: AVAILABLE }, T0 + 3);
+      await w.store.accounts.registerAgent(
+        {
+          id: 'agent_net',
+          providerId: w.providerIds[1]!,
+          name: 'net',
+          publicKey: 'pkn',
+          capacity: { ...CAPACITY, allowNetwork: true },
+          offer: OFFER,
+          availability: AVAILABLE,
+        },
+        T0 + 3,
+      );
       expect([...(await scheduleRound(w.store, T0 + 4))]).toEqual(['agent_net']);
       expect((await w.store.jobs.jobHeader(netJob))?.state).toBe('running');
     });
   });
-
 });
 
 describe('SQLite file store', () => {
   let dir: string;
-  beforeEach(() => { dir = mkdtempSync(join(tmpdir(), 'deqo-store-')); });
-  afterEach(() => { rmSync(dir, { recursive: true, force: true }); });
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'deqo-store-'));
+  });
+  afterEach(() => {
+    rmSync(dir, { recursive: true, force: true });
+  });
 
   it('runs in WAL mode and keeps everything across a reopen (coordinator restart)', async () => {
     const path = join(dir, 'nested', 'deqo.db');
-    const w = await makeWorld(await openSqliteStore(path), { array: undefined, verification: { replicas: 2, quorum: 2 } });
+    const w = await makeWorld(await openSqliteStore(path), {
+      array: undefined,
+      verification: { replicas: 2, quorum: 2 },
+    });
     await scheduleRound(w.store, T0);
     const [c] = await w.store.executions.claim(w.agentIds[0]!, 1, T0, TTL);
     expect(existsSync(`${path}-wal`)).toBe(true);
@@ -455,7 +671,9 @@ describe('SQLite file store', () => {
       const v = await store.jobs.jobView(w.jobId, w.buyerId);
       expect(v?.state).toBe('running');
       expect(v?.tasks[0]?.executions.map((e) => e.state).sort()).toEqual(['assigned', 'running']);
-      expect(await store.executions.recordEnd(c!.executionId, w.agentIds[0]!, c!.fencingToken, reported(H1), T0 + 5)).toBe(v?.tasks[0]?.id);
+      expect(
+        await store.executions.recordEnd(c!.executionId, w.agentIds[0]!, c!.fencingToken, reported(H1), T0 + 5),
+      ).toBe(v?.tasks[0]?.id);
       expect(await store.accounts.findAccountByName('alice')).toBe(w.buyerId);
     } finally {
       await store.close();

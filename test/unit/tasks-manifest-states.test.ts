@@ -1,8 +1,15 @@
 /** Unit tests of task expansion, task environments, the canonical manifest and the state machines. */
 import { describe, expect, it } from 'vitest';
 import {
-  canonicalManifest, canTransition, EXECUTION_TRANSITIONS, expandTasks, JOB_TRANSITIONS, MAX_TASKS_PER_JOB, rollUpJobState,
-  TASK_TRANSITIONS, taskEnv,
+  canonicalManifest,
+  canTransition,
+  EXECUTION_TRANSITIONS,
+  expandTasks,
+  JOB_TRANSITIONS,
+  MAX_TASKS_PER_JOB,
+  rollUpJobState,
+  TASK_TRANSITIONS,
+  taskEnv,
 } from '../../src/core/index.js';
 import { JobSpecSchema, type JobSpec, type JobSpecInput, type Manifest } from '../../src/protocol/index.js';
 
@@ -22,14 +29,21 @@ describe('expandTasks', () => {
 
   it('gives one task per parameters entry, in order', () => {
     const tasks = expandTasks(spec({ array: { parameters: [{ lr: 0.1 }, { lr: 0.01, tag: 'x' }] } }));
-    expect(tasks).toEqual([{ index: 0, params: { lr: 0.1 } }, { index: 1, params: { lr: 0.01, tag: 'x' } }]);
+    expect(tasks).toEqual([
+      { index: 0, params: { lr: 0.1 } },
+      { index: 1, params: { lr: 0.01, tag: 'x' } },
+    ]);
   });
 
   it('expands a sweep to the cartesian product, first key varying slowest', () => {
     const tasks = expandTasks(spec({ array: { sweep: { a: [1, 2], b: ['x', 'y', 'z'] } } }));
     expect(tasks.map((t) => t.params)).toEqual([
-      { a: 1, b: 'x' }, { a: 1, b: 'y' }, { a: 1, b: 'z' },
-      { a: 2, b: 'x' }, { a: 2, b: 'y' }, { a: 2, b: 'z' },
+      { a: 1, b: 'x' },
+      { a: 1, b: 'y' },
+      { a: 1, b: 'z' },
+      { a: 2, b: 'x' },
+      { a: 2, b: 'y' },
+      { a: 2, b: 'z' },
     ]);
     expect(tasks.map((t) => t.index)).toEqual([0, 1, 2, 3, 4, 5]);
   });
@@ -45,14 +59,21 @@ describe('expandTasks', () => {
 
 describe('taskEnv', () => {
   it('adds DEQO_TASK_INDEX, DEQO_TASK_COUNT, DEQO_PARAMS and DEQO_PARAM_<NAME> to the spec env', () => {
-    const s = spec({ env: { HOME: '/tmp', MODE: 'fast' }, array: { parameters: [{ lr: 0.5, useGpu: true, name: 'run-1' }] } });
+    const s = spec({
+      env: { HOME: '/tmp', MODE: 'fast' },
+      array: { parameters: [{ lr: 0.5, useGpu: true, name: 'run-1' }] },
+    });
     const [t] = expandTasks(s);
     const env = taskEnv(s, t!, 7);
     expect(env).toEqual({
-      HOME: '/tmp', MODE: 'fast',
-      DEQO_TASK_INDEX: '0', DEQO_TASK_COUNT: '7',
+      HOME: '/tmp',
+      MODE: 'fast',
+      DEQO_TASK_INDEX: '0',
+      DEQO_TASK_COUNT: '7',
       DEQO_PARAMS: JSON.stringify({ lr: 0.5, useGpu: true, name: 'run-1' }),
-      DEQO_PARAM_LR: '0.5', DEQO_PARAM_USEGPU: 'true', DEQO_PARAM_NAME: 'run-1',
+      DEQO_PARAM_LR: '0.5',
+      DEQO_PARAM_USEGPU: 'true',
+      DEQO_PARAM_NAME: 'run-1',
     });
   });
 
@@ -67,15 +88,26 @@ describe('taskEnv', () => {
 describe('canonicalManifest', () => {
   const sha = (c: string) => c.repeat(64);
   const m: Manifest = {
-    exitCode: 0, stdoutSha256: sha('0'),
-    files: [{ path: 'b.txt', sha256: sha('1'), size: 10 }, { path: 'a/x.bin', sha256: sha('2'), size: 20 }, { path: 'B.txt', sha256: sha('3'), size: 3 }],
+    exitCode: 0,
+    stdoutSha256: sha('0'),
+    files: [
+      { path: 'b.txt', sha256: sha('1'), size: 10 },
+      { path: 'a/x.bin', sha256: sha('2'), size: 20 },
+      { path: 'B.txt', sha256: sha('3'), size: 3 },
+    ],
   };
 
   it('has the documented layout, files sorted by path in code-unit order', () => {
-    expect(canonicalManifest(m)).toBe([
-      'deqo-result-v1', 'exit 0', `stdout ${sha('0')}`,
-      `file ${sha('3')} 3 "B.txt"`, `file ${sha('2')} 20 "a/x.bin"`, `file ${sha('1')} 10 "b.txt"`,
-    ].join('\n') + '\n');
+    expect(canonicalManifest(m)).toBe(
+      [
+        'deqo-result-v1',
+        'exit 0',
+        `stdout ${sha('0')}`,
+        `file ${sha('3')} 3 "B.txt"`,
+        `file ${sha('2')} 20 "a/x.bin"`,
+        `file ${sha('1')} 10 "b.txt"`,
+      ].join('\n') + '\n',
+    );
   });
 
   it('does not depend on the order of files', () => {
@@ -94,13 +126,21 @@ describe('canonicalManifest', () => {
 
   it('cannot be confused by paths containing spaces or newlines', () => {
     const a = canonicalManifest({ ...m, files: [{ path: 'x\nfile y', sha256: sha('1'), size: 1 }] });
-    const b = canonicalManifest({ ...m, files: [{ path: 'x', sha256: sha('1'), size: 1 }, { path: 'y', sha256: sha('1'), size: 1 }] });
+    const b = canonicalManifest({
+      ...m,
+      files: [
+        { path: 'x', sha256: sha('1'), size: 1 },
+        { path: 'y', sha256: sha('1'), size: 1 },
+      ],
+    });
     expect(a).not.toBe(b);
     expect(a.split('\n')).toHaveLength(5); // header, exit, stdout, one file line, trailing empty
   });
 
   it('throws RangeError on duplicate paths', () => {
-    expect(() => canonicalManifest({ ...m, files: [...m.files, { path: 'b.txt', sha256: sha('4'), size: 1 }] })).toThrow(RangeError);
+    expect(() =>
+      canonicalManifest({ ...m, files: [...m.files, { path: 'b.txt', sha256: sha('4'), size: 1 }] }),
+    ).toThrow(RangeError);
   });
 });
 
@@ -127,7 +167,8 @@ describe('state machines', () => {
       [JOB_TRANSITIONS, ['succeeded', 'failed', 'cancelled']],
     ] as const) {
       for (const from of terminal) {
-        for (const to of Object.keys(table)) expect(canTransition(table as Record<string, readonly string[]>, from, to)).toBe(false);
+        for (const to of Object.keys(table))
+          expect(canTransition(table as Record<string, readonly string[]>, from, to)).toBe(false);
       }
     }
   });

@@ -1,7 +1,17 @@
 /** Unit tests of decideTask: quorum, adaptive replica targets, caps and failure verdicts. */
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { clampFailureMessage, decideTask, defaultMaxExecutions, failureVerdict, gradeLateResult, MAX_FAILURE_MESSAGE, type Decision, type ExecutionVote, type VerificationPolicy } from '../../src/core/index.js';
+import {
+  clampFailureMessage,
+  decideTask,
+  defaultMaxExecutions,
+  failureVerdict,
+  gradeLateResult,
+  MAX_FAILURE_MESSAGE,
+  type Decision,
+  type ExecutionVote,
+  type VerificationPolicy,
+} from '../../src/core/index.js';
 import type { ExecutionState, Failure } from '../../src/protocol/index.js';
 
 const H1 = 'a'.repeat(64);
@@ -14,12 +24,18 @@ function ok(id: string, verdict: string, at: number): ExecutionVote {
 }
 /** An execution without a result yet, or a provider-side error. */
 function open(id: string, state: ExecutionState, at = 0): ExecutionVote {
-  const failure: Failure | null = state === 'failed' || state === 'lost'
-    ? { reason: state === 'lost' ? 'lease_expired' : 'agent_error', blame: 'provider', message: `${id} ${state}` } : null;
+  const failure: Failure | null =
+    state === 'failed' || state === 'lost'
+      ? { reason: state === 'lost' ? 'lease_expired' : 'agent_error', blame: 'provider', message: `${id} ${state}` }
+      : null;
   return { id, state, verdict: null, exitCode: null, failure, at };
 }
 
-const policy = (quorum: number, maxExecutions: number, maxErrors = 3): VerificationPolicy => ({ quorum, maxExecutions, maxErrors });
+const policy = (quorum: number, maxExecutions: number, maxErrors = 3): VerificationPolicy => ({
+  quorum,
+  maxExecutions,
+  maxErrors,
+});
 
 function expectKind<K extends Decision['kind']>(d: Decision, kind: K): Extract<Decision, { kind: K }> {
   expect(d.kind).toBe(kind);
@@ -28,7 +44,10 @@ function expectKind<K extends Decision['kind']>(d: Decision, kind: K): Extract<D
 
 describe('decideTask', () => {
   it('verifies on 2-of-3 agreement and marks the disagreeing result invalid', () => {
-    const d = expectKind(decideTask(policy(2, 6), 3, [ok('e1', H1, 10), ok('e2', H2, 20), ok('e3', H1, 30)]), 'verified');
+    const d = expectKind(
+      decideTask(policy(2, 6), 3, [ok('e1', H1, 10), ok('e2', H2, 20), ok('e3', H1, 30)]),
+      'verified',
+    );
     expect(d.verdict).toBe(H1);
     expect(d.valid.sort()).toEqual(['e1', 'e3']);
     expect(d.invalid).toEqual(['e2']);
@@ -36,12 +55,18 @@ describe('decideTask', () => {
   });
 
   it('stays pending on one disagreement while an execution is still outstanding', () => {
-    const d = expectKind(decideTask(policy(2, 6), 3, [ok('e1', H1, 10), ok('e2', H2, 20), open('e3', 'running')]), 'pending');
+    const d = expectKind(
+      decideTask(policy(2, 6), 3, [ok('e1', H1, 10), ok('e2', H2, 20), open('e3', 'running')]),
+      'pending',
+    );
     expect(d.target).toBe(3);
   });
 
   it('raises the target by one when three results all differ (more replicas, BOINC style)', () => {
-    const d = expectKind(decideTask(policy(2, 6), 3, [ok('e1', H1, 10), ok('e2', H2, 20), ok('e3', H3, 30)]), 'pending');
+    const d = expectKind(
+      decideTask(policy(2, 6), 3, [ok('e1', H1, 10), ok('e2', H2, 20), ok('e3', H3, 30)]),
+      'pending',
+    );
     expect(d.target).toBe(4);
   });
 
@@ -81,8 +106,14 @@ describe('decideTask', () => {
 
   it('fails the task with the agreed job failure when a quorum reports the same failure verdict', () => {
     const oom: Failure = { reason: 'out_of_memory', blame: 'job', message: 'the job ran out of memory' };
-    const v = (id: string, at: number): ExecutionVote =>
-      ({ id, state: 'reported', verdict: failureVerdict('out_of_memory'), exitCode: null, failure: oom, at });
+    const v = (id: string, at: number): ExecutionVote => ({
+      id,
+      state: 'reported',
+      verdict: failureVerdict('out_of_memory'),
+      exitCode: null,
+      failure: oom,
+      at,
+    });
     const d = expectKind(decideTask(policy(2, 5), 2, [v('e1', 1), v('e2', 2), open('e3', 'running')]), 'failed');
     expect(d.failure).toEqual(oom);
     expect(d.verdict).toBe('failure:out_of_memory');
@@ -91,7 +122,14 @@ describe('decideTask', () => {
   });
 
   it('fails with nonzero_exit when a quorum agrees on a nonzero exit code', () => {
-    const exit3 = (id: string, at: number): ExecutionVote => ({ id, state: 'reported', verdict: H2, exitCode: 3, failure: null, at });
+    const exit3 = (id: string, at: number): ExecutionVote => ({
+      id,
+      state: 'reported',
+      verdict: H2,
+      exitCode: 3,
+      failure: null,
+      at,
+    });
     const d = expectKind(decideTask(policy(2, 5), 2, [exit3('e1', 1), exit3('e2', 2)]), 'failed');
     expect(d.failure.reason).toBe('nonzero_exit');
     expect(d.failure.blame).toBe('job');
@@ -115,7 +153,13 @@ describe('decideTask', () => {
   });
 
   it('cancels unclaimed (assigned) executions on verification but lets running ones finish', () => {
-    const votes = [ok('e1', H1, 1), ok('e2', H1, 2), open('e3', 'assigned'), open('e4', 'running'), open('e5', 'assigned')];
+    const votes = [
+      ok('e1', H1, 1),
+      ok('e2', H1, 2),
+      open('e3', 'assigned'),
+      open('e4', 'running'),
+      open('e5', 'assigned'),
+    ];
     const d = expectKind(decideTask(policy(2, 8), 5, votes), 'verified');
     expect(d.cancel.sort()).toEqual(['e3', 'e5']);
     expect(d.cancel).not.toContain('e4');
@@ -129,7 +173,10 @@ describe('decideTask', () => {
 
 describe('failure messages', () => {
   it('keeps a too_many_errors message within the protocol limit however long the provider message was', () => {
-    const long: ExecutionVote = { ...open('e1', 'failed', 1), failure: { reason: 'agent_error', blame: 'provider', message: 'x'.repeat(4096) } };
+    const long: ExecutionVote = {
+      ...open('e1', 'failed', 1),
+      failure: { reason: 'agent_error', blame: 'provider', message: 'x'.repeat(4096) },
+    };
     const d = expectKind(decideTask(policy(1, 5, 1), 1, [long]), 'failed');
     expect(d.failure.message.length).toBe(MAX_FAILURE_MESSAGE);
     expect(d.failure.message.endsWith('…')).toBe(true);
@@ -168,35 +215,43 @@ describe('decideTask properties', () => {
   });
 
   it('a verified decision has a quorum of agreeing valid results, disjoint from invalid; pending never lowers target', () => {
-    fc.assert(fc.property(caseArb, (c) => {
-      const votes: ExecutionVote[] = c.votes.map((v, i) => {
-        if (v.state !== 'reported') return open(`e${i}`, v.state, v.at);
-        const isFailure = v.verdict.startsWith('failure:');
-        return { id: `e${i}`, state: 'reported', verdict: v.verdict, at: v.at,
-          // The result hash covers the exit code, so one verdict always means one exit code.
-          exitCode: isFailure ? null : v.verdict === H3 ? 1 : 0,
-          failure: isFailure ? { reason: 'timeout', blame: 'job', message: 't' } : null };
-      });
-      const p = policy(c.quorum, c.quorum + c.extraExecutions, c.maxErrors);
-      const d = decideTask(p, c.target, votes);
-      const byId = new Map(votes.map((v) => [v.id, v]));
-      if (d.kind === 'pending') {
-        expect(d.target).toBeGreaterThanOrEqual(c.target);
-        return;
-      }
-      const valid = new Set(d.valid);
-      for (const id of d.invalid) expect(valid.has(id)).toBe(false);
-      for (const id of [...d.valid, ...d.invalid]) expect(byId.get(id)?.state).toBe('reported');
-      for (const id of d.cancel) expect(['assigned', 'running']).toContain(byId.get(id)?.state);
-      if (d.kind === 'verified') {
-        expect(d.valid.length).toBeGreaterThanOrEqual(c.quorum);
-        for (const id of d.valid) {
-          expect(byId.get(id)?.verdict).toBe(d.verdict);
-          expect(byId.get(id)?.exitCode).toBe(0);
+    fc.assert(
+      fc.property(caseArb, (c) => {
+        const votes: ExecutionVote[] = c.votes.map((v, i) => {
+          if (v.state !== 'reported') return open(`e${i}`, v.state, v.at);
+          const isFailure = v.verdict.startsWith('failure:');
+          return {
+            id: `e${i}`,
+            state: 'reported',
+            verdict: v.verdict,
+            at: v.at,
+            // The result hash covers the exit code, so one verdict always means one exit code.
+            exitCode: isFailure ? null : v.verdict === H3 ? 1 : 0,
+            failure: isFailure ? { reason: 'timeout', blame: 'job', message: 't' } : null,
+          };
+        });
+        const p = policy(c.quorum, c.quorum + c.extraExecutions, c.maxErrors);
+        const d = decideTask(p, c.target, votes);
+        const byId = new Map(votes.map((v) => [v.id, v]));
+        if (d.kind === 'pending') {
+          expect(d.target).toBeGreaterThanOrEqual(c.target);
+          return;
         }
-        for (const id of d.invalid) expect(byId.get(id)?.verdict).not.toBe(d.verdict);
-        for (const id of d.cancel) expect(byId.get(id)?.state).toBe('assigned');
-      }
-    }), { numRuns: 500 });
+        const valid = new Set(d.valid);
+        for (const id of d.invalid) expect(valid.has(id)).toBe(false);
+        for (const id of [...d.valid, ...d.invalid]) expect(byId.get(id)?.state).toBe('reported');
+        for (const id of d.cancel) expect(['assigned', 'running']).toContain(byId.get(id)?.state);
+        if (d.kind === 'verified') {
+          expect(d.valid.length).toBeGreaterThanOrEqual(c.quorum);
+          for (const id of d.valid) {
+            expect(byId.get(id)?.verdict).toBe(d.verdict);
+            expect(byId.get(id)?.exitCode).toBe(0);
+          }
+          for (const id of d.invalid) expect(byId.get(id)?.verdict).not.toBe(d.verdict);
+          for (const id of d.cancel) expect(byId.get(id)?.state).toBe('assigned');
+        }
+      }),
+      { numRuns: 500 },
+    );
   });
 });

@@ -12,7 +12,14 @@ import { openSqliteStore, type Store } from '../../src/store/index.js';
 let store: Store;
 let root: string;
 const log = pino({ level: 'silent' });
-const app = (webRoot: string) => buildServer({ store, engine: new Engine(store, DEFAULT_ENGINE_CONFIG, log), blobs: new BlobStore(join(root, 'blobs'), 1000), log, webRoot });
+const app = (webRoot: string) =>
+  buildServer({
+    store,
+    engine: new Engine(store, DEFAULT_ENGINE_CONFIG, log),
+    blobs: new BlobStore(join(root, 'blobs'), 1000),
+    log,
+    webRoot,
+  });
 
 beforeAll(async () => {
   store = await openSqliteStore(':memory:');
@@ -22,7 +29,9 @@ beforeAll(async () => {
   await writeFile(join(root, 'web', 'assets', 'app-1234.js'), 'console.log(1)');
   await writeFile(join(root, 'secret.txt'), 'outside the web root');
 });
-afterAll(async () => { await store.close(); });
+afterAll(async () => {
+  await store.close();
+});
 
 describe('dashboard static files', () => {
   it('serves index.html at / without an API key', async () => {

@@ -9,12 +9,20 @@ export function splitCommand(line: string): string[] {
   let inWord = false;
   for (let i = 0; i < line.length; i++) {
     const c = line[i]!;
-    if (/\s/.test(c)) { if (inWord) { out.push(cur); cur = ''; inWord = false; } continue; }
+    if (/\s/.test(c)) {
+      if (inWord) {
+        out.push(cur);
+        cur = '';
+        inWord = false;
+      }
+      continue;
+    }
     inWord = true;
     if (c === "'") {
       const end = line.indexOf("'", i + 1);
       if (end < 0) throw new Error('unclosed single quote');
-      cur += line.slice(i + 1, end); i = end;
+      cur += line.slice(i + 1, end);
+      i = end;
     } else if (c === '"') {
       let j = i + 1;
       for (; j < line.length && line[j] !== '"'; j++) {

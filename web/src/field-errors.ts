@@ -14,7 +14,8 @@ export function fieldErrorsOf(err: unknown, known: readonly string[]): FieldErro
   const out: FieldErrors = {};
   if (err instanceof ApiError && Array.isArray(err.details)) {
     for (const d of err.details as Array<{ path?: unknown; message?: unknown }>) {
-      const path = d?.path; const message = d?.message;
+      const path = d?.path;
+      const message = d?.message;
       if (typeof path !== 'string' || typeof message !== 'string') continue;
       const field = known.find((k) => path === k || path.startsWith(`${k}.`));
       if (field && !out[field]) out[field] = message;

@@ -60,4 +60,6 @@ export function failureText(f: { reason: FailureReason; message: string } | null
 }
 
 /** A short id or hash for tables (full value in a title attribute). */
-export function short(id: string | null | undefined, n = 10): string { return id ? (id.length > n ? `${id.slice(0, n)}…` : id) : '—'; }
+export function short(id: string | null | undefined, n = 10): string {
+  return id ? (id.length > n ? `${id.slice(0, n)}…` : id) : '—';
+}

@@ -2,7 +2,12 @@
 import { useCallback, useEffect, useRef, useState } from 'react';
 
 /** The state of one async load: the last data (kept while reloading), the last error, whether it is loading. */
-export interface Loaded<T> { data: T | undefined; error: Error | undefined; loading: boolean; reload: () => void }
+export interface Loaded<T> {
+  data: T | undefined;
+  error: Error | undefined;
+  loading: boolean;
+  reload: () => void;
+}
 
 /**
  * Runs `load` now and whenever `deps` change (e.g. a refresh tick); keeps the previous data while a reload runs and
@@ -17,9 +22,21 @@ export function useLoad<T>(load: () => Promise<T>, deps: unknown[]): Loaded<T> {
   useEffect(() => {
     const mine = ++seq.current;
     setLoading(true);
-    load().then((d) => { if (mine === seq.current) { setData(d); setError(undefined); } },
-      (e: Error) => { if (mine === seq.current) setError(e); })
-      .finally(() => { if (mine === seq.current) setLoading(false); });
+    load()
+      .then(
+        (d) => {
+          if (mine === seq.current) {
+            setData(d);
+            setError(undefined);
+          }
+        },
+        (e: Error) => {
+          if (mine === seq.current) setError(e);
+        },
+      )
+      .finally(() => {
+        if (mine === seq.current) setLoading(false);
+      });
     // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [...deps, nonce]);
   const reload = useCallback(() => setNonce((n) => n + 1), []);

@@ -4,7 +4,12 @@
  */
 import type { z } from 'zod';
 import type {
-  ExecutionEventSchema, JobEventSchema, LogEventSchema, NetworkEventSchema, MaxPriceSchema, VerificationSchema,
+  ExecutionEventSchema,
+  JobEventSchema,
+  LogEventSchema,
+  NetworkEventSchema,
+  MaxPriceSchema,
+  VerificationSchema,
 } from '../../src/protocol/index.js';
 
 export { EarningsSchema, NetworkStatsSchema, type Earnings, type NetworkStats } from '../../src/protocol/index.js';

@@ -3,7 +3,10 @@ import { createContext, useContext } from 'react';
 import type { WhoAmI } from '../../src/protocol/index.js';
 import type { DashboardApi } from './api.js';
 
-export interface Session { api: DashboardApi; me: WhoAmI }
+export interface Session {
+  api: DashboardApi;
+  me: WhoAmI;
+}
 
 /** Provided by App once signed in (tests provide their own). */
 export const SessionContext = createContext<Session | null>(null);

@@ -15,10 +15,16 @@ export function adoptKeyFromFragment(loc: Location = window.location, hist: Hist
 }
 
 /** The session's key, or null when signed out. */
-export function sessionKey(): string | null { return sessionStorage.getItem(STORAGE_KEY); }
+export function sessionKey(): string | null {
+  return sessionStorage.getItem(STORAGE_KEY);
+}
 
 /** Keeps `key` for this browser session. */
-export function saveSessionKey(key: string): void { sessionStorage.setItem(STORAGE_KEY, key); }
+export function saveSessionKey(key: string): void {
+  sessionStorage.setItem(STORAGE_KEY, key);
+}
 
 /** Forgets the key (sign out). */
-export function clearSessionKey(): void { sessionStorage.removeItem(STORAGE_KEY); }
+export function clearSessionKey(): void {
+  sessionStorage.removeItem(STORAGE_KEY);
+}

@@ -2,7 +2,10 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { adoptKeyFromFragment, clearSessionKey, sessionKey } from '../src/session.js';
 
-afterEach(() => { sessionStorage.clear(); window.history.replaceState(null, '', '/'); });
+afterEach(() => {
+  sessionStorage.clear();
+  window.history.replaceState(null, '', '/');
+});
 
 describe('session key', () => {
   it('adopts the fragment key once and clears it', () => {

@@ -5,15 +5,23 @@ import { vi } from 'vitest';
 import { Submit } from '../src/views/Submit.js';
 import { fakeFetch, json, quote, renderSignedIn } from './fake-api.js';
 
-afterEach(() => { cleanup(); vi.unstubAllGlobals(); });
+afterEach(() => {
+  cleanup();
+  vi.unstubAllGlobals();
+});
 
 describe('Submit', () => {
   it('shows the API error under the field its path names', async () => {
     const calls = fakeFetch((m, p) => {
       if (p === '/v1/quote') return json(200, quote(true));
       if (m === 'POST' && p === '/v1/jobs') {
-        return json(400, { error: { code: 'validation_failed', message: 'invalid job spec: resources.memoryMb: too much',
-          details: [{ path: 'resources.memoryMb', message: 'no provider lends that much memory' }] } });
+        return json(400, {
+          error: {
+            code: 'validation_failed',
+            message: 'invalid job spec: resources.memoryMb: too much',
+            details: [{ path: 'resources.memoryMb', message: 'no provider lends that much memory' }],
+          },
+        });
       }
       return undefined;
     });

@@ -3,11 +3,21 @@ import { Command, Option } from 'commander';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
-import { Agent, DEFAULT_GRACE_PERIOD_MS, ExecutorUnavailableError, probeCapacity } from '../../agent/index.js';
-import { DockerExecutor } from '../../agent/docker-executor.js';
-import { loadOrCreateIdentity } from '../../agent/identity.js';
-import { buildAgentSettings, describeOffer, OfferConfigError, readAgentConfigFile, type AgentSettings, type OfferFlags } from '../../agent/offer.js';
-import { FileLoadSampler } from '../../agent/owner-load.js';
+import {
+  Agent,
+  buildAgentSettings,
+  DEFAULT_GRACE_PERIOD_MS,
+  describeOffer,
+  DockerExecutor,
+  ExecutorUnavailableError,
+  FileLoadSampler,
+  loadOrCreateIdentity,
+  OfferConfigError,
+  probeCapacity,
+  readAgentConfigFile,
+  type AgentSettings,
+  type OfferFlags,
+} from '../../agent/index.js';
 import { action, globals, type CliContext } from '../command.js';
 import { CliError, EXIT } from '../exit-codes.js';
 import { printJson } from '../format.js';
@@ -15,21 +25,53 @@ import { clientFor } from '../settings.js';
 import { collect, parseCpus, parseCredits, parseEnvPair, parseFraction, parseMemoryMb, parseSeconds } from './units.js';
 
 interface AgentOptions {
-  dataDir?: string; name?: string; cpus?: number; memory?: number; allowNetwork?: boolean; pull?: boolean; config?: string;
-  priceCpuHour?: number; priceMemoryGibHour?: number; priceGpuHour?: number; startFee?: number; disk?: number;
-  label?: Record<string, string>; window?: string[]; timezone?: string; idlePolicy?: boolean;
-  idleStartBelow?: number; idleSuspendAbove?: number; idleSuspendAfter?: number; idleResumeAfter?: number;
-  printOffer?: boolean; json?: boolean; testCorruptOutputs?: boolean; testOwnerLoadFile?: string; gracePeriod: number;
+  dataDir?: string;
+  name?: string;
+  cpus?: number;
+  memory?: number;
+  allowNetwork?: boolean;
+  pull?: boolean;
+  config?: string;
+  priceCpuHour?: number;
+  priceMemoryGibHour?: number;
+  priceGpuHour?: number;
+  startFee?: number;
+  disk?: number;
+  label?: Record<string, string>;
+  window?: string[];
+  timezone?: string;
+  idlePolicy?: boolean;
+  idleStartBelow?: number;
+  idleSuspendAbove?: number;
+  idleSuspendAfter?: number;
+  idleResumeAfter?: number;
+  printOffer?: boolean;
+  json?: boolean;
+  testCorruptOutputs?: boolean;
+  testOwnerLoadFile?: string;
+  gracePeriod: number;
 }
 
 /** Reads --config and overlays the flags; a bad value is a usage error naming the field and flag. */
 async function settingsFrom(opts: AgentOptions): Promise<AgentSettings> {
   const flags: OfferFlags = {
-    name: opts.name, cpus: opts.cpus, memoryMb: opts.memory, allowNetwork: opts.allowNetwork,
-    priceCpuHour: opts.priceCpuHour, priceMemoryGibHour: opts.priceMemoryGibHour, priceGpuHour: opts.priceGpuHour, startFee: opts.startFee,
-    diskMb: opts.disk, labels: opts.label, windows: opts.window, timezone: opts.timezone, idlePolicy: opts.idlePolicy,
-    idleStartBelow: opts.idleStartBelow, idleSuspendAbove: opts.idleSuspendAbove,
-    idleSuspendAfterSeconds: opts.idleSuspendAfter, idleResumeAfterSeconds: opts.idleResumeAfter,
+    name: opts.name,
+    cpus: opts.cpus,
+    memoryMb: opts.memory,
+    allowNetwork: opts.allowNetwork,
+    priceCpuHour: opts.priceCpuHour,
+    priceMemoryGibHour: opts.priceMemoryGibHour,
+    priceGpuHour: opts.priceGpuHour,
+    startFee: opts.startFee,
+    diskMb: opts.disk,
+    labels: opts.label,
+    windows: opts.window,
+    timezone: opts.timezone,
+    idlePolicy: opts.idlePolicy,
+    idleStartBelow: opts.idleStartBelow,
+    idleSuspendAbove: opts.idleSuspendAbove,
+    idleSuspendAfterSeconds: opts.idleSuspendAfter,
+    idleResumeAfterSeconds: opts.idleResumeAfter,
   };
   try {
     const file = opts.config ? { path: opts.config, raw: await readAgentConfigFile(opts.config) } : undefined;
@@ -41,7 +83,8 @@ async function settingsFrom(opts: AgentOptions): Promise<AgentSettings> {
 }
 
 export function agentCommand(ctx: CliContext): Command {
-  return new Command('agent').description('run a provider agent: lend this machine to a coordinator (outbound connections only)')
+  return new Command('agent')
+    .description('run a provider agent: lend this machine to a coordinator (outbound connections only)')
     .option('--config <file>', 'agent config file (YAML or JSON, see below); flags override it')
     .option('--data-dir <dir>', 'identity key, state database and work folders [default $DEQO_HOME/agent]')
     .option('--name <name>', 'a display name for this machine [default the host name]')
@@ -55,20 +98,41 @@ export function agentCommand(ctx: CliContext): Command {
     .option('--price-gpu-hour <credits>', 'price per GPU-hour [default 0.5]', parseCredits)
     .option('--start-fee <credits>', 'fee per execution started [default 0.001]', parseCredits)
     .option('--label <key=value>', 'a label buyers can require (repeatable)', parseEnvPair, undefined)
-    .option('--window <cron>', 'available only during minutes this cron expression matches (repeatable; default always)', collect)
+    .option(
+      '--window <cron>',
+      'available only during minutes this cron expression matches (repeatable; default always)',
+      collect,
+    )
     .option('--timezone <iana>', 'time zone of the windows, e.g. Europe/Paris [default local time]')
     .option('--idle-policy', 'lend only while the owner is not using the machine (HTCondor-style desktop policy)')
     .option('--no-idle-policy', 'lend whatever the owner does (the default; overrides the config file)')
-    .option('--idle-start-below <load>', 'take work only while the owner\'s CPU load is at most this [0.3]', parseFraction)
+    .option(
+      '--idle-start-below <load>',
+      "take work only while the owner's CPU load is at most this [0.3]",
+      parseFraction,
+    )
     .option('--idle-suspend-above <load>', 'the owner is back when their load is at least this … [0.5]', parseFraction)
-    .option('--idle-suspend-after <duration>', '… for this long: stop taking work and stop running executions [2m]', parseSeconds)
+    .option(
+      '--idle-suspend-after <duration>',
+      '… for this long: stop taking work and stop running executions [2m]',
+      parseSeconds,
+    )
     .option('--idle-resume-after <duration>', 'take work again after the load stayed low this long [5m]', parseSeconds)
-    .option('--grace-period <duration>', 'keep running executions this long while the coordinator cannot be reached [10m]', parseSeconds, DEFAULT_GRACE_PERIOD_MS / 1000)
+    .option(
+      '--grace-period <duration>',
+      'keep running executions this long while the coordinator cannot be reached [10m]',
+      parseSeconds,
+      DEFAULT_GRACE_PERIOD_MS / 1000,
+    )
     .option('--print-offer', 'print the offer this agent would publish and exit (needs no Docker or API key)')
     .option('--json', 'with --print-offer: print JSON {name, lend, offer}')
     .addOption(new Option('--test-corrupt-outputs', 'TEST ONLY: report corrupted results').hideHelp())
-    .addOption(new Option('--test-owner-load-file <path>', 'TEST ONLY: read the owner load (0..1) from this file').hideHelp())
-    .addHelpText('after', `
+    .addOption(
+      new Option('--test-owner-load-file <path>', 'TEST ONLY: read the owner load (0..1) from this file').hideHelp(),
+    )
+    .addHelpText(
+      'after',
+      `
 The agent needs a provider API key (--api-key or DEQO_API_KEY) and a reachable Docker engine.
 Prices are credits; an execution costs start fee + wall-time hours × (cores × cpu-hour + GiB × GiB-hour
 + GPUs × GPU-hour). Windows are cron expressions (minute hour day-of-month month day-of-week): the agent
@@ -92,41 +156,62 @@ Example config file (agent.yaml; every field optional):
 Examples:
   deqo agent --config agent.yaml --print-offer
   DEQO_API_KEY=deqo_… deqo agent --coordinator http://10.0.0.5:8470 --cpus 4 --memory 8g --name lab-pc \\
-    --price-cpu-hour 0.04 --label zone=eu-west --window '* 22-23,0-6 * * 1-5' --idle-policy`)
-    .action(action(async (opts: AgentOptions, cmd: Command) => {
-      const settings = await settingsFrom(opts);
-      const name = (settings.name ?? hostname()).replace(/[^A-Za-z0-9._-]/g, '-').slice(0, 64);
-      const lendFlags = { cpus: settings.cpus, memoryMb: settings.memoryMb, allowNetwork: settings.allowNetwork };
-      if (opts.printOffer) {
-        const c = await probeCapacity('unknown', lendFlags);
-        const lend = { cpus: c.cpus, memoryMb: c.memoryMb, gpus: c.gpus, allowNetwork: c.allowNetwork };
-        if (opts.json) printJson({ name, lend, offer: settings.offer });
-        else process.stdout.write(`${describeOffer(name, lend, settings.offer)}\n`);
-        return EXIT.OK;
-      }
-      const client = await clientFor(ctx.env, globals(cmd));
-      const dataDir = opts.dataDir ?? join(ctx.env.home, 'agent');
-      const identity = await loadOrCreateIdentity(dataDir);
-      // JSON lines on stdout; every line names the agent, and lines about an execution its executionId and jobId.
-      const log = pino({ level: 'info', base: { agent: name, agentId: identity.agentId } });
-      const executor = new DockerExecutor({ agentId: identity.agentId, pullMissing: opts.pull ?? false });
-      let dockerVersion: string;
-      try { dockerVersion = await executor.version(); } catch (err) {
-        if (err instanceof ExecutorUnavailableError) throw new CliError(err.message, EXIT.ENVIRONMENT);
-        throw err;
-      }
-      const capacity = await probeCapacity(dockerVersion, lendFlags);
-      process.stderr.write(`${describeOffer(name, capacity, settings.offer)}\n`);
-      const agent = new Agent(client, executor, capacity,
-        { dataDir, name, offer: settings.offer, gracePeriodMs: opts.gracePeriod * 1000, testCorruptOutputs: opts.testCorruptOutputs ?? false }, log,
-        opts.testOwnerLoadFile ? new FileLoadSampler(opts.testOwnerLoadFile) : undefined);
-      await agent.start();
-      process.stderr.write(`agent ${name} (${agent.id.slice(0, 12)}…) lending ${capacity.cpus} cores, ${capacity.memoryMb} MiB to ${client.baseUrl}`
-        + ` (${agent.currentAvailability.state}); Ctrl-C stops it\n`);
-      await new Promise<void>((resolve) => {
-        const stop = () => { process.stderr.write('stopping agent…\n'); void agent.stop().then(resolve); };
-        process.once('SIGINT', stop);
-        process.once('SIGTERM', stop);
-      });
-    }));
+    --price-cpu-hour 0.04 --label zone=eu-west --window '* 22-23,0-6 * * 1-5' --idle-policy`,
+    )
+    .action(
+      action(async (opts: AgentOptions, cmd: Command) => {
+        const settings = await settingsFrom(opts);
+        const name = (settings.name ?? hostname()).replace(/[^A-Za-z0-9._-]/g, '-').slice(0, 64);
+        const lendFlags = { cpus: settings.cpus, memoryMb: settings.memoryMb, allowNetwork: settings.allowNetwork };
+        if (opts.printOffer) {
+          const c = await probeCapacity('unknown', lendFlags);
+          const lend = { cpus: c.cpus, memoryMb: c.memoryMb, gpus: c.gpus, allowNetwork: c.allowNetwork };
+          if (opts.json) printJson({ name, lend, offer: settings.offer });
+          else process.stdout.write(`${describeOffer(name, lend, settings.offer)}\n`);
+          return EXIT.OK;
+        }
+        const client = await clientFor(ctx.env, globals(cmd));
+        const dataDir = opts.dataDir ?? join(ctx.env.home, 'agent');
+        const identity = await loadOrCreateIdentity(dataDir);
+        // JSON lines on stdout; every line names the agent, and lines about an execution its executionId and jobId.
+        const log = pino({ level: 'info', base: { agent: name, agentId: identity.agentId } });
+        const executor = new DockerExecutor({ agentId: identity.agentId, pullMissing: opts.pull ?? false });
+        let dockerVersion: string;
+        try {
+          dockerVersion = await executor.version();
+        } catch (err) {
+          if (err instanceof ExecutorUnavailableError) throw new CliError(err.message, EXIT.ENVIRONMENT);
+          throw err;
+        }
+        const capacity = await probeCapacity(dockerVersion, lendFlags);
+        process.stderr.write(`${describeOffer(name, capacity, settings.offer)}\n`);
+        const agent = new Agent(
+          client,
+          executor,
+          capacity,
+          {
+            dataDir,
+            name,
+            offer: settings.offer,
+            gracePeriodMs: opts.gracePeriod * 1000,
+            testCorruptOutputs: opts.testCorruptOutputs ?? false,
+          },
+          log,
+          opts.testOwnerLoadFile ? new FileLoadSampler(opts.testOwnerLoadFile) : undefined,
+        );
+        await agent.start();
+        process.stderr.write(
+          `agent ${name} (${agent.id.slice(0, 12)}…) lending ${capacity.cpus} cores, ${capacity.memoryMb} MiB to ${client.baseUrl}` +
+            ` (${agent.currentAvailability.state}); Ctrl-C stops it\n`,
+        );
+        await new Promise<void>((resolve) => {
+          const stop = () => {
+            process.stderr.write('stopping agent…\n');
+            void agent.stop().then(resolve);
+          };
+          process.once('SIGINT', stop);
+          process.once('SIGTERM', stop);
+        });
+      }),
+    );
 }

@@ -6,72 +6,158 @@ import { Command } from 'commander';
 import { access, mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import pino from 'pino';
-import { createAccountWithKey, DEFAULT_COORDINATOR_CONFIG, startCoordinator } from '../../coordinator/index.js';
-import { DEFAULT_ENGINE_CONFIG, type EngineConfig } from '../../engine/index.js';
+import {
+  createAccountWithKey,
+  DEFAULT_COORDINATOR_CONFIG,
+  DEFAULT_ENGINE_CONFIG,
+  startCoordinator,
+  type EngineConfig,
+} from '../../coordinator/index.js';
 import { action, type CliContext } from '../command.js';
 import { parseDurationMs } from './units.js';
 
 interface Opts {
-  dataDir?: string; host: string; port: number; databaseUrl?: string; blobDir?: string; platformFee?: number;
-  adminKeyFile?: string; logLevel: string; metrics?: boolean;
-  heartbeatInterval?: number; leaseTtl?: number; agentTtl?: number; claimTimeout?: number; tick?: number; restartGrace?: number;
-  retryBackoff?: number; retryBackoffMax?: number;
+  dataDir?: string;
+  host: string;
+  port: number;
+  databaseUrl?: string;
+  blobDir?: string;
+  platformFee?: number;
+  adminKeyFile?: string;
+  logLevel: string;
+  metrics?: boolean;
+  heartbeatInterval?: number;
+  leaseTtl?: number;
+  agentTtl?: number;
+  claimTimeout?: number;
+  tick?: number;
+  restartGrace?: number;
+  retryBackoff?: number;
+  retryBackoffMax?: number;
 }
 
 export function coordinatorCommand(ctx: CliContext): Command {
-  return new Command('coordinator').description('run a coordinator (API, scheduler, verifier, ledger) without agents')
+  return new Command('coordinator')
+    .description('run a coordinator (API, scheduler, verifier, ledger) without agents')
     .option('--data-dir <dir>', 'folder for the SQLite database and blobs [default $DEQO_HOME/coordinator]')
     .option('--host <addr>', 'listen address [default 127.0.0.1]', '127.0.0.1')
     .option('--port <port>', 'TCP port; 0 picks a free one [default 8470]', (v) => Number.parseInt(v, 10), 8470)
-    .option('--database-url <url>', 'postgres://… selects PostgreSQL (several coordinators may share it) [env DEQO_DATABASE_URL; default SQLite in --data-dir]')
-    .option('--blob-dir <dir>', 'blob folder; coordinators sharing a database must share it too [default <data-dir>/blobs]')
-    .option('--platform-fee <bps>', 'platform fee on payments, basis points (250 = 2.5 %) [default 0]', (v) => Number.parseInt(v, 10))
+    .option(
+      '--database-url <url>',
+      'postgres://… selects PostgreSQL (several coordinators may share it) [env DEQO_DATABASE_URL; default SQLite in --data-dir]',
+    )
+    .option(
+      '--blob-dir <dir>',
+      'blob folder; coordinators sharing a database must share it too [default <data-dir>/blobs]',
+    )
+    .option('--platform-fee <bps>', 'platform fee on payments, basis points (250 = 2.5 %) [default 0]', (v) =>
+      Number.parseInt(v, 10),
+    )
     .option('--admin-key-file <file>', 'on first start, create the "admin" account and write its API key here (0600)')
     .option('--log-level <level>', 'pino log level: trace, debug, info, warn, error [default info]', 'info')
-    .option('--metrics', 'serve Prometheus metrics at GET /metrics, without an API key: firewall the path (docs/observability.md)')
+    .option(
+      '--metrics',
+      'serve Prometheus metrics at GET /metrics, without an API key: firewall the path (docs/observability.md)',
+    )
     .option('--heartbeat-interval <duration>', 'how often agents heartbeat, e.g. 5s [default 5s]', parseDurationMs)
-    .option('--lease-ttl <duration>', 'a lease lasts this long after each renewal (3 missed heartbeats) [default 15s]', parseDurationMs)
-    .option('--agent-ttl <duration>', 'an agent silent this long is suspect: no new work [default 15s]', parseDurationMs)
-    .option('--claim-timeout <duration>', 'an assignment not claimed within this is taken back [default 30s]', parseDurationMs)
+    .option(
+      '--lease-ttl <duration>',
+      'a lease lasts this long after each renewal (3 missed heartbeats) [default 15s]',
+      parseDurationMs,
+    )
+    .option(
+      '--agent-ttl <duration>',
+      'an agent silent this long is suspect: no new work [default 15s]',
+      parseDurationMs,
+    )
+    .option(
+      '--claim-timeout <duration>',
+      'an assignment not claimed within this is taken back [default 30s]',
+      parseDurationMs,
+    )
     .option('--tick <duration>', 'period of the scheduler and reaper loop [default 1s]', parseDurationMs)
-    .option('--restart-grace <duration>', 'after start, running leases get this long for their agents to reconnect [default 1m]', parseDurationMs)
-    .option('--retry-backoff <duration>', 'first wait before a task that lost an execution is rescheduled; doubles per retry [default 2s]', parseDurationMs)
+    .option(
+      '--restart-grace <duration>',
+      'after start, running leases get this long for their agents to reconnect [default 1m]',
+      parseDurationMs,
+    )
+    .option(
+      '--retry-backoff <duration>',
+      'first wait before a task that lost an execution is rescheduled; doubles per retry [default 2s]',
+      parseDurationMs,
+    )
     .option('--retry-backoff-max <duration>', 'longest wait before a retry [default 1m]', parseDurationMs)
-    .addHelpText('after', `
+    .addHelpText(
+      'after',
+      `
 Examples:
   deqo coordinator --admin-key-file ~/.deqo/admin.key
   DEQO_DATABASE_URL=postgres://127.0.0.1/deqo deqo coordinator --port 8470 --blob-dir /shared/blobs
   DEQO_DATABASE_URL=postgres://127.0.0.1/deqo deqo coordinator --port 8471 --blob-dir /shared/blobs --metrics
 Durations take ms, s, m or h (a bare number is milliseconds). SIGINT/SIGTERM stop it cleanly; a crash loses
-nothing (every change is committed before it is acknowledged).`)
-    .action(action(async (o: Opts) => {
-      const dataDir = o.dataDir ?? join(ctx.env.home, 'coordinator');
-      const pick = (v: number | undefined, d: number) => v ?? d;
-      const d = DEFAULT_ENGINE_CONFIG;
-      const engine: EngineConfig = {
-        ...d, heartbeatIntervalMs: pick(o.heartbeatInterval, d.heartbeatIntervalMs), leaseTtlMs: pick(o.leaseTtl, d.leaseTtlMs),
-        agentTtlMs: pick(o.agentTtl, d.agentTtlMs), claimTimeoutMs: pick(o.claimTimeout, d.claimTimeoutMs), tickMs: pick(o.tick, d.tickMs),
-        restartGraceMs: pick(o.restartGrace, d.restartGraceMs), retryBackoffMs: pick(o.retryBackoff, d.retryBackoffMs),
-        retryBackoffMaxMs: pick(o.retryBackoffMax, d.retryBackoffMaxMs),
-      };
-      const log = pino({ level: o.logLevel, base: { svc: 'coordinator' } });
-      const coord = await startCoordinator({ ...DEFAULT_COORDINATOR_CONFIG, dataDir, host: o.host, port: o.port,
-        databaseUrl: o.databaseUrl ?? ctx.env.databaseUrl, blobDir: o.blobDir, feeBps: o.platformFee ?? DEFAULT_COORDINATOR_CONFIG.feeBps, engine,
-        metrics: o.metrics ?? false }, log);
-      if (o.adminKeyFile) await ensureAdmin(coord.store, o.adminKeyFile);
-      log.info({ url: coord.url, database: coord.store.capabilities.dialect, metrics: o.metrics ? `${coord.url}/metrics` : null }, 'coordinator listening');
-      process.stderr.write(`coordinator listening on ${coord.url} (${coord.store.capabilities.dialect})\n`);
-      await new Promise<void>((resolve) => {
-        const stop = () => { void coord.close().then(resolve); };
-        process.once('SIGINT', stop);
-        process.once('SIGTERM', stop);
-      });
-    }));
+nothing (every change is committed before it is acknowledged).`,
+    )
+    .action(
+      action(async (o: Opts) => {
+        const dataDir = o.dataDir ?? join(ctx.env.home, 'coordinator');
+        const pick = (v: number | undefined, d: number) => v ?? d;
+        const d = DEFAULT_ENGINE_CONFIG;
+        const engine: EngineConfig = {
+          ...d,
+          heartbeatIntervalMs: pick(o.heartbeatInterval, d.heartbeatIntervalMs),
+          leaseTtlMs: pick(o.leaseTtl, d.leaseTtlMs),
+          agentTtlMs: pick(o.agentTtl, d.agentTtlMs),
+          claimTimeoutMs: pick(o.claimTimeout, d.claimTimeoutMs),
+          tickMs: pick(o.tick, d.tickMs),
+          restartGraceMs: pick(o.restartGrace, d.restartGraceMs),
+          retryBackoffMs: pick(o.retryBackoff, d.retryBackoffMs),
+          retryBackoffMaxMs: pick(o.retryBackoffMax, d.retryBackoffMaxMs),
+        };
+        const log = pino({ level: o.logLevel, base: { svc: 'coordinator' } });
+        const coord = await startCoordinator(
+          {
+            ...DEFAULT_COORDINATOR_CONFIG,
+            dataDir,
+            host: o.host,
+            port: o.port,
+            databaseUrl: o.databaseUrl ?? ctx.env.databaseUrl,
+            blobDir: o.blobDir,
+            feeBps: o.platformFee ?? DEFAULT_COORDINATOR_CONFIG.feeBps,
+            engine,
+            metrics: o.metrics ?? false,
+          },
+          log,
+        );
+        if (o.adminKeyFile) await ensureAdmin(coord.store, o.adminKeyFile);
+        log.info(
+          {
+            url: coord.url,
+            database: coord.store.capabilities.dialect,
+            metrics: o.metrics ? `${coord.url}/metrics` : null,
+          },
+          'coordinator listening',
+        );
+        process.stderr.write(`coordinator listening on ${coord.url} (${coord.store.capabilities.dialect})\n`);
+        await new Promise<void>((resolve) => {
+          const stop = () => {
+            void coord.close().then(resolve);
+          };
+          process.once('SIGINT', stop);
+          process.once('SIGTERM', stop);
+        });
+      }),
+    );
 }
 
 /** Creates the `admin` account with a key written to `file` (0600), unless the file or the account exists. */
 async function ensureAdmin(store: Parameters<typeof createAccountWithKey>[0], file: string): Promise<void> {
-  if (await access(file).then(() => true, () => false)) return;
+  if (
+    await access(file).then(
+      () => true,
+      () => false,
+    )
+  )
+    return;
   if (await store.accounts.findAccountByName('admin')) return;
   const { apiKey } = await createAccountWithKey(store, 'admin', ['admin'], 'admin', Date.now());
   await mkdir(dirname(file), { recursive: true });

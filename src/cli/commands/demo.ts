@@ -8,8 +8,7 @@ import { readFile, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
-import { ExecutorUnavailableError } from '../../agent/index.js';
-import { DockerExecutor } from '../../agent/docker-executor.js';
+import { DockerExecutor, ExecutorUnavailableError } from '../../agent/index.js';
 import { DeqoClient } from '../../client/index.js';
 import { action, type CliContext } from '../command.js';
 import { downloadResults } from '../download.js';
@@ -27,24 +26,42 @@ export const DEMO_SPEC = join(ROOT, 'examples', 'svm-sweep', 'job.yaml');
 /** Builds the demo image if it is missing (scripts/build-images.sh reuses a present one). */
 async function ensureImage(): Promise<void> {
   const code = await new Promise<number>((res) => {
-    const p = spawn('bash', [join(ROOT, 'scripts', 'build-images.sh'), 'sklearn'], { stdio: ['ignore', 'inherit', 'inherit'] });
+    const p = spawn('bash', [join(ROOT, 'scripts', 'build-images.sh'), 'sklearn'], {
+      stdio: ['ignore', 'inherit', 'inherit'],
+    });
     p.on('exit', (c) => res(c ?? 1));
     p.on('error', () => res(1));
   });
-  if (code !== 0) throw new CliError('could not build the deqo/python-sklearn:bookworm image (see the messages above)', EXIT.ENVIRONMENT);
+  if (code !== 0)
+    throw new CliError(
+      'could not build the deqo/python-sklearn:bookworm image (see the messages above)',
+      EXIT.ENVIRONMENT,
+    );
 }
 
 /** Waits for the job's settlement (late replicas may still finish), then prints what moved: escrow, payments per provider, refund. */
-async function printMoney(client: DeqoClient, jobId: string, net: LocalNetwork, say: (s: string) => void): Promise<void> {
+async function printMoney(
+  client: DeqoClient,
+  jobId: string,
+  net: LocalNetwork,
+  say: (s: string) => void,
+): Promise<void> {
   const deadline = Date.now() + 60_000;
   let view = await client.getJob(jobId);
-  while (!view.billing.settled && Date.now() < deadline) { await new Promise((r) => setTimeout(r, 250)); view = await client.getJob(jobId); }
+  while (!view.billing.settled && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 250));
+    view = await client.getJob(jobId);
+  }
   const b = view.billing;
-  say(`\ncredits: ${cr(b.escrowHeld)} held in escrow; ${cr(b.paid)} paid to providers for valid results; ${cr(b.refunded)} refunded to the buyer`);
+  say(
+    `\ncredits: ${cr(b.escrowHeld)} held in escrow; ${cr(b.paid)} paid to providers for valid results; ${cr(b.refunded)} refunded to the buyer`,
+  );
   for (const [i, key] of net.providerKeys.entries()) {
     const provider = new DeqoClient(net.url, key);
     const [bal, rep] = [await provider.balance(), await provider.providerReputation(1)];
-    say(`  provider-${i + 1}: earned ${cr(bal.earned)}; reputation ${rep.reputation.score.toFixed(2)} (${rep.reputation.valid} valid, ${rep.reputation.invalid} invalid)`);
+    say(
+      `  provider-${i + 1}: earned ${cr(bal.earned)}; reputation ${rep.reputation.score.toFixed(2)} (${rep.reputation.valid} valid, ${rep.reputation.invalid} invalid)`,
+    );
   }
 }
 
@@ -54,61 +71,94 @@ export function dashboardUrl(url: string, key: string): string {
 }
 
 export function demoCommand(ctx: CliContext): Command {
-  return new Command('demo').description('run the demo: a local network runs a verified SVM hyper-parameter sweep on real data')
+  return new Command('demo')
+    .description('run the demo: a local network runs a verified SVM hyper-parameter sweep on real data')
     .option('--agents <n>', 'provider agents to start [default 3]', parseIntFlag, 3)
     .option('--port <port>', 'coordinator port (0 = any free port) [default 0]', (v) => Number.parseInt(v, 10), 0)
     .option('--out <dir>', 'where to write the verified outputs [default ./deqo-demo-results]')
     .option('--stay', 'keep the network (and its dashboard) running after the demo, until Ctrl-C')
-    .action(action(async (opts: { agents: number; port: number; out?: string; stay?: boolean }) => {
-      const say = (s: string) => process.stdout.write(`${s}\n`);
-      try { await new DockerExecutor({ agentId: 'demo' }).version(); } catch (err) {
-        if (err instanceof ExecutorUnavailableError) throw new CliError(err.message, EXIT.ENVIRONMENT);
-        throw err;
-      }
-      await ensureImage();
-      const dataDir = join(ctx.env.home, 'demo-network');
-      await rm(dataDir, { recursive: true, force: true });
-      say(`starting a local network: 1 coordinator (SQLite, ${dataDir}) and ${opts.agents} provider agents…`);
-      const net = await startLocalNetwork({ dataDir, agents: opts.agents, port: opts.port, agentCpus: 1 });
-      try {
-        const client = new DeqoClient(net.url, net.buyerKey);
-        say(`dashboard: ${dashboardUrl(net.url, net.buyerKey)}  (signed in as the demo buyer; the key stays in that browser tab)${opts.stay ? '' : '\n  open it now to watch the job live; the network stops when the demo ends (`deqo demo --stay` keeps it running)'}`);
-        for (const p of await client.listProviders()) say(`  agent ${p.name} online: ${p.capacity.cpus} cores, ${p.capacity.memoryMb} MiB, docker ${p.capacity.dockerVersion}`);
-        const { raw, baseDir } = await readSpecFile(DEMO_SPEC);
-        const spec = await resolveSpec(client, raw, baseDir);
-        const quote = await client.quote(spec);
-        say(`quote: at most ${cr(quote.escrow)} held in escrow (the demo buyer has ${cr(quote.balance)}); ${quote.matchingProviders} providers match`);
-        const started = Date.now();
-        const { jobId, tasks } = await client.submitJob(spec);
-        say(`submitted ${jobId}: ${spec.name}, ${tasks} tasks × ${spec.verification.replicas} replicas, accepted when ${spec.verification.quorum} agree`);
-        const view = await followJob(client, jobId, say);
-        say(`job ${view.state} in ${formatDuration(Date.now() - started)}`);
-        const results = await client.getResults(jobId);
-        const outDir = resolve(opts.out ?? 'deqo-demo-results');
-        const downloaded = await downloadResults(client, results, outDir);
-        const rows = [];
-        for (const d of downloaded) {
-          const r = JSON.parse(await readFile(join(d.dir, 'result.json'), 'utf8')) as { C: number; gamma: number; accuracy: number };
-          const t = results.tasks.find((x) => x.taskIndex === d.taskIndex)!;
-          rows.push({ ...r, agreed: t.agreedBy.map((a) => a.agentName).join(' + '), hash: t.resultHash?.slice(0, 12) ?? '' });
+    .action(
+      action(async (opts: { agents: number; port: number; out?: string; stay?: boolean }) => {
+        const say = (s: string) => process.stdout.write(`${s}\n`);
+        try {
+          await new DockerExecutor({ agentId: 'demo' }).version();
+        } catch (err) {
+          if (err instanceof ExecutorUnavailableError) throw new CliError(err.message, EXIT.ENVIRONMENT);
+          throw err;
         }
-        rows.sort((a, b) => b.accuracy - a.accuracy || a.C - b.C);
-        say('\nverified results (5-fold cross-validated accuracy of SVC on the UCI digits, best first):\n');
-        process.stdout.write(table(['C', 'GAMMA', 'ACCURACY', 'AGREED BY', 'RESULT HASH'],
-          rows.map((r) => [String(r.C), String(r.gamma), r.accuracy.toFixed(4), r.agreed, r.hash])));
-        say(`\nverified outputs written to ${outDir}/task-<n>/result.json`);
-        await printMoney(client, jobId, net, say);
-        if (opts.stay) {
-          say(`\nthe network keeps running for the dashboard: ${dashboardUrl(net.url, net.buyerKey)}  — Ctrl-C to stop`);
-          await new Promise<void>((resolve) => { process.once('SIGINT', () => resolve()); process.once('SIGTERM', () => resolve()); });
+        await ensureImage();
+        const dataDir = join(ctx.env.home, 'demo-network');
+        await rm(dataDir, { recursive: true, force: true });
+        say(`starting a local network: 1 coordinator (SQLite, ${dataDir}) and ${opts.agents} provider agents…`);
+        const net = await startLocalNetwork({ dataDir, agents: opts.agents, port: opts.port, agentCpus: 1 });
+        try {
+          const client = new DeqoClient(net.url, net.buyerKey);
+          say(
+            `dashboard: ${dashboardUrl(net.url, net.buyerKey)}  (signed in as the demo buyer; the key stays in that browser tab)${opts.stay ? '' : '\n  open it now to watch the job live; the network stops when the demo ends (`deqo demo --stay` keeps it running)'}`,
+          );
+          for (const p of await client.listProviders())
+            say(
+              `  agent ${p.name} online: ${p.capacity.cpus} cores, ${p.capacity.memoryMb} MiB, docker ${p.capacity.dockerVersion}`,
+            );
+          const { raw, baseDir } = await readSpecFile(DEMO_SPEC);
+          const spec = await resolveSpec(client, raw, baseDir);
+          const quote = await client.quote(spec);
+          say(
+            `quote: at most ${cr(quote.escrow)} held in escrow (the demo buyer has ${cr(quote.balance)}); ${quote.matchingProviders} providers match`,
+          );
+          const started = Date.now();
+          const { jobId, tasks } = await client.submitJob(spec);
+          say(
+            `submitted ${jobId}: ${spec.name}, ${tasks} tasks × ${spec.verification.replicas} replicas, accepted when ${spec.verification.quorum} agree`,
+          );
+          const view = await followJob(client, jobId, say);
+          say(`job ${view.state} in ${formatDuration(Date.now() - started)}`);
+          const results = await client.getResults(jobId);
+          const outDir = resolve(opts.out ?? 'deqo-demo-results');
+          const downloaded = await downloadResults(client, results, outDir);
+          const rows = [];
+          for (const d of downloaded) {
+            const r = JSON.parse(await readFile(join(d.dir, 'result.json'), 'utf8')) as {
+              C: number;
+              gamma: number;
+              accuracy: number;
+            };
+            const t = results.tasks.find((x) => x.taskIndex === d.taskIndex)!;
+            rows.push({
+              ...r,
+              agreed: t.agreedBy.map((a) => a.agentName).join(' + '),
+              hash: t.resultHash?.slice(0, 12) ?? '',
+            });
+          }
+          rows.sort((a, b) => b.accuracy - a.accuracy || a.C - b.C);
+          say('\nverified results (5-fold cross-validated accuracy of SVC on the UCI digits, best first):\n');
+          process.stdout.write(
+            table(
+              ['C', 'GAMMA', 'ACCURACY', 'AGREED BY', 'RESULT HASH'],
+              rows.map((r) => [String(r.C), String(r.gamma), r.accuracy.toFixed(4), r.agreed, r.hash]),
+            ),
+          );
+          say(`\nverified outputs written to ${outDir}/task-<n>/result.json`);
+          await printMoney(client, jobId, net, say);
+          if (opts.stay) {
+            say(
+              `\nthe network keeps running for the dashboard: ${dashboardUrl(net.url, net.buyerKey)}  — Ctrl-C to stop`,
+            );
+            await new Promise<void>((resolve) => {
+              process.once('SIGINT', () => resolve());
+              process.once('SIGTERM', () => resolve());
+            });
+          }
+          if (view.state !== 'succeeded') {
+            say(
+              `some tasks did not verify; see: deqo status ${jobId} --coordinator ${net.url} (while the network runs)`,
+            );
+            return EXIT.JOB_FAILED;
+          }
+          return EXIT.OK;
+        } finally {
+          await net.stop();
         }
-        if (view.state !== 'succeeded') {
-          say(`some tasks did not verify; see: deqo status ${jobId} --coordinator ${net.url} (while the network runs)`);
-          return EXIT.JOB_FAILED;
-        }
-        return EXIT.OK;
-      } finally {
-        await net.stop();
-      }
-    }));
+      }),
+    );
 }

@@ -14,71 +14,157 @@ const json = () => new Option('--json', 'print JSON for scripts');
 export const cr = (credits: number): string => formatCredits(toMicro(credits));
 
 export function quoteCommand(ctx: CliContext): Command {
-  return addJobFlags(new Command('quote').description('price a job before submitting it: escrow, cost per verification mode, matching providers')
-    .passThroughOptions()
-    .argument('[image]', 'container image').argument('[command...]', 'command run in the container'))
+  return addJobFlags(
+    new Command('quote')
+      .description('price a job before submitting it: escrow, cost per verification mode, matching providers')
+      .passThroughOptions()
+      .argument('[image]', 'container image')
+      .argument('[command...]', 'command run in the container'),
+  )
     .addOption(json())
-    .addHelpText('after', `
+    .addHelpText(
+      'after',
+      `
 Takes the same flags and spec files as \`deqo submit\`; inputs are hashed, not uploaded.
 Examples:
   deqo quote -f examples/svm-sweep/job.yaml
   deqo quote --cpus 2 --timeout 1h --replicas 3 --quorum 2 deqo/busybox:test true
-Exit code 6 when your balance does not cover the escrow.`)
-    .action(action(async (image: string | undefined, command: string[], opts: JobFlagOptions & { json?: boolean }, cmd: Command) => {
-      const client = await clientFor(ctx.env, globals(cmd));
-      const { raw, baseDir } = await rawSpecFromFlags(image, command, opts);
-      const q = await client.quote(await resolveSpec(client, raw, baseDir, false));
-      if (opts.json) { printJson(q); return q.affordable ? EXIT.OK : EXIT.INSUFFICIENT_FUNDS; }
-      const out = (s: string) => process.stdout.write(`${s}\n`);
-      out(`${q.tasks} task(s); one execution costs at most ${cr(q.executionMaxCost)} (timeout × resources × your maximum prices + start fee)`);
-      out(`expected runtime per execution: ${q.expectedSecondsPerExecution} s${q.matchingProviders > 0 ? '' : ' (no history: the timeout)'}\n`);
-      process.stdout.write(table(['VERIFICATION', 'EXECUTIONS/TASK', 'MAX COST', 'EXPECTED COST'], q.modes.map((m) => [
-        `${m.mode}${m.mode === q.mode ? ' (this spec)' : ''}`, m.mode === 'adaptive' ? `1–${m.executionsPerTask}` : String(m.executionsPerTask),
-        cr(m.maxCost), cr(m.expectedCost)])));
-      out(`\nescrow held on submit: ${cr(q.escrow)}; your balance: ${cr(q.balance)}${q.affordable ? '' : ` — short by ${cr(q.shortfall)}`}`);
-      out(`providers online that match: ${q.matchingProviders}${q.cheapestMatchingCpuHour !== null ? ` (cheapest ${cr(q.cheapestMatchingCpuHour)}/core-hour)` : ''}` +
-        `${q.feeBps > 0 ? `; platform fee ${q.feeBps / 100}% of payments` : ''}`);
-      return q.affordable ? EXIT.OK : EXIT.INSUFFICIENT_FUNDS;
-    }));
+Exit code 6 when your balance does not cover the escrow.`,
+    )
+    .action(
+      action(
+        async (
+          image: string | undefined,
+          command: string[],
+          opts: JobFlagOptions & { json?: boolean },
+          cmd: Command,
+        ) => {
+          const client = await clientFor(ctx.env, globals(cmd));
+          const { raw, baseDir } = await rawSpecFromFlags(image, command, opts);
+          const q = await client.quote(await resolveSpec(client, raw, baseDir, false));
+          if (opts.json) {
+            printJson(q);
+            return q.affordable ? EXIT.OK : EXIT.INSUFFICIENT_FUNDS;
+          }
+          const out = (s: string) => process.stdout.write(`${s}\n`);
+          out(
+            `${q.tasks} task(s); one execution costs at most ${cr(q.executionMaxCost)} (timeout × resources × your maximum prices + start fee)`,
+          );
+          out(
+            `expected runtime per execution: ${q.expectedSecondsPerExecution} s${q.matchingProviders > 0 ? '' : ' (no history: the timeout)'}\n`,
+          );
+          process.stdout.write(
+            table(
+              ['VERIFICATION', 'EXECUTIONS/TASK', 'MAX COST', 'EXPECTED COST'],
+              q.modes.map((m) => [
+                `${m.mode}${m.mode === q.mode ? ' (this spec)' : ''}`,
+                m.mode === 'adaptive' ? `1–${m.executionsPerTask}` : String(m.executionsPerTask),
+                cr(m.maxCost),
+                cr(m.expectedCost),
+              ]),
+            ),
+          );
+          out(
+            `\nescrow held on submit: ${cr(q.escrow)}; your balance: ${cr(q.balance)}${q.affordable ? '' : ` — short by ${cr(q.shortfall)}`}`,
+          );
+          out(
+            `providers online that match: ${q.matchingProviders}${q.cheapestMatchingCpuHour !== null ? ` (cheapest ${cr(q.cheapestMatchingCpuHour)}/core-hour)` : ''}` +
+              `${q.feeBps > 0 ? `; platform fee ${q.feeBps / 100}% of payments` : ''}`,
+          );
+          return q.affordable ? EXIT.OK : EXIT.INSUFFICIENT_FUNDS;
+        },
+      ),
+    );
 }
 
 export function balanceCommand(ctx: CliContext): Command {
-  return new Command('balance').description('your credits: available, held in escrow for running jobs, earned as a provider')
+  return new Command('balance')
+    .description('your credits: available, held in escrow for running jobs, earned as a provider')
     .addOption(json())
-    .action(action(async (opts: { json?: boolean }, cmd: Command) => {
-      const b = await (await clientFor(ctx.env, globals(cmd))).balance();
-      if (opts.json) { printJson(b); return; }
-      process.stdout.write(`${b.accountName}: ${cr(b.available)} available, ${cr(b.inEscrow)} in escrow, ${cr(b.earned)} earned\n`);
-    }));
+    .action(
+      action(async (opts: { json?: boolean }, cmd: Command) => {
+        const b = await (await clientFor(ctx.env, globals(cmd))).balance();
+        if (opts.json) {
+          printJson(b);
+          return;
+        }
+        process.stdout.write(
+          `${b.accountName}: ${cr(b.available)} available, ${cr(b.inEscrow)} in escrow, ${cr(b.earned)} earned\n`,
+        );
+      }),
+    );
 }
 
 export function ledgerCommand(ctx: CliContext): Command {
-  return new Command('ledger').description('your ledger entries, newest first: grants, escrow holds, payments, refunds')
+  return new Command('ledger')
+    .description('your ledger entries, newest first: grants, escrow holds, payments, refunds')
     .option('--job <id>', 'only entries of this job (with its escrow account, if it is yours)')
-    .option('--limit <n>', 'at most this many [default 100]', parseIntFlag).addOption(json())
-    .action(action(async (opts: { job?: string; limit?: number; json?: boolean }, cmd: Command) => {
-      const entries = await (await clientFor(ctx.env, globals(cmd))).ledger({ jobId: opts.job, limit: opts.limit });
-      if (opts.json) { printJson(entries); return; }
-      if (entries.length === 0) { process.stdout.write('no ledger entries yet\n'); return; }
-      process.stdout.write(table(['WHEN', 'KIND', 'ACCOUNT', 'AMOUNT', 'JOB', 'MEMO'], entries.map((e) => [
-        new Date(e.at).toISOString(), e.kind, e.account, (e.amount > 0 ? '+' : '') + cr(e.amount), e.jobId ?? '', e.memo])));
-    }));
+    .option('--limit <n>', 'at most this many [default 100]', parseIntFlag)
+    .addOption(json())
+    .action(
+      action(async (opts: { job?: string; limit?: number; json?: boolean }, cmd: Command) => {
+        const entries = await (await clientFor(ctx.env, globals(cmd))).ledger({ jobId: opts.job, limit: opts.limit });
+        if (opts.json) {
+          printJson(entries);
+          return;
+        }
+        if (entries.length === 0) {
+          process.stdout.write('no ledger entries yet\n');
+          return;
+        }
+        process.stdout.write(
+          table(
+            ['WHEN', 'KIND', 'ACCOUNT', 'AMOUNT', 'JOB', 'MEMO'],
+            entries.map((e) => [
+              new Date(e.at).toISOString(),
+              e.kind,
+              e.account,
+              (e.amount > 0 ? '+' : '') + cr(e.amount),
+              e.jobId ?? '',
+              e.memo,
+            ]),
+          ),
+        );
+      }),
+    );
 }
 
 export function explainCommand(ctx: CliContext): Command {
-  return new Command('explain').description('why each provider was or was not chosen for a job')
-    .argument('<job>', 'job id').addOption(json())
-    .addHelpText('after', `
+  return new Command('explain')
+    .description('why each provider was or was not chosen for a job')
+    .argument('<job>', 'job id')
+    .addOption(json())
+    .addHelpText(
+      'after',
+      `
 Reasons: not_picked, arch, os, cpus, memory, gpus, gpu_model, network, labels, price, reputation (the machine
 can never run the job as offered); offline, outside_window, owner_busy, draining, at_capacity, quota_exhausted,
-already_ran (it cannot right now).`)
-    .action(action(async (jobId: string, opts: { json?: boolean }, cmd: Command) => {
-      const e = await (await clientFor(ctx.env, globals(cmd))).explain(jobId);
-      if (opts.json) { printJson(e); return; }
-      process.stdout.write(`job ${e.jobId}: ${e.state}. ${e.summary}\n`);
-      if (e.queueTimeoutAt) process.stdout.write(`waiting tasks fail as queue_timeout at ${new Date(e.queueTimeoutAt).toISOString()}\n`);
-      process.stdout.write('\n' + table(['PROVIDER', 'AGENT', 'ONLINE', 'EXECUTIONS', 'VERDICT', 'WHY'], e.providers.map((p) => [
-        p.name, p.agentId.slice(0, 12), p.online ? 'yes' : 'no', String(p.executions), p.eligible ? `eligible (rank ${p.rank})` : 'not chosen',
-        p.reasons.map((r) => `${r.code}: ${r.message}`).join('; ')])));
-    }));
+already_ran (it cannot right now).`,
+    )
+    .action(
+      action(async (jobId: string, opts: { json?: boolean }, cmd: Command) => {
+        const e = await (await clientFor(ctx.env, globals(cmd))).explain(jobId);
+        if (opts.json) {
+          printJson(e);
+          return;
+        }
+        process.stdout.write(`job ${e.jobId}: ${e.state}. ${e.summary}\n`);
+        if (e.queueTimeoutAt)
+          process.stdout.write(`waiting tasks fail as queue_timeout at ${new Date(e.queueTimeoutAt).toISOString()}\n`);
+        process.stdout.write(
+          '\n' +
+            table(
+              ['PROVIDER', 'AGENT', 'ONLINE', 'EXECUTIONS', 'VERDICT', 'WHY'],
+              e.providers.map((p) => [
+                p.name,
+                p.agentId.slice(0, 12),
+                p.online ? 'yes' : 'no',
+                String(p.executions),
+                p.eligible ? `eligible (rank ${p.rank})` : 'not chosen',
+                p.reasons.map((r) => `${r.code}: ${r.message}`).join('; '),
+              ]),
+            ),
+        );
+      }),
+    );
 }

@@ -12,110 +12,268 @@ import { parseCpus, parseIntFlag, parseMemoryMb } from './units.js';
 const json = () => new Option('--json', 'print JSON for scripts');
 
 export function statusCommand(ctx: CliContext): Command {
-  return new Command('status').description('show a job: its state, each task, and each execution per provider')
-    .argument('<job>', 'job id (from `deqo submit` or `deqo jobs`)').addOption(json())
-    .addHelpText('after', '\nExample:\n  deqo status job_3f2a…        failure reasons say who caused them: (job) or (provider)')
-    .action(action(async (jobId: string, opts: { json?: boolean }, cmd: Command) => {
-      const view = await (await clientFor(ctx.env, globals(cmd))).getJob(jobId);
-      if (opts.json) { printJson(view); return; }
-      const took = view.finishedAt ? ` in ${formatDuration(view.finishedAt - view.createdAt)}` : '';
-      const v = view.spec.verification;
-      process.stdout.write(`job ${view.id}${view.name ? ` (${view.name})` : ''}: ${view.state}${took}\n`);
-      process.stdout.write(`image ${view.spec.image}, ${view.tasks.length} task(s), verification ${v.mode}${v.mode === 'none' ? '' : ` ${v.quorum}-of-${v.replicas}`}\n`);
-      const b = view.billing;
-      process.stdout.write(`credits: ${cr(b.escrowHeld)} held in escrow, ${cr(b.paid)} paid to providers${b.fees > 0 ? ` (${cr(b.fees)} fees)` : ''}, ` +
-        `${cr(b.refunded)} refunded${b.settled ? ' (settled)' : `, ${cr(b.inEscrow)} still held`}\n\n`);
-      process.stdout.write(table(['TASK', 'PARAMS', 'STATE', 'EXECUTIONS', 'RESULT / REASON'], view.tasks.map((t) => [
-        String(t.index), formatParams(t), t.state, t.executions.map(formatExecution).join(' '),
-        t.failure ? `${t.failure.reason} (${t.failure.blame === 'job' ? 'caused by the job: charged' : t.failure.blame === 'provider' ? 'caused by providers: not charged' : 'not charged'}): ${t.failure.message}`
-          : (t.resultHash?.slice(0, 12) ?? ''),
-      ])));
-      const waiting = view.tasks.filter((t) => t.state === 'queued' || (t.state === 'running' && t.executions.every((e) => !['assigned', 'running', 'reported'].includes(e.state))));
-      if (waiting.length > 0) process.stdout.write(`\n${waiting.length} task(s) waiting for a provider; see why: deqo explain ${view.id}\n`);
-    }));
+  return new Command('status')
+    .description('show a job: its state, each task, and each execution per provider')
+    .argument('<job>', 'job id (from `deqo submit` or `deqo jobs`)')
+    .addOption(json())
+    .addHelpText(
+      'after',
+      '\nExample:\n  deqo status job_3f2a…        failure reasons say who caused them: (job) or (provider)',
+    )
+    .action(
+      action(async (jobId: string, opts: { json?: boolean }, cmd: Command) => {
+        const view = await (await clientFor(ctx.env, globals(cmd))).getJob(jobId);
+        if (opts.json) {
+          printJson(view);
+          return;
+        }
+        const took = view.finishedAt ? ` in ${formatDuration(view.finishedAt - view.createdAt)}` : '';
+        const v = view.spec.verification;
+        process.stdout.write(`job ${view.id}${view.name ? ` (${view.name})` : ''}: ${view.state}${took}\n`);
+        process.stdout.write(
+          `image ${view.spec.image}, ${view.tasks.length} task(s), verification ${v.mode}${v.mode === 'none' ? '' : ` ${v.quorum}-of-${v.replicas}`}\n`,
+        );
+        const b = view.billing;
+        process.stdout.write(
+          `credits: ${cr(b.escrowHeld)} held in escrow, ${cr(b.paid)} paid to providers${b.fees > 0 ? ` (${cr(b.fees)} fees)` : ''}, ` +
+            `${cr(b.refunded)} refunded${b.settled ? ' (settled)' : `, ${cr(b.inEscrow)} still held`}\n\n`,
+        );
+        process.stdout.write(
+          table(
+            ['TASK', 'PARAMS', 'STATE', 'EXECUTIONS', 'RESULT / REASON'],
+            view.tasks.map((t) => [
+              String(t.index),
+              formatParams(t),
+              t.state,
+              t.executions.map(formatExecution).join(' '),
+              t.failure
+                ? `${t.failure.reason} (${t.failure.blame === 'job' ? 'caused by the job: charged' : t.failure.blame === 'provider' ? 'caused by providers: not charged' : 'not charged'}): ${t.failure.message}`
+                : (t.resultHash?.slice(0, 12) ?? ''),
+            ]),
+          ),
+        );
+        const waiting = view.tasks.filter(
+          (t) =>
+            t.state === 'queued' ||
+            (t.state === 'running' &&
+              t.executions.every((e) => !['assigned', 'running', 'reported'].includes(e.state))),
+        );
+        if (waiting.length > 0)
+          process.stdout.write(
+            `\n${waiting.length} task(s) waiting for a provider; see why: deqo explain ${view.id}\n`,
+          );
+      }),
+    );
 }
 
 export function jobsCommand(ctx: CliContext): Command {
-  return new Command('jobs').description('list your jobs, newest first')
+  return new Command('jobs')
+    .description('list your jobs, newest first')
     .addOption(new Option('--state <state>', 'only jobs in this state').choices(JobStateSchema.options))
-    .option('--limit <n>', 'at most this many [default 50]', parseIntFlag).addOption(json())
-    .action(action(async (opts: { state?: (typeof JobStateSchema.options)[number]; limit?: number; json?: boolean }, cmd: Command) => {
-      const jobs = await (await clientFor(ctx.env, globals(cmd))).listJobs({ state: opts.state, limit: opts.limit });
-      if (opts.json) { printJson(jobs); return; }
-      if (jobs.length === 0) { process.stdout.write('no jobs yet; submit one with `deqo submit`\n'); return; }
-      process.stdout.write(table(['JOB', 'NAME', 'STATE', 'TASKS', 'IMAGE', 'CREATED'], jobs.map((j) => [
-        j.id, j.name ?? '', j.state, `${j.tasks.verified}/${j.tasks.total} verified${j.tasks.failed ? `, ${j.tasks.failed} failed` : ''}`,
-        j.image, new Date(j.createdAt).toISOString()])));
-    }));
+    .option('--limit <n>', 'at most this many [default 50]', parseIntFlag)
+    .addOption(json())
+    .action(
+      action(
+        async (
+          opts: { state?: (typeof JobStateSchema.options)[number]; limit?: number; json?: boolean },
+          cmd: Command,
+        ) => {
+          const jobs = await (
+            await clientFor(ctx.env, globals(cmd))
+          ).listJobs({ state: opts.state, limit: opts.limit });
+          if (opts.json) {
+            printJson(jobs);
+            return;
+          }
+          if (jobs.length === 0) {
+            process.stdout.write('no jobs yet; submit one with `deqo submit`\n');
+            return;
+          }
+          process.stdout.write(
+            table(
+              ['JOB', 'NAME', 'STATE', 'TASKS', 'IMAGE', 'CREATED'],
+              jobs.map((j) => [
+                j.id,
+                j.name ?? '',
+                j.state,
+                `${j.tasks.verified}/${j.tasks.total} verified${j.tasks.failed ? `, ${j.tasks.failed} failed` : ''}`,
+                j.image,
+                new Date(j.createdAt).toISOString(),
+              ]),
+            ),
+          );
+        },
+      ),
+    );
 }
 
 interface CatalogOptions {
-  minCpus?: number; minMemory?: number; gpus?: number; gpuModel?: string; arch?: string; os?: string; maxCpuHour?: number;
-  minReputation?: number; online?: boolean; label?: string; sort?: string; order?: string; json?: boolean;
+  minCpus?: number;
+  minMemory?: number;
+  gpus?: number;
+  gpuModel?: string;
+  arch?: string;
+  os?: string;
+  maxCpuHour?: number;
+  minReputation?: number;
+  online?: boolean;
+  label?: string;
+  sort?: string;
+  order?: string;
+  json?: boolean;
 }
 
 export function providersCommand(ctx: CliContext): Command {
-  return new Command('providers').description('the provider catalog: specs, prices, reputation, jobs done, online now')
+  return new Command('providers')
+    .description('the provider catalog: specs, prices, reputation, jobs done, online now')
     .option('--min-cpus <n>', 'at least this many cores lent', parseCpus)
     .option('--min-memory <size>', 'at least this much memory lent, e.g. 8g', parseMemoryMb)
     .option('--gpus <n>', 'at least this many GPUs', (v) => Number.parseInt(v, 10))
     .option('--gpu-model <text>', 'a GPU whose model contains this text')
-    .option('--arch <arch>', 'architecture, e.g. amd64').option('--os <os>', 'operating system, e.g. linux')
+    .option('--arch <arch>', 'architecture, e.g. amd64')
+    .option('--os <os>', 'operating system, e.g. linux')
     .option('--max-cpu-hour <credits>', 'price per core-hour at most this', Number)
     .option('--min-reputation <score>', 'reputation score at least this (0–1)', Number)
     .option('--online', 'only agents online now')
     .option('--label <name=value>', 'only offers with this label')
-    .addOption(new Option('--sort <key>', 'sort by').choices(['price', 'reputation', 'cpus', 'memory', 'name', 'jobs']).default('name'))
-    .addOption(new Option('--order <dir>', 'sort direction [default: asc for price/name, desc otherwise]').choices(['asc', 'desc']))
+    .addOption(
+      new Option('--sort <key>', 'sort by')
+        .choices(['price', 'reputation', 'cpus', 'memory', 'name', 'jobs'])
+        .default('name'),
+    )
+    .addOption(
+      new Option('--order <dir>', 'sort direction [default: asc for price/name, desc otherwise]').choices([
+        'asc',
+        'desc',
+      ]),
+    )
     .addOption(json())
-    .addHelpText('after', '\nExample:\n  deqo providers --online --min-cpus 4 --sort price      pick ids for `deqo submit --provider <id>`')
-    .action(action(async (o: CatalogOptions, cmd: Command) => {
-      const ps = await (await clientFor(ctx.env, globals(cmd))).listProviders({ minCpus: o.minCpus, minMemoryMb: o.minMemory, gpus: o.gpus,
-        gpuModel: o.gpuModel, arch: o.arch, os: o.os, maxCpuHour: o.maxCpuHour, minReputation: o.minReputation, online: o.online,
-        label: o.label, sort: o.sort, order: o.order } as Parameters<DeqoClient['listProviders']>[0]);
-      if (o.json) { printJson(ps); return; }
-      if (ps.length === 0) { process.stdout.write('no provider matches\n'); return; }
-      process.stdout.write(table(['AGENT', 'NAME', 'STATUS', 'CPUS', 'MEMORY', 'ARCH/OS', 'GPUS', 'CPU-HOUR', 'GIB-HOUR', 'REPUTATION', 'DONE', 'RUNNING', 'AVAILABILITY'], ps.map((p) => [
-        p.agentId.slice(0, 12), p.name, p.status, String(p.capacity.cpus), `${p.capacity.memoryMb} MiB`,
-        `${p.capacity.arch}/${p.capacity.os}`, p.capacity.gpus.length === 0 ? '0' : `${p.capacity.gpus.length}× ${p.capacity.gpus[0]!.model}`,
-        cr(p.offer.prices.cpuHour), cr(p.offer.prices.memoryGiBHour), `${p.reputation.score.toFixed(2)} (${p.reputation.consecutiveValid} in a row)`,
-        String(p.jobsDone), String(p.running), p.availability.state])));
-    }));
+    .addHelpText(
+      'after',
+      '\nExample:\n  deqo providers --online --min-cpus 4 --sort price      pick ids for `deqo submit --provider <id>`',
+    )
+    .action(
+      action(async (o: CatalogOptions, cmd: Command) => {
+        const ps = await (
+          await clientFor(ctx.env, globals(cmd))
+        ).listProviders({
+          minCpus: o.minCpus,
+          minMemoryMb: o.minMemory,
+          gpus: o.gpus,
+          gpuModel: o.gpuModel,
+          arch: o.arch,
+          os: o.os,
+          maxCpuHour: o.maxCpuHour,
+          minReputation: o.minReputation,
+          online: o.online,
+          label: o.label,
+          sort: o.sort,
+          order: o.order,
+        } as Parameters<DeqoClient['listProviders']>[0]);
+        if (o.json) {
+          printJson(ps);
+          return;
+        }
+        if (ps.length === 0) {
+          process.stdout.write('no provider matches\n');
+          return;
+        }
+        process.stdout.write(
+          table(
+            [
+              'AGENT',
+              'NAME',
+              'STATUS',
+              'CPUS',
+              'MEMORY',
+              'ARCH/OS',
+              'GPUS',
+              'CPU-HOUR',
+              'GIB-HOUR',
+              'REPUTATION',
+              'DONE',
+              'RUNNING',
+              'AVAILABILITY',
+            ],
+            ps.map((p) => [
+              p.agentId.slice(0, 12),
+              p.name,
+              p.status,
+              String(p.capacity.cpus),
+              `${p.capacity.memoryMb} MiB`,
+              `${p.capacity.arch}/${p.capacity.os}`,
+              p.capacity.gpus.length === 0 ? '0' : `${p.capacity.gpus.length}× ${p.capacity.gpus[0]!.model}`,
+              cr(p.offer.prices.cpuHour),
+              cr(p.offer.prices.memoryGiBHour),
+              `${p.reputation.score.toFixed(2)} (${p.reputation.consecutiveValid} in a row)`,
+              String(p.jobsDone),
+              String(p.running),
+              p.availability.state,
+            ]),
+          ),
+        );
+      }),
+    );
 }
 
 export function logsCommand(ctx: CliContext): Command {
-  return new Command('logs').description("print a job's stdout (or stderr), per task, from the verified execution")
-    .argument('<job>', 'job id').option('--task <index>', 'only this task', (v) => Number.parseInt(v, 10))
-    .option('--stderr', 'print stderr instead of stdout').option('--execution <id>', 'a specific execution (any state)')
+  return new Command('logs')
+    .description("print a job's stdout (or stderr), per task, from the verified execution")
+    .argument('<job>', 'job id')
+    .option('--task <index>', 'only this task', (v) => Number.parseInt(v, 10))
+    .option('--stderr', 'print stderr instead of stdout')
+    .option('--execution <id>', 'a specific execution (any state)')
     .addOption(json())
-    .action(action(async (jobId: string, opts: { task?: number; stderr?: boolean; execution?: string; json?: boolean }, cmd: Command) => {
-      const client = await clientFor(ctx.env, globals(cmd));
-      const view = await client.getJob(jobId);
-      const out: Array<{ taskIndex: number; executionId: string; agent: string; text: string }> = [];
-      for (const t of view.tasks) {
-        if (opts.task !== undefined && t.index !== opts.task) continue;
-        const e = opts.execution ? t.executions.find((x) => x.id === opts.execution)
-          : (t.executions.find((x) => x.state === 'valid') ?? t.executions.find((x) => x.stdoutBlob !== null));
-        const blob = opts.stderr ? e?.stderrBlob : e?.stdoutBlob;
-        if (!e || !blob) continue;
-        out.push({ taskIndex: t.index, executionId: e.id, agent: e.agentName, text: await client.blobText(blob) });
-      }
-      if (opts.execution && out.length === 0) throw new CliError(`execution ${opts.execution} has no ${opts.stderr ? 'stderr' : 'stdout'} yet`, EXIT.NOT_FOUND);
-      if (opts.json) { printJson(out); return; }
-      if (out.length === 0) process.stderr.write('no logs yet: executions upload logs when they end\n');
-      for (const o of out) {
-        if (view.tasks.length > 1 || opts.execution) process.stdout.write(`==> task ${o.taskIndex} (${o.agent}, ${o.executionId}) <==\n`);
-        process.stdout.write(o.text.endsWith('\n') || o.text === '' ? o.text : `${o.text}\n`);
-      }
-    }));
+    .action(
+      action(
+        async (
+          jobId: string,
+          opts: { task?: number; stderr?: boolean; execution?: string; json?: boolean },
+          cmd: Command,
+        ) => {
+          const client = await clientFor(ctx.env, globals(cmd));
+          const view = await client.getJob(jobId);
+          const out: Array<{ taskIndex: number; executionId: string; agent: string; text: string }> = [];
+          for (const t of view.tasks) {
+            if (opts.task !== undefined && t.index !== opts.task) continue;
+            const e = opts.execution
+              ? t.executions.find((x) => x.id === opts.execution)
+              : (t.executions.find((x) => x.state === 'valid') ?? t.executions.find((x) => x.stdoutBlob !== null));
+            const blob = opts.stderr ? e?.stderrBlob : e?.stdoutBlob;
+            if (!e || !blob) continue;
+            out.push({ taskIndex: t.index, executionId: e.id, agent: e.agentName, text: await client.blobText(blob) });
+          }
+          if (opts.execution && out.length === 0)
+            throw new CliError(
+              `execution ${opts.execution} has no ${opts.stderr ? 'stderr' : 'stdout'} yet`,
+              EXIT.NOT_FOUND,
+            );
+          if (opts.json) {
+            printJson(out);
+            return;
+          }
+          if (out.length === 0) process.stderr.write('no logs yet: executions upload logs when they end\n');
+          for (const o of out) {
+            if (view.tasks.length > 1 || opts.execution)
+              process.stdout.write(`==> task ${o.taskIndex} (${o.agent}, ${o.executionId}) <==\n`);
+            process.stdout.write(o.text.endsWith('\n') || o.text === '' ? o.text : `${o.text}\n`);
+          }
+        },
+      ),
+    );
 }
 
 export function cancelCommand(ctx: CliContext): Command {
-  return new Command('cancel').description('cancel a job: stops its executions; verified tasks keep their results')
-    .argument('<job>', 'job id').addOption(json())
-    .action(action(async (jobId: string, opts: { json?: boolean }, cmd: Command) => {
-      const cancelled = await (await clientFor(ctx.env, globals(cmd))).cancelJob(jobId);
-      if (opts.json) printJson({ jobId, cancelled });
-      else process.stdout.write(cancelled ? `cancelled ${jobId}\n` : `${jobId} had already ended; nothing to cancel\n`);
-    }));
+  return new Command('cancel')
+    .description('cancel a job: stops its executions; verified tasks keep their results')
+    .argument('<job>', 'job id')
+    .addOption(json())
+    .action(
+      action(async (jobId: string, opts: { json?: boolean }, cmd: Command) => {
+        const cancelled = await (await clientFor(ctx.env, globals(cmd))).cancelJob(jobId);
+        if (opts.json) printJson({ jobId, cancelled });
+        else
+          process.stdout.write(cancelled ? `cancelled ${jobId}\n` : `${jobId} had already ended; nothing to cancel\n`);
+      }),
+    );
 }

@@ -12,7 +12,12 @@ import { resolveSpec } from '../specfile.js';
 import { collect } from './units.js';
 
 interface RunOptions extends JobFlagOptions {
-  requirement: string[]; requirementsFile?: string; image?: string; verification?: string; wait: boolean; json?: boolean;
+  requirement: string[];
+  requirementsFile?: string;
+  image?: string;
+  verification?: string;
+  wait: boolean;
+  json?: boolean;
 }
 
 /**
@@ -24,18 +29,27 @@ export function parseRequirementsFile(text: string, path: string): string[] {
   for (const [i, rawLine] of text.split(/\r?\n/).entries()) {
     const line = rawLine.replace(/(^|\s)#.*$/, '').trim();
     if (line === '') continue;
-    if (line.startsWith('-')) throw new CliError(`${path}:${i + 1}: pip options are not supported in script jobs (${line})`, EXIT.USAGE);
+    if (line.startsWith('-'))
+      throw new CliError(`${path}:${i + 1}: pip options are not supported in script jobs (${line})`, EXIT.USAGE);
     out.push(line.replace(/\s+/g, ''));
   }
   return out;
 }
 
 async function readText(path: string): Promise<string> {
-  try { return await readFile(path, 'utf8'); } catch (err) { throw new CliError(`cannot read ${path}: ${(err as Error).message}`, EXIT.USAGE); }
+  try {
+    return await readFile(path, 'utf8');
+  } catch (err) {
+    throw new CliError(`cannot read ${path}: ${(err as Error).message}`, EXIT.USAGE);
+  }
 }
 
 /** Writes each task's verified stdout (fetched from its blob) to stdout and each failure to stderr, or all of it as JSON. */
-async function printResults(results: JobResults, fetch: (sha: string) => Promise<string>, json: boolean): Promise<void> {
+async function printResults(
+  results: JobResults,
+  fetch: (sha: string) => Promise<string>,
+  json: boolean,
+): Promise<void> {
   const tasks = [];
   for (const t of results.tasks) {
     const stdout = t.state === 'verified' && t.stdoutBlob ? await fetch(t.stdoutBlob) : null;
@@ -49,33 +63,55 @@ async function printResults(results: JobResults, fetch: (sha: string) => Promise
 }
 
 export function runCommand(ctx: CliContext): Command {
-  return addJobFlags(new Command('run')
-    .description('run a Python script on the network (a script job), follow it live, and print its verified stdout')
-    .argument('<script>', 'Python file to run; it appears as /inputs/main.py, outputs go to /outputs'))
-    .option('--requirement <name>', 'pip requirement the script imports, e.g. numpy or pandas>=2 (repeatable)', collect, [])
+  return addJobFlags(
+    new Command('run')
+      .description('run a Python script on the network (a script job), follow it live, and print its verified stdout')
+      .argument('<script>', 'Python file to run; it appears as /inputs/main.py, outputs go to /outputs'),
+  )
+    .option(
+      '--requirement <name>',
+      'pip requirement the script imports, e.g. numpy or pandas>=2 (repeatable)',
+      collect,
+      [],
+    )
     .option('--requirements-file <file>', 'requirements.txt with one requirement a line')
     .option('--image <image>', 'image to run in [default deqo/python-sklearn:bookworm]')
     .addOption(new Option('--verification <mode>', 'same as --verify').choices(VerificationModeSchema.options))
     .option('--no-wait', 'print the job id and return at once')
-    .addOption(new Option('--json', 'print JSON (the job id, or each task\'s state, failure and stdout)'))
-    .addHelpText('after', `
+    .addOption(new Option('--json', "print JSON (the job id, or each task's state, failure and stdout)"))
+    .addHelpText(
+      'after',
+      `
 Examples:
   deqo run train.py
   deqo run train.py --requirement scikit-learn --replicas 3 --quorum 2
   deqo run analysis.py --requirements-file requirements.txt --provider <agentId> --verify none
 
 Requirements must be importable in the image, or installable with pip where the job has network access
-(--network; only providers that allow it run such jobs). Otherwise the job fails as requirements_unavailable.`)
-    .action(action(async (scriptPath: string, opts: RunOptions, cmd: Command) => {
-      const client = await clientFor(ctx.env, globals(cmd));
-      const requirements = [...(opts.requirementsFile ? parseRequirementsFile(await readText(opts.requirementsFile), opts.requirementsFile) : []), ...opts.requirement];
-      opts.verify ??= opts.verification;
-      const { raw, baseDir } = await rawSpecFromFlags(opts.image, [], opts, false);
-      raw.script = { ...(raw.script as object | undefined), language: 'python', source: await readText(scriptPath), requirements };
-      const view = await submitAndFollow(client, await resolveSpec(client, raw, baseDir), opts);
-      if (!view) return EXIT.OK;
-      const jobId = view.id;
-      await printResults(await client.getResults(jobId), (sha) => client.blobText(sha), opts.json === true);
-      return view.state === 'succeeded' ? EXIT.OK : EXIT.JOB_FAILED;
-    }));
+(--network; only providers that allow it run such jobs). Otherwise the job fails as requirements_unavailable.`,
+    )
+    .action(
+      action(async (scriptPath: string, opts: RunOptions, cmd: Command) => {
+        const client = await clientFor(ctx.env, globals(cmd));
+        const requirements = [
+          ...(opts.requirementsFile
+            ? parseRequirementsFile(await readText(opts.requirementsFile), opts.requirementsFile)
+            : []),
+          ...opts.requirement,
+        ];
+        opts.verify ??= opts.verification;
+        const { raw, baseDir } = await rawSpecFromFlags(opts.image, [], opts, false);
+        raw.script = {
+          ...(raw.script as object | undefined),
+          language: 'python',
+          source: await readText(scriptPath),
+          requirements,
+        };
+        const view = await submitAndFollow(client, await resolveSpec(client, raw, baseDir), opts);
+        if (!view) return EXIT.OK;
+        const jobId = view.id;
+        await printResults(await client.getResults(jobId), (sha) => client.blobText(sha), opts.json === true);
+        return view.state === 'succeeded' ? EXIT.OK : EXIT.JOB_FAILED;
+      }),
+    );
 }

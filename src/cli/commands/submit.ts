@@ -11,18 +11,25 @@ import { resolveSpec } from '../specfile.js';
 import type { DeqoClient } from '../../client/index.js';
 import type { JobSpec, JobView } from '../../protocol/index.js';
 
-interface SubmitOptions extends JobFlagOptions { wait?: boolean; json?: boolean }
+interface SubmitOptions extends JobFlagOptions {
+  wait?: boolean;
+  json?: boolean;
+}
 
 export function submitCommand(ctx: CliContext): Command {
-  return addJobFlags(new Command('submit')
-    .description('submit a job: an image and a command (like `docker run`), or a spec file with -f')
-    // Like `docker run`: everything after the image belongs to the container's command.
-    .passThroughOptions()
-    .argument('[image]', 'container image, e.g. deqo/busybox:test')
-    .argument('[command...]', 'command and arguments run in the container (no shell unless you start one)'))
+  return addJobFlags(
+    new Command('submit')
+      .description('submit a job: an image and a command (like `docker run`), or a spec file with -f')
+      // Like `docker run`: everything after the image belongs to the container's command.
+      .passThroughOptions()
+      .argument('[image]', 'container image, e.g. deqo/busybox:test')
+      .argument('[command...]', 'command and arguments run in the container (no shell unless you start one)'),
+  )
     .option('-w, --wait', 'follow the job live until it ends; exit 1 if it fails')
     .addOption(new Option('--json', 'print JSON (the job id, or the final job with --wait)'))
-    .addHelpText('after', `
+    .addHelpText(
+      'after',
+      `
 Examples:
   deqo submit deqo/busybox:test sh -c 'echo hello > /outputs/greeting.txt'
   deqo submit --cpus 2 --memory 1g --timeout 5m --input data.csv:train.csv \\
@@ -35,15 +42,19 @@ Submitting holds the job's maximum cost in escrow (see \`deqo quote\`); what pro
 returns when the job ends.
 
 Array jobs and sweeps need a spec file (see docs/job-spec.md); each task sees DEQO_TASK_INDEX and
-DEQO_PARAM_<NAME> for its parameters.`)
-    .action(action(async (image: string | undefined, command: string[], opts: SubmitOptions, cmd: Command) => {
-      const client = await clientFor(ctx.env, globals(cmd));
-      const { raw, baseDir } = await rawSpecFromFlags(image, command, opts);
-      const view = await submitAndFollow(client, await resolveSpec(client, raw, baseDir), opts);
-      if (!view) return EXIT.OK;
-      if (opts.json) printJson(view); else process.stdout.write(`${view.id} ${view.state}\n`);
-      return TERMINAL_JOB_STATES.includes(view.state) && view.state === 'succeeded' ? EXIT.OK : EXIT.JOB_FAILED;
-    }));
+DEQO_PARAM_<NAME> for its parameters.`,
+    )
+    .action(
+      action(async (image: string | undefined, command: string[], opts: SubmitOptions, cmd: Command) => {
+        const client = await clientFor(ctx.env, globals(cmd));
+        const { raw, baseDir } = await rawSpecFromFlags(image, command, opts);
+        const view = await submitAndFollow(client, await resolveSpec(client, raw, baseDir), opts);
+        if (!view) return EXIT.OK;
+        if (opts.json) printJson(view);
+        else process.stdout.write(`${view.id} ${view.state}\n`);
+        return TERMINAL_JOB_STATES.includes(view.state) && view.state === 'succeeded' ? EXIT.OK : EXIT.JOB_FAILED;
+      }),
+    );
 }
 
 /**
@@ -51,11 +62,16 @@ DEQO_PARAM_<NAME> for its parameters.`)
  * returns null; with it, follows the job live on stderr until it ends and returns its final view.
  * Throws ApiError from the coordinator (e.g. insufficient_funds).
  */
-export async function submitAndFollow(client: DeqoClient, spec: JobSpec, opts: { wait?: boolean; json?: boolean }): Promise<JobView | null> {
+export async function submitAndFollow(
+  client: DeqoClient,
+  spec: JobSpec,
+  opts: { wait?: boolean; json?: boolean },
+): Promise<JobView | null> {
   const { jobId, tasks, escrow } = await client.submitJob(spec);
   const held = `${tasks} task${tasks === 1 ? '' : 's'}, ${formatCredits(toMicro(escrow))} held in escrow`;
   if (!opts.wait) {
-    if (opts.json) printJson({ jobId, tasks, escrow }); else process.stdout.write(`${jobId}\n`);
+    if (opts.json) printJson({ jobId, tasks, escrow });
+    else process.stdout.write(`${jobId}\n`);
     process.stderr.write(`submitted ${jobId} (${held}); follow it with: deqo status ${jobId}\n`);
     return null;
   }

@@ -5,7 +5,9 @@ import { InvalidArgumentError } from 'commander';
 export function parseMemoryMb(v: string): number {
   const m = /^(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?$/i.exec(v.trim());
   if (!m) throw new InvalidArgumentError('expected a size such as 512m, 2g or 1024 (MiB)');
-  const factor = { '': 1, k: 1 / 1024, m: 1, g: 1024, t: 1024 * 1024 }[m[2]!.toLowerCase() as '' | 'k' | 'm' | 'g' | 't'];
+  const factor = { '': 1, k: 1 / 1024, m: 1, g: 1024, t: 1024 * 1024 }[
+    m[2]!.toLowerCase() as '' | 'k' | 'm' | 'g' | 't'
+  ];
   return Math.round(Number(m[1]) * factor);
 }
 
@@ -37,7 +39,10 @@ export function parseEnvPair(v: string, acc: Record<string, string>): Record<str
 }
 
 /** Repeatable `file[:path]` (local file, path under /inputs), accumulated. */
-export function parseInputFlag(v: string, acc: Array<{ file: string; path: string }>): Array<{ file: string; path: string }> {
+export function parseInputFlag(
+  v: string,
+  acc: Array<{ file: string; path: string }>,
+): Array<{ file: string; path: string }> {
   const i = v.lastIndexOf(':');
   const [file, path] = i > 0 ? [v.slice(0, i), v.slice(i + 1)] : [v, ''];
   if (!file) throw new InvalidArgumentError('expected a local file, optionally with :path-under-/inputs');
@@ -47,7 +52,8 @@ export function parseInputFlag(v: string, acc: Array<{ file: string; path: strin
 /** A number of credits ≥ 0, e.g. 0.05 (schemas check upper bounds). */
 export function parseCredits(v: string): number {
   const n = Number(v);
-  if (v.trim() === '' || !Number.isFinite(n) || n < 0) throw new InvalidArgumentError('expected a number of credits ≥ 0, e.g. 0.05');
+  if (v.trim() === '' || !Number.isFinite(n) || n < 0)
+    throw new InvalidArgumentError('expected a number of credits ≥ 0, e.g. 0.05');
   return n;
 }
 
@@ -55,7 +61,8 @@ export function parseCredits(v: string): number {
 export function parseFraction(v: string): number {
   const pct = v.trim().endsWith('%');
   const n = Number(pct ? v.trim().slice(0, -1) : v);
-  if (v.trim() === '' || !Number.isFinite(n) || n < 0 || (pct ? n > 100 : n > 1)) throw new InvalidArgumentError('expected a fraction from 0 to 1, e.g. 0.3 or 30%');
+  if (v.trim() === '' || !Number.isFinite(n) || n < 0 || (pct ? n > 100 : n > 1))
+    throw new InvalidArgumentError('expected a fraction from 0 to 1, e.g. 0.3 or 30%');
   return pct ? n / 100 : n;
 }
 
@@ -66,7 +73,8 @@ export const collect = (v: string, acc: string[] = []): string[] => [...acc, v];
 export function parseDurationMs(v: string): number {
   const m = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h)?$/i.exec(v.trim());
   if (!m) throw new InvalidArgumentError('expected a duration such as 500ms, 5s, 10m, 1h or 250 (milliseconds)');
-  const ms = Number(m[1]) * { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 }[(m[2] ?? 'ms').toLowerCase() as 'ms' | 's' | 'm' | 'h'];
+  const ms =
+    Number(m[1]) * { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 }[(m[2] ?? 'ms').toLowerCase() as 'ms' | 's' | 'm' | 'h'];
   if (ms < 1) throw new InvalidArgumentError('expected a duration of at least 1 ms');
   return Math.round(ms);
 }

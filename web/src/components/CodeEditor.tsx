@@ -4,7 +4,15 @@ import { basicSetup, EditorView } from 'codemirror';
 import { python } from '@codemirror/lang-python';
 
 /** The editor; `label` names it for screen readers (the content element gets aria-label). */
-export function CodeEditor({ value, onChange, label }: { value: string; onChange: (v: string) => void; label: string }) {
+export function CodeEditor({
+  value,
+  onChange,
+  label,
+}: {
+  value: string;
+  onChange: (v: string) => void;
+  label: string;
+}) {
   const host = useRef<HTMLDivElement>(null);
   const view = useRef<EditorView | null>(null);
   const changed = useRef(onChange);
@@ -13,8 +21,14 @@ export function CodeEditor({ value, onChange, label }: { value: string; onChange
     const v = new EditorView({
       parent: host.current!,
       doc: value,
-      extensions: [basicSetup, python(), EditorView.contentAttributes.of({ 'aria-label': label }),
-        EditorView.updateListener.of((u) => { if (u.docChanged) changed.current(u.state.doc.toString()); })],
+      extensions: [
+        basicSetup,
+        python(),
+        EditorView.contentAttributes.of({ 'aria-label': label }),
+        EditorView.updateListener.of((u) => {
+          if (u.docChanged) changed.current(u.state.doc.toString());
+        }),
+      ],
     });
     view.current = v;
     return () => v.destroy();
@@ -22,7 +36,8 @@ export function CodeEditor({ value, onChange, label }: { value: string; onChange
   }, []);
   useEffect(() => {
     const v = view.current;
-    if (v && v.state.doc.toString() !== value) v.dispatch({ changes: { from: 0, to: v.state.doc.length, insert: value } });
+    if (v && v.state.doc.toString() !== value)
+      v.dispatch({ changes: { from: 0, to: v.state.doc.length, insert: value } });
   }, [value]);
   return <div className="code-editor" ref={host} />;
 }

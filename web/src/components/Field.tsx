@@ -2,7 +2,17 @@
 import { useId, type ReactElement, cloneElement } from 'react';
 
 /** Wraps one input/select/textarea: gives it an id, the label, aria-invalid and the error text below it. */
-export function Field({ label, error, hint, children }: { label: string; error?: string | undefined; hint?: string; children: ReactElement<Record<string, unknown>> }) {
+export function Field({
+  label,
+  error,
+  hint,
+  children,
+}: {
+  label: string;
+  error?: string | undefined;
+  hint?: string;
+  children: ReactElement<Record<string, unknown>>;
+}) {
   const id = useId();
   const errId = `${id}-err`;
   const hintId = `${id}-hint`;
@@ -11,8 +21,16 @@ export function Field({ label, error, hint, children }: { label: string; error?:
     <div className={`field${error ? ' field-invalid' : ''}`}>
       <label htmlFor={id}>{label}</label>
       {cloneElement(children, { id, 'aria-invalid': error ? true : undefined, 'aria-describedby': describedBy })}
-      {hint && <small id={hintId} className="hint">{hint}</small>}
-      {error && <small id={errId} className="field-error" role="alert">{error}</small>}
+      {hint && (
+        <small id={hintId} className="hint">
+          {hint}
+        </small>
+      )}
+      {error && (
+        <small id={errId} className="field-error" role="alert">
+          {error}
+        </small>
+      )}
     </div>
   );
 }

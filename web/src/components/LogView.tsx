@@ -6,7 +6,13 @@ import { useEffect, useState } from 'react';
 import { NotSupportedError, type DashboardApi } from '../api.js';
 import { useLiveEvents, useLiveMode } from '../live.js';
 
-export interface LogSource { jobId: string; executionId: string; running: boolean; stdoutBlob: string | null; stderrBlob: string | null }
+export interface LogSource {
+  jobId: string;
+  executionId: string;
+  running: boolean;
+  stdoutBlob: string | null;
+  stderrBlob: string | null;
+}
 
 /** Shows both streams of `src`; `label` names the region. */
 export function LogView({ api, src, label }: { api: DashboardApi; src: LogSource; label: string }) {
@@ -24,17 +30,32 @@ export function LogView({ api, src, label }: { api: DashboardApi; src: LogSource
     let stop = false;
     const pull = async () => {
       try {
-        const [stdout, stderr] = await Promise.all([api.executionLog(src.jobId, src.executionId, 'stdout'), api.executionLog(src.jobId, src.executionId, 'stderr')]);
-        if (!stop) setOut((o) => ({ stdout: stdout.length >= o.stdout.length ? stdout : o.stdout, stderr: stderr.length >= o.stderr.length ? stderr : o.stderr }));
+        const [stdout, stderr] = await Promise.all([
+          api.executionLog(src.jobId, src.executionId, 'stdout'),
+          api.executionLog(src.jobId, src.executionId, 'stderr'),
+        ]);
+        if (!stop)
+          setOut((o) => ({
+            stdout: stdout.length >= o.stdout.length ? stdout : o.stdout,
+            stderr: stderr.length >= o.stderr.length ? stderr : o.stderr,
+          }));
         return true;
       } catch (e) {
-        if (e instanceof NotSupportedError) { setNote('Live output is not available on this coordinator; the logs appear when the execution reports.'); return false; }
+        if (e instanceof NotSupportedError) {
+          setNote('Live output is not available on this coordinator; the logs appear when the execution reports.');
+          return false;
+        }
         return true;
       }
     };
     let timer: ReturnType<typeof setInterval> | undefined;
-    void pull().then((ok) => { if (ok && mode !== 'live' && !stop) timer = setInterval(() => void pull(), 2000); });
-    return () => { stop = true; if (timer) clearInterval(timer); };
+    void pull().then((ok) => {
+      if (ok && mode !== 'live' && !stop) timer = setInterval(() => void pull(), 2000);
+    });
+    return () => {
+      stop = true;
+      if (timer) clearInterval(timer);
+    };
   }, [api, src.jobId, src.executionId, src.running, mode]);
   // Reported: the stored logs are the truth.
   useEffect(() => {
@@ -42,16 +63,34 @@ export function LogView({ api, src, label }: { api: DashboardApi; src: LogSource
     let stop = false;
     const text = async (b: string | null) => (b ? (await api.blob(b)).text() : '');
     Promise.all([text(src.stdoutBlob), text(src.stderrBlob)])
-      .then(([stdout, stderr]) => { if (!stop) { setOut({ stdout, stderr }); setNote(''); } })
-      .catch((e: Error) => { if (!stop) setNote(`Could not load the logs: ${e.message}`); });
-    return () => { stop = true; };
+      .then(([stdout, stderr]) => {
+        if (!stop) {
+          setOut({ stdout, stderr });
+          setNote('');
+        }
+      })
+      .catch((e: Error) => {
+        if (!stop) setNote(`Could not load the logs: ${e.message}`);
+      });
+    return () => {
+      stop = true;
+    };
   }, [api, src.running, src.stdoutBlob, src.stderrBlob]);
   return (
     <div className="logs" role="region" aria-label={label}>
       {note && <p className="muted">{note}</p>}
       <h4>stdout</h4>
-      <pre className="log" aria-live="polite" data-stream="stdout">{out.stdout || (src.running ? '…' : '(empty)')}</pre>
-      {out.stderr && <><h4>stderr</h4><pre className="log log-err" data-stream="stderr">{out.stderr}</pre></>}
+      <pre className="log" aria-live="polite" data-stream="stdout">
+        {out.stdout || (src.running ? '…' : '(empty)')}
+      </pre>
+      {out.stderr && (
+        <>
+          <h4>stderr</h4>
+          <pre className="log log-err" data-stream="stderr">
+            {out.stderr}
+          </pre>
+        </>
+      )}
     </div>
   );
 }

@@ -20,35 +20,64 @@ export function verdict(t: TaskView): string {
   const valid = t.executions.filter((e) => e.state === 'valid');
   const invalid = t.executions.filter((e) => e.state === 'invalid');
   if (t.state === 'verified') {
-    return `Verified: ${valid.length > 1 ? `${names(valid)} agreed` : valid.length === 1 ? `${names(valid)} ran it (no cross-check)` : 'accepted'}`
-      + `${invalid.length ? `; ${names(invalid)} ${invalid.length > 1 ? 'were' : 'was'} outvoted` : ''}.`;
+    return (
+      `Verified: ${valid.length > 1 ? `${names(valid)} agreed` : valid.length === 1 ? `${names(valid)} ran it (no cross-check)` : 'accepted'}` +
+      `${invalid.length ? `; ${names(invalid)} ${invalid.length > 1 ? 'were' : 'was'} outvoted` : ''}.`
+    );
   }
   if (t.state === 'failed') return `Failed: ${failureText(t.failure)}.`;
   if (t.state === 'cancelled') return 'Cancelled.';
   const reported = t.executions.filter((e) => e.state === 'reported').length;
-  return reported ? `Waiting for agreement: ${reported} result(s) in, ${t.targetReplicas} wanted.` : 'Waiting for results.';
+  return reported
+    ? `Waiting for agreement: ${reported} result(s) in, ${t.targetReplicas} wanted.`
+    : 'Waiting for results.';
 }
 
-function ExecutionRow({ e, jobId, open, onToggle }: { e: ExecutionView; jobId: string; open: boolean; onToggle: () => void }) {
+function ExecutionRow({
+  e,
+  jobId,
+  open,
+  onToggle,
+}: {
+  e: ExecutionView;
+  jobId: string;
+  open: boolean;
+  onToggle: () => void;
+}) {
   const { api } = useSession();
   const running = e.state === 'running' || e.state === 'assigned';
   return (
     <>
       <tr data-execution={e.id}>
         <td>{e.agentName}</td>
-        <td><StateBadge state={e.state} /></td>
+        <td>
+          <StateBadge state={e.state} />
+        </td>
         <td>{e.exitCode ?? '—'}</td>
-        <td title={e.resultHash ?? ''}><code>{short(e.resultHash, 12)}</code></td>
-        <td>{e.usage ? duration(e.usage.wallMs) : e.startedAt ? `${duration(Date.now() - e.startedAt)} so far` : '—'}</td>
+        <td title={e.resultHash ?? ''}>
+          <code>{short(e.resultHash, 12)}</code>
+        </td>
+        <td>
+          {e.usage ? duration(e.usage.wallMs) : e.startedAt ? `${duration(Date.now() - e.startedAt)} so far` : '—'}
+        </td>
         <td>{e.paid === null ? '—' : credits(e.paid)}</td>
         <td>{e.failure ? failureText(e.failure) : ''}</td>
-        <td><button type="button" className="link" aria-expanded={open} onClick={onToggle}>{open ? 'hide logs' : 'logs'}</button></td>
+        <td>
+          <button type="button" className="link" aria-expanded={open} onClick={onToggle}>
+            {open ? 'hide logs' : 'logs'}
+          </button>
+        </td>
       </tr>
       {open && (
-        <tr><td colSpan={8}>
-          <LogView api={api} label={`Logs of ${e.agentName}`}
-            src={{ jobId, executionId: e.id, running, stdoutBlob: e.stdoutBlob, stderrBlob: e.stderrBlob }} />
-        </td></tr>
+        <tr>
+          <td colSpan={8}>
+            <LogView
+              api={api}
+              label={`Logs of ${e.agentName}`}
+              src={{ jobId, executionId: e.id, running, stdoutBlob: e.stdoutBlob, stderrBlob: e.stderrBlob }}
+            />
+          </td>
+        </tr>
       )}
     </>
   );
@@ -57,16 +86,39 @@ function ExecutionRow({ e, jobId, open, onToggle }: { e: ExecutionView; jobId: s
 function TaskCard({ t, job }: { t: TaskView; job: JobView }) {
   const [open, setOpen] = useState<Record<string, boolean>>({});
   const isOpen = (e: ExecutionView) => open[e.id] ?? (e.state === 'running' && job.tasks.length === 1);
-  const params = Object.entries(t.params).map(([k, v]) => `${k}=${String(v)}`).join(' ');
+  const params = Object.entries(t.params)
+    .map(([k, v]) => `${k}=${String(v)}`)
+    .join(' ');
   return (
     <Card title={`Task ${t.index}${params ? ` (${params})` : ''}`} actions={<StateBadge state={t.state} />}>
-      <p className={t.state === 'failed' ? 'bad' : ''} data-verdict={t.index}>{verdict(t)}</p>
+      <p className={t.state === 'failed' ? 'bad' : ''} data-verdict={t.index}>
+        {verdict(t)}
+      </p>
       <TableWrap label={`Executions of task ${t.index}`}>
         <table>
-          <thead><tr><th>provider</th><th>state</th><th>exit</th><th>result hash</th><th>time</th><th>paid</th><th>why</th><th /></tr></thead>
-          <tbody>{t.executions.map((e) => (
-            <ExecutionRow key={e.id} e={e} jobId={job.id} open={isOpen(e)} onToggle={() => setOpen((o) => ({ ...o, [e.id]: !isOpen(e) }))} />
-          ))}</tbody>
+          <thead>
+            <tr>
+              <th>provider</th>
+              <th>state</th>
+              <th>exit</th>
+              <th>result hash</th>
+              <th>time</th>
+              <th>paid</th>
+              <th>why</th>
+              <th />
+            </tr>
+          </thead>
+          <tbody>
+            {t.executions.map((e) => (
+              <ExecutionRow
+                key={e.id}
+                e={e}
+                jobId={job.id}
+                open={isOpen(e)}
+                onToggle={() => setOpen((o) => ({ ...o, [e.id]: !isOpen(e) }))}
+              />
+            ))}
+          </tbody>
         </table>
       </TableWrap>
     </Card>
@@ -78,19 +130,48 @@ function Results({ job }: { job: JobView }) {
   const [error, setError] = useState<string>();
   const results = useLoad(() => api.client.getResults(job.id), [job.state]);
   const verified = results.data?.tasks.filter((t) => t.state === 'verified') ?? [];
-  const save = (sha: string, name: string) => { setError(undefined); saveBlob(api, sha, name).catch((e: Error) => setError(e.message)); };
+  const save = (sha: string, name: string) => {
+    setError(undefined);
+    saveBlob(api, sha, name).catch((e: Error) => setError(e.message));
+  };
   return (
     <Card title="Verified outputs">
       <ErrorNote error={results.error} what="the results" />
-      {verified.length === 0 && <p className="muted">{ended(job) ? 'No task was verified.' : 'Outputs appear here once tasks are verified.'}</p>}
-      <ul className="downloads">{verified.map((t) => (
-        <li key={t.taskIndex}>
-          <span>Task {t.taskIndex}: {t.manifest?.files.length ?? 0} file(s), agreed by {t.agreedBy.map((a) => a.agentName).join(' + ')}</span>
-          {t.outputsBlob && <button type="button" onClick={() => save(t.outputsBlob!, `${job.id}-task-${t.taskIndex}-outputs.tar.gz`)}>Download outputs of task {t.taskIndex}</button>}
-          {t.stdoutBlob && <button type="button" className="secondary" onClick={() => save(t.stdoutBlob!, `${job.id}-task-${t.taskIndex}-stdout.txt`)}>stdout</button>}
-        </li>
-      ))}</ul>
-      {error && <p className="error-note" role="alert">Download failed: {error}</p>}
+      {verified.length === 0 && (
+        <p className="muted">{ended(job) ? 'No task was verified.' : 'Outputs appear here once tasks are verified.'}</p>
+      )}
+      <ul className="downloads">
+        {verified.map((t) => (
+          <li key={t.taskIndex}>
+            <span>
+              Task {t.taskIndex}: {t.manifest?.files.length ?? 0} file(s), agreed by{' '}
+              {t.agreedBy.map((a) => a.agentName).join(' + ')}
+            </span>
+            {t.outputsBlob && (
+              <button
+                type="button"
+                onClick={() => save(t.outputsBlob!, `${job.id}-task-${t.taskIndex}-outputs.tar.gz`)}
+              >
+                Download outputs of task {t.taskIndex}
+              </button>
+            )}
+            {t.stdoutBlob && (
+              <button
+                type="button"
+                className="secondary"
+                onClick={() => save(t.stdoutBlob!, `${job.id}-task-${t.taskIndex}-stdout.txt`)}
+              >
+                stdout
+              </button>
+            )}
+          </li>
+        ))}
+      </ul>
+      {error && (
+        <p className="error-note" role="alert">
+          Download failed: {error}
+        </p>
+      )}
     </Card>
   );
 }
@@ -100,40 +181,91 @@ export function JobDetail({ jobId }: { jobId: string }) {
   const { api } = useSession();
   const tick = useRefreshTick((e) => (e.type === 'job' || e.type === 'execution') && e.data.jobId === jobId);
   const job = useLoad(() => api.client.getJob(jobId), [jobId, tick]);
-  const explain = useLoad(async () => (job.data?.state === 'queued' ? api.client.explain(jobId) : null), [job.data?.state, tick]);
+  const explain = useLoad(
+    async () => (job.data?.state === 'queued' ? api.client.explain(jobId) : null),
+    [job.data?.state, tick],
+  );
   const [cancelError, setCancelError] = useState<string>();
   const v = job.data;
-  if (!v) return <><h1>Job {jobId}</h1><ErrorNote error={job.error} what="this job" />{!job.error && <p className="muted">Loading…</p>}</>;
+  if (!v)
+    return (
+      <>
+        <h1>Job {jobId}</h1>
+        <ErrorNote error={job.error} what="this job" />
+        {!job.error && <p className="muted">Loading…</p>}
+      </>
+    );
   const b = v.billing;
   const cancel = () => api.client.cancelJob(jobId).then(job.reload, (e: Error) => setCancelError(e.message));
   return (
     <>
-      <h1>{v.name ?? 'Job'} <small className="muted" title={v.id}>{v.id}</small> <StateBadge state={v.state} /></h1>
-      {!ended(v) && <p><button type="button" className="danger" onClick={cancel}>Cancel job</button>{cancelError && <span className="error-note" role="alert"> {cancelError}</span>}</p>}
+      <h1>
+        {v.name ?? 'Job'}{' '}
+        <small className="muted" title={v.id}>
+          {v.id}
+        </small>{' '}
+        <StateBadge state={v.state} />
+      </h1>
+      {!ended(v) && (
+        <p>
+          <button type="button" className="danger" onClick={cancel}>
+            Cancel job
+          </button>
+          {cancelError && (
+            <span className="error-note" role="alert">
+              {' '}
+              {cancelError}
+            </span>
+          )}
+        </p>
+      )}
       <div className="grid-2">
         <Card title="Job">
-          <Facts items={[
-            ['image', <code key="i">{v.spec.image}</code>],
-            ['command', <code key="c">{v.spec.command.map((a) => (/[\s'"]/.test(a) || a === '' ? JSON.stringify(a) : a)).join(' ')}</code>],
-            ['resources', `${v.spec.resources.cpus} CPU, ${v.spec.resources.memoryMb} MiB, ${v.spec.resources.timeoutSeconds} s limit`],
-            ['verification', v.spec.verification.mode === 'none' ? 'none (one execution, trusted)' : `${v.spec.verification.mode}: ${v.spec.verification.quorum} of ${v.spec.verification.replicas} must agree`],
-            ['submitted', when(v.createdAt)],
-            ['finished', v.finishedAt ? `${when(v.finishedAt)} (${duration(v.finishedAt - v.createdAt)})` : '—'],
-          ]} />
+          <Facts
+            items={[
+              ['image', <code key="i">{v.spec.image}</code>],
+              [
+                'command',
+                <code key="c">
+                  {v.spec.command.map((a) => (/[\s'"]/.test(a) || a === '' ? JSON.stringify(a) : a)).join(' ')}
+                </code>,
+              ],
+              [
+                'resources',
+                `${v.spec.resources.cpus} CPU, ${v.spec.resources.memoryMb} MiB, ${v.spec.resources.timeoutSeconds} s limit`,
+              ],
+              [
+                'verification',
+                v.spec.verification.mode === 'none'
+                  ? 'none (one execution, trusted)'
+                  : `${v.spec.verification.mode}: ${v.spec.verification.quorum} of ${v.spec.verification.replicas} must agree`,
+              ],
+              ['submitted', when(v.createdAt)],
+              ['finished', v.finishedAt ? `${when(v.finishedAt)} (${duration(v.finishedAt - v.createdAt)})` : '—'],
+            ]}
+          />
         </Card>
         <Card title="Money">
-          <Facts items={[
-            ['held in escrow', credits(b.escrowHeld)],
-            ['paid to providers', credits(b.paid)],
-            ['fees', credits(b.fees)],
-            ['refunded to you', credits(b.refunded)],
-            ['still in escrow', credits(b.inEscrow)],
-            ['settled', b.settled ? 'yes' : 'not yet'],
-          ]} />
+          <Facts
+            items={[
+              ['held in escrow', credits(b.escrowHeld)],
+              ['paid to providers', credits(b.paid)],
+              ['fees', credits(b.fees)],
+              ['refunded to you', credits(b.refunded)],
+              ['still in escrow', credits(b.inEscrow)],
+              ['settled', b.settled ? 'yes' : 'not yet'],
+            ]}
+          />
         </Card>
       </div>
-      {explain.data && <Card title="Why it waits"><p>{explain.data.summary}</p></Card>}
-      {v.tasks.map((t) => <TaskCard key={t.id} t={t} job={v} />)}
+      {explain.data && (
+        <Card title="Why it waits">
+          <p>{explain.data.summary}</p>
+        </Card>
+      )}
+      {v.tasks.map((t) => (
+        <TaskCard key={t.id} t={t} job={v} />
+      ))}
       <Results job={v} />
     </>
   );

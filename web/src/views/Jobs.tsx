@@ -19,21 +19,34 @@ export function Jobs() {
   const views = useRef(new Map<string, JobView>());
   const jobs = useLoad(async () => {
     const list = await api.client.listJobs({ ...(state ? { state } : {}), limit: 100 });
-    await Promise.all(list.slice(0, 30).map(async (j) => {
-      const cached = views.current.get(j.id);
-      if (!cached || !done(cached)) views.current.set(j.id, await api.client.getJob(j.id));
-    }));
+    await Promise.all(
+      list.slice(0, 30).map(async (j) => {
+        const cached = views.current.get(j.id);
+        if (!cached || !done(cached)) views.current.set(j.id, await api.client.getJob(j.id));
+      }),
+    );
     return list;
   }, [state, tick]);
   return (
     <>
       <h1>Jobs</h1>
-      <Card title="Your jobs" actions={<a className="button" href="#/submit">Submit a job</a>}>
+      <Card
+        title="Your jobs"
+        actions={
+          <a className="button" href="#/submit">
+            Submit a job
+          </a>
+        }
+      >
         <div className="filters">
           <Field label="State">
             <select value={state} onChange={(e) => setState(e.target.value as JobState | '')}>
               <option value="">all</option>
-              {JobStateSchema.options.map((s) => <option key={s} value={s}>{s}</option>)}
+              {JobStateSchema.options.map((s) => (
+                <option key={s} value={s}>
+                  {s}
+                </option>
+              ))}
             </select>
           </Field>
         </div>
@@ -42,20 +55,52 @@ export function Jobs() {
         {jobs.data && jobs.data.length > 0 && (
           <TableWrap label="Jobs">
             <table>
-              <thead><tr><th>job</th><th>state</th><th>tasks verified</th><th>replicas</th><th>verification</th><th>cost so far</th><th>submitted</th></tr></thead>
+              <thead>
+                <tr>
+                  <th>job</th>
+                  <th>state</th>
+                  <th>tasks verified</th>
+                  <th>replicas</th>
+                  <th>verification</th>
+                  <th>cost so far</th>
+                  <th>submitted</th>
+                </tr>
+              </thead>
               <tbody>
                 {jobs.data.map((j) => {
                   const v = views.current.get(j.id);
                   const ver = v?.spec.verification;
-                  const running = v?.tasks.flatMap((t) => t.executions).filter((e) => e.state === 'running').length ?? 0;
+                  const running =
+                    v?.tasks.flatMap((t) => t.executions).filter((e) => e.state === 'running').length ?? 0;
                   return (
                     <tr key={j.id} data-job={j.id}>
-                      <td><a href={`#/jobs/${j.id}`} title={j.id}>{j.name ?? short(j.id, 14)}</a><div className="muted small">{j.image}</div></td>
-                      <td><StateBadge state={j.state} /></td>
-                      <td>{j.tasks.verified}/{j.tasks.total}{j.tasks.failed > 0 && <span className="bad"> ({j.tasks.failed} failed)</span>}</td>
+                      <td>
+                        <a href={`#/jobs/${j.id}`} title={j.id}>
+                          {j.name ?? short(j.id, 14)}
+                        </a>
+                        <div className="muted small">{j.image}</div>
+                      </td>
+                      <td>
+                        <StateBadge state={j.state} />
+                      </td>
+                      <td>
+                        {j.tasks.verified}/{j.tasks.total}
+                        {j.tasks.failed > 0 && <span className="bad"> ({j.tasks.failed} failed)</span>}
+                      </td>
                       <td>{ver ? `${ver.replicas}${running ? ` (${running} running)` : ''}` : '—'}</td>
-                      <td>{ver ? (ver.mode === 'none' ? 'none' : `${ver.mode}, ${ver.quorum} of ${ver.replicas} agree`) : '—'}</td>
-                      <td>{v ? credits(v.billing.paid + v.billing.fees) : '—'}{v && !v.billing.settled && <div className="muted small">{credits(v.billing.inEscrow)} in escrow</div>}</td>
+                      <td>
+                        {ver
+                          ? ver.mode === 'none'
+                            ? 'none'
+                            : `${ver.mode}, ${ver.quorum} of ${ver.replicas} agree`
+                          : '—'}
+                      </td>
+                      <td>
+                        {v ? credits(v.billing.paid + v.billing.fees) : '—'}
+                        {v && !v.billing.settled && (
+                          <div className="muted small">{credits(v.billing.inEscrow)} in escrow</div>
+                        )}
+                      </td>
                       <td>{when(j.createdAt)}</td>
                     </tr>
                   );

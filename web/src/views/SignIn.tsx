@@ -5,17 +5,32 @@ import { DashboardApi } from '../api.js';
 import { Field } from '../components/Field.js';
 
 /** The sign-in form; `onSignedIn` gets the key and its account once the coordinator accepted it. */
-export function SignIn({ baseUrl, onSignedIn, initialError }: { baseUrl: string; onSignedIn: (key: string, me: WhoAmI) => void; initialError?: string | undefined }) {
+export function SignIn({
+  baseUrl,
+  onSignedIn,
+  initialError,
+}: {
+  baseUrl: string;
+  onSignedIn: (key: string, me: WhoAmI) => void;
+  initialError?: string | undefined;
+}) {
   const [key, setKey] = useState('');
   const [error, setError] = useState<string | undefined>(initialError);
   const [busy, setBusy] = useState(false);
   const submit = async (e: FormEvent) => {
     e.preventDefault();
-    if (!key.trim()) { setError('Enter an API key (deqo account keys, or the key `deqo demo` printed).'); return; }
+    if (!key.trim()) {
+      setError('Enter an API key (deqo account keys, or the key `deqo demo` printed).');
+      return;
+    }
     setBusy(true);
-    try { onSignedIn(key.trim(), await new DashboardApi(baseUrl, key.trim()).client.whoami()); } catch (err) {
+    try {
+      onSignedIn(key.trim(), await new DashboardApi(baseUrl, key.trim()).client.whoami());
+    } catch (err) {
       setError((err as Error).message);
-    } finally { setBusy(false); }
+    } finally {
+      setBusy(false);
+    }
   };
   return (
     <main className="page signin">
@@ -25,7 +40,9 @@ export function SignIn({ baseUrl, onSignedIn, initialError }: { baseUrl: string;
         <Field label="API key" error={error}>
           <input type="password" autoComplete="off" value={key} onChange={(e) => setKey(e.target.value)} autoFocus />
         </Field>
-        <button type="submit" disabled={busy}>{busy ? 'Signing in…' : 'Sign in'}</button>
+        <button type="submit" disabled={busy}>
+          {busy ? 'Signing in…' : 'Sign in'}
+        </button>
       </form>
     </main>
   );

@@ -13,15 +13,37 @@ import { splitCommand } from '../command.js';
 import { fieldErrorsOf, fieldErrorsOfZod, type FieldErrors } from '../field-errors.js';
 import { credits } from '../format.js';
 
-const FIELDS = ['name', 'image', 'command', 'resources.cpus', 'resources.memoryMb', 'resources.timeoutSeconds', 'inputs',
-  'verification.mode', 'verification.replicas', 'verification.quorum', 'maxPrice.cpuHour', 'maxPrice.memoryGiBHour', 'maxPrice.startFee'] as const;
+const FIELDS = [
+  'name',
+  'image',
+  'command',
+  'resources.cpus',
+  'resources.memoryMb',
+  'resources.timeoutSeconds',
+  'inputs',
+  'verification.mode',
+  'verification.replicas',
+  'verification.quorum',
+  'maxPrice.cpuHour',
+  'maxPrice.memoryGiBHour',
+  'maxPrice.startFee',
+] as const;
 
 type Form = Record<(typeof FIELDS)[number], string>;
 const INITIAL: Form = {
-  name: '', image: 'deqo/busybox:test', command: 'sh -c "echo hello > /outputs/hello.txt; echo done"',
-  'resources.cpus': '1', 'resources.memoryMb': '256', 'resources.timeoutSeconds': '120', inputs: '',
-  'verification.mode': 'replicate', 'verification.replicas': '2', 'verification.quorum': '2',
-  'maxPrice.cpuHour': '0.1', 'maxPrice.memoryGiBHour': '0.01', 'maxPrice.startFee': '0.002',
+  name: '',
+  image: 'deqo/busybox:test',
+  command: 'sh -c "echo hello > /outputs/hello.txt; echo done"',
+  'resources.cpus': '1',
+  'resources.memoryMb': '256',
+  'resources.timeoutSeconds': '120',
+  inputs: '',
+  'verification.mode': 'replicate',
+  'verification.replicas': '2',
+  'verification.quorum': '2',
+  'maxPrice.cpuHour': '0.1',
+  'maxPrice.memoryGiBHour': '0.01',
+  'maxPrice.startFee': '0.002',
 };
 
 const num = (s: string) => (s.trim() === '' ? undefined : Number(s));
@@ -29,35 +51,71 @@ const num = (s: string) => (s.trim() === '' ? undefined : Number(s));
 /** Turns the form into a job spec (inputs added at submit, after upload); throws field errors it can name. */
 export function specOf(f: Form): JobSpecInput {
   let command: string[];
-  try { command = splitCommand(f.command); } catch (e) { throw new ApiError(400, 'validation_failed', (e as Error).message, [{ path: 'command', message: (e as Error).message }]); }
+  try {
+    command = splitCommand(f.command);
+  } catch (e) {
+    throw new ApiError(400, 'validation_failed', (e as Error).message, [
+      { path: 'command', message: (e as Error).message },
+    ]);
+  }
   const mode = f['verification.mode'] as 'none' | 'replicate' | 'adaptive';
   return {
     ...(f.name.trim() ? { name: f.name.trim() } : {}),
-    image: f.image.trim(), command,
-    resources: { cpus: num(f['resources.cpus']), memoryMb: num(f['resources.memoryMb']), timeoutSeconds: num(f['resources.timeoutSeconds']) },
-    verification: mode === 'none' ? { mode, replicas: 1, quorum: 1 } : { mode, replicas: num(f['verification.replicas']), quorum: num(f['verification.quorum']) },
-    maxPrice: { cpuHour: num(f['maxPrice.cpuHour']), memoryGiBHour: num(f['maxPrice.memoryGiBHour']), startFee: num(f['maxPrice.startFee']) },
+    image: f.image.trim(),
+    command,
+    resources: {
+      cpus: num(f['resources.cpus']),
+      memoryMb: num(f['resources.memoryMb']),
+      timeoutSeconds: num(f['resources.timeoutSeconds']),
+    },
+    verification:
+      mode === 'none'
+        ? { mode, replicas: 1, quorum: 1 }
+        : { mode, replicas: num(f['verification.replicas']), quorum: num(f['verification.quorum']) },
+    maxPrice: {
+      cpuHour: num(f['maxPrice.cpuHour']),
+      memoryGiBHour: num(f['maxPrice.memoryGiBHour']),
+      startFee: num(f['maxPrice.startFee']),
+    },
   } as JobSpecInput;
 }
 
 function QuoteCard({ quote }: { quote: Quote }) {
   return (
     <Card title="Quote">
-      <Facts items={[
-        ['held in escrow at submission', credits(quote.escrow)],
-        ['your balance', credits(quote.balance)],
-        ['budget', quote.affordable ? 'covered' : `short by ${credits(quote.shortfall)}`],
-        ['providers that match now', String(quote.matchingProviders)],
-      ]} />
+      <Facts
+        items={[
+          ['held in escrow at submission', credits(quote.escrow)],
+          ['your balance', credits(quote.balance)],
+          ['budget', quote.affordable ? 'covered' : `short by ${credits(quote.shortfall)}`],
+          ['providers that match now', String(quote.matchingProviders)],
+        ]}
+      />
       <TableWrap label="Cost per verification mode">
         <table>
-          <thead><tr><th>mode</th><th>executions per task</th><th>expected cost</th><th>most it can cost</th></tr></thead>
-          <tbody>{quote.modes.map((m) => (
-            <tr key={m.mode} className={m.mode === quote.mode ? 'selected' : ''}><td>{m.mode}</td><td>{m.executionsPerTask}</td><td>{credits(m.expectedCost)}</td><td>{credits(m.maxCost)}</td></tr>
-          ))}</tbody>
+          <thead>
+            <tr>
+              <th>mode</th>
+              <th>executions per task</th>
+              <th>expected cost</th>
+              <th>most it can cost</th>
+            </tr>
+          </thead>
+          <tbody>
+            {quote.modes.map((m) => (
+              <tr key={m.mode} className={m.mode === quote.mode ? 'selected' : ''}>
+                <td>{m.mode}</td>
+                <td>{m.executionsPerTask}</td>
+                <td>{credits(m.expectedCost)}</td>
+                <td>{credits(m.maxCost)}</td>
+              </tr>
+            ))}
+          </tbody>
         </table>
       </TableWrap>
-      {quote.matchingProviders === 0 && <p className="warn">No provider matches right now: the job would wait in the queue.</p>}
+      {quote.matchingProviders === 0 && (
+        <p className="warn">No provider matches right now: the job would wait in the queue.</p>
+      )}
     </Card>
   );
 }
@@ -76,7 +134,9 @@ export function Submit() {
       const spec = specOf(form);
       const r = JobSpecSchema.safeParse(spec);
       return r.success ? { spec, errors: {} } : { spec: null, errors: fieldErrorsOfZod(r.error, FIELDS) };
-    } catch (e) { return { spec: null, errors: fieldErrorsOf(e, FIELDS) }; }
+    } catch (e) {
+      return { spec: null, errors: fieldErrorsOf(e, FIELDS) };
+    }
   }, [form]);
   // Quote as you type (debounced), when the spec is valid.
   useEffect(() => {
@@ -84,7 +144,9 @@ export function Submit() {
     setQuote(null);
     if (!built.spec) return;
     const spec = built.spec;
-    const t = setTimeout(() => { api.client.quote(spec).then(setQuote, (e) => setErrors(fieldErrorsOf(e, FIELDS))); }, 300);
+    const t = setTimeout(() => {
+      api.client.quote(spec).then(setQuote, (e) => setErrors(fieldErrorsOf(e, FIELDS)));
+    }, 300);
     return () => clearTimeout(t);
   }, [built, api]);
   const submit = async (e: FormEvent) => {
@@ -100,7 +162,9 @@ export function Submit() {
       const fe = fieldErrorsOf(err, FIELDS);
       if (err instanceof ApiError && err.code === 'insufficient_funds') fe[''] = `Not enough credits: ${err.message}`;
       setErrors(fe);
-    } finally { setBusy(false); }
+    } finally {
+      setBusy(false);
+    }
   };
   const noneMode = form['verification.mode'] === 'none';
   return (
@@ -109,9 +173,17 @@ export function Submit() {
       <form className="grid-2" onSubmit={submit} noValidate aria-label="Submit a container job">
         <div>
           <Card title="Container">
-            <Field label="Name (optional)" error={errors.name}><input value={form.name} onChange={set('name')} /></Field>
-            <Field label="Image" error={errors.image} hint="A Docker image reference, e.g. python:3.12"><input value={form.image} onChange={set('image')} /></Field>
-            <Field label="Command" error={errors.command} hint="Split like a shell (quotes work, no expansion). Write outputs to /outputs.">
+            <Field label="Name (optional)" error={errors.name}>
+              <input value={form.name} onChange={set('name')} />
+            </Field>
+            <Field label="Image" error={errors.image} hint="A Docker image reference, e.g. python:3.12">
+              <input value={form.image} onChange={set('image')} />
+            </Field>
+            <Field
+              label="Command"
+              error={errors.command}
+              hint="Split like a shell (quotes work, no expansion). Write outputs to /outputs."
+            >
               <input value={form.command} onChange={set('command')} />
             </Field>
             <Field label="Input files" error={errors.inputs} hint="Each appears read-only under /inputs/<file name>.">
@@ -120,36 +192,109 @@ export function Submit() {
           </Card>
           <Card title="Resources">
             <div className="row">
-              <Field label="CPU cores" error={errors['resources.cpus']}><input type="number" step="0.5" min="0.1" value={form['resources.cpus']} onChange={set('resources.cpus')} /></Field>
-              <Field label="Memory (MiB)" error={errors['resources.memoryMb']}><input type="number" min="16" value={form['resources.memoryMb']} onChange={set('resources.memoryMb')} /></Field>
-              <Field label="Time limit (s)" error={errors['resources.timeoutSeconds']}><input type="number" min="1" value={form['resources.timeoutSeconds']} onChange={set('resources.timeoutSeconds')} /></Field>
+              <Field label="CPU cores" error={errors['resources.cpus']}>
+                <input
+                  type="number"
+                  step="0.5"
+                  min="0.1"
+                  value={form['resources.cpus']}
+                  onChange={set('resources.cpus')}
+                />
+              </Field>
+              <Field label="Memory (MiB)" error={errors['resources.memoryMb']}>
+                <input type="number" min="16" value={form['resources.memoryMb']} onChange={set('resources.memoryMb')} />
+              </Field>
+              <Field label="Time limit (s)" error={errors['resources.timeoutSeconds']}>
+                <input
+                  type="number"
+                  min="1"
+                  value={form['resources.timeoutSeconds']}
+                  onChange={set('resources.timeoutSeconds')}
+                />
+              </Field>
             </div>
           </Card>
         </div>
         <div>
           <Card title="Verification">
-            <Field label="Mode" error={errors['verification.mode']} hint="replicate: run on several providers and accept when enough agree; adaptive: trusted providers may run alone.">
+            <Field
+              label="Mode"
+              error={errors['verification.mode']}
+              hint="replicate: run on several providers and accept when enough agree; adaptive: trusted providers may run alone."
+            >
               <select value={form['verification.mode']} onChange={set('verification.mode')}>
-                <option value="replicate">replicate</option><option value="adaptive">adaptive</option><option value="none">none (trust one run)</option>
+                <option value="replicate">replicate</option>
+                <option value="adaptive">adaptive</option>
+                <option value="none">none (trust one run)</option>
               </select>
             </Field>
             {!noneMode && (
               <div className="row">
-                <Field label="Replicas" error={errors['verification.replicas']}><input type="number" min="1" max="16" value={form['verification.replicas']} onChange={set('verification.replicas')} /></Field>
-                <Field label="Quorum" error={errors['verification.quorum']}><input type="number" min="1" max="16" value={form['verification.quorum']} onChange={set('verification.quorum')} /></Field>
+                <Field label="Replicas" error={errors['verification.replicas']}>
+                  <input
+                    type="number"
+                    min="1"
+                    max="16"
+                    value={form['verification.replicas']}
+                    onChange={set('verification.replicas')}
+                  />
+                </Field>
+                <Field label="Quorum" error={errors['verification.quorum']}>
+                  <input
+                    type="number"
+                    min="1"
+                    max="16"
+                    value={form['verification.quorum']}
+                    onChange={set('verification.quorum')}
+                  />
+                </Field>
               </div>
             )}
           </Card>
           <Card title="Maximum prices (credits)">
             <div className="row">
-              <Field label="per CPU-hour" error={errors['maxPrice.cpuHour']}><input type="number" step="0.01" min="0" value={form['maxPrice.cpuHour']} onChange={set('maxPrice.cpuHour')} /></Field>
-              <Field label="per GiB-hour" error={errors['maxPrice.memoryGiBHour']}><input type="number" step="0.001" min="0" value={form['maxPrice.memoryGiBHour']} onChange={set('maxPrice.memoryGiBHour')} /></Field>
-              <Field label="start fee" error={errors['maxPrice.startFee']}><input type="number" step="0.001" min="0" value={form['maxPrice.startFee']} onChange={set('maxPrice.startFee')} /></Field>
+              <Field label="per CPU-hour" error={errors['maxPrice.cpuHour']}>
+                <input
+                  type="number"
+                  step="0.01"
+                  min="0"
+                  value={form['maxPrice.cpuHour']}
+                  onChange={set('maxPrice.cpuHour')}
+                />
+              </Field>
+              <Field label="per GiB-hour" error={errors['maxPrice.memoryGiBHour']}>
+                <input
+                  type="number"
+                  step="0.001"
+                  min="0"
+                  value={form['maxPrice.memoryGiBHour']}
+                  onChange={set('maxPrice.memoryGiBHour')}
+                />
+              </Field>
+              <Field label="start fee" error={errors['maxPrice.startFee']}>
+                <input
+                  type="number"
+                  step="0.001"
+                  min="0"
+                  value={form['maxPrice.startFee']}
+                  onChange={set('maxPrice.startFee')}
+                />
+              </Field>
             </div>
           </Card>
-          {quote ? <QuoteCard quote={quote} /> : <p className="muted">{built.spec ? 'Quoting…' : 'Fix the fields marked above to see a quote.'}</p>}
-          {errors[''] && <p className="error-note" role="alert">{errors['']}</p>}
-          <button type="submit" disabled={busy || !quote || !quote.affordable}>{busy ? 'Submitting…' : quote && !quote.affordable ? 'Not enough credits' : 'Submit job'}</button>
+          {quote ? (
+            <QuoteCard quote={quote} />
+          ) : (
+            <p className="muted">{built.spec ? 'Quoting…' : 'Fix the fields marked above to see a quote.'}</p>
+          )}
+          {errors[''] && (
+            <p className="error-note" role="alert">
+              {errors['']}
+            </p>
+          )}
+          <button type="submit" disabled={busy || !quote || !quote.affordable}>
+            {busy ? 'Submitting…' : quote && !quote.affordable ? 'Not enough credits' : 'Submit job'}
+          </button>
         </div>
       </form>
     </>
