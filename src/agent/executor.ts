@@ -3,7 +3,8 @@
  * tests of the scheduler alone may use a fake. Implementations never throw for a job's own failure
  * (bad image, OOM, timeout, non-zero exit): they return it classified.
  */
-import type { FailureReason, Limits, Resources, Usage } from '../protocol/index.js';
+import type { FailureReason } from '../core/index.js';
+import type { Limits, Resources, Usage } from '../protocol/index.js';
 
 export interface ExecutionRequest {
   executionId: string;

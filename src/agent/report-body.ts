@@ -6,8 +6,8 @@
 import { access, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { uploadFile, type DeqoClient } from '../client/index.js';
-import { resultHashOf } from '../core/index.js';
-import type { FailureReason, ReportRequest, Usage } from '../protocol/index.js';
+import { resultHashOf, type FailureReason } from '../core/index.js';
+import type { ReportRequest, Usage } from '../protocol/index.js';
 import type { ExecutionOutcome } from './executor.js';
 import { buildManifest, corruptOutputs, tarOutputs } from './results.js';
 

@@ -23,7 +23,8 @@ import {
   type Assignment,
   type ReportRequest,
 } from '../protocol/index.js';
-import type { ExecutionOutcome } from './executor.js';
+import type { ExecutionOutcome, ExecutorFailureReason } from './executor.js';
+import { isFailureReason } from '../core/index.js';
 
 /** Where an execution is: fetching inputs, its container exists, or it ended (report pending). */
 export type Phase = 'preparing' | 'running' | 'finished';
@@ -54,16 +55,8 @@ const OutcomeSchema: z.ZodType<ExecutionOutcome> = z.discriminatedUnion('kind', 
   }),
   z.object({
     kind: z.literal('failed'),
-    reason: z.enum([
-      'out_of_memory',
-      'timeout',
-      'image_not_found',
-      'output_too_large',
-      'agent_error',
-      'agent_restarted',
-      'cancelled',
-      'requirements_unavailable',
-    ]),
+    // Written by this agent from an ExecutorFailureReason; read back as any reason the catalogue knows.
+    reason: z.custom<ExecutorFailureReason>((v) => typeof v === 'string' && isFailureReason(v)),
     message: z.string(),
     usage: UsageSchema,
     stdoutTruncated: z.boolean(),

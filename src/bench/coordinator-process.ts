@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import pino from 'pino';
 import { DeqoClient } from '../client/index.js';
 import { DEQO_BIN } from '../cli/index.js';
-import { createAccountWithKey, DEFAULT_COORDINATOR_CONFIG, startCoordinator } from '../coordinator/index.js';
+import { DEFAULT_COORDINATOR_CONFIG, startCoordinator } from '../coordinator/index.js';
 
 /** A coordinator the benchmark talks to over HTTP. `pid` is null when it runs in this process. */
 export interface BenchCoordinator {
@@ -113,7 +113,7 @@ function stopChild(child: ChildProcess): Promise<void> {
 /** Starts a SQLite coordinator in this process (no child, no build needed: unit tests). Logs warnings only. */
 export async function startInProcessCoordinator(dataDir: string): Promise<BenchCoordinator> {
   const coord = await startCoordinator({ ...DEFAULT_COORDINATOR_CONFIG, dataDir, port: 0 }, pino({ level: 'warn' }));
-  const { apiKey } = await createAccountWithKey(coord.store, 'admin', ['admin'], 'admin', Date.now());
+  const { apiKey } = await coord.engine.accounts.createAccount('admin', ['admin']);
   return { url: coord.url, pid: null, adminKey: apiKey, stop: () => coord.close() };
 }
 

@@ -1,5 +1,6 @@
 /** Output helpers: tables, sizes, durations, JSON. Human output to stdout; progress and notes to stderr. */
-import type { ExecutionView, TaskView } from '../protocol/index.js';
+import { chargeText, failureText } from '../core/index.js';
+import type { ExecutionView, Failure, JobSpec, TaskView } from '../protocol/index.js';
 
 /** Prints `value` as indented JSON on stdout. */
 export function printJson(value: unknown): void {
@@ -43,6 +44,15 @@ export function formatParams(t: Pick<TaskView, 'index' | 'params'>): string {
   return entries.length === 0 ? `#${t.index}` : entries.map(([k, v]) => `${k}=${v}`).join(', ');
 }
 
+/**
+ * A task's failure for the terminal: its reason, who caused it and whether it is charged, the catalogue's words with
+ * the detail, and the `deqo submit` flag to change (left out when the job already has it, e.g. `--network`).
+ */
+export function formatFailure(f: Failure, spec?: Pick<JobSpec, 'network'>): string {
+  const tried = f.reason === 'requirements_unavailable' && spec?.network === true;
+  return `${f.reason} (${chargeText(f)}): ${failureText(f, 'flag', tried)}`;
+}
+
 /** One execution as `agent:state` with its failure reason, e.g. `provider-2:failed(out_of_memory)`. */
 export function formatExecution(e: ExecutionView): string {
   return `${e.agentName}:${e.state}${e.failure && e.state !== 'cancelled' ? `(${e.failure.reason})` : ''}`;
@@ -64,7 +74,7 @@ export function taskLine(t: TaskView): string {
     case 'verified':
       return `${head}: verified by ${agreed.join(' + ')}${outvoted.length ? `; outvoted: ${outvoted.join(', ')}` : ''}`;
     case 'failed':
-      return `${head}: failed: ${t.failure?.reason ?? '?'} (${t.failure?.blame ?? '?'}): ${t.failure?.message ?? ''}`;
+      return `${head}: failed: ${t.failure ? formatFailure(t.failure) : '?'}`;
     case 'cancelled':
       return `${head}: cancelled`;
   }

@@ -11,7 +11,6 @@ import pino from 'pino';
 import { z } from 'zod';
 import { DeqoClient } from '../client/index.js';
 import {
-  createAccountWithKey,
   DEFAULT_COORDINATOR_CONFIG,
   DEFAULT_ENGINE_CONFIG,
   startCoordinator,
@@ -73,10 +72,9 @@ async function ensureAccounts(
   } catch {
     keys = null;
   }
-  const now = Date.now();
   if (!keys) {
-    const adminKey = (await createAccountWithKey(coord.store, 'admin', ['admin'], 'admin', now)).apiKey;
-    const buyerKey = (await createAccountWithKey(coord.store, 'demo-buyer', ['buyer'], 'buyer', now)).apiKey;
+    const adminKey = (await coord.engine.accounts.createAccount('admin', ['admin'])).apiKey;
+    const buyerKey = (await coord.engine.accounts.createAccount('demo-buyer', ['buyer'])).apiKey;
     await new DeqoClient(coord.url, adminKey).adminGrant(
       'demo-buyer',
       DEMO_BUYER_CREDITS,
@@ -85,9 +83,7 @@ async function ensureAccounts(
     keys = { adminKey, buyerKey, providerKeys: [] };
   }
   for (let i = keys.providerKeys.length; i < agents; i++) {
-    keys.providerKeys.push(
-      (await createAccountWithKey(coord.store, `provider-${i + 1}`, ['provider'], 'provider', now)).apiKey,
-    );
+    keys.providerKeys.push((await coord.engine.accounts.createAccount(`provider-${i + 1}`, ['provider'])).apiKey);
   }
   await writeFile(file, JSON.stringify(keys, null, 2), { mode: 0o600 });
   return keys;

@@ -1,43 +1,8 @@
-/** API keys: generation, hashing, and the request hook that resolves the caller. */
-import { createHash, createPublicKey, randomBytes, verify } from 'node:crypto';
+/** The request's caller: its API key resolved to a principal, scope checks, and an agent's proof of identity. */
+import { createPublicKey, verify } from 'node:crypto';
 import { DeqoError } from '../core/index.js';
+import { hashApiKey } from '../engine/index.js';
 import type { Principal, Role, Store } from '../store/index.js';
-
-/** A new API key: `deqo_` + 256 random bits, base64url. Shown once; only its hash is stored. */
-export function generateApiKey(): string {
-  return `deqo_${randomBytes(32).toString('base64url')}`;
-}
-
-/** SHA-256 (hex) of an API key, the form stored and looked up. */
-export function hashApiKey(key: string): string {
-  return createHash('sha256').update(key).digest('hex');
-}
-
-/** Adds a key of `scope` to an account; returns its id and the key itself (shown once, never stored). */
-export async function createKeyFor(
-  store: Store,
-  accountId: string,
-  scope: Role,
-  now: number,
-  label: string | null = null,
-): Promise<{ keyId: string; apiKey: string }> {
-  const apiKey = generateApiKey();
-  const keyId = await store.accounts.addApiKey(accountId, hashApiKey(apiKey), scope, now, label);
-  return { keyId, apiKey };
-}
-
-/** Creates an account with one key of the given scope; returns the account id and the key (shown once). */
-export async function createAccountWithKey(
-  store: Store,
-  name: string,
-  roles: Role[],
-  scope: Role,
-  now: number,
-): Promise<{ accountId: string; apiKey: string }> {
-  const accountId = await store.accounts.createAccount(name, roles, now);
-  const { apiKey } = await createKeyFor(store, accountId, scope, now);
-  return { accountId, apiKey };
-}
 
 /** Resolves the bearer key of a request. Throws DeqoError unauthorized when missing or unknown. */
 export async function authenticate(store: Store, authorization: string | undefined): Promise<Principal> {

@@ -8,6 +8,5 @@ export {
   type CoordinatorConfig,
   type RunningCoordinator,
 } from './start.js';
-export { createAccountWithKey, generateApiKey, hashApiKey } from './auth.js';
 export { BlobStore } from './blobs.js';
 export { createMetrics, COUNTS_CACHE_MS, OFFLINE_AFTER_TTLS, type CoordinatorMetrics } from './metrics.js';

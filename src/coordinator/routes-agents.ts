@@ -69,9 +69,8 @@ export function agentRoutes({ store, engine, hub, liveLogs }: RouteDeps): Fastif
       if (!lease || lease.agentId !== agentId) throw errors.notFound('execution', executionId);
       if (lease.state !== 'running' || lease.fencingToken !== body.fencingToken) throw errors.staleLease(executionId);
       const fresh = liveLogs.append(executionId, body.stream, body.offset, body.data);
-      const buyerId = fresh === null ? null : await store.executions.buyerOf(executionId);
-      if (fresh !== null && buyerId !== null)
-        hub.publishLog(buyerId, { jobId: lease.jobId, executionId, stream: body.stream, data: fresh });
+      if (fresh !== null)
+        hub.publishLog(lease.buyerId, { jobId: lease.jobId, executionId, stream: body.stream, data: fresh });
       return { ok: true };
     });
   };

@@ -5,7 +5,7 @@ import { type BlobInfo, Sha256Schema } from '../protocol/index.js';
 import { DeqoError, errors } from '../core/index.js';
 import { parseOr400, type ServerDeps } from './http.js';
 
-export function blobRoutes({ store, blobs }: ServerDeps): FastifyPluginAsync {
+export function blobRoutes({ store, engine, blobs }: ServerDeps): FastifyPluginAsync {
   return async (app) => {
     // Leave the body as a stream: the route consumes it.
     app.addContentTypeParser('application/octet-stream', (_req, _payload, done) => done(null));
@@ -21,8 +21,7 @@ export function blobRoutes({ store, blobs }: ServerDeps): FastifyPluginAsync {
           ? parseOr400(Sha256Schema, expected, 'header x-deqo-sha256', 'x-deqo-sha256')
           : undefined;
       const info = await blobs.put(req.raw as Readable, sha);
-      await store.accounts.recordBlob(info.sha256, info.size, Date.now());
-      await store.accounts.grantBlobAccess([info.sha256], req.principal.accountId);
+      await engine.accounts.blobUploaded(req.principal.accountId, info.sha256, info.size);
       reply.status(201);
       return info;
     });

@@ -1,8 +1,7 @@
 /** Buyer routes: submit, list, view, results, cancel, logs. */
 import type { FastifyPluginAsync } from 'fastify';
-import { errors } from '../core/index.js';
-import { explainJob, quoteJob } from '../engine/index.js';
-import { fromMicro } from '../core/index.js';
+import { errors, fromMicro } from '../core/index.js';
+import { explainJob, jobResults, quoteJob } from '../engine/index.js';
 import {
   ExecutionLogQuerySchema,
   JobSpecSchema,
@@ -21,14 +20,6 @@ export function jobRoutes({ store, engine, liveLogs }: RouteDeps): FastifyPlugin
     app.post('/v1/jobs', async (req, reply): Promise<SubmitJobResponse> => {
       requireScope(req.principal, 'buyer');
       const spec = parseOr400(JobSpecSchema, req.body, 'job spec');
-      for (const input of spec.inputs) {
-        if (
-          (await store.accounts.blobSize(input.blob)) === null ||
-          !(await store.accounts.canReadBlob(input.blob, req.principal.accountId))
-        ) {
-          throw errors.notFound('input blob', `${input.blob} (inputs: ${input.path}); upload it first`);
-        }
-      }
       const r = await engine.submitJob(req.principal.accountId, spec);
       reply.status(201);
       return { jobId: r.jobId, tasks: r.tasks, escrow: fromMicro(r.escrow) };
@@ -42,7 +33,7 @@ export function jobRoutes({ store, engine, liveLogs }: RouteDeps): FastifyPlugin
     app.get('/v1/jobs/:id/explain', async (req): Promise<Explain> => {
       requireScope(req.principal, 'buyer');
       const id = idParam(req);
-      const h = await store.jobs.jobHeader(id);
+      const h = await store.jobs.header(id);
       if (!h || h.buyerId !== req.principal.accountId) throw errors.notFound('job', id);
       const e = await explainJob(engine, id);
       if (!e) throw errors.notFound('job', id);
@@ -52,13 +43,13 @@ export function jobRoutes({ store, engine, liveLogs }: RouteDeps): FastifyPlugin
     app.get('/v1/jobs', async (req) => {
       requireScope(req.principal, 'buyer');
       const q = parseOr400(ListJobsQuerySchema, req.query, 'query');
-      return { jobs: await store.jobs.listJobs(req.principal.accountId, q) };
+      return { jobs: await store.views.listJobs(req.principal.accountId, q) };
     });
 
     app.get('/v1/jobs/:id', async (req): Promise<JobView> => {
       requireScope(req.principal, 'buyer');
       const id = idParam(req);
-      const view = await store.jobs.jobView(id, req.principal.accountId);
+      const view = await store.views.jobView(id, req.principal.accountId);
       if (!view) throw errors.notFound('job', id);
       return view;
     });
@@ -66,9 +57,9 @@ export function jobRoutes({ store, engine, liveLogs }: RouteDeps): FastifyPlugin
     app.get('/v1/jobs/:id/results', async (req): Promise<JobResults> => {
       requireScope(req.principal, 'buyer');
       const id = idParam(req);
-      const r = await store.jobs.jobResults(id, req.principal.accountId);
+      const r = await jobResults(store, id, req.principal.accountId);
       if (!r) throw errors.notFound('job', id);
-      return { jobId: id, ...r };
+      return r;
     });
 
     // The live output kept while an execution runs (text; the verified logs are the result's blobs).
@@ -77,7 +68,7 @@ export function jobRoutes({ store, engine, liveLogs }: RouteDeps): FastifyPlugin
       const id = idParam(req);
       const executionId = idParam(req, 'executionId');
       const q = parseOr400(ExecutionLogQuerySchema, req.query, 'query');
-      const h = await store.jobs.jobHeader(id);
+      const h = await store.jobs.header(id);
       if (!h || h.buyerId !== req.principal.accountId) throw errors.notFound('job', id);
       const lease = await store.executions.leaseOf(executionId);
       if (!lease || lease.jobId !== id) throw errors.notFound('execution', executionId);
@@ -87,7 +78,7 @@ export function jobRoutes({ store, engine, liveLogs }: RouteDeps): FastifyPlugin
     app.post('/v1/jobs/:id/cancel', async (req) => {
       requireScope(req.principal, 'buyer');
       const id = idParam(req);
-      const h = await store.jobs.jobHeader(id);
+      const h = await store.jobs.header(id);
       if (!h || h.buyerId !== req.principal.accountId) throw errors.notFound('job', id);
       const cancelled = await engine.cancelJob(id);
       return { jobId: id, cancelled };

@@ -61,11 +61,14 @@ export async function startCoordinator(
   if (!Number.isInteger(config.feeBps) || config.feeBps < 0 || config.feeBps > 10_000) {
     throw new RangeError(`feeBps must be a whole number of basis points from 0 to 10000, got ${config.feeBps}`);
   }
-  const storeConfig = { feeBps: config.feeBps, quota: config.quota };
   const store = config.databaseUrl
-    ? await openStore(config.databaseUrl, storeConfig)
-    : await openSqliteStore(join(config.dataDir, 'deqo.db'), storeConfig);
-  const engine = new Engine(store, config.engine, log);
+    ? await openStore(config.databaseUrl)
+    : await openSqliteStore(join(config.dataDir, 'deqo.db'));
+  const engine = new Engine(store, {
+    config: config.engine,
+    policy: { feeBps: config.feeBps, quota: config.quota },
+    log,
+  });
   await engine.recover();
   const blobs = new BlobStore(config.blobDir ?? join(config.dataDir, 'blobs'), config.maxBlobBytes);
   const metrics = config.metrics ? createMetrics(store, engine) : undefined;

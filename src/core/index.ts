@@ -1,5 +1,6 @@
 /** core: the pure domain. No I/O, no clock (time is passed in), no node:* imports. */
 export * from './errors.js';
+export * from './failures.js';
 export * from './states.js';
 export * from './tasks.js';
 export * from './manifest.js';
@@ -11,5 +12,7 @@ export * from './money.js';
 export * from './pricing.js';
 export * from './ledger.js';
 export * from './reputation.js';
+export * from './settlement.js';
+export * from './catalog.js';
 export * from './idle-policy.js';
 export * from './faults.js';

@@ -57,6 +57,35 @@ export function fundedExecutions(mode: VerificationMode, replicas: number): numb
   return mode === 'none' ? 1 : replicas;
 }
 
+/** What a job holds in escrow at submission, µcr: per execution, executions funded per task, and the total. */
+export interface JobEscrow {
+  executionMaxCost: number;
+  fundedPerTask: number;
+  total: number;
+}
+
+/**
+ * The escrow of a job of `tasks` tasks: every funded execution (fundedExecutions) running to its timeout at the
+ * job's maximum prices (executionMaxCost). The one formula `deqo quote` shows and submission holds.
+ */
+export function jobEscrow(spec: Pick<JobSpec, 'resources' | 'maxPrice' | 'verification'>, tasks: number): JobEscrow {
+  const executionMaxCostMicro = executionMaxCost(spec);
+  const fundedPerTask = fundedExecutions(spec.verification.mode, spec.verification.replicas);
+  return {
+    executionMaxCost: executionMaxCostMicro,
+    fundedPerTask,
+    total: executionMaxCostMicro * fundedPerTask * tasks,
+  };
+}
+
+/**
+ * Escrow (µcr) a task must have held before its target may rise to `target` executions: one execution's maximum
+ * cost for each beyond the `funded` ones; 0 when already funded.
+ */
+export function topUpCost(funded: number, target: number, executionMaxCostMicro: number): number {
+  return Math.max(0, target - funded) * executionMaxCostMicro;
+}
+
 /** One line of a quote: executions per task and the job's maximum cost under a verification mode. */
 export interface ModeQuote {
   mode: VerificationMode;

@@ -17,6 +17,7 @@
  */
 import { hourlyRate } from './pricing.js';
 import { rejections, type Demand, type SchedAgent } from './matching.js';
+import { retryDue, type RetryBackoff } from './faults.js';
 import { runsAlone } from './reputation.js';
 
 export type { SchedAgent } from './matching.js';
@@ -34,6 +35,75 @@ export interface SchedTask {
   /** An `adaptive` task with no execution yet: it may run alone on a trusted provider. */
   adaptiveFresh: boolean;
 }
+
+/** An open task as the store reads it for scheduling: its policy and the counts of its executions. */
+export interface OpenTask {
+  taskId: string;
+  jobId: string;
+  jobCreatedAt: number;
+  index: number;
+  revision: number;
+  target: number;
+  maxExecutions: number;
+  funded: number;
+  adaptive: boolean;
+  demand: Demand;
+  /** Executions assigned, running or reported. */
+  active: number;
+  /** Executions ever placed. */
+  total: number;
+  /** Executions lost or failed on the provider side, and when the latest ended (ms). */
+  failures: number;
+  lastFailureAt: number | null;
+}
+
+/**
+ * Executions a task wants now: as many as its target asks beyond those active, bounded by the cap on executions
+ * per task and by what escrow funds (min(target − active, maxExecutions − total, funded − active)).
+ */
+export function executionsWanted(
+  t: Pick<OpenTask, 'target' | 'active' | 'maxExecutions' | 'total' | 'funded'>,
+): number {
+  return Math.min(t.target - t.active, t.maxExecutions - t.total, t.funded - t.active);
+}
+
+/**
+ * The open tasks that want executions now, as the scheduler's input (in the order given), at most `limit`.
+ * With `retry`, a task whose executions were lost or failed provider-side waits out its backoff (faults.ts
+ * retryDue) first. `excluded` gives the providers that already have (or had) an execution of each task.
+ */
+export function tasksWanting(
+  open: readonly OpenTask[],
+  retry: { now: number; backoff: RetryBackoff } | null,
+  limit = Number.MAX_SAFE_INTEGER,
+): Array<OpenTask & { need: number }> {
+  const out: Array<OpenTask & { need: number }> = [];
+  for (const t of open) {
+    if (out.length >= limit) break;
+    const need = executionsWanted(t);
+    if (need <= 0) continue;
+    if (retry && !retryDue(t.failures, t.lastFailureAt, retry.now, retry.backoff)) continue;
+    out.push({ ...t, need });
+  }
+  return out;
+}
+
+/** The scheduler's task for a wanting open task, given the providers that already ran it. */
+export function schedTaskOf(t: OpenTask & { need: number }, excludedProviders: readonly string[]): SchedTask {
+  return {
+    taskId: t.taskId,
+    jobId: t.jobId,
+    jobCreatedAt: t.jobCreatedAt,
+    index: t.index,
+    need: t.need,
+    demand: t.demand,
+    excludedProviders,
+    adaptiveFresh: t.adaptive && t.total === 0,
+  };
+}
+
+/** What a task placed alone (adaptive replication) becomes: it needs only that one result. */
+export const RUN_ALONE = Object.freeze({ target: 1, quorum: 1, alone: true });
 
 /** One new execution of `taskId` on `agentId`; `alone` when adaptive replication trusts it unreplicated. */
 export interface Placement {

@@ -35,6 +35,8 @@ export const JOB_TRANSITIONS: Readonly<Record<JobState, readonly JobState[]>> = 
 
 /** Executions that hold (or will hold) a provider's resources. */
 export const ACTIVE_EXECUTION_STATES: readonly ExecutionState[] = ['assigned', 'running'];
+/** Tasks still open: waiting for a provider or for results. */
+export const OPEN_TASK_STATES: readonly TaskState[] = ['queued', 'running'];
 export const TERMINAL_TASK_STATES: readonly TaskState[] = ['verified', 'failed', 'cancelled'];
 export const TERMINAL_JOB_STATES: readonly JobState[] = ['succeeded', 'failed', 'cancelled'];
 
@@ -43,11 +45,28 @@ export function canTransition<S extends string>(table: Readonly<Record<S, readon
   return table[to].includes(from);
 }
 
-/** Job state implied by its tasks' states (used when a task ends). */
-export function rollUpJobState(tasks: readonly TaskState[]): JobState {
-  if (tasks.length > 0 && tasks.every((t) => t === 'cancelled')) return 'cancelled';
-  if (tasks.every((t) => TERMINAL_TASK_STATES.includes(t))) {
-    return tasks.every((t) => t === 'verified') ? 'succeeded' : 'failed';
-  }
-  return tasks.some((t) => t !== 'queued') ? 'running' : 'queued';
+/** How many of a job's tasks are in each state (kept on the job row as tasks move, so a roll-up reads no task). */
+export type TaskCounts = Record<TaskState, number>;
+
+/** Counts with every state at zero. */
+export function emptyTaskCounts(): TaskCounts {
+  return { queued: 0, running: 0, verified: 0, failed: 0, cancelled: 0 };
+}
+
+/** The counts of a list of task states. */
+export function countTasks(states: readonly TaskState[]): TaskCounts {
+  const c = emptyTaskCounts();
+  for (const s of states) c[s] += 1;
+  return c;
+}
+
+/**
+ * Job state implied by its tasks' states: cancelled when every task was cancelled; succeeded when every task
+ * verified; failed when all ended and some did not verify; running once any task left the queue; else queued.
+ */
+export function rollUpJobState(c: TaskCounts): JobState {
+  const total = c.queued + c.running + c.verified + c.failed + c.cancelled;
+  if (total > 0 && c.cancelled === total) return 'cancelled';
+  if (c.queued + c.running === 0) return c.verified === total ? 'succeeded' : 'failed';
+  return c.queued < total ? 'running' : 'queued';
 }

@@ -10,6 +10,7 @@
  * (BOINC's max_total_results / max_error_results, tools/backend_lib.cpp).
  */
 import type { ExecutionState, Failure } from '../protocol/index.js';
+import { clampFailureMessage, failureOf } from './failures.js';
 
 /** Task-level verification settings (from the job spec, defaults filled). */
 export interface VerificationPolicy {
@@ -33,14 +34,6 @@ export type Decision =
   | { kind: 'verified'; verdict: string; valid: string[]; invalid: string[]; cancel: string[] }
   | { kind: 'failed'; failure: Failure; verdict: string | null; valid: string[]; invalid: string[]; cancel: string[] }
   | { kind: 'pending'; target: number };
-
-/** Longest failure message the protocol accepts (FailureSchema.message), UTF-16 code units. */
-export const MAX_FAILURE_MESSAGE = 4096;
-
-/** `message` cut to MAX_FAILURE_MESSAGE (ending in `…` when cut), so stored failures always parse again. */
-export function clampFailureMessage(message: string): string {
-  return message.length <= MAX_FAILURE_MESSAGE ? message : `${message.slice(0, MAX_FAILURE_MESSAGE - 1)}…`;
-}
 
 /** Verdict of a job-caused failure without a comparable result. */
 export function failureVerdict(reason: string): string {
@@ -86,11 +79,9 @@ export function decideTask(policy: VerificationPolicy, target: number, execution
         cancel: ids(outstanding.filter((e) => e.state === 'assigned')),
       };
     }
-    const failure: Failure = first.failure ?? {
-      reason: 'nonzero_exit',
-      blame: 'job',
-      message: `the job exited with code ${first.exitCode ?? '?'} (agreed by ${valid.length} providers)`,
-    };
+    const failure: Failure =
+      first.failure ??
+      failureOf('nonzero_exit', `exit code ${first.exitCode ?? '?'}, agreed by ${valid.length} providers`);
     return { kind: 'failed', failure, verdict: best.verdict, valid, invalid, cancel: ids(outstanding) };
   }
 
@@ -105,25 +96,26 @@ export function decideTask(policy: VerificationPolicy, target: number, execution
 
   if (errors.length >= policy.maxErrors) {
     const last = [...errors].sort((a, b) => a.at - b.at).at(-1)!;
-    return giveUp({
-      reason: 'too_many_errors',
-      blame: 'provider',
-      message: clampFailureMessage(
-        `${errors.length} executions failed on the provider side (limit ${policy.maxErrors}); last: ${last.failure?.message ?? last.state}`,
+    return giveUp(
+      failureOf(
+        'too_many_errors',
+        clampFailureMessage(
+          `${errors.length} executions failed on the provider side (limit ${policy.maxErrors}); last: ${last.failure?.message ?? last.state}`,
+        ),
       ),
-    });
+    );
   }
 
   const maxVotes = best?.members.length ?? 0;
   const room = Math.max(0, policy.maxExecutions - executions.length);
   if (maxVotes + outstanding.length + room < policy.quorum) {
-    return giveUp({
-      reason: 'no_quorum',
-      blame: 'none',
-      message:
+    return giveUp(
+      failureOf(
+        'no_quorum',
         `no ${policy.quorum} of ${reported.length} results agree (${groups.size} distinct) and the cap of ` +
-        `${policy.maxExecutions} executions is reached; a nondeterministic job cannot be verified by replication`,
-    });
+          `${policy.maxExecutions} executions is reached; a nondeterministic job cannot be verified by replication`,
+      ),
+    );
   }
   const missingVotes = Math.max(0, policy.quorum - maxVotes - outstanding.length);
   return { kind: 'pending', target: Math.max(target, reported.length + outstanding.length + missingVotes) };
@@ -132,4 +124,23 @@ export function decideTask(policy: VerificationPolicy, target: number, execution
 /** Grade of an execution that reports after its task was decided: it agrees with the canonical verdict or not. */
 export function gradeLateResult(canonicalVerdict: string | null, verdict: string): 'valid' | 'invalid' {
   return canonicalVerdict !== null && canonicalVerdict === verdict ? 'valid' : 'invalid';
+}
+
+/** What the canonical-execution rule reads of a valid execution: its id and when it reported (ms). */
+export interface CanonicalCandidate {
+  id: string;
+  reportedAt: number;
+}
+
+/**
+ * The canonical execution of a verified task: the one whose outputs `deqo results` serves and whose logs are the
+ * task's. The earliest-reported valid execution (the one the verifier's largest group is ordered by), ties broken
+ * by id so every reader picks the same one. Null when there is no valid execution.
+ */
+export function canonicalExecution<T extends CanonicalCandidate>(valid: readonly T[]): T | null {
+  let best: T | null = null;
+  for (const e of valid) {
+    if (!best || e.reportedAt < best.reportedAt || (e.reportedAt === best.reportedAt && e.id < best.id)) best = e;
+  }
+  return best;
 }

@@ -6,8 +6,29 @@
  * A listener that throws is logged and skipped; it never fails the engine step that emitted.
  */
 import { EventEmitter } from 'node:events';
-import type { ExecutionState, FailureReason, JobState } from '../protocol/index.js';
-import type { SettledExecution, SettledJob } from '../store/index.js';
+import type { ExecutionState, JobState } from '../protocol/index.js';
+
+/**
+ * What settling one execution did: its final state (and failure reason, for failed or lost ones), and the money
+ * moved from escrow, µcr: `paid` to its provider, `fee` to the platform (both 0 unless it was paid).
+ */
+export interface SettledExecution {
+  executionId: string;
+  jobId: string;
+  state: ExecutionState;
+  reason: string | null;
+  paid: number;
+  fee: number;
+}
+
+/** What settling one job did: its final state, when it was submitted and ended (epoch ms), the escrow refunded (µcr). */
+export interface SettledJob {
+  jobId: string;
+  state: JobState;
+  createdAt: number;
+  finishedAt: number;
+  refunded: number;
+}
 
 /** An agent claimed an execution: `latencyMs` from its placement (assigned) to the claim. */
 export interface DispatchedEvent {
@@ -23,7 +44,7 @@ export interface TaskDecidedEvent {
   taskId: string;
   jobId: string;
   outcome: 'verified' | 'failed';
-  reason: FailureReason | null;
+  reason: string | null;
 }
 
 /**
@@ -34,7 +55,7 @@ export interface ExecutionSettledEvent {
   executionId: string;
   jobId: string;
   state: ExecutionState;
-  reason: FailureReason | null;
+  reason: string | null;
 }
 
 /** An ended job was settled (once per job): its final state and `durationMs` from submission to its end. */

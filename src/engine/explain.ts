@@ -2,7 +2,7 @@
  * `explain`: for one job, every provider agent and why it was or was not chosen — the same predicate the
  * scheduler uses (core/matching.ts), plus "already ran a replica of every waiting task".
  */
-import { rankScores, rejections, type Demand } from '../core/index.js';
+import { rankScores, rejections, tasksWanting } from '../core/index.js';
 import type { Explain } from '../protocol/index.js';
 import type { Engine } from './engine.js';
 
@@ -11,14 +11,16 @@ const count = (n: number, what: string) => `${n} ${what}${n === 1 ? '' : 's'}`;
 /** Builds the explanation of a job the caller owns (the route checks ownership). Null when the job is missing. */
 export async function explainJob(engine: Engine, jobId: string): Promise<Explain | null> {
   const { store } = engine;
-  const job = await store.jobs.jobRow(jobId);
-  if (!job) return null;
+  const job = await store.jobs.header(jobId);
+  const demand = await store.jobs.demand(jobId);
+  if (!job || !demand) return null;
   const now = engine.now();
-  const demand = JSON.parse(job.demand) as Demand;
-  const { tasks } = await store.snapshot.wantingTasks(10_000, jobId);
-  const { agents } = await store.snapshot.agents(now, now - engine.config.agentTtlMs, true);
+  const wanting = tasksWanting(await store.snapshot.openTasks(jobId), null, 10_000);
+  const ran = await store.snapshot.providersOf(wanting.map((t) => t.taskId));
+  const tasks = wanting.map((t) => ({ excludedProviders: ran.get(t.taskId) ?? [] }));
+  const { agents } = await store.snapshot.agents(now, now - engine.config.agentTtlMs, true, engine.policy.quota);
   const placed = await store.jobs.executionsPerAgent(jobId);
-  const predict = await engine.predictorNow();
+  const predict = await engine.scheduling.predictor();
   const eligibleAgents = agents.filter((a) => rejections(demand, a).length === 0);
   const scores = rankScores(demand, eligibleAgents, predict);
   const providers = agents
@@ -75,6 +77,6 @@ export async function explainJob(engine: Engine, jobId: string): Promise<Explain
     waitingTasks,
     summary,
     providers,
-    queueTimeoutAt: waitingTasks > 0 && oldest !== null ? oldest + Number(job.queue_timeout_ms) : null,
+    queueTimeoutAt: waitingTasks > 0 && oldest !== null ? oldest + job.queueTimeoutMs : null,
   };
 }

@@ -1,9 +1,14 @@
-/** engine: coordinator services using core + store (scheduler loop, leases, verifier). */
-export { Engine, type Clock } from './engine.js';
+/** engine: coordinator services using core + store, as stage systems (see engine.ts and README.md). */
+export { Engine, DEFAULT_MARKET_POLICY, type EngineOptions } from './engine.js';
 export { DEFAULT_ENGINE_CONFIG, type EngineConfig } from './config.js';
-export { classifyReport, verifyTask } from './verifier.js';
+export type { SchedulingSnapshot } from './scheduling.js';
+export type { Clock, MarketPolicy } from './resources.js';
+export { classifyReport } from './reports.js';
+export type { VerifyOutcome } from './verification.js';
+export { generateApiKey, hashApiKey, type AgentRegistration } from './accounts.js';
 export { explainJob } from './explain.js';
 export { quoteJob } from './quote.js';
+export { jobResults } from './results.js';
 export {
   EngineEvents,
   type CreditKind,
@@ -12,5 +17,7 @@ export {
   type EngineEventMap,
   type ExecutionSettledEvent,
   type JobEndedEvent,
+  type SettledExecution,
+  type SettledJob,
   type TaskDecidedEvent,
 } from './events.js';

@@ -6,32 +6,28 @@ import {
   accountLedger,
   adaptiveTrustedShare,
   demandOf,
-  DeqoError,
-  executionMaxCost,
-  expandTasks,
   fromMicro,
-  fundedExecutions,
+  jobEscrow,
   quoteModes,
   rejections,
 } from '../core/index.js';
 import type { JobSpec, Quote } from '../protocol/index.js';
 import type { Engine } from './engine.js';
+import { tasksOf } from './submission.js';
 
 /** Prices `spec` for `buyerId`. Throws DeqoError validation_failed when the array expands too far. */
 export async function quoteJob(engine: Engine, buyerId: string, spec: JobSpec): Promise<Quote> {
-  let tasks: number;
-  try {
-    tasks = expandTasks(spec).length;
-  } catch (err) {
-    throw new DeqoError('validation_failed', (err as Error).message, [
-      { path: 'array', message: (err as Error).message },
-    ]);
-  }
+  const tasks = tasksOf(spec).length;
   const now = engine.now();
   const demand = demandOf(spec);
-  const { agents } = await engine.store.snapshot.agents(now, now - engine.config.agentTtlMs, false);
+  const { agents } = await engine.store.snapshot.agents(
+    now,
+    now - engine.config.agentTtlMs,
+    false,
+    engine.policy.quota,
+  );
   const matching = agents.filter((a) => rejections(demand, a).filter((r) => r.code !== 'at_capacity').length === 0);
-  const predict = await engine.predictorNow();
+  const predict = await engine.scheduling.predictor();
   const predicted = matching
     .map((a) => predict(a.agentId, spec.image, spec.resources.cpus))
     .filter((x): x is number => x !== null);
@@ -43,8 +39,7 @@ export async function quoteJob(engine: Engine, buyerId: string, spec: JobSpec): 
     expectedWallMs: expectedMs,
     trustedShare: adaptiveTrustedShare(matching.map((a) => a.consecutiveValid)),
   });
-  const perMax = executionMaxCost(spec);
-  const escrow = perMax * fundedExecutions(spec.verification.mode, spec.verification.replicas) * tasks;
+  const { executionMaxCost: perMax, total: escrow } = jobEscrow(spec, tasks);
   const balance = await engine.store.ledger.balance(accountLedger(buyerId));
   return {
     tasks,
@@ -60,7 +55,7 @@ export async function quoteJob(engine: Engine, buyerId: string, spec: JobSpec): 
     })),
     matchingProviders: matching.length,
     cheapestMatchingCpuHour: matching.length > 0 ? Math.min(...matching.map((a) => a.prices.cpuHour)) : null,
-    feeBps: engine.store.config.feeBps,
+    feeBps: engine.policy.feeBps,
     balance: fromMicro(balance),
     affordable: balance >= escrow,
     shortfall: fromMicro(Math.max(0, escrow - balance)),

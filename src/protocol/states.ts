@@ -29,30 +29,11 @@ export const DesiredStateSchema = z.enum(['run', 'stop']);
 export type DesiredState = z.infer<typeof DesiredStateSchema>;
 
 /**
- * Why an execution did not produce a normal result. `blame` says who caused it:
- * job (the buyer's code or request), provider (the machine or agent), none (cancelled).
+ * Why an execution or a task ended without a verified result, e.g. `out_of_memory`, `lease_expired`, `no_quorum`.
+ * The reasons and what each means (who is blamed, whether it votes, is charged, counts against the provider)
+ * are core's failure catalogue (src/core/failures.ts); on the wire a reason is a short snake_case word, and the
+ * coordinator refuses a report whose reason the catalogue does not let an agent report.
  */
-export const FailureReasonSchema = z.enum([
-  'nonzero_exit',
-  'out_of_memory',
-  'timeout',
-  'image_not_found',
-  'output_too_large',
-  'input_unavailable',
-  'agent_error',
-  'lease_expired',
-  'not_claimed',
-  'cancelled',
-  // task-level reasons: the verifier gave up
-  'no_quorum',
-  'too_many_errors',
-  'queue_timeout',
-  'insufficient_funds',
-  // the provider's owner came back (idle policy): the execution was stopped, not charged
-  'owner_returned',
-  // the agent restarted and could not finish or vouch for the execution (its container was gone, or was an orphan)
-  'agent_restarted',
-  // a script job's requirements are neither importable in the image nor installable (no network, or no pip)
-  'requirements_unavailable',
-]);
-export type FailureReason = z.infer<typeof FailureReasonSchema>;
+export const FailureReasonSchema = z
+  .string()
+  .regex(/^[a-z][a-z0-9_]{0,47}$/, 'expected a failure reason such as "out_of_memory" (snake_case)');

@@ -9,7 +9,7 @@ import {
   type Capacity,
   type Offer,
 } from '../protocol/index.js';
-import { newId } from './db.js';
+import { newId, requireTransaction } from './db.js';
 import type { Database } from './schema.js';
 
 /** Roles an account may hold. */
@@ -48,6 +48,7 @@ export class AccountStore {
 
   /** Creates an account; throws DeqoError conflict if the name is taken (also by a concurrent creation). */
   async createAccount(name: string, roles: Role[], now: number): Promise<string> {
+    requireTransaction(this.db);
     const id = newId('acct');
     const row = await this.db
       .insertInto('accounts')
@@ -83,6 +84,7 @@ export class AccountStore {
     now: number,
     label: string | null = null,
   ): Promise<string> {
+    requireTransaction(this.db);
     const id = newId('key');
     await this.db
       .insertInto('api_keys')
@@ -110,6 +112,7 @@ export class AccountStore {
 
   /** Revokes one of the account's keys. Returns false when it is not the account's (or does not exist). */
   async revokeKey(accountId: string, keyId: string, now: number): Promise<boolean> {
+    requireTransaction(this.db);
     const row = await this.db
       .selectFrom('api_keys')
       .select('revoked_at')
@@ -162,6 +165,7 @@ export class AccountStore {
     },
     now: number,
   ): Promise<void> {
+    requireTransaction(this.db);
     const values = {
       name: a.name,
       capacity: JSON.stringify(a.capacity),
@@ -180,6 +184,7 @@ export class AccountStore {
 
   /** Records that an agent was heard from (and its availability, when given). Returns false if the agent is unknown. */
   async touchAgent(agentId: string, now: number, availability?: Availability): Promise<boolean> {
+    requireTransaction(this.db);
     const set = availability
       ? { last_seen_at: now, availability: JSON.stringify(availability) }
       : { last_seen_at: now };
@@ -231,6 +236,7 @@ export class AccountStore {
 
   /** Lets an account read a blob (idempotent). */
   async grantBlobAccess(sha256s: readonly string[], accountId: string): Promise<void> {
+    requireTransaction(this.db);
     const unique = [...new Set(sha256s)];
     if (unique.length === 0) return;
     await this.db
@@ -253,6 +259,7 @@ export class AccountStore {
 
   /** Records a stored blob (idempotent). */
   async recordBlob(sha256: string, size: number, now: number): Promise<void> {
+    requireTransaction(this.db);
     await this.db
       .insertInto('blobs')
       .values({ sha256, size, created_at: now })

@@ -52,6 +52,14 @@ export async function migrate(db: Kysely<Database>, dialect: Dialect): Promise<v
   }
 }
 
+/**
+ * Throws unless `db` is a transaction. Store writes run only inside `store.transaction(tx => ...)`, so what one
+ * engine step writes commits together or not at all; a write reached outside one is a bug, caught here.
+ */
+export function requireTransaction(db: Kysely<Database>): void {
+  if (!db.isTransaction) throw new Error('store writes run inside store.transaction(tx => ...)');
+}
+
 /** PostgreSQL errors after which the whole transaction may simply run again: deadlock_detected, serialization_failure. */
 const RETRYABLE = new Set(['40P01', '40001']);
 

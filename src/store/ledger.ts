@@ -17,7 +17,7 @@ import {
   type LedgerTxn,
 } from '../core/index.js';
 import type { LedgerEntry } from '../protocol/index.js';
-import { newId, transact } from './db.js';
+import { newId, requireTransaction } from './db.js';
 import type { Database } from './schema.js';
 
 /** Thrown (as DeqoError insufficient_funds) when a posting would take a ledger account below zero. */
@@ -91,9 +91,10 @@ export async function balanceOf(db: Kysely<Database>, account: string): Promise<
 export class LedgerStore {
   constructor(private readonly db: Kysely<Database>) {}
 
-  /** Posts a transaction in its own database transaction. Errors as postTxn. */
+  /** Posts a transaction (postTxn: same errors). In a transaction. */
   async post(t: LedgerTxn, now: number): Promise<string> {
-    return transact(this.db, (tx) => postTxn(tx, t, now));
+    requireTransaction(this.db);
+    return postTxn(this.db, t, now);
   }
 
   /** Cached balance of a ledger account, µcr. */

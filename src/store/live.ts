@@ -5,7 +5,7 @@
  * (`t / width`, integer on both SQLite and PostgreSQL bigint columns).
  */
 import { sql, type Kysely } from 'kysely';
-import { accountLedger } from '../core/index.js';
+import { accountLedger, tasksWanting } from '../core/index.js';
 import type { ExecutionState, JobState } from '../protocol/index.js';
 import type { Database } from './schema.js';
 import type { SnapshotStore } from './snapshot.js';
@@ -61,22 +61,14 @@ export class LiveStore {
     private readonly snapshot: SnapshotStore,
   ) {}
 
-  /** The job `jobId` now; null when there is none. Reads every execution of the job (one indexed query). */
+  /** The job `jobId` now; null when there is none. Reads every execution of the job (one indexed query); task counts come from the job row. */
   async job(jobId: string): Promise<LiveJob | null> {
     const job = await this.db
       .selectFrom('jobs')
-      .select(['id', 'buyer_id', 'state', 'task_count'])
+      .select(['id', 'buyer_id', 'state', 'task_count', 'tasks_verified', 'tasks_failed'])
       .where('id', '=', jobId)
       .executeTakeFirst();
     if (!job) return null;
-    const counts = await this.db
-      .selectFrom('tasks')
-      .select(['state', (eb) => eb.fn.countAll<number>().as('n')])
-      .where('job_id', '=', jobId)
-      .where('state', 'in', ['verified', 'failed'])
-      .groupBy('state')
-      .execute();
-    const count = (s: string) => Number(counts.find((c) => c.state === s)?.n ?? 0);
     const executions = await this.db
       .selectFrom('executions')
       .innerJoin('agents', 'agents.id', 'executions.agent_id')
@@ -88,7 +80,7 @@ export class LiveStore {
       jobId,
       buyerId: job.buyer_id,
       state: job.state,
-      tasks: { total: job.task_count, verified: count('verified'), failed: count('failed') },
+      tasks: { total: job.task_count, verified: job.tasks_verified, failed: job.tasks_failed },
       executions: executions.map((e) => ({
         executionId: e.id,
         taskId: e.task_id,
@@ -112,7 +104,7 @@ export class LiveStore {
       .where('state', '=', 'running')
       .executeTakeFirst();
     return {
-      queueDepth: await this.snapshot.wantingTaskCount(),
+      queueDepth: tasksWanting(await this.snapshot.openTasks(), null).length,
       agentsOnline: Number(agents?.n ?? 0),
       runningExecutions: Number(running?.n ?? 0),
     };

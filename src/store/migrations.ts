@@ -251,11 +251,30 @@ const m003 = (): Migration => ({
   },
 });
 
+/**
+ * Per-job task counts by state, kept as tasks move, so a job's roll-up and the job list read no task rows (a
+ * 10,000-task array used to re-read every task on each decision); the index that per-job reads of executions need.
+ */
+const m004 = (): Migration => ({
+  async up(db) {
+    for (const state of ['queued', 'running', 'verified', 'failed', 'cancelled']) {
+      await db.schema
+        .alterTable('jobs')
+        .addColumn(`tasks_${state}`, 'integer', (c) => c.notNull().defaultTo(0))
+        .execute();
+      await sql`UPDATE jobs SET ${sql.ref(`tasks_${state}`)} = (SELECT COUNT(*) FROM tasks WHERE tasks.job_id = jobs.id AND tasks.state = ${state})`.execute(
+        db,
+      );
+    }
+    await db.schema.createIndex('executions_job').on('executions').columns(['job_id']).execute();
+  },
+});
+
 /** All migrations by name for a dialect; Kysely runs them in name order. */
 export function migrationProvider(d: Dialect): MigrationProvider {
   return {
     async getMigrations() {
-      return { '001_initial': m001(d), '002_marketplace': m002(d), '003_charts': m003() };
+      return { '001_initial': m001(d), '002_marketplace': m002(d), '003_charts': m003(), '004_task_counts': m004() };
     },
   };
 }

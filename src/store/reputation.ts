@@ -1,7 +1,9 @@
-/** Provider reputation: the current record per provider and the append-only history of its changes. */
+/**
+ * Provider reputation: the current record per provider and the append-only history of its changes. How an
+ * outcome changes a record is core's rule (core/reputation.ts); this file reads and writes records.
+ */
 import type { Kysely } from 'kysely';
 import {
-  applyOutcome,
   errorRate,
   meanTurnaroundMs,
   newReputation,
@@ -11,7 +13,7 @@ import {
   type ReputationOutcome,
 } from '../core/index.js';
 import type { ProviderReputation, ReputationView } from '../protocol/index.js';
-import type { StoreCapabilities } from './db.js';
+import { requireTransaction, type StoreCapabilities } from './db.js';
 import type { Database } from './schema.js';
 
 const DAY_MS = 86_400_000;
@@ -58,61 +60,66 @@ function columns(r: Reputation, now: number): Omit<Database['reputation'], 'prov
   };
 }
 
-/**
- * Applies one outcome to a provider's record and appends the event, inside the caller's transaction `tx`
- * (the caller guarantees the execution is accounted once: see store/settlement.ts). A read-modify-write:
- * the record is first created if missing (`ON CONFLICT DO NOTHING`), then read `FOR UPDATE` on PostgreSQL,
- * so two coordinators settling the same provider's executions at once apply both outcomes, one after the other.
- */
-export async function recordOutcome(
-  tx: Kysely<Database>,
-  providerId: string,
-  o: ReputationOutcome,
-  ref: { executionId: string | null; jobId: string | null },
-  q: QuotaConfig,
-  now: number,
-  caps: StoreCapabilities,
-): Promise<Reputation> {
-  await tx
-    .insertInto('reputation')
-    .values({ provider_id: providerId, ...columns(newReputation(q), now) })
-    .onConflict((oc) => oc.column('provider_id').doNothing())
-    .execute();
-  const row = await tx
-    .selectFrom('reputation')
-    .selectAll()
-    .where('provider_id', '=', providerId)
-    .$if(caps.skipLocked, (qb) => qb.forUpdate())
-    .executeTakeFirstOrThrow();
-  const next = applyOutcome(toReputation(row, q), o, q);
-  await tx.updateTable('reputation').set(columns(next, now)).where('provider_id', '=', providerId).execute();
-  await tx
-    .insertInto('reputation_events')
-    .values({
-      provider_id: providerId,
-      at: now,
-      kind: o.kind,
-      cross_checked: o.kind === 'valid' && o.crossChecked ? 1 : 0,
-      execution_id: ref.executionId,
-      job_id: ref.jobId,
-      consecutive_valid: next.consecutiveValid,
-      daily_quota: next.dailyQuota,
-      score: reputationScore(next),
-    })
-    .execute();
-  return next;
+/** Why a record changed, for its history: the outcome and the execution and job it came from. */
+export interface ReputationChange {
+  outcome: ReputationOutcome;
+  executionId: string | null;
+  jobId: string | null;
 }
 
 export class ReputationStore {
   constructor(
     private readonly db: Kysely<Database>,
-    private readonly quota: QuotaConfig,
+    private readonly caps: StoreCapabilities,
   ) {}
 
-  /** Records of the given providers (newcomers get a fresh record), with executions started in the 24 h before `now`. */
+  /**
+   * A provider's record for a read-modify-write: created first if missing (a newcomer's, with quota `q`,
+   * `ON CONFLICT DO NOTHING`), then read `FOR UPDATE` on PostgreSQL, so two coordinators changing the same
+   * provider's record at once apply one after the other. In a transaction.
+   */
+  async lock(providerId: string, q: QuotaConfig, now: number): Promise<Reputation> {
+    requireTransaction(this.db);
+    await this.db
+      .insertInto('reputation')
+      .values({ provider_id: providerId, ...columns(newReputation(q), now) })
+      .onConflict((oc) => oc.column('provider_id').doNothing())
+      .execute();
+    const row = await this.db
+      .selectFrom('reputation')
+      .selectAll()
+      .where('provider_id', '=', providerId)
+      .$if(this.caps.skipLocked, (qb) => qb.forUpdate())
+      .executeTakeFirstOrThrow();
+    return toReputation(row, q);
+  }
+
+  /** Writes a provider's record (read with lock) and appends the change to its history. In a transaction. */
+  async save(providerId: string, next: Reputation, change: ReputationChange, now: number): Promise<void> {
+    requireTransaction(this.db);
+    const o = change.outcome;
+    await this.db.updateTable('reputation').set(columns(next, now)).where('provider_id', '=', providerId).execute();
+    await this.db
+      .insertInto('reputation_events')
+      .values({
+        provider_id: providerId,
+        at: now,
+        kind: o.kind,
+        cross_checked: o.kind === 'valid' && o.crossChecked ? 1 : 0,
+        execution_id: change.executionId,
+        job_id: change.jobId,
+        consecutive_valid: next.consecutiveValid,
+        daily_quota: next.dailyQuota,
+        score: reputationScore(next),
+      })
+      .execute();
+  }
+
+  /** Records of the given providers (newcomers get a fresh record with quota `q`), with executions started in the 24 h before `now`. */
   async records(
     providerIds: readonly string[],
     now: number,
+    q: QuotaConfig,
   ): Promise<Map<string, { reputation: Reputation; startedToday: number }>> {
     const out = new Map<string, { reputation: Reputation; startedToday: number }>();
     if (providerIds.length === 0) return out;
@@ -127,13 +134,13 @@ export class ReputationStore {
       .execute();
     const startedBy = new Map(started.map((s) => [s.provider_id, Number(s.n)]));
     for (const id of providerIds)
-      out.set(id, { reputation: toReputation(byId.get(id), this.quota), startedToday: startedBy.get(id) ?? 0 });
+      out.set(id, { reputation: toReputation(byId.get(id), q), startedToday: startedBy.get(id) ?? 0 });
     return out;
   }
 
   /** A provider's record and its most recent events (newest first). */
-  async history(providerId: string, limit: number, now: number): Promise<ProviderReputation> {
-    const rec = (await this.records([providerId], now)).get(providerId)!;
+  async history(providerId: string, limit: number, now: number, q: QuotaConfig): Promise<ProviderReputation> {
+    const rec = (await this.records([providerId], now, q)).get(providerId)!;
     const events = await this.db
       .selectFrom('reputation_events')
       .selectAll()

@@ -50,6 +50,12 @@ export interface JobsTable {
   execution_max_cost: number;
   queue_timeout_ms: number;
   settled_at: number | null;
+  /** How many of the job's tasks are in each state, kept as tasks move (roll-ups and lists read no task). */
+  tasks_queued: number;
+  tasks_running: number;
+  tasks_verified: number;
+  tasks_failed: number;
+  tasks_cancelled: number;
 }
 export interface TasksTable {
   id: string;

@@ -1,31 +1,22 @@
 /**
- * Snapshots for the scheduler and for `explain`: open tasks wanting executions with their job's demand,
- * agents with offers, free capacity, availability, reputation and quota, and runtime history for prediction.
+ * Snapshots for the scheduler and for `explain`: open tasks with their job's demand and the counts of their
+ * executions, agents with offers, free capacity, availability, reputation and quota, and runtime history for
+ * prediction. Which tasks want executions, and where they go, is core's to decide (core/scheduler.ts).
  */
 import type { Kysely } from 'kysely';
 import {
   ACTIVE_EXECUTION_STATES,
+  OPEN_TASK_STATES,
   reputationScore,
-  retryDue,
   type Demand,
-  type RetryBackoff,
+  type OpenTask,
+  type QuotaConfig,
   type RuntimeSample,
   type SchedAgent,
-  type SchedTask,
 } from '../core/index.js';
 import { AvailabilitySchema, CapacitySchema, OfferSchema, type Price } from '../protocol/index.js';
 import type { ReputationStore } from './reputation.js';
 import type { Database } from './schema.js';
-
-const OPEN_TASK = ['queued', 'running'] as const;
-
-/** The scheduler's input plus what applying a plan needs: task revisions and each agent's prices. */
-export interface SchedulingSnapshot {
-  tasks: SchedTask[];
-  agents: SchedAgent[];
-  revisions: Map<string, number>;
-  prices: Map<string, Price>;
-}
 
 export class SnapshotStore {
   constructor(
@@ -34,15 +25,10 @@ export class SnapshotStore {
   ) {}
 
   /**
-   * Open tasks that want more executions (need = min(target − active, maxExecutions − total, funded − active)),
-   * oldest job first, at most `limit`; optionally only one job's. With `retry`, a task whose executions were
-   * lost or failed provider-side waits out its backoff (core/faults.ts retryDue) before it is offered again.
+   * Open tasks with the counts of their executions that scheduling reads (core/scheduler.ts `tasksWanting`
+   * decides which want more), oldest job first; optionally only one job's.
    */
-  async wantingTasks(
-    limit: number,
-    jobId?: string,
-    retry?: { now: number; backoff: RetryBackoff },
-  ): Promise<{ tasks: SchedTask[]; revisions: Map<string, number> }> {
+  async openTasks(jobId?: string): Promise<OpenTask[]> {
     let q = this.db
       .selectFrom('tasks')
       .innerJoin('jobs', 'jobs.id', 'tasks.job_id')
@@ -83,77 +69,65 @@ export class SnapshotStore {
           .where('executions.state', 'in', ['lost', 'failed'])
           .as('last_failure_at'),
       ])
-      .where('tasks.state', 'in', OPEN_TASK)
+      .where('tasks.state', 'in', OPEN_TASK_STATES)
       .orderBy('jobs.created_at')
       .orderBy('tasks.idx');
     if (jobId) q = q.where('tasks.job_id', '=', jobId);
     const rows = await q.execute();
-    const wanting = rows
-      .map((r) => ({
-        r,
-        need: Math.min(r.target - Number(r.active), r.max_executions - Number(r.total), r.funded - Number(r.active)),
-      }))
-      .filter(
-        (x) =>
-          x.need > 0 &&
-          (!retry ||
-            retryDue(
-              Number(x.r.failures),
-              x.r.last_failure_at === null ? null : Number(x.r.last_failure_at),
-              retry.now,
-              retry.backoff,
-            )),
-      )
-      .slice(0, limit);
-    const excluded = new Map<string, string[]>();
-    const ids = wanting.map((x) => x.r.id);
-    for (let i = 0; i < ids.length; i += 500) {
-      const ex = await this.db
-        .selectFrom('executions')
-        .select(['task_id', 'provider_id'])
-        .where('task_id', 'in', ids.slice(i, i + 500))
-        .execute();
-      for (const e of ex) {
-        const xs = excluded.get(e.task_id);
-        if (xs) xs.push(e.provider_id);
-        else excluded.set(e.task_id, [e.provider_id]);
-      }
-    }
     const demands = new Map<string, Demand>();
-    const demandOfJob = (jobId: string, text: string) => {
-      let d = demands.get(jobId);
+    const demandOfJob = (id: string, text: string) => {
+      let d = demands.get(id);
       if (!d) {
         d = JSON.parse(text) as Demand;
-        demands.set(jobId, d);
+        demands.set(id, d);
       }
       return d;
     };
-    const tasks: SchedTask[] = wanting.map(({ r, need }) => ({
+    return rows.map((r) => ({
       taskId: r.id,
       jobId: r.job_id,
       jobCreatedAt: Number(r.created_at),
       index: r.idx,
-      need,
+      revision: r.revision,
+      target: r.target,
+      maxExecutions: r.max_executions,
+      funded: r.funded,
+      adaptive: r.mode === 'adaptive',
       demand: demandOfJob(r.job_id, r.demand),
-      excludedProviders: excluded.get(r.id) ?? [],
-      adaptiveFresh: r.mode === 'adaptive' && Number(r.total) === 0,
+      active: Number(r.active),
+      total: Number(r.total),
+      failures: Number(r.failures),
+      lastFailureAt: r.last_failure_at === null ? null : Number(r.last_failure_at),
     }));
-    return { tasks, revisions: new Map(wanting.map(({ r }) => [r.id, r.revision])) };
+  }
+
+  /** The providers that have (or had) an execution of each task, by task id. */
+  async providersOf(taskIds: readonly string[]): Promise<Map<string, string[]>> {
+    const out = new Map<string, string[]>();
+    for (let i = 0; i < taskIds.length; i += 500) {
+      const ex = await this.db
+        .selectFrom('executions')
+        .select(['task_id', 'provider_id'])
+        .where('task_id', 'in', taskIds.slice(i, i + 500))
+        .execute();
+      for (const e of ex) {
+        const xs = out.get(e.task_id);
+        if (xs) xs.push(e.provider_id);
+        else out.set(e.task_id, [e.provider_id]);
+      }
+    }
+    return out;
   }
 
   /**
-   * How many open tasks want more executions now: the scheduler's queue depth, by the same rule as
-   * wantingTasks (whose per-task work it repeats, so call it at monitoring rates, not per request).
+   * Agents with their offers, free capacity and provider's record (newcomers' with quota `quota`); only those seen
+   * since `onlineSince` unless `includeOffline`.
    */
-  async wantingTaskCount(): Promise<number> {
-    return (await this.wantingTasks(Number.MAX_SAFE_INTEGER)).tasks.length;
-  }
-
-  /** Agents with their offers and free capacity; only those seen since `onlineSince` unless `includeOffline`. */
   async agents(
     now: number,
     onlineSince: number,
     includeOffline: boolean,
+    quota: QuotaConfig,
   ): Promise<{ agents: SchedAgent[]; prices: Map<string, Price> }> {
     let q = this.db
       .selectFrom('agents')
@@ -181,7 +155,7 @@ export class SnapshotStore {
       u.n += 1;
       used.set(e.agent_id, u);
     }
-    const records = await this.reputation.records([...new Set(rows.map((r) => r.provider_id))], now);
+    const records = await this.reputation.records([...new Set(rows.map((r) => r.provider_id))], now, quota);
     const prices = new Map<string, Price>();
     const agents = rows.map((r): SchedAgent => {
       const cap = CapacitySchema.parse(JSON.parse(r.capacity));

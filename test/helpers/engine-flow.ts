@@ -29,8 +29,11 @@ const sha = (s: string) => createHash('sha256').update(s).digest('hex');
 
 /** Creates a buyer account holding `credits`. Returns its id. */
 export async function fundedBuyer(engine: Engine, name: string, credits: number): Promise<string> {
-  const buyerId = await engine.store.accounts.createAccount(name, ['buyer'], engine.now());
-  if (credits > 0) await engine.store.ledger.post(grantTxn(buyerId, toMicro(credits), 'test credits'), engine.now());
+  const buyerId = await engine.store.transaction((tx) => tx.accounts.createAccount(name, ['buyer'], engine.now()));
+  if (credits > 0)
+    await engine.store.transaction((tx) =>
+      tx.ledger.post(grantTxn(buyerId, toMicro(credits), 'test credits'), engine.now()),
+    );
   return buyerId;
 }
 
@@ -38,7 +41,9 @@ export async function fundedBuyer(engine: Engine, name: string, credits: number)
 export async function registerAgents(engine: Engine, n: number, prefix = 'agent'): Promise<string[]> {
   const ids: string[] = [];
   for (let i = 0; i < n; i++) {
-    const providerId = await engine.store.accounts.createAccount(`${prefix}-provider${i}`, ['provider'], engine.now());
+    const providerId = await engine.store.transaction((tx) =>
+      tx.accounts.createAccount(`${prefix}-provider${i}`, ['provider'], engine.now()),
+    );
     const id = `${prefix}_${i}`;
     await engine.registerAgent({
       id,
@@ -73,9 +78,12 @@ export async function completedReport(engine: Engine, a: Assignment, stdout: str
   const stdoutBlob = sha(stdout);
   const stderrBlob = sha(`stderr ${a.executionId}`);
   const outputsBlob = sha(`outputs ${a.executionId}`);
-  for (const b of [stdoutBlob, stderrBlob, outputsBlob]) await store.accounts.recordBlob(b, 10, engine.now());
+  for (const b of [stdoutBlob, stderrBlob, outputsBlob])
+    await store.transaction((tx) => tx.accounts.recordBlob(b, 10, engine.now()));
   for (const agent of await store.accounts.listAgents())
-    await store.accounts.grantBlobAccess([stdoutBlob, stderrBlob, outputsBlob], agent.providerId);
+    await store.transaction((tx) =>
+      tx.accounts.grantBlobAccess([stdoutBlob, stderrBlob, outputsBlob], agent.providerId),
+    );
   const manifest: Manifest = {
     exitCode: 0,
     stdoutSha256: stdoutBlob,

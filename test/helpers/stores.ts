@@ -5,13 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
-import {
-  DEFAULT_STORE_CONFIG,
-  openPostgresStore,
-  openSqliteStore,
-  type SettlementConfig,
-  type Store,
-} from '../../src/store/index.js';
+import { openPostgresStore, openSqliteStore, type Store } from '../../src/store/index.js';
 
 /** Server and database the tests create their databases from. */
 export const PG_ADMIN_URL = process.env.DEQO_TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
@@ -68,7 +62,7 @@ export interface StoreKind {
   name: 'sqlite' | 'postgres';
   setup(): Promise<void>;
   /** A store over an empty database (the previous test's store must be closed). */
-  open(config?: SettlementConfig): Promise<Store>;
+  open(): Promise<Store>;
   /** PostgreSQL: the database's URL (for opening more stores on it); SQLite: null. */
   url(): string | null;
   teardown(): Promise<void>;
@@ -77,7 +71,7 @@ export interface StoreKind {
 const sqlite: StoreKind = {
   name: 'sqlite',
   async setup() {},
-  open: (config = DEFAULT_STORE_CONFIG) => openSqliteStore(':memory:', config),
+  open: () => openSqliteStore(':memory:'),
   url: () => null,
   async teardown() {},
 };
@@ -93,8 +87,8 @@ function postgres(): StoreKind {
     async setup() {
       db = await createPgDatabase();
     },
-    async open(config = DEFAULT_STORE_CONFIG) {
-      const store = await openPostgresStore(need().url, config);
+    async open() {
+      const store = await openPostgresStore(need().url);
       await truncateAll(need().url);
       return store;
     },

@@ -23,7 +23,6 @@ import { packageResult, workDirs } from '../../src/agent/report-body.js';
 import { AgentState } from '../../src/agent/state.js';
 import { DeqoClient } from '../../src/client/index.js';
 import type { LocalNetwork } from '../../src/cli/network.js';
-import { createAccountWithKey } from '../../src/coordinator/index.js';
 import type { ExecutionView, JobSpecInput, JobView } from '../../src/protocol/index.js';
 import { settled, testNetwork, waitForJob } from '../helpers/network.js';
 import { freePort, PausableProxy } from '../helpers/tcp-proxy.js';
@@ -353,13 +352,7 @@ describe('a report stored before a crash is sent at the next start', () => {
 
   it('resends a stored report, and packages a stored outcome whose report was not built yet', async () => {
     const dataDir = await mkdtemp(join(tmpdir(), 'deqo-agent-'));
-    const { apiKey } = await createAccountWithKey(
-      net.coordinator.store,
-      'provider-inproc',
-      ['provider'],
-      'provider',
-      Date.now(),
-    );
+    const { apiKey } = await net.coordinator.engine.accounts.createAccount('provider-inproc', ['provider']);
     const provider = new DeqoClient(net.url, apiKey);
     const identity = await loadOrCreateIdentity(dataDir);
     const executor = new DockerExecutor({ agentId: identity.agentId });

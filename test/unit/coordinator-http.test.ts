@@ -5,12 +5,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BlobStore, buildServer, createAccountWithKey } from '../../src/coordinator/index.js';
+import { BlobStore, buildServer } from '../../src/coordinator/index.js';
 import { grantTxn, toMicro } from '../../src/core/index.js';
 import { DEFAULT_ENGINE_CONFIG, Engine } from '../../src/engine/index.js';
 import { openSqliteStore, type Store } from '../../src/store/index.js';
 
 let store: Store;
+let engine: Engine;
 let app: ReturnType<typeof buildServer>;
 let blobDir: string;
 const keys: Record<string, string> = {};
@@ -44,9 +45,10 @@ beforeAll(async () => {
   store = await openSqliteStore(':memory:');
   blobDir = await mkdtemp(join(tmpdir(), 'deqo-blobs-'));
   const log = pino({ level: 'silent' });
+  engine = new Engine(store, { config: DEFAULT_ENGINE_CONFIG, log: log });
   app = buildServer({
     store,
-    engine: new Engine(store, DEFAULT_ENGINE_CONFIG, log),
+    engine,
     blobs: new BlobStore(blobDir, 1000),
     log,
   });
@@ -55,9 +57,10 @@ beforeAll(async () => {
     ['p1', 'provider'],
     ['p2', 'provider'],
   ] as const) {
-    const a = await createAccountWithKey(store, name, [role], role, Date.now());
+    const a = await engine.accounts.createAccount(name, [role], role);
     keys[name] = a.apiKey;
-    if (role === 'buyer') await store.ledger.post(grantTxn(a.accountId, toMicro(100), 'test credits'), Date.now());
+    if (role === 'buyer')
+      await store.transaction((tx) => tx.ledger.post(grantTxn(a.accountId, toMicro(100), 'test credits'), Date.now()));
   }
 });
 afterAll(async () => {
@@ -174,7 +177,7 @@ describe('keys and tenancy', () => {
     expect(other.statusCode).toBe(404);
   });
   it("hides one buyer's job from another (404)", async () => {
-    keys.buyer2 = (await createAccountWithKey(store, 'buyer2', ['buyer'], 'buyer', Date.now())).apiKey;
+    keys.buyer2 = (await engine.accounts.createAccount('buyer2', ['buyer'], 'buyer')).apiKey;
     const sub = await app.inject({
       method: 'POST',
       url: '/v1/jobs',

@@ -5,8 +5,16 @@
 import { createHash } from 'node:crypto';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { DeqoError, executionMaxCost, grantTxn, resultHashOf, toMicro } from '../../src/core/index.js';
-import { classifyReport, DEFAULT_ENGINE_CONFIG, Engine } from '../../src/engine/index.js';
+import {
+  DEFAULT_QUOTA,
+  DeqoError,
+  executionMaxCost,
+  failureText,
+  grantTxn,
+  resultHashOf,
+  toMicro,
+} from '../../src/core/index.js';
+import { classifyReport, DEFAULT_ENGINE_CONFIG, Engine, jobResults } from '../../src/engine/index.js';
 import {
   JobSpecSchema,
   OfferSchema,
@@ -38,9 +46,9 @@ let buyerId: string;
 beforeEach(async () => {
   now = T0;
   store = await openSqliteStore(':memory:');
-  engine = new Engine(store, { ...DEFAULT_ENGINE_CONFIG }, pino({ level: 'silent' }), () => now);
-  buyerId = await store.accounts.createAccount('buyer', ['buyer'], now);
-  await store.ledger.post(grantTxn(buyerId, toMicro(1000), 'test credits'), now);
+  engine = new Engine(store, { config: { ...DEFAULT_ENGINE_CONFIG }, log: pino({ level: 'silent' }), now: () => now });
+  buyerId = await store.transaction((tx) => tx.accounts.createAccount('buyer', ['buyer'], now));
+  await store.transaction((tx) => tx.ledger.post(grantTxn(buyerId, toMicro(1000), 'test credits'), now));
 });
 afterEach(async () => {
   await engine.stop();
@@ -51,7 +59,7 @@ afterEach(async () => {
 async function agents(n: number, capacity: Capacity = CAPACITY): Promise<string[]> {
   const ids: string[] = [];
   for (let i = 0; i < n; i++) {
-    const providerId = await store.accounts.createAccount(`provider${i}`, ['provider'], now);
+    const providerId = await store.transaction((tx) => tx.accounts.createAccount(`provider${i}`, ['provider'], now));
     const id = `agent_${i}`;
     await engine.registerAgent({
       id,
@@ -81,10 +89,13 @@ async function completed(
   const stdoutBlob = sha(stdout);
   const stderrBlob = sha(`stderr ${a.executionId}`); // stderr differs per provider; it is not part of the result
   const outputsBlob = sha(`outputs ${a.executionId}`);
-  for (const b of [stdoutBlob, stderrBlob, outputsBlob]) await store.accounts.recordBlob(b, 10, now);
+  for (const b of [stdoutBlob, stderrBlob, outputsBlob])
+    await store.transaction((tx) => tx.accounts.recordBlob(b, 10, now));
   // As if uploaded by whichever provider reports it (reports may only name blobs the reporter uploaded).
   for (const agent of await store.accounts.listAgents())
-    await store.accounts.grantBlobAccess([stdoutBlob, stderrBlob, outputsBlob], agent.providerId);
+    await store.transaction((tx) =>
+      tx.accounts.grantBlobAccess([stdoutBlob, stderrBlob, outputsBlob], agent.providerId),
+    );
   const manifest: Manifest = {
     exitCode,
     stdoutSha256: stdoutBlob,
@@ -118,7 +129,7 @@ async function rejection(p: Promise<unknown>): Promise<DeqoError> {
 }
 
 async function jobView(jobId: string) {
-  const v = await store.jobs.jobView(jobId, buyerId);
+  const v = await store.views.jobView(jobId, buyerId);
   if (!v) throw new Error('missing job');
   return v;
 }
@@ -151,7 +162,7 @@ describe('Engine', () => {
     expect(v.state).toBe('succeeded');
     expect(v.tasks[0]!.state).toBe('verified');
     expect(v.tasks[0]!.executions.map((e) => e.state)).toEqual(['valid', 'valid']);
-    const results = await store.jobs.jobResults(jobId, buyerId);
+    const results = await jobResults(store, jobId, buyerId);
     expect(results?.tasks[0]?.resultHash).toBe((await completed(ea, 'answer 42')).resultHash);
     expect(results?.tasks[0]?.agreedBy).toHaveLength(2);
   });
@@ -219,10 +230,16 @@ describe('Engine', () => {
     const e = await claimOne(a!);
     // What Engine.report does, minus the verification: the coordinator dies right after the durable write.
     const end = await classifyReport(store, await completed(e, 'out'), (await store.accounts.getAgent(a!))!.providerId);
-    expect(await store.executions.recordEnd(e.executionId, a!, e.fencingToken, end, now)).not.toBeNull();
+    expect(
+      await store.transaction((tx) => tx.executions.recordEnd(e.executionId, a!, e.fencingToken, end, now)),
+    ).not.toBeNull();
     expect((await jobView(jobId)).state).toBe('running');
 
-    const restarted = new Engine(store, { ...DEFAULT_ENGINE_CONFIG }, pino({ level: 'silent' }), () => now);
+    const restarted = new Engine(store, {
+      config: { ...DEFAULT_ENGINE_CONFIG },
+      log: pino({ level: 'silent' }),
+      now: () => now,
+    });
     await restarted.tick();
     const v = await jobView(jobId);
     expect(v.tasks[0]!.state).toBe('verified');
@@ -373,8 +390,32 @@ describe('Engine', () => {
     });
     const v2 = await jobView(job2);
     expect(v2.tasks[0]!.failure?.reason).toBe('out_of_memory');
-    expect(v2.tasks[0]!.failure!.message).toMatch(/^the job ran out of memory/);
+    // The message keeps the agent's detail (clamped); the catalogue's words and advice are added when shown.
+    expect(v2.tasks[0]!.failure!.message).toMatch(/^k+…?$/);
+    expect(failureText(v2.tasks[0]!.failure!, 'flag')).toMatch(
+      /^the program ran out of memory — k+…?; raise the memory limit \(--memory\)$/,
+    );
     expect(v2.tasks[0]!.executions[0]!.failure!.message.length).toBeLessThanOrEqual(4096);
+  });
+
+  it('refuses a report whose failure reason the catalogue does not let an agent report, naming the field', async () => {
+    const [a] = await agents(1);
+    const jobId = await submit();
+    await engine.schedule();
+    const e = await claimOne(a!);
+    for (const reason of ['no_such_reason', 'no_quorum', 'lease_expired']) {
+      const err = await engine
+        .report(a!, e.executionId, { outcome: 'failed', fencingToken: e.fencingToken, reason, message: 'x' })
+        .then(
+          () => null,
+          (x: unknown) => x as DeqoError,
+        );
+      expect(err).toMatchObject({ code: 'validation_failed', details: [{ path: 'reason' }] });
+    }
+    // Nothing was recorded: the lease still holds and an honest report is taken.
+    expect((await jobView(jobId)).tasks[0]!.executions[0]!.state).toBe('running');
+    await engine.report(a!, e.executionId, await completed(e, 'out'));
+    expect((await jobView(jobId)).state).toBe('succeeded');
   });
 
   it('fails a task when a quorum agrees on a job failure (out of memory)', async () => {
@@ -412,7 +453,7 @@ describe('Engine', () => {
     const jobId = await submit();
     await engine.schedule();
     const e = await claimOne(a!);
-    expect(await store.jobs.cancelJob(jobId, now)).toBe(true);
+    expect(await engine.cancelJob(jobId)).toBe(true);
     expect((await engine.heartbeat(a!, [{ executionId: e.executionId, fencingToken: e.fencingToken }])).stop).toEqual([
       e.executionId,
     ]);
@@ -425,7 +466,7 @@ describe('Engine', () => {
     const hundred = Array.from({ length: 100 }, (_, i) => i);
     const err = await rejection(submit({ array: { sweep: { a: hundred, b: hundred, c: [1, 2] } } }));
     expect(err.code).toBe('validation_failed');
-    expect(await store.jobs.listJobs(buyerId, { limit: 10 })).toEqual([]);
+    expect(await store.views.listJobs(buyerId, { limit: 10 })).toEqual([]);
   });
 
   it('does not schedule onto agents that have gone offline', async () => {
@@ -456,17 +497,16 @@ describe('adaptive replication and settlement in the engine', () => {
     const [a, b] = await agents(2);
     for (let i = 0; i < 10; i++) await replicatedJob(a!, b!);
     const providerA = (await store.accounts.getAgent(a!))!.providerId;
-    const before = (await store.reputation.records([providerA], now)).get(providerA)!.reputation;
+    const before = (await store.reputation.records([providerA], now, DEFAULT_QUOTA)).get(providerA)!.reputation;
     expect(before.consecutiveValid).toBe(10);
 
     // With a draw of 0 (below 1 − 1/10) the first placement runs alone.
-    engine = new Engine(
-      store,
-      { ...DEFAULT_ENGINE_CONFIG },
-      pino({ level: 'silent' }),
-      () => now,
-      () => 0,
-    );
+    engine = new Engine(store, {
+      config: { ...DEFAULT_ENGINE_CONFIG },
+      log: pino({ level: 'silent' }),
+      now: () => now,
+      random: () => 0,
+    });
     const jobId = await submit({ verification: { mode: 'adaptive', replicas: 2, quorum: 2 } });
     await engine.schedule();
     let v = await jobView(jobId);
@@ -486,20 +526,20 @@ describe('adaptive replication and settlement in the engine', () => {
     // An unchecked result does not raise consecutive valid.
     const holderProvider = (await store.accounts.getAgent(holder))!.providerId;
     expect(
-      (await store.reputation.records([holderProvider], now)).get(holderProvider)!.reputation.consecutiveValid,
+      (await store.reputation.records([holderProvider], now, DEFAULT_QUOTA)).get(holderProvider)!.reputation
+        .consecutiveValid,
     ).toBe(10);
     expect(await store.ledger.audit()).toEqual([]);
   });
 
   it('replicates an adaptive task when the draw says so, or when no provider has earned trust', async () => {
     const [a, b] = await agents(2);
-    engine = new Engine(
-      store,
-      { ...DEFAULT_ENGINE_CONFIG },
-      pino({ level: 'silent' }),
-      () => now,
-      () => 0,
-    );
+    engine = new Engine(store, {
+      config: { ...DEFAULT_ENGINE_CONFIG },
+      log: pino({ level: 'silent' }),
+      now: () => now,
+      random: () => 0,
+    });
     const fresh = await submit({ verification: { mode: 'adaptive', replicas: 2, quorum: 2 } });
     await engine.schedule();
     expect((await jobView(fresh)).tasks[0]!.executions).toHaveLength(2); // nobody trusted yet
@@ -508,13 +548,12 @@ describe('adaptive replication and settlement in the engine', () => {
       await engine.report(id, e.executionId, await completed(e, 'x'));
     }
     for (let i = 0; i < 9; i++) await replicatedJob(a!, b!);
-    engine = new Engine(
-      store,
-      { ...DEFAULT_ENGINE_CONFIG },
-      pino({ level: 'silent' }),
-      () => now,
-      () => 0.95,
-    ); // ≥ 1 − 1/10
+    engine = new Engine(store, {
+      config: { ...DEFAULT_ENGINE_CONFIG },
+      log: pino({ level: 'silent' }),
+      now: () => now,
+      random: () => 0.95,
+    }); // ≥ 1 − 1/10
     const jobId = await submit({ verification: { mode: 'adaptive', replicas: 2, quorum: 2 } });
     await engine.schedule();
     expect((await jobView(jobId)).tasks[0]!.executions).toHaveLength(2);

@@ -41,7 +41,11 @@ describe('faults in the engine', () => {
   beforeEach(async () => {
     now = T0;
     store = await openSqliteStore(':memory:');
-    engine = new Engine(store, { ...DEFAULT_ENGINE_CONFIG }, pino({ level: 'silent' }), () => now);
+    engine = new Engine(store, {
+      config: { ...DEFAULT_ENGINE_CONFIG },
+      log: pino({ level: 'silent' }),
+      now: () => now,
+    });
     buyerId = await fundedBuyer(engine, 'buyer', 1000);
     agentIds = await registerAgents(engine, 4);
   });
@@ -53,7 +57,7 @@ describe('faults in the engine', () => {
   const alive = async () => {
     for (const id of agentIds) await engine.heartbeat(id, []);
   };
-  const executions = async (jobId: string) => (await store.jobs.jobView(jobId, buyerId))!.tasks[0]!.executions;
+  const executions = async (jobId: string) => (await store.views.jobView(jobId, buyerId))!.tasks[0]!.executions;
   /** The agent holding the task's one assigned execution claims it and then goes silent until its lease expires. */
   const loseOne = async (jobId: string) => {
     const open = (await executions(jobId)).find((e) => e.state === 'assigned')!;
@@ -97,7 +101,7 @@ describe('faults in the engine', () => {
     }
     // Four providers, four executions: after the fourth loss nothing is left to try, and the task fails with a reason.
     await loseOne(jobId);
-    const v = (await store.jobs.jobView(jobId, buyerId))!;
+    const v = (await store.views.jobView(jobId, buyerId))!;
     expect(v.state).toBe('failed');
     expect(v.tasks[0]!.failure?.reason).toBe('too_many_errors');
     expect(new Set(v.tasks[0]!.executions.map((e) => e.providerId)).size).toBe(4);
@@ -113,7 +117,11 @@ describe('faults in the engine', () => {
     const [a] = await engine.claim(open.agentId, 1, 0);
     // The coordinator is down for 40 s: longer than the lease TTL (15 s), shorter than the restart grace (60 s).
     now += 40_000;
-    const restarted = new Engine(store, { ...DEFAULT_ENGINE_CONFIG }, pino({ level: 'silent' }), () => now);
+    const restarted = new Engine(store, {
+      config: { ...DEFAULT_ENGINE_CONFIG },
+      log: pino({ level: 'silent' }),
+      now: () => now,
+    });
     await restarted.recover();
     await restarted.reap();
     expect((await executions(jobId))[0]!.state).toBe('running');
@@ -122,12 +130,11 @@ describe('faults in the engine', () => {
     ).toEqual([]);
 
     // Without renewals the grace ends like any lease: the agent really is dead.
-    const other = new Engine(
-      store,
-      { ...DEFAULT_ENGINE_CONFIG, restartGraceMs: 0 },
-      pino({ level: 'silent' }),
-      () => now,
-    );
+    const other = new Engine(store, {
+      config: { ...DEFAULT_ENGINE_CONFIG, restartGraceMs: 0 },
+      log: pino({ level: 'silent' }),
+      now: () => now,
+    });
     now += DEFAULT_ENGINE_CONFIG.leaseTtlMs + 1;
     await other.recover();
     await other.reap();
@@ -139,7 +146,11 @@ describe('a task no remaining provider can finish', () => {
   it('ends at its queue timeout with the waiting result cancelled (unpaid) and the escrow refunded', async () => {
     let now = T0;
     const store = await openSqliteStore(':memory:');
-    const engine = new Engine(store, { ...DEFAULT_ENGINE_CONFIG }, pino({ level: 'silent' }), () => now);
+    const engine = new Engine(store, {
+      config: { ...DEFAULT_ENGINE_CONFIG },
+      log: pino({ level: 'silent' }),
+      now: () => now,
+    });
     try {
       const buyerId = await fundedBuyer(engine, 'buyer', 10);
       const ids = await registerAgents(engine, 3);
@@ -152,7 +163,7 @@ describe('a task no remaining provider can finish', () => {
           verification: { replicas: 2, quorum: 2 },
         }),
       );
-      const view = async () => (await store.jobs.jobView(jobId, buyerId))!;
+      const view = async () => (await store.views.jobView(jobId, buyerId))!;
       const step = async (ms: number) => {
         now += ms;
         for (const id of ids) await engine.heartbeat(id, []);

@@ -49,7 +49,7 @@ let samples: Sample[];
 
 beforeAll(async () => {
   store = await openSqliteStore(':memory:');
-  engine = new Engine(store, { ...DEFAULT_ENGINE_CONFIG }, pino({ level: 'silent' }));
+  engine = new Engine(store, { config: { ...DEFAULT_ENGINE_CONFIG }, log: pino({ level: 'silent' }) });
   metrics = createMetrics(store, engine, { cacheMs: 0 });
   text = await metrics.scrape();
   samples = parseSamples(text);

@@ -24,7 +24,7 @@ import {
   TERMINAL_JOB_STATES,
   toMicro,
 } from '../../src/core/index.js';
-import { DEFAULT_ENGINE_CONFIG, Engine } from '../../src/engine/index.js';
+import { DEFAULT_ENGINE_CONFIG, DEFAULT_MARKET_POLICY, Engine } from '../../src/engine/index.js';
 import { resultHashOf } from '../../src/core/index.js';
 import {
   JobSpecSchema,
@@ -37,7 +37,7 @@ import {
   type Price,
   type ReportRequest,
 } from '../../src/protocol/index.js';
-import { DEFAULT_STORE_CONFIG, type Store } from '../../src/store/index.js';
+import type { Store } from '../../src/store/index.js';
 import { storeKinds, type StoreKind } from '../helpers/stores.js';
 
 const T0 = 1_700_000_000_000;
@@ -83,11 +83,19 @@ interface World {
 
 async function makeWorld(kind: StoreKind, prices: Price[], grants: number[], seed: number, feeBps = 0): Promise<World> {
   const clock = { now: T0 };
-  const store = await kind.open({ ...DEFAULT_STORE_CONFIG, feeBps });
-  const engine = new Engine(store, CFG, silent, () => clock.now, seeded(seed));
+  const store = await kind.open();
+  const engine = new Engine(store, {
+    config: CFG,
+    policy: { ...DEFAULT_MARKET_POLICY, feeBps },
+    log: silent,
+    now: () => clock.now,
+    random: seeded(seed),
+  });
   const w: World = { store, engine, clock, agents: [], buyers: [], jobs: [], held: new Map(), stale: new Map() };
   for (const [i, price] of prices.entries()) {
-    const providerId = await store.accounts.createAccount(`provider${i}`, ['provider'], clock.now);
+    const providerId = await store.transaction((tx) =>
+      tx.accounts.createAccount(`provider${i}`, ['provider'], clock.now),
+    );
     const id = `agent_${i}`;
     await engine.registerAgent({
       id,
@@ -103,8 +111,8 @@ async function makeWorld(kind: StoreKind, prices: Price[], grants: number[], see
     w.stale.set(id, []);
   }
   for (const [i, amount] of grants.entries()) {
-    const id = await store.accounts.createAccount(`buyer${i}`, ['buyer'], clock.now);
-    if (amount > 0) await store.ledger.post(grantTxn(id, amount, 'test credits'), clock.now);
+    const id = await store.transaction((tx) => tx.accounts.createAccount(`buyer${i}`, ['buyer'], clock.now));
+    if (amount > 0) await store.transaction((tx) => tx.ledger.post(grantTxn(id, amount, 'test credits'), clock.now));
     w.buyers.push({ id, granted: amount });
   }
   return w;
@@ -112,7 +120,7 @@ async function makeWorld(kind: StoreKind, prices: Price[], grants: number[], see
 
 async function view(w: World, jobId: string): Promise<JobView> {
   const job = w.jobs.find((j) => j.id === jobId)!;
-  const v = await w.store.jobs.jobView(jobId, w.buyers[job.buyer]!.id);
+  const v = await w.store.views.jobView(jobId, w.buyers[job.buyer]!.id);
   if (!v) throw new Error(`missing job ${jobId}`);
   return v;
 }
@@ -156,10 +164,14 @@ async function reportOf(
   const stdoutBlob = manifest.stdoutSha256;
   const stderrBlob = sha(`stderr ${a.executionId}`);
   const outputsBlob = sha(`outputs ${a.executionId}`);
-  for (const b of [stdoutBlob, stderrBlob, outputsBlob]) await w.store.accounts.recordBlob(b, 10, w.clock.now);
+  for (const b of [stdoutBlob, stderrBlob, outputsBlob])
+    await w.store.transaction((tx) => tx.accounts.recordBlob(b, 10, w.clock.now));
   // The reporter uploaded them (a report may only name blobs its provider can read).
   const agent = await w.store.executions.leaseOf(a.executionId);
-  if (agent) await w.store.accounts.grantBlobAccess([stdoutBlob, stderrBlob, outputsBlob], agent.providerId);
+  if (agent)
+    await w.store.transaction((tx) =>
+      tx.accounts.grantBlobAccess([stdoutBlob, stderrBlob, outputsBlob], agent.providerId),
+    );
   return {
     outcome: 'completed',
     fencingToken: a.fencingToken,
@@ -251,7 +263,7 @@ async function apply(w: World, op: Op): Promise<void> {
       const buyer = w.buyers[op.buyer % w.buyers.length]!;
       const spec = toSpec(op.spec);
       const before = await store.ledger.balance(accountLedger(buyer.id));
-      const jobsBefore = (await store.jobs.listJobs(buyer.id, { limit: 1000 })).length;
+      const jobsBefore = (await store.views.listJobs(buyer.id, { limit: 1000 })).length;
       const expected =
         executionMaxCost(spec) * fundedExecutions(spec.verification.mode, spec.verification.replicas) * op.spec.count;
       try {
@@ -265,13 +277,13 @@ async function apply(w: World, op: Op): Promise<void> {
         count('submit refused');
         expect(before).toBeLessThan(expected);
         expect(await store.ledger.balance(accountLedger(buyer.id))).toBe(before);
-        expect((await store.jobs.listJobs(buyer.id, { limit: 1000 })).length).toBe(jobsBefore);
+        expect((await store.views.listJobs(buyer.id, { limit: 1000 })).length).toBe(jobsBefore);
       }
       return;
     }
     case 'grant': {
       const buyer = w.buyers[op.buyer % w.buyers.length]!;
-      await store.ledger.post(grantTxn(buyer.id, op.amount, 'top-up'), w.clock.now);
+      await store.transaction((tx) => tx.ledger.post(grantTxn(buyer.id, op.amount, 'top-up'), w.clock.now));
       buyer.granted += op.amount;
       return;
     }
@@ -361,7 +373,7 @@ async function checkStep(w: World, step: string): Promise<void> {
     const postings = await w.store.ledger.jobPostings(job.id);
     const onEscrow = postings.filter((p) => p.account === escrowLedger(job.id));
     const sum = (k: string) => onEscrow.filter((p) => p.kind === k).reduce((s, p) => s + p.amount, 0);
-    const settled = (await w.store.jobs.billing(job.id)).settled;
+    const settled = (await w.store.views.billing(job.id)).settled;
     const v = await view(w, job.id);
     const allEnded = v.tasks.every((t) => t.executions.every((e) => ENDED.includes(e.state)));
     if (TERMINAL_JOB_STATES.includes(v.state) && allEnded)
@@ -439,7 +451,7 @@ async function checkEnd(w: World): Promise<void> {
       );
       expect(paid, `payment of valid execution ${e.id}`).toBe(cost);
       expect(toMicro(e.paid ?? -1)).toBe(cost);
-      const fee = platformFee(cost, w.store.config.feeBps);
+      const fee = platformFee(cost, w.engine.policy.feeBps);
       earned.set(e.providerId, (earned.get(e.providerId) ?? 0) + cost - fee);
       fees += fee;
       const providerShare = postings.find(

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ApiError, DeqoClient } from '../../src/client/index.js';
-import { BlobStore, buildServer, createAccountWithKey } from '../../src/coordinator/index.js';
+import { BlobStore, buildServer } from '../../src/coordinator/index.js';
 import { grantTxn, toMicro } from '../../src/core/index.js';
 import { DEFAULT_ENGINE_CONFIG, Engine } from '../../src/engine/index.js';
 import { resultHashOf } from '../../src/core/index.js';
@@ -95,7 +95,7 @@ async function completed(a: Assignment, stdout: string) {
 beforeAll(async () => {
   store = await openSqliteStore(':memory:');
   const log = pino({ level: 'silent' });
-  engine = new Engine(store, { ...DEFAULT_ENGINE_CONFIG }, log);
+  engine = new Engine(store, { config: { ...DEFAULT_ENGINE_CONFIG }, log: log });
   app = buildServer({
     store,
     engine,
@@ -107,10 +107,11 @@ beforeAll(async () => {
   url = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
   for (const who of ['buyerA', 'buyerB', 'providerP', 'providerQ'] as const) {
     const role = who.startsWith('buyer') ? 'buyer' : 'provider';
-    const a = await createAccountWithKey(store, who, [role], role, Date.now());
+    const a = await engine.accounts.createAccount(who, [role], role);
     keys[who] = a.apiKey;
     client[who] = new DeqoClient(url, a.apiKey);
-    if (role === 'buyer') await store.ledger.post(grantTxn(a.accountId, toMicro(100), 'test credits'), Date.now());
+    if (role === 'buyer')
+      await store.transaction((tx) => tx.ledger.post(grantTxn(a.accountId, toMicro(100), 'test credits'), Date.now()));
   }
   agent.P = (await client.providerP.registerAgent(registration('p-box'))).agentId;
   agent.Q = (await client.providerQ.registerAgent(registration('q-box'))).agentId;

@@ -91,8 +91,8 @@ describe('GET /metrics of real coordinators', () => {
     expect(claimed).toHaveLength(2);
     for (const { agentId, a: asg } of claimed)
       await a.engine.report(agentId, asg.executionId, await completedReport(a.engine, asg, 'the answer'));
-    await until('the job is settled', async () => (await a.store.jobs.billing(jobId)).settled);
-    const billing = await a.store.jobs.billing(jobId);
+    await until('the job is settled', async () => (await a.store.views.billing(jobId)).settled);
+    const billing = await a.store.views.billing(jobId);
     await new Promise((r) => setTimeout(r, COUNTS_CACHE_MS + 50)); // past the gauges' cache
 
     const after = [await scrape(a), await scrape(b)];
@@ -130,7 +130,7 @@ describe('GET /metrics of real coordinators', () => {
     // The log: ids are fields, and a line about an execution names its task and job, a line about a task its job.
     const named = (msg: string) => lines.filter((l) => l.msg === msg);
     expect(named('job submitted')).toEqual([expect.objectContaining({ jobId })]);
-    const taskId = (await a.store.jobs.jobView(jobId, buyerId))!.tasks[0]!.id;
+    const taskId = (await a.store.views.jobView(jobId, buyerId))!.tasks[0]!.id;
     for (const msg of ['execution claimed', 'execution reported']) {
       expect(
         named(msg)
@@ -169,7 +169,7 @@ describe('metrics of rarer paths (controlled clock)', () => {
     now = T0;
     lines = [];
     store = await openSqliteStore(':memory:');
-    engine = new Engine(store, { ...DEFAULT_ENGINE_CONFIG }, capturingLog(lines), () => now);
+    engine = new Engine(store, { config: { ...DEFAULT_ENGINE_CONFIG }, log: capturingLog(lines), now: () => now });
     metrics = createMetrics(store, engine, { cacheMs });
     cleanups.push(async () => {
       metrics.close();
@@ -248,10 +248,10 @@ describe('metrics of rarer paths (controlled clock)', () => {
     await engine.schedule(); // the rich task's third execution
     await engine.settle();
 
-    const poorView = (await store.jobs.jobView(poorJob, poor))!;
+    const poorView = (await store.views.jobView(poorJob, poor))!;
     expect(poorView.tasks[0]!.failure?.reason).toBe('insufficient_funds');
     expect(poorView.tasks[0]!.executions.map((e) => e.state)).toEqual(['invalid', 'invalid']);
-    expect((await store.jobs.jobView(richJob, rich))!.tasks[0]!.targetReplicas).toBe(3);
+    expect((await store.views.jobView(richJob, rich))!.tasks[0]!.targetReplicas).toBe(3);
 
     s = await read();
     expect(sampleValue(s, 'deqo_credits_moved_total', { kind: 'escrow_hold' })).toBeCloseTo(

@@ -167,10 +167,16 @@ describe('ReportRequestSchema', () => {
         usage: { wallMs: 1, cpuMs: 1, maxMemoryBytes: 1 },
       }).success,
     ).toBe(false);
+    // A reason is a snake_case word on the wire; which ones an agent may report is the failure catalogue's to
+    // say (the engine refuses others: engine.test.ts).
     expect(
-      ReportRequestSchema.safeParse({ outcome: 'failed', fencingToken: 1, reason: 'no_such_reason', message: 'x' })
+      ReportRequestSchema.safeParse({ outcome: 'failed', fencingToken: 1, reason: 'No Such Reason!', message: 'x' })
         .success,
     ).toBe(false);
+    expect(
+      ReportRequestSchema.safeParse({ outcome: 'failed', fencingToken: 1, reason: 'out_of_memory', message: 'x' })
+        .success,
+    ).toBe(true);
   });
 });
 

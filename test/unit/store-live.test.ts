@@ -28,12 +28,11 @@ describe.each(storeKinds())('live reads over $name', (kind) => {
 
   it('follow a job through a disagreement to its verification, minute by minute', async () => {
     // Agents stay online and leases held across the minutes the clock jumps.
-    const engine = new Engine(
-      store,
-      { ...DEFAULT_ENGINE_CONFIG, agentTtlMs: 3_600_000, leaseTtlMs: 3_600_000 },
-      pino({ level: 'silent' }),
-      () => now,
-    );
+    const engine = new Engine(store, {
+      config: { ...DEFAULT_ENGINE_CONFIG, agentTtlMs: 3_600_000, leaseTtlMs: 3_600_000 },
+      log: pino({ level: 'silent' }),
+      now: () => now,
+    });
     const buyerId = await fundedBuyer(engine, 'buyer', 100);
     const agents = await registerAgents(engine, 3, 'live');
     const jobId = await submitJob(engine, buyerId, { verification: { replicas: 2, quorum: 2 } });

@@ -1,7 +1,8 @@
 /**
- * The store over real SQLite and real PostgreSQL (the same suite on each): accounts, scheduling snapshot +
- * conditional plan apply, leases, reports, verification decisions, lease expiry, cancellation, results and
- * listings. Then SQLite's file mode. PostgreSQL's concurrency guarantees: store-postgres.test.ts.
+ * The store over real SQLite and real PostgreSQL (the same suite on each), driven as the engine drives it
+ * (test/helpers/store-world.ts): accounts, scheduling snapshot + conditional plan apply, leases, reports,
+ * verification decisions, lease expiry, cancellation, results and listings; writes outside a transaction are
+ * refused. Then SQLite's file mode. PostgreSQL's concurrency guarantees: store-postgres.test.ts.
  */
 import { mkdtempSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -11,15 +12,23 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { DeqoError, grantTxn, toMicro } from '../../src/core/index.js';
 import { JobSpecSchema, type JobSpec, type JobSpecInput } from '../../src/protocol/index.js';
 import { openSqliteStore, type Store } from '../../src/store/index.js';
+import { DEFAULT_QUOTA, failureOf } from '../../src/core/index.js';
+import { jobResults } from '../../src/engine/index.js';
 import {
+  applyPlan,
   AVAILABLE,
   CAPACITY,
+  claim,
   decide,
+  engineAt,
+  expireLeases,
   H1,
   H2,
   manifestFor,
   OFFER,
   plan,
+  recordEnd,
+  renew,
   reported,
   scheduleRound,
   snapshotAt,
@@ -39,25 +48,27 @@ interface World {
 }
 
 async function makeWorld(store: Store, specInput: Partial<JobSpecInput> = {}): Promise<World> {
-  const buyerId = await store.accounts.createAccount('alice', ['buyer'], T0);
-  await store.ledger.post(grantTxn(buyerId, toMicro(1000), 'test credits'), T0);
+  const buyerId = await store.transaction((tx) => tx.accounts.createAccount('alice', ['buyer'], T0));
+  await store.transaction((tx) => tx.ledger.post(grantTxn(buyerId, toMicro(1000), 'test credits'), T0));
   const providerIds: string[] = [];
   const agentIds: string[] = [];
   for (let i = 0; i < 3; i++) {
-    const providerId = await store.accounts.createAccount(`prov${i}`, ['provider'], T0);
+    const providerId = await store.transaction((tx) => tx.accounts.createAccount(`prov${i}`, ['provider'], T0));
     providerIds.push(providerId);
     const agentId = `agent_${i}`;
-    await store.accounts.registerAgent(
-      {
-        id: agentId,
-        providerId,
-        name: `box${i}`,
-        publicKey: `pk${i}`,
-        capacity: CAPACITY,
-        offer: OFFER,
-        availability: AVAILABLE,
-      },
-      T0,
+    await store.transaction((tx) =>
+      tx.accounts.registerAgent(
+        {
+          id: agentId,
+          providerId,
+          name: `box${i}`,
+          publicKey: `pk${i}`,
+          capacity: CAPACITY,
+          offer: OFFER,
+          availability: AVAILABLE,
+        },
+        T0,
+      ),
     );
     agentIds.push(agentId);
   }
@@ -73,7 +84,7 @@ async function makeWorld(store: Store, specInput: Partial<JobSpecInput> = {}): P
 }
 
 async function view(w: World) {
-  const v = await w.store.jobs.jobView(w.jobId, w.buyerId);
+  const v = await w.store.views.jobView(w.jobId, w.buyerId);
   if (!v) throw new Error('job view missing');
   return v;
 }
@@ -92,11 +103,13 @@ describe.each(storeKinds())('store over $name', (kind) => {
     });
 
     it('creates accounts, refuses a taken name, and authenticates by key hash', async () => {
-      const id = await store.accounts.createAccount('bob', ['buyer', 'provider'], T0);
-      await expect(store.accounts.createAccount('bob', ['buyer'], T0)).rejects.toMatchObject({ code: 'conflict' });
+      const id = await store.transaction((tx) => tx.accounts.createAccount('bob', ['buyer', 'provider'], T0));
+      await expect(store.transaction((tx) => tx.accounts.createAccount('bob', ['buyer'], T0))).rejects.toMatchObject({
+        code: 'conflict',
+      });
       expect(await store.accounts.findAccountByName('bob')).toBe(id);
       expect(await store.accounts.findAccountByName('nobody')).toBeNull();
-      await store.accounts.addApiKey(id, 'hash-of-key', 'provider', T0);
+      await store.transaction((tx) => tx.accounts.addApiKey(id, 'hash-of-key', 'provider', T0));
       expect(await store.accounts.authenticate('hash-of-key')).toEqual({
         accountId: id,
         accountName: 'bob',
@@ -107,25 +120,13 @@ describe.each(storeKinds())('store over $name', (kind) => {
     });
 
     it('keeps an agent identity with its provider and refreshes its capacity', async () => {
-      const p1 = await store.accounts.createAccount('p1', ['provider'], T0);
-      const p2 = await store.accounts.createAccount('p2', ['provider'], T0);
-      await store.accounts.registerAgent(
-        {
-          id: 'agent_x',
-          providerId: p1,
-          name: 'x',
-          publicKey: 'pk',
-          capacity: CAPACITY,
-          offer: OFFER,
-          availability: AVAILABLE,
-        },
-        T0,
-      );
-      const err = await store.accounts
-        .registerAgent(
+      const p1 = await store.transaction((tx) => tx.accounts.createAccount('p1', ['provider'], T0));
+      const p2 = await store.transaction((tx) => tx.accounts.createAccount('p2', ['provider'], T0));
+      await store.transaction((tx) =>
+        tx.accounts.registerAgent(
           {
             id: 'agent_x',
-            providerId: p2,
+            providerId: p1,
             name: 'x',
             publicKey: 'pk',
             capacity: CAPACITY,
@@ -133,6 +134,22 @@ describe.each(storeKinds())('store over $name', (kind) => {
             availability: AVAILABLE,
           },
           T0,
+        ),
+      );
+      const err = await store
+        .transaction((tx) =>
+          tx.accounts.registerAgent(
+            {
+              id: 'agent_x',
+              providerId: p2,
+              name: 'x',
+              publicKey: 'pk',
+              capacity: CAPACITY,
+              offer: OFFER,
+              availability: AVAILABLE,
+            },
+            T0,
+          ),
         )
         .then(
           () => null,
@@ -140,28 +157,30 @@ describe.each(storeKinds())('store over $name', (kind) => {
         );
       expect(err).toBeInstanceOf(DeqoError);
       expect((err as DeqoError).code).toBe('forbidden');
-      await store.accounts.registerAgent(
-        {
-          id: 'agent_x',
-          providerId: p1,
-          name: 'x2',
-          publicKey: 'pk',
-          capacity: { ...CAPACITY, cpus: 8 },
-          offer: OFFER,
-          availability: AVAILABLE,
-        },
-        T0 + 5,
+      await store.transaction((tx) =>
+        tx.accounts.registerAgent(
+          {
+            id: 'agent_x',
+            providerId: p1,
+            name: 'x2',
+            publicKey: 'pk',
+            capacity: { ...CAPACITY, cpus: 8 },
+            offer: OFFER,
+            availability: AVAILABLE,
+          },
+          T0 + 5,
+        ),
       );
       const a = await store.accounts.getAgent('agent_x');
       expect(a).toMatchObject({ providerId: p1, name: 'x2', registeredAt: T0, lastSeenAt: T0 + 5 });
       expect(a?.capacity.cpus).toBe(8);
-      expect(await store.accounts.touchAgent('agent_x', T0 + 9)).toBe(true);
-      expect(await store.accounts.touchAgent('agent_nope', T0 + 9)).toBe(false);
+      expect(await store.transaction((tx) => tx.accounts.touchAgent('agent_x', T0 + 9))).toBe(true);
+      expect(await store.transaction((tx) => tx.accounts.touchAgent('agent_nope', T0 + 9))).toBe(false);
     });
 
     it('records blobs idempotently', async () => {
-      await store.accounts.recordBlob('a'.repeat(64), 10, T0);
-      await store.accounts.recordBlob('a'.repeat(64), 99, T0);
+      await store.transaction((tx) => tx.accounts.recordBlob('a'.repeat(64), 10, T0));
+      await store.transaction((tx) => tx.accounts.recordBlob('a'.repeat(64), 99, T0));
       expect(await store.accounts.blobSize('a'.repeat(64))).toBe(10);
       expect(await store.accounts.blobSize('b'.repeat(64))).toBeNull();
     });
@@ -184,7 +203,7 @@ describe.each(storeKinds())('store over $name', (kind) => {
         [1, 'queued', 3],
       ]);
       expect(v.spec).toEqual(w.spec);
-      expect(await w.store.jobs.jobView(w.jobId, w.providerIds[0]!)).toBeNull(); // not the buyer's
+      expect(await w.store.views.jobView(w.jobId, w.providerIds[0]!)).toBeNull(); // not the buyer's
     });
 
     it('snapshots tasks wanting executions and free agents, then applies the plan as assigned executions on distinct providers', async () => {
@@ -193,7 +212,7 @@ describe.each(storeKinds())('store over $name', (kind) => {
       expect(snap.agents.map((a) => a.freeCpus)).toEqual([2, 2, 2]);
       const placements = plan(snap);
       expect(placements).toHaveLength(6);
-      const touched = await w.store.executions.applyPlan(placements, snap.revisions, snap.prices, T0);
+      const touched = await applyPlan(w.store, placements, { ...snap, now: T0 });
       expect([...touched].sort()).toEqual(w.agentIds);
 
       const v = await view(w);
@@ -215,7 +234,7 @@ describe.each(storeKinds())('store over $name', (kind) => {
     });
 
     it('leaves out agents not seen since onlineSince', async () => {
-      await w.store.accounts.touchAgent(w.agentIds[1]!, T0 + 60_000);
+      await w.store.transaction((tx) => tx.accounts.touchAgent(w.agentIds[1]!, T0 + 60_000));
       const snap = await snapshotAt(w.store, T0 + 60_000 - TTL);
       expect(snap.agents.map((a) => a.agentId)).toEqual([w.agentIds[1]]);
     });
@@ -223,8 +242,8 @@ describe.each(storeKinds())('store over $name', (kind) => {
     it('applies nothing for a plan made from a stale snapshot (conditional on revision)', async () => {
       const s1 = await snapshotAt(w.store, T0 - TTL);
       const s2 = await snapshotAt(w.store, T0 - TTL);
-      await w.store.executions.applyPlan(plan(s1), s1.revisions, s1.prices, T0);
-      const touched = await w.store.executions.applyPlan(plan(s2), s2.revisions, s2.prices, T0 + 1);
+      await applyPlan(w.store, plan(s1), { ...s1, now: T0 });
+      const touched = await applyPlan(w.store, plan(s2), { ...s2, now: T0 + 1 });
       expect(touched.size).toBe(0);
       const v = await view(w);
       expect(v.tasks.flatMap((t) => t.executions)).toHaveLength(6);
@@ -232,7 +251,7 @@ describe.each(storeKinds())('store over $name', (kind) => {
 
     it('claims assigned executions under a lease with fencing token 1, once', async () => {
       await scheduleRound(w.store, T0);
-      const claimed = await w.store.executions.claim(w.agentIds[0]!, 10, T0 + 100, TTL);
+      const claimed = await claim(w.store, w.agentIds[0]!, 10, T0 + 100);
       expect(claimed).toHaveLength(2);
       for (const c of claimed) {
         expect(c.fencingToken).toBe(1);
@@ -242,8 +261,8 @@ describe.each(storeKinds())('store over $name', (kind) => {
         expect(c.spec).toEqual(w.spec);
       }
       expect(claimed.map((c) => c.taskIndex).sort()).toEqual([0, 1]);
-      expect(await w.store.executions.claim(w.agentIds[0]!, 10, T0 + 200, TTL)).toEqual([]);
-      expect(await w.store.executions.claim(w.agentIds[1]!, 1, T0 + 200, TTL)).toHaveLength(1); // max respected
+      expect(await claim(w.store, w.agentIds[0]!, 10, T0 + 200)).toEqual([]);
+      expect(await claim(w.store, w.agentIds[1]!, 1, T0 + 200)).toHaveLength(1); // max respected
       const running = (await view(w)).tasks.flatMap((t) => t.executions).filter((e) => e.state === 'running');
       expect(running).toHaveLength(3);
       expect(running.filter((e) => e.agentId === w.agentIds[0]).every((e) => e.startedAt === T0 + 100)).toBe(true);
@@ -251,36 +270,29 @@ describe.each(storeKinds())('store over $name', (kind) => {
 
     it('renews leases only for the right token and agent, and tells the agent what to stop', async () => {
       await scheduleRound(w.store, T0);
-      const [c] = await w.store.executions.claim(w.agentIds[0]!, 1, T0, TTL);
+      const [c] = await claim(w.store, w.agentIds[0]!, 1, T0);
       const id = c!.executionId;
-      expect(
-        await w.store.executions.renewLeases(w.agentIds[0]!, [{ executionId: id, fencingToken: 1 }], T0 + 5000, TTL),
-      ).toEqual([]);
-      expect(
-        await w.store.executions.renewLeases(w.agentIds[0]!, [{ executionId: id, fencingToken: 2 }], T0 + 5000, TTL),
-      ).toEqual([id]);
-      expect(
-        await w.store.executions.renewLeases(w.agentIds[1]!, [{ executionId: id, fencingToken: 1 }], T0 + 5000, TTL),
-      ).toEqual([id]);
-      expect(
-        await w.store.executions.renewLeases(
-          w.agentIds[0]!,
-          [{ executionId: 'exec_unknown', fencingToken: 1 }],
-          T0,
-          TTL,
-        ),
-      ).toEqual(['exec_unknown']);
+      expect(await renew(w.store, w.agentIds[0]!, [{ executionId: id, fencingToken: 1 }], T0 + 5000, TTL)).toEqual([]);
+      expect(await renew(w.store, w.agentIds[0]!, [{ executionId: id, fencingToken: 2 }], T0 + 5000, TTL)).toEqual([
+        id,
+      ]);
+      expect(await renew(w.store, w.agentIds[1]!, [{ executionId: id, fencingToken: 1 }], T0 + 5000, TTL)).toEqual([
+        id,
+      ]);
+      expect(await renew(w.store, w.agentIds[0]!, [{ executionId: 'exec_unknown', fencingToken: 1 }], T0, TTL)).toEqual(
+        ['exec_unknown'],
+      );
       // The renewal moved the expiry: at T0 + TTL + 1 the lease still holds.
-      expect(await w.store.executions.expireLeases(T0 + TTL + 1, 60_000)).toEqual([]);
+      expect(await w.store.leases.expired(T0 + TTL + 1, T0 + TTL + 1 - 60_000, 100)).toEqual([]);
     });
 
     it('records an end only under the current lease', async () => {
       await scheduleRound(w.store, T0);
-      const [c] = await w.store.executions.claim(w.agentIds[0]!, 1, T0, TTL);
+      const [c] = await claim(w.store, w.agentIds[0]!, 1, T0);
       const id = c!.executionId;
-      expect(await w.store.executions.recordEnd(id, w.agentIds[0]!, 2, reported(H1), T0 + 10)).toBeNull();
-      expect(await w.store.executions.recordEnd(id, w.agentIds[1]!, 1, reported(H1), T0 + 10)).toBeNull();
-      const taskId = await w.store.executions.recordEnd(id, w.agentIds[0]!, 1, reported(H1), T0 + 10);
+      expect(await recordEnd(w.store, id, w.agentIds[0]!, 2, reported(H1), T0 + 10)).toBeNull();
+      expect(await recordEnd(w.store, id, w.agentIds[1]!, 1, reported(H1), T0 + 10)).toBeNull();
+      const taskId = await recordEnd(w.store, id, w.agentIds[0]!, 1, reported(H1), T0 + 10);
       const v = await view(w);
       const task = v.tasks.find((t) => t.executions.some((e) => e.id === id))!;
       expect(taskId).toBe(task.id);
@@ -293,14 +305,14 @@ describe.each(storeKinds())('store over $name', (kind) => {
         outputsBlob: 'o'.repeat(64),
       });
       // A second report of the same execution is stale.
-      expect(await w.store.executions.recordEnd(id, w.agentIds[0]!, 1, reported(H2), T0 + 20)).toBeNull();
+      expect(await recordEnd(w.store, id, w.agentIds[0]!, 1, reported(H2), T0 + 20)).toBeNull();
     });
 
     it('verifies tasks 2-of-3, grades a late result, and rolls the job up to succeeded', async () => {
       await scheduleRound(w.store, T0);
       const claims = new Map<string, { id: string; agentId: string; index: number }[]>();
       for (const agentId of w.agentIds) {
-        for (const c of await w.store.executions.claim(agentId, 10, T0 + 10, TTL)) {
+        for (const c of await claim(w.store, agentId, 10, T0 + 10)) {
           claims.set(String(c.taskIndex), [
             ...(claims.get(String(c.taskIndex)) ?? []),
             { id: c.executionId, agentId, index: c.taskIndex },
@@ -312,14 +324,13 @@ describe.each(storeKinds())('store over $name', (kind) => {
       expect(t0).toHaveLength(3);
 
       // Task 0: H1, H2 → pending; then H1 → verified (2 of 3), the H2 result invalid.
-      const taskId0 = (await w.store.executions.recordEnd(t0[0]!.id, t0[0]!.agentId, 1, reported(H1), T0 + 100))!;
-      expect((await decide(w.store, taskId0, T0 + 100)).d).toEqual({ kind: 'pending', target: 3 });
-      await w.store.executions.recordEnd(t0[1]!.id, t0[1]!.agentId, 1, reported(H2), T0 + 200);
-      expect((await decide(w.store, taskId0, T0 + 200)).d.kind).toBe('pending');
-      await w.store.executions.recordEnd(t0[2]!.id, t0[2]!.agentId, 1, reported(H1), T0 + 300);
-      const r0 = await decide(w.store, taskId0, T0 + 300);
-      expect(r0.applied).toBe(true);
-      expect(r0.d.kind).toBe('verified');
+      const taskId0 = (await recordEnd(w.store, t0[0]!.id, t0[0]!.agentId, 1, reported(H1), T0 + 100))!;
+      // Pending: the three replicas already placed can still reach the quorum (the target stays 3).
+      expect(await decide(w.store, taskId0, T0 + 100)).toBe('unchanged');
+      await recordEnd(w.store, t0[1]!.id, t0[1]!.agentId, 1, reported(H2), T0 + 200);
+      expect(await decide(w.store, taskId0, T0 + 200)).toBe('unchanged');
+      await recordEnd(w.store, t0[2]!.id, t0[2]!.agentId, 1, reported(H1), T0 + 300);
+      expect(await decide(w.store, taskId0, T0 + 300)).toBe('verified');
 
       let v = await view(w);
       const task0 = v.tasks[0]!;
@@ -330,24 +341,24 @@ describe.each(storeKinds())('store over $name', (kind) => {
       expect(v.state).toBe('running'); // task 1 is still open
 
       // Task 1: two agree → verified while the third replica is still running (it is not cancelled).
-      const taskId1 = (await w.store.executions.recordEnd(t1[0]!.id, t1[0]!.agentId, 1, reported(H2), T0 + 400))!;
-      await w.store.executions.recordEnd(t1[1]!.id, t1[1]!.agentId, 1, reported(H2), T0 + 500);
-      const r1 = await decide(w.store, taskId1, T0 + 500);
-      expect(r1.d).toMatchObject({ kind: 'verified', verdict: H2, cancel: [] });
+      const taskId1 = (await recordEnd(w.store, t1[0]!.id, t1[0]!.agentId, 1, reported(H2), T0 + 400))!;
+      await recordEnd(w.store, t1[1]!.id, t1[1]!.agentId, 1, reported(H2), T0 + 500);
+      expect(await decide(w.store, taskId1, T0 + 500)).toBe('verified');
       v = await view(w);
+      expect(v.tasks[1]!.resultHash).toBe(H2);
       expect(v.state).toBe('succeeded');
       expect(v.finishedAt).toBe(T0 + 500);
       const straggler = v.tasks[1]!.executions.find((e) => e.id === t1[2]!.id)!;
       expect(straggler).toMatchObject({ state: 'running', desired: 'run' });
 
       // The straggler reports late and agrees: graded valid.
-      expect(await w.store.executions.recordEnd(t1[2]!.id, t1[2]!.agentId, 1, reported(H2), T0 + 600)).toBe(taskId1);
-      expect(await w.store.executions.gradeLateResults(taskId1, H2, T0 + 600)).toBe(1);
+      expect(await recordEnd(w.store, t1[2]!.id, t1[2]!.agentId, 1, reported(H2), T0 + 600)).toBe(taskId1);
+      expect(await decide(w.store, taskId1, T0 + 600)).toBe('closed'); // late results graded
       v = await view(w);
       expect(v.tasks[1]!.executions.every((e) => e.state === 'valid')).toBe(true);
 
       // Results: canonical execution's manifest and who agreed.
-      const results = await w.store.jobs.jobResults(w.jobId, w.buyerId);
+      const results = await jobResults(w.store, w.jobId, w.buyerId);
       expect(results?.state).toBe('succeeded');
       const res0 = results!.tasks[0]!;
       expect(res0).toMatchObject({
@@ -362,63 +373,55 @@ describe.each(storeKinds())('store over $name', (kind) => {
         [t0[0]!.agentId, t0[2]!.agentId].map((a) => a.replace('agent_', 'box')).sort(),
       );
       expect(results!.tasks[1]!.agreedBy).toHaveLength(3);
-      expect(await w.store.jobs.jobResults(w.jobId, w.providerIds[0]!)).toBeNull();
+      expect(await jobResults(w.store, w.jobId, w.providerIds[0]!)).toBeNull();
     });
 
-    it('refuses a decision made on an old revision of the task', async () => {
+    it('refuses a write made on an old revision of the task, and a move its transitions do not allow', async () => {
       await scheduleRound(w.store, T0);
-      const claimed = await w.store.executions.claim(w.agentIds[0]!, 1, T0, TTL);
-      const taskId = (await w.store.executions.recordEnd(
-        claimed[0]!.executionId,
-        w.agentIds[0]!,
-        1,
-        reported(H1),
-        T0 + 1,
-      ))!;
-      const old = (await w.store.executions.taskForVerification(taskId))!;
+      const claimed = await claim(w.store, w.agentIds[0]!, 1, T0);
+      const taskId = (await recordEnd(w.store, claimed[0]!.executionId, w.agentIds[0]!, 1, reported(H1), T0 + 1))!;
+      const old = (await w.store.tasks.forVerification(taskId))!;
       // Someone else changes the task meanwhile (here: raises its target).
-      expect(await w.store.executions.applyDecision(old, { kind: 'pending', target: 4 }, T0 + 2)).toBe(true);
-      expect(await w.store.executions.applyDecision(old, { kind: 'pending', target: 5 }, T0 + 3)).toBe(false);
+      expect(await w.store.transaction((tx) => tx.tasks.write(taskId, old.revision, T0 + 2, { target: 4 }))).toBe(
+        w.jobId,
+      );
+      expect(await w.store.transaction((tx) => tx.tasks.write(taskId, old.revision, T0 + 3, { target: 5 }))).toBeNull();
+      const failure = { reason: 'no_quorum', blame: 'none', message: 'x' } as const;
       expect(
-        await w.store.executions.applyDecision(
-          old,
-          {
-            kind: 'failed',
-            verdict: null,
-            valid: [],
-            invalid: [],
-            cancel: [],
-            failure: { reason: 'no_quorum', blame: 'none', message: 'x' },
-          },
-          T0 + 3,
-        ),
-      ).toBe(false);
-      const fresh = (await w.store.executions.taskForVerification(taskId))!;
+        await w.store.transaction((tx) => tx.tasks.write(taskId, old.revision, T0 + 3, { failure }, 'failed')),
+      ).toBeNull();
+      const fresh = (await w.store.tasks.forVerification(taskId))!;
       expect(fresh.target).toBe(4);
       expect(fresh.revision).toBe(old.revision + 1);
       expect(fresh.state).toBe('running');
+      // core/states.ts: a running task cannot go back to queued; the store refuses the write.
+      expect(
+        await w.store.transaction((tx) => tx.tasks.write(taskId, fresh.revision, T0 + 4, {}, 'queued')),
+      ).toBeNull();
+      // And every write runs inside a transaction.
+      await expect(w.store.tasks.write(taskId, fresh.revision, T0 + 4, { target: 9 })).rejects.toThrow(
+        'store writes run inside store.transaction',
+      );
     });
 
     it('fails a task and the job when the decision is a failure, cancelling its active executions', async () => {
       await scheduleRound(w.store, T0);
-      const [c] = await w.store.executions.claim(w.agentIds[0]!, 1, T0, TTL);
-      const taskId = (await w.store.executions.recordEnd(c!.executionId, w.agentIds[0]!, 1, reported(H1), T0 + 1))!;
-      const t = (await w.store.executions.taskForVerification(taskId))!;
+      const [c] = await claim(w.store, w.agentIds[0]!, 1, T0);
+      const taskId = (await recordEnd(w.store, c!.executionId, w.agentIds[0]!, 1, reported(H1), T0 + 1))!;
+      const t = (await w.store.tasks.forVerification(taskId))!;
       const active = t.votes.filter((x) => x.state === 'assigned' || x.state === 'running').map((x) => x.id);
       expect(active).toHaveLength(2);
-      const ok = await w.store.executions.applyDecision(
-        t,
-        {
-          kind: 'failed',
-          verdict: null,
-          valid: [],
-          invalid: [c!.executionId],
-          cancel: active,
-          failure: { reason: 'too_many_errors', blame: 'provider', message: 'x' },
-        },
-        T0 + 2,
-      );
-      expect(ok).toBe(true);
+      const failure = failureOf('too_many_errors', 'x');
+      await w.store.transaction(async (tx) => {
+        expect(await tx.tasks.write(taskId, t.revision, T0 + 2, { verdict: null, failure }, 'failed')).toBe(w.jobId);
+        expect(await tx.executions.move([c!.executionId], 'invalid', T0 + 2)).toEqual([c!.executionId]);
+        const cancelled = await tx.executions.move(active, 'cancelled', T0 + 2, failureOf('cancelled', 'decided'));
+        expect(cancelled.sort()).toEqual([...active].sort());
+        // An execution already ended cannot be moved again (core's transitions).
+        expect(await tx.executions.move([c!.executionId], 'valid', T0 + 2)).toEqual([]);
+      });
+      // The job's task counts moved with the task: one failed, one still running.
+      expect((await w.store.jobs.taskCounts(w.jobId))?.counts).toMatchObject({ failed: 1, running: 1, queued: 0 });
       const v = await view(w);
       const task = v.tasks.find((x) => x.id === taskId)!;
       expect(task.state).toBe('failed');
@@ -431,16 +434,11 @@ describe.each(storeKinds())('store over $name', (kind) => {
 
     it('expires leases: expired running → lost (lease_expired), unclaimed-too-long assigned → lost (not_claimed)', async () => {
       await scheduleRound(w.store, T0);
-      const claimed = await w.store.executions.claim(w.agentIds[0]!, 2, T0 + 1000, TTL); // lease to T0 + 16 000
+      const claimed = await claim(w.store, w.agentIds[0]!, 2, T0 + 1000); // lease to T0 + 16 000
       const [keep, drop] = claimed;
-      await w.store.executions.renewLeases(
-        w.agentIds[0]!,
-        [{ executionId: keep!.executionId, fencingToken: 1 }],
-        T0 + 10_000,
-        TTL,
-      ); // to T0 + 25 000
+      await renew(w.store, w.agentIds[0]!, [{ executionId: keep!.executionId, fencingToken: 1 }], T0 + 10_000, TTL); // to T0 + 25 000
 
-      const first = await w.store.executions.expireLeases(T0 + 20_000, 30_000);
+      const first = await expireLeases(w.store, T0 + 20_000, 30_000);
       let execs = (await view(w)).tasks.flatMap((t) => t.executions);
       const byId = (id: string) => execs.find((e) => e.id === id)!;
       expect(byId(drop!.executionId)).toMatchObject({
@@ -452,7 +450,7 @@ describe.each(storeKinds())('store over $name', (kind) => {
       expect(execs.filter((e) => e.state === 'assigned')).toHaveLength(4); // not yet past the claim timeout
       expect(first).toHaveLength(1);
 
-      const second = await w.store.executions.expireLeases(T0 + 31_000, 30_000);
+      const second = await expireLeases(w.store, T0 + 31_000, 30_000);
       execs = (await view(w)).tasks.flatMap((t) => t.executions);
       expect(byId(keep!.executionId).state).toBe('lost');
       const notClaimed = execs.filter((e) => e.failure?.reason === 'not_claimed');
@@ -472,16 +470,14 @@ describe.each(storeKinds())('store over $name', (kind) => {
         taskId: keep!.taskId,
       });
       // A report under the lost lease is stale.
-      expect(
-        await w.store.executions.recordEnd(keep!.executionId, w.agentIds[0]!, 1, reported(H1), T0 + 32_000),
-      ).toBeNull();
+      expect(await recordEnd(w.store, keep!.executionId, w.agentIds[0]!, 1, reported(H1), T0 + 32_000)).toBeNull();
     });
 
     it('after a loss, wants a replacement execution and excludes the provider that lost it', async () => {
       await scheduleRound(w.store, T0);
-      await w.store.executions.claim(w.agentIds[0]!, 2, T0, TTL);
-      await w.store.executions.expireLeases(T0 + TTL + 1, 60_000);
-      for (const a of w.agentIds) await w.store.accounts.touchAgent(a, T0 + TTL + 1);
+      await claim(w.store, w.agentIds[0]!, 2, T0);
+      await expireLeases(w.store, T0 + TTL + 1, 60_000);
+      for (const a of w.agentIds) await w.store.transaction((tx) => tx.accounts.touchAgent(a, T0 + TTL + 1));
       const snap = await snapshotAt(w.store, T0 + 1);
       expect(snap.tasks.map((t) => t.need)).toEqual([1, 1]);
       for (const t of snap.tasks) expect(t.excludedProviders).toHaveLength(3);
@@ -490,30 +486,28 @@ describe.each(storeKinds())('store over $name', (kind) => {
 
     it('lists open tasks with results or errors but nothing in flight as awaiting a decision', async () => {
       await scheduleRound(w.store, T0);
-      expect(await w.store.executions.tasksAwaitingDecision(100)).toEqual([]); // all assigned
+      expect(await w.store.tasks.awaitingDecision(100)).toEqual([]); // all assigned
       const claimed: Array<{ agentId: string; executionId: string; taskIndex: number }> = [];
       for (const agentId of w.agentIds) {
-        for (const c of await w.store.executions.claim(agentId, 10, T0, TTL)) claimed.push({ agentId, ...c });
+        for (const c of await claim(w.store, agentId, 10, T0)) claimed.push({ agentId, ...c });
       }
       const first = claimed.find((c) => c.taskIndex === 0)!;
-      expect(
-        await w.store.executions.recordEnd(first.executionId, first.agentId, 1, reported(H1), T0 + 1),
-      ).not.toBeNull();
-      expect(await w.store.executions.tasksAwaitingDecision(100)).toEqual([]); // replicas still running
-      await w.store.executions.expireLeases(T0 + TTL + 1, 60_000);
+      expect(await recordEnd(w.store, first.executionId, first.agentId, 1, reported(H1), T0 + 1)).not.toBeNull();
+      expect(await w.store.tasks.awaitingDecision(100)).toEqual([]); // replicas still running
+      await expireLeases(w.store, T0 + TTL + 1, 60_000);
       const ids = (await view(w)).tasks.map((t) => t.id);
-      const awaiting = await w.store.executions.tasksAwaitingDecision(100);
+      const awaiting = await w.store.tasks.awaitingDecision(100);
       expect(awaiting.map((t) => t.taskId).sort()).toEqual([...ids].sort());
       expect(awaiting.every((t) => t.jobId === w.jobId)).toBe(true);
-      expect(await w.store.executions.tasksAwaitingDecision(1)).toHaveLength(1);
-      await w.store.jobs.cancelJob(w.jobId, T0 + TTL + 2);
-      expect(await w.store.executions.tasksAwaitingDecision(100)).toEqual([]); // closed tasks are not open
+      expect(await w.store.tasks.awaitingDecision(1)).toHaveLength(1);
+      await engineAt(w.store, T0 + TTL + 2).cancelJob(w.jobId);
+      expect(await w.store.tasks.awaitingDecision(100)).toEqual([]); // closed tasks are not open
     });
 
     it('cancels a job: open tasks and active executions, once', async () => {
       await scheduleRound(w.store, T0);
-      await w.store.executions.claim(w.agentIds[0]!, 2, T0, TTL);
-      expect(await w.store.jobs.cancelJob(w.jobId, T0 + 50)).toBe(true);
+      await claim(w.store, w.agentIds[0]!, 2, T0);
+      expect(await engineAt(w.store, T0 + 50).cancelJob(w.jobId)).toBe(true);
       const v = await view(w);
       expect(v.state).toBe('cancelled');
       expect(v.finishedAt).toBe(T0 + 50);
@@ -523,13 +517,14 @@ describe.each(storeKinds())('store over $name', (kind) => {
       expect(
         execs.every((e) => e.state === 'cancelled' && e.desired === 'stop' && e.failure?.reason === 'cancelled'),
       ).toBe(true);
-      expect(await w.store.jobs.cancelJob(w.jobId, T0 + 60)).toBe(false);
+      expect(await engineAt(w.store, T0 + 60).cancelJob(w.jobId)).toBe(false);
       // Nothing is scheduled or claimable any more; a running agent is told to stop.
       expect((await snapshotAt(w.store, T0 - TTL)).tasks).toEqual([]);
-      expect(await w.store.executions.claim(w.agentIds[1]!, 10, T0 + 70, TTL)).toEqual([]);
+      expect(await claim(w.store, w.agentIds[1]!, 10, T0 + 70)).toEqual([]);
       const running = execs.filter((e) => e.agentId === w.agentIds[0]);
       expect(
-        await w.store.executions.renewLeases(
+        await renew(
+          w.store,
           w.agentIds[0]!,
           running.map((e) => ({ executionId: e.id, fencingToken: 1 })),
           T0 + 70,
@@ -545,9 +540,9 @@ describe.each(storeKinds())('store over $name', (kind) => {
         JobSpecSchema.parse({ image: 'alpine:3', command: ['true'], name: 'two' }),
         T0 + 1000,
       );
-      const other = await w.store.accounts.createAccount('mallory', ['buyer'], T0);
-      expect(await w.store.jobs.listJobs(other, { limit: 50 })).toEqual([]);
-      const all = await w.store.jobs.listJobs(w.buyerId, { limit: 50 });
+      const other = await w.store.transaction((tx) => tx.accounts.createAccount('mallory', ['buyer'], T0));
+      expect(await w.store.views.listJobs(other, { limit: 50 })).toEqual([]);
+      const all = await w.store.views.listJobs(w.buyerId, { limit: 50 });
       expect(all.map((j) => j.id)).toEqual([second, w.jobId]);
       expect(all[0]).toMatchObject({
         name: 'two',
@@ -556,21 +551,21 @@ describe.each(storeKinds())('store over $name', (kind) => {
         tasks: { total: 1, verified: 0, failed: 0 },
       });
       expect(all[1]!.tasks.total).toBe(2);
-      expect((await w.store.jobs.listJobs(w.buyerId, { limit: 1 })).map((j) => j.id)).toEqual([second]);
-      await w.store.jobs.cancelJob(second, T0 + 2000);
-      expect((await w.store.jobs.listJobs(w.buyerId, { state: 'cancelled', limit: 50 })).map((j) => j.id)).toEqual([
+      expect((await w.store.views.listJobs(w.buyerId, { limit: 1 })).map((j) => j.id)).toEqual([second]);
+      await engineAt(w.store, T0 + 2000).cancelJob(second);
+      expect((await w.store.views.listJobs(w.buyerId, { state: 'cancelled', limit: 50 })).map((j) => j.id)).toEqual([
         second,
       ]);
-      expect((await w.store.jobs.listJobs(w.buyerId, { state: 'queued', limit: 50 })).map((j) => j.id)).toEqual([
+      expect((await w.store.views.listJobs(w.buyerId, { state: 'queued', limit: 50 })).map((j) => j.id)).toEqual([
         w.jobId,
       ]);
-      expect(await w.store.jobs.listJobs(w.buyerId, { state: 'succeeded', limit: 50 })).toEqual([]);
-      expect(await w.store.jobs.jobHeader(second)).toEqual({ buyerId: w.buyerId, state: 'cancelled' });
-      expect(await w.store.jobs.jobHeader('job_nope')).toBeNull();
+      expect(await w.store.views.listJobs(w.buyerId, { state: 'succeeded', limit: 50 })).toEqual([]);
+      expect(await w.store.jobs.header(second)).toMatchObject({ buyerId: w.buyerId, state: 'cancelled' });
+      expect(await w.store.jobs.header('job_nope')).toBeNull();
     });
 
     it('keeps fractional cpus and epoch-ms times exact (numbers, not strings or 4-byte floats)', async () => {
-      await w.store.jobs.cancelJob(w.jobId, T0);
+      await engineAt(w.store, T0).cancelJob(w.jobId);
       const jobId = await submit(
         w.store,
         w.buyerId,
@@ -580,64 +575,65 @@ describe.each(storeKinds())('store over $name', (kind) => {
       await scheduleRound(w.store, T0 + 2);
       const snap = await snapshotAt(w.store, T0 - TTL);
       expect(snap.agents.map((a) => a.freeCpus).sort()).toEqual([2, 2, 2 - 1.23456789].sort());
-      const row = await w.store.jobs.jobRow(jobId);
-      expect(row?.cpus).toBe(1.23456789);
-      expect(row?.created_at).toBe(T0 + 1);
+      const row = await w.store.views.jobView(jobId, w.buyerId);
+      expect(row?.spec.resources.cpus).toBe(1.23456789);
+      expect(row?.createdAt).toBe(T0 + 1);
+      expect((await w.store.jobs.header(jobId))?.createdAt).toBe(T0 + 1);
       expect(await w.store.jobs.oldestOpenTaskUpdate(jobId)).toBe(T0 + 2);
     });
 
-    it('settles each ended execution and the job once: pays from escrow, records reputation, refunds the rest, audits clean', async () => {
+    it('settles each ended execution and the job once, in the transaction that ends them: pays from escrow, records reputation, refunds the rest, audits clean', async () => {
       await scheduleRound(w.store, T0);
       const tasks = new Set<string>();
       for (const agentId of w.agentIds) {
-        for (const c of await w.store.executions.claim(agentId, 10, T0 + 10, TTL)) {
-          tasks.add(
-            (await w.store.executions.recordEnd(c.executionId, agentId, c.fencingToken, reported(H1), T0 + 60_000))!,
-          );
+        for (const c of await claim(w.store, agentId, 10, T0 + 10)) {
+          tasks.add((await recordEnd(w.store, c.executionId, agentId, c.fencingToken, reported(H1), T0 + 60_000))!);
         }
       }
-      for (const taskId of tasks) expect((await decide(w.store, taskId, T0 + 60_000)).applied).toBe(true);
+      expect((await w.store.settlement.unsettledExecutions(100)).length).toBe(0); // reported, not ended yet
+      for (const taskId of tasks) expect(await decide(w.store, taskId, T0 + 60_000)).toBe('verified');
       expect((await view(w)).state).toBe('succeeded');
-      const ids = await w.store.settlement.unsettledExecutions(100);
+      // Decided, paid and refunded in the same transactions: nothing is left for the sweep, and a sweep pays nothing twice.
+      expect(await w.store.settlement.unsettledExecutions(100)).toEqual([]);
+      expect(await w.store.settlement.unsettledJobs(100)).toEqual([]);
+      await engineAt(w.store, T0 + 60_001).settle();
+      const ids = (await view(w)).tasks.flatMap((t) => t.executions.map((e) => e.id));
       expect(ids).toHaveLength(6);
-      expect(await w.store.settlement.settleJob(w.jobId, T0 + 60_001)).toBeNull(); // executions first
-      for (const id of ids)
-        expect(await w.store.settlement.settleExecution(id, T0 + 60_001)).toMatchObject({ executionId: id });
-      for (const id of ids) expect(await w.store.settlement.settleExecution(id, T0 + 60_002)).toBeNull();
-      const refunded = (await w.store.settlement.settleJob(w.jobId, T0 + 60_003))?.refunded;
-      expect(await w.store.settlement.settleJob(w.jobId, T0 + 60_004)).toBeNull();
       const postings = await w.store.ledger.jobPostings(w.jobId);
       const payments = postings.filter((p) => p.kind === 'payment' && p.amount > 0);
       expect(payments.map((p) => p.executionId).sort()).toEqual([...ids].sort());
       const held = postings.filter((p) => p.kind === 'escrow_hold' && p.amount > 0).reduce((a, p) => a + p.amount, 0);
-      expect(held).toBe(payments.reduce((a, p) => a + p.amount, 0) + (refunded ?? -1));
-      expect(Number.isInteger(refunded)).toBe(true);
-      expect(await w.store.jobs.billing(w.jobId)).toMatchObject({ inEscrow: 0, settled: true });
+      const refunded = postings.filter((p) => p.kind === 'refund' && p.amount > 0).reduce((a, p) => a + p.amount, 0);
+      expect(held).toBe(payments.reduce((a, p) => a + p.amount, 0) + refunded);
+      expect(postings.filter((p) => p.kind === 'refund' && p.amount > 0)).toHaveLength(1);
+      expect(await w.store.views.billing(w.jobId)).toMatchObject({ inEscrow: 0, settled: true });
       expect(await w.store.ledger.audit()).toEqual([]);
-      const recs = await w.store.reputation.records(w.providerIds, T0 + 60_005);
+      const recs = await w.store.reputation.records(w.providerIds, T0 + 60_005, DEFAULT_QUOTA);
       for (const id of w.providerIds)
         expect(recs.get(id)?.reputation).toMatchObject({ valid: 2, consecutiveValid: 2, invalid: 0 });
     });
 
     it('does not schedule network jobs on agents that refuse network', async () => {
       const spec = JobSpecSchema.parse({ image: 'alpine:3', command: ['true'], network: true });
-      await w.store.jobs.cancelJob(w.jobId, T0);
+      await engineAt(w.store, T0).cancelJob(w.jobId);
       const netJob = await submit(w.store, w.buyerId, spec, T0 + 1);
       expect((await scheduleRound(w.store, T0 + 2)).size).toBe(0);
-      await w.store.accounts.registerAgent(
-        {
-          id: 'agent_net',
-          providerId: w.providerIds[1]!,
-          name: 'net',
-          publicKey: 'pkn',
-          capacity: { ...CAPACITY, allowNetwork: true },
-          offer: OFFER,
-          availability: AVAILABLE,
-        },
-        T0 + 3,
+      await w.store.transaction((tx) =>
+        tx.accounts.registerAgent(
+          {
+            id: 'agent_net',
+            providerId: w.providerIds[1]!,
+            name: 'net',
+            publicKey: 'pkn',
+            capacity: { ...CAPACITY, allowNetwork: true },
+            offer: OFFER,
+            availability: AVAILABLE,
+          },
+          T0 + 3,
+        ),
       );
       expect([...(await scheduleRound(w.store, T0 + 4))]).toEqual(['agent_net']);
-      expect((await w.store.jobs.jobHeader(netJob))?.state).toBe('running');
+      expect((await w.store.jobs.header(netJob))?.state).toBe('running');
     });
   });
 });
@@ -658,7 +654,7 @@ describe('SQLite file store', () => {
       verification: { replicas: 2, quorum: 2 },
     });
     await scheduleRound(w.store, T0);
-    const [c] = await w.store.executions.claim(w.agentIds[0]!, 1, T0, TTL);
+    const [c] = await claim(w.store, w.agentIds[0]!, 1, T0);
     expect(existsSync(`${path}-wal`)).toBe(true);
     await w.store.close();
 
@@ -668,12 +664,12 @@ describe('SQLite file store', () => {
 
     const store = await openSqliteStore(path); // migrations are idempotent
     try {
-      const v = await store.jobs.jobView(w.jobId, w.buyerId);
+      const v = await store.views.jobView(w.jobId, w.buyerId);
       expect(v?.state).toBe('running');
       expect(v?.tasks[0]?.executions.map((e) => e.state).sort()).toEqual(['assigned', 'running']);
-      expect(
-        await store.executions.recordEnd(c!.executionId, w.agentIds[0]!, c!.fencingToken, reported(H1), T0 + 5),
-      ).toBe(v?.tasks[0]?.id);
+      expect(await recordEnd(store, c!.executionId, w.agentIds[0]!, c!.fencingToken, reported(H1), T0 + 5)).toBe(
+        v?.tasks[0]?.id,
+      );
       expect(await store.accounts.findAccountByName('alice')).toBe(w.buyerId);
     } finally {
       await store.close();

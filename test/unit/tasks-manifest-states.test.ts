@@ -7,6 +7,7 @@ import {
   expandTasks,
   JOB_TRANSITIONS,
   MAX_TASKS_PER_JOB,
+  countTasks,
   rollUpJobState,
   TASK_TRANSITIONS,
   taskEnv,
@@ -183,13 +184,13 @@ describe('state machines', () => {
   });
 
   it('rolls task states up into a job state', () => {
-    expect(rollUpJobState(['queued', 'queued'])).toBe('queued');
-    expect(rollUpJobState(['queued', 'running'])).toBe('running');
-    expect(rollUpJobState(['verified', 'queued'])).toBe('running');
-    expect(rollUpJobState(['failed', 'running'])).toBe('running');
-    expect(rollUpJobState(['verified', 'verified'])).toBe('succeeded');
-    expect(rollUpJobState(['verified', 'failed'])).toBe('failed');
-    expect(rollUpJobState(['verified', 'cancelled'])).toBe('failed');
-    expect(rollUpJobState(['cancelled', 'cancelled'])).toBe('cancelled');
+    expect(rollUpJobState(countTasks(['queued', 'queued']))).toBe('queued');
+    expect(rollUpJobState(countTasks(['queued', 'running']))).toBe('running');
+    expect(rollUpJobState(countTasks(['verified', 'queued']))).toBe('running');
+    expect(rollUpJobState(countTasks(['failed', 'running']))).toBe('running');
+    expect(rollUpJobState(countTasks(['verified', 'verified']))).toBe('succeeded');
+    expect(rollUpJobState(countTasks(['verified', 'failed']))).toBe('failed');
+    expect(rollUpJobState(countTasks(['verified', 'cancelled']))).toBe('failed');
+    expect(rollUpJobState(countTasks(['cancelled', 'cancelled']))).toBe('cancelled');
   });
 });

@@ -11,15 +11,9 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  BlobStore,
-  buildServer,
-  createAccountWithKey,
-  createMetrics,
-  hashApiKey,
-} from '../../src/coordinator/index.js';
+import { BlobStore, buildServer, createMetrics } from '../../src/coordinator/index.js';
 import { grantTxn, toMicro } from '../../src/core/index.js';
-import { DEFAULT_ENGINE_CONFIG, Engine } from '../../src/engine/index.js';
+import { DEFAULT_ENGINE_CONFIG, Engine, hashApiKey } from '../../src/engine/index.js';
 import { resultHashOf } from '../../src/core/index.js';
 import type { Assignment, JobSpecInput, Manifest } from '../../src/protocol/index.js';
 import { openSqliteStore, type Store } from '../../src/store/index.js';
@@ -166,7 +160,7 @@ async function completedReport(who: Who, a: Assignment, tag: string) {
 beforeAll(async () => {
   store = await openSqliteStore(':memory:');
   blobDir = await mkdtemp(join(tmpdir(), 'deqo-tenancy-'));
-  engine = new Engine(store, { ...DEFAULT_ENGINE_CONFIG }, log);
+  engine = new Engine(store, { config: { ...DEFAULT_ENGINE_CONFIG }, log: log });
   app = buildServer({
     store,
     engine,
@@ -187,11 +181,12 @@ beforeAll(async () => {
     admin: 'admin',
   };
   for (const who of Object.keys(roles) as Who[]) {
-    const a = await createAccountWithKey(store, who, [roles[who]], roles[who], Date.now());
+    const a = await engine.accounts.createAccount(who, [roles[who]], roles[who]);
     key[who] = a.apiKey;
     account[who] = a.accountId;
     everyKey.add(a.apiKey);
-    if (roles[who] === 'buyer') await store.ledger.post(grantTxn(a.accountId, toMicro(100), 'x'), Date.now());
+    if (roles[who] === 'buyer')
+      await store.transaction((tx) => tx.ledger.post(grantTxn(a.accountId, toMicro(100), 'x'), Date.now()));
   }
   r.keyIdB = (await store.accounts.listKeys(account.buyerB))[0]!.keyId;
 

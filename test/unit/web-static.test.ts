@@ -15,7 +15,7 @@ const log = pino({ level: 'silent' });
 const app = (webRoot: string) =>
   buildServer({
     store,
-    engine: new Engine(store, DEFAULT_ENGINE_CONFIG, log),
+    engine: new Engine(store, { config: DEFAULT_ENGINE_CONFIG, log: log }),
     blobs: new BlobStore(join(root, 'blobs'), 1000),
     log,
     webRoot,

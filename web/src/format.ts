@@ -1,5 +1,5 @@
 /** Plain-words formatting for the dashboard: credits, times, sizes, failure reasons. */
-import type { FailureReason } from '../../src/protocol/index.js';
+import { failureText as coreFailureText } from '../../src/core/index.js';
 
 /** Credits with up to 6 decimals, trailing zeros trimmed, e.g. "0.0123 cr". */
 export function credits(n: number): string {
@@ -32,31 +32,9 @@ export function bytes(n: number): string {
   return `${(n / 1024 ** 3).toFixed(1)} GiB`;
 }
 
-const REASONS: Record<FailureReason, string> = {
-  nonzero_exit: 'the program exited with an error code',
-  out_of_memory: 'the program ran out of memory (raise the memory limit)',
-  timeout: 'the program ran past its time limit (raise the timeout)',
-  image_not_found: 'the container image could not be found on the provider',
-  output_too_large: 'the outputs were larger than the output limit',
-  requirements_unavailable: 'a required Python module is not available on the provider (no network to install it)',
-  input_unavailable: 'an input file could not be fetched',
-  agent_error: "the provider's agent hit an error (not your job's fault)",
-  lease_expired: 'the provider stopped responding, so the work moved elsewhere',
-  not_claimed: 'the provider never picked the work up',
-  cancelled: 'it was cancelled',
-  no_quorum: 'the providers did not agree on the result',
-  too_many_errors: 'too many providers failed to run it',
-  queue_timeout: 'no provider took it in time (see which ones match)',
-  insufficient_funds: 'there were not enough credits to pay for it',
-  owner_returned: "the machine's owner came back, so the work stopped (not charged)",
-  agent_restarted: 'the provider restarted and could not finish it',
-};
-
-/** A failure reason in plain words, with the coordinator's message when it adds something. */
-export function failureText(f: { reason: FailureReason; message: string } | null): string {
-  if (!f) return '';
-  const plain = REASONS[f.reason] ?? f.reason;
-  return f.message && f.message !== f.reason ? `${plain} — ${f.message}` : plain;
+/** A failure in plain words (core's failure catalogue), with the coordinator's detail and what to change. */
+export function failureText(f: { reason: string; message: string } | null): string {
+  return f ? coreFailureText(f, 'plain') : '';
 }
 
 /** A short id or hash for tables (full value in a title attribute). */

@@ -57,7 +57,7 @@ describe('verdict', () => {
   });
   it('explains a failure in plain words', () => {
     expect(verdict(task('failed', [], { reason: 'no_quorum', blame: 'provider', message: 'no_quorum' }))).toBe(
-      'Failed: the providers did not agree on the result.',
+      'Failed: the providers did not agree on the result; make the program deterministic (fixed seeds, sorted output), or lower the quorum.',
     );
   });
 });

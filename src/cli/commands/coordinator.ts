@@ -6,12 +6,13 @@ import { Command } from 'commander';
 import { access, mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import pino from 'pino';
+import { DeqoError } from '../../core/index.js';
 import {
-  createAccountWithKey,
   DEFAULT_COORDINATOR_CONFIG,
   DEFAULT_ENGINE_CONFIG,
   startCoordinator,
   type EngineConfig,
+  type RunningCoordinator,
 } from '../../coordinator/index.js';
 import { action, type CliContext } from '../command.js';
 import { parseDurationMs } from './units.js';
@@ -128,7 +129,7 @@ nothing (every change is committed before it is acknowledged).`,
           },
           log,
         );
-        if (o.adminKeyFile) await ensureAdmin(coord.store, o.adminKeyFile);
+        if (o.adminKeyFile) await ensureAdmin(coord.engine, o.adminKeyFile);
         log.info(
           {
             url: coord.url,
@@ -150,7 +151,7 @@ nothing (every change is committed before it is acknowledged).`,
 }
 
 /** Creates the `admin` account with a key written to `file` (0600), unless the file or the account exists. */
-async function ensureAdmin(store: Parameters<typeof createAccountWithKey>[0], file: string): Promise<void> {
+async function ensureAdmin(engine: RunningCoordinator['engine'], file: string): Promise<void> {
   if (
     await access(file).then(
       () => true,
@@ -158,8 +159,13 @@ async function ensureAdmin(store: Parameters<typeof createAccountWithKey>[0], fi
     )
   )
     return;
-  if (await store.accounts.findAccountByName('admin')) return;
-  const { apiKey } = await createAccountWithKey(store, 'admin', ['admin'], 'admin', Date.now());
+  let apiKey: string;
+  try {
+    ({ apiKey } = await engine.accounts.createAccount('admin', ['admin']));
+  } catch (err) {
+    if (err instanceof DeqoError && err.code === 'conflict') return; // the account exists; its key is elsewhere
+    throw err;
+  }
   await mkdir(dirname(file), { recursive: true });
   await writeFile(file, `${apiKey}\n`, { mode: 0o600 });
 }

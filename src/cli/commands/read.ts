@@ -3,7 +3,7 @@ import { Command, Option } from 'commander';
 import { JobStateSchema } from '../../protocol/index.js';
 import { action, globals, type CliContext } from '../command.js';
 import { CliError, EXIT } from '../exit-codes.js';
-import { formatDuration, formatExecution, formatParams, printJson, table } from '../format.js';
+import { formatDuration, formatExecution, formatFailure, formatParams, printJson, table } from '../format.js';
 import { clientFor } from '../settings.js';
 import type { DeqoClient } from '../../client/index.js';
 import { cr } from './market.js';
@@ -46,9 +46,7 @@ export function statusCommand(ctx: CliContext): Command {
               formatParams(t),
               t.state,
               t.executions.map(formatExecution).join(' '),
-              t.failure
-                ? `${t.failure.reason} (${t.failure.blame === 'job' ? 'caused by the job: charged' : t.failure.blame === 'provider' ? 'caused by providers: not charged' : 'not charged'}): ${t.failure.message}`
-                : (t.resultHash?.slice(0, 12) ?? ''),
+              t.failure ? formatFailure(t.failure, view.spec) : (t.resultHash?.slice(0, 12) ?? ''),
             ]),
           ),
         );

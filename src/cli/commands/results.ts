@@ -4,7 +4,7 @@ import { resolve } from 'node:path';
 import { action, globals, type CliContext } from '../command.js';
 import { downloadResults } from '../download.js';
 import { EXIT } from '../exit-codes.js';
-import { formatParams, printJson, table } from '../format.js';
+import { formatFailure, formatParams, printJson, table } from '../format.js';
 import { clientFor } from '../settings.js';
 
 export function resultsCommand(ctx: CliContext): Command {
@@ -40,7 +40,7 @@ export function resultsCommand(ctx: CliContext): Command {
                 formatParams({ index: t.taskIndex, params: t.params }),
                 t.state,
                 t.agreedBy.map((a) => a.agentName).join(' + '),
-                t.failure ? `${t.failure.reason}: ${t.failure.message}` : (t.resultHash?.slice(0, 16) ?? ''),
+                t.failure ? formatFailure(t.failure) : (t.resultHash?.slice(0, 16) ?? ''),
               ]),
             ),
           );

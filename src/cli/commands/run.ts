@@ -5,7 +5,7 @@ import { VerificationModeSchema, type JobResults } from '../../protocol/index.js
 import { submitAndFollow } from './submit.js';
 import { action, globals, type CliContext } from '../command.js';
 import { CliError, EXIT } from '../exit-codes.js';
-import { printJson } from '../format.js';
+import { formatFailure, printJson } from '../format.js';
 import { addJobFlags, rawSpecFromFlags, type JobFlagOptions } from '../jobflags.js';
 import { clientFor } from '../settings.js';
 import { resolveSpec } from '../specfile.js';
@@ -57,7 +57,7 @@ async function printResults(
     if (json) continue;
     if (results.tasks.length > 1) process.stderr.write(`--- task ${t.taskIndex}: ${t.state}\n`);
     if (stdout !== null) process.stdout.write(stdout);
-    if (t.failure) process.stderr.write(`task ${t.taskIndex} failed: ${t.failure.reason}: ${t.failure.message}\n`);
+    if (t.failure) process.stderr.write(`task ${t.taskIndex} failed: ${formatFailure(t.failure)}\n`);
   }
   if (json) printJson({ jobId: results.jobId, state: results.state, tasks });
 }

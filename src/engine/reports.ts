@@ -1,0 +1,146 @@
+/**
+ * Reports: an agent's report of an execution's end is checked (its lease, its blobs, its result hash), recorded,
+ * and its task verified and settled — all in one transaction, so a report returns when its effects are committed.
+ */
+import {
+  AGENT_FAILURE_REASONS,
+  DeqoError,
+  errors,
+  failureOf,
+  failureVerdict,
+  FAILURES,
+  isFailureReason,
+  resultHashOf,
+} from '../core/index.js';
+import type { ReportRequest } from '../protocol/index.js';
+import type { ExecutionEnd, Store } from '../store/index.js';
+import { Effects } from './effects.js';
+import type { EngineResources } from './resources.js';
+import type { SettlementSystem } from './settlement.js';
+import type { VerificationSystem, VerifyOutcome } from './verification.js';
+
+/**
+ * Classifies a report into an execution end. Throws DeqoError digest_mismatch when the claimed result hash does
+ * not match the manifest, or stdout's hash does not match its blob; validation_failed for blobs the reporting
+ * provider (`providerId`) did not upload, a manifest listing one path twice (no canonical form), or a failure
+ * reason an agent may not report (the catalogue's `source: 'agent'` reasons only).
+ */
+export async function classifyReport(store: Store, r: ReportRequest, providerId: string): Promise<ExecutionEnd> {
+  for (const b of [r.stdoutBlob, r.stderrBlob, r.outcome === 'completed' ? r.outputsBlob : undefined]) {
+    // The reporter must have uploaded (or otherwise be able to read) every blob it names: the buyer is then
+    // granted access to them, so naming someone else's blob would leak it.
+    if (b !== undefined && !(await store.accounts.canReadBlob(b, providerId))) {
+      throw new DeqoError(
+        'validation_failed',
+        `blob ${b} was not uploaded by this provider; upload it with POST /v1/blobs before reporting`,
+      );
+    }
+  }
+  if (r.outcome === 'completed') {
+    const paths = new Set(r.manifest.files.map((f) => f.path));
+    if (paths.size !== r.manifest.files.length) {
+      throw new DeqoError(
+        'validation_failed',
+        'manifest.files lists an output path more than once; list each file once',
+      );
+    }
+    if (resultHashOf(r.manifest) !== r.resultHash)
+      throw new DeqoError('digest_mismatch', 'resultHash is not the SHA-256 of the canonical manifest');
+    if (r.manifest.stdoutSha256 !== r.stdoutBlob)
+      throw new DeqoError('digest_mismatch', 'manifest.stdoutSha256 differs from stdoutBlob');
+    return {
+      state: 'reported',
+      verdict: r.resultHash,
+      exitCode: r.manifest.exitCode,
+      resultHash: r.resultHash,
+      manifest: r.manifest,
+      failure: r.manifest.exitCode === 0 ? null : failureOf('nonzero_exit', `exit code ${r.manifest.exitCode}`),
+      usage: r.usage,
+      stdoutBlob: r.stdoutBlob,
+      stderrBlob: r.stderrBlob,
+      outputsBlob: r.outputsBlob,
+    };
+  }
+  if (!isFailureReason(r.reason) || FAILURES[r.reason].source !== 'agent') {
+    throw new DeqoError(
+      'validation_failed',
+      `reason "${r.reason}" is not one an agent reports; expected one of ${AGENT_FAILURE_REASONS.join(', ')}`,
+      [{ path: 'reason', message: `expected one of ${AGENT_FAILURE_REASONS.join(', ')}` }],
+    );
+  }
+  const failure = failureOf(r.reason, r.message);
+  if (FAILURES[r.reason].votes) {
+    return {
+      state: 'reported',
+      verdict: failureVerdict(r.reason),
+      exitCode: null,
+      resultHash: null,
+      manifest: null,
+      failure,
+      usage: r.usage ?? null,
+      stdoutBlob: r.stdoutBlob ?? null,
+      stderrBlob: r.stderrBlob ?? null,
+      outputsBlob: null,
+    };
+  }
+  return {
+    state: 'failed',
+    failure,
+    usage: r.usage ?? null,
+    stdoutBlob: r.stdoutBlob ?? null,
+    stderrBlob: r.stderrBlob ?? null,
+  };
+}
+
+export class ReportSystem {
+  constructor(
+    private readonly r: EngineResources,
+    private readonly verification: VerificationSystem,
+    private readonly settlement: SettlementSystem,
+  ) {}
+
+  /**
+   * Records an agent's report and verifies (and settles) its task, in one transaction. Throws DeqoError not_found
+   * when the execution is not the agent's, stale_lease when the agent no longer holds the lease (expired, cancelled,
+   * already reported, wrong token), digest_mismatch for an inconsistent result, validation_failed for a blob the
+   * provider cannot read or a reason it may not report.
+   */
+  async report(agentId: string, executionId: string, report: ReportRequest): Promise<VerifyOutcome> {
+    const { store, log } = this.r;
+    const lease = await store.executions.leaseOf(executionId);
+    // Another agent's execution answers like a missing one: nothing about it is revealed.
+    if (!lease || lease.agentId !== agentId) throw errors.notFound('execution', executionId);
+    if (lease.state !== 'running' || lease.fencingToken !== report.fencingToken) throw errors.staleLease(executionId);
+    const end = await classifyReport(store, report, lease.providerId);
+    const { outcome, fx } = await store.transaction(async (tx) => {
+      const f = new Effects();
+      const now = this.r.now();
+      await tx.jobs.lock([lease.jobId]);
+      await tx.tasks.touch([lease.taskId], now);
+      const taskId = await tx.executions.recordEnd(executionId, agentId, report.fencingToken, end, now);
+      if (!taskId) throw errors.staleLease(executionId);
+      const blobs = [end.stdoutBlob, end.stderrBlob, end.state === 'reported' ? end.outputsBlob : null];
+      await tx.accounts.grantBlobAccess(
+        blobs.filter((b): b is string => b !== null),
+        lease.buyerId,
+      );
+      f.touch(lease.jobId, 'reported');
+      if (end.state === 'failed') await this.settlement.executions(tx, [executionId], now, f);
+      return { outcome: await this.verification.task(tx, taskId, now, f), fx: f };
+    });
+    fx.emit(this.r.events);
+    log.info(
+      {
+        executionId,
+        jobId: lease.jobId,
+        taskId: lease.taskId,
+        agentId,
+        state: end.state,
+        reason: end.failure?.reason,
+        task: outcome,
+      },
+      'execution reported',
+    );
+    return outcome;
+  }
+}

@@ -1,0 +1,30 @@
+/**
+ * What the engine's stage systems share (one object, passed to each): the store, settings, the clock, the random
+ * source, the log and the event emitter. Modelled on trigger.dev's run-engine `systems/` (systems sharing one
+ * resources object), which keeps each stage small and its dependencies visible.
+ */
+import type { Logger } from 'pino';
+import type { QuotaConfig } from '../core/index.js';
+import type { Store } from '../store/index.js';
+import type { EngineConfig } from './config.js';
+import type { EngineEvents } from './events.js';
+
+/** Time source in epoch ms (injected so tests and simulations control it). */
+export type Clock = () => number;
+
+/** Market settings: the platform fee on payments (basis points, 0–10,000) and the reputation quota rules. */
+export interface MarketPolicy {
+  feeBps: number;
+  quota: QuotaConfig;
+}
+
+export interface EngineResources {
+  store: Store;
+  config: EngineConfig;
+  policy: MarketPolicy;
+  log: Logger;
+  now: Clock;
+  /** Random draws in [0, 1) (adaptive replication), injected so tests can decide them. */
+  random: () => number;
+  events: EngineEvents;
+}

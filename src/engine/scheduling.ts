@@ -1,0 +1,187 @@
+/**
+ * Scheduling: one round reads a snapshot (open tasks, online agents), lets the pure scheduler plan
+ * (core/scheduler.ts), and applies the plan in one transaction with conditional writes — the one applier of a pure
+ * plan, after Nomad's `plan_apply.go`. Rounds run on request (submit, report, register, an empty claim) and on the
+ * tick; one at a time per coordinator, and across coordinators under `store.exclusive('schedule')`.
+ */
+import {
+  buildPredictor,
+  planExecutions,
+  RUN_ALONE,
+  schedTaskOf,
+  tasksWanting,
+  type OpenTask,
+  type Placement,
+  type Predictor,
+  type SchedAgent,
+  type SchedTask,
+} from '../core/index.js';
+import type { Price } from '../protocol/index.js';
+import { Effects } from './effects.js';
+import type { EngineResources } from './resources.js';
+import type { VerificationSystem } from './verification.js';
+
+/** A round's input: when it was taken (ms), the scheduler's tasks and agents, agents' prices, the open tasks read. */
+export interface SchedulingSnapshot {
+  now: number;
+  tasks: SchedTask[];
+  agents: SchedAgent[];
+  prices: Map<string, Price>;
+  open: Array<OpenTask & { need: number }>;
+}
+
+/** Most tasks one round considers. */
+const ROUND_TASKS = 5_000;
+
+export class SchedulingSystem {
+  private running: Promise<void> | null = null;
+  private again = false;
+  private predictorCache: { built: number; predict: Predictor } | null = null;
+  /** Long-polling claims waiting for work, per agent. */
+  private readonly waiters = new Map<string, Set<() => void>>();
+
+  constructor(
+    private readonly r: EngineResources,
+    private readonly verification: VerificationSystem,
+  ) {}
+
+  /** Runs a round now, or once more after the running round if one is in progress. */
+  request(): void {
+    if (this.running) {
+      this.again = true;
+      return;
+    }
+    this.running = (async () => {
+      do {
+        this.again = false;
+        try {
+          await this.round();
+        } catch (err) {
+          this.r.log.error({ err }, 'scheduling failed');
+        }
+      } while (this.again);
+    })().finally(() => {
+      this.running = null;
+    });
+  }
+
+  /** Runs a round and waits for it (and any round it queued) to finish. */
+  async schedule(): Promise<void> {
+    this.request();
+    await this.running;
+  }
+
+  /** Waits for the round in progress, if any. */
+  async idle(): Promise<void> {
+    await this.running;
+  }
+
+  /** The runtime predictor, rebuilt from recent valid executions every predictorRefreshMs. */
+  async predictor(): Promise<Predictor> {
+    const now = this.r.now();
+    if (!this.predictorCache || now - this.predictorCache.built >= this.r.config.predictorRefreshMs) {
+      this.predictorCache = { built: now, predict: buildPredictor(await this.r.store.snapshot.runtimeSamples(2_000)) };
+    }
+    return this.predictorCache.predict;
+  }
+
+  /** Resolves `wake` when the agent gets work here or on another coordinator; returns a function that stops waiting. */
+  waitForWork(agentId: string, wake: () => void): () => void {
+    const set = this.waiters.get(agentId) ?? new Set();
+    set.add(wake);
+    this.waiters.set(agentId, set);
+    return () => set.delete(wake);
+  }
+
+  /** Wakes the agent's long-polling claims. */
+  wake(agentId: string): void {
+    const set = this.waiters.get(agentId);
+    if (!set) return;
+    this.waiters.delete(agentId);
+    for (const w of set) w();
+  }
+
+  /** Wakes every waiting claim (the engine is stopping). */
+  wakeAll(): void {
+    for (const id of [...this.waiters.keys()]) this.wake(id);
+  }
+
+  /** One round under `store.exclusive('schedule')`: snapshot → plan → apply. Returns the agents that got work. */
+  round(): Promise<Set<string>> {
+    return this.r.store.exclusive('schedule', async () => {
+      const snap = await this.snapshot(this.r.now());
+      if (!snap) return new Set<string>();
+      return this.apply(await this.plan(snap), snap);
+    });
+  }
+
+  /** What a round plans from: the open tasks that want executions and the online agents; null when either is empty. */
+  async snapshot(now: number): Promise<SchedulingSnapshot | null> {
+    const { store, config, policy } = this.r;
+    const wanting = tasksWanting(
+      await store.snapshot.openTasks(),
+      { now, backoff: { baseMs: config.retryBackoffMs, maxMs: config.retryBackoffMaxMs } },
+      ROUND_TASKS,
+    );
+    if (wanting.length === 0) return null;
+    const { agents, prices } = await store.snapshot.agents(now, now - config.agentTtlMs, false, policy.quota);
+    if (agents.length === 0) return null;
+    const ran = await store.snapshot.providersOf(wanting.map((t) => t.taskId));
+    return { now, tasks: wanting.map((t) => schedTaskOf(t, ran.get(t.taskId) ?? [])), agents, prices, open: wanting };
+  }
+
+  /** The pure scheduler's plan for a snapshot (core/scheduler.ts). */
+  async plan(snap: SchedulingSnapshot): Promise<Placement[]> {
+    return planExecutions(snap.tasks, snap.agents, { random: this.r.random, predict: await this.predictor() });
+  }
+
+  /**
+   * Applies a plan made from `snap` in one transaction: each task moves to running and gets its executions only if
+   * it is still at the revision the snapshot read (a task changed meanwhile is left to the next round); the jobs
+   * roll up. Returns the agents that got work, and wakes them (here and on other coordinators).
+   */
+  async apply(plan: readonly Placement[], snap: SchedulingSnapshot): Promise<Set<string>> {
+    if (plan.length === 0) return new Set();
+    const { store } = this.r;
+    const now = snap.now;
+    const revisions = new Map(snap.open.map((t) => [t.taskId, { revision: t.revision, jobId: t.jobId }]));
+    const fx = await store.transaction(async (tx) => {
+      const f = new Effects();
+      const byTask = new Map<string, Placement[]>();
+      for (const p of plan) byTask.set(p.taskId, [...(byTask.get(p.taskId) ?? []), p]);
+      // Lock order: jobs (in id order), then tasks, then executions.
+      await tx.jobs.lock([...byTask.keys()].map((id) => revisions.get(id)!.jobId));
+      for (const [taskId, ps] of byTask) {
+        const { revision, jobId } = revisions.get(taskId)!;
+        const alone = ps.length === 1 && ps[0]!.alone;
+        if (!(await tx.tasks.write(taskId, revision, now, alone ? RUN_ALONE : {}, 'running'))) continue;
+        await tx.executions.insert(
+          ps.map((p) => ({
+            taskId,
+            jobId,
+            agentId: p.agentId,
+            providerId: p.providerId,
+            price: priceOf(snap.prices, p),
+          })),
+          now,
+        );
+        for (const p of ps) f.agents.add(p.agentId);
+        f.touch(jobId, 'placed');
+      }
+      for (const jobId of f.touched.keys()) await this.verification.rollUp(tx, jobId, now, f);
+      return f;
+    });
+    this.r.log.debug({ placements: plan.length, agents: fx.agents.size }, 'plan applied');
+    fx.emit(this.r.events);
+    for (const agentId of fx.agents) this.wake(agentId);
+    await store.notifier.publish([...fx.agents]);
+    return fx.agents;
+  }
+}
+
+/** The offer price an execution is placed at: its agent's prices in the snapshot. */
+function priceOf(prices: ReadonlyMap<string, Price>, p: Placement): Price {
+  const price = prices.get(p.agentId);
+  if (!price) throw new Error(`no price for agent ${p.agentId} in the snapshot`);
+  return price;
+}

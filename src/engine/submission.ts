@@ -1,0 +1,127 @@
+/**
+ * Submission and cancellation: a parsed job spec becomes a stored job with its tasks and its escrow held, in one
+ * transaction; a cancellation ends what is open of a job and settles it.
+ */
+import {
+  accountLedger,
+  defaultMaxExecutions,
+  demandOf,
+  DeqoError,
+  errors,
+  escrowHoldTxn,
+  expandTasks,
+  failureOf,
+  formatCredits,
+  fromMicro,
+  jobEscrow,
+  type JobEscrow,
+  type TaskPlan,
+} from '../core/index.js';
+import type { JobSpec } from '../protocol/index.js';
+import { Effects } from './effects.js';
+import type { EngineResources } from './resources.js';
+import type { SettlementSystem } from './settlement.js';
+
+/** Expands a spec into its tasks; throws DeqoError validation_failed (field `array`) when it expands too far. */
+export function tasksOf(spec: JobSpec): TaskPlan[] {
+  try {
+    return expandTasks(spec);
+  } catch (err) {
+    const message = (err as Error).message;
+    throw new DeqoError('validation_failed', message, [{ path: 'array', message }]);
+  }
+}
+
+export class SubmissionSystem {
+  constructor(
+    private readonly r: EngineResources,
+    private readonly settlement: SettlementSystem,
+  ) {}
+
+  /**
+   * Stores a parsed spec as a job of the buyer's with its maximum cost held in escrow (core jobEscrow). Throws
+   * DeqoError not_found for an input blob the buyer cannot read (naming the input), validation_failed when the
+   * array expands too far, insufficient_funds (with the shortfall) when the buyer cannot afford the escrow.
+   */
+  async submit(buyerId: string, spec: JobSpec): Promise<{ jobId: string; tasks: number; escrow: number }> {
+    const { store, log } = this.r;
+    for (const input of spec.inputs) {
+      if (
+        (await store.accounts.blobSize(input.blob)) === null ||
+        !(await store.accounts.canReadBlob(input.blob, buyerId))
+      ) {
+        throw errors.notFound('input blob', `${input.blob} (inputs: ${input.path}); upload it first`);
+      }
+    }
+    const tasks = tasksOf(spec);
+    const escrow = jobEscrow(spec, tasks.length);
+    const v = spec.verification;
+    const jobId = await store.transaction(async (tx) => {
+      const now = this.r.now();
+      const available = await tx.ledger.balance(accountLedger(buyerId));
+      if (escrow.total > available) throw unaffordable(buyerId, escrow, tasks.length, available);
+      const id = await tx.jobs.insert(
+        {
+          buyerId,
+          spec,
+          demand: demandOf(spec),
+          tasks,
+          policy: {
+            replicas: v.replicas,
+            quorum: v.quorum,
+            maxExecutions: v.maxExecutions ?? defaultMaxExecutions(v.replicas),
+            maxErrors: v.maxErrors,
+          },
+          fundedPerTask: escrow.fundedPerTask,
+          executionMaxCost: escrow.executionMaxCost,
+        },
+        now,
+      );
+      if (escrow.total > 0) {
+        const memo = `escrow for ${tasks.length} task(s) × ${escrow.fundedPerTask} execution(s)`;
+        await tx.ledger.post(escrowHoldTxn(buyerId, id, escrow.total, memo), now);
+      }
+      return id;
+    });
+    log.info({ jobId, tasks: tasks.length, image: spec.image, escrow: escrow.total }, 'job submitted');
+    this.r.events.credits('escrow_hold', jobId, escrow.total);
+    this.r.events.notify('jobTouched', { jobId, cause: 'submitted' });
+    return { jobId, tasks: tasks.length, escrow: escrow.total };
+  }
+
+  /** Cancels a job: its open tasks and their executions end as cancelled, and it is settled. False when it had ended. */
+  async cancel(jobId: string): Promise<boolean> {
+    const fx = await this.r.store.transaction(async (tx) => {
+      const f = new Effects();
+      const now = this.r.now();
+      await tx.jobs.lock([jobId]);
+      if (!(await tx.jobs.setState(jobId, 'cancelled', now))) return null;
+      const cancelled = await tx.jobs.cancelOpenWork(jobId, failureOf('cancelled', 'the job was cancelled'), now);
+      f.touch(jobId, 'cancelled');
+      await this.settlement.executions(tx, cancelled, now, f);
+      await this.settlement.job(tx, jobId, now, f);
+      return f;
+    });
+    if (!fx) return false;
+    this.r.log.info({ jobId }, 'job cancelled');
+    fx.emit(this.r.events);
+    return true;
+  }
+}
+
+/** The insufficient_funds error of a job whose escrow the buyer cannot hold, naming the shortfall. */
+function unaffordable(buyerId: string, escrow: JobEscrow, tasks: number, available: number): DeqoError {
+  const shortfall = escrow.total - available;
+  return new DeqoError(
+    'insufficient_funds',
+    `the job's escrow is ${formatCredits(escrow.total)} (${tasks} task(s) × ${escrow.fundedPerTask} execution(s) × ` +
+      `${formatCredits(escrow.executionMaxCost)} at most each) but you have ${formatCredits(available)}: short by ` +
+      `${formatCredits(shortfall)}. Lower replicas, timeout or maxPrice (\`deqo quote\` prices it), or ask an admin for credits.`,
+    {
+      account: accountLedger(buyerId),
+      needed: fromMicro(escrow.total),
+      available: fromMicro(available),
+      shortfall: fromMicro(shortfall),
+    },
+  );
+}

@@ -1,0 +1,142 @@
+/**
+ * Verification: deciding a task from its executions' votes (core/verification.ts) and applying the decision in the
+ * caller's transaction — the task's verdict, its executions graded valid / invalid / cancelled, an escrow top-up
+ * when more replicas are needed, the job's roll-up, and the settlement of what the decision ended.
+ */
+import {
+  accountLedger,
+  decideTask,
+  escrowHoldTxn,
+  failureOf,
+  formatCredits,
+  gradeLateResult,
+  OPEN_TASK_STATES,
+  rollUpJobState,
+  topUpCost,
+  type Decision,
+} from '../core/index.js';
+import type { JobState } from '../protocol/index.js';
+import type { Repositories, TaskForVerification } from '../store/index.js';
+import type { Effects } from './effects.js';
+import type { EngineResources } from './resources.js';
+import type { SettlementSystem } from './settlement.js';
+
+/** What verifying a task did: decided it, raised its target (pending), graded late results (closed), or nothing. */
+export type VerifyOutcome = 'verified' | 'failed' | 'pending' | 'closed' | 'unchanged';
+
+export class VerificationSystem {
+  constructor(
+    private readonly r: EngineResources,
+    private readonly settlement: SettlementSystem,
+  ) {}
+
+  /**
+   * Decides task `taskId` inside `tx` and applies the decision. A decided task instead grades the results reported
+   * after its decision against its verdict. Re-reads and re-decides (up to 20 times) when another coordinator
+   * changed the task meanwhile. Throws when the task does not exist or keeps changing.
+   */
+  async task(tx: Repositories, taskId: string, now: number, fx: Effects): Promise<VerifyOutcome> {
+    for (let attempt = 0; attempt < 20; attempt++) {
+      const task = await tx.tasks.forVerification(taskId);
+      if (!task) throw new Error(`task ${taskId} does not exist`);
+      if (!OPEN_TASK_STATES.includes(task.state)) {
+        await this.gradeLate(tx, task, now, fx);
+        return 'closed';
+      }
+      const decision = decideTask(task.policy, task.target, task.votes);
+      if (decision.kind === 'pending' && decision.target === task.target) return 'unchanged';
+      const applied = await this.apply(tx, task, decision, now, fx);
+      if (applied) return applied;
+    }
+    throw new Error(`task ${taskId} kept changing while being verified`);
+  }
+
+  /** Applies `d` to `task` (read at its revision); null when the task changed since. */
+  private async apply(
+    tx: Repositories,
+    task: TaskForVerification,
+    d: Decision,
+    now: number,
+    fx: Effects,
+  ): Promise<VerifyOutcome | null> {
+    if (d.kind === 'pending') {
+      const topUp = topUpCost(task.funded, d.target, task.executionMaxCost);
+      if (topUp > 0) {
+        const available = await tx.ledger.balance(accountLedger(task.buyerId));
+        if (available < topUp) return this.apply(tx, task, this.unfunded(task, topUp, available), now, fx);
+      }
+      const funded = Math.max(task.funded, d.target);
+      if (!(await tx.tasks.write(task.id, task.revision, now, { target: d.target, funded }))) return null;
+      if (topUp > 0) {
+        await tx.ledger.post(
+          escrowHoldTxn(task.buyerId, task.jobId, topUp, `escrow top-up: task needs ${d.target} executions`),
+          now,
+        );
+        fx.credits.push({ kind: 'escrow_hold', jobId: task.jobId, micro: topUp });
+      }
+      return 'pending';
+    }
+    const to = d.kind === 'verified' ? 'verified' : 'failed';
+    const failure = d.kind === 'failed' ? d.failure : null;
+    if (!(await tx.tasks.write(task.id, task.revision, now, { verdict: d.verdict, failure }, to))) return null;
+    const ended = [
+      ...(await tx.executions.move(d.valid, 'valid', now)),
+      ...(await tx.executions.move(d.invalid, 'invalid', now)),
+      ...(await tx.executions.move(
+        d.cancel,
+        'cancelled',
+        now,
+        failureOf('cancelled', 'no longer needed: the task was decided'),
+      )),
+    ];
+    fx.decided.push({ taskId: task.id, jobId: task.jobId, outcome: d.kind, reason: failure?.reason ?? null });
+    this.r.log.info({ taskId: task.id, jobId: task.jobId, outcome: d.kind, reason: failure?.reason }, 'task decided');
+    await this.settlement.executions(tx, ended, now, fx);
+    await this.rollUp(tx, task.jobId, now, fx);
+    return d.kind;
+  }
+
+  /** The decision when the buyer cannot fund another replica: the task fails, its reported results invalid. */
+  private unfunded(task: TaskForVerification, needed: number, available: number): Decision {
+    return {
+      kind: 'failed',
+      verdict: null,
+      valid: [],
+      cancel: [],
+      invalid: task.votes.filter((v) => v.state === 'reported').map((v) => v.id),
+      failure: failureOf(
+        'insufficient_funds',
+        `results disagree and another replica is needed, but the buyer cannot fund it: it needs ${formatCredits(needed)} ` +
+          `in escrow and has ${formatCredits(available)}`,
+      ),
+    };
+  }
+
+  /** Grades results reported after their task was decided against its verdict, and settles them. */
+  private async gradeLate(tx: Repositories, task: TaskForVerification, now: number, fx: Effects): Promise<void> {
+    const late = await tx.executions.ungraded(task.id);
+    if (late.length === 0) return;
+    const verdict = task.state === 'cancelled' ? null : task.verdict;
+    const graded = (g: 'valid' | 'invalid') =>
+      late.filter((e) => gradeLateResult(verdict, e.verdict ?? '') === g).map((e) => e.id);
+    const ended = [
+      ...(await tx.executions.move(graded('valid'), 'valid', now)),
+      ...(await tx.executions.move(graded('invalid'), 'invalid', now)),
+    ];
+    await this.settlement.executions(tx, ended, now, fx);
+    await this.settlement.job(tx, task.jobId, now, fx);
+  }
+
+  /**
+   * Moves the job to the state its task counts imply (core rollUpJobState) and, when it ended, settles it if all
+   * its executions are settled. Returns the job's state.
+   */
+  async rollUp(tx: Repositories, jobId: string, now: number, fx: Effects): Promise<JobState | null> {
+    const cur = await tx.jobs.taskCounts(jobId);
+    if (!cur) return null;
+    const to = rollUpJobState(cur.counts);
+    if (to !== cur.state && (await tx.jobs.setState(jobId, to, now))) fx.touch(jobId, 'reported');
+    await this.settlement.job(tx, jobId, now, fx);
+    return to;
+  }
+}

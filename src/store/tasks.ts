@@ -1,0 +1,224 @@
+/**
+ * Tasks: the verifier's read of a task and its votes, and the task's conditional writes. A task moves only along
+ * core's TASK_TRANSITIONS and only at the revision its writer read (`WHERE revision = ?`), and every state change
+ * moves the job's task counts in the same statement order (task row, then job row: lock order).
+ */
+import type { Kysely } from 'kysely';
+import {
+  ACTIVE_EXECUTION_STATES,
+  canTransition,
+  OPEN_TASK_STATES,
+  TASK_TRANSITIONS,
+  type ExecutionVote,
+  type VerificationPolicy,
+} from '../core/index.js';
+import { FailureSchema, type ExecutionState, type Failure, type TaskState } from '../protocol/index.js';
+import { requireTransaction } from './db.js';
+import type { Database } from './schema.js';
+
+/** A task as the verifier sees it. */
+export interface TaskForVerification {
+  id: string;
+  jobId: string;
+  buyerId: string;
+  state: TaskState;
+  target: number;
+  verdict: string | null;
+  revision: number;
+  /** Executions escrow holds credits for; the target may not exceed it without a top-up. */
+  funded: number;
+  /** What escrow holds for one execution of this job, µcr (a top-up holds this per extra execution). */
+  executionMaxCost: number;
+  policy: VerificationPolicy;
+  votes: ExecutionVote[];
+}
+
+/** Columns a task write may set besides its state. */
+export interface TaskChanges {
+  target?: number;
+  quorum?: number;
+  alone?: boolean;
+  funded?: number;
+  verdict?: string | null;
+  failure?: Failure | null;
+}
+
+export class TaskStore {
+  constructor(private readonly db: Kysely<Database>) {}
+
+  /** A task and its executions' votes, for the verifier; null if missing. */
+  async forVerification(taskId: string): Promise<TaskForVerification | null> {
+    const t = await this.db
+      .selectFrom('tasks')
+      .innerJoin('jobs', 'jobs.id', 'tasks.job_id')
+      .selectAll('tasks')
+      .select(['jobs.execution_max_cost', 'jobs.buyer_id'])
+      .where('tasks.id', '=', taskId)
+      .executeTakeFirst();
+    if (!t) return null;
+    const ex = await this.db
+      .selectFrom('executions')
+      .select(['id', 'state', 'verdict', 'exit_code', 'failure', 'finished_at', 'created_at'])
+      .where('task_id', '=', taskId)
+      .execute();
+    return {
+      id: t.id,
+      jobId: t.job_id,
+      buyerId: t.buyer_id,
+      state: t.state,
+      target: t.target,
+      verdict: t.verdict,
+      revision: t.revision,
+      funded: t.funded,
+      executionMaxCost: Number(t.execution_max_cost),
+      policy: { quorum: t.quorum, maxExecutions: t.max_executions, maxErrors: t.max_errors },
+      votes: ex.map((e) => ({
+        id: e.id,
+        state: e.state,
+        verdict: e.verdict,
+        exitCode: e.exit_code,
+        failure: e.failure ? FailureSchema.parse(JSON.parse(e.failure)) : null,
+        at: Number(e.finished_at ?? e.created_at),
+      })),
+    };
+  }
+
+  /**
+   * Writes a task read at `revision`: sets `changes`, moves it to `to` when given (only if core's TASK_TRANSITIONS
+   * allow it from its current state; the same state is always allowed), bumps the revision, and moves the job's
+   * task counts. Returns the job id, or null when the task changed since (or the move is not allowed): the caller
+   * re-reads and re-decides. In a transaction.
+   */
+  async write(
+    taskId: string,
+    revision: number,
+    now: number,
+    changes: TaskChanges,
+    to?: TaskState,
+  ): Promise<string | null> {
+    requireTransaction(this.db);
+    const cur = await this.db
+      .selectFrom('tasks')
+      .select(['state', 'job_id', 'revision'])
+      .where('id', '=', taskId)
+      .executeTakeFirst();
+    if (!cur || cur.revision !== revision) return null;
+    if (to !== undefined && to !== cur.state && !canTransition(TASK_TRANSITIONS, cur.state, to)) return null;
+    const u = await this.db
+      .updateTable('tasks')
+      .set({
+        ...(to !== undefined ? { state: to } : {}),
+        ...(changes.target !== undefined ? { target: changes.target } : {}),
+        ...(changes.quorum !== undefined ? { quorum: changes.quorum } : {}),
+        ...(changes.alone !== undefined ? { alone: changes.alone ? 1 : 0 } : {}),
+        ...(changes.funded !== undefined ? { funded: changes.funded } : {}),
+        ...(changes.verdict !== undefined ? { verdict: changes.verdict } : {}),
+        ...(changes.failure !== undefined
+          ? { failure: changes.failure === null ? null : JSON.stringify(changes.failure) }
+          : {}),
+        revision: revision + 1,
+        updated_at: now,
+      })
+      .where('id', '=', taskId)
+      .where('revision', '=', revision)
+      .executeTakeFirst();
+    if (Number(u.numUpdatedRows) === 0) return null;
+    if (to !== undefined && to !== cur.state) await this.moveCount(cur.job_id, cur.state, to);
+    return cur.job_id;
+  }
+
+  /**
+   * Marks tasks touched (updated_at = now, revision + 1) without a decision: a report or a lost execution changed
+   * what the verifier would see. Bumping the revision makes a decision computed from older votes fail its check.
+   */
+  async touch(taskIds: readonly string[], now: number): Promise<void> {
+    requireTransaction(this.db);
+    for (let i = 0; i < taskIds.length; i += 500)
+      await this.db
+        .updateTable('tasks')
+        .set((eb) => ({ updated_at: now, revision: eb('revision', '+', 1) }))
+        .where('id', 'in', taskIds.slice(i, i + 500))
+        .execute();
+  }
+
+  /** Moves one task from `from` to `to` in its job's counts. */
+  private async moveCount(jobId: string, from: TaskState, to: TaskState): Promise<void> {
+    const col = (s: TaskState) => `tasks_${s}` as const;
+    await this.db
+      .updateTable('jobs')
+      .set((eb) => ({ [col(from)]: eb(col(from), '-', 1), [col(to)]: eb(col(to), '+', 1) }))
+      .where('id', '=', jobId)
+      .execute();
+  }
+
+  /**
+   * Open tasks with results or errors but no execution in flight (assigned or running), least recently updated
+   * first. Nothing else will trigger their verification, so if a coordinator stopped between recording a report
+   * and deciding, only re-verifying these un-sticks the task. Returns task and job ids.
+   */
+  async awaitingDecision(limit: number): Promise<Array<{ taskId: string; jobId: string }>> {
+    const rows = await this.db
+      .selectFrom('tasks')
+      .select(['tasks.id', 'tasks.job_id'])
+      .where('tasks.state', 'in', OPEN_TASK_STATES)
+      .where((eb) =>
+        eb.exists(
+          eb
+            .selectFrom('executions')
+            .select('executions.id')
+            .whereRef('executions.task_id', '=', 'tasks.id')
+            .where('executions.state', 'in', ['reported', 'failed', 'lost'] satisfies ExecutionState[]),
+        ),
+      )
+      .where((eb) =>
+        eb.not(
+          eb.exists(
+            eb
+              .selectFrom('executions')
+              .select('executions.id')
+              .whereRef('executions.task_id', '=', 'tasks.id')
+              .where('executions.state', 'in', ACTIVE_EXECUTION_STATES),
+          ),
+        ),
+      )
+      .orderBy('tasks.updated_at')
+      .limit(limit)
+      .execute();
+    return rows.map((r) => ({ taskId: r.id, jobId: r.job_id }));
+  }
+
+  /**
+   * Open tasks that waited longer than their job's queue timeout with nothing assigned or running and no change
+   * (placement, result, lost execution) since: candidates for queue_timeout. With their revision, for the write.
+   */
+  async queueTimedOut(
+    now: number,
+    limit: number,
+  ): Promise<Array<{ taskId: string; jobId: string; revision: number; queueTimeoutMs: number }>> {
+    const rows = await this.db
+      .selectFrom('tasks')
+      .innerJoin('jobs', 'jobs.id', 'tasks.job_id')
+      .select(['tasks.id', 'tasks.job_id', 'tasks.revision', 'jobs.queue_timeout_ms'])
+      .where('tasks.state', 'in', OPEN_TASK_STATES)
+      .where((eb) => eb('tasks.updated_at', '<', eb(eb.val(now), '-', eb.ref('jobs.queue_timeout_ms'))))
+      .where((eb) =>
+        eb.not(
+          eb.exists(
+            eb
+              .selectFrom('executions')
+              .select('executions.id')
+              .whereRef('executions.task_id', '=', 'tasks.id')
+              .where('executions.state', 'in', ACTIVE_EXECUTION_STATES),
+          ),
+        ),
+      )
+      .limit(limit)
+      .execute();
+    return rows.map((r) => ({
+      taskId: r.id,
+      jobId: r.job_id,
+      revision: r.revision,
+      queueTimeoutMs: Number(r.queue_timeout_ms),
+    }));
+  }
+}

@@ -1,0 +1,151 @@
+/**
+ * Read models for buyers: a job with its tasks and executions, a buyer's job list, a job's money, and the
+ * manifests of its valid executions (the engine picks the canonical one with core's rule). Reads only.
+ */
+import type { Kysely } from 'kysely';
+import { escrowLedger, FEES, fromMicro } from '../core/index.js';
+import {
+  FailureSchema,
+  JobSpecSchema,
+  ManifestSchema,
+  UsageSchema,
+  type ExecutionView,
+  type JobBilling,
+  type JobSpec,
+  type JobState,
+  type JobSummary,
+  type JobView,
+  type Manifest,
+  type TaskView,
+} from '../protocol/index.js';
+import { balanceOf } from './ledger.js';
+import type { Database } from './schema.js';
+
+export class ViewStore {
+  constructor(private readonly db: Kysely<Database>) {}
+
+  /** A job's money from its ledger postings, credits. */
+  async billing(jobId: string): Promise<JobBilling> {
+    const escrow = escrowLedger(jobId);
+    const rows = await this.db
+      .selectFrom('ledger_entries')
+      .select(['kind', 'account', 'amount'])
+      .where('job_id', '=', jobId)
+      .execute();
+    const sum = (f: (r: { kind: string; account: string; amount: number }) => boolean) =>
+      rows.filter(f).reduce((acc, r) => acc + Number(r.amount), 0);
+    const settled = await this.db.selectFrom('jobs').select('settled_at').where('id', '=', jobId).executeTakeFirst();
+    return {
+      escrowHeld: fromMicro(sum((r) => r.kind === 'escrow_hold' && r.account === escrow)),
+      paid: fromMicro(0 - sum((r) => r.kind === 'payment' && r.account === escrow)),
+      fees: fromMicro(sum((r) => r.account === FEES)),
+      refunded: fromMicro(0 - sum((r) => r.kind === 'refund' && r.account === escrow)),
+      inEscrow: fromMicro(await balanceOf(this.db, escrow)),
+      settled: settled?.settled_at !== null && settled?.settled_at !== undefined,
+    };
+  }
+
+  /** Full view of a job (tasks and every execution), or null when missing or not the buyer's. */
+  async jobView(jobId: string, buyerId: string): Promise<JobView | null> {
+    const job = await this.db
+      .selectFrom('jobs')
+      .selectAll()
+      .where('id', '=', jobId)
+      .where('buyer_id', '=', buyerId)
+      .executeTakeFirst();
+    if (!job) return null;
+    const tasks = await this.db.selectFrom('tasks').selectAll().where('job_id', '=', jobId).orderBy('idx').execute();
+    const execs = await this.db
+      .selectFrom('executions')
+      .innerJoin('agents', 'agents.id', 'executions.agent_id')
+      .selectAll('executions')
+      .select('agents.name as agent_name')
+      .where('executions.job_id', '=', jobId)
+      .orderBy('executions.created_at')
+      .execute();
+    const byTask = new Map<string, ExecutionView[]>();
+    for (const e of execs) {
+      const list = byTask.get(e.task_id);
+      if (list) list.push(toExecutionView(e));
+      else byTask.set(e.task_id, [toExecutionView(e)]);
+    }
+    const taskViews: TaskView[] = tasks.map((t) => ({
+      id: t.id,
+      index: t.idx,
+      params: JSON.parse(t.params) as TaskView['params'],
+      state: t.state,
+      targetReplicas: t.target,
+      resultHash: t.state === 'verified' ? t.verdict : null,
+      failure: t.failure ? FailureSchema.parse(JSON.parse(t.failure)) : null,
+      executions: byTask.get(t.id) ?? [],
+    }));
+    return {
+      id: job.id,
+      name: job.name,
+      state: job.state,
+      createdAt: Number(job.created_at),
+      finishedAt: job.finished_at === null ? null : Number(job.finished_at),
+      spec: JobSpecSchema.parse(JSON.parse(job.spec)),
+      tasks: taskViews,
+      billing: await this.billing(jobId),
+    };
+  }
+
+  /** A buyer's jobs, newest first, with task counts (kept on the job row: no task is read). */
+  async listJobs(buyerId: string, opts: { state?: JobState; limit: number }): Promise<JobSummary[]> {
+    let q = this.db
+      .selectFrom('jobs')
+      .selectAll()
+      .where('buyer_id', '=', buyerId)
+      .orderBy('created_at', 'desc')
+      .orderBy('id', 'desc')
+      .limit(opts.limit);
+    if (opts.state) q = q.where('state', '=', opts.state);
+    const rows = await q.execute();
+    return rows.map((r) => ({
+      id: r.id,
+      name: r.name,
+      state: r.state,
+      createdAt: Number(r.created_at),
+      finishedAt: r.finished_at === null ? null : Number(r.finished_at),
+      image: (JSON.parse(r.spec) as JobSpec).image,
+      tasks: { total: r.task_count, verified: r.tasks_verified, failed: r.tasks_failed },
+    }));
+  }
+
+  /** The manifests of a job's valid executions, by execution id. */
+  async validManifests(jobId: string): Promise<Map<string, Manifest>> {
+    const rows = await this.db
+      .selectFrom('executions')
+      .select(['id', 'manifest'])
+      .where('job_id', '=', jobId)
+      .where('state', '=', 'valid')
+      .execute();
+    const out = new Map<string, Manifest>();
+    for (const r of rows) if (r.manifest) out.set(r.id, ManifestSchema.parse(JSON.parse(r.manifest)));
+    return out;
+  }
+}
+
+function toExecutionView(e: Database['executions'] & { agent_name: string }): ExecutionView {
+  return {
+    id: e.id,
+    taskId: e.task_id,
+    agentId: e.agent_id,
+    agentName: e.agent_name,
+    providerId: e.provider_id,
+    state: e.state,
+    desired: e.desired,
+    createdAt: Number(e.created_at),
+    startedAt: e.started_at === null ? null : Number(e.started_at),
+    finishedAt: e.finished_at === null ? null : Number(e.finished_at),
+    exitCode: e.exit_code,
+    resultHash: e.result_hash,
+    failure: e.failure ? FailureSchema.parse(JSON.parse(e.failure)) : null,
+    usage: e.usage ? UsageSchema.parse(JSON.parse(e.usage)) : null,
+    stdoutBlob: e.stdout_blob,
+    stderrBlob: e.stderr_blob,
+    outputsBlob: e.outputs_blob,
+    paid: e.paid === null ? null : fromMicro(Number(e.paid)),
+  };
+}
