@@ -263,9 +263,8 @@ describe('partition: the coordinator cannot reach the agent', () => {
     );
     proxy.resume();
     await logged(dir, 0, 'lease lost while disconnected: the coordinator rescheduled it; result discarded', first.id);
-    expect((await agentLog(dir, 0)).some((l) => l.msg === 'coordinator reachable again; sending queued reports')).toBe(
-      true,
-    );
+    // The heartbeat that finds the coordinator again and the queued report's own retry race: either may come first.
+    await logged(dir, 0, 'coordinator reachable again; sending queued reports');
 
     const view = await client.getJob(jobId);
     expect(view).toEqual(done); // the late report changed nothing
