@@ -8,12 +8,12 @@ import { useSession } from '../session-context.js';
 import { Card, ErrorNote, Facts, StateBadge, TableWrap } from '../components/bits.js';
 import { LogView } from '../components/LogView.js';
 import { saveBlob } from '../download.js';
-import { formatDecimalCredits, formatDuration } from '../../../src/core/index.js';
+import { formatDecimalCredits, formatDuration, TERMINAL_JOB_STATES } from '../../../src/core/index.js';
 import { failureText, short, when } from '../format.js';
 import { useLoad } from '../hooks.js';
 import { useRefreshTick } from '../live.js';
 
-const ended = (v: JobView) => ['succeeded', 'failed', 'cancelled'].includes(v.state);
+const ended = (v: JobView) => TERMINAL_JOB_STATES.includes(v.state);
 
 /** What verification decided for a task, in one sentence. */
 export function verdict(t: TaskView): string {
