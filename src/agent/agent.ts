@@ -12,6 +12,7 @@
  */
 import type { Logger } from 'pino';
 import { ApiError, type DeqoClient } from '../client/index.js';
+import { DEFAULT_AGENT_GRACE_MS } from '../core/index.js';
 import type { Assignment, Availability, Capacity, Offer, RegisterAgentResponse } from '../protocol/index.js';
 import { AvailabilityMonitor, type AvailabilityEvaluation } from './availability.js';
 import { ConnectionMonitor } from './connection.js';
@@ -23,8 +24,6 @@ import { CpuLoadSampler, type LoadSampler } from './owner-load.js';
 import { AgentState } from './state.js';
 import { takeOver } from './takeover.js';
 
-/** Default grace period: how long executions keep running while no heartbeat reaches the coordinator, ms. */
-export const DEFAULT_GRACE_PERIOD_MS = 10 * 60_000;
 /** A claim long-poll gets this much longer than the wait it asks for before it is abandoned, ms. */
 const CLAIM_SLACK_MS = 10_000;
 /** During an outage, a failed heartbeat is logged at most this often, ms. */
@@ -39,7 +38,7 @@ export interface AgentConfig {
   name: string;
   /** What the agent publishes (prices, disk, labels, windows, idle policy). */
   offer: Offer;
-  /** Executions keep running this long while no heartbeat succeeds, ms (default DEFAULT_GRACE_PERIOD_MS). */
+  /** Executions keep running this long while no heartbeat succeeds, ms (default core's DEFAULT_AGENT_GRACE_MS). */
   gracePeriodMs?: number;
   /** TEST ONLY: corrupt every result (to prove verification outvotes a cheater). */
   testCorruptOutputs: boolean;
@@ -117,7 +116,7 @@ export class Agent {
     });
     this.apply(await this.monitor.evaluate(Date.now(), false));
     await this.register();
-    this.connection = new ConnectionMonitor(this.config.gracePeriodMs ?? DEFAULT_GRACE_PERIOD_MS, Date.now());
+    this.connection = new ConnectionMonitor(this.config.gracePeriodMs ?? DEFAULT_AGENT_GRACE_MS, Date.now());
     await takeOver({
       state: this.state,
       executor: this.executor,

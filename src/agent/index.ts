@@ -1,5 +1,5 @@
 /** agent: the provider daemon, its executor port and the Docker executor, identity, offer and result packaging. */
-export { Agent, DEFAULT_GRACE_PERIOD_MS, type AgentConfig } from './agent.js';
+export { Agent, type AgentConfig } from './agent.js';
 export { probeCapacity } from './probe.js';
 export type { Executor, ExecutionRequest, ExecutionOutcome, OwnContainer } from './executor.js';
 export { ExecutorUnavailableError } from './executor.js';

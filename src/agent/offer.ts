@@ -21,6 +21,7 @@
 import { readFile } from 'node:fs/promises';
 import YAML from 'yaml';
 import { z } from 'zod';
+import { formatDecimalCredits } from '../core/index.js';
 import { OfferSchema, type Capacity, type Offer } from '../protocol/index.js';
 import { InvalidWindowError, WindowSchedule } from './availability.js';
 
@@ -241,7 +242,7 @@ export function describeOffer(name: string, lend: Lend, offer: Offer): string {
       : `${lend.gpus.length} GPU${lend.gpus.length > 1 ? 's' : ''} (${lend.gpus.map((g) => g.model).join(', ')})`;
   return [
     `offer of ${name}:`,
-    `  prices   ${p.cpuHour} cr per CPU-hour · ${p.memoryGiBHour} cr per GiB-hour · ${p.gpuHour} cr per GPU-hour · start fee ${p.startFee} cr`,
+    `  prices   ${formatDecimalCredits(p.cpuHour)} per CPU-hour · ${formatDecimalCredits(p.memoryGiBHour)} per GiB-hour · ${formatDecimalCredits(p.gpuHour)} per GPU-hour · start fee ${formatDecimalCredits(p.startFee)}`,
     `  lends    ${lend.cpus} cores · ${lend.memoryMb} MiB memory · ${offer.diskMb} MiB disk · ${gpus} · ${lend.allowNetwork ? 'network allowed' : 'no network'}`,
     `  labels   ${labels || '(none)'}`,
     `  windows  ${offer.windows.length === 0 ? 'always' : offer.windows.map((w) => `'${w}'`).join(', ')}${offer.windows.length > 0 ? ` (${offer.timezone ?? 'local time'})` : ''}`,

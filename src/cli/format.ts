@@ -1,4 +1,7 @@
-/** Output helpers: tables, sizes, durations, JSON. Human output to stdout; progress and notes to stderr. */
+/**
+ * Output helpers: tables, task lines, failures, JSON. Human output to stdout; progress and notes to stderr. Credits,
+ * sizes and durations are core's (core/format.ts), shared with the dashboard.
+ */
 import { chargeText, failureText } from '../core/index.js';
 import type { ExecutionView, Failure, JobSpec, TaskView } from '../protocol/index.js';
 
@@ -16,26 +19,6 @@ export function table(header: string[], rows: string[][]): string {
       .join('  ')
       .trimEnd();
   return [line(header), ...rows.map(line)].join('\n') + '\n';
-}
-
-/** Bytes as B / KiB / MiB / GiB. */
-export function formatBytes(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let i = 0;
-  let v = n;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return `${i === 0 ? v : v.toFixed(1)} ${units[i]}`;
-}
-
-/** Milliseconds as e.g. 850ms, 2.4s, 3m05s. */
-export function formatDuration(ms: number): string {
-  if (ms < 1000) return `${Math.round(ms)}ms`;
-  if (ms < 60_000) return `${(ms / 1000).toFixed(1)}s`;
-  const m = Math.floor(ms / 60_000);
-  return `${m}m${String(Math.round((ms % 60_000) / 1000)).padStart(2, '0')}s`;
 }
 
 /** Task parameters as `C=10, gamma=0.001` (or `#index` when none). */

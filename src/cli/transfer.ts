@@ -3,9 +3,9 @@ import { stat } from 'node:fs/promises';
 import { basename } from 'node:path';
 import cliProgress from 'cli-progress';
 import { downloadBlob, uploadFile, type DeqoClient, type Progress } from '../client/index.js';
+import { formatBytes } from '../core/index.js';
 import type { BlobInfo } from '../protocol/index.js';
 import { CliError, EXIT } from './exit-codes.js';
-import { formatBytes } from './format.js';
 
 /** Transfers smaller than this show no bar, bytes. */
 export const PROGRESS_THRESHOLD_BYTES = 4 * 1024 * 1024;

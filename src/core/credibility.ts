@@ -89,6 +89,7 @@ export function groupCredibility(groups: ReadonlyArray<readonly number[]>, index
  * (c^m / (c^m + (1 − c)^m) ≥ 1 − ε), capped at `cap`. For quotes: the replicas an error bound costs when all agree.
  */
 export function replicasFor(maxError: number, c: number, cap = 64): number {
-  for (let m = 1; m <= cap; m++) if (groupCredibility([Array.from({ length: m }, () => c)], 0) >= 1 - maxError) return m;
+  for (let m = 1; m <= cap; m++)
+    if (groupCredibility([Array.from({ length: m }, () => c)], 0) >= 1 - maxError) return m;
   return cap;
 }

@@ -25,7 +25,11 @@ export function retryDue(failures: number, lastFailureAt: number | null, now: nu
   return failures === 0 || lastFailureAt === null || now >= lastFailureAt + retryDelayMs(failures, b);
 }
 
-/** The agent's default grace period: how long it keeps running executions while it cannot reach the coordinator. */
+/**
+ * The agent's default grace period, ms (10 min): how long it keeps running executions while no heartbeat reaches
+ * the coordinator (`deqo agent --grace-period`). The one value both sides use: the agent stops its work past it,
+ * and the coordinator reads an agent silent that long as `offline` (agentStatus).
+ */
 export const DEFAULT_AGENT_GRACE_MS = 10 * 60_000;
 
 /**

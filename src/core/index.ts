@@ -9,6 +9,7 @@ export * from './matching.js';
 export * from './scheduler.js';
 export * from './prediction.js';
 export * from './money.js';
+export * from './format.js';
 export * from './pricing.js';
 export * from './ledger.js';
 export * from './reputation.js';

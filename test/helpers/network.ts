@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DeqoClient } from '../../src/client/index.js';
 import { startLocalNetwork, type LocalNetwork, type LocalNetworkOptions } from '../../src/cli/network.js';
+import { TERMINAL_JOB_STATES } from '../../src/core/index.js';
 import type { JobView } from '../../src/protocol/index.js';
 
 /** Starts a network in a fresh temp dir on a free port. */
@@ -33,7 +34,7 @@ export async function waitForJob(client: DeqoClient, jobId: string, pred: (v: Jo
 /** The job ended and none of its executions is still assigned, running or awaiting a verdict. */
 export function settled(v: JobView): boolean {
   return (
-    ['succeeded', 'failed', 'cancelled'].includes(v.state) &&
+    TERMINAL_JOB_STATES.includes(v.state) &&
     v.tasks.every((t) => t.executions.every((e) => !['assigned', 'running', 'reported'].includes(e.state)))
   );
 }

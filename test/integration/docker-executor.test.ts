@@ -68,6 +68,19 @@ function expectFailed(o: ExecutionOutcome, reason: string): void {
   if (o.kind === 'failed') expect(o.reason, o.message).toBe(reason);
 }
 
+/**
+ * Records the container's state when the executor tells the outcome (`onEnded`, before it removes the container):
+ * whether its process still runs and its exit code (137: killed by SIGKILL). Read `.state` after the run.
+ */
+function stateAtEnd(j: Job): { state?: { running: boolean; exitCode: number } } {
+  const seen: { state?: { running: boolean; exitCode: number } } = {};
+  j.req.onEnded = async () => {
+    const s = (await docker.getContainer(`deqo-${j.req.executionId}`).inspect()).State;
+    seen.state = { running: s.Running, exitCode: s.ExitCode };
+  };
+  return seen;
+}
+
 async function ourContainers(): Promise<Docker.ContainerInfo[]> {
   return docker.listContainers({ all: true, filters: { label: [`deqo.agent=${AGENT}`] } });
 }
@@ -188,11 +201,12 @@ describe('DockerExecutor', () => {
   });
 
   it('kills a job at its wall-clock limit: timeout', async () => {
-    const j = await job(['sleep', '30'], { resources: { timeoutSeconds: 1 } });
-    const t0 = Date.now();
-    const o = await executor.run(j.req);
-    expectFailed(o, 'timeout');
-    expect(Date.now() - t0).toBeLessThan(20_000);
+    const j = await job(sh('sleep 30; echo finished'), { resources: { timeoutSeconds: 1 } });
+    const end = stateAtEnd(j);
+    expectFailed(await executor.run(j.req), 'timeout');
+    // Killed, not run to its end: the process is gone, ended by SIGKILL before it could print `finished`.
+    expect(end.state).toEqual({ running: false, exitCode: 137 });
+    expect(await stdout(j)).toBe('');
   });
 
   it('reports a missing image as image_not_found (no pull)', async () => {
@@ -225,10 +239,14 @@ describe('DockerExecutor', () => {
   });
 
   it('kills a job whose output directory grows over limits.outputBytes', async () => {
-    const j = await job(sh('head -c 100000 /dev/zero > /outputs/big; sleep 5'), { limits: { outputBytes: 1000 } });
-    const t0 = Date.now();
+    const j = await job(sh('head -c 100000 /dev/zero > /outputs/big; sleep 30; echo finished'), {
+      limits: { outputBytes: 1000 },
+    });
+    const end = stateAtEnd(j);
     expectFailed(await executor.run(j.req), 'output_too_large');
-    expect(Date.now() - t0).toBeLessThan(4_500);
+    // Killed while it ran (not found too large after it exited, as the next test): SIGKILL before `finished`.
+    expect(end.state).toEqual({ running: false, exitCode: 137 });
+    expect(await stdout(j)).toBe('');
   });
 
   it('checks the output size once more after exit', async () => {
@@ -238,11 +256,17 @@ describe('DockerExecutor', () => {
 
   it('cancels on abort', async () => {
     const ac = new AbortController();
-    const j = await job(['sleep', '30'], { signal: ac.signal });
-    setTimeout(() => ac.abort(), 1000);
-    const t0 = Date.now();
-    expectFailed(await executor.run(j.req), 'cancelled');
-    expect(Date.now() - t0).toBeLessThan(20_000);
+    const j = await job(sh('echo started; sleep 30; echo finished'), { signal: ac.signal });
+    const end = stateAtEnd(j);
+    const running = executor.run(j.req);
+    // Abort once it runs (or after 30 s, when it would be cancelled before starting).
+    for (let i = 0; i < 600 && !(await stdout(j).catch(() => '')).includes('started'); i++)
+      await new Promise((r) => setTimeout(r, 50));
+    ac.abort();
+    expectFailed(await running, 'cancelled');
+    // Stopped by the abort, not run to its end: the process is gone, ended by SIGKILL before `finished`.
+    expect(end.state).toEqual({ running: false, exitCode: 137 });
+    expect(await stdout(j)).toBe('started\n');
   });
 
   it('samples cpu and memory usage of a longer job', async () => {

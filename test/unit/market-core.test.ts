@@ -17,7 +17,6 @@ import {
   executionCost,
   executionMaxCost,
   FEES,
-  formatCredits,
   fromMicro,
   fundedExecutions,
   grantTxn,
@@ -62,15 +61,6 @@ describe('money', () => {
         expect(toMicro(fromMicro(m))).toBe(m);
       }),
     );
-  });
-
-  it('formats amounts with up to 6 decimals and no trailing zeros', () => {
-    expect(formatCredits(12_500_000)).toBe('12.5 cr');
-    expect(formatCredits(0)).toBe('0 cr');
-    expect(formatCredits(1)).toBe('0.000001 cr');
-    expect(formatCredits(1_234_567)).toBe('1.234567 cr');
-    expect(formatCredits(-2_000_000)).toBe('-2 cr');
-    expect(formatCredits(-1_050_000)).toBe('-1.05 cr');
   });
 });
 

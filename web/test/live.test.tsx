@@ -1,12 +1,21 @@
-/** Live updates: a job moves on screen from an SSE event, or by polling every 2 s when there is no event stream. */
-import { cleanup, screen, waitFor } from '@testing-library/react';
-import { afterEach, describe, expect, it, vi } from 'vitest';
+/**
+ * Live updates: a job moves on screen from an SSE event, or by polling every 2 s when there is no event stream.
+ * The refresh timers (setInterval) are fake and only move when a test advances them, so what moved a job is known
+ * without measuring time: while live no timer is advanced (only the event can move it); without a stream, one
+ * poll tick does.
+ */
+import { act, cleanup, screen, waitFor } from '@testing-library/react';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { useLiveMode } from '../src/live.js';
 import { Jobs } from '../src/views/Jobs.js';
 import { fakeFetch, json, jobView, renderSignedIn } from './fake-api.js';
 
+beforeEach(() => {
+  vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval'] });
+});
 afterEach(() => {
   cleanup();
+  vi.useRealTimers();
   vi.unstubAllGlobals();
 });
 
@@ -35,7 +44,7 @@ describe('live job list', () => {
         push = (s) => c.enqueue(new TextEncoder().encode(s));
       },
     });
-    fakeFetch((_m, p) => {
+    const calls = fakeFetch((_m, p) => {
       if (p === '/v1/events')
         return new Response(stream, { status: 200, headers: { 'content-type': 'text/event-stream' } });
       if (p.startsWith('/v1/jobs?')) return json(200, { jobs: [summary(state)] });
@@ -51,12 +60,14 @@ describe('live job list', () => {
     await waitFor(() => expect(badge()).toBe('running'));
     await waitFor(() => expect(screen.getByTestId('mode').textContent).toBe('live'));
     expect(screen.getByText('replicate, 2 of 2 agree')).toBeTruthy();
+    const listReads = calls.filter((c) => c.path.startsWith('/v1/jobs?')).length;
     state = 'succeeded';
     push(
       ': ping\n\nevent: job\ndata: {"jobId":"job1","state":"succeeded","tasks":{"total":1,"verified":1,"failed":0}}\n\n',
     );
-    // Within a second: only the event can have caused it (no polling while live).
-    await waitFor(() => expect(badge()).toBe('succeeded'), { timeout: 1000 });
+    // No refresh timer is advanced: only the event can have made the list be read again.
+    await waitFor(() => expect(badge()).toBe('succeeded'));
+    expect(calls.filter((c) => c.path.startsWith('/v1/jobs?')).length).toBe(listReads + 1);
   });
 
   it('polls every 2 s when the coordinator has no event stream', async () => {
@@ -74,10 +85,18 @@ describe('live job list', () => {
     );
     await waitFor(() => expect(badge()).toBe('running'));
     await waitFor(() => expect(screen.getByTestId('mode').textContent).toBe('polling'));
+    const listReads = () => calls.filter((c) => c.path.startsWith('/v1/jobs?')).length;
+    const before = listReads();
     state = 'succeeded';
-    await new Promise((r) => setTimeout(r, 300));
-    expect(badge()).toBe('running');
-    await waitFor(() => expect(badge()).toBe('succeeded'), { timeout: 4000 });
+    await act(async () => {
+      vi.advanceTimersByTime(1999);
+    });
+    expect(listReads()).toBe(before); // not read again before the poll is due
+    await act(async () => {
+      vi.advanceTimersByTime(1);
+    });
+    await waitFor(() => expect(badge()).toBe('succeeded'));
+    expect(listReads()).toBe(before + 1); // read again once, by the poll
     expect(calls.filter((c) => c.path === '/v1/events')).toHaveLength(1);
   });
 });

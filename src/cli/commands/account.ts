@@ -5,12 +5,12 @@
 import { createInterface } from 'node:readline/promises';
 import { Command, Option } from 'commander';
 import { DeqoClient } from '../../client/index.js';
+import { formatDecimalCredits, formatDuration } from '../../core/index.js';
 import { RoleSchema } from '../../protocol/index.js';
 import { action, globals, type CliContext } from '../command.js';
 import { CliError, EXIT } from '../exit-codes.js';
-import { formatDuration, printJson, table } from '../format.js';
+import { printJson, table } from '../format.js';
 import { clientFor, saveProfile } from '../settings.js';
-import { cr } from './market.js';
 import { parseIntFlag } from './units.js';
 
 const json = () => new Option('--json', 'print JSON for scripts');
@@ -147,7 +147,7 @@ export function providerCommand(ctx: CliContext): Command {
               p.name,
               p.online ? 'yes' : 'no',
               p.availability.state,
-              cr(p.offer.prices.cpuHour),
+              formatDecimalCredits(p.offer.prices.cpuHour),
               String(p.running),
               String(p.jobsDone),
             ]),
@@ -232,7 +232,10 @@ export function adminCommand(ctx: CliContext): Command {
       action(async (account: string, credits: number, opts: { memo?: string; json?: boolean }, cmd: Command) => {
         const r = await (await clientFor(ctx.env, globals(cmd))).adminGrant(account, credits, opts.memo);
         if (opts.json) printJson(r);
-        else process.stdout.write(`granted ${cr(credits)} to ${account}; available now ${cr(r.available)}\n`);
+        else
+          process.stdout.write(
+            `granted ${formatDecimalCredits(credits)} to ${account}; available now ${formatDecimalCredits(r.available)}\n`,
+          );
       }),
     );
   admin

@@ -6,7 +6,6 @@ import pino from 'pino';
 import {
   Agent,
   buildAgentSettings,
-  DEFAULT_GRACE_PERIOD_MS,
   describeOffer,
   DockerExecutor,
   ExecutorUnavailableError,
@@ -18,6 +17,7 @@ import {
   type AgentSettings,
   type OfferFlags,
 } from '../../agent/index.js';
+import { DEFAULT_AGENT_GRACE_MS } from '../../core/index.js';
 import { action, globals, type CliContext } from '../command.js';
 import { CliError, EXIT } from '../exit-codes.js';
 import { printJson } from '../format.js';
@@ -122,7 +122,7 @@ export function agentCommand(ctx: CliContext): Command {
       '--grace-period <duration>',
       'keep running executions this long while the coordinator cannot be reached [10m]',
       parseSeconds,
-      DEFAULT_GRACE_PERIOD_MS / 1000,
+      DEFAULT_AGENT_GRACE_MS / 1000,
     )
     .option('--print-offer', 'print the offer this agent would publish and exit (needs no Docker or API key)')
     .option('--json', 'with --print-offer: print JSON {name, lend, offer}')

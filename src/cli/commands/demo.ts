@@ -10,13 +10,13 @@ import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
 import { DockerExecutor, ExecutorUnavailableError } from '../../agent/index.js';
 import { DeqoClient } from '../../client/index.js';
+import { formatDecimalCredits, formatDuration } from '../../core/index.js';
 import { action, type CliContext } from '../command.js';
 import { downloadResults } from '../download.js';
 import { CliError, EXIT } from '../exit-codes.js';
 import { followJob } from '../follow.js';
-import { formatDuration, table } from '../format.js';
+import { table } from '../format.js';
 import { startLocalNetwork, type LocalNetwork } from '../network.js';
-import { cr } from './market.js';
 import { readSpecFile, resolveSpec } from '../specfile.js';
 import { parseIntFlag } from './units.js';
 
@@ -54,13 +54,13 @@ async function printMoney(
   }
   const b = view.billing;
   say(
-    `\ncredits: ${cr(b.escrowHeld)} held in escrow; ${cr(b.paid)} paid to providers for valid results; ${cr(b.refunded)} refunded to the buyer`,
+    `\ncredits: ${formatDecimalCredits(b.escrowHeld)} held in escrow; ${formatDecimalCredits(b.paid)} paid to providers for valid results; ${formatDecimalCredits(b.refunded)} refunded to the buyer`,
   );
   for (const [i, key] of net.providerKeys.entries()) {
     const provider = new DeqoClient(net.url, key);
     const [bal, rep] = [await provider.balance(), await provider.providerReputation(1)];
     say(
-      `  provider-${i + 1}: earned ${cr(bal.earned)}; reputation ${rep.reputation.score.toFixed(2)} (${rep.reputation.valid} valid, ${rep.reputation.invalid} invalid)`,
+      `  provider-${i + 1}: earned ${formatDecimalCredits(bal.earned)}; reputation ${rep.reputation.score.toFixed(2)} (${rep.reputation.valid} valid, ${rep.reputation.invalid} invalid)`,
     );
   }
 }
@@ -104,7 +104,7 @@ export function demoCommand(ctx: CliContext): Command {
           const spec = await resolveSpec(client, raw, baseDir);
           const quote = await client.quote(spec);
           say(
-            `quote: at most ${cr(quote.escrow)} held in escrow (the demo buyer has ${cr(quote.balance)}); ${quote.matchingProviders} providers match`,
+            `quote: at most ${formatDecimalCredits(quote.escrow)} held in escrow (the demo buyer has ${formatDecimalCredits(quote.balance)}); ${quote.matchingProviders} providers match`,
           );
           const started = Date.now();
           const { jobId, tasks } = await client.submitJob(spec);

@@ -1,6 +1,6 @@
 /** Money and matching commands: `deqo quote`, `deqo balance`, `deqo ledger`, `deqo explain`. All take --json. */
 import { Command, Option } from 'commander';
-import { formatCredits, toMicro } from '../../core/index.js';
+import { formatDecimalCredits } from '../../core/index.js';
 import { action, globals, type CliContext } from '../command.js';
 import { EXIT } from '../exit-codes.js';
 import { printJson, table } from '../format.js';
@@ -10,8 +10,6 @@ import { resolveSpec } from '../specfile.js';
 import { parseIntFlag } from './units.js';
 
 const json = () => new Option('--json', 'print JSON for scripts');
-/** Credits for people: `0.0123 cr`. */
-export const cr = (credits: number): string => formatCredits(toMicro(credits));
 
 export function quoteCommand(ctx: CliContext): Command {
   return addJobFlags(
@@ -48,7 +46,7 @@ Exit code 6 when your balance does not cover the escrow.`,
           }
           const out = (s: string) => process.stdout.write(`${s}\n`);
           out(
-            `${q.tasks} task(s); one execution costs at most ${cr(q.executionMaxCost)} (timeout × resources × your maximum prices + start fee)`,
+            `${q.tasks} task(s); one execution costs at most ${formatDecimalCredits(q.executionMaxCost)} (timeout × resources × your maximum prices + start fee)`,
           );
           out(
             `expected runtime per execution: ${q.expectedSecondsPerExecution} s${q.matchingProviders > 0 ? '' : ' (no history: the timeout)'}\n`,
@@ -59,16 +57,16 @@ Exit code 6 when your balance does not cover the escrow.`,
               q.modes.map((m) => [
                 `${m.mode}${m.mode === q.mode ? ' (this spec)' : ''}`,
                 m.mode === 'adaptive' ? `1–${m.executionsPerTask}` : String(m.executionsPerTask),
-                cr(m.maxCost),
-                cr(m.expectedCost),
+                formatDecimalCredits(m.maxCost),
+                formatDecimalCredits(m.expectedCost),
               ]),
             ),
           );
           out(
-            `\nescrow held on submit: ${cr(q.escrow)}; your balance: ${cr(q.balance)}${q.affordable ? '' : ` — short by ${cr(q.shortfall)}`}`,
+            `\nescrow held on submit: ${formatDecimalCredits(q.escrow)}; your balance: ${formatDecimalCredits(q.balance)}${q.affordable ? '' : ` — short by ${formatDecimalCredits(q.shortfall)}`}`,
           );
           out(
-            `providers online that match: ${q.matchingProviders}${q.cheapestMatchingCpuHour !== null ? ` (cheapest ${cr(q.cheapestMatchingCpuHour)}/core-hour)` : ''}` +
+            `providers online that match: ${q.matchingProviders}${q.cheapestMatchingCpuHour !== null ? ` (cheapest ${formatDecimalCredits(q.cheapestMatchingCpuHour)}/core-hour)` : ''}` +
               `${q.feeBps > 0 ? `; platform fee ${q.feeBps / 100}% of payments` : ''}`,
           );
           return q.affordable ? EXIT.OK : EXIT.INSUFFICIENT_FUNDS;
@@ -89,7 +87,7 @@ export function balanceCommand(ctx: CliContext): Command {
           return;
         }
         process.stdout.write(
-          `${b.accountName}: ${cr(b.available)} available, ${cr(b.inEscrow)} in escrow, ${cr(b.earned)} earned\n`,
+          `${b.accountName}: ${formatDecimalCredits(b.available)} available, ${formatDecimalCredits(b.inEscrow)} in escrow, ${formatDecimalCredits(b.earned)} earned\n`,
         );
       }),
     );
@@ -119,7 +117,7 @@ export function ledgerCommand(ctx: CliContext): Command {
               new Date(e.at).toISOString(),
               e.kind,
               e.account,
-              (e.amount > 0 ? '+' : '') + cr(e.amount),
+              (e.amount > 0 ? '+' : '') + formatDecimalCredits(e.amount),
               e.jobId ?? '',
               e.memo,
             ]),

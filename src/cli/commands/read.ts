@@ -1,12 +1,12 @@
 /** Read commands: `deqo status`, `deqo jobs`, `deqo providers`, `deqo logs`, `deqo cancel`. All take --json. */
 import { Command, Option } from 'commander';
+import { formatDecimalCredits, formatDuration } from '../../core/index.js';
 import { JobStateSchema } from '../../protocol/index.js';
 import { action, globals, type CliContext } from '../command.js';
 import { CliError, EXIT } from '../exit-codes.js';
-import { formatDuration, formatExecution, formatFailure, formatParams, printJson, table } from '../format.js';
+import { formatExecution, formatFailure, formatParams, printJson, table } from '../format.js';
 import { clientFor } from '../settings.js';
 import type { DeqoClient } from '../../client/index.js';
-import { cr } from './market.js';
 import { parseCpus, parseIntFlag, parseMemoryMb } from './units.js';
 
 const json = () => new Option('--json', 'print JSON for scripts');
@@ -35,8 +35,8 @@ export function statusCommand(ctx: CliContext): Command {
         );
         const b = view.billing;
         process.stdout.write(
-          `credits: ${cr(b.escrowHeld)} held in escrow, ${cr(b.paid)} paid to providers${b.fees > 0 ? ` (${cr(b.fees)} fees)` : ''}, ` +
-            `${cr(b.refunded)} refunded${b.settled ? ' (settled)' : `, ${cr(b.inEscrow)} still held`}\n\n`,
+          `credits: ${formatDecimalCredits(b.escrowHeld)} held in escrow, ${formatDecimalCredits(b.paid)} paid to providers${b.fees > 0 ? ` (${formatDecimalCredits(b.fees)} fees)` : ''}, ` +
+            `${formatDecimalCredits(b.refunded)} refunded${b.settled ? ' (settled)' : `, ${formatDecimalCredits(b.inEscrow)} still held`}\n\n`,
         );
         process.stdout.write(
           table(
@@ -201,8 +201,8 @@ export function providersCommand(ctx: CliContext): Command {
               `${p.capacity.memoryMb} MiB`,
               `${p.capacity.arch}/${p.capacity.os}`,
               p.capacity.gpus.length === 0 ? '0' : `${p.capacity.gpus.length}× ${p.capacity.gpus[0]!.model}`,
-              cr(p.offer.prices.cpuHour),
-              cr(p.offer.prices.memoryGiBHour),
+              formatDecimalCredits(p.offer.prices.cpuHour),
+              formatDecimalCredits(p.offer.prices.memoryGiBHour),
               `${p.reputation.score.toFixed(2)} (${p.reputation.consecutiveValid} in a row)`,
               String(p.jobsDone),
               String(p.running),

@@ -1,6 +1,6 @@
 /** `deqo submit`: run a container job, in the spirit of `docker run`, or submit a spec file. */
 import { Command, Option } from 'commander';
-import { formatCredits, TERMINAL_JOB_STATES, toMicro } from '../../core/index.js';
+import { formatDecimalCredits, TERMINAL_JOB_STATES } from '../../core/index.js';
 import { action, globals, type CliContext } from '../command.js';
 import { EXIT } from '../exit-codes.js';
 import { followJob } from '../follow.js';
@@ -68,7 +68,7 @@ export async function submitAndFollow(
   opts: { wait?: boolean; json?: boolean },
 ): Promise<JobView | null> {
   const { jobId, tasks, escrow } = await client.submitJob(spec);
-  const held = `${tasks} task${tasks === 1 ? '' : 's'}, ${formatCredits(toMicro(escrow))} held in escrow`;
+  const held = `${tasks} task${tasks === 1 ? '' : 's'}, ${formatDecimalCredits(escrow)} held in escrow`;
   if (!opts.wait) {
     if (opts.json) printJson({ jobId, tasks, escrow });
     else process.stdout.write(`${jobId}\n`);

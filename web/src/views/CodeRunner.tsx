@@ -9,7 +9,8 @@ import { ErrorNote, StateBadge } from '../components/bits.js';
 import { Field } from '../components/Field.js';
 import { LogView } from '../components/LogView.js';
 import { fieldErrorsOf, type FieldErrors } from '../field-errors.js';
-import { credits, failureText } from '../format.js';
+import { formatDecimalCredits } from '../../../src/core/index.js';
+import { failureText } from '../format.js';
 import { useLoad } from '../hooks.js';
 import { useRefreshTick } from '../live.js';
 
@@ -45,7 +46,7 @@ function RunOutput({ jobId }: { jobId: string }) {
         ) : (
           ' waiting for a machine…'
         )}
-        {v && v.billing.settled && <> — cost {credits(v.billing.paid + v.billing.fees)}</>}
+        {v && v.billing.settled && <> — cost {formatDecimalCredits(v.billing.paid + v.billing.fees)}</>}
       </p>
       {task?.failure && <p className="bad">{failureText(task.failure)}</p>}
       {exec && (
@@ -131,7 +132,8 @@ export function CodeRunner() {
               <option value="">Let Deqo choose</option>
               {catalog.data?.map((p) => (
                 <option key={p.agentId} value={p.agentId}>
-                  {p.name} — {p.capacity.cpus} CPU, {p.capacity.memoryMb} MiB, {credits(p.offer.prices.cpuHour)}/CPU-h
+                  {p.name} — {p.capacity.cpus} CPU, {p.capacity.memoryMb} MiB,{' '}
+                  {formatDecimalCredits(p.offer.prices.cpuHour)}/CPU-h
                 </option>
               ))}
             </select>

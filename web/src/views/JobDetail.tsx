@@ -8,11 +8,12 @@ import { useSession } from '../session-context.js';
 import { Card, ErrorNote, Facts, StateBadge, TableWrap } from '../components/bits.js';
 import { LogView } from '../components/LogView.js';
 import { saveBlob } from '../download.js';
-import { credits, duration, failureText, short, when } from '../format.js';
+import { formatDecimalCredits, formatDuration, TERMINAL_JOB_STATES } from '../../../src/core/index.js';
+import { failureText, short, when } from '../format.js';
 import { useLoad } from '../hooks.js';
 import { useRefreshTick } from '../live.js';
 
-const ended = (v: JobView) => ['succeeded', 'failed', 'cancelled'].includes(v.state);
+const ended = (v: JobView) => TERMINAL_JOB_STATES.includes(v.state);
 
 /** What verification decided for a task, in one sentence. */
 export function verdict(t: TaskView): string {
@@ -58,9 +59,13 @@ function ExecutionRow({
           <code>{short(e.resultHash, 12)}</code>
         </td>
         <td>
-          {e.usage ? duration(e.usage.wallMs) : e.startedAt ? `${duration(Date.now() - e.startedAt)} so far` : '—'}
+          {e.usage
+            ? formatDuration(e.usage.wallMs)
+            : e.startedAt
+              ? `${formatDuration(Date.now() - e.startedAt)} so far`
+              : '—'}
         </td>
-        <td>{e.paid === null ? '—' : credits(e.paid)}</td>
+        <td>{e.paid === null ? '—' : formatDecimalCredits(e.paid)}</td>
         <td>{e.failure ? failureText(e.failure) : ''}</td>
         <td>
           <button type="button" className="link" aria-expanded={open} onClick={onToggle}>
@@ -241,18 +246,21 @@ export function JobDetail({ jobId }: { jobId: string }) {
                   : `${v.spec.verification.mode}: ${v.spec.verification.quorum} of ${v.spec.verification.replicas} must agree`,
               ],
               ['submitted', when(v.createdAt)],
-              ['finished', v.finishedAt ? `${when(v.finishedAt)} (${duration(v.finishedAt - v.createdAt)})` : '—'],
+              [
+                'finished',
+                v.finishedAt ? `${when(v.finishedAt)} (${formatDuration(v.finishedAt - v.createdAt)})` : '—',
+              ],
             ]}
           />
         </Card>
         <Card title="Money">
           <Facts
             items={[
-              ['held in escrow', credits(b.escrowHeld)],
-              ['paid to providers', credits(b.paid)],
-              ['fees', credits(b.fees)],
-              ['refunded to you', credits(b.refunded)],
-              ['still in escrow', credits(b.inEscrow)],
+              ['held in escrow', formatDecimalCredits(b.escrowHeld)],
+              ['paid to providers', formatDecimalCredits(b.paid)],
+              ['fees', formatDecimalCredits(b.fees)],
+              ['refunded to you', formatDecimalCredits(b.refunded)],
+              ['still in escrow', formatDecimalCredits(b.inEscrow)],
               ['settled', b.settled ? 'yes' : 'not yet'],
             ]}
           />

@@ -4,12 +4,13 @@ import { JobStateSchema, type JobState, type JobView } from '../../../src/protoc
 import { useSession } from '../session-context.js';
 import { Card, ErrorNote, StateBadge, TableWrap } from '../components/bits.js';
 import { Field } from '../components/Field.js';
-import { credits, short, when } from '../format.js';
+import { formatDecimalCredits, TERMINAL_JOB_STATES } from '../../../src/core/index.js';
+import { short, when } from '../format.js';
 import { useLoad } from '../hooks.js';
 import { useRefreshTick } from '../live.js';
 
 /** Jobs that will not change any more (their views are cached). */
-const done = (v: JobView) => ['succeeded', 'failed', 'cancelled'].includes(v.state) && v.billing.settled;
+const done = (v: JobView) => TERMINAL_JOB_STATES.includes(v.state) && v.billing.settled;
 
 /** The jobs view. */
 export function Jobs() {
@@ -96,9 +97,9 @@ export function Jobs() {
                           : '—'}
                       </td>
                       <td>
-                        {v ? credits(v.billing.paid + v.billing.fees) : '—'}
+                        {v ? formatDecimalCredits(v.billing.paid + v.billing.fees) : '—'}
                         {v && !v.billing.settled && (
-                          <div className="muted small">{credits(v.billing.inEscrow)} in escrow</div>
+                          <div className="muted small">{formatDecimalCredits(v.billing.inEscrow)} in escrow</div>
                         )}
                       </td>
                       <td>{when(j.createdAt)}</td>

@@ -6,7 +6,8 @@ import { Card, ErrorNote, StateBadge, TableWrap } from '../components/bits.js';
 import { Chart } from '../components/Chart.js';
 import { Field } from '../components/Field.js';
 import { fieldErrorsOf } from '../field-errors.js';
-import { credits, short, when } from '../format.js';
+import { formatDecimalCredits } from '../../../src/core/index.js';
+import { short, when } from '../format.js';
 import { useLoad } from '../hooks.js';
 import { useLiveEvents, useRefreshTick } from '../live.js';
 
@@ -127,7 +128,7 @@ function Catalog() {
                   <td>{p.capacity.cpus}</td>
                   <td>{p.capacity.memoryMb} MiB</td>
                   <td>{p.capacity.gpus.map((g) => g.model).join(', ') || '—'}</td>
-                  <td>{credits(p.offer.prices.cpuHour)}</td>
+                  <td>{formatDecimalCredits(p.offer.prices.cpuHour)}</td>
                   <td>{p.reputation.score.toFixed(2)}</td>
                   <td>{p.jobsDone}</td>
                   <td>{p.running}</td>

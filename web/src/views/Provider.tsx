@@ -6,7 +6,8 @@ import { useSession } from '../session-context.js';
 import { Card, ErrorNote, Facts, StateBadge, TableWrap } from '../components/bits.js';
 import { Chart } from '../components/Chart.js';
 import { byJob, cumulative, paymentsOf } from '../earnings.js';
-import { credits, duration, short, when } from '../format.js';
+import { formatDecimalCredits, formatDuration } from '../../../src/core/index.js';
+import { short, when } from '../format.js';
 import { useLoad } from '../hooks.js';
 import { useLiveEvents, useRefreshTick } from '../live.js';
 
@@ -82,9 +83,9 @@ function Offers({ agents }: { agents: ProviderView[] }) {
           {agents.map((a) => (
             <tr key={a.agentId}>
               <td>{a.name}</td>
-              <td>{credits(a.offer.prices.cpuHour)}</td>
-              <td>{credits(a.offer.prices.memoryGiBHour)}</td>
-              <td>{credits(a.offer.prices.startFee)}</td>
+              <td>{formatDecimalCredits(a.offer.prices.cpuHour)}</td>
+              <td>{formatDecimalCredits(a.offer.prices.memoryGiBHour)}</td>
+              <td>{formatDecimalCredits(a.offer.prices.startFee)}</td>
               <td>
                 {a.offer.windows.length
                   ? a.offer.windows.map((w) => (
@@ -171,9 +172,9 @@ export function Provider() {
         <Card title="Earnings">
           <Facts
             items={[
-              ['earned (all time)', balance.data ? credits(balance.data.earned) : '…'],
-              ['available', balance.data ? credits(balance.data.available) : '…'],
-              ['last 48 h', earnings.data ? credits(earnings.data.total) : '—'],
+              ['earned (all time)', balance.data ? formatDecimalCredits(balance.data.earned) : '…'],
+              ['available', balance.data ? formatDecimalCredits(balance.data.available) : '…'],
+              ['last 48 h', earnings.data ? formatDecimalCredits(earnings.data.total) : '—'],
             ]}
           />
           <Chart title="Earnings over time" x={series.x} series={chartSeries} />
@@ -197,7 +198,7 @@ export function Provider() {
                         <code title={j.jobId}>{j.jobId}</code>
                       </td>
                       <td>{j.executions}</td>
-                      <td>{credits(j.credits)}</td>
+                      <td>{formatDecimalCredits(j.credits)}</td>
                       <td>{when(j.last)}</td>
                     </tr>
                   ))}
@@ -215,7 +216,7 @@ export function Provider() {
                 ['valid / invalid / errors', `${r.valid} / ${r.invalid} / ${r.errors}`],
                 ['consecutive cross-checked valid', String(r.consecutiveValid)],
                 ['daily quota', `${r.startedToday} of ${r.dailyQuota} started today`],
-                ['mean turnaround', r.meanTurnaroundMs === null ? '—' : duration(r.meanTurnaroundMs)],
+                ['mean turnaround', r.meanTurnaroundMs === null ? '—' : formatDuration(r.meanTurnaroundMs)],
               ]}
             />
           )}

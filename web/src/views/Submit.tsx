@@ -11,7 +11,7 @@ import { Card, Facts, TableWrap } from '../components/bits.js';
 import { Field } from '../components/Field.js';
 import { splitCommand } from '../command.js';
 import { fieldErrorsOf, fieldErrorsOfZod, type FieldErrors } from '../field-errors.js';
-import { credits } from '../format.js';
+import { formatDecimalCredits } from '../../../src/core/index.js';
 
 const FIELDS = [
   'name',
@@ -85,9 +85,9 @@ function QuoteCard({ quote }: { quote: Quote }) {
     <Card title="Quote">
       <Facts
         items={[
-          ['held in escrow at submission', credits(quote.escrow)],
-          ['your balance', credits(quote.balance)],
-          ['budget', quote.affordable ? 'covered' : `short by ${credits(quote.shortfall)}`],
+          ['held in escrow at submission', formatDecimalCredits(quote.escrow)],
+          ['your balance', formatDecimalCredits(quote.balance)],
+          ['budget', quote.affordable ? 'covered' : `short by ${formatDecimalCredits(quote.shortfall)}`],
           ['providers that match now', String(quote.matchingProviders)],
         ]}
       />
@@ -106,8 +106,8 @@ function QuoteCard({ quote }: { quote: Quote }) {
               <tr key={m.mode} className={m.mode === quote.mode ? 'selected' : ''}>
                 <td>{m.mode}</td>
                 <td>{m.executionsPerTask}</td>
-                <td>{credits(m.expectedCost)}</td>
-                <td>{credits(m.maxCost)}</td>
+                <td>{formatDecimalCredits(m.expectedCost)}</td>
+                <td>{formatDecimalCredits(m.maxCost)}</td>
               </tr>
             ))}
           </tbody>
