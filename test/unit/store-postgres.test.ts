@@ -64,15 +64,25 @@ const query = <R extends pg.QueryResultRow>(text: string): Promise<R[]> =>
 /** Deqo's advisory lock keys (store/postgres.ts): namespace 'deqo', then migrate = 1, schedule = 2. */
 const lockKeys = (step: 1 | 2) => `${0x6465716f}, ${step}`;
 
-/** Resolves with whether `p` settled within `ms`. */
-const settlesWithin = (p: Promise<unknown>, ms: number) =>
-  Promise.race([
-    p.then(
-      () => true,
-      () => true,
-    ),
-    new Promise<boolean>((r) => setTimeout(() => r(false), ms)),
-  ]);
+/**
+ * Waits until another session of the test database waits on an advisory lock (pg_stat_activity), then returns
+ * whether `p` has settled by then: a step that waits for the lock must not have.
+ */
+async function blockedOnAdvisoryLock(p: Promise<unknown>): Promise<{ settled: boolean }> {
+  let settled = false;
+  void p.then(
+    () => (settled = true),
+    () => (settled = true),
+  );
+  for (let i = 0; ; i++) {
+    const waiting = await query<{ n: string }>(
+      "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND wait_event = 'advisory'",
+    );
+    if (Number(waiting[0]!.n) > 0 || settled) return { settled };
+    if (i > 600) throw new Error('no session ever waited on the advisory lock');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
 
 /** A buyer with credits and `providers` providers with one agent each of `cpus` CPUs (64 GiB). */
 async function market(s: Store, providers: number, cpus: number) {
@@ -146,7 +156,7 @@ describe('several coordinators on one PostgreSQL database', () => {
     await withClient(async (c) => {
       await c.query(`SELECT pg_advisory_lock(${lockKeys(1)})`);
       const opening = store();
-      expect(await settlesWithin(opening, 500)).toBe(false);
+      expect(await blockedOnAdvisoryLock(opening)).toEqual({ settled: false });
       await c.query(`SELECT pg_advisory_unlock(${lockKeys(1)})`);
       await opening;
     });
@@ -222,7 +232,7 @@ describe('several coordinators on one PostgreSQL database', () => {
     await withClient(async (c) => {
       await c.query(`SELECT pg_advisory_lock(${lockKeys(2)})`); // another coordinator's round
       const round = new Engine(a, { config: DEFAULT_ENGINE_CONFIG, log: silent, now: () => T0 + 1_000 }).schedule();
-      expect(await settlesWithin(round, 500)).toBe(false);
+      expect(await blockedOnAdvisoryLock(round)).toEqual({ settled: false });
       expect(await executions()).toBe(0);
       await c.query(`SELECT pg_advisory_unlock(${lockKeys(2)})`);
       await round;
