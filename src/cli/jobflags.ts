@@ -31,6 +31,7 @@ export interface JobFlagOptions {
   output?: string;
   replicas?: number;
   quorum?: number;
+  maxError?: number;
   verify?: string;
   env: Record<string, string>;
   network?: boolean;
@@ -80,6 +81,11 @@ export function addJobFlags(cmd: Command): Command {
     )
     .option('--replicas <n>', 'executions per task, each on a different provider [default 1]', parseIntFlag)
     .option('--quorum <n>', 'matching results needed to accept a task [default 1]', parseIntFlag)
+    .option(
+      '--max-error <probability>',
+      'error bound: accept a task only when its agreeing results are credible to 1 − this, e.g. 1e-4 (replicas are added as needed; `deqo quote` shows how many)',
+      parseFraction,
+    )
     .option('-e, --env <KEY=VALUE>', 'environment variable for the container (repeatable)', parseEnvPair, {})
     .option('--network', 'ask for network access (only providers that allow it will run the job)')
     .option('--max-cpu-hour <credits>', 'highest price accepted per core-hour [default 0.1]', parseCredits)
@@ -119,7 +125,12 @@ export async function rawSpecFromFlags(
   if (command.length > 0) raw.command = command;
   if (opts.name) raw.name = opts.name;
   section('resources', { cpus: opts.cpus, memoryMb: opts.memory, timeoutSeconds: opts.timeout, gpus: opts.gpus });
-  section('verification', { mode: opts.verify, replicas: opts.replicas, quorum: opts.quorum });
+  section('verification', {
+    mode: opts.verify,
+    replicas: opts.replicas,
+    quorum: opts.quorum,
+    maxError: opts.maxError,
+  });
   section('maxPrice', {
     cpuHour: opts.maxCpuHour,
     memoryGiBHour: opts.maxMemoryGibHour,

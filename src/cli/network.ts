@@ -84,6 +84,8 @@ async function ensureAccounts(
   }
   for (let i = keys.providerKeys.length; i < agents; i++) {
     keys.providerKeys.push((await coord.engine.accounts.createAccount(`provider-${i + 1}`, ['provider'])).apiKey);
+    // The local network's agents are the operator's own machines: vouched for, so they are established at once.
+    await coord.engine.accounts.vouch(`provider-${i + 1}`);
   }
   await writeFile(file, JSON.stringify(keys, null, 2), { mode: 0o600 });
   return keys;

@@ -269,6 +269,12 @@ export class DeqoClient {
       { account, amount, memo },
     );
   }
+  /** Vouches for a provider account (name or id): the operator runs or vetted it, so it is established at once. */
+  adminVouch(account: string): Promise<{ providerId: string; vouched: boolean }> {
+    return this.request('POST', '/v1/admin/vouch', z.object({ providerId: z.string(), vouched: z.boolean() }), {
+      account,
+    });
+  }
   adminAudit(): Promise<{ sound: boolean; problems: string[] }> {
     return this.request(
       'GET',

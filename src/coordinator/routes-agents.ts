@@ -1,6 +1,6 @@
 /** Agent routes: register (with the offer), heartbeat (with availability), claim, report. */
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
-import { errors } from '../core/index.js';
+import { errors, networkPrefixOf } from '../core/index.js';
 import {
   ClaimRequestSchema,
   HeartbeatRequestSchema,
@@ -36,6 +36,7 @@ export function agentRoutes({ store, engine, hub, liveLogs }: RouteDeps): Fastif
         capacity: body.capacity,
         offer: body.offer,
         availability: body.availability,
+        networkPrefix: networkPrefixOf(req.ip),
       });
       return { agentId, heartbeatIntervalMs: engine.config.heartbeatIntervalMs, leaseTtlMs: engine.config.leaseTtlMs };
     });

@@ -10,6 +10,7 @@ import {
   CreateKeyRequestSchema,
   GrantRequestSchema,
   LedgerQuerySchema,
+  VouchRequestSchema,
   type Balance,
   type NewKey,
   type ProviderReputation,
@@ -98,6 +99,12 @@ export function marketRoutes({ store, engine }: ServerDeps): FastifyPluginAsync 
       const g = await engine.accounts.grant(body.account, body.amount, body.memo);
       reply.status(201);
       return { ...g, amount: body.amount };
+    });
+
+    app.post('/v1/admin/vouch', async (req) => {
+      requireScope(req.principal, 'admin');
+      const body = parseOr400(VouchRequestSchema, req.body, 'vouch');
+      return { ...(await engine.accounts.vouch(body.account)), vouched: true };
     });
 
     app.get('/v1/admin/ledger/audit', async (req) => {

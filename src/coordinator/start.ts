@@ -2,7 +2,7 @@
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import pino, { type Logger } from 'pino';
-import { DEFAULT_ENGINE_CONFIG, Engine, type EngineConfig } from '../engine/index.js';
+import { DEFAULT_ENGINE_CONFIG, DEFAULT_MARKET_POLICY, Engine, type EngineConfig } from '../engine/index.js';
 import { DEFAULT_QUOTA, type QuotaConfig } from '../core/index.js';
 import { openSqliteStore, openStore, type Store } from '../store/index.js';
 import { BlobStore } from './blobs.js';
@@ -66,7 +66,7 @@ export async function startCoordinator(
     : await openSqliteStore(join(config.dataDir, 'deqo.db'));
   const engine = new Engine(store, {
     config: config.engine,
-    policy: { feeBps: config.feeBps, quota: config.quota },
+    policy: { ...DEFAULT_MARKET_POLICY, feeBps: config.feeBps, quota: config.quota },
     log,
   });
   await engine.recover();

@@ -93,3 +93,33 @@ export function replicasFor(maxError: number, c: number, cap = 64): number {
     if (groupCredibility([Array.from({ length: m }, () => c)], 0) >= 1 - maxError) return m;
   return cap;
 }
+
+/** Length of a registration cohort, ms: provider accounts created within the same hour are one cohort. */
+export const COHORT_MS = 3_600_000;
+
+/** The registration cohort of an account created at `createdAt` (epoch ms). */
+export function cohortOf(createdAt: number): number {
+  return Math.floor(createdAt / COHORT_MS);
+}
+
+/**
+ * The network prefix of an address as the coordinator sees it, for placement diversity: an IPv4 address's /24
+ * (`203.0.113`), an IPv6 address's /48 (`2001:db8:1`); IPv4-mapped IPv6 counts as IPv4. Loopback and unparsable
+ * addresses give '' (no information: every agent on one machine would otherwise look like one party).
+ */
+export function networkPrefixOf(ip: string | undefined): string {
+  if (!ip) return '';
+  const v4 = /^(?:::ffff:)?(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/i.exec(ip);
+  if (v4) return v4[1] === '127' ? '' : `${v4[1]}.${v4[2]}.${v4[3]}`;
+  if (ip === '::1' || !ip.includes(':')) return '';
+  const [head = '', tail = ''] = ip.toLowerCase().split('::');
+  const left = head === '' ? [] : head.split(':');
+  const right = tail === '' ? [] : tail.split(':');
+  const groups = ip.includes('::')
+    ? [...left, ...Array(Math.max(0, 8 - left.length - right.length)).fill('0'), ...right]
+    : left;
+  return groups
+    .slice(0, 3)
+    .map((g) => g.replace(/^0+(?=.)/, ''))
+    .join(':');
+}

@@ -103,16 +103,34 @@ export const FAILURES = {
     blame: 'none',
     source: 'agent',
     votes: false,
+    // The provider is paid for the time it ran (claim → end, as the coordinator saw it), not graded.
+    charged: true,
+    againstProvider: false,
+    words: 'it was stopped before a verdict (paid for the time it ran, not graded)',
+    fix: null,
+  },
+  superseded: {
+    blame: 'none',
+    source: 'coordinator',
+    votes: false,
     charged: false,
     againstProvider: false,
-    words: 'it was cancelled',
+    words: 'it was no longer needed: the task was decided before it started',
+    fix: null,
+  },
+  deadline_exceeded: {
+    ...provider,
+    source: 'coordinator',
+    words: 'the provider held the work past its time limit without reporting, so the work moved elsewhere',
     fix: null,
   },
   no_quorum: {
-    blame: 'none',
+    // Honest providers running a deterministic job agree; results that never reach a verdict are the job's doing
+    // (nondeterminism), so the buyer pays for the executions and no provider is graded.
+    blame: 'job',
     source: 'task',
     votes: false,
-    charged: false,
+    charged: true,
     againstProvider: false,
     words: 'the providers did not agree on the result',
     fix: {
@@ -125,6 +143,7 @@ export const FAILURES = {
     blame: 'provider',
     source: 'task',
     votes: false,
+    // Results some providers finished are paid for the work and keep their grade (none): only the failing ones erred.
     charged: false,
     againstProvider: false,
     words: 'too many providers failed to run it',

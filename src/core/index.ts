@@ -13,6 +13,7 @@ export * from './format.js';
 export * from './pricing.js';
 export * from './ledger.js';
 export * from './reputation.js';
+export * from './credibility.js';
 export * from './settlement.js';
 export * from './catalog.js';
 export * from './idle-policy.js';

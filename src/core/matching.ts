@@ -65,6 +65,14 @@ export interface SchedAgent {
   /** Reputation score in [0, 1] (core/reputation.ts). */
   reputation: number;
   consecutiveValid: number;
+  /** Its provider's credibility in [0, 1) (core/credibility.ts): the chance its next result is right. */
+  credibility: number;
+  /** Its provider is off probation (credibility.ts isEstablished). */
+  established: boolean;
+  /** Its provider's registration cohort (the hour its account was created): accounts made together may be one party. */
+  cohort: number;
+  /** The network address prefix it registered from ('' when unknown): agents behind one prefix may be one party. */
+  prefix: string;
   /** Executions the provider may still start today (daily quota − started in the last 24 h). */
   quotaLeft: number;
   running: number;
@@ -89,7 +97,8 @@ export type RejectionCode =
   | 'draining'
   | 'at_capacity'
   | 'quota_exhausted'
-  | 'already_ran';
+  | 'already_ran'
+  | 'caught';
 
 export interface Rejection {
   code: RejectionCode;
@@ -101,6 +110,8 @@ const round = (x: number) => Math.round(x * 1e6) / 1e6;
 /** Reasons the agent can never run this job as offered (empty when it could). */
 export function staticRejections(d: Demand, a: SchedAgent): Rejection[] {
   const out: Rejection[] = [];
+  if (a.credibility <= 0)
+    out.push({ code: 'caught', message: 'was caught returning wrong results: it gets no more work' });
   if (d.providers && !d.providers.includes(a.agentId) && !d.providers.includes(a.providerId)) {
     out.push({ code: 'not_picked', message: 'not among the providers the job picked (constraints.providers)' });
   }

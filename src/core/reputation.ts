@@ -9,7 +9,12 @@
  * - counts of valid, invalid and error results, and the mean turnaround (claim → report) of reported results.
  * The score shown to buyers (and used by `constraints.minReputation` and ranking) is the Laplace-smoothed
  * success ratio (valid + 1) / (valid + invalid + errors + 2): 0.5 for a newcomer, → 1 with a clean record.
+ *
+ * The record also carries the provider's standing for credibility (credibility.ts): results confirmed in a row
+ * (+1 for a valid result others confirmed independently or a passed spot-check, reset to 0 by an invalid one), an
+ * operator's vouch, and when it was caught lying (a failed spot-check: blacklisted for good).
  */
+import type { Standing } from './credibility.js';
 
 /** A provider's reputation record. Times in ms. */
 export interface Reputation {
@@ -20,6 +25,12 @@ export interface Reputation {
   dailyQuota: number;
   turnaroundMsTotal: number;
   turnaroundCount: number;
+  /** Results confirmed in a row (credibility.ts Standing.confirmed). */
+  confirmed: number;
+  /** The operator vouched for this provider. */
+  vouched: boolean;
+  /** When it was caught lying (epoch ms), or null. */
+  caughtAt: number | null;
 }
 
 /** Quota settings: a newcomer's daily quota and the cap. */
@@ -41,6 +52,9 @@ export function newReputation(q: QuotaConfig = DEFAULT_QUOTA): Reputation {
     dailyQuota: q.initialDailyQuota,
     turnaroundMsTotal: 0,
     turnaroundCount: 0,
+    confirmed: 0,
+    vouched: false,
+    caughtAt: null,
   };
 }
 
@@ -50,28 +64,59 @@ export function newReputation(q: QuotaConfig = DEFAULT_QUOTA): Reputation {
  * claim → report for a reported result.
  */
 export type ReputationOutcome =
-  | { kind: 'valid'; crossChecked: boolean; turnaroundMs: number | null }
+  | { kind: 'valid'; crossChecked: boolean; confirmed: boolean; turnaroundMs: number | null }
   | { kind: 'invalid'; turnaroundMs: number | null }
-  | { kind: 'error' };
+  | { kind: 'error' }
+  /** A spot-check (a task whose answer was known) passed: a confirmation, no payment from a buyer. */
+  | { kind: 'spot_check_passed' }
+  /** Caught lying (a failed spot-check): blacklisted at `at` (epoch ms). */
+  | { kind: 'caught'; at: number }
+  /** The operator vouched for the provider (it may run unchecked like an established one). */
+  | { kind: 'vouched' };
 
 /** The record after one outcome. Pure. */
 export function applyOutcome(r: Reputation, o: ReputationOutcome, q: QuotaConfig = DEFAULT_QUOTA): Reputation {
   const next = { ...r };
-  if (o.kind !== 'error' && o.turnaroundMs !== null) {
+  if ((o.kind === 'valid' || o.kind === 'invalid') && o.turnaroundMs !== null) {
     next.turnaroundMsTotal += Math.max(0, o.turnaroundMs);
     next.turnaroundCount += 1;
   }
-  if (o.kind === 'valid') {
-    next.valid += 1;
-    if (o.crossChecked) next.consecutiveValid += 1;
-    next.dailyQuota = Math.min(q.maxDailyQuota, Math.max(1, r.dailyQuota) * 2);
-  } else {
-    if (o.kind === 'invalid') next.invalid += 1;
-    else next.errors += 1;
-    next.consecutiveValid = 0;
-    next.dailyQuota = Math.max(1, r.dailyQuota - 1);
+  switch (o.kind) {
+    case 'valid':
+      next.valid += 1;
+      if (o.crossChecked) next.consecutiveValid += 1;
+      if (o.confirmed) next.confirmed += 1;
+      next.dailyQuota = Math.min(q.maxDailyQuota, Math.max(1, r.dailyQuota) * 2);
+      break;
+    case 'spot_check_passed':
+      next.confirmed += 1;
+      break;
+    case 'vouched':
+      next.vouched = true;
+      break;
+    case 'caught':
+      next.caughtAt = r.caughtAt ?? o.at;
+      next.invalid += 1;
+      next.confirmed = 0;
+      next.consecutiveValid = 0;
+      next.dailyQuota = 1;
+      break;
+    case 'invalid':
+    case 'error':
+      if (o.kind === 'invalid') {
+        next.invalid += 1;
+        next.confirmed = 0;
+      } else next.errors += 1;
+      next.consecutiveValid = 0;
+      next.dailyQuota = Math.max(1, r.dailyQuota - 1);
+      break;
   }
   return next;
+}
+
+/** What credibility reads of a record (credibility.ts). */
+export function standingOf(r: Pick<Reputation, 'confirmed' | 'vouched' | 'caughtAt'>): Standing {
+  return { confirmed: r.confirmed, vouched: r.vouched, caught: r.caughtAt !== null };
 }
 
 /** Reputation score in [0, 1]: (valid + 1) / (valid + invalid + errors + 2). */

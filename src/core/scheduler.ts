@@ -30,10 +30,19 @@ export interface SchedTask {
   index: number;
   need: number;
   demand: Demand;
-  /** Providers that already have or had an execution of this task. */
+  /** Providers that hold a replica of this task (assigned, running, reported, graded): never another one. */
   excludedProviders: readonly string[];
+  /**
+   * Providers whose executions of this task only failed on their side (lost, crashed): used again only when no
+   * other provider can take it (the only eligible machine may retry; maxErrors bounds it).
+   */
+  retryProviders?: readonly string[];
   /** An `adaptive` task with no execution yet: it may run alone on a trusted provider. */
   adaptiveFresh: boolean;
+  /** Results needed to accept the task (1: a result is accepted alone). */
+  quorum?: number;
+  /** The task's error bound ε (null: quorum voting): adaptive runs alone only on a provider of credibility ≥ 1 − ε. */
+  maxError?: number | null;
 }
 
 /** An open task as the store reads it for scheduling: its policy and the counts of its executions. */
@@ -55,6 +64,8 @@ export interface OpenTask {
   /** Executions lost or failed on the provider side, and when the latest ended (ms). */
   failures: number;
   lastFailureAt: number | null;
+  quorum: number;
+  maxError: number | null;
 }
 
 /**
@@ -88,8 +99,19 @@ export function tasksWanting(
   return out;
 }
 
-/** The scheduler's task for a wanting open task, given the providers that already ran it. */
-export function schedTaskOf(t: OpenTask & { need: number }, excludedProviders: readonly string[]): SchedTask {
+/** Execution states that hold a provider's place in a task: it may not run another replica of it. */
+const REPLICA_STATES: ReadonlySet<string> = new Set(['assigned', 'running', 'reported', 'valid', 'invalid']);
+
+/**
+ * The scheduler's task for a wanting open task, given every execution it had (provider and state): providers with a
+ * replica are excluded, those that only failed on their side may retry when nobody else can.
+ */
+export function schedTaskOf(
+  t: OpenTask & { need: number },
+  executions: ReadonlyArray<{ providerId: string; state: string }>,
+): SchedTask {
+  const excluded = new Set(executions.filter((e) => REPLICA_STATES.has(e.state)).map((e) => e.providerId));
+  const retry = new Set(executions.map((e) => e.providerId).filter((p) => !excluded.has(p)));
   return {
     taskId: t.taskId,
     jobId: t.jobId,
@@ -97,8 +119,11 @@ export function schedTaskOf(t: OpenTask & { need: number }, excludedProviders: r
     index: t.index,
     need: t.need,
     demand: t.demand,
-    excludedProviders,
+    excludedProviders: [...excluded],
+    retryProviders: [...retry],
     adaptiveFresh: t.adaptive && t.total === 0,
+    quorum: t.quorum,
+    maxError: t.maxError,
   };
 }
 
@@ -158,10 +183,54 @@ const rankKey = (d: Demand): string =>
 const hasRoom = (a: SchedAgent): boolean =>
   a.online && a.availability === 'available' && a.freeCpus > 1e-9 && a.quotaLeft > 0;
 
+/** How strongly price and predicted time steer the random draw: weight ∝ e^(−PRICE_STEER·(score − best score)). */
+export const PRICE_STEER = 1;
+
+/**
+ * The draw among candidates: weighted by credibility² and by rank (cheaper, faster and more reputable agents weigh
+ * more, e^(−(score − best))), one draw of `random` in [0, 1). Candidates are ordered heaviest first (ties: most free
+ * CPU share, fewest running, agent id), so a draw of 0 takes the best-ranked one.
+ */
+function draw(candidates: SchedAgent[], scores: ReadonlyMap<string, number>, random: () => number): SchedAgent {
+  const best = Math.min(...candidates.map((a) => scores.get(a.agentId) ?? 0));
+  const weighted = candidates
+    .map((a) => ({
+      a,
+      w: Math.max(1e-6, a.credibility) ** 2 * Math.exp(-PRICE_STEER * ((scores.get(a.agentId) ?? best) - best)),
+    }))
+    .sort(
+      (x, y) =>
+        y.w - x.w ||
+        y.a.freeCpus / y.a.totalCpus - x.a.freeCpus / x.a.totalCpus ||
+        x.a.running - y.a.running ||
+        x.a.agentId.localeCompare(y.a.agentId),
+    );
+  const total = weighted.reduce((s, x) => s + x.w, 0);
+  let r = random() * total;
+  for (const x of weighted) {
+    r -= x.w;
+    if (r < 0) return x.a;
+  }
+  return weighted[0]!.a;
+}
+
+/** `xs` narrowed by `keep`, unless that leaves nothing (a preference, not a constraint). */
+const prefer = <T>(xs: T[], keep: (x: T) => boolean): T[] => {
+  const kept = xs.filter(keep);
+  return kept.length > 0 ? kept : xs;
+};
+
 /**
  * Plans new executions. Pure apart from calling `opts.random` / `opts.predict`: the inputs are not modified.
  * Rankings are computed once per distinct demand and only for tasks some agent can take, and planning stops
  * once no agent has room, so a long queue costs little more than the placements it gets.
+ *
+ * Placement an attacker cannot steer (Sarmenta §6, BOINC's one_result_per_user_per_wu as the floor): each replica is
+ * drawn at random among the eligible agents, weighted by credibility and rank (`draw`), never from a provider that
+ * holds a replica of the task; among those, agents whose provider shares no registration cohort or network prefix
+ * with the task's other replicas are preferred; the first replica of a task goes to an established provider when one
+ * can take it (probation: newcomers are never a task's whole quorum while established providers are there). A
+ * provider whose execution of the task failed on its side is used again only when nobody else can take it.
  */
 export function planExecutions(
   tasks: readonly SchedTask[],
@@ -175,11 +244,20 @@ export function planExecutions(
   );
   const scoresByDemand = new Map<string, Map<string, number>>();
   const plan: Placement[] = [];
+  const byProvider = new Map(agents.map((a) => [a.providerId, a]));
   for (const t of order) {
     if (withRoom === 0) break;
     const used = new Set(t.excludedProviders);
+    const retry = new Set(t.retryProviders ?? []);
+    const peers = t.excludedProviders.flatMap((p) => {
+      const a = byProvider.get(p);
+      return a ? [a] : [];
+    });
+    let established = peers.some((a) => a.established);
     for (let k = 0; k < t.need; k++) {
-      const feasible = free.filter((a) => !used.has(a.providerId) && rejections(t.demand, a).length === 0);
+      const eligible = free.filter((a) => !used.has(a.providerId) && rejections(t.demand, a).length === 0);
+      let feasible = eligible.filter((a) => !retry.has(a.providerId));
+      if (feasible.length === 0) feasible = eligible; // the only machines that can take it failed it before: retry
       if (feasible.length === 0) break;
       const key = rankKey(t.demand);
       let scores = scoresByDemand.get(key);
@@ -187,14 +265,11 @@ export function planExecutions(
         scores = rankScores(t.demand, agents, opts.predict);
         scoresByDemand.set(key, scores);
       }
-      feasible.sort(
-        (a, b) =>
-          scores.get(a.agentId)! - scores.get(b.agentId)! ||
-          b.freeCpus / b.totalCpus - a.freeCpus / a.totalCpus ||
-          a.running - b.running ||
-          a.agentId.localeCompare(b.agentId),
+      feasible = prefer(feasible, (a) =>
+        peers.every((p) => p.cohort !== a.cohort && (p.prefix === '' || p.prefix !== a.prefix)),
       );
-      const pick = feasible[0]!;
+      if (!established) feasible = prefer(feasible, (a) => a.established);
+      const pick = draw(feasible, scores, opts.random);
       pick.freeCpus -= t.demand.cpus;
       pick.freeMemoryMb -= t.demand.memoryMb;
       pick.freeGpus -= t.demand.gpus;
@@ -202,7 +277,11 @@ export function planExecutions(
       pick.running += 1;
       if (!hasRoom(pick)) withRoom--;
       used.add(pick.providerId);
-      const alone = k === 0 && t.adaptiveFresh && runsAlone(pick.consecutiveValid, opts.random());
+      peers.push(pick);
+      established ||= pick.established;
+      const trusted =
+        pick.established && (t.maxError === null || t.maxError === undefined || pick.credibility >= 1 - t.maxError);
+      const alone = k === 0 && t.adaptiveFresh && trusted && runsAlone(pick.consecutiveValid, opts.random());
       plan.push({ taskId: t.taskId, agentId: pick.agentId, providerId: pick.providerId, alone });
       if (alone) break;
     }

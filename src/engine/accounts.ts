@@ -6,6 +6,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import {
   accountLedger,
   agentStatus,
+  applyOutcome,
   DeqoError,
   errors,
   fromMicro,
@@ -36,6 +37,8 @@ export interface AgentRegistration {
   capacity: Capacity;
   offer: Offer;
   availability: Availability;
+  /** Where it registers from (core/credibility.ts networkPrefixOf); '' when unknown. */
+  networkPrefix?: string;
 }
 
 export class AccountSystem {
@@ -120,6 +123,31 @@ export class AccountSystem {
       'agent registered',
     );
     this.scheduled();
+  }
+
+  /**
+   * Vouches for a provider account (by id or name): the operator runs or vetted it, so it is established at once
+   * (core/credibility.ts vouchedConfirmations) — how a new network gets its first trusted providers. Throws DeqoError
+   * not_found for an unknown account, validation_failed for an account without the provider role.
+   */
+  async vouch(account: string): Promise<{ providerId: string }> {
+    const found = await this.r.store.accounts.findAccount(account);
+    if (!found) throw errors.notFound('account', account);
+    if (!found.roles.includes('provider')) {
+      throw new DeqoError('validation_failed', `account ${found.name} is not a provider`, [
+        { path: 'account', message: 'expected a provider account' },
+      ]);
+    }
+    const { quota } = this.r.policy;
+    await this.r.store.transaction(async (tx) => {
+      const now = this.r.now();
+      const current = await tx.reputation.lock(found.id, quota, now);
+      if (current.vouched) return;
+      const next = applyOutcome(current, { kind: 'vouched' }, quota);
+      await tx.reputation.save(found.id, next, { outcome: { kind: 'vouched' }, executionId: null, jobId: null }, now);
+    });
+    this.r.log.info({ providerId: found.id, name: found.name }, 'provider vouched for by the operator');
+    return { providerId: found.id };
   }
 
   /** Records a blob an account uploaded (bytes already stored): it may read it from now on. */

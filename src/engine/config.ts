@@ -22,6 +22,12 @@ export interface EngineConfig {
   retryBackoffMs: number;
   /** Longest wait before a retry. */
   retryBackoffMaxMs: number;
+  /**
+   * How long after its job's timeout a running execution's lease may still be renewed (to package and upload its
+   * result). Past claim + timeout + this grace the lease stops renewing: a provider that holds work without reporting
+   * (squatting) loses it as `deadline_exceeded`, an error against it.
+   */
+  deadlineGraceMs: number;
 }
 
 export const DEFAULT_ENGINE_CONFIG: Readonly<EngineConfig> = Object.freeze({
@@ -34,4 +40,5 @@ export const DEFAULT_ENGINE_CONFIG: Readonly<EngineConfig> = Object.freeze({
   restartGraceMs: 60_000,
   retryBackoffMs: 2_000,
   retryBackoffMaxMs: 60_000,
+  deadlineGraceMs: 10 * 60_000,
 });

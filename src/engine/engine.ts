@@ -5,7 +5,7 @@
  * routes and the CLI call to change state. Observers (metrics, the live stream) subscribe to `engine.events`.
  */
 import type { Logger } from 'pino';
-import { DEFAULT_QUOTA } from '../core/index.js';
+import { DEFAULT_CREDIBILITY, DEFAULT_QUOTA } from '../core/index.js';
 import type { Assignment, Availability, JobSpec, ReportRequest } from '../protocol/index.js';
 import type { Store } from '../store/index.js';
 import { AccountSystem, type AgentRegistration } from './accounts.js';
@@ -21,7 +21,11 @@ import { SubmissionSystem } from './submission.js';
 import { VerificationSystem, type VerifyOutcome } from './verification.js';
 
 /** Market settings when none are given: no platform fee, the default reputation quota. */
-export const DEFAULT_MARKET_POLICY: Readonly<MarketPolicy> = Object.freeze({ feeBps: 0, quota: DEFAULT_QUOTA });
+export const DEFAULT_MARKET_POLICY: Readonly<MarketPolicy> = Object.freeze({
+  feeBps: 0,
+  quota: DEFAULT_QUOTA,
+  credibility: DEFAULT_CREDIBILITY,
+});
 
 /** How to build an engine beyond its store: timings, market policy, log, clock and random source. */
 export interface EngineOptions {

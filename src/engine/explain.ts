@@ -2,7 +2,7 @@
  * `explain`: for one job, every provider agent and why it was or was not chosen — the same predicate the
  * scheduler uses (core/matching.ts), plus "already ran a replica of every waiting task".
  */
-import { rankScores, rejections, tasksWanting } from '../core/index.js';
+import { rankScores, rejections, schedTaskOf, tasksWanting } from '../core/index.js';
 import type { Explain } from '../protocol/index.js';
 import type { Engine } from './engine.js';
 
@@ -16,9 +16,9 @@ export async function explainJob(engine: Engine, jobId: string): Promise<Explain
   if (!job || !demand) return null;
   const now = engine.now();
   const wanting = tasksWanting(await store.snapshot.openTasks(jobId), null, 10_000);
-  const ran = await store.snapshot.providersOf(wanting.map((t) => t.taskId));
-  const tasks = wanting.map((t) => ({ excludedProviders: ran.get(t.taskId) ?? [] }));
-  const { agents } = await store.snapshot.agents(now, now - engine.config.agentTtlMs, true, engine.policy.quota);
+  const ran = await store.snapshot.executionsOf(wanting.map((t) => t.taskId));
+  const tasks = wanting.map((t) => schedTaskOf(t, ran.get(t.taskId) ?? []));
+  const { agents } = await store.snapshot.agents(now, now - engine.config.agentTtlMs, true, engine.policy);
   const placed = await store.jobs.executionsPerAgent(jobId);
   const predict = await engine.scheduling.predictor();
   const eligibleAgents = agents.filter((a) => rejections(demand, a).length === 0);

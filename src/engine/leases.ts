@@ -5,7 +5,7 @@
  * settlement.
  */
 import { errors, failureOf, taskEnv } from '../core/index.js';
-import type { Assignment, Availability } from '../protocol/index.js';
+import type { Assignment, Availability, Failure } from '../protocol/index.js';
 import type { ExpiredLease } from '../store/index.js';
 import { Effects } from './effects.js';
 import type { EngineResources } from './resources.js';
@@ -67,7 +67,7 @@ export class LeaseSystem {
     const now = this.r.now();
     const claimed = await store.transaction(async (tx) => {
       if (!(await tx.accounts.touchAgent(agentId, now))) throw errors.notFound('agent', agentId);
-      const c = await tx.leases.claim(agentId, max, now, config.leaseTtlMs);
+      const c = await tx.leases.claim(agentId, max, now, config.leaseTtlMs, config.deadlineGraceMs);
       // The provider may read the inputs of what it runs.
       await tx.accounts.grantBlobAccess(
         c.flatMap((x) => x.spec.inputs.map((i) => i.blob)),
@@ -114,7 +114,7 @@ export class LeaseSystem {
     const until = now + this.r.config.leaseTtlMs;
     const stop = await this.r.store.transaction(async (tx) => {
       if (!(await tx.accounts.touchAgent(agentId, now, availability))) throw errors.notFound('agent', agentId);
-      return tx.leases.renew(agentId, held, until);
+      return tx.leases.renew(agentId, held, now, until);
     });
     return { stop, leaseExpiresAt: until };
   }
@@ -128,8 +128,8 @@ export class LeaseSystem {
     const { store, config, log } = this.r;
     const now = this.r.now();
     for (const e of await store.leases.expired(now, now - config.claimTimeoutMs, 1_000)) {
-      if (await this.expire(e))
-        log.warn({ ...e, reason: e.state === 'running' ? 'lease_expired' : 'not_claimed' }, 'execution lost');
+      const failure = lossOf(e);
+      if (await this.expire(e, failure)) log.warn({ ...e, reason: failure.reason }, 'execution lost');
     }
     for (const t of await store.tasks.queueTimedOut(now, 1_000)) {
       if (await this.queueTimeout(t))
@@ -148,11 +148,7 @@ export class LeaseSystem {
   }
 
   /** Ends one lease as lost and re-verifies its task; false when the agent reported or renewed meanwhile. */
-  private async expire(e: ExpiredLease): Promise<boolean> {
-    const failure =
-      e.state === 'running'
-        ? failureOf('lease_expired', 'the agent stopped renewing its lease (missed heartbeats)')
-        : failureOf('not_claimed', 'the agent did not claim the execution in time');
+  private async expire(e: ExpiredLease, failure: Failure): Promise<boolean> {
     const fx = await this.r.store.transaction(async (tx) => {
       const f = new Effects();
       const now = this.r.now();
@@ -203,4 +199,12 @@ export class LeaseSystem {
     fx?.emit(this.r.events);
     return fx !== null;
   }
+}
+
+/** Why an expired lease was lost: never claimed, held past its deadline (squatting), or not renewed (silent agent). */
+function lossOf(e: ExpiredLease): Failure {
+  if (e.state === 'assigned') return failureOf('not_claimed', 'the agent did not claim the execution in time');
+  return e.pastDeadline
+    ? failureOf('deadline_exceeded', "it held the execution past the job's timeout and the grace without reporting")
+    : failureOf('lease_expired', 'the agent stopped renewing its lease (missed heartbeats)');
 }

@@ -10,6 +10,7 @@ import {
   jobEscrow,
   quoteModes,
   rejections,
+  replicasFor,
 } from '../core/index.js';
 import type { JobSpec, Quote } from '../protocol/index.js';
 import type { Engine } from './engine.js';
@@ -20,12 +21,7 @@ export async function quoteJob(engine: Engine, buyerId: string, spec: JobSpec): 
   const tasks = tasksOf(spec).length;
   const now = engine.now();
   const demand = demandOf(spec);
-  const { agents } = await engine.store.snapshot.agents(
-    now,
-    now - engine.config.agentTtlMs,
-    false,
-    engine.policy.quota,
-  );
+  const { agents } = await engine.store.snapshot.agents(now, now - engine.config.agentTtlMs, false, engine.policy);
   const matching = agents.filter((a) => rejections(demand, a).filter((r) => r.code !== 'at_capacity').length === 0);
   const predict = await engine.scheduling.predictor();
   const predicted = matching
@@ -40,6 +36,19 @@ export async function quoteJob(engine: Engine, buyerId: string, spec: JobSpec): 
     trustedShare: adaptiveTrustedShare(matching.map((a) => a.consecutiveValid)),
   });
   const { executionMaxCost: perMax, total: escrow } = jobEscrow(spec, tasks);
+  const maxError = spec.verification.maxError;
+  const meanCredibility =
+    matching.length > 0
+      ? matching.reduce((s, a) => s + a.credibility, 0) / matching.length
+      : 1 - engine.policy.credibility.saboteurFraction;
+  const boundExecutions =
+    maxError === undefined
+      ? null
+      : Math.max(
+          spec.verification.quorum,
+          replicasFor(maxError, meanCredibility, spec.verification.maxExecutions ?? 64),
+        );
+  const perExpected = modes.find((m) => m.mode === 'none')!.expectedCost;
   const balance = await engine.store.ledger.balance(accountLedger(buyerId));
   return {
     tasks,
@@ -59,5 +68,14 @@ export async function quoteJob(engine: Engine, buyerId: string, spec: JobSpec): 
     balance: fromMicro(balance),
     affordable: balance >= escrow,
     shortfall: fromMicro(Math.max(0, escrow - balance)),
+    errorBound:
+      maxError === undefined || boundExecutions === null
+        ? null
+        : {
+            maxError,
+            meanCredibility,
+            executionsPerTask: boundExecutions,
+            expectedCost: fromMicro(perExpected * boundExecutions),
+          },
   };
 }

@@ -4,7 +4,7 @@
  * resources object), which keeps each stage small and its dependencies visible.
  */
 import type { Logger } from 'pino';
-import type { QuotaConfig } from '../core/index.js';
+import type { CredibilityConfig, QuotaConfig } from '../core/index.js';
 import type { Store } from '../store/index.js';
 import type { EngineConfig } from './config.js';
 import type { EngineEvents } from './events.js';
@@ -12,10 +12,14 @@ import type { EngineEvents } from './events.js';
 /** Time source in epoch ms (injected so tests and simulations control it). */
 export type Clock = () => number;
 
-/** Market settings: the platform fee on payments (basis points, 0–10,000) and the reputation quota rules. */
+/**
+ * Market settings: the platform fee on payments (basis points, 0–10,000), the reputation quota rules, and the
+ * credibility model (saboteur bound, probation, spot-check rate: core/credibility.ts).
+ */
 export interface MarketPolicy {
   feeBps: number;
   quota: QuotaConfig;
+  credibility: CredibilityConfig;
 }
 
 export interface EngineResources {

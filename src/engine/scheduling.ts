@@ -124,9 +124,9 @@ export class SchedulingSystem {
       ROUND_TASKS,
     );
     if (wanting.length === 0) return null;
-    const { agents, prices } = await store.snapshot.agents(now, now - config.agentTtlMs, false, policy.quota);
+    const { agents, prices } = await store.snapshot.agents(now, now - config.agentTtlMs, false, policy);
     if (agents.length === 0) return null;
-    const ran = await store.snapshot.providersOf(wanting.map((t) => t.taskId));
+    const ran = await store.snapshot.executionsOf(wanting.map((t) => t.taskId));
     return { now, tasks: wanting.map((t) => schedTaskOf(t, ran.get(t.taskId) ?? [])), agents, prices, open: wanting };
   }
 

@@ -17,14 +17,24 @@ export class SettlementSystem {
 
   constructor(private readonly r: EngineResources) {}
 
-  /** Settles the given ended executions inside `tx`: payment, fee, reputation. Skips those not ended or settled. */
-  async executions(tx: Repositories, ids: Iterable<string>, now: number, fx: Effects): Promise<void> {
+  /**
+   * Settles the given ended executions inside `tx`: payment, fee, reputation. Skips those not ended or settled.
+   * `confirmed` are the valid ones whose results the rest of their group confirmed independently (a decision's).
+   */
+  async executions(
+    tx: Repositories,
+    ids: Iterable<string>,
+    now: number,
+    fx: Effects,
+    confirmed: ReadonlySet<string> = new Set(),
+  ): Promise<void> {
     const { feeBps, quota } = this.r.policy;
     for (const id of new Set(ids)) {
-      const e = await tx.settlement.ended(id);
-      if (!e) continue;
+      const ended = await tx.settlement.ended(id);
+      if (!ended) continue;
+      const e = { ...ended, confirmed: confirmed.has(id) };
       const s = settleExecution(e, feeBps);
-      if (!(await tx.settlement.claimExecution(id, e.state === 'valid' ? s.cost : null, now))) continue;
+      if (!(await tx.settlement.claimExecution(id, s.payable ? s.cost : null, now))) continue;
       let fee = 0;
       if (s.payment) {
         await tx.ledger.post(s.payment, now);

@@ -71,6 +71,7 @@ export class SubmissionSystem {
             quorum: v.quorum,
             maxExecutions: v.maxExecutions ?? defaultMaxExecutions(v.replicas),
             maxErrors: v.maxErrors,
+            maxError: v.maxError ?? null,
           },
           fundedPerTask: escrow.fundedPerTask,
           executionMaxCost: escrow.executionMaxCost,

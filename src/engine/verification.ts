@@ -5,7 +5,9 @@
  */
 import {
   accountLedger,
+  credibility,
   decideTask,
+  isEstablished,
   escrowHoldTxn,
   failureOf,
   formatCredits,
@@ -43,7 +45,13 @@ export class VerificationSystem {
         await this.gradeLate(tx, task, now, fx);
         return 'closed';
       }
-      const decision = decideTask(task.policy, task.target, task.votes);
+      const { credibility: cfg } = this.r.policy;
+      const votes = task.votes.map(({ standing, ...v }) => ({
+        ...v,
+        credibility: credibility(standing, cfg),
+        established: isEstablished(standing, cfg),
+      }));
+      const decision = decideTask(task.policy, task.target, votes);
       if (decision.kind === 'pending' && decision.target === task.target) return 'unchanged';
       const applied = await this.apply(tx, task, decision, now, fx);
       if (applied) return applied;
@@ -83,27 +91,46 @@ export class VerificationSystem {
       ...(await tx.executions.move(d.valid, 'valid', now)),
       ...(await tx.executions.move(d.invalid, 'invalid', now)),
       ...(await tx.executions.move(
+        d.ungraded,
+        'cancelled',
+        now,
+        failureOf('cancelled', 'the task ended without a verdict: paid for the work, not graded'),
+      )),
+      ...(await tx.executions.move(
+        d.stop,
+        'cancelled',
+        now,
+        failureOf('cancelled', 'stopped: the task was decided while it ran'),
+      )),
+      ...(await tx.executions.move(
         d.cancel,
         'cancelled',
         now,
-        failureOf('cancelled', 'no longer needed: the task was decided'),
+        failureOf('superseded', 'no longer needed: the task was decided before it started'),
       )),
     ];
     fx.decided.push({ taskId: task.id, jobId: task.jobId, outcome: d.kind, reason: failure?.reason ?? null });
     this.r.log.info({ taskId: task.id, jobId: task.jobId, outcome: d.kind, reason: failure?.reason }, 'task decided');
-    await this.settlement.executions(tx, ended, now, fx);
+    await this.settlement.executions(tx, ended, now, fx, new Set(d.confirmed));
     await this.rollUp(tx, task.jobId, now, fx);
     return d.kind;
   }
 
-  /** The decision when the buyer cannot fund another replica: the task fails, its reported results invalid. */
+  /**
+   * The decision when the buyer cannot fund another replica: the task fails; its reported results end ungraded (paid
+   * for the work from what escrow holds), its unstarted executions are superseded and running ones stopped.
+   */
   private unfunded(task: TaskForVerification, needed: number, available: number): Decision {
+    const of = (...states: string[]) => task.votes.filter((v) => states.includes(v.state)).map((v) => v.id);
     return {
       kind: 'failed',
       verdict: null,
       valid: [],
-      cancel: [],
-      invalid: task.votes.filter((v) => v.state === 'reported').map((v) => v.id),
+      invalid: [],
+      confirmed: [],
+      ungraded: of('reported'),
+      cancel: of('assigned'),
+      stop: of('running'),
       failure: failureOf(
         'insufficient_funds',
         `results disagree and another replica is needed, but the buyer cannot fund it: it needs ${formatCredits(needed)} ` +
@@ -119,11 +146,10 @@ export class VerificationSystem {
     const verdict = task.state === 'cancelled' ? null : task.verdict;
     const graded = (g: 'valid' | 'invalid') =>
       late.filter((e) => gradeLateResult(verdict, e.verdict ?? '') === g).map((e) => e.id);
-    const ended = [
-      ...(await tx.executions.move(graded('valid'), 'valid', now)),
-      ...(await tx.executions.move(graded('invalid'), 'invalid', now)),
-    ];
-    await this.settlement.executions(tx, ended, now, fx);
+    const valid = await tx.executions.move(graded('valid'), 'valid', now);
+    const ended = [...valid, ...(await tx.executions.move(graded('invalid'), 'invalid', now))];
+    // A late result that agrees with the verdict is confirmed by the group that decided it, independently of it.
+    await this.settlement.executions(tx, ended, now, fx, new Set(valid));
     await this.settlement.job(tx, task.jobId, now, fx);
   }
 

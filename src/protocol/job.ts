@@ -101,6 +101,12 @@ export const VerificationSchema = z
     maxExecutions: z.number().int().min(1).max(64).optional(),
     /** Provider-side errors (crash, lost lease) tolerated per task before it fails; default 3. */
     maxErrors: z.number().int().min(1).max(64).default(3),
+    /**
+     * The error bound ε: the highest acceptable probability that an accepted result is wrong (e.g. 1e-4). A task is
+     * accepted only when its agreeing results' credibility reaches 1 − ε (docs/verification.md); more replicas are
+     * placed until it does (up to maxExecutions). Absent: quorum voting with probation.
+     */
+    maxError: z.number().gt(0).max(0.5).optional(),
   })
   .strict()
   .refine((v) => v.mode !== 'none' || (v.replicas === 1 && v.quorum === 1), {

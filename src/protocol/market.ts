@@ -32,6 +32,18 @@ export const QuoteSchema = z.object({
   affordable: z.boolean(),
   /** How many credits are missing (0 when affordable). */
   shortfall: z.number(),
+  /**
+   * With an error bound (verification.maxError): the agreeing results a task needs to reach it from the matching
+   * providers (their mean credibility), and the expected cost of the job at that many executions per task.
+   */
+  errorBound: z
+    .object({
+      maxError: z.number(),
+      meanCredibility: z.number(),
+      executionsPerTask: z.number().int(),
+      expectedCost: z.number(),
+    })
+    .nullable(),
 });
 export type Quote = z.infer<typeof QuoteSchema>;
 export const QuoteRequestSchema = JobSpecSchema;
@@ -79,6 +91,9 @@ export const JobBillingSchema = z.object({
   settled: z.boolean(),
 });
 export type JobBilling = z.infer<typeof JobBillingSchema>;
+
+/** An admin vouching for a provider account (by name or id): it is established at once (docs/verification.md). */
+export const VouchRequestSchema = z.object({ account: z.string().min(1).max(100) }).strict();
 
 export const GrantRequestSchema = z
   .object({
@@ -139,7 +154,7 @@ export type ReputationView = z.infer<typeof ReputationViewSchema>;
 export const ReputationEventSchema = z.object({
   id: z.number().int(),
   at: z.number(),
-  kind: z.enum(['valid', 'invalid', 'error']),
+  kind: z.enum(['valid', 'invalid', 'error', 'spot_check_passed', 'caught', 'vouched']),
   crossChecked: z.boolean(),
   executionId: z.string().nullable(),
   jobId: z.string().nullable(),

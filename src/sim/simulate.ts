@@ -194,8 +194,14 @@ export function simulate(input: Partial<SimOptions> & Pick<SimOptions, 'mode'>):
     quorum: o.quorum,
     maxExecutions: defaultMaxExecutions(o.replicas),
     maxErrors: 3,
+    maxError: null,
   };
-  const alonePolicy: VerificationPolicy = { quorum: 1, maxExecutions: defaultMaxExecutions(1), maxErrors: 3 };
+  const alonePolicy: VerificationPolicy = {
+    quorum: 1,
+    maxExecutions: defaultMaxExecutions(1),
+    maxErrors: 3,
+    maxError: null,
+  };
   for (const t of tasks) t.policy = replicatedPolicy;
 
   const execs: Exec[] = [];
@@ -213,7 +219,7 @@ export function simulate(input: Partial<SimOptions> & Pick<SimOptions, 'mode'>):
     const p = providers[e.provider]!;
     const o2: ReputationOutcome =
       kind === 'valid'
-        ? { kind, crossChecked, turnaroundMs: e.end - e.start }
+        ? { kind, crossChecked, confirmed: false, turnaroundMs: e.end - e.start }
         : { kind, turnaroundMs: e.end - e.start };
     p.rep = applyOutcome(p.rep, o2);
   };
@@ -221,9 +227,10 @@ export function simulate(input: Partial<SimOptions> & Pick<SimOptions, 'mode'>):
   const votes = (t: Task): ExecutionVote[] =>
     t.execs.map((i) => {
       const e = execs[i]!;
+      const who = { providerId: providers[e.provider]!.id, credibility: 0.8, established: false };
       return e.state === 'reported'
-        ? { id: e.id, state: 'reported', verdict: e.verdict, exitCode: 0, failure: null, at: e.end }
-        : { id: e.id, state: e.state, verdict: null, exitCode: null, failure: null, at: e.start };
+        ? { id: e.id, state: 'reported', verdict: e.verdict, exitCode: 0, failure: null, at: e.end, ...who }
+        : { id: e.id, state: e.state, verdict: null, exitCode: null, failure: null, at: e.start, ...who };
     });
 
   const report = (e: Exec) => {
@@ -318,6 +325,10 @@ export function simulate(input: Partial<SimOptions> & Pick<SimOptions, 'mode'>):
         arch: 'amd64',
         os: 'linux',
         allowNetwork: false,
+        credibility: 0.8,
+        established: p.rep.consecutiveValid >= 10,
+        cohort: 0,
+        prefix: '',
         labels: {},
         prices: PRICE,
         reputation: reputationScore(p.rep),
@@ -403,7 +414,7 @@ function arrivals(world: Random, o: SimOptions, providers: readonly Provider[]):
         arrival: at,
         execs: [],
         target: o.replicas,
-        policy: { quorum: o.quorum, maxExecutions: defaultMaxExecutions(o.replicas), maxErrors: 3 },
+        policy: { quorum: o.quorum, maxExecutions: defaultMaxExecutions(o.replicas), maxErrors: 3, maxError: null },
         alone: false,
         state: 'open',
         verdict: null,

@@ -162,6 +162,8 @@ export class AccountStore {
       capacity: Capacity;
       offer: Offer;
       availability: Availability;
+      /** The network address prefix it registers from, as the coordinator sees it ('' when unknown). */
+      networkPrefix?: string;
     },
     now: number,
   ): Promise<void> {
@@ -172,6 +174,7 @@ export class AccountStore {
       offer: JSON.stringify(a.offer),
       availability: JSON.stringify(a.availability),
       last_seen_at: now,
+      network_prefix: a.networkPrefix ?? '',
     };
     const row = await this.db
       .insertInto('agents')

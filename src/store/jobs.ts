@@ -22,7 +22,7 @@ export interface NewJob {
   spec: JobSpec;
   demand: Demand;
   tasks: readonly TaskPlan[];
-  policy: { replicas: number; quorum: number; maxExecutions: number; maxErrors: number };
+  policy: { replicas: number; quorum: number; maxExecutions: number; maxErrors: number; maxError: number | null };
   /** Executions escrow funds per task at submission. */
   fundedPerTask: number;
   /** The most one execution can cost, µcr. */
@@ -94,6 +94,7 @@ export class JobStore {
       revision: 0,
       funded: job.fundedPerTask,
       alone: 0,
+      max_error: job.policy.maxError,
     }));
     for (let i = 0; i < rows.length; i += 500)
       await this.db

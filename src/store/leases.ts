@@ -23,12 +23,16 @@ export interface ClaimedExecution {
   spec: JobSpec;
 }
 
-/** An execution whose lease ended unrenewed (`running`) or that was never claimed (`assigned`). */
+/**
+ * An execution whose lease ended unrenewed (`running`; `pastDeadline` when it ran past claim + timeout + grace) or
+ * that was never claimed (`assigned`).
+ */
 export interface ExpiredLease {
   executionId: string;
   taskId: string;
   jobId: string;
   state: 'running' | 'assigned';
+  pastDeadline: boolean;
 }
 
 export class LeaseStore {
@@ -43,7 +47,13 @@ export class LeaseStore {
    * previous long-poll on another coordinator) takes other rows instead of waiting; the update stays conditional on
    * the state either way, so an execution is handed out once. In a transaction.
    */
-  async claim(agentId: string, max: number, now: number, leaseTtlMs: number): Promise<ClaimedExecution[]> {
+  async claim(
+    agentId: string,
+    max: number,
+    now: number,
+    leaseTtlMs: number,
+    deadlineGraceMs = Number.MAX_SAFE_INTEGER / 4,
+  ): Promise<ClaimedExecution[]> {
     requireTransaction(this.db);
     const rows = await this.db
       .selectFrom('executions')
@@ -71,6 +81,7 @@ export class LeaseStore {
     for (const r of rows) {
       const token = r.fencing_token + 1;
       const leaseExpiresAt = now + leaseTtlMs;
+      const spec = JobSpecSchema.parse(JSON.parse(r.spec));
       const u = await this.db
         .updateTable('executions')
         .set((eb) => ({
@@ -78,6 +89,7 @@ export class LeaseStore {
           fencing_token: token,
           lease_expires_at: leaseExpiresAt,
           started_at: now,
+          deadline_at: now + spec.resources.timeoutSeconds * 1000 + deadlineGraceMs,
           revision: eb('revision', '+', 1),
         }))
         .where('id', '=', r.id)
@@ -94,19 +106,21 @@ export class LeaseStore {
         taskIndex: r.idx,
         taskCount: r.task_count,
         params: JSON.parse(r.params) as ClaimedExecution['params'],
-        spec: JobSpecSchema.parse(JSON.parse(r.spec)),
+        spec,
       });
     }
     return claimed;
   }
 
   /**
-   * Extends the leases the agent still holds (matching fencing token, running, desired run) to `until`.
-   * Returns the executions it named that it must stop: lease lost, cancelled, or unknown. In a transaction.
+   * Extends the leases the agent still holds (matching fencing token, running, desired run, not past its deadline at
+   * `now`) to `until`. Returns the executions it named that it must stop: lease lost, cancelled, past its deadline, or
+   * unknown. In a transaction.
    */
   async renew(
     agentId: string,
     held: ReadonlyArray<{ executionId: string; fencingToken: number }>,
+    now: number,
     until: number,
   ): Promise<string[]> {
     requireTransaction(this.db);
@@ -120,6 +134,7 @@ export class LeaseStore {
         .where('state', '=', 'running')
         .where('fencing_token', '=', h.fencingToken)
         .where('desired', '=', 'run')
+        .where((eb) => eb.or([eb('deadline_at', 'is', null), eb('deadline_at', '>', now)]))
         .executeTakeFirst();
       if (Number(r.numUpdatedRows) === 0) stop.push(h.executionId);
     }
@@ -148,7 +163,7 @@ export class LeaseStore {
   async expired(now: number, unclaimedBefore: number, limit: number): Promise<ExpiredLease[]> {
     const running = await this.db
       .selectFrom('executions')
-      .select(['id', 'task_id', 'job_id'])
+      .select(['id', 'task_id', 'job_id', 'deadline_at'])
       .where('state', '=', 'running')
       .where('lease_expires_at', '<', now)
       .limit(limit)
@@ -162,11 +177,12 @@ export class LeaseStore {
       .execute();
     const view =
       (state: ExpiredLease['state']) =>
-      (r: { id: string; task_id: string; job_id: string }): ExpiredLease => ({
+      (r: { id: string; task_id: string; job_id: string; deadline_at?: number | null }): ExpiredLease => ({
         executionId: r.id,
         taskId: r.task_id,
         jobId: r.job_id,
         state,
+        pastDeadline: r.deadline_at !== null && r.deadline_at !== undefined && Number(r.deadline_at) < now,
       });
     return [...running.map(view('running')), ...assigned.map(view('assigned'))];
   }

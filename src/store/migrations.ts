@@ -270,11 +270,76 @@ const m004 = (): Migration => ({
   },
 });
 
+/** Executions that hold a provider's place in a task: one per (task, provider) among these (migration 005). */
+const REPLICA_STATES = "('assigned', 'running', 'reported', 'valid', 'invalid')";
+
+/**
+ * Verification against cheating providers: a provider's standing (results confirmed in a row, an operator's vouch,
+ * when it was caught lying), the network address prefix an agent registers from, a task's error bound, an
+ * execution's deadline (claim + timeout + grace). And one execution per (task, provider) only among replicas: a
+ * provider whose execution of a task failed on its side may run it again (the only machine that can), so the unique
+ * constraint of 001 becomes a partial unique index. SQLite cannot drop a table constraint: the table is rebuilt from
+ * its own CREATE statement without it, and its indexes re-created.
+ */
+const m005 = (d: Dialect): Migration => ({
+  async up(db) {
+    await db.schema
+      .alterTable('reputation')
+      .addColumn('confirmed', 'integer', (c) => c.notNull().defaultTo(0))
+      .execute();
+    await db.schema
+      .alterTable('reputation')
+      .addColumn('vouched', 'integer', (c) => c.notNull().defaultTo(0))
+      .execute();
+    await db.schema.alterTable('reputation').addColumn('caught_at', 'bigint').execute();
+    await db.schema
+      .alterTable('agents')
+      .addColumn('network_prefix', 'text', (c) => c.notNull().defaultTo(''))
+      .execute();
+    await db.schema.alterTable('tasks').addColumn('max_error', types(d).float).execute();
+    await db.schema.alterTable('executions').addColumn('deadline_at', 'bigint').execute();
+    if (d === 'postgres') {
+      await sql`ALTER TABLE executions DROP CONSTRAINT executions_task_provider`.execute(db);
+    } else {
+      const table = await sql<{
+        sql: string;
+      }>`SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'executions'`.execute(db);
+      const indexes = await sql<{
+        sql: string;
+      }>`SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'executions' AND sql IS NOT NULL`.execute(
+        db,
+      );
+      const create = table.rows[0]!.sql.replace(
+        /,\s*constraint\s+"?executions_task_provider"?\s+unique\s*\([^)]*\)/i,
+        '',
+      );
+      if (create === table.rows[0]!.sql)
+        throw new Error('migration 005: executions_task_provider not found in the executions table');
+      await sql.raw(create.replace(/^create table "?executions"?/i, 'CREATE TABLE "executions_005"')).execute(db);
+      await sql`INSERT INTO executions_005 SELECT * FROM executions`.execute(db);
+      await sql`DROP TABLE executions`.execute(db);
+      await sql`ALTER TABLE executions_005 RENAME TO executions`.execute(db);
+      for (const i of indexes.rows) await sql.raw(i.sql).execute(db);
+    }
+    await sql
+      .raw(
+        `CREATE UNIQUE INDEX executions_task_provider_replica ON executions (task_id, provider_id) WHERE state IN ${REPLICA_STATES}`,
+      )
+      .execute(db);
+  },
+});
+
 /** All migrations by name for a dialect; Kysely runs them in name order. */
 export function migrationProvider(d: Dialect): MigrationProvider {
   return {
     async getMigrations() {
-      return { '001_initial': m001(d), '002_marketplace': m002(d), '003_charts': m003(), '004_task_counts': m004() };
+      return {
+        '001_initial': m001(d),
+        '002_marketplace': m002(d),
+        '003_charts': m003(),
+        '004_task_counts': m004(),
+        '005_standing': m005(d),
+      };
     },
   };
 }

@@ -28,6 +28,9 @@ function toReputation(r: Database['reputation'] | undefined, q: QuotaConfig): Re
     dailyQuota: r.daily_quota,
     turnaroundMsTotal: Number(r.turnaround_ms_total),
     turnaroundCount: r.turnaround_count,
+    confirmed: r.confirmed,
+    vouched: r.vouched === 1,
+    caughtAt: r.caught_at === null ? null : Number(r.caught_at),
   };
 }
 
@@ -56,6 +59,9 @@ function columns(r: Reputation, now: number): Omit<Database['reputation'], 'prov
     daily_quota: r.dailyQuota,
     turnaround_ms_total: r.turnaroundMsTotal,
     turnaround_count: r.turnaroundCount,
+    confirmed: r.confirmed,
+    vouched: r.vouched ? 1 : 0,
+    caught_at: r.caughtAt,
     updated_at: now,
   };
 }
@@ -154,7 +160,7 @@ export class ReputationStore {
       events: events.map((e) => ({
         id: Number(e.id),
         at: Number(e.at),
-        kind: e.kind as 'valid' | 'invalid' | 'error',
+        kind: e.kind as ProviderReputation['events'][number]['kind'],
         crossChecked: e.cross_checked === 1,
         executionId: e.execution_id,
         jobId: e.job_id,

@@ -30,6 +30,8 @@ export interface AgentsTable {
   last_seen_at: number;
   offer: string;
   availability: string;
+  /** The network address prefix the agent registers from (IPv4 /24, IPv6 /48), as the coordinator sees it. */
+  network_prefix: string;
 }
 export interface JobsTable {
   id: string;
@@ -74,6 +76,8 @@ export interface TasksTable {
   revision: number;
   funded: number;
   alone: number;
+  /** The error bound the buyer asked for (verification.maxError), or null for quorum voting alone. */
+  max_error: number | null;
 }
 export interface ExecutionsTable {
   id: string;
@@ -101,6 +105,8 @@ export interface ExecutionsTable {
   price: string | null;
   paid: number | null;
   settled_at: number | null;
+  /** When a running execution's lease stops renewing: claim + job timeout + grace, epoch ms. */
+  deadline_at: number | null;
 }
 export interface LedgerEntriesTable {
   id: Generated<number>;
@@ -127,6 +133,12 @@ export interface ReputationTable {
   turnaround_ms_total: number;
   turnaround_count: number;
   updated_at: number;
+  /** Results confirmed in a row (credibility, core/credibility.ts); reset by an invalid result. */
+  confirmed: number;
+  /** 1 when the operator vouched for the provider. */
+  vouched: number;
+  /** When the provider was caught lying (blacklisted), epoch ms. */
+  caught_at: number | null;
 }
 export interface ReputationEventsTable {
   id: Generated<number>;

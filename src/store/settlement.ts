@@ -76,7 +76,7 @@ export class SettlementStore {
    * An ended, unsettled execution with what settling it needs; null when it is not ended, already settled, or
    * (PostgreSQL) being written by another transaction right now (a later round retries). In a transaction.
    */
-  async ended(executionId: string): Promise<EndedExecution | null> {
+  async ended(executionId: string): Promise<Omit<EndedExecution, 'confirmed'> | null> {
     requireTransaction(this.db);
     const e = await this.db
       .selectFrom('executions')

@@ -6,8 +6,13 @@
 import type { Kysely } from 'kysely';
 import {
   ACTIVE_EXECUTION_STATES,
+  cohortOf,
+  credibility,
+  isEstablished,
   OPEN_TASK_STATES,
   reputationScore,
+  standingOf,
+  type CredibilityConfig,
   type Demand,
   type OpenTask,
   type QuotaConfig,
@@ -40,6 +45,8 @@ export class SnapshotStore {
         'tasks.max_executions',
         'tasks.funded',
         'tasks.revision',
+        'tasks.quorum',
+        'tasks.max_error',
         'jobs.created_at',
         'jobs.demand',
         'jobs.mode',
@@ -98,22 +105,25 @@ export class SnapshotStore {
       total: Number(r.total),
       failures: Number(r.failures),
       lastFailureAt: r.last_failure_at === null ? null : Number(r.last_failure_at),
+      quorum: r.quorum,
+      maxError: r.max_error,
     }));
   }
 
-  /** The providers that have (or had) an execution of each task, by task id. */
-  async providersOf(taskIds: readonly string[]): Promise<Map<string, string[]>> {
-    const out = new Map<string, string[]>();
+  /** Every execution each task had: its provider and state, by task id. */
+  async executionsOf(taskIds: readonly string[]): Promise<Map<string, Array<{ providerId: string; state: string }>>> {
+    const out = new Map<string, Array<{ providerId: string; state: string }>>();
     for (let i = 0; i < taskIds.length; i += 500) {
       const ex = await this.db
         .selectFrom('executions')
-        .select(['task_id', 'provider_id'])
+        .select(['task_id', 'provider_id', 'state'])
         .where('task_id', 'in', taskIds.slice(i, i + 500))
         .execute();
       for (const e of ex) {
+        const x = { providerId: e.provider_id, state: e.state };
         const xs = out.get(e.task_id);
-        if (xs) xs.push(e.provider_id);
-        else out.set(e.task_id, [e.provider_id]);
+        if (xs) xs.push(x);
+        else out.set(e.task_id, [x]);
       }
     }
     return out;
@@ -127,12 +137,23 @@ export class SnapshotStore {
     now: number,
     onlineSince: number,
     includeOffline: boolean,
-    quota: QuotaConfig,
+    policy: { quota: QuotaConfig; credibility: CredibilityConfig },
   ): Promise<{ agents: SchedAgent[]; prices: Map<string, Price> }> {
     let q = this.db
       .selectFrom('agents')
-      .select(['id', 'provider_id', 'name', 'capacity', 'offer', 'availability', 'last_seen_at']);
-    if (!includeOffline) q = q.where('last_seen_at', '>=', onlineSince);
+      .innerJoin('accounts', 'accounts.id', 'agents.provider_id')
+      .select([
+        'agents.id',
+        'agents.provider_id',
+        'agents.name',
+        'agents.capacity',
+        'agents.offer',
+        'agents.availability',
+        'agents.last_seen_at',
+        'agents.network_prefix',
+        'accounts.created_at as provider_created_at',
+      ]);
+    if (!includeOffline) q = q.where('agents.last_seen_at', '>=', onlineSince);
     const rows = await q.execute();
     if (rows.length === 0) return { agents: [], prices: new Map() };
     const active = await this.db
@@ -155,7 +176,7 @@ export class SnapshotStore {
       u.n += 1;
       used.set(e.agent_id, u);
     }
-    const records = await this.reputation.records([...new Set(rows.map((r) => r.provider_id))], now, quota);
+    const records = await this.reputation.records([...new Set(rows.map((r) => r.provider_id))], now, policy.quota);
     const prices = new Map<string, Price>();
     const agents = rows.map((r): SchedAgent => {
       const cap = CapacitySchema.parse(JSON.parse(r.capacity));
@@ -182,6 +203,10 @@ export class SnapshotStore {
         prices: offer.prices,
         reputation: reputationScore(rec.reputation),
         consecutiveValid: rec.reputation.consecutiveValid,
+        credibility: credibility(standingOf(rec.reputation), policy.credibility),
+        established: isEstablished(standingOf(rec.reputation), policy.credibility),
+        cohort: cohortOf(Number(r.provider_created_at)),
+        prefix: r.network_prefix,
         quotaLeft: rec.reputation.dailyQuota - rec.startedToday,
         running: u.n,
       };

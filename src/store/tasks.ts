@@ -8,8 +8,10 @@ import {
   ACTIVE_EXECUTION_STATES,
   canTransition,
   OPEN_TASK_STATES,
+  standingOf,
   TASK_TRANSITIONS,
   type ExecutionVote,
+  type Standing,
   type VerificationPolicy,
 } from '../core/index.js';
 import { FailureSchema, type ExecutionState, type Failure, type TaskState } from '../protocol/index.js';
@@ -30,7 +32,8 @@ export interface TaskForVerification {
   /** What escrow holds for one execution of this job, µcr (a top-up holds this per extra execution). */
   executionMaxCost: number;
   policy: VerificationPolicy;
-  votes: ExecutionVote[];
+  /** The executions with their provider's standing now (the engine turns it into credibility). */
+  votes: Array<Omit<ExecutionVote, 'credibility' | 'established'> & { standing: Standing }>;
 }
 
 /** Columns a task write may set besides its state. */
@@ -58,8 +61,21 @@ export class TaskStore {
     if (!t) return null;
     const ex = await this.db
       .selectFrom('executions')
-      .select(['id', 'state', 'verdict', 'exit_code', 'failure', 'finished_at', 'created_at'])
-      .where('task_id', '=', taskId)
+      .leftJoin('reputation', 'reputation.provider_id', 'executions.provider_id')
+      .select([
+        'executions.id',
+        'executions.state',
+        'executions.verdict',
+        'executions.exit_code',
+        'executions.failure',
+        'executions.finished_at',
+        'executions.created_at',
+        'executions.provider_id',
+        'reputation.confirmed',
+        'reputation.vouched',
+        'reputation.caught_at',
+      ])
+      .where('executions.task_id', '=', taskId)
       .execute();
     return {
       id: t.id,
@@ -71,7 +87,7 @@ export class TaskStore {
       revision: t.revision,
       funded: t.funded,
       executionMaxCost: Number(t.execution_max_cost),
-      policy: { quorum: t.quorum, maxExecutions: t.max_executions, maxErrors: t.max_errors },
+      policy: { quorum: t.quorum, maxExecutions: t.max_executions, maxErrors: t.max_errors, maxError: t.max_error },
       votes: ex.map((e) => ({
         id: e.id,
         state: e.state,
@@ -79,6 +95,12 @@ export class TaskStore {
         exitCode: e.exit_code,
         failure: e.failure ? FailureSchema.parse(JSON.parse(e.failure)) : null,
         at: Number(e.finished_at ?? e.created_at),
+        providerId: e.provider_id,
+        standing: standingOf({
+          confirmed: e.confirmed ?? 0,
+          vouched: e.vouched === 1,
+          caughtAt: e.caught_at === null || e.caught_at === undefined ? null : Number(e.caught_at),
+        }),
       })),
     };
   }

@@ -36,13 +36,15 @@ export async function checkRun(dbPath: string): Promise<RunCounts> {
     );
     const paid = db
       .prepare(
-        `SELECT e.id, e.state, count(DISTINCT l.txn_id) AS payments FROM ledger_entries l JOIN executions e ON e.id = l.execution_id
-      WHERE l.kind = 'payment' GROUP BY e.id`,
+        `SELECT e.id, e.state, json_extract(e.failure, '$.reason') AS reason, count(DISTINCT l.txn_id) AS payments
+      FROM ledger_entries l JOIN executions e ON e.id = l.execution_id WHERE l.kind = 'payment' GROUP BY e.id`,
       )
-      .all() as Array<{ id: string; state: string; payments: number }>;
+      .all() as Array<{ id: string; state: string; reason: string | null; payments: number }>;
     for (const p of paid) {
       if (p.payments > 1) problems.push(`execution ${p.id} was paid ${p.payments} times`);
-      if (p.state !== 'valid') problems.push(`execution ${p.id} was paid but is ${p.state}`);
+      // Paid for its work: a valid result, or one stopped before a verdict (core/failures.ts: `cancelled` is charged).
+      const payable = p.state === 'valid' || (p.state === 'cancelled' && p.reason === 'cancelled');
+      if (!payable) problems.push(`execution ${p.id} was paid but is ${p.state}${p.reason ? ` (${p.reason})` : ''}`);
     }
     const unsettled = db
       .prepare(`SELECT id, state FROM jobs WHERE state IN ('succeeded', 'failed', 'cancelled') AND settled_at IS NULL`)

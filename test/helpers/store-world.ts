@@ -4,8 +4,14 @@
  * so the store's conditional writes are exercised exactly as in production.
  */
 import { pino } from 'pino';
-import { DEFAULT_QUOTA, failureOf, planExecutions, schedTaskOf, tasksWanting } from '../../src/core/index.js';
-import { DEFAULT_ENGINE_CONFIG, Engine, type EngineConfig, type SchedulingSnapshot } from '../../src/engine/index.js';
+import { failureOf, planExecutions, schedTaskOf, tasksWanting } from '../../src/core/index.js';
+import {
+  DEFAULT_ENGINE_CONFIG,
+  DEFAULT_MARKET_POLICY,
+  Engine,
+  type EngineConfig,
+  type SchedulingSnapshot,
+} from '../../src/engine/index.js';
 import { OfferSchema, type Capacity, type JobSpec, type Manifest } from '../../src/protocol/index.js';
 import type { ClaimedExecution, ExecutionEnd, Store } from '../../src/store/index.js';
 
@@ -75,14 +81,14 @@ export async function snapshotAt(
   now = onlineSince + TTL,
 ): Promise<SchedulingSnapshot> {
   const open = tasksWanting(await store.snapshot.openTasks(), null);
-  const { agents, prices } = await store.snapshot.agents(now, onlineSince, false, DEFAULT_QUOTA);
-  const ran = await store.snapshot.providersOf(open.map((t) => t.taskId));
+  const { agents, prices } = await store.snapshot.agents(now, onlineSince, false, DEFAULT_MARKET_POLICY);
+  const ran = await store.snapshot.executionsOf(open.map((t) => t.taskId));
   return { now, tasks: open.map((t) => schedTaskOf(t, ran.get(t.taskId) ?? [])), agents, prices, open };
 }
 
-/** Plans with no adaptive draws and no runtime history. */
+/** Plans with every draw 0 (the best-ranked agent, as before random placement) and no runtime history. */
 export function plan(snap: SchedulingSnapshot) {
-  return planExecutions(snap.tasks, snap.agents, { random: () => 0.5, predict: () => null });
+  return planExecutions(snap.tasks, snap.agents, { random: () => 0, predict: () => null });
 }
 
 /** Applies a plan made from `snap`, as a round does. Returns the agents that got work. */
@@ -109,7 +115,7 @@ export function renew(
   now: number,
   ttl = TTL,
 ): Promise<string[]> {
-  return store.transaction((tx) => tx.leases.renew(agentId, held, now + ttl));
+  return store.transaction((tx) => tx.leases.renew(agentId, held, now, now + ttl));
 }
 
 /** Records an end under the agent's lease at `now` (the task's revision bumped, as a report does); the task id or null. */

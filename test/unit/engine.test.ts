@@ -389,10 +389,13 @@ describe('Engine', () => {
       message: 'k'.repeat(4096),
     });
     const v2 = await jobView(job2);
-    expect(v2.tasks[0]!.failure?.reason).toBe('out_of_memory');
+    // One provider's job failure is not the task's until a second provider confirms it.
+    expect(v2.tasks[0]!.state).toBe('running');
+    const f = v2.tasks[0]!.executions[0]!.failure!;
+    expect(f.reason).toBe('out_of_memory');
     // The message keeps the agent's detail (clamped); the catalogue's words and advice are added when shown.
-    expect(v2.tasks[0]!.failure!.message).toMatch(/^k+…?$/);
-    expect(failureText(v2.tasks[0]!.failure!, 'flag')).toMatch(
+    expect(f.message).toMatch(/^k+…?$/);
+    expect(failureText(f, 'flag')).toMatch(
       /^the program ran out of memory — k+…?; raise the memory limit \(--memory\)$/,
     );
     expect(v2.tasks[0]!.executions[0]!.failure!.message.length).toBeLessThanOrEqual(4096);
@@ -436,12 +439,18 @@ describe('Engine', () => {
     expect(v.tasks[0]!.failure).toMatchObject({ reason: 'out_of_memory', blame: 'job' });
   });
 
-  it('fails a task with nonzero_exit when the agreed result has a nonzero exit code', async () => {
-    const [a] = await agents(1);
+  it('fails a task with nonzero_exit when a second provider confirms the nonzero exit code', async () => {
+    const [a, b] = await agents(2);
     const jobId = await submit();
     await engine.schedule();
     const e = await claimOne(a!);
     await engine.report(a!, e.executionId, await completed(e, 'oops', 2));
+    expect((await jobView(jobId)).state).toBe('running'); // one provider cannot fail the task (or bill for it) alone
+    await engine.schedule();
+    const other = (await jobView(jobId)).tasks[0]!.executions.find((x) => x.state === 'assigned')!.agentId;
+    expect([a, b]).toContain(other);
+    const e2 = await claimOne(other);
+    await engine.report(other, e2.executionId, await completed(e2, 'oops', 2));
     const v = await jobView(jobId);
     expect(v.state).toBe('failed');
     expect(v.tasks[0]!.failure?.reason).toBe('nonzero_exit');
@@ -493,10 +502,16 @@ describe('adaptive replication and settlement in the engine', () => {
     }
   }
 
-  it('lets a provider with 10 cross-checked valid results run an adaptive task alone, and refunds the unused replica', async () => {
+  it('lets an established provider with 10 cross-checked valid results run an adaptive task alone, and refunds the unused replica', async () => {
     const [a, b] = await agents(2);
     for (let i = 0; i < 10; i++) await replicatedJob(a!, b!);
     const providerA = (await store.accounts.getAgent(a!))!.providerId;
+    const providerB = (await store.accounts.getAgent(b!))!.providerId;
+    // A pair of newcomers cannot confirm each other: neither is established, so neither runs alone yet.
+    const newcomer = (await store.reputation.records([providerA], now, DEFAULT_QUOTA)).get(providerA)!.reputation;
+    expect(newcomer.confirmed).toBe(0);
+    await engine.accounts.vouch(providerA);
+    await engine.accounts.vouch(providerB);
     const before = (await store.reputation.records([providerA], now, DEFAULT_QUOTA)).get(providerA)!.reputation;
     expect(before.consecutiveValid).toBe(10);
 

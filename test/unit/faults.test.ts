@@ -4,7 +4,7 @@
  */
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { agentStatus, retryDelayMs, retryDue } from '../../src/core/index.js';
+import { agentStatus, DEFAULT_QUOTA, retryDelayMs, retryDue } from '../../src/core/index.js';
 import { completedReport, fundedBuyer, registerAgents } from '../helpers/engine-flow.js';
 import { DEFAULT_ENGINE_CONFIG, Engine } from '../../src/engine/index.js';
 import { JobSpecSchema } from '../../src/protocol/index.js';
@@ -143,7 +143,7 @@ describe('faults in the engine', () => {
 });
 
 describe('a task no remaining provider can finish', () => {
-  it('ends at its queue timeout with the waiting result cancelled (unpaid) and the escrow refunded', async () => {
+  it('ends at its queue timeout once the providers that failed it are gone: the waiting result is paid for its work (not graded) and the rest refunded', async () => {
     let now = T0;
     const store = await openSqliteStore(':memory:');
     const engine = new Engine(store, {
@@ -164,9 +164,11 @@ describe('a task no remaining provider can finish', () => {
         }),
       );
       const view = async () => (await store.views.jobView(jobId, buyerId))!;
+      // Agents that failed the task go offline (stop heartbeating): nobody left may retry it.
+      const gone = new Set<string>();
       const step = async (ms: number) => {
         now += ms;
-        for (const id of ids) await engine.heartbeat(id, []);
+        for (const id of ids) if (!gone.has(id)) await engine.heartbeat(id, []);
         await engine.reap();
         await engine.schedule();
       };
@@ -180,6 +182,7 @@ describe('a task no remaining provider can finish', () => {
         reason: 'agent_error',
         message: 'disk full',
       });
+      gone.add(first!.agentId);
       const b = (await engine.claim(second!.agentId, 1, 0))[0]!;
       await engine.report(second!.agentId, b.executionId, await completedReport(engine, b, 'result'));
       await step(DEFAULT_ENGINE_CONFIG.retryBackoffMs);
@@ -191,6 +194,7 @@ describe('a task no remaining provider can finish', () => {
         reason: 'agent_error',
         message: 'disk full',
       });
+      gone.add(third.agentId);
       await step(30_000);
       expect((await view()).state).toBe('running'); // still waiting, within its queue timeout
       await step(31_000);
@@ -199,8 +203,56 @@ describe('a task no remaining provider can finish', () => {
       expect(v.state).toBe('failed');
       expect(v.tasks[0]!.failure?.reason).toBe('queue_timeout');
       expect(v.tasks[0]!.executions.map((e) => e.state).sort()).toEqual(['cancelled', 'failed', 'failed']);
-      expect(v.billing).toMatchObject({ settled: true, paid: 0 });
+      const waiting = v.tasks[0]!.executions.find((e) => e.state === 'cancelled')!;
+      expect(waiting.paid).toBeGreaterThan(0); // the honest provider's finished work
+      expect(v.billing).toMatchObject({ settled: true, paid: waiting.paid, inEscrow: 0 });
+      expect(v.billing.refunded).toBeGreaterThan(0);
+      const rec = await engine.store.reputation.history(waiting.providerId, 10, now, DEFAULT_QUOTA);
+      expect(rec.reputation).toMatchObject({ valid: 0, invalid: 0 }); // not graded either way
       expect(await store.ledger.audit()).toEqual([]);
+    } finally {
+      await engine.stop();
+      await store.close();
+    }
+  });
+});
+
+describe('the only machine that can run a task', () => {
+  it('may retry it after failing it on its side, up to maxErrors (it is not excluded for good)', async () => {
+    let now = T0;
+    const store = await openSqliteStore(':memory:');
+    const engine = new Engine(store, {
+      config: { ...DEFAULT_ENGINE_CONFIG },
+      log: pino({ level: 'silent' }),
+      now: () => now,
+    });
+    try {
+      const buyerId = await fundedBuyer(engine, 'buyer', 10);
+      const [only] = await registerAgents(engine, 1);
+      const { jobId } = await engine.submitJob(
+        buyerId,
+        JobSpecSchema.parse({ image: 'deqo/busybox:test', command: ['true'], verification: { maxErrors: 3 } }),
+      );
+      const view = async () => (await store.views.jobView(jobId, buyerId))!;
+      for (let attempt = 1; attempt <= 2; attempt++) {
+        await engine.schedule();
+        const a = (await engine.claim(only!, 1, 0))[0]!;
+        await engine.report(only!, a.executionId, {
+          outcome: 'failed',
+          fencingToken: a.fencingToken,
+          reason: 'agent_error',
+          message: `crash ${attempt}`,
+        });
+        now += DEFAULT_ENGINE_CONFIG.retryBackoffMaxMs; // past the retry backoff
+        await engine.heartbeat(only!, []);
+      }
+      // The third try succeeds: the task verifies on the machine that failed it twice.
+      await engine.schedule();
+      const a = (await engine.claim(only!, 1, 0))[0]!;
+      await engine.report(only!, a.executionId, await completedReport(engine, a, 'ok'));
+      const v = await view();
+      expect(v.state).toBe('succeeded');
+      expect(v.tasks[0]!.executions.map((e) => e.state)).toEqual(['failed', 'failed', 'valid']);
     } finally {
       await engine.stop();
       await store.close();

@@ -439,17 +439,20 @@ async function checkEnd(w: World): Promise<void> {
     };
     for (const e of executions) {
       const paid = byExecution.get(e.id) ?? 0;
-      if (e.state !== 'valid') {
+      // Paid for its work: a valid result, or one stopped before a verdict (cancelled, not superseded) that started.
+      const observed = e.startedAt !== null && e.finishedAt !== null ? e.finishedAt - e.startedAt : null;
+      const payable =
+        (e.state === 'valid' || (e.state === 'cancelled' && e.failure?.reason === 'cancelled')) && observed !== null;
+      if (!payable) {
         expect(paid, `${e.state} execution ${e.id} paid`).toBe(0);
         expect(e.paid).toBeNull();
         continue;
       }
       const price = w.agents.find((a) => a.id === e.agentId)!.price;
-      const cost = Math.min(
-        executionCost(price, reserved, e.usage?.wallMs ?? 0, job.spec.resources.timeoutSeconds * 1000),
-        maxCost,
-      );
-      expect(paid, `payment of valid execution ${e.id}`).toBe(cost);
+      // Billed for what the coordinator observed: the reported wall time, at most claim → report (or stop).
+      const wall = Math.min(e.usage?.wallMs ?? observed, observed);
+      const cost = Math.min(executionCost(price, reserved, wall, job.spec.resources.timeoutSeconds * 1000), maxCost);
+      expect(paid, `payment of ${e.state} execution ${e.id}`).toBe(cost);
       expect(toMicro(e.paid ?? -1)).toBe(cost);
       const fee = platformFee(cost, w.engine.policy.feeBps);
       earned.set(e.providerId, (earned.get(e.providerId) ?? 0) + cost - fee);
@@ -652,7 +655,7 @@ describe.each(storeKinds())('over $name', (kind) => {
         const walls = [123_457, 600_001, 77_777];
         const cheater = 1;
         for (const [i, a] of w.agents.entries()) {
-          w.clock.now += 1_000;
+          w.clock.now += walls[i]!; // the coordinator observes at least the wall time each reports
           await w.engine.report(
             a.id,
             leases[i]!.executionId,
@@ -689,7 +692,7 @@ describe.each(storeKinds())('over $name', (kind) => {
   describe('a cancellation while a result awaits its quorum', () => {
     // Regression (found by the random runs): a `reported` result waiting for its quorum used to stay `reported`
     // after a cancel, so the job was never settled and its escrow stayed held. Now it is cancelled with its task.
-    it('releases the escrow of a 2-of-2 job cancelled after one of its two results came in', async () => {
+    it('releases the escrow of a 2-of-2 job cancelled after one of its two results came in, paying both for the time they ran', async () => {
       const price: Price = { cpuHour: 0.05, memoryGiBHour: 0.005, gpuHour: 0.5, startFee: 0.001 };
       const granted = toMicro(10);
       const w = await makeWorld(kind, [price, price], [granted], 1);
@@ -710,13 +713,19 @@ describe.each(storeKinds())('over $name', (kind) => {
         await w.engine.schedule();
         const [first] = await w.engine.claim(w.agents[0]!.id, 1, 0);
         await w.engine.claim(w.agents[1]!.id, 1, 0);
+        w.clock.now += 1_000;
         await w.engine.report(w.agents[0]!.id, first!.executionId, await reportOf(w, first!, 'honest', 1000, true));
+        w.clock.now += 2_000;
         expect(await w.engine.cancelJob(jobId)).toBe(true);
         await w.engine.tick();
         const v = await view(w, jobId);
         expect(v.state).toBe('cancelled');
         expect(v.tasks[0]!.executions.map((e) => e.state)).toEqual(['cancelled', 'cancelled']);
-        expect(v.billing.paid).toBe(0);
+        // Both ran honestly until the buyer cancelled: each is paid pro rata for the time the coordinator observed.
+        const reserved = { cpus: 1, memoryMb: 512, gpus: 0 };
+        expect(toMicro(v.billing.paid)).toBe(
+          executionCost(price, reserved, 1_000, 600_000) + executionCost(price, reserved, 3_000, 600_000),
+        );
         expect(v.billing.settled).toBe(true);
         expect(await w.store.ledger.balance(escrowLedger(jobId))).toBe(0);
         expect(await w.store.ledger.balance(accountLedger(w.buyers[0]!.id))).toBe(granted - toMicro(v.billing.paid));

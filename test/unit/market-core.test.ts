@@ -37,6 +37,10 @@ import {
   type LedgerTxn,
   type Reputation,
   type ReputationOutcome,
+  failureOf,
+  settleExecution,
+  standingOf,
+  type EndedExecution,
 } from '../../src/core/index.js';
 import { JobSpecSchema, type IdlePolicy, type JobSpec } from '../../src/protocol/index.js';
 
@@ -272,9 +276,10 @@ describe('ledger', () => {
 });
 
 describe('reputation', () => {
-  const valid = (crossChecked = true, turnaroundMs: number | null = null): ReputationOutcome => ({
+  const valid = (crossChecked = true, turnaroundMs: number | null = null, confirmed = false): ReputationOutcome => ({
     kind: 'valid',
     crossChecked,
+    confirmed,
     turnaroundMs,
   });
   const apply = (r: Reputation, ...os: ReputationOutcome[]) => os.reduce((acc, o) => applyOutcome(acc, o), r);
@@ -521,5 +526,90 @@ describe('idle policy (HTCondor desktop)', () => {
       { suspended: true, busySince: 0, calmSince: null },
     );
     expect(ds.every((d) => d.canStart && !d.windDown && d.reason === null && !d.state.suspended)).toBe(true);
+  });
+});
+
+describe('settlement: pay for what the coordinator observed', () => {
+  const base: EndedExecution = {
+    executionId: 'e',
+    jobId: 'j',
+    providerId: 'p',
+    state: 'valid',
+    failure: null,
+    wallMs: 1_200_000,
+    price: { cpuHour: 1, memoryGiBHour: 0, gpuHour: 0, startFee: 0 },
+    reserved: { cpus: 1, memoryMb: 0, gpus: 0 },
+    timeoutMs: 3_600_000,
+    executionMaxCost: 10_000_000,
+    validInTask: 2,
+    confirmed: true,
+    startedAt: 1_000,
+    finishedAt: 1_257, // 257 ms between claim and report
+  };
+
+  it('bills no more wall time than the claim → report the coordinator saw (a self-biller claiming 20 min gets 257 ms)', () => {
+    const s = settleExecution(base, 0);
+    expect(s.cost).toBe(executionCost(base.price, base.reserved, 257, base.timeoutMs));
+    expect(s.cost).toBeLessThan(executionCost(base.price, base.reserved, 1_200_000, base.timeoutMs));
+    expect(s.reputation).toEqual({ kind: 'valid', crossChecked: true, confirmed: true, turnaroundMs: 257 });
+    // A report of less than it observed is billed as reported.
+    expect(settleExecution({ ...base, wallMs: 100 }, 0).cost).toBe(
+      executionCost(base.price, base.reserved, 100, base.timeoutMs),
+    );
+  });
+
+  it('pays a stopped execution for the time it ran (cancelled), nothing for one superseded before it started', () => {
+    const stopped = settleExecution(
+      { ...base, state: 'cancelled', failure: failureOf('cancelled', 'x'), wallMs: null },
+      0,
+    );
+    expect(stopped).toMatchObject({
+      payable: true,
+      cost: executionCost(base.price, base.reserved, 257, base.timeoutMs),
+      reputation: null,
+    });
+    const superseded = settleExecution(
+      { ...base, state: 'cancelled', failure: failureOf('superseded', 'x'), startedAt: null, finishedAt: 2_000 },
+      0,
+    );
+    expect(superseded).toMatchObject({ payable: false, cost: 0, payment: null, reputation: null });
+  });
+
+  it('counts provider-side failures against the provider except the owner coming back; pays none of them', () => {
+    for (const reason of ['lease_expired', 'agent_error', 'deadline_exceeded'] as const)
+      expect(settleExecution({ ...base, state: 'lost', failure: failureOf(reason, 'x') }, 0)).toMatchObject({
+        payable: false,
+        reputation: { kind: 'error' },
+      });
+    expect(
+      settleExecution({ ...base, state: 'failed', failure: failureOf('owner_returned', 'x') }, 0).reputation,
+    ).toBeNull();
+  });
+});
+
+describe('standing (credibility) in the reputation record', () => {
+  it('counts confirmations in a row, resets them on an invalid result, blacklists for good when caught', () => {
+    let r = newReputation();
+    const v = (confirmed: boolean): ReputationOutcome => ({
+      kind: 'valid',
+      crossChecked: true,
+      confirmed,
+      turnaroundMs: null,
+    });
+    r = applyOutcome(applyOutcome(applyOutcome(r, v(true)), v(true)), v(false));
+    expect(r.confirmed).toBe(2);
+    r = applyOutcome(r, { kind: 'spot_check_passed' });
+    expect(r.confirmed).toBe(3);
+    expect(applyOutcome(r, { kind: 'error' }).confirmed).toBe(3); // a crash is not a lie
+    r = applyOutcome(r, { kind: 'invalid', turnaroundMs: null });
+    expect(r.confirmed).toBe(0);
+    r = applyOutcome(r, { kind: 'caught', at: 5 });
+    expect(standingOf(r)).toEqual({ confirmed: 0, vouched: false, caught: true });
+    expect(applyOutcome(r, { kind: 'caught', at: 9 }).caughtAt).toBe(5);
+    expect(standingOf(applyOutcome(newReputation(), { kind: 'vouched' }))).toEqual({
+      confirmed: 0,
+      vouched: true,
+      caught: false,
+    });
   });
 });

@@ -66,20 +66,25 @@ function agent(over: Partial<SchedAgent> & { agentId: string; providerId: string
     prices: PRICE,
     reputation: 0.5,
     consecutiveValid: 0,
+    credibility: 0.9,
+    established: true,
+    // One cohort per provider, no network prefix: diversity does not narrow anything unless a test sets them.
+    cohort: [...over.providerId].reduce((h, c) => h * 31 + c.charCodeAt(0), 7),
+    prefix: '',
     quotaLeft: 100,
     running: 0,
     ...over,
   };
 }
 
-/** Default options: no runtime known, and a random source that fails the test if it is called. */
-const noRandom: PlanOptions = {
-  random: () => {
-    throw new Error('random must not be drawn');
-  },
-  predict: () => null,
-};
+/** Default options: no runtime known, and every random draw 0 (the draw takes the heaviest: the best-ranked agent). */
+const noRandom: PlanOptions = { random: () => 0, predict: () => null };
 const withRandom = (r: number, predict: Predictor = () => null): PlanOptions => ({ random: () => r, predict });
+/** The draws in order (then 0): a placement draw, then adaptive replication's draw, … */
+const draws = (...rs: number[]): PlanOptions => {
+  let i = 0;
+  return { random: () => rs[i++] ?? 0, predict: () => null };
+};
 
 const countBy = (plan: Placement[], key: (p: Placement) => string) => {
   const m = new Map<string, number>();
@@ -422,10 +427,11 @@ describe('planExecutions adaptive replication', () => {
   const fresh = task({ taskId: 't', need: 3, adaptiveFresh: true });
 
   it('runs a fresh task alone on a provider with ≥ 10 consecutive valid results when the draw is below 1 − 1/cv', () => {
-    expect(planExecutions([fresh], trusted(10), withRandom(0.89))).toEqual([
+    // The first draw places the replica (0: the best-ranked, 'trusted'), the second is adaptive replication's.
+    expect(planExecutions([fresh], trusted(10), draws(0, 0.89))).toEqual([
       { taskId: 't', agentId: 'trusted', providerId: 'p1', alone: true },
     ]);
-    expect(planExecutions([fresh], trusted(20), withRandom(0.949))).toEqual([
+    expect(planExecutions([fresh], trusted(20), draws(0, 0.949))).toEqual([
       { taskId: 't', agentId: 'trusted', providerId: 'p1', alone: true },
     ]);
   });
@@ -436,7 +442,7 @@ describe('planExecutions adaptive replication', () => {
       [20, 0.95],
       [10, 0.99],
     ] as const) {
-      const plan = planExecutions([fresh], trusted(cv), withRandom(r));
+      const plan = planExecutions([fresh], trusted(cv), draws(0, r));
       expect(plan).toHaveLength(3);
       expect(plan.every((p) => !p.alone)).toBe(true);
       expect(plan[0]!.agentId).toBe('trusted');
@@ -465,6 +471,101 @@ describe('planExecutions adaptive replication', () => {
     expect(plan.map((p) => p.agentId).sort()).toEqual(['c', 'cheap', 'trusted']);
     expect(plan[0]!.agentId).toBe('cheap');
     expect(plan.every((p) => !p.alone)).toBe(true);
+  });
+});
+
+describe('placement an attacker cannot steer', () => {
+  /** A seeded generator (mulberry32) so the draws are random but the test is reproducible. */
+  const seeded = (seed: number) => () => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  const one = (id = 't', over: Partial<SchedTask> = {}) => task({ taskId: id, need: 1, ...over });
+
+  it('draws replicas at random among the eligible agents, not cheapest-first: every equal agent gets a share', () => {
+    const agents = ['a', 'b', 'c', 'd'].map((x) => agent({ agentId: x, providerId: `p-${x}` }));
+    const random = seeded(1);
+    const counts = new Map<string, number>();
+    for (let i = 0; i < 2000; i++) {
+      const [p] = planExecutions([one()], agents, { random, predict: () => null });
+      counts.set(p!.agentId, (counts.get(p!.agentId) ?? 0) + 1);
+    }
+    for (const x of ['a', 'b', 'c', 'd']) expect(counts.get(x)).toBeGreaterThan(400); // ~500 each
+  });
+
+  it('weighs the draw by credibility and price: a cheaper, more credible agent is drawn more often, a dearer one still sometimes', () => {
+    const agents = [
+      agent({ agentId: 'cheap', providerId: 'p1', prices: { ...PRICE, cpuHour: 0.02 }, credibility: 0.99 }),
+      agent({ agentId: 'dear', providerId: 'p2', prices: { ...PRICE, cpuHour: 0.08 }, credibility: 0.99 }),
+      agent({ agentId: 'newcomer', providerId: 'p3', prices: { ...PRICE, cpuHour: 0.02 }, credibility: 0.8 }),
+    ];
+    const random = seeded(2);
+    const counts = new Map<string, number>();
+    for (let i = 0; i < 3000; i++) {
+      const [p] = planExecutions([one()], agents, { random, predict: () => null });
+      counts.set(p!.agentId, (counts.get(p!.agentId) ?? 0) + 1);
+    }
+    expect(counts.get('cheap')!).toBeGreaterThan(counts.get('newcomer')!);
+    expect(counts.get('newcomer')!).toBeGreaterThan(counts.get('dear')!);
+    expect(counts.get('dear')!).toBeGreaterThan(0);
+  });
+
+  it('prefers replicas whose providers share no registration cohort or network prefix with the others on the task', () => {
+    const agents = [
+      agent({ agentId: 'x1', providerId: 'px1', cohort: 7, prefix: '203.0.113' }),
+      agent({ agentId: 'x2', providerId: 'px2', cohort: 7, prefix: '198.51.100' }), // same cohort as x1
+      agent({ agentId: 'x3', providerId: 'px3', cohort: 8, prefix: '203.0.113' }), // same prefix as x1
+      agent({ agentId: 'y', providerId: 'py', cohort: 9, prefix: '192.0.2', prices: { ...PRICE, cpuHour: 0.09 } }),
+    ];
+    for (let seed = 1; seed <= 50; seed++) {
+      const plan = planExecutions([one('t', { excludedProviders: ['px1'] })], agents, {
+        random: seeded(seed),
+        predict: () => null,
+      });
+      expect(plan.map((p) => p.agentId)).toEqual(['y']); // dearer, but the only one independent of px1
+    }
+  });
+
+  it('puts the first replica of a task on an established provider when one can take it (probation)', () => {
+    const agents = [
+      agent({ agentId: 'n1', providerId: 'pn1', established: false, credibility: 0.8 }),
+      agent({ agentId: 'n2', providerId: 'pn2', established: false, credibility: 0.8 }),
+      agent({
+        agentId: 'e',
+        providerId: 'pe',
+        established: true,
+        credibility: 0.99,
+        prices: { ...PRICE, cpuHour: 0.09 },
+      }),
+    ];
+    for (let seed = 1; seed <= 50; seed++) {
+      const plan = planExecutions([task({ taskId: 't', need: 2 })], agents, {
+        random: seeded(seed),
+        predict: () => null,
+      });
+      expect(plan.map((p) => p.agentId)).toContain('e');
+    }
+  });
+
+  it('gives a caught provider no work, and never lets a provider on probation run a task alone', () => {
+    const caught = agent({ agentId: 'liar', providerId: 'pl', credibility: 0, established: false });
+    expect(rejections(demand(), caught).map((r) => r.code)).toEqual(['caught']);
+    const newcomer = agent({ agentId: 'n', providerId: 'pn', established: false, consecutiveValid: 1000 });
+    const plan = planExecutions(
+      [task({ taskId: 't', need: 2, adaptiveFresh: true })],
+      [newcomer, agent({ agentId: 'b', providerId: 'pb', established: false })],
+      draws(0, 0),
+    );
+    expect(plan.every((p) => !p.alone)).toBe(true);
+  });
+
+  it('lets a provider that failed a task retry it only when no other provider can take it', () => {
+    const agents = [agent({ agentId: 'a', providerId: 'pa' }), agent({ agentId: 'b', providerId: 'pb' })];
+    const t = task({ taskId: 't', need: 1, retryProviders: ['pa'] });
+    expect(planExecutions([t], agents, noRandom).map((p) => p.agentId)).toEqual(['b']);
+    expect(planExecutions([t], [agents[0]!], noRandom).map((p) => p.agentId)).toEqual(['a']);
   });
 });
 

@@ -165,7 +165,13 @@ describe('several coordinators on one PostgreSQL database', () => {
   it('migrates once when several stores open a new database at the same moment, and each works', async () => {
     const stores = await Promise.all(Array.from({ length: 6 }, () => store()));
     const rows = await query<{ name: string }>('SELECT name FROM kysely_migration ORDER BY name');
-    expect(rows.map((r) => r.name)).toEqual(['001_initial', '002_marketplace', '003_charts', '004_task_counts']);
+    expect(rows.map((r) => r.name)).toEqual([
+      '001_initial',
+      '002_marketplace',
+      '003_charts',
+      '004_task_counts',
+      '005_standing',
+    ]);
     for (const [i, s] of stores.entries())
       expect(await s.transaction((tx) => tx.accounts.createAccount(`a${i}`, ['buyer'], T0))).toMatch(/^acct_/);
   });

@@ -473,15 +473,16 @@ describe.each(storeKinds())('store over $name', (kind) => {
       expect(await recordEnd(w.store, keep!.executionId, w.agentIds[0]!, 1, reported(H1), T0 + 32_000)).toBeNull();
     });
 
-    it('after a loss, wants a replacement execution and excludes the provider that lost it', async () => {
+    it('after a loss, wants a replacement execution; the provider that lost it may only retry when nobody else can', async () => {
       await scheduleRound(w.store, T0);
       await claim(w.store, w.agentIds[0]!, 2, T0);
       await expireLeases(w.store, T0 + TTL + 1, 60_000);
       for (const a of w.agentIds) await w.store.transaction((tx) => tx.accounts.touchAgent(a, T0 + TTL + 1));
       const snap = await snapshotAt(w.store, T0 + 1);
       expect(snap.tasks.map((t) => t.need)).toEqual([1, 1]);
-      for (const t of snap.tasks) expect(t.excludedProviders).toHaveLength(3);
-      expect(snap.tasks[0]!.excludedProviders).toContain(w.providerIds[0]);
+      for (const t of snap.tasks) expect(t.excludedProviders).toHaveLength(2); // the replicas still held
+      expect(snap.tasks[0]!.excludedProviders).not.toContain(w.providerIds[0]);
+      expect(snap.tasks[0]!.retryProviders).toEqual([w.providerIds[0]]);
     });
 
     it('lists open tasks with results or errors but nothing in flight as awaiting a decision', async () => {

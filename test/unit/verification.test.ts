@@ -1,9 +1,19 @@
-/** Unit tests of decideTask: quorum, adaptive replica targets, caps and failure verdicts. */
+/**
+ * Unit tests of decideTask (quorum, replica targets, caps, failure verdicts, probation, error bounds, giving up without
+ * grading) and of the credibility model.
+ */
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import {
   clampFailureMessage,
+  confirmedMembers,
+  credibility,
   decideTask,
+  groupCredibility,
+  isEstablished,
+  networkPrefixOf,
+  NEWCOMER,
+  replicasFor,
   defaultMaxExecutions,
   failureVerdict,
   gradeLateResult,
@@ -18,23 +28,35 @@ const H1 = 'a'.repeat(64);
 const H2 = 'b'.repeat(64);
 const H3 = 'c'.repeat(64);
 
+/** Who ran an execution: its own provider (p-<id>), a newcomer's credibility, on probation, unless given. */
+type Who = Partial<Pick<ExecutionVote, 'providerId' | 'credibility' | 'established'>>;
+const who = (id: string, w: Who = {}) => ({ providerId: `p-${id}`, credibility: 0.8, established: false, ...w });
+
 /** A successful (exit 0) reported result. */
-function ok(id: string, verdict: string, at: number): ExecutionVote {
-  return { id, state: 'reported', verdict, exitCode: 0, failure: null, at };
+function ok(id: string, verdict: string, at: number, w: Who = {}): ExecutionVote {
+  return { id, state: 'reported', verdict, exitCode: 0, failure: null, at, ...who(id, w) };
 }
 /** An execution without a result yet, or a provider-side error. */
-function open(id: string, state: ExecutionState, at = 0): ExecutionVote {
+function open(id: string, state: ExecutionState, at = 0, w: Who = {}): ExecutionVote {
   const failure: Failure | null =
     state === 'failed' || state === 'lost'
       ? { reason: state === 'lost' ? 'lease_expired' : 'agent_error', blame: 'provider', message: `${id} ${state}` }
       : null;
-  return { id, state, verdict: null, exitCode: null, failure, at };
+  return { id, state, verdict: null, exitCode: null, failure, at, ...who(id, w) };
 }
+/** An established provider (off probation), with the credibility of one confirmed 20 times. */
+const est: Who = { established: true, credibility: 0.995 };
 
-const policy = (quorum: number, maxExecutions: number, maxErrors = 3): VerificationPolicy => ({
+const policy = (
+  quorum: number,
+  maxExecutions: number,
+  maxErrors = 3,
+  maxError: number | null = null,
+): VerificationPolicy => ({
   quorum,
   maxExecutions,
   maxErrors,
+  maxError,
 });
 
 function expectKind<K extends Decision['kind']>(d: Decision, kind: K): Extract<Decision, { kind: K }> {
@@ -76,13 +98,14 @@ describe('decideTask', () => {
     expect(d.target).toBe(4);
   });
 
-  it('fails with no_quorum once the execution cap is reached without agreement', () => {
+  it('fails with no_quorum once the execution cap is reached without agreement, grading nobody (the job is nondeterministic)', () => {
     const d = expectKind(decideTask(policy(2, 3), 3, [ok('e1', H1, 10), ok('e2', H2, 20), ok('e3', H3, 30)]), 'failed');
     expect(d.failure.reason).toBe('no_quorum');
-    expect(d.failure.blame).toBe('none');
+    expect(d.failure.blame).toBe('job'); // the buyer pays for the executions; no provider is blamed
     expect(d.verdict).toBeNull();
     expect(d.valid).toEqual([]);
-    expect(d.invalid.sort()).toEqual(['e1', 'e2', 'e3']);
+    expect(d.invalid).toEqual([]);
+    expect(d.ungraded.sort()).toEqual(['e1', 'e2', 'e3']);
   });
 
   it('does not give up while the cap still leaves room for agreement', () => {
@@ -96,7 +119,16 @@ describe('decideTask', () => {
     expect(d.failure.reason).toBe('too_many_errors');
     expect(d.failure.blame).toBe('provider');
     expect(d.failure.message).toContain('e2 lost'); // the latest error is quoted
-    expect(d.cancel).toEqual(['e3']);
+    expect(d.stop).toEqual(['e3']); // running: stopped (paid for the time it ran)
+    expect([d.valid, d.invalid, d.cancel]).toEqual([[], [], []]);
+  });
+
+  it('gives up on too many errors without grading the honest result that finished (no free damage)', () => {
+    const votes = [ok('honest', H1, 1), open('a1', 'lost', 2), open('a2', 'lost', 3), open('a3', 'lost', 4)];
+    const d = expectKind(decideTask(policy(2, 10, 3), 2, votes), 'failed');
+    expect(d.failure.reason).toBe('too_many_errors');
+    expect(d.invalid).toEqual([]);
+    expect(d.ungraded).toEqual(['honest']); // paid for its work, reputation untouched
   });
 
   it('tolerates provider errors below maxErrors and keeps the target', () => {
@@ -107,6 +139,7 @@ describe('decideTask', () => {
   it('fails the task with the agreed job failure when a quorum reports the same failure verdict', () => {
     const oom: Failure = { reason: 'out_of_memory', blame: 'job', message: 'the job ran out of memory' };
     const v = (id: string, at: number): ExecutionVote => ({
+      ...who(id),
       id,
       state: 'reported',
       verdict: failureVerdict('out_of_memory'),
@@ -114,15 +147,34 @@ describe('decideTask', () => {
       failure: oom,
       at,
     });
-    const d = expectKind(decideTask(policy(2, 5), 2, [v('e1', 1), v('e2', 2), open('e3', 'running')]), 'failed');
+    const d = expectKind(
+      decideTask(policy(2, 5), 2, [v('e1', 1), v('e2', 2), open('e3', 'running'), open('e4', 'assigned')]),
+      'failed',
+    );
     expect(d.failure).toEqual(oom);
     expect(d.verdict).toBe('failure:out_of_memory');
     expect(d.valid.sort()).toEqual(['e1', 'e2']);
-    expect(d.cancel).toEqual(['e3']); // a failed task stops even running replicas
+    expect(d.stop).toEqual(['e3']); // a failed task stops even running replicas (paid for their time)
+    expect(d.cancel).toEqual(['e4']); // unstarted ones are superseded
+  });
+
+  it('does not let one provider fail a task (or bill the buyer for a failure) alone: a failure needs a second provider', () => {
+    const oom: Failure = { reason: 'out_of_memory', blame: 'job', message: 'oom' };
+    const alone: ExecutionVote = { ...ok('e1', failureVerdict('out_of_memory'), 1), exitCode: null, failure: oom };
+    expect(decideTask(policy(1, 4), 1, [alone])).toEqual({ kind: 'pending', target: 2 });
+    const exit1: ExecutionVote = { ...ok('e1', H2, 1), exitCode: 1 };
+    expect(decideTask(policy(1, 4), 1, [exit1])).toEqual({ kind: 'pending', target: 2 });
+    // A second provider that succeeds outvotes the lone failure; one that fails the same way confirms it.
+    expect(expectKind(decideTask(policy(1, 4), 2, [exit1, ok('e2', H1, 2)]), 'verified').invalid).toEqual(['e1']);
+    expect(
+      expectKind(decideTask(policy(1, 4), 2, [exit1, { ...exit1, id: 'e2', providerId: 'p-e2', at: 2 }]), 'failed')
+        .failure.reason,
+    ).toBe('nonzero_exit');
   });
 
   it('fails with nonzero_exit when a quorum agrees on a nonzero exit code', () => {
     const exit3 = (id: string, at: number): ExecutionVote => ({
+      ...who(id),
       id,
       state: 'reported',
       verdict: H2,
@@ -139,7 +191,16 @@ describe('decideTask', () => {
 
   it('verifies a single success with quorum 1 and one replica', () => {
     const d = expectKind(decideTask(policy(1, defaultMaxExecutions(1)), 1, [ok('e1', H1, 5)]), 'verified');
-    expect(d).toEqual({ kind: 'verified', verdict: H1, valid: ['e1'], invalid: [], cancel: [] });
+    expect(d).toEqual({
+      kind: 'verified',
+      verdict: H1,
+      valid: ['e1'],
+      invalid: [],
+      confirmed: [], // nothing else confirmed it
+      ungraded: [],
+      cancel: [],
+      stop: [],
+    });
   });
 
   it('gives ties to the verdict reported first, whatever the input order', () => {
@@ -221,6 +282,7 @@ describe('decideTask properties', () => {
           if (v.state !== 'reported') return open(`e${i}`, v.state, v.at);
           const isFailure = v.verdict.startsWith('failure:');
           return {
+            ...who(`e${i}`),
             id: `e${i}`,
             state: 'reported',
             verdict: v.verdict,
@@ -253,5 +315,95 @@ describe('decideTask properties', () => {
       }),
       { numRuns: 500 },
     );
+  });
+});
+
+describe('probation, error bounds and confirmations (Sarmenta)', () => {
+  it('does not let newcomers outvote an established provider: a quorum must include one once one has voted', () => {
+    const c1 = ok('c1', H2, 1);
+    const c2 = ok('c2', H2, 2);
+    const h1 = ok('h1', H1, 3, est);
+    // The colluding pair agrees (2 of quorum 2) but an established provider disagrees: one more replica is wanted.
+    expect(decideTask(policy(2, 5), 3, [c1, c2, h1])).toEqual({ kind: 'pending', target: 4 });
+    // A second established provider agrees with the first: their verdict wins, the pair is outvoted.
+    const d = expectKind(decideTask(policy(2, 5), 4, [c1, c2, h1, ok('h2', H1, 4, est)]), 'verified');
+    expect(d.verdict).toBe(H1);
+    expect(d.invalid.sort()).toEqual(['c1', 'c2']);
+    // With no established provider on the task, plain quorum voting decides.
+    expect(expectKind(decideTask(policy(2, 5), 2, [c1, c2]), 'verified').verdict).toBe(H2);
+  });
+
+  it('accepts under an error bound only when the agreeing group is credible enough', () => {
+    const newcomers = (n: number, verdict = H1) => Array.from({ length: n }, (_, i) => ok(`n${i}`, verdict, i));
+    // Two newcomers (credibility 0.8 each) agree: 0.64 / (0.64 + 0.04) = 0.941 < 1 − 1e-3.
+    expect(decideTask(policy(2, 8, 3, 1e-3), 2, newcomers(2))).toEqual({ kind: 'pending', target: 3 });
+    // Five agree: 0.8^5 / (0.8^5 + 0.2^5) = 0.99902 ≥ 0.999.
+    expect(decideTask(policy(2, 8, 3, 1e-3), 5, newcomers(5)).kind).toBe('verified');
+    // Two established providers (0.995) are enough for 1e-3 (0.99997) ...
+    expect(decideTask(policy(2, 8, 3, 1e-3), 2, [ok('a', H1, 1, est), ok('b', H1, 2, est)]).kind).toBe('verified');
+    // ... and a disagreeing newcomer lowers the group's credibility without winning.
+    const mixed = decideTask(policy(2, 8, 3, 1e-3), 3, [ok('a', H1, 1, est), ok('b', H1, 2, est), ok('x', H2, 3)]);
+    expect(expectKind(mixed, 'verified').invalid).toEqual(['x']);
+    // A caught provider (credibility 0) adds nothing: two of them never reach any bound.
+    const caught: Who = { credibility: 0 };
+    expect(decideTask(policy(2, 8, 3, 1e-2), 2, [ok('q1', H2, 1, caught), ok('q2', H2, 2, caught)]).kind).toBe(
+      'pending',
+    );
+  });
+
+  it('gives up at the cap when the bound cannot be reached, grading nobody', () => {
+    const d = expectKind(
+      decideTask(policy(2, 3, 3, 1e-4), 3, [ok('a', H1, 1), ok('b', H1, 2), ok('c', H1, 3)]),
+      'failed',
+    );
+    expect(d.failure.reason).toBe('no_quorum');
+    expect(d.failure.message).toContain('error bound');
+    expect(d.ungraded.sort()).toEqual(['a', 'b', 'c']);
+    expect(d.invalid).toEqual([]);
+  });
+
+  it('confirms a member only when the rest of its group confirms it independently (a pair of newcomers cannot)', () => {
+    expect(confirmedMembers([ok('a', H1, 1), ok('b', H1, 2)])).toEqual([]);
+    expect(confirmedMembers([ok('a', H1, 1), ok('b', H1, 2), ok('c', H1, 3)])).toEqual(['a', 'b', 'c']);
+    expect(confirmedMembers([ok('a', H1, 1), ok('h', H1, 2, est)])).toEqual(['a']);
+    // Two executions of one provider are not independent.
+    expect(confirmedMembers([ok('a', H1, 1), ok('a2', H1, 2, { providerId: 'p-a' }), ok('h', H1, 3, est)])).toEqual([
+      'a',
+      'a2',
+    ]);
+  });
+});
+
+describe('credibility (Sarmenta, FGCS 2002)', () => {
+  it('is 1 − f unconfirmed, 1 − f/((1 − f)·k·e) after k confirmations, 0 when caught; established after 10', () => {
+    expect(credibility(NEWCOMER)).toBeCloseTo(0.8, 12);
+    expect(credibility({ confirmed: 10, vouched: false, caught: false })).toBeCloseTo(
+      1 - 0.2 / (0.8 * 10 * Math.E),
+      12,
+    );
+    expect(credibility({ confirmed: 500, vouched: false, caught: true })).toBe(0);
+    expect(isEstablished({ confirmed: 9, vouched: false, caught: false })).toBe(false);
+    expect(isEstablished({ confirmed: 10, vouched: false, caught: false })).toBe(true);
+    expect(isEstablished({ confirmed: 0, vouched: true, caught: false })).toBe(true);
+    expect(isEstablished({ confirmed: 0, vouched: true, caught: true })).toBe(false);
+  });
+
+  it("computes a group's credibility with Sarmenta's eq. 9 and the replicas an error bound costs", () => {
+    expect(groupCredibility([[0.8, 0.8]], 0)).toBeCloseTo(0.64 / 0.68, 12);
+    // Against a competing group of one: 0.8²·0.2 / (0.2²·0.2 + 0.8²·0.2 + 0.8·0.2²) = 0.128 / (0.008 + 0.128 + 0.032)
+    expect(groupCredibility([[0.8, 0.8], [0.8]], 0)).toBeCloseTo(0.128 / 0.168, 12);
+    expect(replicasFor(1e-3, 0.8)).toBe(5);
+    expect(replicasFor(1e-4, 0.8)).toBe(7);
+    expect(replicasFor(1e-3, 0.9995)).toBe(1);
+  });
+
+  it('reads network prefixes as /24 and /48, and loopback as no information', () => {
+    expect(networkPrefixOf('203.0.113.7')).toBe('203.0.113');
+    expect(networkPrefixOf('::ffff:198.51.100.20')).toBe('198.51.100');
+    expect(networkPrefixOf('2001:db8:1:2::5')).toBe('2001:db8:1');
+    expect(networkPrefixOf('2001:db8::1')).toBe('2001:db8:0');
+    expect(networkPrefixOf('127.0.0.1')).toBe('');
+    expect(networkPrefixOf('::1')).toBe('');
+    expect(networkPrefixOf(undefined)).toBe('');
   });
 });

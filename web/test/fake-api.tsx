@@ -99,6 +99,7 @@ export function jobView(id: string, state: JobView['state']): JobView {
 /** A quote; `affordable` false makes the buyer short by 2 credits. */
 export function quote(affordable: boolean): Quote {
   return {
+    errorBound: null,
     tasks: 1,
     mode: 'replicate',
     executionMaxCost: 0.5,

@@ -239,6 +239,21 @@ export function adminCommand(ctx: CliContext): Command {
       }),
     );
   admin
+    .command('vouch')
+    .description(
+      'vouch for a provider you run or vetted: it is established at once (off probation), so its results count\n' +
+        'for a quorum and it may run adaptive tasks alone; how a new network gets its first trusted providers',
+    )
+    .argument('<account>', 'provider account name or id')
+    .addOption(json())
+    .action(
+      action(async (account: string, opts: { json?: boolean }, cmd: Command) => {
+        const r = await (await clientFor(ctx.env, globals(cmd))).adminVouch(account);
+        if (opts.json) printJson(r);
+        else process.stdout.write(`vouched for ${account} (${r.providerId})\n`);
+      }),
+    );
+  admin
     .command('audit')
     .description('check the ledger: every transaction balances, cached balances equal the entries, none negative')
     .addOption(json())

@@ -62,6 +62,12 @@ Exit code 6 when your balance does not cover the escrow.`,
               ]),
             ),
           );
+          if (q.errorBound)
+            out(
+              `\nerror bound ${q.errorBound.maxError}: about ${q.errorBound.executionsPerTask} agreeing executions per task from ` +
+                `the matching providers (mean credibility ${q.errorBound.meanCredibility.toFixed(4)}), expected cost ` +
+                `${formatDecimalCredits(q.errorBound.expectedCost)}; more when results disagree (escrow is topped up as needed)`,
+            );
           out(
             `\nescrow held on submit: ${formatDecimalCredits(q.escrow)}; your balance: ${formatDecimalCredits(q.balance)}${q.affordable ? '' : ` — short by ${formatDecimalCredits(q.shortfall)}`}`,
           );
