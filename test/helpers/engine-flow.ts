@@ -76,15 +76,21 @@ export async function claimOne(engine: Engine, agentId: string): Promise<Assignm
 }
 
 /**
- * A completed, consistent report of `a` with `stdout` and one output file `result.txt` (`file <stdout>`): its outputs
- * a real tarball in the engine's blob store (which must be a BlobStore, see helpers/outputs.ts), its blobs recorded
- * and readable by every provider.
+ * A completed, consistent report of `a` with `stdout` and its output files — by default one, `result.txt` holding
+ * `file <stdout>`; `mtime` (s since the epoch) sets their times, so equal files can make different tarballs — its
+ * outputs a real tarball in the engine's blob store (which must be a BlobStore, see helpers/outputs.ts), its blobs
+ * recorded and readable by every provider.
  */
-export async function completedReport(engine: Engine, a: Assignment, stdout: string): Promise<ReportRequest> {
+export async function completedReport(
+  engine: Engine,
+  a: Assignment,
+  stdout: string,
+  o: { files?: Record<string, string>; mtime?: number } = {},
+): Promise<ReportRequest> {
   const { store } = engine;
   if (!(engine.blobs instanceof BlobStore))
     throw new Error('completedReport needs an engine whose blobs are a BlobStore');
-  const outputs = await storeOutputs(engine.blobs, { 'result.txt': `file ${stdout}` });
+  const outputs = await storeOutputs(engine.blobs, o.files ?? { 'result.txt': `file ${stdout}` }, o.mtime);
   const stdoutBlob = sha(stdout);
   const stderrBlob = sha(`stderr ${a.executionId}`);
   const outputsBlob = outputs.outputsBlob;
