@@ -23,8 +23,9 @@ export function emptyBlobStore(): BlobStore {
   return new BlobStore(join(tmpdir(), `deqo-no-blobs-${process.pid}`), 0);
 }
 
-/** A packed outputs folder: the tarball (a temp file) and the manifest's file entries. */
-export interface PackedOutputs {
+/** A packed outputs folder: the tarball (in a temp folder `dir`, the caller's to remove) and the manifest's files. */
+interface PackedOutputs {
+  dir: string;
   tarball: string;
   files: Manifest['files'];
 }
@@ -34,7 +35,7 @@ export interface PackedOutputs {
  * `tarOutputs`. `mtime` (s since the epoch) sets every file's time, so equal contents can make different tarballs
  * (tar keeps file times).
  */
-export async function packOutputs(files: Record<string, string | Uint8Array>, mtime?: number): Promise<PackedOutputs> {
+async function packOutputs(files: Record<string, string | Uint8Array>, mtime?: number): Promise<PackedOutputs> {
   const dir = await mkdtemp(join(tmpdir(), 'deqo-outputs-'));
   const out = join(dir, 'outputs');
   await mkdir(out);
@@ -48,7 +49,7 @@ export async function packOutputs(files: Record<string, string | Uint8Array>, mt
   const tarball = join(dir, 'outputs.tar.gz');
   await tarOutputs(out, tarball);
   await rm(out, { recursive: true, force: true });
-  return { tarball, files: manifest.files };
+  return { dir, tarball, files: manifest.files };
 }
 
 /** The bytes of a packed outputs folder (for uploading it over HTTP) and the manifest's file entries. */
@@ -57,7 +58,11 @@ export async function outputsBytes(
   mtime?: number,
 ): Promise<{ bytes: Buffer; files: Manifest['files'] }> {
   const packed = await packOutputs(files, mtime);
-  return { bytes: await readFile(packed.tarball), files: packed.files };
+  try {
+    return { bytes: await readFile(packed.tarball), files: packed.files };
+  } finally {
+    await rm(packed.dir, { recursive: true, force: true });
+  }
 }
 
 /** A packed outputs folder stored in `blobs`: the tarball's blob (SHA-256) and the manifest's file entries. */
@@ -65,8 +70,12 @@ export async function storeOutputs(
   blobs: BlobStore,
   files: Record<string, string | Uint8Array>,
   mtime?: number,
-): Promise<{ outputsBlob: string; files: Manifest['files']; tarball: string }> {
+): Promise<{ outputsBlob: string; files: Manifest['files'] }> {
   const packed = await packOutputs(files, mtime);
-  const { sha256 } = await blobs.put(createReadStream(packed.tarball));
-  return { outputsBlob: sha256, files: packed.files, tarball: packed.tarball };
+  try {
+    const { sha256 } = await blobs.put(createReadStream(packed.tarball));
+    return { outputsBlob: sha256, files: packed.files };
+  } finally {
+    await rm(packed.dir, { recursive: true, force: true });
+  }
 }
