@@ -1,6 +1,7 @@
 /**
  * Content-addressed blob store on the local disk: `<dir>/<aa>/<sha256>`. Uploads stream to a temporary file
- * while hashing and counting; a blob over the size limit is refused and nothing is kept.
+ * while hashing and counting; a blob over the size limit is refused and nothing is kept. It is also the engine's
+ * BlobReader (the engine reads reported outputs tarballs through it to check them against their manifests).
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
@@ -9,8 +10,9 @@ import { join } from 'node:path';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { DeqoError } from '../core/index.js';
+import type { BlobReader } from '../engine/index.js';
 
-export class BlobStore {
+export class BlobStore implements BlobReader {
   /** @param dir folder for blobs; @param maxBytes largest blob accepted, bytes. */
   constructor(
     readonly dir: string,

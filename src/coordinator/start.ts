@@ -64,13 +64,15 @@ export async function startCoordinator(
   const store = config.databaseUrl
     ? await openStore(config.databaseUrl)
     : await openSqliteStore(join(config.dataDir, 'deqo.db'));
+  const blobs = new BlobStore(config.blobDir ?? join(config.dataDir, 'blobs'), config.maxBlobBytes);
+  // The engine reads the same blob folder the routes write: it checks each reported outputs tarball there.
   const engine = new Engine(store, {
+    blobs,
     config: config.engine,
     policy: { ...DEFAULT_MARKET_POLICY, feeBps: config.feeBps, quota: config.quota },
     log,
   });
   await engine.recover();
-  const blobs = new BlobStore(config.blobDir ?? join(config.dataDir, 'blobs'), config.maxBlobBytes);
   const metrics = config.metrics ? createMetrics(store, engine) : undefined;
   const app = buildServer({ store, engine, blobs, log, metrics });
   await app.listen({ host: config.host, port: config.port });

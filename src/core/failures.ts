@@ -9,6 +9,7 @@
  * Fastify's `lib/errors.js`: a code, what it means, and what to do about it.
  */
 import type { Failure } from '../protocol/index.js';
+import { formatDuration } from './format.js';
 
 /** Who caused a failure: the job (the buyer's code or request), the provider (machine or agent), or nobody. */
 export type Blame = 'job' | 'provider' | 'none';
@@ -97,6 +98,18 @@ export const FAILURES = {
     ...provider,
     source: 'coordinator',
     words: 'the provider never picked the work up',
+    fix: null,
+  },
+  outputs_mismatch: {
+    ...provider,
+    source: 'coordinator',
+    words: "the provider's output files did not match the result it reported, so the coordinator refused them",
+    fix: null,
+  },
+  implausible_report: {
+    ...provider,
+    source: 'coordinator',
+    words: 'the provider reported something the coordinator did not observe (such as a timeout before the time limit)',
     fix: null,
   },
   cancelled: {
@@ -190,6 +203,25 @@ export const AGENT_FAILURE_REASONS = FAILURE_REASONS.filter((r) => FAILURES[r].s
 /** The meaning of a reason; an unknown one (a newer peer's) reads as a provider-side agent error. */
 export function meaningOf(reason: string): FailureMeaning {
   return isFailureReason(reason) ? FAILURES[reason] : FAILURES.agent_error;
+}
+
+/**
+ * Slack for clock granularity when a reported `timeout` is compared with what the coordinator observed, ms (also
+ * covers small clock differences between coordinators sharing a database: one records the claim, another the report).
+ */
+export const TIMEOUT_REPORT_TOLERANCE_MS = 1_000;
+
+/**
+ * Why a failure an agent reports contradicts what the coordinator observed, or null when it does not. Providers are
+ * paid for what the coordinator observed, not for what they claim (DESIGN.md): a `timeout` (blamed on the job,
+ * charged) is only believable once the job's time limit has passed between the claim and the report, less
+ * TIMEOUT_REPORT_TOLERANCE_MS. `observedMs`: claim to report, ms; `timeoutMs`: the job's time limit, ms.
+ */
+export function implausibleFailure(reason: string, observedMs: number, timeoutMs: number): string | null {
+  if (reason === 'timeout' && observedMs < timeoutMs - TIMEOUT_REPORT_TOLERANCE_MS) {
+    return `a timeout reported ${formatDuration(observedMs)} after the claim, before the time limit of ${formatDuration(timeoutMs)}`;
+  }
+  return null;
 }
 
 /** Longest failure message the protocol accepts (FailureSchema.message), UTF-16 code units. */

@@ -14,7 +14,7 @@ import { Effects } from './effects.js';
 import { EngineEvents } from './events.js';
 import { LeaseSystem } from './leases.js';
 import { ReportSystem } from './reports.js';
-import type { Clock, EngineResources, MarketPolicy } from './resources.js';
+import type { BlobReader, Clock, EngineResources, MarketPolicy } from './resources.js';
 import { SchedulingSystem } from './scheduling.js';
 import { SettlementSystem } from './settlement.js';
 import { SubmissionSystem } from './submission.js';
@@ -27,8 +27,10 @@ export const DEFAULT_MARKET_POLICY: Readonly<MarketPolicy> = Object.freeze({
   credibility: DEFAULT_CREDIBILITY,
 });
 
-/** How to build an engine beyond its store: timings, market policy, log, clock and random source. */
+/** How to build an engine beyond its store: its blobs, timings, market policy, log, clock and random source. */
 export interface EngineOptions {
+  /** Where blob bytes are read (the coordinator's BlobStore): every completed report's outputs are checked there. */
+  blobs: BlobReader;
   config?: EngineConfig;
   policy?: MarketPolicy;
   log: Logger;
@@ -38,6 +40,7 @@ export interface EngineOptions {
 
 export class Engine {
   readonly store: Store;
+  readonly blobs: BlobReader;
   readonly config: EngineConfig;
   readonly policy: MarketPolicy;
   readonly now: Clock;
@@ -56,6 +59,7 @@ export class Engine {
 
   constructor(store: Store, o: EngineOptions) {
     this.store = store;
+    this.blobs = o.blobs;
     this.config = o.config ?? DEFAULT_ENGINE_CONFIG;
     this.policy = o.policy ?? DEFAULT_MARKET_POLICY;
     this.now = o.now ?? Date.now;
@@ -63,6 +67,7 @@ export class Engine {
     this.events = new EngineEvents((err, event) => this.log.error({ err, event }, 'engine event listener failed'));
     const r: EngineResources = {
       store,
+      blobs: o.blobs,
       config: this.config,
       policy: this.policy,
       log: o.log,
@@ -150,11 +155,16 @@ export class Engine {
     return this.leases.heartbeat(agentId, held, availability);
   }
 
-  /** Records an agent's report, verifying and settling its task (reports.ts), then schedules. */
+  /**
+   * Records an agent's report, verifying and settling its task (reports.ts), then schedules — also after a report
+   * refused for the provider's fault, whose execution was ended so that its task goes to another provider.
+   */
   async report(agentId: string, executionId: string, r: ReportRequest): Promise<VerifyOutcome> {
-    const outcome = await this.reports.report(agentId, executionId, r);
-    this.scheduling.request();
-    return outcome;
+    try {
+      return await this.reports.report(agentId, executionId, r);
+    } finally {
+      this.scheduling.request();
+    }
   }
 
   /** Verifies one task in its own transaction (decides it, or grades results reported after its decision). */

@@ -2,8 +2,9 @@
 export { Engine, DEFAULT_MARKET_POLICY, type EngineOptions } from './engine.js';
 export { DEFAULT_ENGINE_CONFIG, type EngineConfig } from './config.js';
 export type { SchedulingSnapshot } from './scheduling.js';
-export type { Clock, MarketPolicy } from './resources.js';
-export { classifyReport } from './reports.js';
+export type { BlobReader, Clock, MarketPolicy } from './resources.js';
+export { classifyReport, type ReportCheck } from './reports.js';
+export { checkOutputs } from './outputs.js';
 export type { VerifyOutcome } from './verification.js';
 export { generateApiKey, hashApiKey, type AgentRegistration } from './accounts.js';
 export { explainJob } from './explain.js';

@@ -1,8 +1,9 @@
 /**
- * What the engine's stage systems share (one object, passed to each): the store, settings, the clock, the random
- * source, the log and the event emitter. Modelled on trigger.dev's run-engine `systems/` (systems sharing one
+ * What the engine's stage systems share (one object, passed to each): the store, the blobs, settings, the clock, the
+ * random source, the log and the event emitter. Modelled on trigger.dev's run-engine `systems/` (systems sharing one
  * resources object), which keeps each stage small and its dependencies visible.
  */
+import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { CredibilityConfig, QuotaConfig } from '../core/index.js';
 import type { Store } from '../store/index.js';
@@ -22,8 +23,18 @@ export interface MarketPolicy {
   credibility: CredibilityConfig;
 }
 
+/**
+ * The port through which the engine reads blob bytes (the coordinator's BlobStore fills it). `open` resolves to a
+ * stream of the blob named by its SHA-256 (hex), or rejects: with DeqoError not_found when no such blob is stored.
+ */
+export interface BlobReader {
+  open(sha256: string): Promise<{ stream: Readable }>;
+}
+
 export interface EngineResources {
   store: Store;
+  /** Blob bytes, for checking what reports name (an outputs tarball against its manifest, reports.ts). */
+  blobs: BlobReader;
   config: EngineConfig;
   policy: MarketPolicy;
   log: Logger;

@@ -1,9 +1,10 @@
 /**
  * A job's verified results for its buyer: per task, the canonical execution's outputs, logs and manifest (core's
- * canonicalExecution picks it), and who agreed.
+ * canonicalExecution picks it), who agreed, and the outputs of every agreeing execution (canonical first), so a
+ * download that does not match the manifest can use another copy.
  */
 import { canonicalExecution } from '../core/index.js';
-import type { JobResults, TaskResult } from '../protocol/index.js';
+import type { JobResults, ResultReplica, TaskResult } from '../protocol/index.js';
 import type { Store } from '../store/index.js';
 
 /** The results of a job the buyer owns, or null when it is missing or not the buyer's. */
@@ -12,12 +13,21 @@ export async function jobResults(store: Store, jobId: string, buyerId: string): 
   if (!view) return null;
   const manifests = await store.views.validManifests(jobId);
   const tasks = view.tasks.map((t): TaskResult => {
-    const valid = t.executions.filter((e) => e.state === 'valid');
-    const canonical =
-      t.state === 'verified'
-        ? canonicalExecution(valid.map((e) => ({ ...e, reportedAt: e.finishedAt ?? e.createdAt })))
-        : null;
+    const valid = t.executions
+      .filter((e) => e.state === 'valid')
+      .map((e) => ({ ...e, reportedAt: e.finishedAt ?? e.createdAt }));
+    const canonical = t.state === 'verified' ? canonicalExecution(valid) : null;
     const first = valid[0];
+    // Every accepted report's outputs were checked against its manifest (engine/outputs.ts); the agreeing ones share
+    // the canonical manifest. Canonical first, then in the order they reported.
+    const others = valid
+      .filter((e) => e !== canonical)
+      .sort((a, b) => a.reportedAt - b.reportedAt || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    const replicas: ResultReplica[] = canonical
+      ? [canonical, ...others].flatMap((e) =>
+          e.outputsBlob ? [{ executionId: e.id, agentName: e.agentName, outputsBlob: e.outputsBlob }] : [],
+        )
+      : [];
     return {
       taskIndex: t.index,
       params: t.params,
@@ -29,6 +39,7 @@ export async function jobResults(store: Store, jobId: string, buyerId: string): 
       stdoutBlob: canonical?.stdoutBlob ?? first?.stdoutBlob ?? null,
       stderrBlob: canonical?.stderrBlob ?? first?.stderrBlob ?? null,
       agreedBy: valid.map((e) => ({ agentId: e.agentId, agentName: e.agentName, providerId: e.providerId })),
+      replicas,
     };
   });
   return { jobId, state: view.state, tasks };

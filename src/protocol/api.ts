@@ -137,7 +137,21 @@ export const ListJobsQuerySchema = z.object({
   limit: z.coerce.number().int().min(1).max(1000).default(50),
 });
 
-/** Verified result of one task: the canonical execution's manifest and blobs, and who agreed. */
+/**
+ * One execution that agreed on a task's verified result: its outputs tarball holds the same files (the manifest is
+ * the task's), though its bytes may differ (file times). A download that does not match the manifest can use another.
+ */
+export const ResultReplicaSchema = z.object({
+  executionId: IdSchema,
+  agentName: z.string(),
+  outputsBlob: Sha256Schema,
+});
+export type ResultReplica = z.infer<typeof ResultReplicaSchema>;
+
+/**
+ * Verified result of one task: the canonical execution's manifest and blobs, who agreed, and the outputs of every
+ * agreeing execution (`replicas`, canonical first; empty from a coordinator older than the field).
+ */
 export const TaskResultSchema = z.object({
   taskIndex: z.number().int(),
   params: z.record(z.string(), ParamValueSchema),
@@ -149,6 +163,7 @@ export const TaskResultSchema = z.object({
   stdoutBlob: Sha256Schema.nullable(),
   stderrBlob: Sha256Schema.nullable(),
   agreedBy: z.array(z.object({ agentId: IdSchema, agentName: z.string(), providerId: IdSchema })),
+  replicas: z.array(ResultReplicaSchema).default([]),
 });
 export type TaskResult = z.infer<typeof TaskResultSchema>;
 export const JobResultsSchema = z.object({ jobId: IdSchema, state: JobStateSchema, tasks: z.array(TaskResultSchema) });

@@ -49,6 +49,8 @@ export interface LeaseInfo {
   jobId: string;
   taskId: string;
   buyerId: string;
+  /** When the agent claimed it (epoch ms, the claiming coordinator's clock); null while not claimed. */
+  startedAt: number | null;
 }
 
 export class ExecutionStore {
@@ -179,6 +181,7 @@ export class ExecutionStore {
         'executions.fencing_token',
         'executions.job_id',
         'executions.task_id',
+        'executions.started_at',
         'jobs.buyer_id',
       ])
       .where('executions.id', '=', executionId)
@@ -192,6 +195,7 @@ export class ExecutionStore {
           jobId: row.job_id,
           taskId: row.task_id,
           buyerId: row.buyer_id,
+          startedAt: row.started_at === null ? null : Number(row.started_at),
         }
       : null;
   }

@@ -1,10 +1,12 @@
 /**
  * Driving a real engine over a real store through a job without Docker: agents registered directly, claims,
- * and consistent reports whose blobs are recorded as uploaded by the reporting provider.
+ * and consistent reports (real outputs tarballs in a real blob store) whose blobs are recorded as uploaded by the
+ * reporting provider.
  */
 import { createHash } from 'node:crypto';
 import { expect } from 'vitest';
 import { grantTxn, resultHashOf, toMicro } from '../../src/core/index.js';
+import { BlobStore } from '../../src/coordinator/blobs.js';
 import type { Engine } from '../../src/engine/index.js';
 import {
   JobSpecSchema,
@@ -15,6 +17,7 @@ import {
   type Manifest,
   type ReportRequest,
 } from '../../src/protocol/index.js';
+import { storeOutputs } from './outputs.js';
 
 const CAPACITY: Capacity = {
   cpus: 2,
@@ -72,23 +75,32 @@ export async function claimOne(engine: Engine, agentId: string): Promise<Assignm
   return got[0]!;
 }
 
-/** A completed, consistent report of `a` with `stdout`, its blobs recorded and readable by every provider. */
-export async function completedReport(engine: Engine, a: Assignment, stdout: string): Promise<ReportRequest> {
+/**
+ * A completed, consistent report of `a` with `stdout` and its output files — by default one, `result.txt` holding
+ * `file <stdout>`; `mtime` (s since the epoch) sets their times, so equal files can make different tarballs — its
+ * outputs a real tarball in the engine's blob store (which must be a BlobStore, see helpers/outputs.ts), its blobs
+ * recorded and readable by every provider.
+ */
+export async function completedReport(
+  engine: Engine,
+  a: Assignment,
+  stdout: string,
+  o: { files?: Record<string, string>; mtime?: number } = {},
+): Promise<ReportRequest> {
   const { store } = engine;
+  if (!(engine.blobs instanceof BlobStore))
+    throw new Error('completedReport needs an engine whose blobs are a BlobStore');
+  const outputs = await storeOutputs(engine.blobs, o.files ?? { 'result.txt': `file ${stdout}` }, o.mtime);
   const stdoutBlob = sha(stdout);
   const stderrBlob = sha(`stderr ${a.executionId}`);
-  const outputsBlob = sha(`outputs ${a.executionId}`);
+  const outputsBlob = outputs.outputsBlob;
   for (const b of [stdoutBlob, stderrBlob, outputsBlob])
     await store.transaction((tx) => tx.accounts.recordBlob(b, 10, engine.now()));
   for (const agent of await store.accounts.listAgents())
     await store.transaction((tx) =>
       tx.accounts.grantBlobAccess([stdoutBlob, stderrBlob, outputsBlob], agent.providerId),
     );
-  const manifest: Manifest = {
-    exitCode: 0,
-    stdoutSha256: stdoutBlob,
-    files: [{ path: 'result.txt', sha256: sha(`file ${stdout}`), size: 5 }],
-  };
+  const manifest: Manifest = { exitCode: 0, stdoutSha256: stdoutBlob, files: outputs.files };
   return {
     outcome: 'completed',
     fencingToken: a.fencingToken,

@@ -14,6 +14,7 @@ import {
 } from '../../src/engine/index.js';
 import { OfferSchema, type Capacity, type JobSpec, type Manifest } from '../../src/protocol/index.js';
 import type { ClaimedExecution, ExecutionEnd, Store } from '../../src/store/index.js';
+import { emptyBlobStore } from './outputs.js';
 
 /** Test start time (epoch ms) and lease TTL (ms). */
 export const T0 = 1_700_000_000_000;
@@ -62,6 +63,7 @@ export function reported(verdict: string): ExecutionEnd {
 /** An engine over `store` whose clock reads `now` (no timers; adaptive draws 0.5). */
 export function engineAt(store: Store, now: number, config: Partial<EngineConfig> = {}): Engine {
   return new Engine(store, {
+    blobs: emptyBlobStore(),
     config: { ...DEFAULT_ENGINE_CONFIG, ...config },
     log: pino({ level: 'silent' }),
     now: () => now,

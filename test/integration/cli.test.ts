@@ -4,7 +4,7 @@
  * runs again on another provider.
  */
 import { execFile } from 'node:child_process';
-import { mkdtemp, readFile } from 'node:fs/promises';
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -19,10 +19,16 @@ const exec = promisify(execFile);
 let net: LocalNetwork;
 let client: DeqoClient;
 let home: string;
+/** The network's data folder (the coordinator's blobs are under coordinator/blobs/). */
+let netDir: string;
 
 beforeAll(async () => {
   // Short leases so a killed agent is noticed in seconds (heartbeat 500 ms, lease 2 s).
-  ({ net, client } = await testNetwork({
+  ({
+    net,
+    client,
+    dir: netDir,
+  } = await testNetwork({
     agents: 3,
     engine: { heartbeatIntervalMs: 500, leaseTtlMs: 2_000, agentTtlMs: 2_000 },
   }));
@@ -92,6 +98,44 @@ describe('deqo CLI', () => {
     expect(JSON.parse(status.stdout).tasks[0].state).toBe('verified');
     const jobs = await deqo('jobs', '--json');
     expect((JSON.parse(jobs.stdout) as Array<{ id: string }>).map((j) => j.id)).toContain(job.id);
+  });
+
+  it("downloads another provider's copy of the outputs when the verified copy is damaged on disk, and exits 70 when none matches", async () => {
+    // Each container gives its output file its own time, so the two replicas' tarballs differ in bytes, not files.
+    const sub = await deqo(
+      'submit',
+      '--wait',
+      '--json',
+      '--replicas',
+      '2',
+      '--quorum',
+      '2',
+      '--timeout',
+      '1m',
+      'deqo/busybox:test',
+      'sh',
+      '-c',
+      'echo 42 > /outputs/answer.txt && touch -d @$RANDOM$RANDOM /outputs/answer.txt',
+    );
+    expect(sub.code, sub.stderr).toBe(0);
+    const jobId = (JSON.parse(sub.stdout) as { id: string }).id;
+    const results = await client.getResults(jobId);
+    const [canonical, other] = results.tasks[0]!.replicas;
+    expect(canonical!.outputsBlob).toBe(results.tasks[0]!.outputsBlob);
+    expect(other!.outputsBlob).not.toBe(canonical!.outputsBlob);
+    const blobFile = (sha: string) => join(netDir, 'coordinator', 'blobs', sha.slice(0, 2), sha);
+
+    await writeFile(blobFile(canonical!.outputsBlob), 'damaged after it was checked');
+    const res = await deqo('results', jobId, '-o', join(home, 'fallback'));
+    expect(res.code, res.stderr).toBe(0);
+    expect(await readFile(join(home, 'fallback', 'task-0', 'answer.txt'), 'utf8')).toBe('42\n');
+    expect(res.stderr).toContain(`${canonical!.agentName}'s copy of the outputs does not match the verified result`);
+
+    await writeFile(blobFile(other!.outputsBlob), 'damaged too');
+    const none = await deqo('results', jobId, '-o', join(home, 'none'));
+    expect(none.code).toBe(70);
+    expect(none.stderr).toContain('error: task 0: no copy of the outputs matches the verified result');
+    expect(none.stderr).not.toMatch(/\n\s+at /); // one clear line, no stack trace
   });
 
   it('exits 1 when the job fails and says why', async () => {

@@ -38,7 +38,7 @@ const PACKAGES: Record<string, readonly string[]> = {
   protocol: ['zod'],
   core: ['@noble/hashes'],
   store: ['kysely', 'better-sqlite3', 'pg'],
-  engine: ['pino'],
+  engine: ['pino', 'tar'],
   coordinator: ['fastify', 'prom-client', 'pino', 'tar', 'zod'],
   client: ['zod'],
   agent: ['dockerode', 'better-sqlite3', 'tar', 'croner', 'yaml', 'pino', 'zod'],

@@ -67,11 +67,12 @@ let noEventStream: boolean;
 beforeEach(async () => {
   store = await openSqliteStore(':memory:');
   const log = pino({ level: 'silent' });
-  engine = new Engine(store, { config: { ...DEFAULT_ENGINE_CONFIG }, log: log });
+  const blobs = new BlobStore(await mkdtemp(join(tmpdir(), 'deqo-follow-')), 1 << 20);
+  engine = new Engine(store, { blobs, config: { ...DEFAULT_ENGINE_CONFIG }, log: log });
   app = buildServer({
     store,
     engine,
-    blobs: new BlobStore(await mkdtemp(join(tmpdir(), 'deqo-follow-')), 1 << 20),
+    blobs,
     log,
     live: { networkIntervalMs: HOUR, pingIntervalMs: HOUR, debounceMs: 10 },
   });

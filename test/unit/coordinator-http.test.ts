@@ -45,11 +45,12 @@ beforeAll(async () => {
   store = await openSqliteStore(':memory:');
   blobDir = await mkdtemp(join(tmpdir(), 'deqo-blobs-'));
   const log = pino({ level: 'silent' });
-  engine = new Engine(store, { config: DEFAULT_ENGINE_CONFIG, log: log });
+  const blobs = new BlobStore(blobDir, 1000);
+  engine = new Engine(store, { blobs, config: DEFAULT_ENGINE_CONFIG, log: log });
   app = buildServer({
     store,
     engine,
-    blobs: new BlobStore(blobDir, 1000),
+    blobs,
     log,
   });
   for (const [name, role] of [

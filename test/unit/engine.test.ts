@@ -3,6 +3,7 @@
  * digest checks and fencing), verification, lease loss and replacement on another provider.
  */
 import { createHash } from 'node:crypto';
+import { rm } from 'node:fs/promises';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
@@ -25,6 +26,8 @@ import {
   type ReportRequest,
 } from '../../src/protocol/index.js';
 import { openSqliteStore, type Store } from '../../src/store/index.js';
+import type { BlobStore } from '../../src/coordinator/blobs.js';
+import { storeOutputs, tempBlobStore } from '../helpers/outputs.js';
 
 const T0 = 1_700_000_000_000;
 const CAPACITY: Capacity = {
@@ -39,6 +42,7 @@ const CAPACITY: Capacity = {
 const sha = (s: string) => createHash('sha256').update(s).digest('hex');
 
 let store: Store;
+let blobs: BlobStore;
 let engine: Engine;
 let now: number;
 let buyerId: string;
@@ -46,13 +50,22 @@ let buyerId: string;
 beforeEach(async () => {
   now = T0;
   store = await openSqliteStore(':memory:');
-  engine = new Engine(store, { config: { ...DEFAULT_ENGINE_CONFIG }, log: pino({ level: 'silent' }), now: () => now });
+  blobs = await tempBlobStore();
+  // Draws of 0: placement takes the best-ranked agent (ties by agent id), so a test knows where its replicas go.
+  engine = new Engine(store, {
+    blobs,
+    config: { ...DEFAULT_ENGINE_CONFIG },
+    log: pino({ level: 'silent' }),
+    now: () => now,
+    random: () => 0,
+  });
   buyerId = await store.transaction((tx) => tx.accounts.createAccount('buyer', ['buyer'], now));
   await store.transaction((tx) => tx.ledger.post(grantTxn(buyerId, toMicro(1000), 'test credits'), now));
 });
 afterEach(async () => {
   await engine.stop();
   await store.close();
+  await rm(blobs.dir, { recursive: true, force: true });
 });
 
 /** Registers `n` agents, each under its own provider account. Returns their ids. */
@@ -80,15 +93,20 @@ async function submit(over: Partial<JobSpecInput> = {}): Promise<string> {
   return (await engine.submitJob(buyerId, spec)).jobId;
 }
 
-/** A completed report whose blobs are recorded and whose hashes are consistent. */
+/**
+ * A completed report whose blobs are recorded and whose hashes are consistent: its outputs (`result.txt` holding
+ * `file <stdout>`) a real tarball in the blob store, unless `outputsBlob` names another tarball to send instead.
+ */
 async function completed(
   a: Assignment,
   stdout: string,
   exitCode = 0,
+  outputsBlob?: string,
 ): Promise<ReportRequest & { outcome: 'completed' }> {
   const stdoutBlob = sha(stdout);
   const stderrBlob = sha(`stderr ${a.executionId}`); // stderr differs per provider; it is not part of the result
-  const outputsBlob = sha(`outputs ${a.executionId}`);
+  const outputs = await storeOutputs(blobs, { 'result.txt': `file ${stdout}` });
+  outputsBlob ??= outputs.outputsBlob;
   for (const b of [stdoutBlob, stderrBlob, outputsBlob])
     await store.transaction((tx) => tx.accounts.recordBlob(b, 10, now));
   // As if uploaded by whichever provider reports it (reports may only name blobs the reporter uploaded).
@@ -96,11 +114,7 @@ async function completed(
     await store.transaction((tx) =>
       tx.accounts.grantBlobAccess([stdoutBlob, stderrBlob, outputsBlob], agent.providerId),
     );
-  const manifest: Manifest = {
-    exitCode,
-    stdoutSha256: stdoutBlob,
-    files: [{ path: 'result.txt', sha256: sha(`file ${stdout}`), size: 5 }],
-  };
+  const manifest: Manifest = { exitCode, stdoutSha256: stdoutBlob, files: outputs.files };
   return {
     outcome: 'completed',
     fencingToken: a.fencingToken,
@@ -229,13 +243,15 @@ describe('Engine', () => {
     await engine.schedule();
     const e = await claimOne(a!);
     // What Engine.report does, minus the verification: the coordinator dies right after the durable write.
-    const end = await classifyReport(store, await completed(e, 'out'), (await store.accounts.getAgent(a!))!.providerId);
+    const lease = (await store.executions.leaseOf(e.executionId))!;
+    const { end } = await classifyReport(engine, await completed(e, 'out'), lease, now);
     expect(
       await store.transaction((tx) => tx.executions.recordEnd(e.executionId, a!, e.fencingToken, end, now)),
     ).not.toBeNull();
     expect((await jobView(jobId)).state).toBe('running');
 
     const restarted = new Engine(store, {
+      blobs,
       config: { ...DEFAULT_ENGINE_CONFIG },
       log: pino({ level: 'silent' }),
       now: () => now,
@@ -517,6 +533,7 @@ describe('adaptive replication and settlement in the engine', () => {
 
     // With a draw of 0 (below 1 − 1/10) the first placement runs alone.
     engine = new Engine(store, {
+      blobs,
       config: { ...DEFAULT_ENGINE_CONFIG },
       log: pino({ level: 'silent' }),
       now: () => now,
@@ -550,6 +567,7 @@ describe('adaptive replication and settlement in the engine', () => {
   it('replicates an adaptive task when the draw says so, or when no provider has earned trust', async () => {
     const [a, b] = await agents(2);
     engine = new Engine(store, {
+      blobs,
       config: { ...DEFAULT_ENGINE_CONFIG },
       log: pino({ level: 'silent' }),
       now: () => now,
@@ -564,6 +582,7 @@ describe('adaptive replication and settlement in the engine', () => {
     }
     for (let i = 0; i < 9; i++) await replicatedJob(a!, b!);
     engine = new Engine(store, {
+      blobs,
       config: { ...DEFAULT_ENGINE_CONFIG },
       log: pino({ level: 'silent' }),
       now: () => now,

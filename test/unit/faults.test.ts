@@ -6,6 +6,7 @@ import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { agentStatus, DEFAULT_QUOTA, retryDelayMs, retryDue } from '../../src/core/index.js';
 import { completedReport, fundedBuyer, registerAgents } from '../helpers/engine-flow.js';
+import { tempBlobStore } from '../helpers/outputs.js';
 import { DEFAULT_ENGINE_CONFIG, Engine } from '../../src/engine/index.js';
 import { JobSpecSchema } from '../../src/protocol/index.js';
 import { openSqliteStore, type Store } from '../../src/store/index.js';
@@ -42,6 +43,7 @@ describe('faults in the engine', () => {
     now = T0;
     store = await openSqliteStore(':memory:');
     engine = new Engine(store, {
+      blobs: await tempBlobStore(),
       config: { ...DEFAULT_ENGINE_CONFIG },
       log: pino({ level: 'silent' }),
       now: () => now,
@@ -118,6 +120,7 @@ describe('faults in the engine', () => {
     // The coordinator is down for 40 s: longer than the lease TTL (15 s), shorter than the restart grace (60 s).
     now += 40_000;
     const restarted = new Engine(store, {
+      blobs: engine.blobs,
       config: { ...DEFAULT_ENGINE_CONFIG },
       log: pino({ level: 'silent' }),
       now: () => now,
@@ -131,6 +134,7 @@ describe('faults in the engine', () => {
 
     // Without renewals the grace ends like any lease: the agent really is dead.
     const other = new Engine(store, {
+      blobs: engine.blobs,
       config: { ...DEFAULT_ENGINE_CONFIG, restartGraceMs: 0 },
       log: pino({ level: 'silent' }),
       now: () => now,
@@ -147,6 +151,7 @@ describe('a task no remaining provider can finish', () => {
     let now = T0;
     const store = await openSqliteStore(':memory:');
     const engine = new Engine(store, {
+      blobs: await tempBlobStore(),
       config: { ...DEFAULT_ENGINE_CONFIG },
       log: pino({ level: 'silent' }),
       now: () => now,
@@ -222,6 +227,7 @@ describe('the only machine that can run a task', () => {
     let now = T0;
     const store = await openSqliteStore(':memory:');
     const engine = new Engine(store, {
+      blobs: await tempBlobStore(),
       config: { ...DEFAULT_ENGINE_CONFIG },
       log: pino({ level: 'silent' }),
       now: () => now,

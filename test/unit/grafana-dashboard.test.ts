@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createMetrics, type CoordinatorMetrics } from '../../src/coordinator/index.js';
 import { DEFAULT_ENGINE_CONFIG, Engine } from '../../src/engine/index.js';
 import { openSqliteStore, type Store } from '../../src/store/index.js';
+import { emptyBlobStore } from '../helpers/outputs.js';
 import { declaredSeries, parseSamples, type Sample } from '../helpers/prometheus.js';
 
 interface Target {
@@ -49,7 +50,11 @@ let samples: Sample[];
 
 beforeAll(async () => {
   store = await openSqliteStore(':memory:');
-  engine = new Engine(store, { config: { ...DEFAULT_ENGINE_CONFIG }, log: pino({ level: 'silent' }) });
+  engine = new Engine(store, {
+    blobs: emptyBlobStore(),
+    config: { ...DEFAULT_ENGINE_CONFIG },
+    log: pino({ level: 'silent' }),
+  });
   metrics = createMetrics(store, engine, { cacheMs: 0 });
   text = await metrics.scrape();
   samples = parseSamples(text);

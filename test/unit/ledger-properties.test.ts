@@ -1,12 +1,15 @@
 /**
  * Ledger invariants, property-tested with fast-check: the real Engine over in-memory SQLite, then over
  * PostgreSQL (fewer runs: DEQO_PROPERTY_RUNS_PG, default 8), with a controlled clock runs random sequences of submissions (some refused for lack of credits), honest and corrupted results,
- * job-caused and provider-caused failures, cancellations, lost agents, late reports and the passing of time.
+ * job-caused and provider-caused failures, reports refused at the door (an outputs tarball that does not match its
+ * manifest, a timeout reported before the time limit passed), cancellations, lost agents, late reports and the passing
+ * of time.
  * After every step the ledger audits clean and sums to zero; at the end, with every job driven to an end,
  * every escrow is fully released, each execution is paid at most once (and only when valid) exactly its
  * price for its measured use, and every buyer holds its grants less what it paid.
  */
 import { createHash } from 'node:crypto';
+import { rm } from 'node:fs/promises';
 import fc from 'fast-check';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -22,8 +25,10 @@ import {
   ISSUER,
   platformFee,
   TERMINAL_JOB_STATES,
+  TIMEOUT_REPORT_TOLERANCE_MS,
   toMicro,
 } from '../../src/core/index.js';
+import type { BlobStore } from '../../src/coordinator/blobs.js';
 import { DEFAULT_ENGINE_CONFIG, DEFAULT_MARKET_POLICY, Engine } from '../../src/engine/index.js';
 import { resultHashOf } from '../../src/core/index.js';
 import {
@@ -38,6 +43,7 @@ import {
   type ReportRequest,
 } from '../../src/protocol/index.js';
 import type { Store } from '../../src/store/index.js';
+import { storeOutputs, tempBlobStore } from '../helpers/outputs.js';
 import { storeKinds, type StoreKind } from '../helpers/stores.js';
 
 const T0 = 1_700_000_000_000;
@@ -71,6 +77,9 @@ function seeded(seed: number): () => number {
 interface World {
   store: Store;
   engine: Engine;
+  blobs: BlobStore;
+  /** Outputs tarballs stored so far, by the content of their one file `result.txt`. */
+  outputs: Map<string, { outputsBlob: string; files: Manifest['files'] }>;
   clock: { now: number };
   agents: Array<{ id: string; providerId: string; price: Price }>;
   buyers: Array<{ id: string; granted: number }>;
@@ -84,14 +93,27 @@ interface World {
 async function makeWorld(kind: StoreKind, prices: Price[], grants: number[], seed: number, feeBps = 0): Promise<World> {
   const clock = { now: T0 };
   const store = await kind.open();
+  const blobs = await tempBlobStore();
   const engine = new Engine(store, {
+    blobs,
     config: CFG,
     policy: { ...DEFAULT_MARKET_POLICY, feeBps },
     log: silent,
     now: () => clock.now,
     random: seeded(seed),
   });
-  const w: World = { store, engine, clock, agents: [], buyers: [], jobs: [], held: new Map(), stale: new Map() };
+  const w: World = {
+    store,
+    engine,
+    blobs,
+    outputs: new Map(),
+    clock,
+    agents: [],
+    buyers: [],
+    jobs: [],
+    held: new Map(),
+    stale: new Map(),
+  };
   for (const [i, price] of prices.entries()) {
     const providerId = await store.transaction((tx) =>
       tx.accounts.createAccount(`provider${i}`, ['provider'], clock.now),
@@ -125,16 +147,22 @@ async function view(w: World, jobId: string): Promise<JobView> {
   return v;
 }
 
-/** The honest result of a task: every honest provider reports exactly this. */
-function honestManifest(jobId: string, taskIndex: number, exitCode = 0): Manifest {
-  return {
-    exitCode,
-    stdoutSha256: sha(`honest ${jobId}/${taskIndex}`),
-    files: [{ path: 'result.txt', sha256: sha(`file ${jobId}/${taskIndex}`), size: 7 }],
-  };
+/** A real outputs tarball holding `result.txt` with `content`, stored once per content. */
+async function outputsOf(w: World, content: string): Promise<{ outputsBlob: string; files: Manifest['files'] }> {
+  let o = w.outputs.get(content);
+  if (!o) {
+    o = await storeOutputs(w.blobs, { 'result.txt': content });
+    w.outputs.set(content, o);
+  }
+  return o;
 }
 
-type Outcome = 'honest' | 'corrupt' | 'corrupt_exit' | 'out_of_memory' | 'timeout' | 'agent_error';
+/**
+ * The outcomes a report can have: honest (every honest provider reports the same result), corrupt (a consistent
+ * but wrong result, outvoted), corrupt_exit, swapped (an honest manifest with a tarball of other files: refused at
+ * the door), job- and provider-caused failures.
+ */
+type Outcome = 'honest' | 'corrupt' | 'corrupt_exit' | 'swapped' | 'out_of_memory' | 'timeout' | 'agent_error';
 
 async function reportOf(
   w: World,
@@ -153,17 +181,20 @@ async function reportOf(
       ...(withUsage ? { usage } : {}),
     };
   }
-  const manifest =
-    outcome === 'honest'
-      ? honestManifest(a.jobId, a.taskIndex)
+  const task = `${a.jobId}/${a.taskIndex}`;
+  const honest = await outputsOf(w, `file ${task}`);
+  // A cheater's stdout is its own, so two cheaters never agree with each other.
+  const manifest: Manifest =
+    outcome === 'honest' || outcome === 'swapped'
+      ? { exitCode: 0, stdoutSha256: sha(`honest ${task}`), files: honest.files }
       : {
           exitCode: outcome === 'corrupt_exit' ? 1 : 0,
           stdoutSha256: sha(`cheat ${a.executionId}`),
-          files: [{ path: 'result.txt', sha256: sha(`forged ${a.executionId}`), size: 6 }],
+          files: (await outputsOf(w, `forged ${task}`)).files,
         };
+  const outputsBlob = outcome === 'honest' ? honest.outputsBlob : (await outputsOf(w, `forged ${task}`)).outputsBlob;
   const stdoutBlob = manifest.stdoutSha256;
   const stderrBlob = sha(`stderr ${a.executionId}`);
-  const outputsBlob = sha(`outputs ${a.executionId}`);
   for (const b of [stdoutBlob, stderrBlob, outputsBlob])
     await w.store.transaction((tx) => tx.accounts.recordBlob(b, 10, w.clock.now));
   // The reporter uploaded them (a report may only name blobs its provider can read).
@@ -236,7 +267,8 @@ type Op =
   | { kind: 'submit'; buyer: number; spec: SpecGen }
   | { kind: 'grant'; buyer: number; amount: number }
   | { kind: 'claim'; agent: number }
-  | { kind: 'report'; agent: number; outcome: Outcome; wallFrac: number; withUsage: boolean }
+  /** `early`: a timeout reported before its time limit passed (a provider claiming what did not happen). */
+  | { kind: 'report'; agent: number; outcome: Outcome; wallFrac: number; withUsage: boolean; early: boolean }
   | { kind: 'late'; agent: number }
   | { kind: 'cancel'; job: number }
   | { kind: 'lose'; agent: number }
@@ -301,13 +333,35 @@ async function apply(w: World, op: Op): Promise<void> {
       if (!a) return;
       count(`report ${op.outcome}`);
       const job = w.jobs.find((j) => j.id === a.jobId)!;
-      const wallMs = Math.round(op.wallFrac * job.spec.resources.timeoutSeconds * 1000);
-      w.clock.now += Math.min(wallMs, 5_000); // time passes while it runs (well within the lease)
+      const timeoutMs = job.spec.resources.timeoutSeconds * 1000;
+      const wallMs = Math.round(op.wallFrac * timeoutMs);
+      // Time passes while it runs (well within the lease); an honest timeout ran its whole time limit.
+      w.clock.now += op.outcome === 'timeout' && !op.early ? Math.max(wallMs, timeoutMs) : Math.min(wallMs, 5_000);
       const r = await reportOf(w, a, op.outcome, wallMs, op.withUsage);
       // The job was cancelled, or the task failed, since the claim: the agent must drop it (told so at its next heartbeat).
-      const state = (await view(w, a.jobId)).tasks[a.taskIndex]!.executions.find((x) => x.id === a.executionId)!.state;
-      if (state !== 'running') return expectStale(w, engine.report(agentId, a.executionId, r), a, ['cancelled']);
-      await engine.report(agentId, a.executionId, r);
+      const before = (await view(w, a.jobId)).tasks[a.taskIndex]!.executions.find((x) => x.id === a.executionId)!;
+      if (before.state !== 'running') return expectStale(w, engine.report(agentId, a.executionId, r), a, ['cancelled']);
+      // Refused at the door, and held against the provider: outputs that do not match the manifest, a timeout the
+      // coordinator did not observe (less than the time limit, less the tolerance, since the claim).
+      const refused =
+        op.outcome === 'swapped'
+          ? { code: 'digest_mismatch', reason: 'outputs_mismatch' }
+          : op.outcome === 'timeout' && w.clock.now - before.startedAt! < timeoutMs - TIMEOUT_REPORT_TOLERANCE_MS
+            ? { code: 'validation_failed', reason: 'implausible_report' }
+            : null;
+      if (!refused) {
+        await engine.report(agentId, a.executionId, r);
+        return;
+      }
+      count(`report refused (${refused.reason})`);
+      const err = await engine.report(agentId, a.executionId, r).then(
+        () => null,
+        (e: unknown) => e,
+      );
+      expect(err, 'report should be refused').toBeInstanceOf(DeqoError);
+      expect((err as DeqoError).code).toBe(refused.code);
+      const after = (await view(w, a.jobId)).tasks[a.taskIndex]!.executions.find((x) => x.id === a.executionId)!;
+      expect(after).toMatchObject({ state: 'failed', failure: { reason: refused.reason, blame: 'provider' } });
       return;
     }
     case 'late': {
@@ -542,12 +596,14 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
         'honest',
         'corrupt',
         'corrupt_exit',
+        'swapped',
         'out_of_memory',
         'timeout',
         'agent_error',
       ),
       wallFrac: fc.double({ min: 0, max: 1.5, noNaN: true }),
       withUsage: fc.boolean(),
+      early: fc.boolean(),
     }),
   },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('late' as const), agent: agentIdx }) },
@@ -598,6 +654,7 @@ async function run(
   } finally {
     await w.engine.stop();
     await w.store.close();
+    await rm(w.blobs.dir, { recursive: true, force: true });
     // SQLite answers synchronously: let the event loop turn so the test runner's messages get through.
     await new Promise((resolve) => setImmediate(resolve));
   }

@@ -17,6 +17,7 @@ import { DEFAULT_ENGINE_CONFIG, Engine } from '../../src/engine/index.js';
 import { resultHashOf } from '../../src/core/index.js';
 import type { Assignment, LiveEvent, Manifest } from '../../src/protocol/index.js';
 import { openSqliteStore, type Store } from '../../src/store/index.js';
+import { outputsBytes } from '../helpers/outputs.js';
 
 type Who = 'buyerA' | 'buyerB' | 'providerP' | 'providerQ';
 let store: Store;
@@ -87,7 +88,8 @@ async function completed(a: Assignment, stdout: string) {
     resultHash: resultHashOf(manifest),
     stdoutBlob,
     stderrBlob: await up(`stderr ${a.executionId}`),
-    outputsBlob: await up(`outputs ${a.executionId}`),
+    // A real tarball of no files (what an agent uploads for an empty output folder), as the manifest says.
+    outputsBlob: (await client.providerP.uploadBytes((await outputsBytes({})).bytes)).sha256,
     usage: { wallMs: 60_000, cpuMs: 50_000, maxMemoryBytes: 1 << 20 },
   };
 }
@@ -95,11 +97,12 @@ async function completed(a: Assignment, stdout: string) {
 beforeAll(async () => {
   store = await openSqliteStore(':memory:');
   const log = pino({ level: 'silent' });
-  engine = new Engine(store, { config: { ...DEFAULT_ENGINE_CONFIG }, log: log });
+  const blobs = new BlobStore(await mkdtemp(join(tmpdir(), 'deqo-live-')), 1 << 20);
+  engine = new Engine(store, { blobs, config: { ...DEFAULT_ENGINE_CONFIG }, log: log });
   app = buildServer({
     store,
     engine,
-    blobs: new BlobStore(await mkdtemp(join(tmpdir(), 'deqo-live-')), 1 << 20),
+    blobs,
     log,
     live: { networkIntervalMs: 100, pingIntervalMs: 150, debounceMs: 10 },
   });

@@ -22,6 +22,7 @@ import { DEFAULT_ENGINE_CONFIG, Engine } from '../../src/engine/index.js';
 import { JobSpecSchema, type JobSpecInput } from '../../src/protocol/index.js';
 import { openSqliteStore, type Store } from '../../src/store/index.js';
 import { claimAll, claimOne, completedReport, fundedBuyer, registerAgents, submitJob } from '../helpers/engine-flow.js';
+import { tempBlobStore } from '../helpers/outputs.js';
 import { parseSamples, sampleValue, type Sample } from '../helpers/prometheus.js';
 
 type LogLine = Record<string, unknown> & { msg: string; level: number };
@@ -169,7 +170,12 @@ describe('metrics of rarer paths (controlled clock)', () => {
     now = T0;
     lines = [];
     store = await openSqliteStore(':memory:');
-    engine = new Engine(store, { config: { ...DEFAULT_ENGINE_CONFIG }, log: capturingLog(lines), now: () => now });
+    engine = new Engine(store, {
+      blobs: await tempBlobStore(),
+      config: { ...DEFAULT_ENGINE_CONFIG },
+      log: capturingLog(lines),
+      now: () => now,
+    });
     metrics = createMetrics(store, engine, { cacheMs });
     cleanups.push(async () => {
       metrics.close();

@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_ENGINE_CONFIG, Engine } from '../../src/engine/index.js';
 import type { Store } from '../../src/store/index.js';
 import { claimAll, completedReport, fundedBuyer, registerAgents, submitJob } from '../helpers/engine-flow.js';
+import { tempBlobStore } from '../helpers/outputs.js';
 import { storeKinds } from '../helpers/stores.js';
 
 const T0 = 1_700_000_000_000;
@@ -29,6 +30,7 @@ describe.each(storeKinds())('live reads over $name', (kind) => {
   it('follow a job through a disagreement to its verification, minute by minute', async () => {
     // Agents stay online and leases held across the minutes the clock jumps.
     const engine = new Engine(store, {
+      blobs: await tempBlobStore(),
       config: { ...DEFAULT_ENGINE_CONFIG, agentTtlMs: 3_600_000, leaseTtlMs: 3_600_000 },
       log: pino({ level: 'silent' }),
       now: () => now,

@@ -25,6 +25,7 @@ import {
   submit,
   T0,
 } from '../helpers/store-world.js';
+import { emptyBlobStore } from '../helpers/outputs.js';
 import { createPgDatabase } from '../helpers/stores.js';
 
 const silent = pino({ level: 'silent' });
@@ -237,7 +238,12 @@ describe('several coordinators on one PostgreSQL database', () => {
     const executions = async () => Number((await query<{ n: string }>('SELECT count(*) AS n FROM executions'))[0]!.n);
     await withClient(async (c) => {
       await c.query(`SELECT pg_advisory_lock(${lockKeys(2)})`); // another coordinator's round
-      const round = new Engine(a, { config: DEFAULT_ENGINE_CONFIG, log: silent, now: () => T0 + 1_000 }).schedule();
+      const round = new Engine(a, {
+        blobs: emptyBlobStore(),
+        config: DEFAULT_ENGINE_CONFIG,
+        log: silent,
+        now: () => T0 + 1_000,
+      }).schedule();
       expect(await blockedOnAdvisoryLock(round)).toEqual({ settled: false });
       expect(await executions()).toBe(0);
       await c.query(`SELECT pg_advisory_unlock(${lockKeys(2)})`);
@@ -326,9 +332,13 @@ describe('signals and retries between coordinators', () => {
   it('wakes an agent long-polling one coordinator when another coordinator gives it work', async () => {
     const [a, b] = [await store(), await store()];
     const { buyerId, agents } = await market(a, 1, 4);
-    const ea = new Engine(a, { config: DEFAULT_ENGINE_CONFIG, log: silent });
+    const ea = new Engine(a, { blobs: emptyBlobStore(), config: DEFAULT_ENGINE_CONFIG, log: silent });
     // b's own loop would only find the work at its next tick: make that an hour away.
-    const eb = new Engine(b, { config: { ...DEFAULT_ENGINE_CONFIG, tickMs: 3_600_000 }, log: silent });
+    const eb = new Engine(b, {
+      blobs: emptyBlobStore(),
+      config: { ...DEFAULT_ENGINE_CONFIG, tickMs: 3_600_000 },
+      log: silent,
+    });
     ea.start();
     eb.start();
     try {

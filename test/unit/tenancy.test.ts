@@ -17,6 +17,7 @@ import { DEFAULT_ENGINE_CONFIG, Engine, hashApiKey } from '../../src/engine/inde
 import { resultHashOf } from '../../src/core/index.js';
 import type { Assignment, JobSpecInput, Manifest } from '../../src/protocol/index.js';
 import { openSqliteStore, type Store } from '../../src/store/index.js';
+import { outputsBytes } from '../helpers/outputs.js';
 
 type Who = 'buyerA' | 'buyerB' | 'providerP' | 'providerQ' | 'admin';
 type App = ReturnType<typeof buildServer>;
@@ -139,12 +140,9 @@ async function completedReport(who: Who, a: Assignment, tag: string) {
   const stdout = Buffer.from(`stdout of ${tag}`);
   const stdoutBlob = await upload(who, stdout);
   const stderrBlob = await upload(who, Buffer.from(`stderr of ${tag}`));
-  const outputsBlob = await upload(who, Buffer.from(`outputs tar of ${tag}`));
-  const manifest: Manifest = {
-    exitCode: 0,
-    stdoutSha256: stdoutBlob,
-    files: [{ path: 'result.txt', sha256: sha(`result ${tag}`), size: 9 }],
-  };
+  const outputs = await outputsBytes({ 'result.txt': `result ${tag}` });
+  const outputsBlob = await upload(who, outputs.bytes);
+  const manifest: Manifest = { exitCode: 0, stdoutSha256: stdoutBlob, files: outputs.files };
   return {
     outcome: 'completed' as const,
     fencingToken: a.fencingToken,
@@ -160,12 +158,13 @@ async function completedReport(who: Who, a: Assignment, tag: string) {
 beforeAll(async () => {
   store = await openSqliteStore(':memory:');
   blobDir = await mkdtemp(join(tmpdir(), 'deqo-tenancy-'));
+  const blobs = new BlobStore(blobDir, 1 << 20);
   // Draws of 0: placement takes the best-ranked agent, so each test knows which agent gets its job.
-  engine = new Engine(store, { config: { ...DEFAULT_ENGINE_CONFIG }, log: log, random: () => 0 });
+  engine = new Engine(store, { blobs, config: { ...DEFAULT_ENGINE_CONFIG }, log: log, random: () => 0 });
   app = buildServer({
     store,
     engine,
-    blobs: new BlobStore(blobDir, 1 << 20),
+    blobs,
     log,
     metrics: createMetrics(store, engine, { cacheMs: 0 }),
   });

@@ -15,7 +15,11 @@ const log = pino({ level: 'silent' });
 const app = (webRoot: string) =>
   buildServer({
     store,
-    engine: new Engine(store, { config: DEFAULT_ENGINE_CONFIG, log: log }),
+    engine: new Engine(store, {
+      blobs: new BlobStore(join(root, 'blobs'), 1000),
+      config: DEFAULT_ENGINE_CONFIG,
+      log: log,
+    }),
     blobs: new BlobStore(join(root, 'blobs'), 1000),
     log,
     webRoot,

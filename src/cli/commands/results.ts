@@ -1,4 +1,7 @@
-/** `deqo results`: download and unpack a job's verified outputs, checking every file against its result hash. */
+/**
+ * `deqo results`: download and unpack a job's verified outputs, checking every file against its result hash; a copy
+ * that does not match is replaced by another agreeing provider's (download.ts).
+ */
 import { Command, Option } from 'commander';
 import { resolve } from 'node:path';
 import { action, globals, type CliContext } from '../command.js';
@@ -14,7 +17,10 @@ export function resultsCommand(ctx: CliContext): Command {
     .option('-o, --out <dir>', 'where to write outputs [default ./deqo-results/<job>]')
     .option('--no-download', 'only show which providers agreed on each result')
     .addOption(
-      new Option('--json', 'print JSON: per task the result hash, agreeing providers, manifest and local folder'),
+      new Option(
+        '--json',
+        'print JSON: per task the result hash, agreeing providers and their outputs, manifest, local folder and whose outputs it holds',
+      ),
     )
     .addHelpText('after', '\nExample:\n  deqo results job_3f2a… -o ./out && cat ./out/task-0/result.json')
     .action(
@@ -26,10 +32,10 @@ export function resultsCommand(ctx: CliContext): Command {
         if (opts.json) {
           printJson({
             ...results,
-            tasks: results.tasks.map((t) => ({
-              ...t,
-              dir: downloaded.find((d) => d.taskIndex === t.taskIndex)?.dir ?? null,
-            })),
+            tasks: results.tasks.map((t) => {
+              const d = downloaded.find((x) => x.taskIndex === t.taskIndex);
+              return { ...t, dir: d?.dir ?? null, outputsFrom: d?.from ?? null };
+            }),
           });
         } else {
           process.stdout.write(
