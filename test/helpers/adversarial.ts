@@ -6,6 +6,7 @@
  * ledger invariants (invariants.ts) on the stopped database.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
+import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DeqoClient } from '../../src/client/index.js';
@@ -102,6 +103,8 @@ export class World {
   readonly providers: WorldProvider[] = [];
   private readonly agents: AgentProcess[] = [];
   private stopped: RunCounts | null = null;
+  /** Connections to the coordinator on which no byte arrived yet. */
+  private readonly silentSockets = new Set<Socket>();
 
   private constructor(
     readonly o: WorldOptions,
@@ -132,6 +135,12 @@ export class World {
     const buyerKey = (await admin.adminCreateAccount('buyer', ['buyer'])).apiKey;
     await admin.adminGrant('buyer', o.credits ?? 1000, 'adversarial scenario');
     const world = new World(o, dir, coordinator, admin, new DeqoClient(coordinator.url, buyerKey), pgdb);
+    coordinator.app.server.on('connection', (sock: Socket) => {
+      world.silentSockets.add(sock);
+      const spoke = () => world.silentSockets.delete(sock);
+      sock.once('data', spoke);
+      sock.once('close', spoke);
+    });
     for (let i = 1; i <= o.honest; i++) {
       const name = `honest-${i}`;
       const acct = await admin.adminCreateAccount(name, ['provider']);
@@ -270,9 +279,14 @@ export class World {
     if (this.stopped) return this.stopped;
     await Promise.all(this.providers.map((p) => p.raw?.stop()));
     await Promise.all(this.agents.map((a) => a.stop()));
-    // Everything that talked to it has stopped: drop the connections left open (one that never sent a request
-    // would otherwise hold the close for about a minute, until Node's headers timeout).
-    this.coordinator.app.server.closeAllConnections();
+    // Everything that talked to it has stopped. A connection this process's HTTP client opened but never sent a
+    // request on would hold the close for about a minute (Node's headers timeout): drop those; requests still
+    // being answered finish normally.
+    for (const sock of this.silentSockets) sock.destroy();
+    // Long-poll claims whose clients hung up are still being answered; stopping the engine wakes them. Give them
+    // a moment before the store closes (RunningCoordinator.close does not wait for them: see the README).
+    await this.coordinator.engine.stop();
+    await new Promise((r) => setTimeout(r, 1_000));
     await this.coordinator.close();
     try {
       this.stopped = this.pg ? await checkPgRun(this.pg.url) : await checkRun(join(this.dir, 'coordinator', 'deqo.db'));
