@@ -111,9 +111,15 @@ export class World {
     readonly dir: string,
     readonly coordinator: RunningCoordinator,
     readonly admin: DeqoClient,
-    readonly buyer: DeqoClient,
+    /** The buyer's API key (for the CLI). */
+    readonly buyerKey: string,
     private readonly pg: Awaited<ReturnType<typeof createPgDatabase>> | null,
   ) {}
+
+  /** The buyer's client. */
+  get buyer(): DeqoClient {
+    return new DeqoClient(this.coordinator.url, this.buyerKey);
+  }
 
   get url(): string {
     return this.coordinator.url;
@@ -134,7 +140,7 @@ export class World {
     const admin = new DeqoClient(coordinator.url, adminKey);
     const buyerKey = (await admin.adminCreateAccount('buyer', ['buyer'])).apiKey;
     await admin.adminGrant('buyer', o.credits ?? 1000, 'adversarial scenario');
-    const world = new World(o, dir, coordinator, admin, new DeqoClient(coordinator.url, buyerKey), pgdb);
+    const world = new World(o, dir, coordinator, admin, buyerKey, pgdb);
     coordinator.app.server.on('connection', (sock: Socket) => {
       world.silentSockets.add(sock);
       const spoke = () => world.silentSockets.delete(sock);
