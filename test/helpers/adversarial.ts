@@ -7,6 +7,7 @@
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import type { Socket } from 'node:net';
+import { pino } from 'pino';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DeqoClient } from '../../src/client/index.js';
@@ -129,13 +130,17 @@ export class World {
   static async start(o: WorldOptions): Promise<World> {
     const dir = await mkdtemp(join(tmpdir(), 'deqo-adv-'));
     const pgdb = o.db === 'postgres' ? await createPgDatabase() : null;
-    const coordinator = await startCoordinator({
-      ...DEFAULT_COORDINATOR_CONFIG,
-      dataDir: join(dir, 'coordinator'),
-      ...(pgdb ? { databaseUrl: pgdb.url } : {}),
-      port: 0,
-      engine: { ...DEFAULT_ENGINE_CONFIG, ...ADVERSARIAL_ENGINE, ...o.engine },
-    });
+    const coordinator = await startCoordinator(
+      {
+        ...DEFAULT_COORDINATOR_CONFIG,
+        dataDir: join(dir, 'coordinator'),
+        ...(pgdb ? { databaseUrl: pgdb.url } : {}),
+        port: 0,
+        engine: { ...DEFAULT_ENGINE_CONFIG, ...ADVERSARIAL_ENGINE, ...o.engine },
+      },
+      // Lost leases are the point of several scenarios: print errors only.
+      pino({ level: 'error' }),
+    );
     const adminKey = (await coordinator.engine.accounts.createAccount('admin', ['admin'])).apiKey;
     const admin = new DeqoClient(coordinator.url, adminKey);
     const buyerKey = (await admin.adminCreateAccount('buyer', ['buyer'])).apiKey;
