@@ -199,7 +199,7 @@ export const sleeper =
   (a, ctx) =>
     ctx.seen < honestFor
       ? { kind: 'complete', result: honestOf(a, ctx), lie: false }
-      : { kind: 'complete', result: forged(honestOf(a, ctx)), lie: true };
+      : { kind: 'complete', result: forged(ctx.oracle(a) ?? { exitCode: 0, stdout: '', files: {} }), lie: true };
 
 /** Honest result, but claims usage.wallMs of the job's whole timeout (or `wallMs`) while reporting at once. */
 export const selfBiller =
