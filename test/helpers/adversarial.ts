@@ -36,8 +36,8 @@ import { createPgDatabase } from './stores.js';
 /** Short intervals so leases, retries and reaping play out within a test (coordinator side). */
 export const ADVERSARIAL_ENGINE: Partial<EngineConfig> = {
   heartbeatIntervalMs: 1_000,
-  leaseTtlMs: 4_000,
-  agentTtlMs: 4_000,
+  leaseTtlMs: 6_000,
+  agentTtlMs: 6_000,
   claimTimeoutMs: 8_000,
   tickMs: 250,
   predictorRefreshMs: 2_000,
@@ -95,6 +95,7 @@ export interface ScenarioFigures {
   executions: number;
   replicasPerTask: number;
   buyerPaid: number;
+  failures: Record<string, number>;
   providers: ProviderFigures[];
   [extra: string]: unknown;
 }
@@ -267,6 +268,13 @@ export class World {
       for (const t of tasks)
         if (t.state === 'verified' && t.resultHash !== (await resultHashFor(honest(t.params)))) wrong++;
     const executions = tasks.reduce((n, t) => n + t.executions.length, 0);
+    // Executions that failed or were lost, by provider and reason (e.g. "honest-2:lease_expired": 1).
+    const failures: Record<string, number> = {};
+    for (const e of tasks.flatMap((t) => t.executions))
+      if (e.failure && (e.state === 'failed' || e.state === 'lost')) {
+        const k = `${e.agentName}:${e.failure.reason}`;
+        failures[k] = (failures[k] ?? 0) + 1;
+      }
     return {
       scenario,
       db: this.o.db,
@@ -277,6 +285,7 @@ export class World {
       executions,
       replicasPerTask: tasks.length === 0 ? 0 : Math.round((executions / tasks.length) * 100) / 100,
       buyerPaid: round6(views.reduce((s, v) => s + v.billing.paid, 0)),
+      failures,
       providers: await this.providerFigures(),
       ...extra,
     };
