@@ -46,7 +46,8 @@ describe('sleeper under adaptive replication', () => {
     const w = await world.waitSettled(warm);
     expect(w.ended && w.view.state === 'succeeded').toBe(true);
     const trusted = await world.reputation('sleeper-1');
-    expect(trusted.consecutiveValid).toBe(HONEST_FOR);
+    // Established: at least ten cross-checked results in a row (BOINC's trust threshold, Sarmenta's probation).
+    expect(trusted.consecutiveValid).toBeGreaterThanOrEqual(10);
 
     // Adaptive jobs until the sleeper is caught (at most three).
     const jobIds: string[] = [];
