@@ -90,7 +90,7 @@ describe('griefing', () => {
     const after = await Promise.all(honest.map(async (n) => record(await world.reputation(n))));
     const ran = view.tasks.flatMap((t) => t.executions).filter((e) => e.resultHash !== null);
     const f = await world.figures('griefing-nondeterministic', [view], null, {
-      failures: view.tasks.map((t) => t.failure?.reason ?? t.state),
+      taskFailures: view.tasks.map((t) => t.failure?.reason ?? t.state),
       executionsRan: ran.length,
       executionsPaid: ran.filter((e) => e.paid !== null && e.paid > 0).length,
       honestBefore: before,
