@@ -304,7 +304,8 @@ export class World {
     // being answered finish normally.
     for (const sock of this.silentSockets) sock.destroy();
     // Long-poll claims whose clients hung up are still being answered; stopping the engine wakes them. Give them
-    // a moment before the store closes (RunningCoordinator.close does not wait for them: see the README).
+    // a moment before the store closes: RunningCoordinator.close does not wait for them, and they would fail on the
+    // closed store ("The database connection is not open").
     await this.coordinator.engine.stop();
     await new Promise((r) => setTimeout(r, 1_000));
     await this.coordinator.close();
