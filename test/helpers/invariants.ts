@@ -4,7 +4,8 @@
  * when valid, every ended job settled with its escrow at zero, all balances summing to zero).
  */
 import Database from 'better-sqlite3';
-import { openSqliteStore } from '../../src/store/index.js';
+import pg from 'pg';
+import { openPostgresStore, openSqliteStore } from '../../src/store/index.js';
 
 /** What a run ended with, for assertions and for printing. */
 export interface RunCounts {
@@ -62,5 +63,53 @@ export async function checkRun(dbPath: string): Promise<RunCounts> {
     return { jobs, taskFailures, executions, lostReasons, paidExecutions: paid.length, problems };
   } finally {
     db.close();
+  }
+}
+
+/**
+ * The same checks as checkRun over a PostgreSQL database at `url` (the coordinators on it must be stopped): the
+ * ledger audit, payments (at most once, only valid executions), ended jobs settled with escrow zero, balances
+ * summing to zero.
+ */
+export async function checkPgRun(url: string): Promise<RunCounts> {
+  const store = await openPostgresStore(url);
+  const problems = (await store.ledger.audit()).map((p) => `audit: ${p}`);
+  await store.close();
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  try {
+    const rows = async <R extends pg.QueryResultRow>(sql: string) => (await c.query<R>(sql)).rows;
+    const countBy = async (sql: string) =>
+      Object.fromEntries((await rows<{ k: string | null; n: string }>(sql)).map((r) => [r.k ?? 'null', Number(r.n)]));
+    const jobs = await countBy('SELECT state AS k, count(*) AS n FROM jobs GROUP BY state');
+    const executions = await countBy('SELECT state AS k, count(*) AS n FROM executions GROUP BY state');
+    const taskFailures = await countBy(
+      `SELECT failure::json->>'reason' AS k, count(*) AS n FROM tasks WHERE state = 'failed' GROUP BY k`,
+    );
+    const lostReasons = await countBy(
+      `SELECT failure::json->>'reason' AS k, count(*) AS n FROM executions WHERE state IN ('lost', 'failed') GROUP BY k`,
+    );
+    const paid = await rows<{ id: string; state: string; payments: string }>(
+      `SELECT e.id, e.state, count(DISTINCT l.txn_id) AS payments FROM ledger_entries l JOIN executions e ON e.id = l.execution_id
+      WHERE l.kind = 'payment' GROUP BY e.id, e.state`,
+    );
+    for (const p of paid) {
+      if (Number(p.payments) > 1) problems.push(`execution ${p.id} was paid ${p.payments} times`);
+      if (p.state !== 'valid') problems.push(`execution ${p.id} was paid but is ${p.state}`);
+    }
+    for (const j of await rows<{ id: string }>(
+      `SELECT id FROM jobs WHERE state IN ('succeeded', 'failed', 'cancelled') AND settled_at IS NULL`,
+    ))
+      problems.push(`job ${j.id} ended but is not settled`);
+    for (const j of await rows<{ id: string; balance: string }>(
+      `SELECT j.id, b.balance FROM jobs j JOIN balances b ON b.account = 'escrow:' || j.id
+      WHERE j.settled_at IS NOT NULL AND b.balance <> 0`,
+    ))
+      problems.push(`settled job ${j.id} still holds ${j.balance} µcr in escrow`);
+    const total = Number((await rows<{ s: string }>('SELECT coalesce(sum(balance), 0) AS s FROM balances'))[0]!.s);
+    if (total !== 0) problems.push(`balances sum to ${total}, not 0`);
+    return { jobs, taskFailures, executions, lostReasons, paidExecutions: paid.length, problems };
+  } finally {
+    await c.end();
   }
 }

@@ -1,0 +1,4 @@
+/** Collusion (scenarios/collusion.ts): 2 colluding accounts among 3 honest providers, 2-of-2 jobs, over SQLite. */
+import { collusionScenario } from './scenarios/collusion.js';
+
+collusionScenario('sqlite', 2, { withoutMaxError: true });
