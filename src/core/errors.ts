@@ -16,6 +16,8 @@ export const ERROR_CATALOGUE = {
   payload_too_large: { status: 413, retryable: false },
   unsupported_media_type: { status: 415, retryable: false },
   digest_mismatch: { status: 422, retryable: false },
+  /** A report of something the coordinator did not observe (e.g. a timeout before the time limit). */
+  implausible_report: { status: 422, retryable: false },
   internal: { status: 500, retryable: true },
   unavailable: { status: 503, retryable: true },
 } as const;

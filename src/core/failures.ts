@@ -175,6 +175,17 @@ export const FAILURES = {
       how: 'relax the constraints or prices, or wait longer',
     },
   },
+  spot_check_failed: {
+    // A platform spot-check (a task whose answer was known) came back wrong: the provider is caught (blacklisted) and
+    // what it alone supported is re-verified (spotchecks.ts). Recorded on the platform's spot-check task only.
+    blame: 'provider',
+    source: 'task',
+    votes: false,
+    charged: false,
+    againstProvider: false,
+    words: 'the provider returned a wrong answer to a spot-check and was caught',
+    fix: null,
+  },
   insufficient_funds: {
     blame: 'job',
     source: 'task',

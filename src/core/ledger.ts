@@ -12,7 +12,8 @@
 import { platformFee } from './pricing.js';
 
 /** Kinds of ledger transactions. */
-export type LedgerKind = 'grant' | 'escrow_hold' | 'payment' | 'refund';
+export type { LedgerKind } from '../protocol/index.js';
+import type { LedgerKind } from '../protocol/index.js';
 
 /** One side of a transaction: `amount` is added to `account` (negative = taken from it). */
 export interface Posting {
@@ -113,6 +114,30 @@ export function refundTxn(buyerId: string, jobId: string, remaining: number): Le
     postings: [
       { account: escrowLedger(jobId), amount: -remaining },
       { account: accountLedger(buyerId), amount: remaining },
+    ],
+  };
+}
+
+/**
+ * Credits taken back from a provider whose valid result a re-verification overturned, returned to the buyer who paid
+ * for it (backtracking, spotchecks.ts): at most what it was paid and what it still holds. `executionId` is named in
+ * the memo only: the ledger keeps one payment posting per (execution, account).
+ */
+export function clawbackTxn(
+  providerId: string,
+  buyerId: string,
+  jobId: string,
+  executionId: string,
+  amount: number,
+): LedgerTxn {
+  return {
+    kind: 'clawback',
+    jobId,
+    executionId: null,
+    memo: `taken back: execution ${executionId} was overturned on re-verification`,
+    postings: [
+      { account: accountLedger(providerId), amount: -amount },
+      { account: accountLedger(buyerId), amount },
     ],
   };
 }

@@ -16,7 +16,7 @@
  * earned trust (core/reputation.ts runsAlone), the task runs there alone; otherwise it is replicated.
  */
 import { hourlyRate } from './pricing.js';
-import { rejections, type Demand, type SchedAgent } from './matching.js';
+import { rejections, staticRejections, type Demand, type SchedAgent } from './matching.js';
 import { retryDue, type RetryBackoff } from './faults.js';
 import { runsAlone } from './reputation.js';
 
@@ -66,6 +66,8 @@ export interface OpenTask {
   lastFailureAt: number | null;
   quorum: number;
   maxError: number | null;
+  /** For the platform's re-verification of a task: that task (its providers may not re-verify it). */
+  replayOf: string | null;
 }
 
 /**
@@ -256,8 +258,13 @@ export function planExecutions(
     let established = peers.some((a) => a.established);
     for (let k = 0; k < t.need; k++) {
       const eligible = free.filter((a) => !used.has(a.providerId) && rejections(t.demand, a).length === 0);
-      let feasible = eligible.filter((a) => !retry.has(a.providerId));
-      if (feasible.length === 0) feasible = eligible; // the only machines that can take it failed it before: retry
+      // A provider that failed this task retries it only when no other online provider could ever take it (busy
+      // ones will free up): the only eligible machine may retry, bounded by maxErrors.
+      const others = free.some(
+        (a) =>
+          a.online && !used.has(a.providerId) && !retry.has(a.providerId) && staticRejections(t.demand, a).length === 0,
+      );
+      let feasible = others ? eligible.filter((a) => !retry.has(a.providerId)) : eligible;
       if (feasible.length === 0) break;
       const key = rankKey(t.demand);
       let scores = scoresByDemand.get(key);

@@ -10,7 +10,8 @@ export const EXECUTION_TRANSITIONS: Readonly<Record<ExecutionState, readonly Exe
   running: ['assigned'],
   reported: ['running'],
   valid: ['reported'],
-  invalid: ['reported'],
+  // valid → invalid: re-graded when a re-verification overturns its task's verdict (backtracking, spotchecks.ts).
+  invalid: ['reported', 'valid'],
   failed: ['assigned', 'running'],
   lost: ['assigned', 'running'],
   // A reported result of a task the buyer cancelled is cancelled too: not graded, not paid, no reputation change.

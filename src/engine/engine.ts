@@ -17,6 +17,7 @@ import { ReportSystem } from './reports.js';
 import type { BlobReader, Clock, EngineResources, MarketPolicy } from './resources.js';
 import { SchedulingSystem } from './scheduling.js';
 import { SettlementSystem } from './settlement.js';
+import { SpotCheckSystem } from './spotchecks.js';
 import { SubmissionSystem } from './submission.js';
 import { VerificationSystem, type VerifyOutcome } from './verification.js';
 
@@ -47,6 +48,7 @@ export class Engine {
   /** Dispatches, task decisions, settlements and credit movements, for observers (events.ts). */
   readonly events: EngineEvents;
   readonly settlement: SettlementSystem;
+  readonly spotChecks: SpotCheckSystem;
   readonly verification: VerificationSystem;
   readonly scheduling: SchedulingSystem;
   readonly leases: LeaseSystem;
@@ -76,8 +78,9 @@ export class Engine {
       events: this.events,
     };
     this.settlement = new SettlementSystem(r);
-    this.verification = new VerificationSystem(r, this.settlement);
-    this.scheduling = new SchedulingSystem(r, this.verification);
+    this.spotChecks = new SpotCheckSystem(r);
+    this.verification = new VerificationSystem(r, this.settlement, this.spotChecks);
+    this.scheduling = new SchedulingSystem(r, this.verification, this.spotChecks);
     this.leases = new LeaseSystem(r, this.scheduling, this.verification, this.settlement);
     this.reports = new ReportSystem(r, this.verification, this.settlement);
     this.submission = new SubmissionSystem(r, this.settlement);

@@ -43,7 +43,7 @@ export interface ReportCheck {
  * Refuses, and records against the provider (a failed end with `refused` set): an outputs tarball that does not hold
  * exactly the manifest's files (digest_mismatch naming the first bad path; failure `outputs_mismatch`, checked by
  * streaming the blob, outputs.ts), and a failure the coordinator did not observe, such as a `timeout` before the
- * job's time limit passed since the claim (validation_failed naming `reason`; failure `implausible_report`).
+ * job's time limit passed since the claim (implausible_report, 422, naming `reason`; failure `implausible_report`).
  */
 export async function classifyReport(
   res: Pick<EngineResources, 'store' | 'blobs'>,
@@ -118,7 +118,7 @@ export async function classifyReport(
       r,
       failureOf('implausible_report', `refused: ${implausible}`),
       new DeqoError(
-        'validation_failed',
+        'implausible_report',
         `reason "${r.reason}" was not observed: ${implausible}; the report is refused and counted against this provider`,
         [{ path: 'reason', message: implausible }],
       ),

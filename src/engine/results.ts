@@ -1,7 +1,8 @@
 /**
  * A job's verified results for its buyer: per task, the canonical execution's outputs, logs and manifest (core's
  * canonicalExecution picks it), who agreed, and the outputs of every agreeing execution (canonical first), so a
- * download that does not match the manifest can use another copy.
+ * download that does not match the manifest can use another copy. A task whose result a re-verification replaced
+ * (backtracking, engine/spotchecks.ts) is served from the re-verification's canonical execution.
  */
 import { canonicalExecution } from '../core/index.js';
 import type { JobResults, ResultReplica, TaskResult } from '../protocol/index.js';
@@ -12,7 +13,27 @@ export async function jobResults(store: Store, jobId: string, buyerId: string): 
   const view = await store.views.jobView(jobId, buyerId);
   if (!view) return null;
   const manifests = await store.views.validManifests(jobId);
+  // A task whose result a re-verification replaced is served from the re-verification's canonical execution.
+  const replaced = await store.views.replacedResults(jobId);
   const tasks = view.tasks.map((t): TaskResult => {
+    const r = replaced.get(t.id);
+    if (r) {
+      return {
+        taskIndex: t.index,
+        params: t.params,
+        state: t.state,
+        resultHash: t.resultHash,
+        failure: t.failure,
+        manifest: r.manifest,
+        outputsBlob: r.outputsBlob,
+        stdoutBlob: r.stdoutBlob,
+        stderrBlob: r.stderrBlob,
+        agreedBy: [{ agentId: r.agentId, agentName: r.agentName, providerId: r.providerId }],
+        replicas: r.outputsBlob
+          ? [{ executionId: r.executionId, agentName: r.agentName, outputsBlob: r.outputsBlob }]
+          : [],
+      };
+    }
     const valid = t.executions
       .filter((e) => e.state === 'valid')
       .map((e) => ({ ...e, reportedAt: e.finishedAt ?? e.createdAt }));

@@ -19,6 +19,7 @@ import {
 import type { Price } from '../protocol/index.js';
 import { Effects } from './effects.js';
 import type { EngineResources } from './resources.js';
+import type { SpotCheckSystem } from './spotchecks.js';
 import type { VerificationSystem } from './verification.js';
 
 /** A round's input: when it was taken (ms), the scheduler's tasks and agents, agents' prices, the open tasks read. */
@@ -43,6 +44,7 @@ export class SchedulingSystem {
   constructor(
     private readonly r: EngineResources,
     private readonly verification: VerificationSystem,
+    private readonly spotChecks: SpotCheckSystem,
   ) {}
 
   /** Runs a round now, or once more after the running round if one is in progress. */
@@ -126,7 +128,13 @@ export class SchedulingSystem {
     if (wanting.length === 0) return null;
     const { agents, prices } = await store.snapshot.agents(now, now - config.agentTtlMs, false, policy);
     if (agents.length === 0) return null;
-    const ran = await store.snapshot.executionsOf(wanting.map((t) => t.taskId));
+    // A re-verification must not go to the providers of the task it replays: they count as having run it.
+    const ran = await store.snapshot.executionsOf([
+      ...wanting.map((t) => t.taskId),
+      ...wanting.flatMap((t) => (t.replayOf ? [t.replayOf] : [])),
+    ]);
+    for (const t of wanting)
+      if (t.replayOf) ran.set(t.taskId, [...(ran.get(t.taskId) ?? []), ...(ran.get(t.replayOf) ?? [])]);
     return { now, tasks: wanting.map((t) => schedTaskOf(t, ran.get(t.taskId) ?? [])), agents, prices, open: wanting };
   }
 
@@ -173,6 +181,8 @@ export class SchedulingSystem {
     });
     this.r.log.debug({ placements: plan.length, agents: fx.agents.size }, 'plan applied');
     fx.emit(this.r.events);
+    const placed = plan.filter((p) => fx.agents.has(p.agentId));
+    for (const agentId of await this.spotChecks.plant(placed, snap)) fx.agents.add(agentId);
     for (const agentId of fx.agents) this.wake(agentId);
     await store.notifier.publish([...fx.agents]);
     return fx.agents;

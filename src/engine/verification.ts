@@ -7,7 +7,10 @@ import {
   accountLedger,
   credibility,
   decideTask,
+  isCanary,
   isEstablished,
+  judgeSpotCheck,
+  type ExecutionVote,
   escrowHoldTxn,
   failureOf,
   formatCredits,
@@ -22,6 +25,7 @@ import type { Repositories, TaskForVerification } from '../store/index.js';
 import type { Effects } from './effects.js';
 import type { EngineResources } from './resources.js';
 import type { SettlementSystem } from './settlement.js';
+import type { SpotCheckSystem } from './spotchecks.js';
 
 /** What verifying a task did: decided it, raised its target (pending), graded late results (closed), or nothing. */
 export type VerifyOutcome = 'verified' | 'failed' | 'pending' | 'closed' | 'unchanged';
@@ -30,6 +34,7 @@ export class VerificationSystem {
   constructor(
     private readonly r: EngineResources,
     private readonly settlement: SettlementSystem,
+    private readonly spotChecks: SpotCheckSystem,
   ) {}
 
   /**
@@ -51,10 +56,23 @@ export class VerificationSystem {
         credibility: credibility(standing, cfg),
         established: isEstablished(standing, cfg),
       }));
-      const decision = decideTask(task.policy, task.target, votes);
+      const decision =
+        task.expectedVerdict !== null ? judged(task, votes) : decideTask(task.policy, task.target, votes);
       if (decision.kind === 'pending' && decision.target === task.target) return 'unchanged';
-      const applied = await this.apply(tx, task, decision, now, fx);
-      if (applied) return applied;
+      const applied = await this.apply(tx, task, decision, now, fx, votes);
+      if (!applied) continue;
+      if (decision.kind !== 'pending') {
+        if (task.jobKind === 'audit') await this.spotChecks.audited(tx, task, decision, now, fx);
+        if (
+          task.expectedVerdict !== null &&
+          decision.kind === 'failed' &&
+          decision.failure.reason === 'spot_check_failed'
+        ) {
+          const liar = votes.find((v) => decision.invalid.includes(v.id));
+          if (liar) await this.spotChecks.caught(tx, liar.providerId, now, fx);
+        }
+      }
+      return applied;
     }
     throw new Error(`task ${taskId} kept changing while being verified`);
   }
@@ -66,12 +84,13 @@ export class VerificationSystem {
     d: Decision,
     now: number,
     fx: Effects,
+    votes: readonly ExecutionVote[],
   ): Promise<VerifyOutcome | null> {
     if (d.kind === 'pending') {
       const topUp = topUpCost(task.funded, d.target, task.executionMaxCost);
       if (topUp > 0) {
         const available = await tx.ledger.balance(accountLedger(task.buyerId));
-        if (available < topUp) return this.apply(tx, task, this.unfunded(task, topUp, available), now, fx);
+        if (available < topUp) return this.apply(tx, task, this.unfunded(task, topUp, available), now, fx, votes);
       }
       const funded = Math.max(task.funded, d.target);
       if (!(await tx.tasks.write(task.id, task.revision, now, { target: d.target, funded }))) return null;
@@ -86,7 +105,16 @@ export class VerificationSystem {
     }
     const to = d.kind === 'verified' ? 'verified' : 'failed';
     const failure = d.kind === 'failed' ? d.failure : null;
-    if (!(await tx.tasks.write(task.id, task.revision, now, { verdict: d.verdict, failure }, to))) return null;
+    // A buyer's verified task its buyer lets be replayed becomes a canary when it is a safe one (core isCanary).
+    const graded = votes
+      .filter((v) => d.valid.includes(v.id) || d.invalid.includes(v.id))
+      .map((v) => ({
+        state: d.valid.includes(v.id) ? ('valid' as const) : ('invalid' as const),
+        established: v.established,
+        exitCode: v.exitCode,
+      }));
+    const canary = d.kind === 'verified' && task.jobKind === 'buyer' && isCanary({ allowed: task.spotChecks, graded });
+    if (!(await tx.tasks.write(task.id, task.revision, now, { verdict: d.verdict, failure, canary }, to))) return null;
     const ended = [
       ...(await tx.executions.move(d.valid, 'valid', now)),
       ...(await tx.executions.move(d.invalid, 'invalid', now)),
@@ -164,5 +192,46 @@ export class VerificationSystem {
     if (to !== cur.state && (await tx.jobs.setState(jobId, to, now))) fx.touch(jobId, 'reported');
     await this.settlement.job(tx, jobId, now, fx);
     return to;
+  }
+}
+
+/**
+ * The decision on a spot-check task (a replay whose answer is known, core/spotchecks.ts judgeSpotCheck): the known
+ * answer verifies it and confirms its provider; a different one fails it as spot_check_failed with the execution
+ * invalid (the caller then blacklists the provider and backtracks); a job-caused failure says nothing (ungraded).
+ * Without a report yet it is decided like any task (a provider-side error ends it: maxErrors 1).
+ */
+function judged(task: TaskForVerification, votes: readonly ExecutionVote[]): Decision {
+  const reported = votes.find((v) => v.state === 'reported');
+  if (!reported || task.expectedVerdict === null) return decideTask(task.policy, task.target, votes);
+  const none = { valid: [], invalid: [], confirmed: [], ungraded: [], cancel: [], stop: [] };
+  switch (judgeSpotCheck(task.expectedVerdict, reported)) {
+    case 'passed':
+      return {
+        kind: 'verified',
+        verdict: task.expectedVerdict,
+        ...none,
+        valid: [reported.id],
+        confirmed: [reported.id],
+      };
+    case 'caught':
+      return {
+        kind: 'failed',
+        verdict: null,
+        ...none,
+        invalid: [reported.id],
+        failure: failureOf(
+          'spot_check_failed',
+          `expected result ${task.expectedVerdict.slice(0, 12)}, got ${(reported.verdict ?? 'none').slice(0, 24)}`,
+        ),
+      };
+    case 'inconclusive':
+      return {
+        kind: 'failed',
+        verdict: null,
+        ...none,
+        ungraded: [reported.id],
+        failure: reported.failure ?? failureOf('no_quorum', 'the spot-check ended without a comparable result'),
+      };
   }
 }

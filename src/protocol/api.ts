@@ -105,8 +105,22 @@ export const TaskViewSchema = z.object({
   resultHash: z.string().nullable(),
   failure: FailureSchema.nullable(),
   executions: z.array(ExecutionViewSchema),
+  /**
+   * A re-verification of this verified task (its result rested on a provider later caught lying): pending, confirmed
+   * (the result stands), changed (it was wrong and was replaced) or inconclusive; null when none.
+   */
+  audit: z.enum(['pending', 'confirmed', 'changed', 'inconclusive']).nullable().default(null),
 });
 export type TaskView = z.infer<typeof TaskViewSchema>;
+
+/** Something that happened to a job its buyer should know of, e.g. a result re-verified after a provider was caught. */
+export const JobHistoryEntrySchema = z.object({
+  at: z.number(),
+  kind: z.string(),
+  taskIndex: z.number().int().nullable(),
+  message: z.string(),
+});
+export type JobHistoryEntry = z.infer<typeof JobHistoryEntrySchema>;
 
 export const JobViewSchema = z.object({
   id: IdSchema,
@@ -117,6 +131,8 @@ export const JobViewSchema = z.object({
   spec: JobSpecSchema,
   tasks: z.array(TaskViewSchema),
   billing: JobBillingSchema,
+  /** The job's history (re-verifications …), oldest first. */
+  history: z.array(JobHistoryEntrySchema).default([]),
 });
 export type JobView = z.infer<typeof JobViewSchema>;
 

@@ -107,6 +107,12 @@ export const VerificationSchema = z
      * placed until it does (up to maxExecutions). Absent: quorum voting with probation.
      */
     maxError: z.number().gt(0).max(0.5).optional(),
+    /**
+     * Allow the verified tasks of this job to be replayed to other providers as spot-checks (tasks whose answer the
+     * network knows, used to catch lying providers). A replay shows the task's inputs and command to one more
+     * provider; off by default.
+     */
+    spotChecks: z.boolean().default(false),
   })
   .strict()
   .refine((v) => v.mode !== 'none' || (v.replicas === 1 && v.quorum === 1), {

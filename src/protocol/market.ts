@@ -60,7 +60,12 @@ export const BalanceSchema = z.object({
 });
 export type Balance = z.infer<typeof BalanceSchema>;
 
-export const LedgerKindSchema = z.enum(['grant', 'escrow_hold', 'payment', 'refund']);
+/**
+ * Kinds of ledger transactions: credits granted by the platform, held in a job's escrow, paid to a provider, refunded
+ * to the buyer, or taken back from a provider whose result a re-verification overturned (clawback).
+ */
+export const LedgerKindSchema = z.enum(['grant', 'escrow_hold', 'payment', 'refund', 'clawback']);
+export type LedgerKind = z.infer<typeof LedgerKindSchema>;
 export const LedgerEntrySchema = z.object({
   id: z.number().int(),
   txnId: z.string(),

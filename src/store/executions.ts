@@ -40,6 +40,18 @@ export interface NewExecution {
   price: Price;
 }
 
+/** A valid execution as backtracking reads it. */
+export interface ValidExecution {
+  id: string;
+  providerId: string;
+  verdict: string | null;
+  paid: number | null;
+  finishedAt: number | null;
+  outputsBlob: string | null;
+  stdoutBlob: string | null;
+  stderrBlob: string | null;
+}
+
 /** Who holds an execution and in which state, with its current fencing token, job and task. */
 export interface LeaseInfo {
   agentId: string;
@@ -208,6 +220,26 @@ export class ExecutionStore {
       .where('task_id', '=', taskId)
       .where('state', '=', 'reported')
       .execute();
+  }
+
+  /** A task's valid executions: provider, verdict, what each was paid (µcr), when it reported, its blobs. */
+  async validOf(taskId: string): Promise<ValidExecution[]> {
+    const rows = await this.db
+      .selectFrom('executions')
+      .select(['id', 'provider_id', 'verdict', 'paid', 'finished_at', 'outputs_blob', 'stdout_blob', 'stderr_blob'])
+      .where('task_id', '=', taskId)
+      .where('state', '=', 'valid')
+      .execute();
+    return rows.map((r) => ({
+      id: r.id,
+      providerId: r.provider_id,
+      verdict: r.verdict,
+      paid: r.paid === null ? null : Number(r.paid),
+      finishedAt: r.finished_at === null ? null : Number(r.finished_at),
+      outputsBlob: r.outputs_blob,
+      stdoutBlob: r.stdout_blob,
+      stderrBlob: r.stderr_blob,
+    }));
   }
 
   /** Executions of a task in the given states. */

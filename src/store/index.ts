@@ -27,8 +27,20 @@ import { ViewStore } from './views.js';
 
 export { AccountStore, type Principal, type Role, type AgentRecord } from './accounts.js';
 export { JobStore, type NewJob, type JobHeader } from './jobs.js';
-export { TaskStore, type TaskForVerification, type TaskChanges } from './tasks.js';
-export { ExecutionStore, type ExecutionEnd, type NewExecution, type LeaseInfo } from './executions.js';
+export {
+  TaskStore,
+  type TaskForVerification,
+  type TaskChanges,
+  type Canary,
+  type BacktrackCandidate,
+} from './tasks.js';
+export {
+  ExecutionStore,
+  type ExecutionEnd,
+  type NewExecution,
+  type LeaseInfo,
+  type ValidExecution,
+} from './executions.js';
 export { LeaseStore, type ClaimedExecution, type ExpiredLease } from './leases.js';
 export { newId, type StoreCapabilities } from './db.js';
 export type { Coordination, ExclusiveStep, Notifier } from './coordination.js';

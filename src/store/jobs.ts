@@ -12,7 +12,7 @@ import {
   type TaskCounts,
   type TaskPlan,
 } from '../core/index.js';
-import type { Failure, JobSpec, JobState } from '../protocol/index.js';
+import { JobSpecSchema, type Failure, type JobSpec, type JobState } from '../protocol/index.js';
 import { newId, requireTransaction, type StoreCapabilities } from './db.js';
 import type { Database } from './schema.js';
 
@@ -27,6 +27,10 @@ export interface NewJob {
   fundedPerTask: number;
   /** The most one execution can cost, µcr. */
   executionMaxCost: number;
+  /** Whose job (default a buyer's): the platform's spot-check or re-verification replays a task. */
+  kind?: 'buyer' | 'spot_check' | 'audit';
+  /** For a replay: the task it replays, the task count its environment shows, and (spot-check) the known answer. */
+  replay?: { of: string; taskCount: number; expectedVerdict: string | null };
 }
 
 /** A job's owner, state and settlement, as the engine reads it. Times epoch ms. */
@@ -60,7 +64,7 @@ export class JobStore {
         cpus: job.spec.resources.cpus,
         memory_mb: job.spec.resources.memoryMb,
         network: job.spec.network ? 1 : 0,
-        task_count: job.tasks.length,
+        task_count: job.replay?.taskCount ?? job.tasks.length,
         created_at: now,
         finished_at: null,
         revision: 0,
@@ -75,6 +79,7 @@ export class JobStore {
         tasks_verified: 0,
         tasks_failed: 0,
         tasks_cancelled: 0,
+        kind: job.kind ?? 'buyer',
       })
       .execute();
     const rows = job.tasks.map((t) => ({
@@ -95,6 +100,11 @@ export class JobStore {
       funded: job.fundedPerTask,
       alone: 0,
       max_error: job.policy.maxError,
+      canary: 0,
+      expected_verdict: job.replay?.expectedVerdict ?? null,
+      replay_of: job.replay?.of ?? null,
+      audit: null,
+      result_execution_id: null,
     }));
     for (let i = 0; i < rows.length; i += 500)
       await this.db
@@ -218,6 +228,21 @@ export class JobStore {
           queueTimeoutMs: Number(r.queue_timeout_ms),
         }
       : null;
+  }
+
+  /** Appends an entry to the job's history (its buyer reads it in the job view). In a transaction. */
+  async addHistory(jobId: string, at: number, kind: string, taskIndex: number | null, message: string): Promise<void> {
+    requireTransaction(this.db);
+    await this.db
+      .insertInto('job_events')
+      .values({ job_id: jobId, at, kind, task_index: taskIndex, message })
+      .execute();
+  }
+
+  /** The job's stored spec, or null. */
+  async spec(jobId: string): Promise<JobSpec | null> {
+    const r = await this.db.selectFrom('jobs').select('spec').where('id', '=', jobId).executeTakeFirst();
+    return r ? JobSpecSchema.parse(JSON.parse(r.spec)) : null;
   }
 
   /** The job's stored demand (what each execution needs), or null. */

@@ -329,6 +329,40 @@ const m005 = (d: Dialect): Migration => ({
   },
 });
 
+/**
+ * Spot-checks and backtracking: a job's kind (a buyer's, the platform's spot-check, or the platform's re-verification
+ * of a task), a task's part in them (a canary its buyer allows to be replayed; the answer a spot-check expects; the
+ * task a replay replays; the state of a re-verification; the execution whose result stands in for it), and each job's
+ * history of such events, which its buyer reads.
+ */
+const m006 = (d: Dialect): Migration => ({
+  async up(db) {
+    await db.schema
+      .alterTable('jobs')
+      .addColumn('kind', 'text', (c) => c.notNull().defaultTo('buyer'))
+      .execute();
+    await db.schema
+      .alterTable('tasks')
+      .addColumn('canary', 'integer', (c) => c.notNull().defaultTo(0))
+      .execute();
+    await db.schema.alterTable('tasks').addColumn('expected_verdict', 'text').execute();
+    await db.schema.alterTable('tasks').addColumn('replay_of', 'text').execute();
+    await db.schema.alterTable('tasks').addColumn('audit', 'text').execute();
+    await db.schema.alterTable('tasks').addColumn('result_execution_id', 'text').execute();
+    await db.schema.createIndex('tasks_canary').on('tasks').columns(['canary', 'updated_at']).execute();
+    await db.schema.createIndex('tasks_replay_of').on('tasks').columns(['replay_of']).execute();
+    await types(d)
+      .serialKey(db, 'job_events')
+      .addColumn('job_id', 'text', (c) => c.notNull())
+      .addColumn('at', 'bigint', (c) => c.notNull())
+      .addColumn('kind', 'text', (c) => c.notNull())
+      .addColumn('task_index', 'integer')
+      .addColumn('message', 'text', (c) => c.notNull())
+      .execute();
+    await db.schema.createIndex('job_events_job').on('job_events').columns(['job_id', 'id']).execute();
+  },
+});
+
 /** All migrations by name for a dialect; Kysely runs them in name order. */
 export function migrationProvider(d: Dialect): MigrationProvider {
   return {
@@ -339,6 +373,7 @@ export function migrationProvider(d: Dialect): MigrationProvider {
         '003_charts': m003(),
         '004_task_counts': m004(),
         '005_standing': m005(d),
+        '006_spot_checks': m006(d),
       };
     },
   };

@@ -58,6 +58,8 @@ export interface JobsTable {
   tasks_verified: number;
   tasks_failed: number;
   tasks_cancelled: number;
+  /** Whose job: a buyer's, or the platform's spot-check or re-verification (core/spotchecks.ts). */
+  kind: 'buyer' | 'spot_check' | 'audit';
 }
 export interface TasksTable {
   id: string;
@@ -78,6 +80,16 @@ export interface TasksTable {
   alone: number;
   /** The error bound the buyer asked for (verification.maxError), or null for quorum voting alone. */
   max_error: number | null;
+  /** 1 when the task may be replayed as a spot-check (core/spotchecks.ts isCanary). */
+  canary: number;
+  /** A spot-check's known answer (the canary's verdict). */
+  expected_verdict: string | null;
+  /** The task a spot-check or re-verification replays. */
+  replay_of: string | null;
+  /** A re-verification of this task: pending, confirmed, changed or inconclusive. */
+  audit: string | null;
+  /** The execution whose result stands for this task after a re-verification changed it (another job's). */
+  result_execution_id: string | null;
 }
 export interface ExecutionsTable {
   id: string;
@@ -162,6 +174,15 @@ export interface BlobsTable {
   created_at: number;
 }
 
+export interface JobEventsTable {
+  id: Generated<number>;
+  job_id: string;
+  at: number;
+  kind: string;
+  task_index: number | null;
+  message: string;
+}
+
 export interface Database {
   accounts: AccountsTable;
   api_keys: ApiKeysTable;
@@ -175,4 +196,5 @@ export interface Database {
   reputation: ReputationTable;
   reputation_events: ReputationEventsTable;
   blob_access: BlobAccessTable;
+  job_events: JobEventsTable;
 }

@@ -47,6 +47,7 @@ export class SnapshotStore {
         'tasks.revision',
         'tasks.quorum',
         'tasks.max_error',
+        'tasks.replay_of',
         'jobs.created_at',
         'jobs.demand',
         'jobs.mode',
@@ -107,6 +108,7 @@ export class SnapshotStore {
       lastFailureAt: r.last_failure_at === null ? null : Number(r.last_failure_at),
       quorum: r.quorum,
       maxError: r.max_error,
+      replayOf: r.replay_of,
     }));
   }
 

@@ -3,18 +3,26 @@
  * core's TASK_TRANSITIONS and only at the revision its writer read (`WHERE revision = ?`), and every state change
  * moves the job's task counts in the same statement order (task row, then job row: lock order).
  */
-import type { Kysely } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import {
   ACTIVE_EXECUTION_STATES,
   canTransition,
   OPEN_TASK_STATES,
   standingOf,
   TASK_TRANSITIONS,
+  type Demand,
   type ExecutionVote,
   type Standing,
   type VerificationPolicy,
 } from '../core/index.js';
-import { FailureSchema, type ExecutionState, type Failure, type TaskState } from '../protocol/index.js';
+import {
+  FailureSchema,
+  JobSpecSchema,
+  type ExecutionState,
+  type Failure,
+  type JobSpec,
+  type TaskState,
+} from '../protocol/index.js';
 import { requireTransaction } from './db.js';
 import type { Database } from './schema.js';
 
@@ -32,12 +40,26 @@ export interface TaskForVerification {
   /** What escrow holds for one execution of this job, µcr (a top-up holds this per extra execution). */
   executionMaxCost: number;
   policy: VerificationPolicy;
+  /** Whose job: a buyer's, or the platform's spot-check or re-verification. */
+  jobKind: 'buyer' | 'spot_check' | 'audit';
+  /** A spot-check's known answer; the task a replay replays. */
+  expectedVerdict: string | null;
+  replayOf: string | null;
+  /** It ran alone (adaptive replication); its re-verification's state, if any. */
+  alone: boolean;
+  audit: string | null;
+  index: number;
+  /** The job allows its verified tasks to be replayed as spot-checks. */
+  spotChecks: boolean;
   /** The executions with their provider's standing now (the engine turns it into credibility). */
   votes: Array<Omit<ExecutionVote, 'credibility' | 'established'> & { standing: Standing }>;
 }
 
 /** Columns a task write may set besides its state. */
 export interface TaskChanges {
+  canary?: boolean;
+  audit?: string | null;
+  resultExecutionId?: string | null;
   target?: number;
   quorum?: number;
   alone?: boolean;
@@ -55,7 +77,7 @@ export class TaskStore {
       .selectFrom('tasks')
       .innerJoin('jobs', 'jobs.id', 'tasks.job_id')
       .selectAll('tasks')
-      .select(['jobs.execution_max_cost', 'jobs.buyer_id'])
+      .select(['jobs.execution_max_cost', 'jobs.buyer_id', 'jobs.kind', 'jobs.spec'])
       .where('tasks.id', '=', taskId)
       .executeTakeFirst();
     if (!t) return null;
@@ -88,6 +110,13 @@ export class TaskStore {
       funded: t.funded,
       executionMaxCost: Number(t.execution_max_cost),
       policy: { quorum: t.quorum, maxExecutions: t.max_executions, maxErrors: t.max_errors, maxError: t.max_error },
+      jobKind: t.kind,
+      expectedVerdict: t.expected_verdict,
+      replayOf: t.replay_of,
+      alone: t.alone === 1,
+      audit: t.audit,
+      index: t.idx,
+      spotChecks: (JSON.parse(t.spec) as { verification?: { spotChecks?: boolean } }).verification?.spotChecks === true,
       votes: ex.map((e) => ({
         id: e.id,
         state: e.state,
@@ -135,6 +164,9 @@ export class TaskStore {
         ...(changes.alone !== undefined ? { alone: changes.alone ? 1 : 0 } : {}),
         ...(changes.funded !== undefined ? { funded: changes.funded } : {}),
         ...(changes.verdict !== undefined ? { verdict: changes.verdict } : {}),
+        ...(changes.canary !== undefined ? { canary: changes.canary ? 1 : 0 } : {}),
+        ...(changes.audit !== undefined ? { audit: changes.audit } : {}),
+        ...(changes.resultExecutionId !== undefined ? { result_execution_id: changes.resultExecutionId } : {}),
         ...(changes.failure !== undefined
           ? { failure: changes.failure === null ? null : JSON.stringify(changes.failure) }
           : {}),
@@ -243,4 +275,156 @@ export class TaskStore {
       queueTimeoutMs: Number(r.queue_timeout_ms),
     }));
   }
+
+  /** A job's tasks with their revisions, by index. */
+  async ofJob(jobId: string): Promise<Array<{ id: string; index: number; revision: number }>> {
+    const rows = await this.db
+      .selectFrom('tasks')
+      .select(['id', 'idx', 'revision'])
+      .where('job_id', '=', jobId)
+      .orderBy('idx')
+      .execute();
+    return rows.map((r) => ({ id: r.id, index: r.idx, revision: r.revision }));
+  }
+
+  /** A task's parameters, or null. */
+  async paramsOf(taskId: string): Promise<Record<string, string | number | boolean> | null> {
+    const r = await this.db.selectFrom('tasks').select('params').where('id', '=', taskId).executeTakeFirst();
+    return r ? (JSON.parse(r.params) as Record<string, string | number | boolean>) : null;
+  }
+
+  /**
+   * Canaries the provider may be spot-checked with: tasks marked canary whose every execution, and every replay's,
+   * ran on other providers; a random sample of at most `limit`, with what a replay needs (spec, index, parameters,
+   * the job's task count, the verdict).
+   */
+  async canariesFor(providerId: string, limit: number): Promise<Canary[]> {
+    const rows = await this.db
+      .selectFrom('tasks')
+      .innerJoin('jobs', 'jobs.id', 'tasks.job_id')
+      .select([
+        'tasks.id',
+        'tasks.job_id',
+        'tasks.idx',
+        'tasks.params',
+        'tasks.verdict',
+        'jobs.spec',
+        'jobs.task_count',
+        'jobs.demand',
+      ])
+      .where('tasks.canary', '=', 1)
+      .where('tasks.state', '=', 'verified')
+      .where((eb) =>
+        eb.not(
+          eb.exists(
+            eb
+              .selectFrom('executions')
+              .select('executions.id')
+              .where('executions.provider_id', '=', providerId)
+              .where((x) =>
+                x.or([
+                  x('executions.task_id', '=', x.ref('tasks.id')),
+                  x(
+                    'executions.task_id',
+                    'in',
+                    x.selectFrom('tasks as r').select('r.id').whereRef('r.replay_of', '=', 'tasks.id'),
+                  ),
+                ]),
+              ),
+          ),
+        ),
+      )
+      .orderBy(sql`random()`)
+      .limit(limit)
+      .execute();
+    return rows.map((r) => ({
+      taskId: r.id,
+      jobId: r.job_id,
+      index: r.idx,
+      params: JSON.parse(r.params) as Canary['params'],
+      verdict: r.verdict!,
+      spec: JobSpecSchema.parse(JSON.parse(r.spec)),
+      taskCount: r.task_count,
+      demand: JSON.parse(r.demand) as Demand,
+    }));
+  }
+
+  /**
+   * Verified tasks of buyers' jobs where the provider has a valid execution, with what backtracking reads of each
+   * (core/spotchecks.ts restedOn): quorum, whether it ran alone, its valid executions' providers, its re-verification.
+   */
+  async verifiedWith(providerId: string): Promise<BacktrackCandidate[]> {
+    const tasks = await this.db
+      .selectFrom('tasks')
+      .innerJoin('jobs', 'jobs.id', 'tasks.job_id')
+      .select([
+        'tasks.id',
+        'tasks.job_id',
+        'tasks.idx',
+        'tasks.quorum',
+        'tasks.alone',
+        'tasks.verdict',
+        'tasks.audit',
+        'tasks.revision',
+      ])
+      .where('tasks.state', '=', 'verified')
+      .where('jobs.kind', '=', 'buyer')
+      .where((eb) =>
+        eb.exists(
+          eb
+            .selectFrom('executions')
+            .select('executions.id')
+            .whereRef('executions.task_id', '=', 'tasks.id')
+            .where('executions.provider_id', '=', providerId)
+            .where('executions.state', '=', 'valid'),
+        ),
+      )
+      .execute();
+    const out: BacktrackCandidate[] = [];
+    for (const t of tasks) {
+      const valid = await this.db
+        .selectFrom('executions')
+        .select('provider_id')
+        .where('task_id', '=', t.id)
+        .where('state', '=', 'valid')
+        .execute();
+      out.push({
+        taskId: t.id,
+        jobId: t.job_id,
+        index: t.idx,
+        quorum: t.quorum,
+        alone: t.alone === 1,
+        verdict: t.verdict,
+        audit: t.audit,
+        revision: t.revision,
+        validProviders: valid.map((v) => v.provider_id),
+      });
+    }
+    return out;
+  }
+}
+
+/** A canary: a verified task a spot-check may replay, with what the replay needs. */
+export interface Canary {
+  taskId: string;
+  jobId: string;
+  index: number;
+  params: Record<string, string | number | boolean>;
+  verdict: string;
+  spec: JobSpec;
+  taskCount: number;
+  demand: Demand;
+}
+
+/** A verified task with a provider's valid execution, as backtracking reads it. */
+export interface BacktrackCandidate {
+  taskId: string;
+  jobId: string;
+  index: number;
+  quorum: number;
+  alone: boolean;
+  verdict: string | null;
+  audit: string | null;
+  revision: number;
+  validProviders: string[];
 }

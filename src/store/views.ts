@@ -78,7 +78,14 @@ export class ViewStore {
       resultHash: t.state === 'verified' ? t.verdict : null,
       failure: t.failure ? FailureSchema.parse(JSON.parse(t.failure)) : null,
       executions: byTask.get(t.id) ?? [],
+      audit: (t.audit as TaskView['audit']) ?? null,
     }));
+    const history = await this.db
+      .selectFrom('job_events')
+      .select(['at', 'kind', 'task_index', 'message'])
+      .where('job_id', '=', jobId)
+      .orderBy('id')
+      .execute();
     return {
       id: job.id,
       name: job.name,
@@ -88,6 +95,7 @@ export class ViewStore {
       spec: JobSpecSchema.parse(JSON.parse(job.spec)),
       tasks: taskViews,
       billing: await this.billing(jobId),
+      history: history.map((h) => ({ at: Number(h.at), kind: h.kind, taskIndex: h.task_index, message: h.message })),
     };
   }
 
@@ -97,6 +105,7 @@ export class ViewStore {
       .selectFrom('jobs')
       .selectAll()
       .where('buyer_id', '=', buyerId)
+      .where('kind', '=', 'buyer')
       .orderBy('created_at', 'desc')
       .orderBy('id', 'desc')
       .limit(opts.limit);
@@ -111,6 +120,59 @@ export class ViewStore {
       image: (JSON.parse(r.spec) as JobSpec).image,
       tasks: { total: r.task_count, verified: r.tasks_verified, failed: r.tasks_failed },
     }));
+  }
+
+  /**
+   * The executions whose results stand for tasks of the job after a re-verification changed them (they belong to the
+   * platform's re-verification job): by task id, with their manifest and blobs.
+   */
+  async replacedResults(jobId: string): Promise<
+    Map<
+      string,
+      {
+        executionId: string;
+        manifest: Manifest | null;
+        outputsBlob: string | null;
+        stdoutBlob: string | null;
+        stderrBlob: string | null;
+        agentId: string;
+        agentName: string;
+        providerId: string;
+      }
+    >
+  > {
+    const rows = await this.db
+      .selectFrom('tasks')
+      .innerJoin('executions', 'executions.id', 'tasks.result_execution_id')
+      .innerJoin('agents', 'agents.id', 'executions.agent_id')
+      .select([
+        'tasks.id as task_id',
+        'executions.id',
+        'executions.manifest',
+        'executions.outputs_blob',
+        'executions.stdout_blob',
+        'executions.stderr_blob',
+        'executions.agent_id',
+        'executions.provider_id',
+        'agents.name',
+      ])
+      .where('tasks.job_id', '=', jobId)
+      .execute();
+    return new Map(
+      rows.map((r) => [
+        r.task_id,
+        {
+          executionId: r.id,
+          manifest: r.manifest ? ManifestSchema.parse(JSON.parse(r.manifest)) : null,
+          outputsBlob: r.outputs_blob,
+          stdoutBlob: r.stdout_blob,
+          stderrBlob: r.stderr_blob,
+          agentId: r.agent_id,
+          agentName: r.name,
+          providerId: r.provider_id,
+        },
+      ]),
+    );
   }
 
   /** The manifests of a job's valid executions, by execution id. */

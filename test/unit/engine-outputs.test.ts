@@ -1,7 +1,7 @@
 /**
  * Reports checked at the door, in the engine over a real SQLite store and a real blob store: a report whose outputs
  * tarball does not match its manifest (422 digest_mismatch), and a timeout reported before the time limit could have
- * passed (validation_failed), are refused and held against the provider — the execution fails in the report's transaction, its provider's reputation
+ * passed (implausible_report, 422), are refused and held against the provider — the execution fails in the report's transaction, its provider's reputation
  * records an error, and the task goes to another provider and verifies with an honest replica as canonical.
  */
 import { rm } from 'node:fs/promises';
@@ -148,7 +148,7 @@ describe('an outputs tarball that does not match its manifest', () => {
 });
 
 describe('a timeout the coordinator did not observe', () => {
-  it('is refused with validation_failed naming reason, fails the execution as implausible_report against its provider, and the task goes elsewhere', async () => {
+  it('is refused with implausible_report (422) naming reason, fails the execution as implausible_report against its provider, and the task goes elsewhere', async () => {
     const { jobId, claimed, idle } = await claimedPair({ resources: { timeoutSeconds: 60 } });
     const [early, patient] = claimed;
     now += 300;
@@ -161,7 +161,7 @@ describe('a timeout the coordinator did not observe', () => {
         usage: { wallMs: 60_000, cpuMs: 60_000, maxMemoryBytes: 1 << 20 },
       }),
     );
-    expect(err.code).toBe('validation_failed'); // 400, as every validation_failed (core/errors.ts)
+    expect(err.code).toBe('implausible_report'); // 422 (core/errors.ts)
     expect(err.retryable).toBe(false);
     expect(err.details).toEqual([{ path: 'reason', message: expect.stringContaining('300 ms') }]);
     const v = await jobView(jobId);

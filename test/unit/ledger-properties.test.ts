@@ -347,7 +347,7 @@ async function apply(w: World, op: Op): Promise<void> {
         op.outcome === 'swapped'
           ? { code: 'digest_mismatch', reason: 'outputs_mismatch' }
           : op.outcome === 'timeout' && w.clock.now - before.startedAt! < timeoutMs - TIMEOUT_REPORT_TOLERANCE_MS
-            ? { code: 'validation_failed', reason: 'implausible_report' }
+            ? { code: 'implausible_report', reason: 'implausible_report' }
             : null;
       if (!refused) {
         await engine.report(agentId, a.executionId, r);
