@@ -314,7 +314,7 @@ export class Agent {
         if (this.stopped) break;
         if (moved.signal.aborted) continue; // long-polling a coordinator the agent left: claim from the new one
         this.log.warn({ err: (err as Error).message }, 'claim failed; retrying');
-        await new Promise((r) => setTimeout(r, backoff));
+        await sleep(backoff, undefined, { signal: this.claimAbort.signal }).catch(() => undefined); // stop() ends it
         backoff = Math.min(backoff * 2, 10_000);
       }
     }
