@@ -6,17 +6,21 @@
  * executions and reports them as `owner_returned`.
  *
  * Faults: it records what it holds in `<dataDir>/state.db` (state.ts) and, after a restart, reattaches to its
- * containers or reports what it cannot finish (recovery.ts). When heartbeats fail it keeps its executions
- * running and queues their reports for the grace period (connection.ts); past it, it stops them and drops them.
- * When the coordinator answers "unknown agent" (its database was reset) it registers again.
+ * containers or reports what it cannot finish (recovery.ts). It may know several coordinators of one network
+ * (they share a database): it talks to one at a time and moves on to the next when one is out of reach
+ * (connection.ts `Coordinators`). When no coordinator answers at start it retries the registration with capped
+ * backoff until one does (or it is stopped), then takes over what the previous run left. When heartbeats fail it
+ * keeps its executions running and queues their reports for the grace period (connection.ts); past it, it stops
+ * them and drops them. When the coordinator answers "unknown agent" (its database was reset) it registers again.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { ApiError, type DeqoClient } from '../client/index.js';
-import { DEFAULT_AGENT_GRACE_MS } from '../core/index.js';
+import { DEFAULT_AGENT_GRACE_MS, retryDelayMs, type RetryBackoff } from '../core/index.js';
 import type { Assignment, Availability, Capacity, Offer, RegisterAgentResponse } from '../protocol/index.js';
 import { AvailabilityMonitor, type AvailabilityEvaluation } from './availability.js';
-import { ConnectionMonitor } from './connection.js';
-import { Deliverer } from './delivery.js';
+import { ConnectionMonitor, Coordinators } from './connection.js';
+import { Deliverer, isTransient } from './delivery.js';
 import { ExecutionRunner, newHeld, stopHeld, type Held } from './execution.js';
 import type { Executor } from './executor.js';
 import { loadOrCreateIdentity, signRegistration, type AgentIdentity } from './identity.js';
@@ -30,6 +34,8 @@ const CLAIM_SLACK_MS = 10_000;
 const FAILURE_LOG_EVERY_MS = 30_000;
 /** Registration request timeout, ms. */
 const REGISTER_TIMEOUT_MS = 30_000;
+/** Registration retries while no coordinator answers: 1 s, doubling, at most 30 s apart (core's retryDelayMs). */
+export const REGISTER_BACKOFF: Readonly<RetryBackoff> = Object.freeze({ baseMs: 1_000, maxMs: 30_000 });
 
 /** Agent settings (parsed once from flags/config by the CLI). */
 export interface AgentConfig {
@@ -46,7 +52,10 @@ export interface AgentConfig {
 
 export class Agent {
   private identity!: AgentIdentity;
-  private reg!: RegisterAgentResponse;
+  private reg: RegisterAgentResponse | undefined;
+  private readonly coordinators: Coordinators;
+  /** start() while it runs (stop() waits for it). */
+  private starting: Promise<void> | null = null;
   private state!: AgentState;
   private runner!: ExecutionRunner;
   private deliverer!: Deliverer;
@@ -59,6 +68,8 @@ export class Agent {
   private loop: Promise<void> | null = null;
   private heartbeatTimer: NodeJS.Timeout | null = null;
   private readonly claimAbort = new AbortController();
+  /** Aborts the claim in flight when the agent moved on to another coordinator (it long-polls the old one). */
+  private claimMoved: AbortController | null = null;
   private wakeLoop: (() => void) | null = null;
   private readonly monitor: AvailabilityMonitor;
   private availability: Availability = { state: 'available' };
@@ -68,17 +79,19 @@ export class Agent {
   private failureLoggedAt = 0;
 
   /**
-   * `ownerLoad` samples the owner's CPU load for the idle policy (default: /proc/stat minus this agent's
-   * containers, owner-load.ts). Throws InvalidWindowError for a bad window in the offer.
+   * `clients`: one per coordinator URL of the network, in the order to try them (at least one; RangeError
+   * otherwise). `ownerLoad` samples the owner's CPU load for the idle policy (default: /proc/stat minus this
+   * agent's containers, owner-load.ts). Throws InvalidWindowError for a bad window in the offer.
    */
   constructor(
-    private readonly client: DeqoClient,
+    clients: readonly DeqoClient[],
     private readonly executor: Executor,
     private readonly capacity: Capacity,
     private readonly config: AgentConfig,
     private readonly log: Logger,
     ownerLoad?: LoadSampler,
   ) {
+    this.coordinators = new Coordinators(clients, log, () => this.claimMoved?.abort());
     this.monitor = new AvailabilityMonitor(
       config.offer,
       ownerLoad ?? new CpuLoadSampler({ jobCpuMs: () => executor.jobCpuMs?.() ?? 0 }),
@@ -95,16 +108,29 @@ export class Agent {
     return this.identity.agentId;
   }
 
+  /** Whether the agent registered and started working (false before start() resolved, or when stopped first). */
+  get running(): boolean {
+    return this.heartbeatTimer !== null;
+  }
+
   /**
    * Loads the identity and state, registers, takes over what an earlier run left (reattach, resend, report
-   * orphans), and starts working. Throws when registration fails (ApiError) or the engine cannot list containers.
+   * orphans), and starts working. While no coordinator answers (unreachable, 5xx) it retries the registration
+   * with capped backoff (REGISTER_BACKOFF), logging each failure with the next attempt's delay, for as long as it
+   * takes; stop() ends the wait, and start() then resolves without working (`running` false). Throws when a
+   * coordinator refuses the registration (ApiError: bad key, invalid offer) or the engine cannot list containers.
    */
-  async start(): Promise<void> {
+  start(): Promise<void> {
+    this.starting ??= this.startUp();
+    return this.starting;
+  }
+
+  private async startUp(): Promise<void> {
     this.identity = await loadOrCreateIdentity(this.config.dataDir);
     this.state = AgentState.open(this.config.dataDir);
-    this.deliverer = new Deliverer(this.client, this.state, () => this.identity.agentId);
+    this.deliverer = new Deliverer(this.coordinators, this.state, () => this.identity.agentId);
     this.runner = new ExecutionRunner({
-      client: this.client,
+      coordinators: this.coordinators,
       executor: this.executor,
       state: this.state,
       deliverer: this.deliverer,
@@ -114,22 +140,30 @@ export class Agent {
       onContainerEnded: () => this.wake(),
       agentId: () => this.identity.agentId,
     });
-    this.apply(await this.monitor.evaluate(Date.now(), false));
-    await this.register();
-    this.connection = new ConnectionMonitor(this.config.gracePeriodMs ?? DEFAULT_AGENT_GRACE_MS, Date.now());
-    await takeOver({
-      state: this.state,
-      executor: this.executor,
-      runner: this.runner,
-      log: this.log,
-      dataDir: this.config.dataDir,
-      shutdown: this.shutdown.signal,
-      hold: (h, work) => this.hold(h, work),
-      track: (work) => this.track(work),
-    });
+    try {
+      this.apply(await this.monitor.evaluate(Date.now(), false));
+      if (!(await this.registerUntilAnswered())) return; // stopped while waiting: stop() closes the state
+      this.connection = new ConnectionMonitor(this.config.gracePeriodMs ?? DEFAULT_AGENT_GRACE_MS, Date.now());
+      await takeOver({
+        state: this.state,
+        executor: this.executor,
+        runner: this.runner,
+        log: this.log,
+        dataDir: this.config.dataDir,
+        shutdown: this.shutdown.signal,
+        hold: (h, work) => this.hold(h, work),
+        track: (work) => this.track(work),
+      });
+    } catch (err) {
+      // Refused or broken: stop what was taken over (reports stay queued) and close the state, then say why.
+      this.halt();
+      await this.windDown();
+      throw err;
+    }
+    if (this.stopped) return; // stop() was called while taking over: it stops what was taken over
     this.heartbeatTimer = setInterval(() => {
       void this.heartbeat();
-    }, this.reg.heartbeatIntervalMs);
+    }, this.reg!.heartbeatIntervalMs);
     if (this.held.size > 0) void this.heartbeat(); // renew recovered leases now, not one interval later
     this.loop = this.claimLoop();
   }
@@ -140,17 +174,38 @@ export class Agent {
    * state database for the next start, and waits for everything to wind down.
    */
   async stop(): Promise<void> {
-    this.stopped = true;
-    this.claimAbort.abort();
-    this.shutdown.abort();
+    if (this.stopped) return;
+    this.halt();
+    // A start() waiting for a coordinator ends at once; one taking over finishes that first. A start() that
+    // failed has wound down already.
+    const started = await this.starting?.then(
+      () => true,
+      () => false,
+    );
+    if (!started) return;
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
+    this.heartbeatTimer = null;
     if (this.reg) {
       this.apply(await this.monitor.evaluate(Date.now(), true));
       await Promise.race([
-        this.client.heartbeat(this.reg.agentId, this.leases(), this.availability).catch(() => undefined),
+        this.coordinators.current
+          .heartbeat(this.identity.agentId, this.leases(), this.availability)
+          .catch(() => undefined),
         new Promise((r) => setTimeout(r, 2_000).unref()),
       ]);
     }
+    await this.windDown();
+  }
+
+  /** Stops claiming, ends every wait for a coordinator and abandons report deliveries in progress. */
+  private halt(): void {
+    this.stopped = true;
+    this.claimAbort.abort();
+    this.shutdown.abort();
+  }
+
+  /** Stops held containers (queued reports stay in the state database), waits for all work, closes the state. */
+  private async windDown(): Promise<void> {
     for (const h of this.held.values()) stopHeld(h, { kind: 'shutdown' });
     this.wake();
     await this.loop;
@@ -158,24 +213,52 @@ export class Agent {
     this.state?.close();
   }
 
+  /** Registers with the first coordinator that answers (each tried once). Throws the last ApiError, or AbortError when stopped. */
   private async register(): Promise<void> {
-    const timestamp = Date.now();
-    this.reg = await this.client.registerAgent(
-      {
-        publicKey: this.identity.publicKey,
-        name: this.config.name,
-        timestamp,
-        signature: signRegistration(this.identity, timestamp),
-        capacity: this.capacity,
-        offer: this.config.offer,
-        availability: this.availability,
-      },
-      AbortSignal.timeout(REGISTER_TIMEOUT_MS),
-    );
+    const { reg, via } = await this.coordinators.call(async (client) => {
+      const timestamp = Date.now();
+      const r = await client.registerAgent(
+        {
+          publicKey: this.identity.publicKey,
+          name: this.config.name,
+          timestamp,
+          signature: signRegistration(this.identity, timestamp),
+          capacity: this.capacity,
+          offer: this.config.offer,
+          availability: this.availability,
+        },
+        AbortSignal.any([this.shutdown.signal, AbortSignal.timeout(REGISTER_TIMEOUT_MS)]),
+      );
+      return { reg: r, via: client.baseUrl };
+    });
+    this.reg = reg;
     this.log.info(
-      { agentId: this.reg.agentId, capacity: this.capacity, availability: this.availability },
+      { agentId: reg.agentId, coordinator: via, capacity: this.capacity, availability: this.availability },
       'agent registered',
     );
+  }
+
+  /**
+   * Registers, retrying while no coordinator answers (REGISTER_BACKOFF). Resolves true once registered, false
+   * when stopped first; throws the ApiError of a coordinator that refused the registration.
+   */
+  private async registerUntilAnswered(): Promise<boolean> {
+    for (let attempt = 1; !this.stopped; attempt++) {
+      try {
+        await this.register();
+        return true;
+      } catch (err) {
+        if (this.stopped) break;
+        if (!isTransient(err)) throw err;
+        const delay = retryDelayMs(attempt, REGISTER_BACKOFF);
+        this.log.warn(
+          { err: (err as Error).message, coordinators: this.coordinators.urls, attempt, retryInMs: delay },
+          `cannot register: no coordinator answers; next attempt in ${delay / 1000} s`,
+        );
+        await sleep(delay, undefined, { signal: this.shutdown.signal }).catch(() => undefined);
+      }
+    }
+    return false;
   }
 
   private freeCpus(): number {
@@ -213,16 +296,25 @@ export class Agent {
         });
         continue;
       }
+      const moved = new AbortController();
+      this.claimMoved = moved;
       try {
         const waitMs = 20_000;
-        const signal = AbortSignal.any([this.claimAbort.signal, AbortSignal.timeout(waitMs + CLAIM_SLACK_MS)]);
-        const got = await this.client.claim(this.reg.agentId, 16, waitMs, signal);
+        const got = await this.coordinators.call((client) =>
+          client.claim(
+            this.identity.agentId,
+            16,
+            waitMs,
+            AbortSignal.any([this.claimAbort.signal, moved.signal, AbortSignal.timeout(waitMs + CLAIM_SLACK_MS)]),
+          ),
+        );
         backoff = 500;
         for (const a of got) this.take(a);
       } catch (err) {
         if (this.stopped) break;
+        if (moved.signal.aborted) continue; // long-polling a coordinator the agent left: claim from the new one
         this.log.warn({ err: (err as Error).message }, 'claim failed; retrying');
-        await new Promise((r) => setTimeout(r, backoff));
+        await sleep(backoff, undefined, { signal: this.claimAbort.signal }).catch(() => undefined); // stop() ends it
         backoff = Math.min(backoff * 2, 10_000);
       }
     }
@@ -278,8 +370,14 @@ export class Agent {
     this.ticking = true;
     try {
       this.apply(await this.monitor.evaluate(Date.now(), false));
-      const timeout = AbortSignal.timeout(Math.max(2 * this.reg.heartbeatIntervalMs, 1_000));
-      const res = await this.client.heartbeat(this.reg.agentId, this.leases(), this.availability, timeout);
+      const res = await this.coordinators.call((client) =>
+        client.heartbeat(
+          this.identity.agentId,
+          this.leases(),
+          this.availability,
+          AbortSignal.timeout(this.heartbeatTimeoutMs()),
+        ),
+      );
       this.connected();
       for (const id of res.stop) {
         const h = this.held.get(id);
@@ -293,6 +391,15 @@ export class Agent {
     } finally {
       this.ticking = false;
     }
+  }
+
+  /**
+   * How long one heartbeat request may take, ms: two intervals with a single coordinator; one with several, so a
+   * coordinator that hangs (paused, overloaded) leaves time to renew through the next before the leases end.
+   */
+  private heartbeatTimeoutMs(): number {
+    const every = this.reg!.heartbeatIntervalMs;
+    return Math.max(this.coordinators.clients.length > 1 ? every : 2 * every, 1_000);
   }
 
   private connected(): void {

@@ -1,7 +1,9 @@
 /**
  * Getting a finished execution's report to the coordinator. The report is built once (blobs uploaded) and
  * stored in the state database before it is sent, then sent until the coordinator acknowledges it (row
- * deleted) or refuses it. Transient failures (unreachable, timed out, 5xx) are retried with capped exponential
+ * deleted) or refuses it. Each attempt goes to the agent's current coordinator and, when that one is out of
+ * reach, to the others of the network (connection.ts `Coordinators`: they share one database, so any of them
+ * may record it). Transient failures (unreachable, timed out, 5xx) are retried with capped exponential
  * backoff for as long as the agent holds the execution — the grace period ends that (connection.ts), not a
  * count of tries. A refusal as stale (`stale_lease`, 409) or unknown (404) means the lease is gone: the
  * coordinator rescheduled or cancelled the execution and the result is discarded, never counted twice.
@@ -9,6 +11,7 @@
 import type { Logger } from 'pino';
 import { ApiError, type DeqoClient } from '../client/index.js';
 import type { ReportRequest } from '../protocol/index.js';
+import type { Coordinators } from './connection.js';
 import { failureReport } from './report-body.js';
 import type { AgentState } from './state.js';
 
@@ -28,6 +31,9 @@ export function isTransient(err: unknown): boolean {
 export function retryDelayMs(attempt: number): number {
   return Math.min(RETRY_BASE_MS * 2 ** Math.min(attempt, 16), RETRY_MAX_MS);
 }
+
+/** Builds a report, uploading its blobs through `client` (the coordinator the attempt goes to). */
+export type BuildReport = (client: DeqoClient) => Promise<ReportRequest>;
 
 /** How a delivery ended: acknowledged, refused (lease lost or report invalid), or abandoned (signal aborted). */
 export type Delivery = 'acknowledged' | 'refused' | 'abandoned';
@@ -49,7 +55,7 @@ export class Deliverer {
   private readonly sleepers = new Set<() => void>();
 
   constructor(
-    private readonly client: DeqoClient,
+    private readonly coordinators: Coordinators,
     private readonly state: AgentState,
     private readonly agentId: () => string,
   ) {}
@@ -60,13 +66,14 @@ export class Deliverer {
   }
 
   /**
-   * Delivers the report of `t`: `stored` when it was built before, else `build()` (then stored, with `persist`).
-   * A build that fails for a non-transient reason is replaced by an `agent_error` report saying why. Never throws.
+   * Delivers the report of `t`: `stored` when it was built before, else `build(client)` (uploading its blobs
+   * through `client`; then stored, with `persist`). A build that fails for a non-transient reason is replaced by an
+   * `agent_error` report saying why. Never throws.
    */
   async deliver(
     t: ReportTarget,
     stored: ReportRequest | null,
-    build: () => Promise<ReportRequest>,
+    build: BuildReport,
     persist: boolean,
   ): Promise<Delivery> {
     let report = stored;
@@ -74,19 +81,29 @@ export class Deliverer {
     for (let attempt = 0; ; attempt++) {
       if (t.signal.aborted) return 'abandoned';
       try {
-        if (report === null) {
-          report = await this.build(t, build);
-          if (persist) this.persist(t, report);
-        }
-        await this.client.report(this.agentId(), t.executionId, report, AbortSignal.timeout(REPORT_TIMEOUT_MS));
+        const { body, via } = await this.coordinators.call(async (client) => {
+          let body = report;
+          if (body === null) {
+            body = await this.build(t, () => build(client));
+            report = body;
+            if (persist) this.persist(t, body);
+          }
+          try {
+            await client.report(this.agentId(), t.executionId, body, AbortSignal.timeout(REPORT_TIMEOUT_MS));
+          } catch (err) {
+            // A coordinator may have recorded it without our hearing back: a later refusal may be our own report.
+            if (isTransient(err)) failedInTransit = true;
+            throw err;
+          }
+          return { body, via: client.baseUrl };
+        });
         t.log.info(
-          { outcome: report.outcome, reason: report.outcome === 'failed' ? report.reason : undefined },
+          { outcome: body.outcome, reason: body.outcome === 'failed' ? body.reason : undefined, coordinator: via },
           'execution reported',
         );
         return 'acknowledged';
       } catch (err) {
         if (isTransient(err)) {
-          if (report !== null) failedInTransit = true; // the coordinator may have recorded it without our hearing back
           const delay = retryDelayMs(attempt);
           t.log.warn(
             { err: (err as Error).message, attempt: attempt + 1, retryInMs: delay },

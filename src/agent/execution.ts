@@ -7,11 +7,11 @@
 import { chmod, mkdir, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
-import { downloadBlob, sha256File, type DeqoClient } from '../client/index.js';
+import { downloadBlob, sha256File } from '../client/index.js';
 import type { Assignment, ReportRequest } from '../protocol/index.js';
-import type { ConnectionMonitor } from './connection.js';
+import type { ConnectionMonitor, Coordinators } from './connection.js';
 import { LogTail } from './log-tail.js';
-import type { Deliverer, ReportTarget } from './delivery.js';
+import type { BuildReport, Deliverer, ReportTarget } from './delivery.js';
 import type { ExecutionOutcome, ExecutionRequest, Executor } from './executor.js';
 import type { RecoveryAction } from './recovery.js';
 import { failureReport, packageResult, workDirs, type WorkDirs } from './report-body.js';
@@ -72,7 +72,8 @@ export function stopHeld(h: Held, reason: StopReason): void {
 
 /** What the runner needs from the agent. */
 export interface RunnerDeps {
-  client: DeqoClient;
+  /** The coordinators: inputs, outputs, live output and reports go through the current one. */
+  coordinators: Coordinators;
   executor: Executor;
   state: AgentState;
   deliverer: Deliverer;
@@ -105,7 +106,7 @@ export class ExecutionRunner {
         return;
       }
       const tail = new LogTail({ stdout: dirs.stdout, stderr: dirs.stderr }, (stream, offset, data) =>
-        this.d.client.sendLog(
+        this.d.coordinators.current.sendLog(
           this.d.agentId(),
           a.executionId,
           { fencingToken: a.fencingToken, stream, offset, data },
@@ -143,8 +144,8 @@ export class ExecutionRunner {
           await this.settle(h, dirs, action.report, async () => action.report);
           return;
         case 'package':
-          await this.settle(h, dirs, null, () =>
-            packageResult(this.d.client, a.fencingToken, action.outcome, dirs, this.d.testCorruptOutputs),
+          await this.settle(h, dirs, null, (client) =>
+            packageResult(client, a.fencingToken, action.outcome, dirs, this.d.testCorruptOutputs),
           );
           return;
         case 'gone':
@@ -212,7 +213,7 @@ export class ExecutionRunner {
     for (const input of a.inputs) {
       const dest = join(dirs.inputs, input.path);
       await mkdir(dirname(dest), { recursive: true });
-      await downloadBlob(this.d.client, input.blob, dest);
+      await this.d.coordinators.call((client) => downloadBlob(client, input.blob, dest));
       if ((await sha256File(dest)) !== input.blob) throw new Error(`input ${input.path} does not match its SHA-256`);
       await chmod(dest, 0o644);
     }
@@ -243,8 +244,8 @@ export class ExecutionRunner {
       return;
     }
     this.recordOutcome(h, outcome); // normally done already, before the container was removed
-    await this.settle(h, dirs, null, () =>
-      packageResult(this.d.client, h.assignment.fencingToken, outcome, dirs, this.d.testCorruptOutputs),
+    await this.settle(h, dirs, null, (client) =>
+      packageResult(client, h.assignment.fencingToken, outcome, dirs, this.d.testCorruptOutputs),
     );
   }
 
@@ -258,12 +259,7 @@ export class ExecutionRunner {
   }
 
   /** Delivers the report, then forgets the execution — unless the agent is stopping, when it stays queued for the next start. */
-  private async settle(
-    h: Held,
-    dirs: WorkDirs,
-    stored: ReportRequest | null,
-    build: () => Promise<ReportRequest>,
-  ): Promise<void> {
+  private async settle(h: Held, dirs: WorkDirs, stored: ReportRequest | null, build: BuildReport): Promise<void> {
     h.phase = 'finished';
     const t: ReportTarget = {
       executionId: h.assignment.executionId,

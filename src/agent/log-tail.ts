@@ -3,6 +3,8 @@
  * and sends what is new about once a second, in chunks of at most 64 KiB cut at UTF-8 character boundaries, each
  * with its byte offset (so the coordinator recognises a resent chunk). Best effort: a failed send is retried on the
  * next tick; a refused one (409 stale_lease: the lease is gone) stops the tail. The verified logs are the report's blobs.
+ * One look at a time: while a send hangs (a coordinator that does not answer) no look queues up behind it, so
+ * stopping waits for that one send at most, and skips its last look when the latest send failed.
  */
 import { open } from 'node:fs/promises';
 import { ApiError } from '../client/index.js';
@@ -45,6 +47,9 @@ export class LogTail {
   private readonly offsets: Record<LogStream, number> = { stdout: 0, stderr: 0 };
   private timer: NodeJS.Timeout | null = null;
   private running: Promise<void> = Promise.resolve();
+  private busy = false;
+  /** The latest send failed: the coordinator is not taking chunks now. */
+  private failing = false;
   private stopped = false;
 
   constructor(
@@ -53,20 +58,27 @@ export class LogTail {
     private readonly intervalMs = LOG_TAIL_INTERVAL_MS,
   ) {}
 
-  /** Starts looking every interval. */
+  /** Starts looking every interval (an interval that finds the previous look still sending is skipped). */
   start(): void {
     this.timer = setInterval(() => {
-      this.running = this.running.then(() => this.tick());
+      if (this.busy) return;
+      this.busy = true;
+      this.running = this.tick().finally(() => {
+        this.busy = false;
+      });
     }, this.intervalMs);
     this.timer.unref();
   }
 
-  /** Stops, after one last look (so output written just before the end is sent before the report). Never throws. */
+  /**
+   * Stops, after the look in progress and one last look (so output written just before the end is sent before the
+   * report) — unless the latest send failed, when the coordinator would not take it either. Never throws.
+   */
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
-    this.running = this.running.then(() => this.tick());
     await this.running;
+    if (!this.failing) await this.tick();
     this.stopped = true;
   }
 
@@ -79,7 +91,9 @@ export class LogTail {
         if (n === 0) break;
         try {
           await this.send(stream, offset, bytes.subarray(0, n).toString('utf8'));
+          this.failing = false;
         } catch (err) {
+          this.failing = true;
           if (err instanceof ApiError && err.status === 409) this.stopped = true;
           return; // retried on the next tick
         }

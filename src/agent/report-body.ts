@@ -62,7 +62,11 @@ export function failureReport(
 export async function uploadBlob(client: DeqoClient, path: string): Promise<string> {
   const ac = new AbortController();
   let timer: NodeJS.Timeout | undefined;
+  let settled = false;
   const touch = (): void => {
+    // The file may still be read after the request failed (progress is metered as it is read): no new timer
+    // then, or one would keep the agent's process alive for a minute after it stopped.
+    if (settled) return;
     clearTimeout(timer);
     timer = setTimeout(
       () => ac.abort(new DOMException(`no progress for ${UPLOAD_IDLE_TIMEOUT_MS / 1000} s`, 'TimeoutError')),
@@ -73,6 +77,7 @@ export async function uploadBlob(client: DeqoClient, path: string): Promise<stri
   try {
     return (await uploadFile(client, path, touch, ac.signal)).sha256;
   } finally {
+    settled = true;
     clearTimeout(timer);
   }
 }

@@ -15,13 +15,17 @@ import { readEnv } from './settings.js';
 
 const ctx = { env: readEnv() };
 
-/** The connection flags, accepted before or after the command name (`deqo --profile x jobs` or `deqo jobs --profile x`). */
+/**
+ * The connection flags, accepted before or after the command name (`deqo --profile x jobs` or `deqo jobs --profile x`).
+ * A command that defines `--coordinator` itself (`deqo agent`: repeatable) keeps its own.
+ */
 function withGlobalOptions(cmd: Command): Command {
-  return cmd
-    .option(
+  if (!cmd.options.some((o) => o.long === '--coordinator'))
+    cmd.option(
       '--coordinator <url>',
       'coordinator URL [env DEQO_COORDINATOR, else the config profile, else http://127.0.0.1:8470]',
-    )
+    );
+  return cmd
     .option('--api-key <key>', 'API key [env DEQO_API_KEY, else the config profile]')
     .option('--profile <name>', 'config profile to use [env DEQO_PROFILE]');
 }

@@ -32,7 +32,10 @@ export interface LocalNetworkOptions {
   agents: number;
   port: number;
   engine?: Partial<EngineConfig>;
-  /** Extra `deqo agent` flags per agent index (tests: `--test-corrupt-outputs`). */
+  /**
+   * Extra `deqo agent` flags per agent index (tests: `--test-corrupt-outputs`). When they name `--coordinator`,
+   * those replace the network's own URL (tests: a proxy in between).
+   */
   agentArgs?: (index: number) => string[];
   /** CPUs each agent lends (default: all of the machine's). */
   agentCpus?: number;
@@ -116,18 +119,18 @@ export async function startLocalNetwork(o: LocalNetworkOptions): Promise<LocalNe
   const spawnAgent = (i: number, appendLog: boolean): ChildProcess => {
     const dir = join(o.dataDir, 'agents', `provider-${i + 1}`);
     // The idle policy stays off (the demo machine is busy by design; it must never stall the demo).
+    const extra = o.agentArgs?.(i) ?? [];
     const args = [
       DEQO_BIN,
       'agent',
-      '--coordinator',
-      coordinator.url,
+      ...(extra.includes('--coordinator') ? [] : ['--coordinator', coordinator.url]),
       '--data-dir',
       dir,
       '--name',
       `provider-${i + 1}`,
       '--no-idle-policy',
       ...(o.agentCpus ? ['--cpus', String(o.agentCpus)] : []),
-      ...(o.agentArgs?.(i) ?? []),
+      ...extra,
     ];
     const child = spawn(process.execPath, args, {
       env: { ...process.env, DEQO_API_KEY: keys.providerKeys[i]! },

@@ -9,7 +9,12 @@ import { z } from 'zod';
 import { DeqoClient } from '../client/index.js';
 import { CliError, EXIT } from './exit-codes.js';
 
-const ProfileSchema = z.object({ coordinator: z.string().url(), apiKey: z.string().min(1) });
+const ProfileSchema = z.object({
+  coordinator: z.string().url(),
+  apiKey: z.string().min(1),
+  /** Every coordinator of the profile's network, for `deqo agent` to fail over between (default: `coordinator`). */
+  coordinators: z.array(z.string().url()).min(1).optional(),
+});
 export const CliConfigSchema = z.object({
   current: z.string().default('default'),
   profiles: z.record(z.string(), ProfileSchema).default({}),
@@ -77,13 +82,47 @@ export interface GlobalOptions {
 }
 
 /**
- * A client for the coordinator chosen by flags, then environment, then the config profile.
- * Throws CliError (AUTH) when no key is known.
+ * Coordinator URLs from one setting: comma-separated, blanks dropped, trailing slashes removed. Throws CliError
+ * (USAGE) naming `source` for a value that is not an http(s) URL.
  */
-export async function clientFor(env: Env, opts: GlobalOptions): Promise<DeqoClient> {
+export function coordinatorList(value: string, source: string): string[] {
+  const urls = value
+    .split(',')
+    .map((u) => u.trim().replace(/\/+$/, ''))
+    .filter((u) => u !== '');
+  for (const u of urls) {
+    let ok = false;
+    try {
+      ok = ['http:', 'https:'].includes(new URL(u).protocol);
+    } catch {
+      ok = false;
+    }
+    if (!ok) throw new CliError(`${source}: ${JSON.stringify(u)} is not an http(s) URL`, EXIT.USAGE);
+  }
+  if (urls.length === 0) throw new CliError(`${source}: no coordinator URL`, EXIT.USAGE);
+  return urls;
+}
+
+/**
+ * Clients for every coordinator chosen by `coordinators` (URLs a command parsed itself, e.g. `deqo agent`'s
+ * repeatable flag), else the `--coordinator` flag, else DEQO_COORDINATOR, else the config profile (`coordinators`,
+ * else `coordinator`), else http://127.0.0.1:8470. Flag and environment values may list several, comma-separated.
+ * Throws CliError (AUTH) when no key is known, (USAGE) for a value that is not a URL.
+ */
+export async function clientsFor(env: Env, opts: GlobalOptions, coordinators?: string[]): Promise<DeqoClient[]> {
   const cfg = await loadConfig(env.configPath);
-  const profile = cfg.profiles[opts.profile ?? env.profile ?? cfg.current];
-  const coordinator = opts.coordinator ?? env.coordinator ?? profile?.coordinator ?? 'http://127.0.0.1:8470';
+  const name = opts.profile ?? env.profile ?? cfg.current;
+  const profile = cfg.profiles[name];
+  const urls =
+    coordinators && coordinators.length > 0
+      ? coordinators
+      : opts.coordinator
+        ? coordinatorList(opts.coordinator, '--coordinator')
+        : env.coordinator
+          ? coordinatorList(env.coordinator, 'DEQO_COORDINATOR')
+          : profile
+            ? coordinatorList((profile.coordinators ?? [profile.coordinator]).join(','), `profile "${name}"`)
+            : ['http://127.0.0.1:8470'];
   const apiKey = opts.apiKey ?? env.apiKey ?? profile?.apiKey;
   if (!apiKey) {
     throw new CliError(
@@ -91,5 +130,13 @@ export async function clientFor(env: Env, opts: GlobalOptions): Promise<DeqoClie
       EXIT.AUTH,
     );
   }
-  return new DeqoClient(coordinator.replace(/\/$/, ''), apiKey);
+  return urls.map((u) => new DeqoClient(u, apiKey));
+}
+
+/**
+ * A client for the coordinator chosen by flags, then environment, then the config profile (the first one when a
+ * setting lists several). Throws CliError (AUTH) when no key is known, (USAGE) for a value that is not a URL.
+ */
+export async function clientFor(env: Env, opts: GlobalOptions): Promise<DeqoClient> {
+  return (await clientsFor(env, opts))[0]!;
 }

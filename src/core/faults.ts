@@ -51,3 +51,36 @@ export function agentStatus(
   if (silent <= suspectAfterMs) return 'online';
   return silent <= Math.max(offlineAfterMs, suspectAfterMs) ? 'suspect' : 'offline';
 }
+
+/** The engine timings the stall rule reads, ms (the engine's EngineConfig has them). */
+export interface StallTimings {
+  /** How often agents heartbeat (each heartbeat renews every lease the agent holds). */
+  heartbeatIntervalMs: number;
+  /** How far each renewal extends a lease. */
+  leaseTtlMs: number;
+  /** Period of the reaper loop. */
+  tickMs: number;
+}
+
+/**
+ * The longest gap between two reaper rounds that cannot have let a healthy agent's lease run out unseen, ms:
+ * the lease TTL minus one heartbeat interval. An agent renews every `heartbeatIntervalMs`, so while the
+ * coordinator handles requests each lease is at least `leaseTtlMs − heartbeatIntervalMs` from its end; only a
+ * coordinator that handled nothing for longer (event loop blocked, VM paused, database unreachable) can find
+ * leases of live agents expired. Never below two reaper periods, so an ordinary late tick is not a stall.
+ */
+export function stallThresholdMs(t: StallTimings): number {
+  return Math.max(t.leaseTtlMs - t.heartbeatIntervalMs, 2 * t.tickMs);
+}
+
+/**
+ * Whether the coordinator stalled between its previous reaper round that completed, at `previousAt` (epoch ms;
+ * null: none yet), and a round starting `now`: returns the stall's length in ms (the whole gap), or 0 when the
+ * gap is within `stallThresholdMs`. After a stall the leases it let run out belong to agents that could not reach
+ * it, not to dead ones, so the engine gives them the restart grace before reaping (engine/leases.ts).
+ */
+export function coordinatorStallMs(previousAt: number | null, now: number, t: StallTimings): number {
+  if (previousAt === null) return 0;
+  const gap = now - previousAt;
+  return gap > stallThresholdMs(t) ? gap : 0;
+}

@@ -1,11 +1,11 @@
 /**
  * The engine: the coordinator's services over core + store, as stage systems sharing one resources object
  * (resources.ts): submission, scheduling + the plan applier, leases and reaping, reports + verification,
- * settlement, and accounts. This class wires them, runs the periodic tick (reap, schedule, settle) and is what the
+ * settlement, and accounts. This class wires them, runs the periodic tick (stall grace, reap, schedule, settle) and is what the
  * routes and the CLI call to change state. Observers (metrics, the live stream) subscribe to `engine.events`.
  */
 import type { Logger } from 'pino';
-import { DEFAULT_CREDIBILITY, DEFAULT_QUOTA } from '../core/index.js';
+import { coordinatorStallMs, DEFAULT_CREDIBILITY, DEFAULT_QUOTA } from '../core/index.js';
 import type { Assignment, Availability, JobSpec, ReportRequest } from '../protocol/index.js';
 import type { Store } from '../store/index.js';
 import { AccountSystem, type AgentRegistration } from './accounts.js';
@@ -57,6 +57,8 @@ export class Engine {
   readonly accounts: AccountSystem;
   private readonly log: Logger;
   private timer: NodeJS.Timeout | null = null;
+  /** When the latest tick whose reap completed started, epoch ms (null: none yet); the stall rule's reference. */
+  private lastReapAt: number | null = null;
   private unsubscribe: (() => void) | null = null;
 
   constructor(store: Store, o: EngineOptions) {
@@ -102,6 +104,7 @@ export class Engine {
       (err) =>
         this.log.warn({ err }, 'not hearing other coordinators; agents they give work to wait for their next claim'),
     );
+    this.lastReapAt ??= this.now();
     this.timer = setInterval(() => void this.tick(), this.config.tickMs);
     this.timer.unref();
   }
@@ -116,10 +119,19 @@ export class Engine {
     await this.scheduling.idle();
   }
 
-  /** One round: reap leases and queues, schedule, settle what is left. Errors are logged, never thrown. */
+  /**
+   * One round: reap leases and queues, schedule, settle what is left. Errors are logged, never thrown.
+   * When the previous round that reaped started longer ago than core's stall threshold (the coordinator stalled:
+   * event loop blocked, VM paused, store unreachable), running leases first get the restart grace
+   * (LeaseSystem.graceAfterStall), so the stall is not charged to the agents as missed heartbeats.
+   */
   async tick(): Promise<void> {
+    const started = this.now();
     try {
+      const stalledMs = coordinatorStallMs(this.lastReapAt, started, this.config);
+      if (stalledMs > 0) await this.leases.graceAfterStall(stalledMs);
       await this.leases.reap();
+      this.lastReapAt = Math.max(this.lastReapAt ?? started, started);
       await this.scheduling.schedule();
       await this.settlement.sweep();
     } catch (err) {

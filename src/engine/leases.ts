@@ -1,7 +1,7 @@
 /**
  * Leases and reaping: agents claim their executions (long-poll), renew the leases with heartbeats, and lose them
  * when they go silent; tasks that waited past their queue timeout end; tasks whose decision was interrupted are
- * decided again. Every change is a conditional write in one transaction per task, with its verification and
+ * decided again; after a restart or a stall of the coordinator, running leases get a grace first. Every change is a conditional write in one transaction per task, with its verification and
  * settlement.
  */
 import { errors, failureOf, taskEnv } from '../core/index.js';
@@ -27,15 +27,36 @@ export class LeaseSystem {
    * declaring all their work lost at once. A dead agent still misses its renewals after the grace.
    */
   async recover(): Promise<void> {
-    const { config, store, log } = this.r;
-    if (config.restartGraceMs <= 0) return;
-    const until = this.r.now() + config.restartGraceMs;
-    const extended = await store.transaction((tx) => tx.leases.extendAll(until));
+    const extended = await this.extendRunning();
     if (extended > 0)
-      log.info(
-        { extended, graceMs: config.restartGraceMs },
+      this.r.log.info(
+        { extended, graceMs: this.r.config.restartGraceMs },
         'coordinator started: running leases extended for agents to reconnect',
       );
+  }
+
+  /**
+   * After a coordinator stall of `stalledMs` (core's coordinatorStallMs: event loop blocked, VM paused, store
+   * unreachable), before the next reap: running leases get the restart grace, because the renewals they missed
+   * were the coordinator's silence, not their agents'. A dead agent still misses its renewals after the grace.
+   * Throws what the store throws (the caller reaps only after this succeeded).
+   */
+  async graceAfterStall(stalledMs: number): Promise<void> {
+    const extended = await this.extendRunning();
+    this.r.log.warn(
+      { stalledMs, extended, graceMs: this.r.config.restartGraceMs },
+      extended > 0
+        ? `coordinator stalled for ${stalledMs} ms: running leases extended for agents to reach it`
+        : `coordinator stalled for ${stalledMs} ms`,
+    );
+  }
+
+  /** Extends every running lease to at least now + the restart grace (none when it is 0); returns how many. */
+  private async extendRunning(): Promise<number> {
+    const { config, store } = this.r;
+    if (config.restartGraceMs <= 0) return 0;
+    const until = this.r.now() + config.restartGraceMs;
+    return store.transaction((tx) => tx.leases.extendAll(until));
   }
 
   /**

@@ -119,9 +119,18 @@ export class CoordinatorProcess {
     clearTimeout(t);
   }
 
-  /** A client with the admin key written at first start. */
+  /**
+   * A client with the admin key written at first start. The coordinator writes it just after it starts listening,
+   * so this waits for the file (30 s at most).
+   */
   async admin(): Promise<DeqoClient> {
-    return new DeqoClient(this.url, (await readFile(this.adminKeyFile, 'utf8')).trim());
+    let key = '';
+    await until(
+      async () => (key = (await readFile(this.adminKeyFile, 'utf8')).trim()) !== '',
+      30_000,
+      () => `no admin key in ${this.adminKeyFile}`,
+    );
+    return new DeqoClient(this.url, key);
   }
 }
 

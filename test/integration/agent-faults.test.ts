@@ -2,6 +2,8 @@
  * The agent survives faults, on real parts: an in-process coordinator (Fastify + SQLite) over real HTTP, real
  * `deqo agent` processes killed with SIGKILL and restarted, real Docker containers, and — the one fake, because the
  * network is outside the project — a TCP proxy the test pauses to partition an agent from its coordinator.
+ * Coordinators that die are `deqo coordinator` processes: on SQLite, down when an agent starts; on PostgreSQL, one
+ * of two an agent knows, killed while it runs work.
  *
  * Jobs "gated" on a marker file wait inside their container until the test drops the marker into the execution's
  * (read-only mounted) inputs folder, so each fault lands at a known point without timing guesses.
@@ -11,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import SqliteDatabase from 'better-sqlite3';
 import Docker from 'dockerode';
+import pg from 'pg';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Agent } from '../../src/agent/agent.js';
@@ -24,7 +27,9 @@ import { AgentState } from '../../src/agent/state.js';
 import { DeqoClient } from '../../src/client/index.js';
 import type { LocalNetwork } from '../../src/cli/network.js';
 import type { ExecutionView, JobSpecInput, JobView } from '../../src/protocol/index.js';
+import { accounts, AgentProcess, CoordinatorProcess, FAST_FAULTS } from '../helpers/cluster.js';
 import { settled, testNetwork, waitForJob } from '../helpers/network.js';
+import { createPgDatabase } from '../helpers/stores.js';
 import { freePort, PausableProxy } from '../helpers/tcp-proxy.js';
 
 const BUSYBOX = 'deqo/busybox:test';
@@ -51,7 +56,12 @@ const agentDir = (dir: string, i: number) => join(dir, 'agents', `provider-${i +
 
 /** The agent's pino JSON lines (other lines skipped). */
 async function agentLog(dir: string, i: number): Promise<LogLine[]> {
-  const text = await readFile(join(agentDir(dir, i), 'agent.log'), 'utf8').catch(() => '');
+  return logLines(join(agentDir(dir, i), 'agent.log'));
+}
+
+/** The pino JSON lines of a log file (other lines skipped). */
+async function logLines(file: string): Promise<LogLine[]> {
+  const text = await readFile(file, 'utf8').catch(() => '');
   return text.split('\n').flatMap((l) => {
     try {
       return [JSON.parse(l) as LogLine];
@@ -408,7 +418,7 @@ describe('a report stored before a crash is sent at the next start', () => {
       },
     );
     const agent = new Agent(
-      provider,
+      [provider],
       executor,
       capacity,
       { dataDir, name: 'inproc', offer, testCorruptOutputs: false },
@@ -439,5 +449,164 @@ describe('a report stored before a crash is sent at the next start', () => {
     expect(stateRows(dataDir)).toEqual([]);
     const results = await client.getResults(jobs[jobs.indexOf(stored!.jobId)]!);
     expect(results.tasks[0]!.manifest!.files.map((f) => f.path)).toEqual(['x']);
+  });
+});
+
+/** The lease TTL of FAST_FAULTS (`--lease-ttl 5s`), ms. */
+const FAST_LEASE_TTL_MS = 5_000;
+
+/** Index of the first line at or after `from` that matches `msg` (and `executionId`), or -1. */
+function indexOfLine(lines: LogLine[], msg: string | RegExp, from = 0, executionId?: string): number {
+  return lines.findIndex(
+    (l, i) =>
+      i >= from &&
+      (typeof msg === 'string' ? l.msg === msg : msg.test(l.msg ?? '')) &&
+      (!executionId || l.executionId === executionId),
+  );
+}
+
+/** Waits until the agent's log has a line matching `msg` at or after line `from`; returns its index. */
+const loggedAt = (file: string, msg: string | RegExp, from = 0, executionId?: string) =>
+  waitFor(`log line ${String(msg)} in ${file}`, async () => {
+    const i = indexOfLine(await logLines(file), msg, from, executionId);
+    return i >= 0 ? i + 1 : null; // 1-based so that the first line counts as found
+  }).then((i) => i - 1);
+
+describe('an agent that knows two coordinators of one PostgreSQL database', () => {
+  let dir: string;
+  let database: Awaited<ReturnType<typeof createPgDatabase>>;
+  let coordinators: CoordinatorProcess[] = [];
+  let agent: AgentProcess;
+  let buyer: DeqoClient;
+  let adminKey: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'deqo-failover-'));
+    database = await createPgDatabase();
+    const blobs = ['--blob-dir', join(dir, 'blobs')];
+    const env = { DEQO_DATABASE_URL: database.url };
+    coordinators = [
+      new CoordinatorProcess(join(dir, 'coordinator-1'), await freePort(), [...FAST_FAULTS, ...blobs], env),
+      new CoordinatorProcess(join(dir, 'coordinator-2'), await freePort(), [...FAST_FAULTS, ...blobs], env),
+    ];
+    for (const c of coordinators) await c.start(); // one after the other: the first creates the admin
+    const admin = await coordinators[0]!.admin();
+    adminKey = (await readFile(coordinators[0]!.adminKeyFile, 'utf8')).trim();
+    const keys = await accounts(admin, 1, 100);
+    buyer = new DeqoClient(coordinators[1]!.url, keys.buyerKey);
+    // It knows coordinator 1 first, then 2 (its second --coordinator flag).
+    agent = new AgentProcess('provider-1', join(dir, 'agent'), coordinators[0]!.url, keys.providerKeys[0]!, [
+      '--coordinator',
+      coordinators[1]!.url,
+    ]);
+    await agent.start();
+    await waitFor('the agent to be online', async () => (await buyer.listProviders()).some((p) => p.online));
+  });
+  afterAll(async () => {
+    await agent?.stop();
+    for (const c of coordinators) await c.stop();
+    await database?.drop();
+  });
+
+  it('keeps its execution when the coordinator it talks to is killed for longer than the lease: it renews and reports through the other, and that execution is paid', async () => {
+    const { jobId, exec } = await startGated(buyer);
+    const lease = async () => {
+      const c = new pg.Client({ connectionString: database.url });
+      await c.connect();
+      try {
+        const r = await c.query<{ state: string; lease_expires_at: string }>(
+          'SELECT state, lease_expires_at FROM executions WHERE id = $1',
+          [exec.id],
+        );
+        return { state: r.rows[0]!.state, expiresAt: Number(r.rows[0]!.lease_expires_at) };
+      } finally {
+        await c.end();
+      }
+    };
+    await coordinators[0]!.kill();
+    const leaseAtKill = await lease();
+    const from = await loggedAt(
+      agent.logFile,
+      `coordinator ${coordinators[0]!.url} out of reach: switching to ${coordinators[1]!.url}`,
+    );
+    // Renewed through coordinator 2 at a time later than the lease taken through coordinator 1 ran out: the
+    // execution outlived that lease (this orders events by the database's own lease times, not by a timer).
+    await waitFor('a renewal after the old lease ran out', async () => {
+      const l = await lease();
+      expect(l.state).toBe('running');
+      return l.expiresAt >= leaseAtKill.expiresAt + FAST_LEASE_TTL_MS;
+    });
+    await release(agent.dataDir, exec.id);
+    const view = await expectPaidOnce(buyer, jobId, exec.id);
+    expect(view.tasks[0]!.executions.some((e) => e.failure?.reason === 'lease_expired')).toBe(false);
+    const lines = await logLines(agent.logFile);
+    const reported = indexOfLine(lines, 'execution reported', from, exec.id);
+    expect(reported).toBeGreaterThan(from);
+    expect(lines[reported]).toMatchObject({ coordinator: coordinators[1]!.url });
+    expect(indexOfLine(lines, /^lease (lost|no longer held)/)).toBe(-1);
+    expect(await new DeqoClient(coordinators[1]!.url, adminKey).adminAudit()).toEqual({ sound: true, problems: [] });
+  });
+});
+
+describe('a coordinator that is down when the agent starts', () => {
+  let dir: string;
+  let coordinator: CoordinatorProcess;
+  let agent: AgentProcess;
+  let buyer: DeqoClient;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'deqo-down-at-start-'));
+    // A restart grace long enough for the agent's next registration attempt (its backoff reaches 30 s).
+    coordinator = new CoordinatorProcess(join(dir, 'coordinator'), await freePort(), [
+      ...FAST_FAULTS,
+      '--restart-grace',
+      '3m',
+    ]);
+    await coordinator.start();
+    const keys = await accounts(await coordinator.admin(), 1, 100);
+    buyer = new DeqoClient(coordinator.url, keys.buyerKey);
+    agent = new AgentProcess('provider-1', join(dir, 'agent'), coordinator.url, keys.providerKeys[0]!);
+    await agent.start();
+    await waitFor('the agent to be online', async () => (await buyer.listProviders()).some((p) => p.online));
+  });
+  afterAll(async () => {
+    await agent?.stop();
+    await coordinator?.stop();
+  });
+
+  it('retries its registration until the coordinator starts, then comes online and delivers the report it had queued', async () => {
+    const { jobId, exec } = await startGated(buyer);
+    await coordinator.kill();
+    // The job ends while the coordinator is down: its result cannot be uploaded, and stays queued in state.db.
+    await release(agent.dataDir, exec.id);
+    await loggedAt(agent.logFile, 'uploading the result failed; will retry', 0, exec.id);
+    await agent.stop();
+    expect(stateRows(agent.dataDir)).toEqual([exec.id]);
+
+    const mark = (await logLines(agent.logFile)).length;
+    await agent.start(); // the coordinator is still down
+    const proc = agent.proc!;
+    const waiting = await loggedAt(
+      agent.logFile,
+      /^cannot register: no coordinator answers; next attempt in \d+ s$/,
+      mark,
+    );
+    const second = await loggedAt(agent.logFile, /^cannot register/, waiting + 1);
+    expect((await logLines(agent.logFile))[second]).toMatchObject({ attempt: 2 });
+    expect(agent.running).toBe(true); // waiting, not exited
+
+    await coordinator.start();
+    const registered = await loggedAt(agent.logFile, 'agent registered', second);
+    await waitFor('the agent to be online', async () => (await buyer.listProviders()).some((p) => p.online));
+    const packaged = await loggedAt(
+      agent.logFile,
+      'packaging the result of an execution that ended before the restart',
+      registered,
+      exec.id,
+    );
+    await expectPaidOnce(buyer, jobId, exec.id);
+    const reported = await loggedAt(agent.logFile, 'execution reported', packaged, exec.id);
+    expect(reported).toBeGreaterThan(packaged);
+    expect(agent.proc).toBe(proc); // the same process: no restart was needed
+    expect(agent.starts).toBe(2);
+    await waitFor('the state row to go', async () => stateRows(agent.dataDir).length === 0);
   });
 });

@@ -1,14 +1,21 @@
 /**
  * Coordinator-side fault rules: retry backoff (pure and through the engine), never retrying on a provider that
- * already failed the task, agent status, and the lease grace a restarted coordinator gives its agents.
+ * already failed the task, agent status, and the lease grace a restarted or stalled coordinator gives its agents.
  */
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { agentStatus, DEFAULT_QUOTA, retryDelayMs, retryDue } from '../../src/core/index.js';
+import {
+  agentStatus,
+  coordinatorStallMs,
+  DEFAULT_QUOTA,
+  retryDelayMs,
+  retryDue,
+  stallThresholdMs,
+} from '../../src/core/index.js';
 import { completedReport, fundedBuyer, registerAgents } from '../helpers/engine-flow.js';
 import { tempBlobStore } from '../helpers/outputs.js';
 import { DEFAULT_ENGINE_CONFIG, Engine } from '../../src/engine/index.js';
-import { JobSpecSchema } from '../../src/protocol/index.js';
+import { JobSpecSchema, type Assignment } from '../../src/protocol/index.js';
 import { openSqliteStore, type Store } from '../../src/store/index.js';
 
 const T0 = 1_700_000_000_000;
@@ -22,6 +29,17 @@ describe('retry backoff and agent status (pure)', () => {
     expect(retryDue(0, null, T0, B)).toBe(true);
     expect(retryDue(2, T0, T0 + 3_999, B)).toBe(false);
     expect(retryDue(2, T0, T0 + 4_000, B)).toBe(true);
+  });
+
+  it('reads a gap between reaper rounds longer than the lease TTL minus a heartbeat as a coordinator stall', () => {
+    const t = { heartbeatIntervalMs: 5_000, leaseTtlMs: 15_000, tickMs: 1_000 };
+    expect(stallThresholdMs(t)).toBe(10_000);
+    expect(coordinatorStallMs(null, T0 + 99_000, t)).toBe(0); // no earlier round: a start, which recover() covers
+    expect(coordinatorStallMs(T0, T0 + 1_000, t)).toBe(0);
+    expect(coordinatorStallMs(T0, T0 + 10_000, t)).toBe(0);
+    expect(coordinatorStallMs(T0, T0 + 10_001, t)).toBe(10_001);
+    // Leases barely longer than a heartbeat: an ordinary late tick is still not a stall.
+    expect(stallThresholdMs({ heartbeatIntervalMs: 1_000, leaseTtlMs: 1_500, tickMs: 1_000 })).toBe(2_000);
   });
 
   it('reads silence as online, then suspect after three heartbeats, then offline after the grace period', () => {
@@ -143,6 +161,92 @@ describe('faults in the engine', () => {
     await other.recover();
     await other.reap();
     expect((await executions(jobId))[0]).toMatchObject({ state: 'lost', failure: { reason: 'lease_expired' } });
+  });
+});
+
+describe('a coordinator that stalls longer than a lease', () => {
+  let store: Store;
+  let engine: Engine;
+  let now: number;
+  let buyerId: string;
+  let lines: Array<{ msg?: string; stalledMs?: number; extended?: number }>;
+
+  beforeEach(async () => {
+    now = T0;
+    lines = [];
+    store = await openSqliteStore(':memory:');
+    const log = pino({ level: 'info' }, { write: (s: string) => lines.push(JSON.parse(s) as (typeof lines)[0]) });
+    engine = new Engine(store, {
+      blobs: await tempBlobStore(),
+      config: { ...DEFAULT_ENGINE_CONFIG },
+      log,
+      now: () => now,
+    });
+    buyerId = await fundedBuyer(engine, 'buyer', 1000);
+  });
+  afterEach(async () => {
+    await engine.stop();
+    await store.close();
+  });
+
+  const state = async (jobId: string, executionId: string) =>
+    (await store.views.jobView(jobId, buyerId))!.tasks[0]!.executions.find((e) => e.id === executionId)!;
+
+  it("extends running leases before reaping, so a healthy agent keeps its execution; a dead agent's still ends after the grace", async () => {
+    const [healthy, dead] = await registerAgents(engine, 2);
+    // Two replicas of one task never share a provider: one execution on each agent.
+    const { jobId } = await engine.submitJob(
+      buyerId,
+      JobSpecSchema.parse({
+        image: 'deqo/busybox:test',
+        command: ['true'],
+        verification: { replicas: 2, quorum: 2 },
+      }),
+    );
+    await engine.schedule();
+    const held = new Map<string, Assignment>();
+    for (const agentId of [healthy!, dead!]) for (const a of await engine.claim(agentId, 4, 0)) held.set(agentId, a);
+    const h = held.get(healthy!)!;
+    const d = held.get(dead!)!;
+    expect([h.jobId, d.jobId]).toEqual([jobId, jobId]);
+    const renew = () => engine.heartbeat(healthy!, [{ executionId: h.executionId, fencingToken: h.fencingToken }]);
+
+    await engine.tick(); // the reaper's reference round
+    // The event loop is blocked for 40 s: longer than the lease TTL (15 s), shorter than the restart grace (60 s).
+    // No heartbeat is handled meanwhile, and the tick that runs when it resumes is the first thing it does.
+    now += 40_000;
+    await engine.tick();
+    expect(await state(h.jobId, h.executionId)).toMatchObject({ state: 'running' });
+    expect(await state(d.jobId, d.executionId)).toMatchObject({ state: 'running' });
+    expect(
+      lines.find((l) => l.msg === 'coordinator stalled for 40000 ms: running leases extended for agents to reach it'),
+    ).toMatchObject({ stalledMs: 40_000, extended: 2 });
+    expect((await renew()).stop).toEqual([]); // the healthy agent reaches it and renews
+
+    // From here the coordinator ticks on time; only the healthy agent heartbeats.
+    for (let t = 0; t <= DEFAULT_ENGINE_CONFIG.restartGraceMs + DEFAULT_ENGINE_CONFIG.leaseTtlMs; t += 5_000) {
+      now += 5_000;
+      await renew();
+      await engine.tick();
+    }
+    expect(await state(h.jobId, h.executionId)).toMatchObject({ state: 'running' });
+    expect(await state(d.jobId, d.executionId)).toMatchObject({ state: 'lost', failure: { reason: 'lease_expired' } });
+    expect(lines.filter((l) => l.msg?.startsWith('coordinator stalled'))).toHaveLength(1); // on-time ticks are no stall
+    await engine.report(healthy!, h.executionId, await completedReport(engine, h, 'out')); // its lease still holds
+    expect(await state(h.jobId, h.executionId)).toMatchObject({ state: 'reported' });
+  });
+
+  it('without a tick between, the same jump reaped by hand still expires the lease (what the grace prevents)', async () => {
+    const [agentId] = await registerAgents(engine, 1);
+    const { jobId } = await engine.submitJob(
+      buyerId,
+      JobSpecSchema.parse({ image: 'deqo/busybox:test', command: ['true'], verification: { replicas: 1, quorum: 1 } }),
+    );
+    await engine.schedule();
+    const [a] = await engine.claim(agentId!, 1, 0);
+    now += 40_000;
+    await engine.reap();
+    expect(await state(jobId, a!.executionId)).toMatchObject({ state: 'lost', failure: { reason: 'lease_expired' } });
   });
 });
 

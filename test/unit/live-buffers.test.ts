@@ -83,4 +83,29 @@ describe('LogTail (agent)', () => {
     expect(sent).toHaveLength(3);
     expect(attempts).toBe(after); // stopped: nothing more was tried
   });
+
+  it('does not queue looks behind a send that hangs, and stops without a last look after a failed send', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'deqo-tail-'));
+    const paths = { stdout: join(dir, 'stdout'), stderr: join(dir, 'stderr') };
+    await writeFile(paths.stdout, 'one\n');
+    let attempts = 0;
+    let hang!: (err: Error) => void;
+    const tail = new LogTail(
+      paths,
+      (): Promise<void> => {
+        attempts++;
+        if (attempts > 1) return Promise.reject(new ApiError(0, 'unreachable', 'down', undefined, true));
+        return new Promise((_resolve, reject) => (hang = reject)); // a coordinator that does not answer
+      },
+      5,
+    );
+    tail.start();
+    while (attempts === 0) await new Promise((r) => setTimeout(r, 5));
+    for (let i = 0; i < 10; i++) await new Promise((r) => setTimeout(r, 5)); // ten intervals pass meanwhile
+    expect(attempts).toBe(1);
+    const stopped = tail.stop();
+    hang(new ApiError(0, 'unreachable', 'timed out', undefined, true));
+    await stopped;
+    expect(attempts).toBe(1); // the send in flight failed: no last look
+  });
 });

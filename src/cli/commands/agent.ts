@@ -1,5 +1,5 @@
 /** `deqo agent`: run one provider agent against a coordinator, publishing an offer (prices, lend, labels, windows, idle policy). */
-import { Command, Option } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
@@ -21,10 +21,12 @@ import { DEFAULT_AGENT_GRACE_MS } from '../../core/index.js';
 import { action, globals, type CliContext } from '../command.js';
 import { CliError, EXIT } from '../exit-codes.js';
 import { printJson } from '../format.js';
-import { clientFor } from '../settings.js';
+import { clientsFor, coordinatorList } from '../settings.js';
 import { collect, parseCpus, parseCredits, parseEnvPair, parseFraction, parseMemoryMb, parseSeconds } from './units.js';
 
 interface AgentOptions {
+  /** --coordinator, repeatable and comma-separated. */
+  coordinator?: string[];
   dataDir?: string;
   name?: string;
   cpus?: number;
@@ -82,9 +84,24 @@ async function settingsFrom(opts: AgentOptions): Promise<AgentSettings> {
   }
 }
 
+/** Repeatable `--coordinator URL[,URL…]`, accumulated in order. */
+function parseCoordinators(v: string, prev: string[] = []): string[] {
+  try {
+    return [...prev, ...coordinatorList(v, '--coordinator')];
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message.replace(/^--coordinator: /, ''));
+  }
+}
+
 export function agentCommand(ctx: CliContext): Command {
   return new Command('agent')
     .description('run a provider agent: lend this machine to a coordinator (outbound connections only)')
+    .option(
+      '--coordinator <url>',
+      'a coordinator of the network; repeat (or separate with commas) to fail over between coordinators that share ' +
+        'one database [env DEQO_COORDINATOR, else the config profile, else http://127.0.0.1:8470]',
+      parseCoordinators,
+    )
     .option('--config <file>', 'agent config file (YAML or JSON, see below); flags override it')
     .option('--data-dir <dir>', 'identity key, state database and work folders [default $DEQO_HOME/agent]')
     .option('--name <name>', 'a display name for this machine [default the host name]')
@@ -140,6 +157,9 @@ takes work during every minute one matches; executions started inside a window m
 With the idle policy on, running executions are stopped when the owner comes back (not charged to buyers).
 If the coordinator cannot be reached, executions keep running and their reports wait in <data-dir>/state.db
 until it answers again; after --grace-period without a heartbeat they are stopped (their leases are gone).
+With several --coordinator URLs (coordinators sharing one database) the agent uses one at a time and moves to
+the next when it is out of reach (unreachable, timed out, 5xx). If no coordinator answers at start, the agent
+retries the registration (1 s doubling to 30 s) until one does; Ctrl-C stops it.
 After a restart the agent reattaches to the containers it was running and sends the reports it had queued.
 
 Example config file (agent.yaml; every field optional):
@@ -156,7 +176,8 @@ Example config file (agent.yaml; every field optional):
 Examples:
   deqo agent --config agent.yaml --print-offer
   DEQO_API_KEY=deqo_… deqo agent --coordinator http://10.0.0.5:8470 --cpus 4 --memory 8g --name lab-pc \\
-    --price-cpu-hour 0.04 --label zone=eu-west --window '* 22-23,0-6 * * 1-5' --idle-policy`,
+    --price-cpu-hour 0.04 --label zone=eu-west --window '* 22-23,0-6 * * 1-5' --idle-policy
+  deqo agent --coordinator http://10.0.0.5:8470 --coordinator http://10.0.0.6:8470   # fail over between two`,
     )
     .action(
       action(async (opts: AgentOptions, cmd: Command) => {
@@ -170,7 +191,8 @@ Examples:
           else process.stdout.write(`${describeOffer(name, lend, settings.offer)}\n`);
           return EXIT.OK;
         }
-        const client = await clientFor(ctx.env, globals(cmd));
+        // `deqo --coordinator X agent` (before the command name) is the global flag; after it, the agent's own.
+        const clients = await clientsFor(ctx.env, globals(cmd), opts.coordinator);
         const dataDir = opts.dataDir ?? join(ctx.env.home, 'agent');
         const identity = await loadOrCreateIdentity(dataDir);
         // JSON lines on stdout; every line names the agent, and lines about an execution its executionId and jobId.
@@ -186,7 +208,7 @@ Examples:
         const capacity = await probeCapacity(dockerVersion, lendFlags);
         process.stderr.write(`${describeOffer(name, capacity, settings.offer)}\n`);
         const agent = new Agent(
-          client,
+          clients,
           executor,
           capacity,
           {
@@ -199,12 +221,8 @@ Examples:
           log,
           opts.testOwnerLoadFile ? new FileLoadSampler(opts.testOwnerLoadFile) : undefined,
         );
-        await agent.start();
-        process.stderr.write(
-          `agent ${name} (${agent.id.slice(0, 12)}…) lending ${capacity.cpus} cores, ${capacity.memoryMb} MiB to ${client.baseUrl}` +
-            ` (${agent.currentAvailability.state}); Ctrl-C stops it\n`,
-        );
-        await new Promise<void>((resolve) => {
+        // Stop handlers first: start() may wait a long time for a coordinator to answer.
+        const stopped = new Promise<void>((resolve) => {
           const stop = () => {
             process.stderr.write('stopping agent…\n');
             void agent.stop().then(resolve);
@@ -212,6 +230,13 @@ Examples:
           process.once('SIGINT', stop);
           process.once('SIGTERM', stop);
         });
+        await agent.start();
+        if (agent.running)
+          process.stderr.write(
+            `agent ${name} (${agent.id.slice(0, 12)}…) lending ${capacity.cpus} cores, ${capacity.memoryMb} MiB to ` +
+              `${clients.map((c) => c.baseUrl).join(', ')} (${agent.currentAvailability.state}); Ctrl-C stops it\n`,
+          );
+        await stopped;
       }),
     );
 }
