@@ -83,8 +83,9 @@ export class SpotCheckSystem {
           freeMemoryMb: agent.freeMemoryMb - u.memoryMb,
           freeGpus: agent.freeGpus - u.gpus,
         };
+        // The original buyer's pick of providers does not bind a replay; what the task needs of a machine does.
         const canary = (await this.r.store.tasks.canariesFor(agent.providerId, CANARY_SAMPLE)).find(
-          (c) => rejections(c.demand, room).length === 0,
+          (c) => rejections({ ...c.demand, providers: undefined }, room).length === 0,
         );
         if (!canary) continue;
         await this.r.store.transaction((tx) =>
@@ -105,8 +106,8 @@ export class SpotCheckSystem {
     const jobId = await tx.jobs.insert(
       {
         buyerId: platform,
-        spec: canary.spec,
-        demand: canary.demand,
+        spec: { ...canary.spec, constraints: { ...canary.spec.constraints, providers: undefined } },
+        demand: { ...canary.demand, providers: undefined },
         tasks: [{ index: canary.index, params: canary.params }],
         policy: { replicas: 1, quorum: 1, maxExecutions: 1, maxErrors: 1, maxError: null },
         fundedPerTask: 1,
@@ -166,8 +167,11 @@ export class SpotCheckSystem {
     now: number,
     fx: Effects,
   ): Promise<void> {
-    const spec = await tx.jobs.spec(jobId);
-    const demand = await tx.jobs.demand(jobId);
+    // The buyer's pick of providers does not bind a re-verification: it must run on other providers.
+    const picked = await tx.jobs.spec(jobId);
+    const spec = picked && { ...picked, constraints: { ...picked.constraints, providers: undefined } };
+    const stored = await tx.jobs.demand(jobId);
+    const demand = stored && { ...stored, providers: undefined };
     const counts = await tx.jobs.taskCounts(jobId);
     const params = await tx.tasks.paramsOf(taskId);
     if (!spec || !demand || !counts || !params) return;

@@ -46,10 +46,16 @@ export function statusCommand(ctx: CliContext): Command {
               formatParams(t),
               t.state,
               t.executions.map(formatExecution).join(' '),
-              t.failure ? formatFailure(t.failure, view.spec) : (t.resultHash?.slice(0, 12) ?? ''),
+              t.failure
+                ? formatFailure(t.failure, view.spec)
+                : `${t.resultHash?.slice(0, 12) ?? ''}${t.audit ? ` (re-verification: ${t.audit})` : ''}`,
             ]),
           ),
         );
+        if (view.history.length > 0) {
+          process.stdout.write('\nhistory:\n');
+          for (const h of view.history) process.stdout.write(`  ${new Date(h.at).toISOString()}  ${h.message}\n`);
+        }
         const waiting = view.tasks.filter(
           (t) =>
             t.state === 'queued' ||
