@@ -77,7 +77,7 @@ export function marketRoutes({ store, engine }: ServerDeps): FastifyPluginAsync 
     app.get('/v1/provider/reputation', async (req): Promise<ProviderReputation> => {
       requireScope(req.principal, 'provider');
       const limit = parseOr400(LedgerQuerySchema.pick({ limit: true }), req.query, 'query').limit;
-      return store.reputation.history(req.principal.accountId, limit, engine.now(), engine.policy.quota);
+      return engine.accounts.reputation(req.principal.accountId, limit);
     });
 
     app.post('/v1/admin/accounts', async (req, reply) => {

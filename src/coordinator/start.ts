@@ -3,7 +3,13 @@ import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import pino, { type Logger } from 'pino';
 import { DEFAULT_ENGINE_CONFIG, DEFAULT_MARKET_POLICY, Engine, type EngineConfig } from '../engine/index.js';
-import { DEFAULT_QUOTA, type QuotaConfig } from '../core/index.js';
+import {
+  checkCredibilityConfig,
+  DEFAULT_CREDIBILITY,
+  DEFAULT_QUOTA,
+  type CredibilityConfig,
+  type QuotaConfig,
+} from '../core/index.js';
 import { openSqliteStore, openStore, type Store } from '../store/index.js';
 import { BlobStore } from './blobs.js';
 import { createMetrics } from './metrics.js';
@@ -27,6 +33,11 @@ export interface CoordinatorConfig {
   feeBps: number;
   /** Reputation daily quota: a newcomer's, and the cap it doubles up to (executions per 24 h). */
   quota: QuotaConfig;
+  /**
+   * The credibility model (core/credibility.ts): the assumed share of cheaters f, the confirmations that end
+   * probation, the spot-check rate q, what an operator's vouch counts as. Unset fields keep DEFAULT_CREDIBILITY.
+   */
+  credibility?: Partial<CredibilityConfig>;
   engine: EngineConfig;
   /**
    * Serve Prometheus metrics at GET /metrics, without an API key (aggregate numbers only). Off by default:
@@ -53,7 +64,10 @@ export interface RunningCoordinator {
   close(): Promise<void>;
 }
 
-/** Opens the store, starts the engine loop and listens. Throws if the port is taken or feeBps is out of range. */
+/**
+ * Opens the store, starts the engine loop and listens. Throws if the port is taken, feeBps is out of range or the
+ * credibility settings are (RangeError naming the field).
+ */
 export async function startCoordinator(
   config: CoordinatorConfig,
   log: Logger = pino({ level: 'warn' }),
@@ -61,6 +75,7 @@ export async function startCoordinator(
   if (!Number.isInteger(config.feeBps) || config.feeBps < 0 || config.feeBps > 10_000) {
     throw new RangeError(`feeBps must be a whole number of basis points from 0 to 10000, got ${config.feeBps}`);
   }
+  const credibility = checkCredibilityConfig({ ...DEFAULT_CREDIBILITY, ...config.credibility });
   const store = config.databaseUrl
     ? await openStore(config.databaseUrl)
     : await openSqliteStore(join(config.dataDir, 'deqo.db'));
@@ -69,7 +84,12 @@ export async function startCoordinator(
   const engine = new Engine(store, {
     blobs,
     config: config.engine,
-    policy: { ...DEFAULT_MARKET_POLICY, feeBps: config.feeBps, quota: config.quota },
+    policy: {
+      ...DEFAULT_MARKET_POLICY,
+      feeBps: config.feeBps,
+      quota: config.quota,
+      credibility,
+    },
     log,
   });
   await engine.recover();

@@ -38,6 +38,24 @@ export const DEFAULT_CREDIBILITY: Readonly<CredibilityConfig> = Object.freeze({
   vouchedConfirmations: 100,
 });
 
+/**
+ * Checks a credibility configuration: 0 < saboteurFraction < 1, 0 ≤ spotCheckRate < 1, establishedAfter and
+ * vouchedConfirmations whole numbers ≥ 1. Throws RangeError naming the field and what it expected.
+ */
+export function checkCredibilityConfig(c: CredibilityConfig): CredibilityConfig {
+  const bad = (field: keyof CredibilityConfig, expected: string) =>
+    new RangeError(`credibility.${field} must be ${expected}, got ${String(c[field])}`);
+  if (!(c.saboteurFraction > 0 && c.saboteurFraction < 1))
+    throw bad('saboteurFraction', 'a fraction above 0 and below 1');
+  if (!(c.spotCheckRate >= 0 && c.spotCheckRate < 1))
+    throw bad('spotCheckRate', 'a fraction from 0 up to (not incl.) 1');
+  if (!Number.isInteger(c.establishedAfter) || c.establishedAfter < 1)
+    throw bad('establishedAfter', 'a whole number ≥ 1');
+  if (!Number.isInteger(c.vouchedConfirmations) || c.vouchedConfirmations < 1)
+    throw bad('vouchedConfirmations', 'a whole number ≥ 1');
+  return c;
+}
+
 /** What the credibility model reads of a provider. */
 export interface Standing {
   /** Results confirmed in a row (spot-checks passed, results confirmed by others); reset by an invalid result. */

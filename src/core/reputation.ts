@@ -14,7 +14,8 @@
  * (+1 for a valid result others confirmed independently or a passed spot-check, reset to 0 by an invalid one), an
  * operator's vouch, and when it was caught lying (a failed spot-check: blacklisted for good).
  */
-import type { Standing } from './credibility.js';
+import type { ReputationView } from '../protocol/index.js';
+import { credibility, isEstablished, type CredibilityConfig, type Standing } from './credibility.js';
 
 /** A provider's reputation record. Times in ms. */
 export interface Reputation {
@@ -133,6 +134,30 @@ export function errorRate(r: Pick<Reputation, 'valid' | 'invalid' | 'errors'>): 
 /** Mean turnaround in ms, or null with no reported results. */
 export function meanTurnaroundMs(r: Pick<Reputation, 'turnaroundMsTotal' | 'turnaroundCount'>): number | null {
   return r.turnaroundCount === 0 ? null : Math.round(r.turnaroundMsTotal / r.turnaroundCount);
+}
+
+/**
+ * The API view of a record: its counts and score, `startedToday` (executions placed on the provider in the last
+ * 24 h), and its standing under the credibility model `c` (confirmed, established, vouched, caught, credibility).
+ */
+export function reputationView(r: Reputation, startedToday: number, c: CredibilityConfig): ReputationView {
+  const standing = standingOf(r);
+  return {
+    score: reputationScore(r),
+    consecutiveValid: r.consecutiveValid,
+    valid: r.valid,
+    invalid: r.invalid,
+    errors: r.errors,
+    errorRate: errorRate(r),
+    meanTurnaroundMs: meanTurnaroundMs(r),
+    dailyQuota: r.dailyQuota,
+    startedToday,
+    confirmed: r.confirmed,
+    established: isEstablished(standing, c),
+    vouched: r.vouched,
+    caught: r.caughtAt !== null,
+    credibility: credibility(standing, c),
+  };
 }
 
 /** Consecutive valid results from which a provider may run a task alone (BOINC's adaptive replication). */

@@ -12,10 +12,18 @@ import {
   fromMicro,
   grantTxn,
   queryCatalog,
+  reputationView,
   toMicro,
 } from '../core/index.js';
-import type { Availability, Capacity, CatalogQuery, Offer, ProviderView } from '../protocol/index.js';
-import { reputationView, type Role } from '../store/index.js';
+import type {
+  Availability,
+  Capacity,
+  CatalogQuery,
+  Offer,
+  ProviderReputation,
+  ProviderView,
+} from '../protocol/index.js';
+import type { Role } from '../store/index.js';
 import type { EngineResources } from './resources.js';
 
 /** A new API key: `deqo_` + 256 random bits, base64url. Shown once; only its hash is stored. */
@@ -158,6 +166,17 @@ export class AccountSystem {
     });
   }
 
+  /** A provider's reputation record, standing and its `limit` most recent events (newest first). */
+  async reputation(providerId: string, limit: number): Promise<ProviderReputation> {
+    const { store, policy } = this.r;
+    const rec = (await store.reputation.records([providerId], this.r.now(), policy.quota)).get(providerId)!;
+    return {
+      providerId,
+      reputation: reputationView(rec.reputation, rec.startedToday, policy.credibility),
+      events: await store.reputation.history(providerId, limit),
+    };
+  }
+
   /** Catalog rows for all agents (or one provider's), filtered and sorted as `q` asks (core/catalog.ts). */
   async catalog(q: CatalogQuery, providerId?: string): Promise<ProviderView[]> {
     const { store, config, policy } = this.r;
@@ -178,7 +197,7 @@ export class AccountSystem {
         capacity: a.capacity,
         offer: a.offer,
         availability: a.availability,
-        reputation: reputationView(rec.reputation, rec.startedToday),
+        reputation: reputationView(rec.reputation, rec.startedToday, policy.credibility),
         running: a.running,
         jobsDone: a.jobsDone,
       };

@@ -153,6 +153,15 @@ export const ReputationViewSchema = z.object({
   meanTurnaroundMs: z.number().nullable(),
   dailyQuota: z.number().int(),
   startedToday: z.number().int(),
+  /** Results confirmed in a row by independent providers or passed spot-checks (reset by an invalid one). */
+  confirmed: z.number().int(),
+  /** Off probation: confirmed often enough, or vouched for by the operator (docs/verification.md). */
+  established: z.boolean(),
+  vouched: z.boolean(),
+  /** Caught lying (a failed spot-check): blacklisted, given no more work. */
+  caught: z.boolean(),
+  /** Sarmenta's credibility in [0, 1): the estimated chance this provider's result is right. */
+  credibility: z.number(),
 });
 export type ReputationView = z.infer<typeof ReputationViewSchema>;
 

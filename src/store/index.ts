@@ -45,7 +45,7 @@ export { LeaseStore, type ClaimedExecution, type ExpiredLease } from './leases.j
 export { newId, type StoreCapabilities } from './db.js';
 export type { Coordination, ExclusiveStep, Notifier } from './coordination.js';
 export { LedgerStore, insufficientFunds } from './ledger.js';
-export { ReputationStore, reputationView, type ReputationChange } from './reputation.js';
+export { ReputationStore, type ReputationChange } from './reputation.js';
 export { SettlementStore, ENDED_EXECUTION_STATES, type ClaimedJob } from './settlement.js';
 export { SnapshotStore } from './snapshot.js';
 export { StatsStore, type AgentCounts, type StoreCounts } from './stats.js';

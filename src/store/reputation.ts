@@ -4,15 +4,13 @@
  */
 import type { Kysely } from 'kysely';
 import {
-  errorRate,
-  meanTurnaroundMs,
   newReputation,
   reputationScore,
   type QuotaConfig,
   type Reputation,
   type ReputationOutcome,
 } from '../core/index.js';
-import type { ProviderReputation, ReputationView } from '../protocol/index.js';
+import type { ProviderReputation } from '../protocol/index.js';
 import { requireTransaction, type StoreCapabilities } from './db.js';
 import type { Database } from './schema.js';
 
@@ -31,21 +29,6 @@ function toReputation(r: Database['reputation'] | undefined, q: QuotaConfig): Re
     confirmed: r.confirmed,
     vouched: r.vouched === 1,
     caughtAt: r.caught_at === null ? null : Number(r.caught_at),
-  };
-}
-
-/** The API view of a record; `startedToday` = executions placed on the provider in the last 24 h. */
-export function reputationView(r: Reputation, startedToday: number): ReputationView {
-  return {
-    score: reputationScore(r),
-    consecutiveValid: r.consecutiveValid,
-    valid: r.valid,
-    invalid: r.invalid,
-    errors: r.errors,
-    errorRate: errorRate(r),
-    meanTurnaroundMs: meanTurnaroundMs(r),
-    dailyQuota: r.dailyQuota,
-    startedToday,
   };
 }
 
@@ -144,9 +127,8 @@ export class ReputationStore {
     return out;
   }
 
-  /** A provider's record and its most recent events (newest first). */
-  async history(providerId: string, limit: number, now: number, q: QuotaConfig): Promise<ProviderReputation> {
-    const rec = (await this.records([providerId], now, q)).get(providerId)!;
+  /** A provider's most recent reputation events (newest first). */
+  async history(providerId: string, limit: number): Promise<ProviderReputation['events']> {
     const events = await this.db
       .selectFrom('reputation_events')
       .selectAll()
@@ -154,20 +136,16 @@ export class ReputationStore {
       .orderBy('id', 'desc')
       .limit(limit)
       .execute();
-    return {
-      providerId,
-      reputation: reputationView(rec.reputation, rec.startedToday),
-      events: events.map((e) => ({
-        id: Number(e.id),
-        at: Number(e.at),
-        kind: e.kind as ProviderReputation['events'][number]['kind'],
-        crossChecked: e.cross_checked === 1,
-        executionId: e.execution_id,
-        jobId: e.job_id,
-        consecutiveValid: e.consecutive_valid,
-        dailyQuota: e.daily_quota,
-        score: e.score,
-      })),
-    };
+    return events.map((e) => ({
+      id: Number(e.id),
+      at: Number(e.at),
+      kind: e.kind as ProviderReputation['events'][number]['kind'],
+      crossChecked: e.cross_checked === 1,
+      executionId: e.execution_id,
+      jobId: e.job_id,
+      consecutiveValid: e.consecutive_valid,
+      dailyQuota: e.daily_quota,
+      score: e.score,
+    }));
   }
 }

@@ -1,8 +1,9 @@
 /**
- * Sleeper under adaptive replication: a provider is honest for its first 12 tasks (all cross-checked by an honest
- * `deqo agent`, so it earns trust and may run tasks alone), then reports forged results. Adaptive jobs follow until
- * it is caught. The issue asks that its lies are caught, that every result it alone supported is re-verified (the
- * job's executions and its reputation history say so), and that in the end no wrong result stays accepted.
+ * Sleeper under adaptive replication: a provider is honest for its first 12 tasks (each confirmed by two honest
+ * `deqo agent`s, so it leaves probation and may run tasks alone), then reports forged results. Adaptive jobs that
+ * allow spot-checks follow (spot-check rate 0.3) until it is caught. The issue asks that its lies are caught, that
+ * every result it alone supported is re-verified (the task's `audit` and the job's history say so), and that in
+ * the end no wrong result stays accepted.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { JobView } from '../../src/protocol/index.js';
@@ -14,7 +15,7 @@ let world: World;
 let sly: RawProvider;
 
 beforeAll(async () => {
-  world = await World.start({ db: 'sqlite', honest: 3, oracle: productOracle });
+  world = await World.start({ db: 'sqlite', honest: 3, oracle: productOracle, credibility: { spotCheckRate: 0.3 } });
   sly = await world.addRaw('sleeper-1', 'sleeper', sleeper(HONEST_FOR));
   await world.waitOnline(4);
 });
@@ -32,31 +33,35 @@ async function wrongIn(views: readonly JobView[]): Promise<number> {
 
 describe('sleeper under adaptive replication', () => {
   it('is caught, everything it alone supported is re-verified, and no wrong result stays accepted', async () => {
-    // Honest phase: every task runs on the sleeper and honest-1, so each of its results is cross-checked.
+    // Honest phase: every task runs on the sleeper, honest-1 and honest-2, so each of its results is confirmed
+    // by two independent providers.
     const warm = await world.submit(
       productJob(
         HONEST_FOR,
         200,
-        { mode: 'replicate', replicas: 2, quorum: 2 },
+        { mode: 'replicate', replicas: 3, quorum: 3 },
         {
-          constraints: { providers: world.ids('sleeper-1', 'honest-1') },
+          constraints: { providers: world.ids('sleeper-1', 'honest-1', 'honest-2') },
         },
       ),
     );
     const w = await world.waitSettled(warm);
     expect(w.ended && w.view.state === 'succeeded').toBe(true);
     const trusted = await world.reputation('sleeper-1');
-    // Established: at least ten cross-checked results in a row (BOINC's trust threshold, Sarmenta's probation).
-    expect(trusted.consecutiveValid).toBeGreaterThanOrEqual(10);
+    // Established: ten confirmed results in a row (BOINC's trust threshold, Sarmenta's probation).
+    expect(trusted.established, JSON.stringify(trusted)).toBe(true);
 
-    // Adaptive jobs until the sleeper is caught (at most three).
+    // Adaptive jobs that allow spot-checks, until the sleeper is caught (at most three).
     const jobIds: string[] = [];
     for (let salt = 1; salt <= 3; salt++) {
-      const jobId = await world.submit(productJob(20, 200 + salt, { mode: 'adaptive', replicas: 2, quorum: 2 }));
+      const jobId = await world.submit(
+        productJob(20, 200 + salt, { mode: 'adaptive', replicas: 2, quorum: 2, spotChecks: true }),
+      );
       jobIds.push(jobId);
       const { ended } = await world.waitSettled(jobId);
       expect(ended).toBe(true);
-      if ((await world.reputation('sleeper-1')).invalid > 0) break;
+      const r = await world.reputation('sleeper-1');
+      if (r.caught || r.invalid > 0) break;
     }
     const atCatch = await Promise.all(jobIds.map((id) => world.buyer.getJob(id)));
     const wrongBeforeBacktracking = await wrongIn(atCatch);
@@ -72,7 +77,8 @@ describe('sleeper under adaptive replication', () => {
         .flatMap((v) => v.tasks.flatMap((t) => t.executions))
         .filter((e) => lieIds.has(e.id) && e.state === 'valid');
       const settledAll = (await Promise.all(jobIds.map((id) => world.waitSettled(id, 0)))).every((s) => s.ended);
-      if ((stillValid.length === 0 && settledAll) || Date.now() > deadline) break;
+      const auditing = views.flatMap((v) => v.tasks).some((t) => t.audit === 'pending');
+      if ((stillValid.length === 0 && settledAll && !auditing) || Date.now() > deadline) break;
       await new Promise((r) => setTimeout(r, 500));
     }
 
@@ -81,7 +87,7 @@ describe('sleeper under adaptive replication', () => {
     const aloneLies = atCatch
       .flatMap((v) => v.tasks)
       .filter((t) => t.executions.some((e) => lieIds.has(e.id) && e.state === 'valid')).length;
-    const rep = await world.provider('sleeper-1').client.providerReputation(500);
+    const rep = await world.provider('sleeper-1').client.providerReputation(1000);
     const f = await world.figures('sleeper-adaptive', views, productResult, {
       honestFor: HONEST_FOR,
       trustedStreak: trusted.consecutiveValid,
@@ -94,19 +100,24 @@ describe('sleeper under adaptive replication', () => {
     printFigures(f);
 
     expect(lies.length, 'the sleeper lied').toBeGreaterThan(0);
-    expect.soft(rep.reputation.invalid, 'the sleeper was caught').toBeGreaterThan(0);
-    // Every lie ends invalid in the job's history and in the sleeper's reputation history.
+    expect.soft(rep.reputation.caught, 'the sleeper was caught (a failed spot-check)').toBe(true);
+    expect.soft(rep.reputation.established, 'the sleeper is back on probation').toBe(false);
+    // Every lie in the buyer's jobs ends graded invalid there and in the sleeper's reputation history, or was never
+    // counted (a replica cancelled once its task was decided). Lies on spot-checks are the platform's jobs.
     const invalidEvents = new Set(rep.events.filter((ev) => ev.kind === 'invalid').map((ev) => ev.executionId));
     const notInvalid: string[] = [];
     const notInHistory: string[] = [];
     const notReverified: string[] = [];
-    for (const lie of lies) {
+    for (const lie of lies.filter((l) => jobIds.includes(l.jobId))) {
       const found = executions.find(({ e }) => e.id === lie.executionId);
-      if (found?.e.state !== 'invalid') notInvalid.push(`${lie.executionId}: ${found?.e.state}`);
-      if (!invalidEvents.has(lie.executionId)) notInHistory.push(lie.executionId);
-      // Its task was (re-)verified by another provider.
-      if (!found?.t.executions.some((e) => e.providerId !== sleeperId && e.state === 'valid'))
-        notReverified.push(`${lie.jobId} task ${lie.taskIndex}`);
+      if (found?.e.state !== 'invalid' && found?.e.state !== 'cancelled')
+        notInvalid.push(`${lie.executionId}: ${found?.e.state}`);
+      if (found?.e.state === 'invalid' && !invalidEvents.has(lie.executionId)) notInHistory.push(lie.executionId);
+      // Its task was verified by another provider, or re-verified (an audit that replaced or confirmed the result).
+      const t = found?.t;
+      const byOther = t?.executions.some((e) => e.providerId !== sleeperId && e.state === 'valid');
+      if (t?.state === 'verified' && !byOther && t.audit !== 'changed' && t.audit !== 'confirmed')
+        notReverified.push(`${lie.jobId} task ${lie.taskIndex}: audit ${t.audit}`);
     }
     expect.soft(notInvalid, 'lies not graded invalid in the job').toEqual([]);
     expect.soft(notInHistory, "lies missing from the sleeper's reputation history").toEqual([]);

@@ -3,8 +3,9 @@
  * lease stops renewing at start + timeout + grace, that the task then ends or moves elsewhere, that squatting counts
  * against the provider, that the buyer's escrow is released, and that an honest replica that had reported is paid.
  *
- * The job's time limit is 5 s; the test waits up to 80 s for the job to settle (so a grace of up to about a minute
- * passes) and asserts on what it ended with.
+ * The job's time limit is 5 s and the coordinator's deadline grace 10 s (`deqo coordinator --deadline-grace`; 10 min
+ * by default, for uploads of large outputs); the test waits up to 80 s for the job to settle and asserts on what it
+ * ended with.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { printFigures, productJob, World } from '../helpers/adversarial.js';
@@ -14,7 +15,7 @@ let world: World;
 let squat: RawProvider;
 
 beforeAll(async () => {
-  world = await World.start({ db: 'sqlite', honest: 3, oracle: productOracle });
+  world = await World.start({ db: 'sqlite', honest: 3, oracle: productOracle, engine: { deadlineGraceMs: 10_000 } });
   squat = await world.addRaw('squatter', 'squatter', squatter(), { slots: 4 });
   await world.waitOnline(4);
 });

@@ -18,7 +18,7 @@ import {
   type EngineConfig,
   type RunningCoordinator,
 } from '../../src/coordinator/index.js';
-import { TERMINAL_JOB_STATES } from '../../src/core/index.js';
+import { TERMINAL_JOB_STATES, type CredibilityConfig } from '../../src/core/index.js';
 import type { JobSpecInput, JobView, ParamValue, ReputationView } from '../../src/protocol/index.js';
 import { AgentProcess, until } from './cluster.js';
 import { checkPgRun, checkRun, type RunCounts } from './invariants.js';
@@ -58,6 +58,8 @@ export interface WorldOptions {
   /** Knows the honest answer of the scenario's jobs (for raw providers and for counting wrong results). */
   oracle: Oracle;
   engine?: Partial<EngineConfig>;
+  /** Credibility settings (spot-check rate, probation length…); unset fields keep DEFAULT_CREDIBILITY. */
+  credibility?: Partial<CredibilityConfig>;
   /** Credits granted to the buyer (default 1000). */
   credits?: number;
 }
@@ -138,6 +140,7 @@ export class World {
         ...(pgdb ? { databaseUrl: pgdb.url } : {}),
         port: 0,
         engine: { ...DEFAULT_ENGINE_CONFIG, ...ADVERSARIAL_ENGINE, ...o.engine },
+        ...(o.credibility && { credibility: o.credibility }),
       },
       // Lost leases are the point of several scenarios: print errors only.
       pino({ level: 'error' }),

@@ -4,14 +4,7 @@
  */
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import {
-  agentStatus,
-  coordinatorStallMs,
-  DEFAULT_QUOTA,
-  retryDelayMs,
-  retryDue,
-  stallThresholdMs,
-} from '../../src/core/index.js';
+import { agentStatus, coordinatorStallMs, retryDelayMs, retryDue, stallThresholdMs } from '../../src/core/index.js';
 import { completedReport, fundedBuyer, registerAgents } from '../helpers/engine-flow.js';
 import { tempBlobStore } from '../helpers/outputs.js';
 import { DEFAULT_ENGINE_CONFIG, Engine } from '../../src/engine/index.js';
@@ -316,7 +309,7 @@ describe('a task no remaining provider can finish', () => {
       expect(waiting.paid).toBeGreaterThan(0); // the honest provider's finished work
       expect(v.billing).toMatchObject({ settled: true, paid: waiting.paid, inEscrow: 0 });
       expect(v.billing.refunded).toBeGreaterThan(0);
-      const rec = await engine.store.reputation.history(waiting.providerId, 10, now, DEFAULT_QUOTA);
+      const rec = await engine.accounts.reputation(waiting.providerId, 10);
       expect(rec.reputation).toMatchObject({ valid: 0, invalid: 0 }); // not graded either way
       expect(await store.ledger.audit()).toEqual([]);
     } finally {

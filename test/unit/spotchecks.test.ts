@@ -6,7 +6,7 @@
  */
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { DEFAULT_CREDIBILITY, DEFAULT_QUOTA, fromMicro } from '../../src/core/index.js';
+import { DEFAULT_CREDIBILITY, fromMicro } from '../../src/core/index.js';
 import { DEFAULT_ENGINE_CONFIG, DEFAULT_MARKET_POLICY, Engine, jobResults } from '../../src/engine/index.js';
 import type { Assignment, JobView } from '../../src/protocol/index.js';
 import { openSqliteStore, type Store } from '../../src/store/index.js';
@@ -78,7 +78,7 @@ describe('spot-checks and backtracking', () => {
 
     // 3. The spot-check comes back wrong: the liar is caught, the victim's task is re-verified elsewhere.
     await engine.report(liar!, planted[0]!.executionId, await completedReport(engine, planted[0]!, 'made up'));
-    const liarRecord = await store.reputation.history(await providerOf(liar!), 10, now, DEFAULT_QUOTA);
+    const liarRecord = await engine.accounts.reputation(await providerOf(liar!), 10);
     expect(liarRecord.events.map((e) => e.kind)).toContain('caught');
     let v = await view(victim, buyer);
     expect(v.tasks[0]!.audit).toBe('pending');

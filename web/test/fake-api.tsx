@@ -63,6 +63,7 @@ export function jobView(id: string, state: JobView['state']): JobView {
         targetReplicas: 2,
         resultHash: null,
         failure: null,
+        audit: null,
         executions: ['provider-1', 'provider-2'].map((n, i) => ({
           id: `e${i}`,
           taskId: 't1',
@@ -93,6 +94,7 @@ export function jobView(id: string, state: JobView['state']): JobView {
       inEscrow: done ? 0 : 1,
       settled: done,
     },
+    history: [],
   };
 }
 

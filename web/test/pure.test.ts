@@ -44,7 +44,17 @@ const task = (
   state: TaskView['state'],
   executions: ExecutionView[],
   failure: TaskView['failure'] = null,
-): TaskView => ({ id: 't', index: 0, params: {}, state, targetReplicas: 3, resultHash: null, failure, executions });
+): TaskView => ({
+  id: 't',
+  index: 0,
+  params: {},
+  state,
+  targetReplicas: 3,
+  resultHash: null,
+  failure,
+  executions,
+  audit: null,
+});
 
 describe('verdict', () => {
   it('names who agreed and who was outvoted', () => {
@@ -54,6 +64,12 @@ describe('verdict', () => {
   });
   it('says a single unreplicated run was not cross-checked', () => {
     expect(verdict(task('verified', [exec('p1', 'valid')]))).toContain('no cross-check');
+  });
+  it('says when a verified result was re-verified after a provider was caught, and how it ended', () => {
+    const t = task('verified', [exec('p1', 'invalid')]);
+    expect(verdict({ ...t, audit: 'pending' })).toMatch(/^Being re-verified/);
+    expect(verdict({ ...t, audit: 'changed' })).toMatch(/^Re-verified and replaced: .*refunded to you/);
+    expect(verdict({ ...t, audit: 'confirmed' })).toMatch(/other providers confirmed it/);
   });
   it('explains a failure in plain words', () => {
     expect(verdict(task('failed', [], { reason: 'no_quorum', blame: 'provider', message: 'no_quorum' }))).toBe(

@@ -15,7 +15,7 @@ import {
   type RunningCoordinator,
 } from '../../coordinator/index.js';
 import { action, type CliContext } from '../command.js';
-import { parseDurationMs } from './units.js';
+import { parseDurationMs, parseFraction, parseIntFlag } from './units.js';
 
 interface Opts {
   dataDir?: string;
@@ -35,6 +35,10 @@ interface Opts {
   restartGrace?: number;
   retryBackoff?: number;
   retryBackoffMax?: number;
+  deadlineGrace?: number;
+  spotCheckRate?: number;
+  saboteurFraction?: number;
+  establishedAfter?: number;
 }
 
 export function coordinatorCommand(ctx: CliContext): Command {
@@ -88,6 +92,27 @@ export function coordinatorCommand(ctx: CliContext): Command {
       parseDurationMs,
     )
     .option('--retry-backoff-max <duration>', 'longest wait before a retry [default 1m]', parseDurationMs)
+    .option(
+      '--deadline-grace <duration>',
+      "past an execution's time limit, how long its agent may still upload and report before the lease stops " +
+        'renewing (a provider that holds work without reporting loses it then) [default 10m]',
+      parseDurationMs,
+    )
+    .option(
+      '--spot-check-rate <fraction>',
+      'share of placements that are spot-checks (replays of known answers) beside real work [default 0.05]',
+      parseFraction,
+    )
+    .option(
+      '--saboteur-fraction <fraction>',
+      'assumed upper bound on the share of cheating providers, for credibility (docs/verification.md) [default 0.2]',
+      parseFraction,
+    )
+    .option(
+      '--established-after <n>',
+      "confirmed results in a row that end a new provider's probation [default 10]",
+      parseIntFlag,
+    )
     .addHelpText(
       'after',
       `
@@ -113,6 +138,7 @@ nothing (every change is committed before it is acknowledged).`,
           restartGraceMs: pick(o.restartGrace, d.restartGraceMs),
           retryBackoffMs: pick(o.retryBackoff, d.retryBackoffMs),
           retryBackoffMaxMs: pick(o.retryBackoffMax, d.retryBackoffMaxMs),
+          deadlineGraceMs: pick(o.deadlineGrace, d.deadlineGraceMs),
         };
         const log = pino({ level: o.logLevel, base: { svc: 'coordinator' } });
         const coord = await startCoordinator(
@@ -125,6 +151,11 @@ nothing (every change is committed before it is acknowledged).`,
             blobDir: o.blobDir,
             feeBps: o.platformFee ?? DEFAULT_COORDINATOR_CONFIG.feeBps,
             engine,
+            credibility: {
+              ...(o.spotCheckRate !== undefined && { spotCheckRate: o.spotCheckRate }),
+              ...(o.saboteurFraction !== undefined && { saboteurFraction: o.saboteurFraction }),
+              ...(o.establishedAfter !== undefined && { establishedAfter: o.establishedAfter }),
+            },
             metrics: o.metrics ?? false,
           },
           log,

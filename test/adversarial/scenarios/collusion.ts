@@ -1,5 +1,6 @@
 /**
- * Collusion: three honest `deqo agent`s earn a record on an honest warm-up job; then one party joins with
+ * Collusion: three honest `deqo agent`s earn a record on an honest warm-up job (3-of-3, so each result is confirmed
+ * by two independent others and the three leave probation); then one party joins with
  * `colluders` provider accounts (each its own account and agent identity, same prices as everyone) that report the
  * same fabricated result for every task they get (a shared map taskKey → forged result). 2-of-2 jobs follow:
  *
@@ -58,10 +59,15 @@ export function collusionScenario(db: DatabaseKind, colluders: number, opts: { w
 
     beforeAll(async () => {
       world = await World.start({ db, honest: 3, oracle: productOracle });
-      // The honest warm-up: every honest provider earns a record of cross-checked results.
-      const warm = await world.submit(productJob(15, 100, { mode: 'replicate', replicas: 2, quorum: 2 }));
+      // The honest warm-up: every honest provider earns a record of independently confirmed results (a pair of
+      // newcomers cannot confirm each other: 3-of-3 among the three honest providers).
+      const warm = await world.submit(productJob(12, 100, { mode: 'replicate', replicas: 3, quorum: 3 }));
       const { view, ended } = await world.waitSettled(warm);
       if (!ended || view.state !== 'succeeded') throw new Error(`the honest warm-up did not succeed: ${view.state}`);
+      for (const p of world.providers) {
+        const r = (await p.client.providerReputation(1)).reputation;
+        if (!r.established) throw new Error(`${p.name} is still on probation after the warm-up: ${JSON.stringify(r)}`);
+      }
       for (let i = 1; i <= colluders; i++) await world.addRaw(`colluder-${i}`, 'colluder', ring.member());
       await world.waitOnline(3 + colluders);
     });

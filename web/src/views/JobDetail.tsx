@@ -15,11 +15,22 @@ import { useRefreshTick } from '../live.js';
 
 const ended = (v: JobView) => TERMINAL_JOB_STATES.includes(v.state);
 
+/** A verified task's re-verification (its result rested on a provider later caught lying), in one sentence. */
+const AUDIT_TEXT: Record<NonNullable<TaskView['audit']>, string> = {
+  pending: 'Being re-verified: a provider this result rested on was caught lying; other providers are re-running it.',
+  confirmed: 'Re-verified: a provider this result rested on was caught lying, and other providers confirmed it.',
+  changed:
+    'Re-verified and replaced: a provider this result rested on was caught lying, the result was wrong, and other ' +
+    'providers’ agreeing result replaced it (what was paid for the wrong one was refunded to you).',
+  inconclusive: 'Re-verification was inconclusive: the result stands, but could not be confirmed.',
+};
+
 /** What verification decided for a task, in one sentence. */
 export function verdict(t: TaskView): string {
   const names = (xs: ExecutionView[]) => xs.map((e) => e.agentName).join(' + ');
   const valid = t.executions.filter((e) => e.state === 'valid');
   const invalid = t.executions.filter((e) => e.state === 'invalid');
+  if (t.state === 'verified' && t.audit) return AUDIT_TEXT[t.audit];
   if (t.state === 'verified') {
     return (
       `Verified: ${valid.length > 1 ? `${names(valid)} agreed` : valid.length === 1 ? `${names(valid)} ran it (no cross-check)` : 'accepted'}` +
@@ -269,6 +280,17 @@ export function JobDetail({ jobId }: { jobId: string }) {
       {explain.data && (
         <Card title="Why it waits">
           <p>{explain.data.summary}</p>
+        </Card>
+      )}
+      {v.history.length > 0 && (
+        <Card title="History">
+          <ul className="history">
+            {v.history.map((h, i) => (
+              <li key={i} data-history={h.kind}>
+                <span className="muted small">{when(h.at)}</span> {h.message}
+              </li>
+            ))}
+          </ul>
         </Card>
       )}
       {v.tasks.map((t) => (

@@ -1,6 +1,6 @@
 /** Network: the provider catalog (filters, sorting), queue depth and throughput over time, recent verifications. */
 import { useMemo, useState } from 'react';
-import type { CatalogQuery } from '../../../src/protocol/index.js';
+import type { CatalogQuery, ProviderView } from '../../../src/protocol/index.js';
 import { useSession } from '../session-context.js';
 import { Card, ErrorNote, StateBadge, TableWrap } from '../components/bits.js';
 import { Chart } from '../components/Chart.js';
@@ -129,7 +129,12 @@ function Catalog() {
                   <td>{p.capacity.memoryMb} MiB</td>
                   <td>{p.capacity.gpus.map((g) => g.model).join(', ') || '—'}</td>
                   <td>{formatDecimalCredits(p.offer.prices.cpuHour)}</td>
-                  <td>{p.reputation.score.toFixed(2)}</td>
+                  <td>
+                    {p.reputation.score.toFixed(2)}
+                    <div className="muted small" title={`credibility ${p.reputation.credibility.toFixed(4)}`}>
+                      {standingLabel(p.reputation)}
+                    </div>
+                  </td>
                   <td>{p.jobsDone}</td>
                   <td>{p.running}</td>
                 </tr>
@@ -238,4 +243,11 @@ export function Network() {
       </Card>
     </>
   );
+}
+
+/** A provider's standing in a word: caught, vouched, established, or on probation with its confirmations. */
+function standingLabel(r: ProviderView['reputation']): string {
+  if (r.caught) return 'caught lying';
+  if (r.vouched) return 'vouched';
+  return r.established ? 'established' : `probation (${r.confirmed} confirmed)`;
 }
