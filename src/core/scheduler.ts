@@ -230,8 +230,9 @@ const prefer = <T>(xs: T[], keep: (x: T) => boolean): T[] => {
  * Placement an attacker cannot steer (Sarmenta §6, BOINC's one_result_per_user_per_wu as the floor): each replica is
  * drawn at random among the eligible agents, weighted by credibility and rank (`draw`), never from a provider that
  * holds a replica of the task; among those, agents whose provider shares no registration cohort or network prefix
- * with the task's other replicas are preferred; the first replica of a task goes to an established provider when one
- * can take it (probation: newcomers are never a task's whole quorum while established providers are there). A
+ * with the task's other replicas are preferred; a task's first replica goes to an established provider, and waits for
+ * one while an established provider that could take it is online (probation: newcomers are never a task's whole
+ * quorum while established providers are there). A
  * provider whose execution of the task failed on its side is used again only when nobody else can take it.
  */
 export function planExecutions(
@@ -275,7 +276,21 @@ export function planExecutions(
       feasible = prefer(feasible, (a) =>
         peers.every((p) => p.cohort !== a.cohort && (p.prefix === '' || p.prefix !== a.prefix)),
       );
-      if (!established) feasible = prefer(feasible, (a) => a.established);
+      if (!established) {
+        // Probation: while an established provider that could take the task is online, the task waits for one
+        // rather than letting newcomers (perhaps one party's accounts) be its whole quorum.
+        const waitFor = free.some(
+          (a) =>
+            a.established &&
+            a.online &&
+            a.availability === 'available' &&
+            a.quotaLeft > 0 &&
+            !used.has(a.providerId) &&
+            staticRejections(t.demand, a).length === 0,
+        );
+        feasible = waitFor ? feasible.filter((a) => a.established) : feasible;
+        if (feasible.length === 0) break;
+      }
       const pick = draw(feasible, scores, opts.random);
       pick.freeCpus -= t.demand.cpus;
       pick.freeMemoryMb -= t.demand.memoryMb;

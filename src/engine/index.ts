@@ -10,6 +10,7 @@ export { generateApiKey, hashApiKey, type AgentRegistration } from './accounts.j
 export { explainJob } from './explain.js';
 export { quoteJob } from './quote.js';
 export { jobResults } from './results.js';
+export { PLATFORM_ACCOUNT } from './spotchecks.js';
 export {
   EngineEvents,
   type CreditKind,

@@ -5,6 +5,9 @@
  *   task whose buyer allows it) it never ran, as an ordinary execution of a platform job. The platform pays for it.
  * - caught: a provider that answers a spot-check wrongly is blacklisted, and every verified task that rested on it is
  *   re-verified by a platform job replaying it on other providers; its buyer reads so in the job's history.
+ * - backtracking also follows any other proof of a wrong result — outvoted by an accepted group, or overturned by a
+ *   re-verification — without blacklisting (an honest machine can be outvoted on a nondeterministic task); each
+ *   task is re-verified at most once.
  * - audited: when a re-verification ends, its verdict is compared with the task's. A wrong result is replaced (the
  *   overturned executions become invalid, their providers' records say so, and what they were paid is taken back
  *   for the buyer as far as their balance allows); a confirmed one stays.
@@ -129,7 +132,7 @@ export class SpotCheckSystem {
 
   /**
    * A provider caught lying (a failed spot-check), inside the judging transaction: it is blacklisted, and every
-   * verified task that rested on it (core restedOn) gets a re-verification job; its buyer is told.
+   * verified task that rested on it is re-verified (`backtrack`).
    */
   async caught(tx: Repositories, providerId: string, now: number, fx: Effects): Promise<void> {
     const { quota } = this.r.policy;
@@ -145,15 +148,29 @@ export class SpotCheckSystem {
       { providerId },
       'provider caught returning a wrong answer to a spot-check: blacklisted, backtracking',
     );
-    const candidates = await tx.tasks.verifiedWith(providerId);
+    await this.backtrack(tx, providerId, 'caught returning a wrong answer to a spot-check', now, fx);
+  }
+
+  /**
+   * Backtracking (Sarmenta §5.3), inside the transaction that found `providerId` returning a wrong result (a failed
+   * spot-check, a result outvoted by an accepted group, or one a re-verification overturned): every verified task
+   * that rested on it (core restedOn, caught providers discounted) and was not re-verified yet gets a
+   * re-verification job; its buyer reads `why` in the job's history. Returns the number of tasks re-verified.
+   */
+  async backtrack(tx: Repositories, providerId: string, why: string, now: number, fx: Effects): Promise<number> {
+    const { quota } = this.r.policy;
+    const candidates = (await tx.tasks.verifiedWith(providerId)).filter((c) => c.audit === null);
+    if (candidates.length === 0) return 0;
     const providers = [...new Set(candidates.flatMap((c) => c.validProviders))];
     const records = await tx.reputation.records(providers, now, quota);
     const caught = new Set(providers.filter((p) => records.get(p)?.reputation.caughtAt !== null));
     caught.add(providerId);
+    let started = 0;
     for (const c of candidates) {
-      if (c.audit === 'pending' || !restedOn(c, providerId, caught)) continue;
-      await this.audit(tx, c.taskId, c.jobId, c.index, c.revision, providerId, now, fx);
+      if (!restedOn(c, providerId, caught)) continue;
+      if (await this.audit(tx, c.taskId, c.jobId, c.index, c.revision, providerId, why, now, fx)) started++;
     }
+    return started;
   }
 
   /** Starts a re-verification of task `taskId` (of `jobId`, index `index`) that rested on `providerId`. */
@@ -164,9 +181,10 @@ export class SpotCheckSystem {
     index: number,
     revision: number,
     providerId: string,
+    why: string,
     now: number,
     fx: Effects,
-  ): Promise<void> {
+  ): Promise<boolean> {
     // The buyer's pick of providers does not bind a re-verification: it must run on other providers.
     const picked = await tx.jobs.spec(jobId);
     const spec = picked && { ...picked, constraints: { ...picked.constraints, providers: undefined } };
@@ -174,8 +192,8 @@ export class SpotCheckSystem {
     const demand = stored && { ...stored, providers: undefined };
     const counts = await tx.jobs.taskCounts(jobId);
     const params = await tx.tasks.paramsOf(taskId);
-    if (!spec || !demand || !counts || !params) return;
-    if (!(await tx.tasks.write(taskId, revision, now, { audit: 'pending' }))) return;
+    if (!spec || !demand || !counts || !params) return false;
+    if (!(await tx.tasks.write(taskId, revision, now, { audit: 'pending' }))) return false;
     const platform = await this.platformAccount(tx, now);
     const cost = executionMaxCost(spec);
     const total = Object.values(counts.counts).reduce((a, b) => a + b, 0);
@@ -200,10 +218,11 @@ export class SpotCheckSystem {
       now,
       'reverifying',
       index,
-      `task ${index}: its result rested on provider ${name}, since caught returning a wrong answer; re-verifying it on other providers (the platform pays)`,
+      `task ${index}: its result rested on provider ${name}, since ${why}; re-verifying it on other providers (the platform pays)`,
     );
     fx.touch(jobId, 'reported');
     fx.touch(auditJob, 'submitted');
+    return true;
   }
 
   /**
@@ -272,6 +291,8 @@ export class SpotCheckSystem {
         `(result hash ${d.verdict.slice(0, 12)}), which replaces it; ${overturned.length} execution(s) graded invalid` +
         (returned > 0 ? `, ${formatCredits(returned)} taken back from them and returned to you` : ''),
     );
+    for (const p of new Set(overturned.map((e) => e.providerId)))
+      await this.backtrack(tx, p, 'a re-verification found another of its results wrong', now, fx);
   }
 
   /** The platform account (created on first use, without a key). */

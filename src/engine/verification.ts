@@ -70,6 +70,9 @@ export class VerificationSystem {
         ) {
           const liar = votes.find((v) => decision.invalid.includes(v.id));
           if (liar) await this.spotChecks.caught(tx, liar.providerId, now, fx);
+        } else {
+          const outvoted = votes.filter((v) => decision.invalid.includes(v.id)).map((v) => v.providerId);
+          await this.backtrack(tx, outvoted, now, fx);
         }
       }
       return applied;
@@ -175,10 +178,29 @@ export class VerificationSystem {
     const graded = (g: 'valid' | 'invalid') =>
       late.filter((e) => gradeLateResult(verdict, e.verdict ?? '') === g).map((e) => e.id);
     const valid = await tx.executions.move(graded('valid'), 'valid', now);
-    const ended = [...valid, ...(await tx.executions.move(graded('invalid'), 'invalid', now))];
+    const invalid = await tx.executions.move(graded('invalid'), 'invalid', now);
     // A late result that agrees with the verdict is confirmed by the group that decided it, independently of it.
-    await this.settlement.executions(tx, ended, now, fx, new Set(valid));
+    await this.settlement.executions(tx, [...valid, ...invalid], now, fx, new Set(valid));
     await this.settlement.job(tx, task.jobId, now, fx);
+    if (verdict !== null) {
+      const wrong = new Set(invalid);
+      await this.backtrack(
+        tx,
+        late.filter((e) => wrong.has(e.id)).map((e) => e.providerId),
+        now,
+        fx,
+      );
+    }
+  }
+
+  /**
+   * Providers whose result an accepted group just outvoted are known to have returned a wrong result: whatever
+   * verified task rested on one of them alone is re-verified (backtracking, engine/spotchecks.ts). Spot-check and
+   * platform replays are judged elsewhere.
+   */
+  private async backtrack(tx: Repositories, providers: readonly string[], now: number, fx: Effects): Promise<void> {
+    for (const p of new Set(providers))
+      await this.spotChecks.backtrack(tx, p, 'found returning a wrong result on another task (outvoted)', now, fx);
   }
 
   /**

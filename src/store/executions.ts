@@ -213,10 +213,10 @@ export class ExecutionStore {
   }
 
   /** Executions of a task that reported and were not graded yet, with their verdicts. */
-  async ungraded(taskId: string): Promise<Array<{ id: string; verdict: string | null }>> {
+  async ungraded(taskId: string): Promise<Array<{ id: string; verdict: string | null; providerId: string }>> {
     return this.db
       .selectFrom('executions')
-      .select(['id', 'verdict'])
+      .select(['id', 'verdict', 'provider_id as providerId'])
       .where('task_id', '=', taskId)
       .where('state', '=', 'reported')
       .execute();

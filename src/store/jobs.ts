@@ -14,7 +14,7 @@ import {
 } from '../core/index.js';
 import { JobSpecSchema, type Failure, type JobSpec, type JobState } from '../protocol/index.js';
 import { newId, requireTransaction, type StoreCapabilities } from './db.js';
-import type { Database } from './schema.js';
+import type { Database, JobKind } from './schema.js';
 
 /** A job to store: its spec and tasks, the verification policy of each task, and what escrow funds (µcr). */
 export interface NewJob {
@@ -28,7 +28,7 @@ export interface NewJob {
   /** The most one execution can cost, µcr. */
   executionMaxCost: number;
   /** Whose job (default a buyer's): the platform's spot-check or re-verification replays a task. */
-  kind?: 'buyer' | 'spot_check' | 'audit';
+  kind?: JobKind;
   /** For a replay: the task it replays, the task count its environment shows, and (spot-check) the known answer. */
   replay?: { of: string; taskCount: number; expectedVerdict: string | null };
 }

@@ -59,8 +59,11 @@ export interface JobsTable {
   tasks_failed: number;
   tasks_cancelled: number;
   /** Whose job: a buyer's, or the platform's spot-check or re-verification (core/spotchecks.ts). */
-  kind: 'buyer' | 'spot_check' | 'audit';
+  kind: JobKind;
 }
+
+/** Whose job: a buyer's, or the platform's spot-check or re-verification (core/spotchecks.ts). */
+export type JobKind = 'buyer' | 'spot_check' | 'audit';
 export interface TasksTable {
   id: string;
   job_id: string;

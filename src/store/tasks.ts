@@ -354,9 +354,11 @@ export class TaskStore {
    * (core/spotchecks.ts restedOn): quorum, whether it ran alone, its valid executions' providers, its re-verification.
    */
   async verifiedWith(providerId: string): Promise<BacktrackCandidate[]> {
-    const tasks = await this.db
+    // One query: each such task once per valid execution (its provider), grouped below.
+    const rows = await this.db
       .selectFrom('tasks')
       .innerJoin('jobs', 'jobs.id', 'tasks.job_id')
+      .innerJoin('executions as v', (j) => j.onRef('v.task_id', '=', 'tasks.id').on('v.state', '=', 'valid'))
       .select([
         'tasks.id',
         'tasks.job_id',
@@ -366,6 +368,7 @@ export class TaskStore {
         'tasks.verdict',
         'tasks.audit',
         'tasks.revision',
+        'v.provider_id',
       ])
       .where('tasks.state', '=', 'verified')
       .where('jobs.kind', '=', 'buyer')
@@ -379,27 +382,28 @@ export class TaskStore {
             .where('executions.state', '=', 'valid'),
         ),
       )
+      .orderBy('tasks.id')
       .execute();
-    const out: BacktrackCandidate[] = [];
-    for (const t of tasks) {
-      const valid = await this.db
-        .selectFrom('executions')
-        .select('provider_id')
-        .where('task_id', '=', t.id)
-        .where('state', '=', 'valid')
-        .execute();
-      out.push({
-        taskId: t.id,
-        jobId: t.job_id,
-        index: t.idx,
-        quorum: t.quorum,
-        alone: t.alone === 1,
-        verdict: t.verdict,
-        audit: t.audit,
-        revision: t.revision,
-        validProviders: valid.map((v) => v.provider_id),
-      });
+    const byTask = new Map<string, BacktrackCandidate>();
+    for (const t of rows) {
+      let c = byTask.get(t.id);
+      if (!c) {
+        c = {
+          taskId: t.id,
+          jobId: t.job_id,
+          index: t.idx,
+          quorum: t.quorum,
+          alone: t.alone === 1,
+          verdict: t.verdict,
+          audit: t.audit,
+          revision: t.revision,
+          validProviders: [],
+        };
+        byTask.set(t.id, c);
+      }
+      c.validProviders.push(t.provider_id);
     }
+    const out = [...byTask.values()];
     return out;
   }
 }

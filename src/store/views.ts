@@ -19,7 +19,7 @@ import {
   type TaskView,
 } from '../protocol/index.js';
 import { balanceOf } from './ledger.js';
-import type { Database } from './schema.js';
+import type { Database, JobKind } from './schema.js';
 
 export class ViewStore {
   constructor(private readonly db: Kysely<Database>) {}
@@ -100,12 +100,15 @@ export class ViewStore {
   }
 
   /** A buyer's jobs, newest first, with task counts (kept on the job row: no task is read). */
-  async listJobs(buyerId: string, opts: { state?: JobState; limit: number }): Promise<JobSummary[]> {
+  async listJobs(
+    buyerId: string,
+    opts: { state?: JobState; limit: number; kinds?: readonly JobKind[] },
+  ): Promise<JobSummary[]> {
     let q = this.db
       .selectFrom('jobs')
       .selectAll()
       .where('buyer_id', '=', buyerId)
-      .where('kind', '=', 'buyer')
+      .where('kind', 'in', opts.kinds ?? ['buyer'])
       .orderBy('created_at', 'desc')
       .orderBy('id', 'desc')
       .limit(opts.limit);

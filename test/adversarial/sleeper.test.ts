@@ -1,7 +1,8 @@
 /**
  * Sleeper under adaptive replication: a provider is honest for its first 12 tasks (each confirmed by two honest
  * `deqo agent`s, so it leaves probation and may run tasks alone), then reports forged results. Adaptive jobs that
- * allow spot-checks follow (spot-check rate 0.3) until it is caught. The issue asks that its lies are caught, that
+ * allow spot-checks follow (spot-check rate 0.3) until it is found lying: caught by a spot-check, or outvoted where a
+ * forged result met an honest one (adaptive replication still replicates some tasks). The issue asks that its lies are caught, that
  * every result it alone supported is re-verified (the task's `audit` and the job's history say so), and that in
  * the end no wrong result stays accepted.
  */
@@ -100,7 +101,11 @@ describe('sleeper under adaptive replication', () => {
     printFigures(f);
 
     expect(lies.length, 'the sleeper lied').toBeGreaterThan(0);
-    expect.soft(rep.reputation.caught, 'the sleeper was caught (a failed spot-check)').toBe(true);
+    // Found lying: caught by a spot-check (blacklisted), or outvoted by an accepted group; either way backtracking
+    // re-verifies what it alone supported.
+    expect
+      .soft(rep.reputation.caught || rep.reputation.invalid > 0, 'the sleeper was found lying (spot-check or vote)')
+      .toBe(true);
     expect.soft(rep.reputation.established, 'the sleeper is back on probation').toBe(false);
     // Every lie in the buyer's jobs ends graded invalid there and in the sleeper's reputation history, or was never
     // counted (a replica cancelled once its task was decided). Lies on spot-checks are the platform's jobs.

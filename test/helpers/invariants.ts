@@ -18,6 +18,35 @@ export interface RunCounts {
   problems: string[];
 }
 
+/** A paid execution as the payment check reads it. */
+interface PaidExecution {
+  id: string;
+  state: string;
+  /** Its failure reason, if any. */
+  reason: string | null;
+  /** Its task's re-verification: `changed` when one overturned the task's result. */
+  audit: string | null;
+  payments: number;
+}
+
+/**
+ * Each execution paid at most once, and only for its work: a valid result, one stopped before a verdict
+ * (core/failures.ts: `cancelled` is charged), or one valid when paid that a re-verification later overturned (its
+ * pay taken back as far as the provider's balance allowed).
+ */
+function paymentProblems(paid: readonly PaidExecution[]): string[] {
+  const problems: string[] = [];
+  for (const p of paid) {
+    if (p.payments > 1) problems.push(`execution ${p.id} was paid ${p.payments} times`);
+    const payable =
+      p.state === 'valid' ||
+      (p.state === 'cancelled' && p.reason === 'cancelled') ||
+      (p.state === 'invalid' && p.audit === 'changed');
+    if (!payable) problems.push(`execution ${p.id} was paid but is ${p.state}${p.reason ? ` (${p.reason})` : ''}`);
+  }
+  return problems;
+}
+
 /** Reads the SQLite database at `dbPath` (the coordinator must be stopped) and checks the invariants. */
 export async function checkRun(dbPath: string): Promise<RunCounts> {
   const store = await openSqliteStore(dbPath);
@@ -37,16 +66,12 @@ export async function checkRun(dbPath: string): Promise<RunCounts> {
     );
     const paid = db
       .prepare(
-        `SELECT e.id, e.state, json_extract(e.failure, '$.reason') AS reason, count(DISTINCT l.txn_id) AS payments
-      FROM ledger_entries l JOIN executions e ON e.id = l.execution_id WHERE l.kind = 'payment' GROUP BY e.id`,
+        `SELECT e.id, e.state, json_extract(e.failure, '$.reason') AS reason, t.audit, count(DISTINCT l.txn_id) AS payments
+      FROM ledger_entries l JOIN executions e ON e.id = l.execution_id JOIN tasks t ON t.id = e.task_id
+      WHERE l.kind = 'payment' GROUP BY e.id`,
       )
-      .all() as Array<{ id: string; state: string; reason: string | null; payments: number }>;
-    for (const p of paid) {
-      if (p.payments > 1) problems.push(`execution ${p.id} was paid ${p.payments} times`);
-      // Paid for its work: a valid result, or one stopped before a verdict (core/failures.ts: `cancelled` is charged).
-      const payable = p.state === 'valid' || (p.state === 'cancelled' && p.reason === 'cancelled');
-      if (!payable) problems.push(`execution ${p.id} was paid but is ${p.state}${p.reason ? ` (${p.reason})` : ''}`);
-    }
+      .all() as PaidExecution[];
+    problems.push(...paymentProblems(paid));
     const unsettled = db
       .prepare(`SELECT id, state FROM jobs WHERE state IN ('succeeded', 'failed', 'cancelled') AND settled_at IS NULL`)
       .all() as Array<{ id: string }>;
@@ -89,14 +114,12 @@ export async function checkPgRun(url: string): Promise<RunCounts> {
     const lostReasons = await countBy(
       `SELECT failure::json->>'reason' AS k, count(*) AS n FROM executions WHERE state IN ('lost', 'failed') GROUP BY k`,
     );
-    const paid = await rows<{ id: string; state: string; payments: string }>(
-      `SELECT e.id, e.state, count(DISTINCT l.txn_id) AS payments FROM ledger_entries l JOIN executions e ON e.id = l.execution_id
-      WHERE l.kind = 'payment' GROUP BY e.id, e.state`,
+    const paid = await rows<PaidExecution>(
+      `SELECT e.id, e.state, e.failure::json->>'reason' AS reason, t.audit, count(DISTINCT l.txn_id)::int AS payments
+      FROM ledger_entries l JOIN executions e ON e.id = l.execution_id JOIN tasks t ON t.id = e.task_id
+      WHERE l.kind = 'payment' GROUP BY e.id, e.state, e.failure, t.audit`,
     );
-    for (const p of paid) {
-      if (Number(p.payments) > 1) problems.push(`execution ${p.id} was paid ${p.payments} times`);
-      if (p.state !== 'valid') problems.push(`execution ${p.id} was paid but is ${p.state}`);
-    }
+    problems.push(...paymentProblems(paid));
     for (const j of await rows<{ id: string }>(
       `SELECT id FROM jobs WHERE state IN ('succeeded', 'failed', 'cancelled') AND settled_at IS NULL`,
     ))

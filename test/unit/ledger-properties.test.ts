@@ -29,7 +29,7 @@ import {
   toMicro,
 } from '../../src/core/index.js';
 import type { BlobStore } from '../../src/coordinator/blobs.js';
-import { DEFAULT_ENGINE_CONFIG, DEFAULT_MARKET_POLICY, Engine } from '../../src/engine/index.js';
+import { DEFAULT_ENGINE_CONFIG, DEFAULT_MARKET_POLICY, Engine, PLATFORM_ACCOUNT } from '../../src/engine/index.js';
 import { resultHashOf } from '../../src/core/index.js';
 import {
   JobSpecSchema,
@@ -83,6 +83,7 @@ interface World {
   clock: { now: number };
   agents: Array<{ id: string; providerId: string; price: Price }>;
   buyers: Array<{ id: string; granted: number }>;
+  /** Buyers' jobs (`buyer` indexes `buyers`) and the platform's re-verifications (`buyer` -1), as they appear. */
   jobs: Array<{ id: string; buyer: number; spec: JobSpec }>;
   /** Leases each agent holds (claimed, not reported). */
   held: Map<string, Assignment[]>;
@@ -140,9 +141,16 @@ async function makeWorld(kind: StoreKind, prices: Price[], grants: number[], see
   return w;
 }
 
+/** The execution of assignment `a`, as its job's view shows it (a re-verification's one task keeps its index). */
+async function executionOf(w: World, a: Assignment): Promise<JobView['tasks'][number]['executions'][number]> {
+  const t = (await view(w, a.jobId)).tasks.find((x) => x.index === a.taskIndex)!;
+  return t.executions.find((x) => x.id === a.executionId)!;
+}
+
 async function view(w: World, jobId: string): Promise<JobView> {
   const job = w.jobs.find((j) => j.id === jobId)!;
-  const v = await w.store.views.jobView(jobId, w.buyers[job.buyer]!.id);
+  const owner = job.buyer >= 0 ? w.buyers[job.buyer]!.id : (await syncPlatformJobs(w))!;
+  const v = await w.store.views.jobView(jobId, owner);
   if (!v) throw new Error(`missing job ${jobId}`);
   return v;
 }
@@ -245,7 +253,7 @@ async function expectStale(w: World, p: Promise<unknown>, a: Assignment, states:
   count(`stale report (${states.join('/')})`);
   expect(err, 'report should be refused').toBeInstanceOf(DeqoError);
   expect((err as DeqoError).code).toBe('stale_lease');
-  const e = (await view(w, a.jobId)).tasks[a.taskIndex]!.executions.find((x) => x.id === a.executionId)!;
+  const e = await executionOf(w, a);
   expect(states).toContain(e.state);
 }
 
@@ -332,6 +340,7 @@ async function apply(w: World, op: Op): Promise<void> {
       }
       if (!a) return;
       count(`report ${op.outcome}`);
+      await syncPlatformJobs(w);
       const job = w.jobs.find((j) => j.id === a.jobId)!;
       const timeoutMs = job.spec.resources.timeoutSeconds * 1000;
       const wallMs = Math.round(op.wallFrac * timeoutMs);
@@ -339,7 +348,7 @@ async function apply(w: World, op: Op): Promise<void> {
       w.clock.now += op.outcome === 'timeout' && !op.early ? Math.max(wallMs, timeoutMs) : Math.min(wallMs, 5_000);
       const r = await reportOf(w, a, op.outcome, wallMs, op.withUsage);
       // The job was cancelled, or the task failed, since the claim: the agent must drop it (told so at its next heartbeat).
-      const before = (await view(w, a.jobId)).tasks[a.taskIndex]!.executions.find((x) => x.id === a.executionId)!;
+      const before = await executionOf(w, a);
       if (before.state !== 'running') return expectStale(w, engine.report(agentId, a.executionId, r), a, ['cancelled']);
       // Refused at the door, and held against the provider: outputs that do not match the manifest, a timeout the
       // coordinator did not observe (less than the time limit, less the tolerance, since the claim).
@@ -360,7 +369,7 @@ async function apply(w: World, op: Op): Promise<void> {
       );
       expect(err, 'report should be refused').toBeInstanceOf(DeqoError);
       expect((err as DeqoError).code).toBe(refused.code);
-      const after = (await view(w, a.jobId)).tasks[a.taskIndex]!.executions.find((x) => x.id === a.executionId)!;
+      const after = await executionOf(w, a);
       expect(after).toMatchObject({ state: 'failed', failure: { reason: refused.reason, blame: 'provider' } });
       return;
     }
@@ -402,11 +411,28 @@ async function apply(w: World, op: Op): Promise<void> {
 
 const ENDED: string[] = ['valid', 'invalid', 'failed', 'lost', 'cancelled'];
 
+/**
+ * Adds the platform's jobs (re-verifications started by backtracking when a provider is outvoted) to `w.jobs` as they
+ * appear, so their escrow, payments and clawbacks are checked like any job's. Returns the platform account, if any.
+ */
+async function syncPlatformJobs(w: World): Promise<string | null> {
+  const platform = (await w.store.accounts.findAccount(PLATFORM_ACCOUNT))?.id ?? null;
+  if (platform === null) return null;
+  for (const j of await w.store.views.listJobs(platform, { limit: 10_000, kinds: ['audit', 'spot_check'] })) {
+    if (w.jobs.some((x) => x.id === j.id)) continue;
+    const spec = await w.store.jobs.spec(j.id);
+    if (spec) w.jobs.push({ id: j.id, buyer: -1, spec });
+  }
+  return platform;
+}
+
 /** Every account that may hold money in this world. */
-function ledgerAccounts(w: World): string[] {
+async function ledgerAccounts(w: World): Promise<string[]> {
+  const platform = await syncPlatformJobs(w);
   return [
     ISSUER,
     FEES,
+    ...(platform === null ? [] : [accountLedger(platform)]),
     ...w.buyers.map((b) => accountLedger(b.id)),
     ...w.agents.map((a) => accountLedger(a.providerId)),
     ...w.jobs.map((j) => escrowLedger(j.id)),
@@ -417,7 +443,7 @@ function ledgerAccounts(w: World): string[] {
 async function checkStep(w: World, step: string): Promise<void> {
   expect(await w.store.ledger.audit(), step).toEqual([]);
   let total = 0;
-  for (const acct of ledgerAccounts(w)) {
+  for (const acct of await ledgerAccounts(w)) {
     const b = await w.store.ledger.balance(acct);
     if (acct !== ISSUER) expect(b, `${acct} ${step}`).toBeGreaterThanOrEqual(0);
     total += b;
@@ -448,11 +474,15 @@ async function driveToEnd(w: World): Promise<void> {
     w.held.set(id, []);
   }
   await w.engine.reap();
-  for (const job of w.jobs) {
-    await w.engine.cancelJob(job.id);
+  // Cancelling may end re-verifications that started more; until none is left open.
+  for (let round = 0; round < 10; round++) {
+    await syncPlatformJobs(w);
+    let cancelled = false;
+    for (const job of w.jobs) cancelled = (await w.engine.cancelJob(job.id)) || cancelled;
+    await w.engine.schedule();
+    await w.engine.settle();
+    if (!cancelled) break;
   }
-  await w.engine.schedule();
-  await w.engine.settle();
 }
 
 /** At the end: every job ended and settled; payments exact and unique; every buyer holds grants − paid. */
@@ -523,6 +553,12 @@ async function checkEnd(w: World): Promise<void> {
       ).toBe(true);
     const paidTotal = [...byExecution.values()].reduce((s, x) => s + x, 0);
     paidByBuyer.set(job.buyer, (paidByBuyer.get(job.buyer) ?? 0) + paidTotal);
+    // What a re-verification took back from an overturned provider went to the job's buyer.
+    for (const p of postings.filter((x) => x.kind === 'clawback')) {
+      const provider = w.agents.find((a) => accountLedger(a.providerId) === p.account);
+      if (provider) earned.set(provider.providerId, (earned.get(provider.providerId) ?? 0) + p.amount);
+      else paidByBuyer.set(job.buyer, (paidByBuyer.get(job.buyer) ?? 0) - p.amount);
+    }
   }
   // Providers hold what their valid executions cost less the platform's fee; the platform holds the fees.
   expect(await w.store.ledger.balance(FEES)).toBe(fees);

@@ -549,6 +549,20 @@ describe('placement an attacker cannot steer', () => {
     }
   });
 
+  it('makes a task wait for a busy established provider rather than put its whole quorum on newcomers', () => {
+    const n1 = agent({ agentId: 'n1', providerId: 'pn1', established: false });
+    const n2 = agent({ agentId: 'n2', providerId: 'pn2', established: false });
+    const busy = agent({ agentId: 'e', providerId: 'pe', freeCpus: 0, running: 4 });
+    const t = task({ taskId: 't', need: 2 });
+    expect(planExecutions([t], [n1, n2, busy], noRandom)).toEqual([]);
+    // Once the task has an established replica, a newcomer may take the next one.
+    const started = task({ taskId: 't', need: 1, excludedProviders: ['pe'] });
+    expect(planExecutions([started], [n1, busy], noRandom).map((p) => p.agentId)).toEqual(['n1']);
+    // With no established provider online (or none that could ever take the task), newcomers run it.
+    expect(planExecutions([t], [n1, n2, { ...busy, online: false }], noRandom)).toHaveLength(2);
+    expect(planExecutions([t], [n1, n2, { ...busy, totalCpus: 0.25 }], noRandom)).toHaveLength(2);
+  });
+
   it('gives a caught provider no work, and never lets a provider on probation run a task alone', () => {
     const caught = agent({ agentId: 'liar', providerId: 'pl', credibility: 0, established: false });
     expect(rejections(demand(), caught).map((r) => r.code)).toEqual(['caught']);

@@ -109,6 +109,60 @@ describe('spot-checks and backtracking', () => {
     expect(await store.ledger.audit()).toEqual([]);
   });
 
+  it('backtracks a provider outvoted by an accepted group, without blacklisting it', async () => {
+    const buyer = await fundedBuyer(engine, 'buyer', 100);
+    const [a, b, liar] = await registerAgents(engine, 3);
+    for (const id of [a!, b!, liar!]) await engine.accounts.vouch(await providerOf(id));
+
+    // The liar runs a task alone and returns a wrong result: accepted on its word (no canary: no spot-check).
+    const victim = await submitJob(engine, buyer, {
+      verification: { mode: 'none' },
+      constraints: { providers: [liar!] },
+    });
+    await engine.schedule();
+    await runAll(liar!, () => 'a wrong answer');
+    expect((await view(victim, buyer)).tasks[0]!.audit).toBeNull();
+
+    // On a 2-of-3 task its forged result meets two honest ones: outvoted (invalid), so what it alone supported is
+    // re-verified; it is not blacklisted (an honest machine can be outvoted on a nondeterministic task).
+    const voted = await submitJob(engine, buyer, {
+      verification: { replicas: 3, quorum: 2 },
+      constraints: { providers: [a!, b!, liar!] },
+    });
+    await engine.schedule();
+    await runAll(liar!, () => 'a wrong answer');
+    for (const id of [a!, b!]) await runAll(id, () => 'the honest answer');
+    expect((await view(voted, buyer)).tasks[0]!.executions.map((e) => e.state).sort()).toEqual([
+      'invalid',
+      'valid',
+      'valid',
+    ]);
+    let v = await view(victim, buyer);
+    expect(v.tasks[0]!.audit).toBe('pending');
+    expect(v.history[0]!.message).toMatch(/outvoted/);
+    const record = await engine.accounts.reputation(await providerOf(liar!), 10);
+    expect(record.events.map((e) => e.kind)).not.toContain('caught');
+    expect(record.reputation.established).toBe(true); // vouched for; the operator decides on a vouch
+
+    // The re-verification on a and b replaces the wrong result; the liar's pay for it goes back to the buyer.
+    await engine.schedule();
+    for (const id of [a!, b!]) await runAll(id, () => 'the honest answer');
+    v = await view(victim, buyer);
+    expect(v.tasks[0]!.audit).toBe('changed');
+    expect(v.tasks[0]!.executions[0]!.state).toBe('invalid');
+    // Each task is re-verified at most once: another outvote starts nothing new.
+    const again = await submitJob(engine, buyer, {
+      verification: { replicas: 3, quorum: 2 },
+      constraints: { providers: [a!, b!, liar!] },
+    });
+    await engine.schedule();
+    await runAll(liar!, () => 'a wrong answer');
+    for (const id of [a!, b!]) await runAll(id, () => 'the honest answer');
+    expect((await view(again, buyer)).state).toBe('succeeded');
+    expect((await view(victim, buyer)).history.filter((h) => h.kind === 'reverifying')).toHaveLength(1);
+    expect(await store.ledger.audit()).toEqual([]);
+  });
+
   it('confirms a result the re-verification agrees with, and leaves honest results alone', async () => {
     const buyer = await fundedBuyer(engine, 'buyer', 100);
     const [a, b, c, sleeper] = await registerAgents(engine, 4);
