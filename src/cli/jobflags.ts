@@ -32,6 +32,7 @@ export interface JobFlagOptions {
   replicas?: number;
   quorum?: number;
   maxError?: number;
+  spotChecks?: boolean;
   verify?: string;
   env: Record<string, string>;
   network?: boolean;
@@ -86,6 +87,11 @@ export function addJobFlags(cmd: Command): Command {
       'error bound: accept a task only when its agreeing results are credible to 1 − this, e.g. 1e-4 (replicas are added as needed; `deqo quote` shows how many)',
       parseFraction,
     )
+    .option(
+      '--spot-checks',
+      "let this job's verified tasks be replayed to other providers as spot-checks (tasks whose answer is known, " +
+        'used to catch lying providers; a replay shows the task to one more provider) [default off]',
+    )
     .option('-e, --env <KEY=VALUE>', 'environment variable for the container (repeatable)', parseEnvPair, {})
     .option('--network', 'ask for network access (only providers that allow it will run the job)')
     .option('--max-cpu-hour <credits>', 'highest price accepted per core-hour [default 0.1]', parseCredits)
@@ -130,6 +136,7 @@ export async function rawSpecFromFlags(
     replicas: opts.replicas,
     quorum: opts.quorum,
     maxError: opts.maxError,
+    spotChecks: opts.spotChecks,
   });
   section('maxPrice', {
     cpuHour: opts.maxCpuHour,

@@ -70,6 +70,7 @@ describe('deqo CLI', () => {
       '2',
       '--quorum',
       '2',
+      '--spot-checks',
       '--memory',
       '64m',
       '--timeout',
@@ -82,9 +83,14 @@ describe('deqo CLI', () => {
       'echo "hello $WHO" | tee /outputs/greeting.txt',
     );
     expect(sub.code).toBe(0);
-    const job = JSON.parse(sub.stdout) as { id: string; state: string; spec: { resources: { memoryMb: number } } };
+    const job = JSON.parse(sub.stdout) as {
+      id: string;
+      state: string;
+      spec: { resources: { memoryMb: number }; verification: { spotChecks: boolean } };
+    };
     expect(job.state).toBe('succeeded');
     expect(job.spec.resources.memoryMb).toBe(64);
+    expect(job.spec.verification.spotChecks).toBe(true);
     expect(sub.stderr).toMatch(/task 0 \(#0\): verified by provider-\d \+ provider-\d/);
 
     const res = await deqo('results', job.id, '-o', join(home, 'out'));
