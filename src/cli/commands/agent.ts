@@ -2,21 +2,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import pino from 'pino';
-import {
-  Agent,
-  buildAgentSettings,
-  describeOffer,
-  DockerExecutor,
-  ExecutorUnavailableError,
-  FileLoadSampler,
-  loadOrCreateIdentity,
-  OfferConfigError,
-  probeCapacity,
-  readAgentConfigFile,
-  type AgentSettings,
-  type OfferFlags,
-} from '../../agent/index.js';
+import type { AgentSettings, OfferFlags } from '../../agent/index.js';
 import { DEFAULT_AGENT_GRACE_MS } from '../../core/index.js';
 import { action, globals, type CliContext } from '../command.js';
 import { CliError, EXIT } from '../exit-codes.js';
@@ -75,6 +61,7 @@ async function settingsFrom(opts: AgentOptions): Promise<AgentSettings> {
     idleSuspendAfterSeconds: opts.idleSuspendAfter,
     idleResumeAfterSeconds: opts.idleResumeAfter,
   };
+  const { buildAgentSettings, OfferConfigError, readAgentConfigFile } = await import('../../agent/index.js');
   try {
     const file = opts.config ? { path: opts.config, raw: await readAgentConfigFile(opts.config) } : undefined;
     return buildAgentSettings(file, flags);
@@ -181,6 +168,19 @@ Examples:
     )
     .action(
       action(async (opts: AgentOptions, cmd: Command) => {
+        // Loaded when the agent runs, not for `deqo --help` or other commands (Docker and gRPC clients are heavy).
+        const [
+          {
+            Agent,
+            describeOffer,
+            DockerExecutor,
+            ExecutorUnavailableError,
+            FileLoadSampler,
+            loadOrCreateIdentity,
+            probeCapacity,
+          },
+          { pino },
+        ] = await Promise.all([import('../../agent/index.js'), import('pino')]);
         const settings = await settingsFrom(opts);
         const name = (settings.name ?? hostname()).replace(/[^A-Za-z0-9._-]/g, '-').slice(0, 64);
         const lendFlags = { cpus: settings.cpus, memoryMb: settings.memoryMb, allowNetwork: settings.allowNetwork };

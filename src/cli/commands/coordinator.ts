@@ -5,15 +5,8 @@
 import { Command } from 'commander';
 import { access, mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import pino from 'pino';
 import { DeqoError } from '../../core/index.js';
-import {
-  DEFAULT_COORDINATOR_CONFIG,
-  DEFAULT_ENGINE_CONFIG,
-  startCoordinator,
-  type EngineConfig,
-  type RunningCoordinator,
-} from '../../coordinator/index.js';
+import type { EngineConfig, RunningCoordinator } from '../../coordinator/index.js';
 import { action, type CliContext } from '../command.js';
 import { parseDurationMs, parseFraction, parseIntFlag } from './units.js';
 
@@ -125,6 +118,11 @@ nothing (every change is committed before it is acknowledged).`,
     )
     .action(
       action(async (o: Opts) => {
+        // Loaded when the coordinator runs, not for `deqo --help` or other commands (server and database drivers).
+        const [{ DEFAULT_COORDINATOR_CONFIG, DEFAULT_ENGINE_CONFIG, startCoordinator }, { pino }] = await Promise.all([
+          import('../../coordinator/index.js'),
+          import('pino'),
+        ]);
         const dataDir = o.dataDir ?? join(ctx.env.home, 'coordinator');
         const pick = (v: number | undefined, d: number) => v ?? d;
         const d = DEFAULT_ENGINE_CONFIG;

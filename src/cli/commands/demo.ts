@@ -8,7 +8,6 @@ import { readFile, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
-import { DockerExecutor, ExecutorUnavailableError } from '../../agent/index.js';
 import { DeqoClient } from '../../client/index.js';
 import { formatDecimalCredits, formatDuration } from '../../core/index.js';
 import { action, type CliContext } from '../command.js';
@@ -16,7 +15,7 @@ import { downloadResults } from '../download.js';
 import { CliError, EXIT } from '../exit-codes.js';
 import { followJob } from '../follow.js';
 import { table } from '../format.js';
-import { startLocalNetwork, type LocalNetwork } from '../network.js';
+import type { LocalNetwork } from '../network.js';
 import { readSpecFile, resolveSpec } from '../specfile.js';
 import { parseIntFlag } from './units.js';
 
@@ -80,6 +79,11 @@ export function demoCommand(ctx: CliContext): Command {
     .action(
       action(async (opts: { agents: number; port: number; out?: string; stay?: boolean }) => {
         const say = (s: string) => process.stdout.write(`${s}\n`);
+        // Loaded when the demo runs, not for `deqo --help` or other commands (the coordinator, agents and Docker).
+        const [{ DockerExecutor, ExecutorUnavailableError }, { startLocalNetwork }] = await Promise.all([
+          import('../../agent/index.js'),
+          import('../network.js'),
+        ]);
         try {
           await new DockerExecutor({ agentId: 'demo' }).version();
         } catch (err) {

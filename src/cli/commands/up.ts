@@ -2,7 +2,6 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { join } from 'node:path';
 import { action, type CliContext } from '../command.js';
-import { DEMO_BUYER_CREDITS, startLocalNetwork } from '../network.js';
 import { saveProfile } from '../settings.js';
 import { dashboardUrl } from './demo.js';
 import { parseIntFlag } from './units.js';
@@ -35,6 +34,8 @@ It saves the demo buyer's key as the "local" profile (current) in the CLI config
     )
     .action(
       action(async (opts: { agents: number; port: number; dataDir?: string; platformFee?: number }) => {
+        // Loaded when the network starts, not for `deqo --help` or other commands.
+        const { DEMO_BUYER_CREDITS, startLocalNetwork } = await import('../network.js');
         const dataDir = opts.dataDir ?? join(ctx.env.home, 'network');
         const net = await startLocalNetwork({
           dataDir,
