@@ -103,7 +103,7 @@ export const TRIVIAL_JOB: JobSpecInput = {
 };
 
 /** Capacity of each simulated agent: 4 slots of the trivial job. */
-const SIM_CAPACITY = {
+export const SIM_CAPACITY = {
   cpus: 4,
   memoryMb: 8192,
   arch: 'amd64',

@@ -11,18 +11,20 @@ import { parseArgs } from 'node:util';
 import { runContainer } from './container.js';
 import { runDatapath } from './datapath.js';
 import { runDispatch } from './dispatch.js';
+import { runHistory, summarizeHistory } from './history.js';
 import { summarizeProfiles } from './profile.js';
 
-const USAGE = `usage: npm run bench -- [dispatch|container|datapath ...] [options]
+const USAGE = `usage: npm run bench -- [dispatch|container|datapath|history ...] [options]
   --json-out <file>       also write the combined results here (always: bench-results.json)
 dispatch:  --jobs <n> (default 3000)  --agents <n> (100)  --concurrency <n> (64)  --warmup <n> (300)
            --database sqlite|postgres|both (both)  --postgres-url <url> (postgres://postgres@127.0.0.1:5432)
            --rate <jobs/s>        offer this load (open loop) instead of submitting as fast as possible
            --profile <dir>        write the coordinators' CPU profiles (--cpu-prof) here and summarize them
 container: --runs <k> (30)  --container-warmup <k> (3)
-datapath:  --size-mib <n> (1024)`;
+datapath:  --size-mib <n> (1024)
+history:   --history-sizes <n,n,…> (0,10000,100000)  --seed-jobs <n> (100)  --samples <n> (30)`;
 
-const BENCHMARKS = ['dispatch', 'container', 'datapath'] as const;
+const BENCHMARKS = ['dispatch', 'container', 'datapath', 'history'] as const;
 type Name = (typeof BENCHMARKS)[number];
 
 function int(v: string | undefined, d: number, name: string): number {
@@ -48,6 +50,9 @@ async function main(): Promise<number> {
       runs: { type: 'string' },
       'container-warmup': { type: 'string' },
       'size-mib': { type: 'string' },
+      'history-sizes': { type: 'string' },
+      'seed-jobs': { type: 'string' },
+      samples: { type: 'string' },
       help: { type: 'boolean' },
     },
   });
@@ -113,6 +118,17 @@ async function main(): Promise<number> {
       await attempt('container', () =>
         runContainer({ runs: int(v.runs, 30, 'runs'), warmup: int(v['container-warmup'], 3, 'container-warmup') }),
       );
+    } else if (name === 'history') {
+      await attempt('history', async () => {
+        const sizes = (v['history-sizes'] ?? '0,10000,100000').split(',').map((x) => int(x.trim(), 0, 'history-sizes'));
+        return summarizeHistory(
+          await runHistory({
+            sizes: sizes.sort((a, b) => a - b),
+            seedJobs: Math.max(1, int(v['seed-jobs'], 100, 'seed-jobs')),
+            samples: Math.max(1, int(v.samples, 30, 'samples')),
+          }),
+        );
+      });
     } else {
       await attempt('datapath', () => runDatapath({ sizeMiB: int(v['size-mib'], 1024, 'size-mib') }));
     }
