@@ -4,10 +4,10 @@
  * A `deqo coordinator` process on SQLite runs `seedJobs` trivial 2-of-2 jobs to the end with simulated agents (the
  * real HTTP API, real verification and settlement). The coordinator is stopped and those finished jobs are cloned
  * in the database file (every row that belongs to them: job, tasks, executions, ledger entries, history), each clone
- * with fresh ids and its times shifted 100 ms further into the past, until the store holds each size of
+ * with fresh ids and its times shifted further into the past (a history of 10 jobs/s), until the store holds each size of
  * `sizes`; at each size the coordinator is started again and the reads are timed over HTTP: `GET /v1/jobs?limit=50`,
  * `GET /v1/network/stats`, `GET /v1/balance`, `GET /v1/jobs/:id`. Cloning is a benchmark shortcut (a million jobs
- * through the API would take hours here); the rows are the real ones.
+ * through the API would take hours here); the rows are the real ones. `DEQO_BENCH_KEEP=1` keeps the data folder.
  */
 import Database from 'better-sqlite3';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
@@ -51,7 +51,7 @@ export const HISTORY_TARGET_P99_MS = 50;
 /** Tables whose rows belong to one job (cloned with it), and the id prefixes a clone renames. */
 const JOB_TABLES = ['jobs', 'tasks', 'executions', 'ledger_entries', 'job_events', 'reputation_events'] as const;
 const RENAMED = ['job_', 'task_', 'exec_', 'txn_', 'escrow:job_'];
-/** How far each clone's times move into the past, ms. */
+/** How far each clone's times move into the past per seed job, ms: a history of 10 jobs/s (864,000 a day). */
 const CLONE_SHIFT_MS = 100;
 
 /** Runs the history benchmark; see the file comment. */
@@ -136,7 +136,8 @@ export async function runHistory(o: HistoryOptions): Promise<HistoryResult> {
   } finally {
     for (const a of agents) await a.stop().catch(() => undefined);
     await coord?.stop().catch(() => undefined);
-    await rm(dir, { recursive: true, force: true });
+    if (process.env.DEQO_BENCH_KEEP) process.stderr.write(`history: kept ${dir}\n`);
+    else await rm(dir, { recursive: true, force: true });
   }
 }
 
@@ -156,7 +157,7 @@ async function waitFinished(client: DeqoClient, ids: readonly string[]): Promise
 /**
  * Clones the rows of jobs `ids` into copies number `from`…`to` in the SQLite file at `path` (the coordinator must be
  * stopped): ids with a RENAMED prefix get the suffix `_c<k>`, integer keys are assigned anew, and every `*_at` time
- * moves k × CLONE_SHIFT_MS into the past. Balances are not touched (the clones' money is not real).
+ * moves k × CLONE_SHIFT_MS × ids.length into the past. Balances are not touched (the clones' money is not real).
  */
 function cloneJobs(path: string, ids: readonly string[], from: number, to: number): void {
   const db = new Database(path);
@@ -170,7 +171,8 @@ function cloneJobs(path: string, ids: readonly string[], from: number, to: numbe
       const expr = cols.map((c) => {
         const q = `"${c.name}"`;
         if (c.pk === 1 && /INT/i.test(c.type)) return 'NULL';
-        if (c.name.endsWith('_at')) return `CASE WHEN ${q} IS NULL THEN NULL ELSE ${q} - @k * ${CLONE_SHIFT_MS} END`;
+        if (c.name.endsWith('_at'))
+          return `CASE WHEN ${q} IS NULL THEN NULL ELSE ${q} - @k * ${CLONE_SHIFT_MS * ids.length} END`;
         if (!/TEXT|^$/i.test(c.type)) return q;
         const like = RENAMED.map((p) => `${q} LIKE '${p}%'`).join(' OR ');
         return `CASE WHEN ${like} THEN ${q} || '_c' || CAST(@k AS INTEGER) ELSE ${q} END`;

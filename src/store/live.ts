@@ -134,7 +134,8 @@ export class LiveStore {
       .selectFrom('executions')
       .select([bucket('finished_at').as('b'), 'state', (eb) => eb.fn.countAll<number>().as('n')])
       .where('finished_at', '>=', since)
-      .where('state', 'in', ['valid', 'invalid'])
+      // Every ended state is counted and the others dropped below: a filter on state would lead the planner to the
+      // state index, which reads the whole history (executions_finished_state covers this read).
       .groupBy([bucket('finished_at'), 'state'])
       .execute();
     const points: MinutePoint[] = Array.from({ length: minutes }, (_, i) => ({
@@ -156,42 +157,51 @@ export class LiveStore {
     for (const r of graded) {
       const p = at(r.b);
       if (p && r.state === 'valid') p.executionsValid += Number(r.n);
-      else if (p) p.executionsInvalid += Number(r.n);
+      else if (p && r.state === 'invalid') p.executionsInvalid += Number(r.n);
     }
     return points;
   }
 
-  /** The `limit` most recently decided tasks (verified or failed), newest first, with their valid and invalid executions. */
+  /**
+   * The `limit` most recently decided tasks (verified or failed), newest first, with their valid and invalid
+   * executions. One index range per state (tasks_state_updated, newest first), merged: the cost is `limit`, not the
+   * history.
+   */
   async recentlyDecided(limit: number): Promise<DecidedTask[]> {
-    const rows = await this.db
-      .selectFrom('tasks')
-      .innerJoin('jobs', 'jobs.id', 'tasks.job_id')
-      .select([
-        'tasks.updated_at',
-        'tasks.job_id',
-        'jobs.buyer_id',
-        'tasks.idx',
-        'tasks.state',
-        (eb) =>
-          eb
-            .selectFrom('executions')
-            .select(eb.fn.countAll<number>().as('n'))
-            .whereRef('executions.task_id', '=', 'tasks.id')
-            .where('executions.state', '=', 'valid')
-            .as('agreed'),
-        (eb) =>
-          eb
-            .selectFrom('executions')
-            .select(eb.fn.countAll<number>().as('n'))
-            .whereRef('executions.task_id', '=', 'tasks.id')
-            .where('executions.state', '=', 'invalid')
-            .as('outvoted'),
-      ])
-      .where('tasks.state', 'in', ['verified', 'failed'])
-      .orderBy('tasks.updated_at', 'desc')
-      .orderBy('tasks.id', 'desc')
-      .limit(limit)
-      .execute();
+    const newest = (state: 'verified' | 'failed') =>
+      this.db
+        .selectFrom('tasks')
+        .innerJoin('jobs', 'jobs.id', 'tasks.job_id')
+        .select([
+          'tasks.id',
+          'tasks.updated_at',
+          'tasks.job_id',
+          'jobs.buyer_id',
+          'tasks.idx',
+          'tasks.state',
+          (eb) =>
+            eb
+              .selectFrom('executions')
+              .select(eb.fn.countAll<number>().as('n'))
+              .whereRef('executions.task_id', '=', 'tasks.id')
+              .where('executions.state', '=', 'valid')
+              .as('agreed'),
+          (eb) =>
+            eb
+              .selectFrom('executions')
+              .select(eb.fn.countAll<number>().as('n'))
+              .whereRef('executions.task_id', '=', 'tasks.id')
+              .where('executions.state', '=', 'invalid')
+              .as('outvoted'),
+        ])
+        .where('tasks.state', '=', state)
+        .orderBy('tasks.updated_at', 'desc')
+        .orderBy('tasks.id', 'desc')
+        .limit(limit)
+        .execute();
+    const rows = [...(await newest('verified')), ...(await newest('failed'))]
+      .sort((a, b) => Number(b.updated_at) - Number(a.updated_at) || (a.id < b.id ? 1 : a.id > b.id ? -1 : 0))
+      .slice(0, limit);
     return rows.map((r) => ({
       at: Number(r.updated_at),
       jobId: r.job_id,

@@ -364,6 +364,28 @@ const m006 = (d: Dialect): Migration => ({
 });
 
 /** All migrations by name for a dialect; Kysely runs them in name order. */
+/**
+ * Reads that stay flat as history grows (issue 12): a buyer's unsettled jobs (the balance's escrow) without reading
+ * its settled ones; payments summed from a covering index; per-minute graded executions by finish time, covering
+ * the state (the planner otherwise scans by state).
+ */
+const m007 = (): Migration => ({
+  async up(db) {
+    await db.schema.createIndex('jobs_buyer_settled').on('jobs').columns(['buyer_id', 'settled_at']).execute();
+    await db.schema
+      .createIndex('ledger_account_kind')
+      .on('ledger_entries')
+      .columns(['account', 'kind', 'amount'])
+      .execute();
+    await db.schema.dropIndex('executions_finished').execute();
+    await db.schema
+      .createIndex('executions_finished_state')
+      .on('executions')
+      .columns(['finished_at', 'state'])
+      .execute();
+  },
+});
+
 export function migrationProvider(d: Dialect): MigrationProvider {
   return {
     async getMigrations() {
@@ -374,6 +396,7 @@ export function migrationProvider(d: Dialect): MigrationProvider {
         '004_task_counts': m004(),
         '005_standing': m005(d),
         '006_spot_checks': m006(d),
+        '007_flat_reads': m007(),
       };
     },
   };

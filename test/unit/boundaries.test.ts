@@ -44,7 +44,7 @@ const PACKAGES: Record<string, readonly string[]> = {
   agent: ['dockerode', 'better-sqlite3', 'tar', 'croner', 'yaml', 'pino', 'zod'],
   cli: ['commander', 'cli-progress', 'tar', 'yaml', 'pino', 'zod'],
   sim: [],
-  bench: ['pino', 'pg', 'zod'],
+  bench: ['pino', 'pg', 'zod', 'better-sqlite3'], // better-sqlite3: the history benchmark clones rows in a stopped coordinator's file
   web: ['react', 'react-dom', '@codemirror/*', 'codemirror', 'uplot', 'zod'],
 };
 /** Parts that run anywhere (browser, simulation): no node:* built-ins. */
