@@ -1,47 +1,91 @@
 #!/usr/bin/env node
 /**
- * `node dist/sim/main.js [--tasks 10000] [--providers 50] [--cheaters 0.2] [--corrupt-rate q] [--collude]
- * [--load 0.6] [--seed n] [--json]` (or `npm run simulate -- …`): runs the verification simulation
- * (sim/simulate.ts) for `replicate` and `adaptive` and prints a table. Without --corrupt-rate it reports
- * cheaters that always corrupt (q = 1) and occasional cheaters (q = 0.1).
+ * `node dist/sim/main.js [flags]` (or `npm run simulate -- [flags]`): runs the verification simulation
+ * (sim/simulate.ts) for each strategy × error bound ε × mode and prints a table (Markdown) and one JSON line per run;
+ * `--json` prints only the JSON lines. `--help` lists the flags.
  */
 import { parseArgs } from 'node:util';
+import { checkCredibilityConfig, DEFAULT_CREDIBILITY } from '../core/index.js';
 import { DEFAULT_SIM_OPTIONS, simulate, type SimMode, type SimResult } from './simulate.js';
+import { STRATEGIES } from './world.js';
+
+const HELP = `usage: node dist/sim/main.js [flags]   (npm run simulate -- [flags])
+
+Runs the verification simulation over the real core rules, for every strategy × error bound × mode,
+and prints a Markdown table and one JSON line per run (seeded: the same flags give the same figures).
+
+  --strategy a,b       strategies (default all): ${Object.keys(STRATEGIES).join(', ')}
+  --max-error a,b      error bounds ε, "none" for quorum voting (default none,1e-3,1e-4)
+  --mode a,b           replicate, adaptive (default both)
+  --tasks n            measured buyer tasks per run (default ${DEFAULT_SIM_OPTIONS.tasks})
+  --replicas n         replicas per task (default ${DEFAULT_SIM_OPTIONS.replicas}); --quorum n (default ${DEFAULT_SIM_OPTIONS.quorum})
+  --corrupt-rate q     probability a liar corrupts a result once it lies (default 1)
+  --spot-check-rate q  spot-check rate (default ${DEFAULT_CREDIBILITY.spotCheckRate}); --saboteur-fraction f (default ${DEFAULT_CREDIBILITY.saboteurFraction});
+  --established-after n  confirmations to leave probation (default ${DEFAULT_CREDIBILITY.establishedAfter})
+  --load x             arrival rate as a share of replicated capacity (default ${DEFAULT_SIM_OPTIONS.load})
+  --seed n             seed (default ${DEFAULT_SIM_OPTIONS.seed})
+  --json               print only the JSON lines
+  -h, --help           this text
+`;
+
+function fail(message: string): never {
+  process.stderr.write(`${message}\n(see --help)\n`);
+  process.exit(2);
+}
 
 function num(name: string, raw: string | undefined, fallback: number, min: number, max: number): number {
   if (raw === undefined) return fallback;
   const x = Number(raw);
-  if (!Number.isFinite(x) || x < min || x > max) {
-    process.stderr.write(`--${name} must be a number in [${min}, ${max}], got "${raw}"\n`);
-    process.exit(2);
-  }
+  if (!Number.isFinite(x) || x < min || x > max) fail(`--${name} must be a number in [${min}, ${max}], got "${raw}"`);
   return x;
 }
 
-const pct = (x: number) => `${(x * 100).toFixed(2)}%`;
+function list<T>(name: string, raw: string | undefined, fallback: T[], parse: (s: string) => T | undefined): T[] {
+  if (raw === undefined) return fallback;
+  return raw.split(',').map((s) => {
+    const x = parse(s.trim());
+    if (x === undefined) fail(`--${name}: cannot read "${s}"`);
+    return x;
+  });
+}
 
-/** The result rows as a Markdown table. */
-function table(rows: readonly SimResult[]): string {
+const fmtEps = (e: number | null) => (e === null ? 'none' : String(e));
+
+/** The rows as a Markdown table. */
+export function table(rows: readonly SimResult[]): string {
   const head = [
+    'strategy',
     'mode',
-    'corrupt rate q',
-    'executions / task',
-    '… 2nd half',
-    'run alone',
-    'wrong accepted',
-    'failed (no quorum)',
-    'on cheaters',
+    'ε',
+    'tasks',
+    'wrong before backtracking',
+    'wrong at end',
+    'wrong rate',
+    'exec/task (buyer + spot + re-verif = total)',
+    'alone',
+    'spot-checks',
+    'caught (honest)',
+    're-verified (overturned, to wrong)',
+    'failed',
   ];
-  const lines = rows.map((r) => [
-    r.options.mode,
-    String(r.options.corruptRate),
-    r.executionsPerTask.toFixed(2),
-    r.executionsPerTaskSecondHalf.toFixed(2),
-    pct(r.alone / r.options.tasks),
-    `${r.wrongAccepted} (${pct(r.wrongAcceptedShare)})`,
-    String(r.failed),
-    pct(r.cheaterExecutionShare),
-  ]);
+  const lines = rows.map((r) => {
+    const x = r.executionsPerTask;
+    return [
+      r.strategy,
+      r.mode,
+      fmtEps(r.maxError),
+      String(r.tasks),
+      String(r.wrongAcceptedBeforeBacktracking),
+      String(r.wrongAccepted),
+      r.wrongRate.toExponential(1),
+      `${x.buyer.toFixed(2)} + ${x.spotChecks.toFixed(2)} + ${x.reverifications.toFixed(2)} = ${x.total.toFixed(2)}`,
+      String(r.alone),
+      String(r.spotChecks),
+      `${r.caught} (${r.caughtHonest})`,
+      `${r.reverified} (${r.overturned}, ${r.overturnedToWrong})`,
+      String(r.failed),
+    ];
+  });
   const fmt = (cells: string[]) => `| ${cells.join(' | ')} |`;
   return [fmt(head), fmt(head.map(() => '---')), ...lines.map(fmt)].join('\n');
 }
@@ -49,11 +93,16 @@ function table(rows: readonly SimResult[]): string {
 function main(): void {
   const { values } = parseArgs({
     options: {
+      strategy: { type: 'string' },
+      'max-error': { type: 'string' },
+      mode: { type: 'string' },
       tasks: { type: 'string' },
-      providers: { type: 'string' },
-      cheaters: { type: 'string' },
+      replicas: { type: 'string' },
+      quorum: { type: 'string' },
       'corrupt-rate': { type: 'string' },
-      collude: { type: 'boolean', default: false },
+      'spot-check-rate': { type: 'string' },
+      'saboteur-fraction': { type: 'string' },
+      'established-after': { type: 'string' },
       load: { type: 'string' },
       seed: { type: 'string' },
       json: { type: 'boolean', default: false },
@@ -61,38 +110,65 @@ function main(): void {
     },
   });
   if (values.help) {
-    process.stdout.write(
-      'usage: node dist/sim/main.js [--tasks 10000] [--providers 50] [--cheaters 0.2] [--corrupt-rate q] [--collude] [--load 0.6] [--seed 1] [--json]\n',
-    );
+    process.stdout.write(HELP);
     return;
   }
   const d = DEFAULT_SIM_OPTIONS;
+  const strategies = list('strategy', values.strategy, Object.values(STRATEGIES), (s) => STRATEGIES[s]);
+  const bounds = list<number | null>('max-error', values['max-error'], [null, 1e-3, 1e-4], (s) => {
+    if (s === 'none') return null;
+    const x = Number(s);
+    return x > 0 && x <= 0.5 ? x : undefined;
+  });
+  const modes = list<SimMode>('mode', values.mode, ['replicate', 'adaptive'], (s) =>
+    s === 'replicate' || s === 'adaptive' ? s : undefined,
+  );
+  const replicas = Math.round(num('replicas', values.replicas, d.replicas, 1, 16));
+  let credibility;
+  try {
+    credibility = checkCredibilityConfig({
+      ...DEFAULT_CREDIBILITY,
+      spotCheckRate: num('spot-check-rate', values['spot-check-rate'], DEFAULT_CREDIBILITY.spotCheckRate, 0, 1),
+      saboteurFraction: num(
+        'saboteur-fraction',
+        values['saboteur-fraction'],
+        DEFAULT_CREDIBILITY.saboteurFraction,
+        0,
+        1,
+      ),
+      establishedAfter: num(
+        'established-after',
+        values['established-after'],
+        DEFAULT_CREDIBILITY.establishedAfter,
+        1,
+        1e6,
+      ),
+    });
+  } catch (err) {
+    fail((err as Error).message);
+  }
   const base = {
     tasks: Math.round(num('tasks', values.tasks, d.tasks, 1, 1_000_000)),
-    providers: Math.round(num('providers', values.providers, d.providers, d.replicas, 100_000)),
-    cheaters: num('cheaters', values.cheaters, d.cheaters, 0, 1),
-    collude: values.collude,
+    replicas,
+    quorum: Math.round(num('quorum', values.quorum, d.quorum, 1, replicas)),
+    corruptRate: num('corrupt-rate', values['corrupt-rate'], d.corruptRate, 0, 1),
     load: num('load', values.load, d.load, 0.01, 10),
     seed: Math.round(num('seed', values.seed, d.seed, 0, 2 ** 32 - 1)),
+    credibility,
   };
-  const rates =
-    values['corrupt-rate'] === undefined ? [1, 0.1] : [num('corrupt-rate', values['corrupt-rate'], 1, 0, 1)];
   const rows: SimResult[] = [];
-  for (const corruptRate of rates)
-    for (const mode of ['replicate', 'adaptive'] as SimMode[]) rows.push(simulate({ ...base, corruptRate, mode }));
-  if (values.json) {
-    process.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
-    return;
-  }
+  for (const strategy of strategies)
+    for (const maxError of bounds)
+      for (const mode of modes) {
+        const r = simulate({ ...base, strategy, mode, maxError });
+        rows.push(r);
+        process.stdout.write(`${JSON.stringify(r)}\n`);
+      }
+  if (values.json) return;
   process.stdout.write(
-    `${base.tasks} tasks, ${base.providers} providers, ${pct(base.cheaters)} cheaters (${pct(rows[0]!.cheaterCoreShare)} of the cores)` +
-      `${base.collude ? ' (colluding: same wrong hash)' : ' (not colluding)'}, ${d.quorum}-of-${d.replicas}, load ${base.load}, seed ${base.seed}\n\n`,
-  );
-  process.stdout.write(`${table(rows)}\n`);
-  const r0 = rows[0]!;
-  process.stdout.write(
-    `\nsimulated ${r0.simulatedHours.toFixed(0)} h; unfinished tasks: ${rows.map((r) => r.unfinished).join(', ')}; ` +
-      `trusted providers at the end (honest/cheaters): ${rows.map((r) => `${r.trustedAtEnd.honest}/${r.trustedAtEnd.cheaters}`).join(', ')}\n`,
+    `\n${base.tasks} tasks per run, ${base.quorum}-of-${base.replicas}, corrupt rate ${base.corruptRate}, ` +
+      `q = ${credibility.spotCheckRate}, f = ${credibility.saboteurFraction}, established after ${credibility.establishedAfter}, ` +
+      `load ${base.load}, seed ${base.seed}\n\n${table(rows)}\n`,
   );
 }
 
