@@ -145,12 +145,6 @@ export const VerificationSchema = z
      * (the first matching rule applies). Other files, stdout and the exit code must agree exactly. At most 32 rules.
      */
     compare: z.array(CompareRuleSchema).max(32).default([]),
-    /**
-     * Before any other task runs, run the first task twice on one provider and compare the two results (exactly, or
-     * under `compare`); if they differ the job fails as `nondeterministic`, naming the output that differs, and the
-     * rest never runs.
-     */
-    checkDeterminism: z.boolean().default(false),
   })
   .strict()
   .refine((v) => v.mode !== 'none' || (v.replicas === 1 && v.quorum === 1), {
