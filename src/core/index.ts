@@ -5,6 +5,7 @@ export * from './states.js';
 export * from './tasks.js';
 export * from './manifest.js';
 export * from './verification.js';
+export * from './compare.js';
 export * from './matching.js';
 export * from './scheduler.js';
 export * from './prediction.js';

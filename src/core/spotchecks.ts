@@ -17,12 +17,17 @@ import type { Failure } from '../protocol/index.js';
 export interface CanaryCandidate {
   /** The buyer allowed its verified tasks to be replayed as spot-checks (verification.spotChecks). */
   allowed: boolean;
+  /**
+   * The job compares results within a tolerance (verification.compare): never a canary, since a spot-check is judged
+   * by verdict equality and an honest provider's result may differ in the last digits.
+   */
+  tolerant?: boolean;
   /** Graded executions: valid or invalid, and whether their provider was established when decided. */
   graded: ReadonlyArray<{ state: 'valid' | 'invalid'; established: boolean; exitCode: number | null }>;
 }
 
 /**
- * Whether a verified task may serve as a canary: its buyer allowed it, at least two providers agreed and none
+ * Whether a verified task may serve as a canary: its buyer allowed it, its job has no comparator rules, at least two providers agreed and none
  * disagreed (a nondeterministic task that verified by chance would catch honest providers), one of them established,
  * and the agreed result exited 0.
  */
@@ -30,6 +35,7 @@ export function isCanary(c: CanaryCandidate): boolean {
   const valid = c.graded.filter((g) => g.state === 'valid');
   return (
     c.allowed &&
+    c.tolerant !== true &&
     valid.length >= 2 &&
     valid.length === c.graded.length &&
     valid.some((g) => g.established) &&

@@ -13,8 +13,9 @@ import {
   isFailureReason,
   resultHashOf,
 } from '../core/index.js';
-import type { Failure, ReportRequest } from '../protocol/index.js';
-import type { ExecutionEnd, LeaseInfo } from '../store/index.js';
+import type { CompareRule, Failure, ReportRequest } from '../protocol/index.js';
+import type { ComparableResult, ExecutionEnd, LeaseInfo, Repositories } from '../store/index.js';
+import { groupVerdict, type ComparisonCache } from './compare.js';
 import { Effects } from './effects.js';
 import { checkOutputs } from './outputs.js';
 import type { EngineResources } from './resources.js';
@@ -191,10 +192,17 @@ export class ReportSystem {
     if (!lease || lease.agentId !== agentId) throw errors.notFound('execution', executionId);
     if (lease.state !== 'running' || lease.fencingToken !== report.fencingToken) throw errors.staleLease(executionId);
     const { end, refused } = await classifyReport(this.r, report, lease, this.r.now());
+    // Under an output comparator the verdict is the group the result agrees with (compare.ts): compared first against
+    // the groups founded so far, then again under the job's lock against any founded meanwhile (cached).
+    const rules = end.state === 'reported' && end.resultHash !== null ? await this.compareRules(lease.jobId) : [];
+    const cache: ComparisonCache = new Map();
+    if (rules.length > 0 && end.state === 'reported') await this.groupedVerdict(store, lease.taskId, end, rules, cache);
     const { outcome, fx } = await store.transaction(async (tx) => {
       const f = new Effects();
       const now = this.r.now();
       await tx.jobs.lock([lease.jobId]);
+      if (rules.length > 0 && end.state === 'reported')
+        end.verdict = await this.groupedVerdict(tx, lease.taskId, end, rules, cache);
       await tx.tasks.touch([lease.taskId], now);
       const taskId = await tx.executions.recordEnd(executionId, agentId, report.fencingToken, end, now);
       if (!taskId) throw errors.staleLease(executionId);
@@ -222,5 +230,40 @@ export class ReportSystem {
     );
     if (refused) throw refused;
     return outcome;
+  }
+
+  /** The job's comparator rules (verification.compare; empty: results must agree exactly). */
+  private async compareRules(jobId: string): Promise<CompareRule[]> {
+    return (await this.r.store.jobs.spec(jobId))?.verification.compare ?? [];
+  }
+
+  /**
+   * The verdict of the reported result `end` of task `taskId` under `rules`, read through `repos` (groupVerdict). A
+   * replay (spot-check or re-verification) also tries the replayed task's canonical result, with its verdict, first.
+   */
+  private async groupedVerdict(
+    repos: Repositories,
+    taskId: string,
+    end: Extract<ExecutionEnd, { state: 'reported' }>,
+    rules: readonly CompareRule[],
+    cache: ComparisonCache,
+  ): Promise<string> {
+    if (end.resultHash === null || end.manifest === null || end.outputsBlob === null) return end.verdict;
+    const task = await repos.tasks.forVerification(taskId);
+    const original = task?.replayOf ? await repos.tasks.forVerification(task.replayOf) : null;
+    let seeds: ComparableResult[] = [];
+    if (original?.verdict) {
+      const agreeing = (await repos.executions.comparable(original.id)).filter((e) => e.verdict === original.verdict);
+      seeds = agreeing.slice(0, 1);
+    }
+    const existing = await repos.executions.comparable(taskId);
+    return groupVerdict(
+      this.r.blobs,
+      rules,
+      { manifest: end.manifest, resultHash: end.resultHash, outputsBlob: end.outputsBlob },
+      existing,
+      cache,
+      seeds,
+    );
   }
 }

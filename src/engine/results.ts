@@ -4,7 +4,7 @@
  * download that does not match the manifest can use another copy. A task whose result a re-verification replaced
  * (backtracking, engine/spotchecks.ts) is served from the re-verification's canonical execution.
  */
-import { canonicalExecution } from '../core/index.js';
+import { canonicalExecution, resultHashOf } from '../core/index.js';
 import type { JobResults, ResultReplica, TaskResult } from '../protocol/index.js';
 import type { Store } from '../store/index.js';
 
@@ -41,8 +41,16 @@ export async function jobResults(store: Store, jobId: string, buyerId: string): 
     const first = valid[0];
     // Every accepted report's outputs were checked against its manifest (engine/outputs.ts); the agreeing ones share
     // the canonical manifest. Canonical first, then in the order they reported.
+    // Under a comparator (verification.compare) agreeing results may differ within tolerance: only copies with the
+    // canonical manifest can stand in for it.
+    const canonicalManifest = canonical ? manifests.get(canonical.id) : undefined;
+    const hashOf = (id: string) => {
+      const m = manifests.get(id);
+      return m ? resultHashOf(m) : null;
+    };
+    const sameManifest = (id: string) => !canonicalManifest || hashOf(id) === resultHashOf(canonicalManifest);
     const others = valid
-      .filter((e) => e !== canonical)
+      .filter((e) => e !== canonical && sameManifest(e.id))
       .sort((a, b) => a.reportedAt - b.reportedAt || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
     const replicas: ResultReplica[] = canonical
       ? [canonical, ...others].flatMap((e) =>

@@ -116,7 +116,10 @@ export class VerificationSystem {
         established: v.established,
         exitCode: v.exitCode,
       }));
-    const canary = d.kind === 'verified' && task.jobKind === 'buyer' && isCanary({ allowed: task.spotChecks, graded });
+    const canary =
+      d.kind === 'verified' &&
+      task.jobKind === 'buyer' &&
+      isCanary({ allowed: task.spotChecks, tolerant: task.tolerant, graded });
     if (!(await tx.tasks.write(task.id, task.revision, now, { verdict: d.verdict, failure, canary }, to))) return null;
     const ended = [
       ...(await tx.executions.move(d.valid, 'valid', now)),

@@ -82,6 +82,33 @@ export const InputSchema = z
   .strict();
 export type Input = z.infer<typeof InputSchema>;
 
+/** A glob of output files, relative to the output directory (no leading `/`, no `..` segment). */
+const OUTPUT_GLOB = /^(?!\/)(?!.*(?:^|\/)\.\.(?:\/|$))[^\0]{1,255}$/;
+
+/**
+ * A comparator rule: output files matching `glob` (relative to the output directory; `*` stays within one folder,
+ * `**` crosses folders, `?`, `[...]` and `{a,b}` as in a shell) are compared as `format` values, numbers within a
+ * tolerance: |a − b| ≤ absTol, or |a − b| ≤ relTol · max(|a|, |b|). Strings, keys, structure and shape must agree
+ * exactly. At least one tolerance; both non-negative.
+ */
+export const CompareRuleSchema = z
+  .object({
+    glob: z
+      .string()
+      .regex(OUTPUT_GLOB, 'expected a glob relative to the output directory, such as "metrics.json" or "**/*.csv"'),
+    format: z.enum(['json', 'csv']),
+    /** Largest absolute difference accepted between two numbers. */
+    absTol: z.number().min(0).max(1e300).optional(),
+    /** Largest difference accepted relative to the larger magnitude of the two numbers (e.g. 1e-6). */
+    relTol: z.number().min(0).max(1).optional(),
+  })
+  .strict()
+  .refine((r) => r.absTol !== undefined || r.relTol !== undefined, {
+    message: 'give absTol or relTol (or both): the tolerance numbers may differ by',
+    path: ['absTol'],
+  });
+export type CompareRule = z.infer<typeof CompareRuleSchema>;
+
 /**
  * How results are verified (and paid for): `none` runs one execution and trusts it; `replicate` runs
  * `replicas` on distinct providers and needs `quorum` to agree; `adaptive` lets a provider with a long record
@@ -113,6 +140,11 @@ export const VerificationSchema = z
      * provider; off by default.
      */
     spotChecks: z.boolean().default(false),
+    /**
+     * Output comparator: files matching a rule's glob agree when their JSON or CSV values agree within its tolerance
+     * (the first matching rule applies). Other files, stdout and the exit code must agree exactly. At most 32 rules.
+     */
+    compare: z.array(CompareRuleSchema).max(32).default([]),
   })
   .strict()
   .refine((v) => v.mode !== 'none' || (v.replicas === 1 && v.quorum === 1), {

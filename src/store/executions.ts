@@ -52,6 +52,22 @@ export interface ValidExecution {
   stderrBlob: string | null;
 }
 
+/**
+ * A task's comparable result: an execution that reported a manifest (reported, valid or invalid), with its verdict,
+ * result hash, manifest, outputs blob and agent. What the verifier's comparator grouping reads (engine/compare.ts).
+ */
+export interface ComparableResult {
+  id: string;
+  agentId: string;
+  providerId: string;
+  verdict: string;
+  resultHash: string;
+  manifest: Manifest;
+  outputsBlob: string;
+  /** When it reported, epoch ms. */
+  finishedAt: number;
+}
+
 /** Who holds an execution and in which state, with its current fencing token, job and task. */
 export interface LeaseInfo {
   agentId: string;
@@ -240,6 +256,31 @@ export class ExecutionStore {
       stdoutBlob: r.stdout_blob,
       stderrBlob: r.stderr_blob,
     }));
+  }
+
+  /** A task's comparable results (see ComparableResult), earliest report first (ties by id). */
+  async comparable(taskId: string): Promise<ComparableResult[]> {
+    const rows = await this.db
+      .selectFrom('executions')
+      .select(['id', 'agent_id', 'provider_id', 'verdict', 'result_hash', 'manifest', 'outputs_blob', 'finished_at'])
+      .where('task_id', '=', taskId)
+      .where('state', 'in', ['reported', 'valid', 'invalid'])
+      .where('manifest', 'is not', null)
+      .where('result_hash', 'is not', null)
+      .where('outputs_blob', 'is not', null)
+      .execute();
+    return rows
+      .map((r) => ({
+        id: r.id,
+        agentId: r.agent_id,
+        providerId: r.provider_id,
+        verdict: r.verdict ?? r.result_hash!,
+        resultHash: r.result_hash!,
+        manifest: JSON.parse(r.manifest!) as Manifest,
+        outputsBlob: r.outputs_blob!,
+        finishedAt: Number(r.finished_at ?? 0),
+      }))
+      .sort((a, b) => a.finishedAt - b.finishedAt || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   }
 
   /** Executions of a task in the given states. */

@@ -40,6 +40,7 @@ export {
   type NewExecution,
   type LeaseInfo,
   type ValidExecution,
+  type ComparableResult,
 } from './executions.js';
 export { LeaseStore, type ClaimedExecution, type ExpiredLease } from './leases.js';
 export { newId, type StoreCapabilities } from './db.js';

@@ -51,6 +51,8 @@ export interface TaskForVerification {
   index: number;
   /** The job allows its verified tasks to be replayed as spot-checks. */
   spotChecks: boolean;
+  /** The job compares results under comparator rules (verification.compare): its results may differ within them. */
+  tolerant: boolean;
   /** The executions with their provider's standing now (the engine turns it into credibility). */
   votes: Array<Omit<ExecutionVote, 'credibility' | 'established'> & { standing: Standing }>;
 }
@@ -116,7 +118,7 @@ export class TaskStore {
       alone: t.alone === 1,
       audit: t.audit,
       index: t.idx,
-      spotChecks: (JSON.parse(t.spec) as { verification?: { spotChecks?: boolean } }).verification?.spotChecks === true,
+      ...verificationFlags(t.spec),
       votes: ex.map((e) => ({
         id: e.id,
         state: e.state,
@@ -431,4 +433,10 @@ export interface BacktrackCandidate {
   audit: string | null;
   revision: number;
   validProviders: string[];
+}
+
+/** What the verifier reads of a stored spec's verification: spot-checks allowed, comparator rules given. */
+function verificationFlags(spec: string): { spotChecks: boolean; tolerant: boolean } {
+  const v = (JSON.parse(spec) as { verification?: { spotChecks?: boolean; compare?: unknown[] } }).verification;
+  return { spotChecks: v?.spotChecks === true, tolerant: (v?.compare?.length ?? 0) > 0 };
 }

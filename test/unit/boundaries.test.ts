@@ -36,7 +36,7 @@ const ALLOWED: Record<string, string[]> = {
  */
 const PACKAGES: Record<string, readonly string[]> = {
   protocol: ['zod'],
-  core: ['@noble/hashes'],
+  core: ['@noble/hashes', 'picomatch'],
   store: ['kysely', 'better-sqlite3', 'pg'],
   engine: ['pino', 'tar'],
   coordinator: ['fastify', 'prom-client', 'pino', 'tar', 'zod'],

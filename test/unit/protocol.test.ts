@@ -14,7 +14,14 @@ function issuesOf(input: unknown): Array<{ path: string; message: string }> {
 describe('JobSpecSchema', () => {
   it('fills defaults', () => {
     const s = JobSpecSchema.parse(base);
-    expect(s.verification).toEqual({ mode: 'replicate', replicas: 1, quorum: 1, maxErrors: 3, spotChecks: false });
+    expect(s.verification).toEqual({
+      mode: 'replicate',
+      replicas: 1,
+      quorum: 1,
+      maxErrors: 3,
+      spotChecks: false,
+      compare: [],
+    });
     expect(s.verification.maxExecutions).toBeUndefined();
     expect(s.resources).toEqual({ cpus: 1, memoryMb: 512, timeoutSeconds: 600, pids: 256, gpus: 0 });
     expect(s.maxPrice).toEqual({ cpuHour: 0.1, memoryGiBHour: 0.01, gpuHour: 1, startFee: 0.002 });
