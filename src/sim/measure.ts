@@ -1,7 +1,7 @@
 /** The measured part of a run: the buyer tasks' arrivals, and what the run counts over them at the end. */
 import { isEstablished, standingOf } from '../core/index.js';
 import { mulberry32 } from './prng.js';
-import type { SimOptions, SimResult } from './simulate.js';
+import type { SimOptions, SimResult } from './options.js';
 import { honestOf, MEAN_BASE_MS, type SimState, type SimTask } from './state.js';
 
 /** Makes a buyer task of job `job` at `position`, arriving at `at` (ms). */

@@ -3,7 +3,7 @@
  * tasks as core OpenTask, agents as core SchedAgent with their provider's record read through core.
  */
 import { reputationScore, type Demand, type OpenTask, type SchedAgent } from '../core/index.js';
-import type { SimOptions } from './simulate.js';
+import type { SimOptions } from './options.js';
 import { PRICE, standingView, type SimState, type SimTask } from './state.js';
 import { quotaLeft } from './world.js';
 
