@@ -15,6 +15,7 @@
 import {
   accountLedger,
   applyOutcome,
+  AUDIT_POLICY,
   canonicalExecution,
   clawbackTxn,
   drawsSpotCheck,
@@ -24,6 +25,7 @@ import {
   grantTxn,
   rejections,
   restedOn,
+  type BacktrackCause,
   type Decision,
   type Placement,
   type SchedAgent,
@@ -39,9 +41,6 @@ export const PLATFORM_ACCOUNT = 'deqo-platform';
 
 /** Canaries read per spot-check draw (a random sample; the first the agent can run is used). */
 const CANARY_SAMPLE = 8;
-
-/** How a re-verification replays a task: two agreeing providers other than those that ran it. */
-const AUDIT_POLICY = { replicas: 2, quorum: 2, maxExecutions: 6, maxErrors: 3, maxError: null } as const;
 
 export class SpotCheckSystem {
   constructor(private readonly r: EngineResources) {}
@@ -148,16 +147,23 @@ export class SpotCheckSystem {
       { providerId },
       'provider caught returning a wrong answer to a spot-check: blacklisted, backtracking',
     );
-    await this.backtrack(tx, providerId, 'caught returning a wrong answer to a spot-check', now, fx);
+    await this.backtrack(tx, providerId, 'caught', 'caught returning a wrong answer to a spot-check', now, fx);
   }
 
   /**
-   * Backtracking (Sarmenta §5.3), inside the transaction that found `providerId` returning a wrong result (a failed
-   * spot-check, a result outvoted by an accepted group, or one a re-verification overturned): every verified task
-   * that rested on it (core restedOn, caught providers discounted) and was not re-verified yet gets a
-   * re-verification job; its buyer reads `why` in the job's history. Returns the number of tasks re-verified.
+   * Backtracking (Sarmenta §5.3), inside the transaction that found `providerId` returning a wrong result (`cause`
+   * caught: a failed spot-check; outvoted: by an accepted group, or overturned by a re-verification): every verified
+   * task that rested on it (core restedOn, caught providers discounted) and was not re-verified yet gets a
+   * re-verification job (core AUDIT_POLICY); its buyer reads `why` in the job's history. Returns the number started.
    */
-  async backtrack(tx: Repositories, providerId: string, why: string, now: number, fx: Effects): Promise<number> {
+  async backtrack(
+    tx: Repositories,
+    providerId: string,
+    cause: BacktrackCause,
+    why: string,
+    now: number,
+    fx: Effects,
+  ): Promise<number> {
     const { quota } = this.r.policy;
     const candidates = (await tx.tasks.verifiedWith(providerId)).filter((c) => c.audit === null);
     if (candidates.length === 0) return 0;
@@ -167,7 +173,7 @@ export class SpotCheckSystem {
     caught.add(providerId);
     let started = 0;
     for (const c of candidates) {
-      if (!restedOn(c, providerId, caught)) continue;
+      if (!restedOn(c, providerId, caught, cause)) continue;
       if (await this.audit(tx, c.taskId, c.jobId, c.index, c.revision, providerId, why, now, fx)) started++;
     }
     return started;
@@ -292,7 +298,7 @@ export class SpotCheckSystem {
         (returned > 0 ? `, ${formatCredits(returned)} taken back from them and returned to you` : ''),
     );
     for (const p of new Set(overturned.map((e) => e.providerId)))
-      await this.backtrack(tx, p, 'a re-verification found another of its results wrong', now, fx);
+      await this.backtrack(tx, p, 'outvoted', 'a re-verification found another of its results wrong', now, fx);
   }
 
   /** The platform account (created on first use, without a key). */

@@ -203,7 +203,14 @@ export class VerificationSystem {
    */
   private async backtrack(tx: Repositories, providers: readonly string[], now: number, fx: Effects): Promise<void> {
     for (const p of new Set(providers))
-      await this.spotChecks.backtrack(tx, p, 'found returning a wrong result on another task (outvoted)', now, fx);
+      await this.spotChecks.backtrack(
+        tx,
+        p,
+        'outvoted',
+        'found returning a wrong result on another task (outvoted)',
+        now,
+        fx,
+      );
   }
 
   /**

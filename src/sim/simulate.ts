@@ -173,7 +173,7 @@ export function simulate(input: Partial<SimOptions> & Pick<SimOptions, 'strategy
       if (t.kind === 'buyer' && d.verdict !== honestOf(t)) st.counters.wrongAcceptedBeforeBacktracking += 1;
     }
     if (t.kind === 'audit') audited(st, t, d);
-    for (const pi of new Set(d.invalid.map((id) => byId(id).provider))) backtrack(st, pi);
+    for (const pi of new Set(d.invalid.map((id) => byId(id).provider))) backtrack(st, pi, 'outvoted');
   };
 
   const report = (e: SimState['execs'][number]) => {
@@ -188,7 +188,7 @@ export function simulate(input: Partial<SimOptions> & Pick<SimOptions, 'strategy
     const grade = gradeLateResult(t.state === 'verified' ? t.verdict : null, e.verdict);
     const valid = t.execs.filter((x) => st.execs[x]!.state === 'valid').length;
     settle(st, e, grade, grade === 'valid' ? valid + 1 : valid, grade === 'valid');
-    if (grade === 'invalid' && t.state === 'verified') backtrack(st, e.provider);
+    if (grade === 'invalid' && t.state === 'verified') backtrack(st, e.provider, 'outvoted');
   };
 
   const maxTime = 400 * 86_400_000;

@@ -15,18 +15,11 @@ import {
   drawsSpotCheck,
   judgeSpotCheck,
   restedOn,
+  AUDIT_POLICY,
+  type BacktrackCause,
   type Decision,
-  type VerificationPolicy,
 } from '../core/index.js';
 import { addTask, honestOf, release, settle, startExec, type SimExec, type SimState, type SimTask } from './state.js';
-
-/** How a re-verification replays a task: two agreeing providers other than those that ran it (engine AUDIT_POLICY). */
-export const AUDIT_POLICY: Readonly<VerificationPolicy> = Object.freeze({
-  quorum: 2,
-  maxExecutions: 6,
-  maxErrors: 3,
-  maxError: null,
-});
 
 /** Canaries drawn per spot-check (engine CANARY_SAMPLE): the first the provider never ran is used. */
 const CANARY_SAMPLE = 8;
@@ -87,14 +80,14 @@ export function judge(st: SimState, t: SimTask, e: SimExec): void {
     if (!p.liar) st.counters.caughtHonest += 1;
   }
   p.rep = applyOutcome(p.rep, { kind: 'caught', at: st.now });
-  backtrack(st, e.provider);
+  backtrack(st, e.provider, 'caught');
 }
 
 /**
  * Backtracking for provider `pi`, just found returning a wrong result (caught, outvoted, or overturned): every verified
  * warm-up or buyer task that rested on it and was not re-verified yet gets a re-verification. Returns how many.
  */
-export function backtrack(st: SimState, pi: number): number {
+export function backtrack(st: SimState, pi: number, cause: BacktrackCause): number {
   const candidates = [...(st.validBy.get(pi) ?? [])]
     .map((i) => st.tasks[i]!)
     .filter((t) => t.state === 'verified' && t.audit === null);
@@ -109,7 +102,7 @@ export function backtrack(st: SimState, pi: number): number {
   let started = 0;
   for (const c of candidates) {
     const supported = { quorum: c.policy.quorum, alone: c.alone, validProviders: validProviders(c) };
-    if (!restedOn(supported, st.providers[pi]!.id, caught)) continue;
+    if (!restedOn(supported, st.providers[pi]!.id, caught, cause)) continue;
     c.audit = 'pending';
     addTask(st, {
       kind: 'audit',
@@ -118,7 +111,7 @@ export function backtrack(st: SimState, pi: number): number {
       position: 0,
       arrival: st.now,
       computation: c.computation,
-      target: 2,
+      target: AUDIT_POLICY.replicas,
       policy: AUDIT_POLICY,
       adaptive: false,
       alone: false,
@@ -164,5 +157,5 @@ export function audited(st: SimState, audit: SimTask, d: Exclude<Decision, { kin
     p.rep = applyOutcome(p.rep, { kind: 'invalid', turnaroundMs: null });
     st.validBy.get(x.provider)?.delete(original.index);
   }
-  for (const pi of new Set(overturned.map((x) => x.provider))) backtrack(st, pi);
+  for (const pi of new Set(overturned.map((x) => x.provider))) backtrack(st, pi, 'outvoted');
 }

@@ -6,7 +6,7 @@
  */
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { DEFAULT_CREDIBILITY, fromMicro } from '../../src/core/index.js';
+import { DEFAULT_CREDIBILITY, fromMicro, restedOn } from '../../src/core/index.js';
 import { DEFAULT_ENGINE_CONFIG, DEFAULT_MARKET_POLICY, Engine, jobResults } from '../../src/engine/index.js';
 import type { Assignment, JobView } from '../../src/protocol/index.js';
 import { openSqliteStore, type Store } from '../../src/store/index.js';
@@ -111,8 +111,8 @@ describe('spot-checks and backtracking', () => {
 
   it('backtracks a provider outvoted by an accepted group, without blacklisting it', async () => {
     const buyer = await fundedBuyer(engine, 'buyer', 100);
-    const [a, b, liar] = await registerAgents(engine, 3);
-    for (const id of [a!, b!, liar!]) await engine.accounts.vouch(await providerOf(id));
+    const [a, b, c, liar] = await registerAgents(engine, 4);
+    for (const id of [a!, b!, c!, liar!]) await engine.accounts.vouch(await providerOf(id));
 
     // The liar runs a task alone and returns a wrong result: accepted on its word (no canary: no spot-check).
     const victim = await submitJob(engine, buyer, {
@@ -144,9 +144,9 @@ describe('spot-checks and backtracking', () => {
     expect(record.events.map((e) => e.kind)).not.toContain('caught');
     expect(record.reputation.established).toBe(true); // vouched for; the operator decides on a vouch
 
-    // The re-verification on a and b replaces the wrong result; the liar's pay for it goes back to the buyer.
+    // The re-verification on a, b and c (three agreeing) replaces the wrong result.
     await engine.schedule();
-    for (const id of [a!, b!]) await runAll(id, () => 'the honest answer');
+    for (const id of [a!, b!, c!]) await runAll(id, () => 'the honest answer');
     v = await view(victim, buyer);
     expect(v.tasks[0]!.audit).toBe('changed');
     expect(v.tasks[0]!.executions[0]!.state).toBe('invalid');
@@ -210,5 +210,22 @@ describe('spot-checks and backtracking', () => {
       ...(await engine.claim(c!, 8, 0)),
     ];
     expect(claimed).toHaveLength(2); // the job's two replicas, no spot-check
+  });
+});
+
+describe('restedOn (core/spotchecks.ts)', () => {
+  const t = (validProviders: string[], quorum = 2, alone = false) => ({ quorum, alone, validProviders });
+  const none = new Set<string>();
+  it('after a catch, re-verifies every task whose other uncaught support falls below its quorum', () => {
+    expect(restedOn(t(['s'], 1, true), 's', none)).toBe(true);
+    expect(restedOn(t(['s', 'a']), 's', none)).toBe(true); // 2-of-2: a alone is below the quorum
+    expect(restedOn(t(['s', 'a', 'b']), 's', none)).toBe(false);
+    expect(restedOn(t(['s', 'a', 'b']), 's', new Set(['a']))).toBe(true);
+    expect(restedOn(t(['a', 'b']), 's', none)).toBe(false); // not its task
+  });
+  it('after an outvote, re-verifies only what no other uncaught provider agreed with', () => {
+    expect(restedOn(t(['s'], 1, true), 's', none, 'outvoted')).toBe(true);
+    expect(restedOn(t(['s', 'a']), 's', none, 'outvoted')).toBe(false);
+    expect(restedOn(t(['s', 'a']), 's', new Set(['a']), 'outvoted')).toBe(true);
   });
 });
