@@ -14,6 +14,7 @@ import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DeqoClient } from '../client/index.js';
+import { TERMINAL_JOB_STATES } from '../core/index.js';
 import { createBenchAccounts, startCoordinatorProcess, type BenchCoordinator } from './coordinator-process.js';
 import { SIM_CAPACITY, TRIVIAL_JOB } from './dispatch.js';
 import { buildFixedResult, SimAgent } from './sim-agent.js';
@@ -147,7 +148,7 @@ async function waitFinished(client: DeqoClient, ids: readonly string[]): Promise
   const want = new Set(ids);
   for (;;) {
     const jobs = await client.listJobs({ limit: 1000 });
-    const open = jobs.filter((j) => want.has(j.id) && !['succeeded', 'failed', 'cancelled'].includes(j.state));
+    const open = jobs.filter((j) => want.has(j.id) && !TERMINAL_JOB_STATES.includes(j.state));
     if (open.length === 0) return;
     if (Date.now() > deadline) throw new Error(`${open.length} seed jobs did not finish within 5 minutes`);
     await new Promise((r) => setTimeout(r, 250));

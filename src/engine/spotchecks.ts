@@ -165,7 +165,7 @@ export class SpotCheckSystem {
     fx: Effects,
   ): Promise<number> {
     const { quota } = this.r.policy;
-    const candidates = (await tx.tasks.verifiedWith(providerId)).filter((c) => c.audit === null);
+    const candidates = await tx.tasks.verifiedWith(providerId);
     if (candidates.length === 0) return 0;
     const providers = [...new Set(candidates.flatMap((c) => c.validProviders))];
     const records = await tx.reputation.records(providers, now, quota);

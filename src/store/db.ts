@@ -42,7 +42,7 @@ export async function openSqlite(path: string): Promise<{ db: Kysely<Database>; 
   sqlite.pragma('cache_size = -65536');
   const db = new Kysely<Database>({ dialect: new FairSqliteDialect({ database: withStatementCache(sqlite) }) });
   await migrate(db, 'sqlite');
-  optimizeSqlite(sqlite, true);
+  optimizeSqlite(sqlite);
   return { db, capabilities: { dialect: 'sqlite', skipLocked: false, listenNotify: false } };
 }
 
@@ -53,13 +53,12 @@ export async function openSqlite(path: string): Promise<{ db: Kysely<Database>; 
  * `PRAGMA optimize` hourly, so statistics follow a table that grew. `analysis_limit` bounds each ANALYZE to a sample
  * (a few ms on a large table).
  */
-function optimizeSqlite(sqlite: SqliteDatabase.Database, atOpen: boolean): void {
+function optimizeSqlite(sqlite: SqliteDatabase.Database): void {
   sqlite.pragma('analysis_limit = 1000');
-  sqlite.pragma(atOpen ? 'optimize = 0x10002' : 'optimize');
-  if (atOpen)
-    setInterval(() => {
-      if (sqlite.open) optimizeSqlite(sqlite, false);
-    }, OPTIMIZE_EVERY_MS).unref();
+  sqlite.pragma('optimize = 0x10002');
+  setInterval(() => {
+    if (sqlite.open) sqlite.pragma('optimize');
+  }, OPTIMIZE_EVERY_MS).unref();
 }
 
 /** How often a long-running coordinator refreshes SQLite's planner statistics, ms. */

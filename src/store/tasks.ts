@@ -352,8 +352,9 @@ export class TaskStore {
   }
 
   /**
-   * Verified tasks of buyers' jobs where the provider has a valid execution, with what backtracking reads of each
-   * (core/spotchecks.ts restedOn): quorum, whether it ran alone, its valid executions' providers, its re-verification.
+   * Verified tasks of buyers' jobs, not re-verified yet, where the provider has a valid execution, with what
+   * backtracking reads of each (core/spotchecks.ts restedOn): quorum, whether it ran alone, its valid executions'
+   * providers.
    */
   async verifiedWith(providerId: string): Promise<BacktrackCandidate[]> {
     // One query: each such task once per valid execution (its provider), grouped below.
@@ -373,6 +374,7 @@ export class TaskStore {
         'v.provider_id',
       ])
       .where('tasks.state', '=', 'verified')
+      .where('tasks.audit', 'is', null)
       .where('jobs.kind', '=', 'buyer')
       .where((eb) =>
         eb.exists(
