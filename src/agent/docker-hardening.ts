@@ -4,6 +4,7 @@
  * both are unit-tested without a Docker engine.
  */
 import type { ContainerCreateOptions } from 'dockerode';
+import { INPUTS_DIR, outputDirProblem, TMP_DIR } from '../protocol/index.js';
 import type { ExecutionOutcome, ExecutionRequest } from './executor.js';
 
 /** uid:gid every job runs as: `nobody:nogroup`, never root (CIS Docker §4.1 / §5.x least privilege). */
@@ -12,8 +13,6 @@ export const CONTAINER_USER = '65534:65534';
 export const CONTAINER_UID = 65534;
 /** Numeric gid of {@link CONTAINER_USER}. */
 export const CONTAINER_GID = 65534;
-/** Mount point of the read-only inputs directory inside the container. */
-export const INPUTS_MOUNT = '/inputs';
 /**
  * Options of the writable, size-capped `/tmp` (64 MiB, sticky, no setuid binaries, no device files;
  * Docker adds `noexec`). Owned by the container user because runc re-applies the mode of the image's
@@ -63,7 +62,8 @@ export function mibToBytes(mb: number): number {
  *   cannot fill the provider's disk;
  * - labels name the agent, the execution and its lease's fencing token (orphans are found and reported by them).
  * `AutoRemove` is false: the executor inspects the exited container (OOMKilled) and then removes it.
- * Throws Error if a bind source is the Docker socket or a request path is not absolute.
+ * Throws Error if a bind source is the Docker socket, a request path is not absolute, or the output directory is not
+ * one the job spec allows (protocol outputDirProblem: reserved or not normalized).
  */
 export function buildCreateOptions(req: ExecutionRequest, agentId: string): ContainerCreateOptions {
   for (const [what, p] of [
@@ -81,11 +81,10 @@ export function buildCreateOptions(req: ExecutionRequest, agentId: string): Cont
       throw new Error(`refusing to mount ${p} into a job container (Docker socket / host root)`);
     }
   }
-  if (req.outputDir === INPUTS_MOUNT || req.outputDir === '/tmp' || req.outputDir === '/') {
-    throw new Error(`outputDir ${req.outputDir} collides with a reserved mount`);
-  }
+  const problem = outputDirProblem(req.outputDir);
+  if (problem) throw new Error(`outputDir ${req.outputDir}: ${problem}`);
   const memory = mibToBytes(req.resources.memoryMb);
-  const env = { ...req.env, HOME: '/tmp' };
+  const env = { ...req.env, HOME: TMP_DIR };
   return {
     name: containerName(req.executionId),
     Image: req.image,
@@ -93,7 +92,7 @@ export function buildCreateOptions(req: ExecutionRequest, agentId: string): Cont
     Entrypoint: [],
     Env: Object.entries(env).map(([k, v]) => `${k}=${v}`),
     User: CONTAINER_USER,
-    WorkingDir: '/tmp',
+    WorkingDir: TMP_DIR,
     Labels: {
       [LABEL_AGENT]: agentId,
       [LABEL_EXECUTION]: req.executionId,
@@ -107,8 +106,8 @@ export function buildCreateOptions(req: ExecutionRequest, agentId: string): Cont
     HostConfig: {
       NetworkMode: req.network ? 'bridge' : 'none',
       ReadonlyRootfs: true,
-      Tmpfs: { '/tmp': TMPFS_OPTIONS },
-      Binds: [`${req.hostInputsDir}:${INPUTS_MOUNT}:ro`, `${req.hostOutputDir}:${req.outputDir}:rw`],
+      Tmpfs: { [TMP_DIR]: TMPFS_OPTIONS },
+      Binds: [`${req.hostInputsDir}:${INPUTS_DIR}:ro`, `${req.hostOutputDir}:${req.outputDir}:rw`],
       CapDrop: ['ALL'],
       CapAdd: [],
       SecurityOpt: ['no-new-privileges'],

@@ -7,10 +7,12 @@ import { access, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { uploadFile, type DeqoClient } from '../client/index.js';
 import { resultHashOf, type FailureReason } from '../core/index.js';
-import type { ReportRequest, Usage } from '../protocol/index.js';
+import { REQUEST_MAX_BYTES, utf8Bytes, type ReportRequest, type Usage } from '../protocol/index.js';
 import type { ExecutionOutcome } from './executor.js';
-import { buildManifest, corruptOutputs, tarOutputs } from './results.js';
+import { buildManifest, corruptOutputs, OutputsUnpackable, tarOutputs } from './results.js';
 
+/** Room in a report's body for what is not the manifest (hashes, usage, fencing token), bytes. */
+const REPORT_FRAME_BYTES = 4096;
 /** An upload gets no byte through (nor an answer) for this long: it is abandoned as unreachable, ms. */
 const UPLOAD_IDLE_TIMEOUT_MS = 60_000;
 
@@ -114,8 +116,26 @@ export async function packageResult(
   }
   const stdoutBlob = await uploadBlob(client, dirs.stdout);
   const stderrBlob = await uploadBlob(client, dirs.stderr);
+  const tooLarge = (message: string): ReportRequest => ({
+    ...failureReport(fencingToken, 'output_too_large', message, outcome.usage),
+    stdoutBlob,
+    stderrBlob,
+  });
   if (corrupt) await corruptOutputs(dirs.outputs);
-  const manifest = await buildManifest(dirs.outputs, outcome.exitCode, dirs.stdout);
+  let manifest;
+  try {
+    manifest = await buildManifest(dirs.outputs, outcome.exitCode, dirs.stdout);
+  } catch (err) {
+    if (err instanceof OutputsUnpackable) return tooLarge(err.message);
+    throw err;
+  }
+  // The manifest travels in the report's body, which the coordinator reads up to REQUEST_MAX_BYTES.
+  const manifestBytes = utf8Bytes(JSON.stringify(manifest));
+  if (manifestBytes > REQUEST_MAX_BYTES - REPORT_FRAME_BYTES)
+    return tooLarge(
+      `the manifest of ${manifest.files.length} output files is ${manifestBytes} bytes, over what a report carries ` +
+        `(${REQUEST_MAX_BYTES} bytes): write fewer files or shorter names (pack them into an archive)`,
+    );
   await tarOutputs(dirs.outputs, dirs.tarball);
   const outputsBlob = await uploadBlob(client, dirs.tarball);
   return {

@@ -1,25 +1,57 @@
 /**
  * Packaging an execution's result: the manifest of the output directory (regular files only — symlinks and
  * special files a container leaves are never followed or shipped), the result hash, and the output tarball.
+ * What a report can carry is bounded by protocol/limits.ts (files, path length, folder depth); an output
+ * directory beyond it is the job's fault (OutputsUnpackable → output_too_large), never a report the coordinator refuses.
  */
 import { appendFile, lstat, readdir, writeFile } from 'node:fs/promises';
-import { join, relative, sep } from 'node:path';
+import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import * as tar from 'tar';
 import { sha256File } from '../client/index.js';
-import type { Manifest } from '../protocol/index.js';
+import {
+  OUTPUT_MAX_FILES,
+  OUTPUT_PATH_MAX_BYTES,
+  PATH_MAX_DEPTH,
+  utf8Bytes,
+  type Manifest,
+} from '../protocol/index.js';
 
-/** Regular files under `dir`, as paths relative to it with `/` separators, sorted. */
+/** Thrown when an output directory holds more than a report can carry; the message says which limit and what to do. */
+export class OutputsUnpackable extends Error {
+  override readonly name = 'OutputsUnpackable';
+}
+
+/**
+ * Regular files under `dir`, as paths relative to it with `/` separators, sorted. Throws OutputsUnpackable past
+ * OUTPUT_MAX_FILES files, a path over OUTPUT_PATH_MAX_BYTES, or a folder more than PATH_MAX_DEPTH deep (checked
+ * before it is read, so a deep chain of folders never reaches the host's PATH_MAX).
+ */
 export async function listOutputFiles(dir: string): Promise<string[]> {
   const out: string[] = [];
-  async function walk(d: string): Promise<void> {
+  async function walk(d: string, rel: string, depth: number): Promise<void> {
     for (const entry of await readdir(d, { withFileTypes: true })) {
-      const full = join(d, entry.name);
-      if (entry.isDirectory()) await walk(full);
-      else if (entry.isFile()) out.push(relative(dir, full).split(sep).join('/'));
+      const path = rel === '' ? entry.name : `${rel}/${entry.name}`;
+      if (utf8Bytes(path) > OUTPUT_PATH_MAX_BYTES)
+        throw new OutputsUnpackable(
+          `output path ${path.slice(0, 60)}… is longer than ${OUTPUT_PATH_MAX_BYTES} bytes: use shorter names`,
+        );
+      if (entry.isDirectory()) {
+        if (depth + 1 > PATH_MAX_DEPTH)
+          throw new OutputsUnpackable(
+            `output folder ${path.slice(0, 60)}… is more than ${PATH_MAX_DEPTH} folders deep: flatten the outputs`,
+          );
+        await walk(join(d, entry.name), path, depth + 1);
+      } else if (entry.isFile()) {
+        out.push(path);
+        if (out.length > OUTPUT_MAX_FILES)
+          throw new OutputsUnpackable(
+            `the output directory holds more than ${OUTPUT_MAX_FILES} files: pack them into an archive`,
+          );
+      }
     }
   }
-  await walk(dir);
+  await walk(dir, '', 0);
   return out.sort();
 }
 

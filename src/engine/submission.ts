@@ -14,6 +14,7 @@ import {
   formatCredits,
   fromMicro,
   jobEscrow,
+  taskExecProblem,
   type JobEscrow,
   type TaskPlan,
 } from '../core/index.js';
@@ -22,14 +23,22 @@ import { Effects } from './effects.js';
 import type { EngineResources } from './resources.js';
 import type { SettlementSystem } from './settlement.js';
 
-/** Expands a spec into its tasks; throws DeqoError validation_failed (field `array`) when it expands too far. */
+/**
+ * Expands a spec into its tasks; throws DeqoError validation_failed (field `array`) when it expands too far, or
+ * (naming the field) when a task's command and environment would not fit in a container (core taskExecProblem).
+ */
 export function tasksOf(spec: JobSpec): TaskPlan[] {
+  let tasks: TaskPlan[];
   try {
-    return expandTasks(spec);
+    tasks = expandTasks(spec);
   } catch (err) {
     const message = (err as Error).message;
     throw new DeqoError('validation_failed', message, [{ path: 'array', message }]);
   }
+  const problem = taskExecProblem(spec, tasks);
+  if (problem)
+    throw new DeqoError('validation_failed', `invalid job spec: ${problem.path}: ${problem.message}`, [problem]);
+  return tasks;
 }
 
 export class SubmissionSystem {

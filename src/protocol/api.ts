@@ -20,6 +20,7 @@ import {
   DesiredStateSchema,
   FailureReasonSchema,
 } from './states.js';
+import { OUTPUT_MAX_FILES, OUTPUT_PATH_MAX_BYTES, utf8Bytes } from './limits.js';
 import { AvailabilitySchema, OfferSchema } from './offer.js';
 import { JobBillingSchema, ReputationViewSchema } from './market.js';
 
@@ -38,11 +39,11 @@ export const ManifestFileSchema = z
     path: z
       .string()
       .min(1)
-      .max(4096)
       .refine(
         (p) => !p.startsWith('/') && p.split('/').every((seg) => seg !== '' && seg !== '.' && seg !== '..'),
         'expected a relative path without empty, "." or ".." segments',
-      ),
+      )
+      .refine((p) => utf8Bytes(p) <= OUTPUT_PATH_MAX_BYTES, `at most ${OUTPUT_PATH_MAX_BYTES} bytes of UTF-8`),
     sha256: Sha256Schema,
     size: z.number().int().min(0),
   })
@@ -52,7 +53,7 @@ export const ManifestFileSchema = z
 export const ManifestSchema = z
   .object({
     exitCode: z.number().int(),
-    files: z.array(ManifestFileSchema).max(100_000),
+    files: z.array(ManifestFileSchema).max(OUTPUT_MAX_FILES),
     stdoutSha256: Sha256Schema,
   })
   .strict();

@@ -22,8 +22,8 @@ export const MAX_CREDITS = MAX_MICRO / MICRO_PER_CREDIT;
 export const REQUEST_MAX_BYTES = 8 * 1024 * 1024;
 /** Most output files one execution may leave (each is a manifest line of the report). */
 export const OUTPUT_MAX_FILES = 10_000;
-/** Longest path of an output file relative to the output directory, characters. */
-export const OUTPUT_PATH_MAX_CHARS = 1024;
+/** Longest path of an output file relative to the output directory, bytes of UTF-8 (the host's PATH_MAX is 4096). */
+export const OUTPUT_PATH_MAX_BYTES = 1024;
 /** Most folders deep an input path, the output directory or an output file may be. */
 export const PATH_MAX_DEPTH = 32;
 

@@ -135,6 +135,10 @@ describe('environment', () => {
   it('refuses a value over the kernel limit of one string counted in bytes, not characters', async () => {
     await refused({ ...base, env: { A: 'é'.repeat(65_000) } }, 'env.A');
   });
+  it("refuses array parameters whose DEQO_* variables would not fit in a task's environment", async () => {
+    const params = Object.fromEntries(Array.from({ length: 64 }, (_, i) => [`p${i}`, '"'.repeat(1024)]));
+    await refused({ ...base, array: { parameters: [{ a: 1 }, params] } }, 'array.parameters.1', /DEQO_PARAMS/);
+  });
   it('refuses a command whose arguments are too large together', async () => {
     await refused({ ...base, command: Array.from({ length: 20 }, () => 'x'.repeat(60_000)) }, 'command');
   });

@@ -87,6 +87,9 @@ describe('buildCreateOptions', () => {
     expect(() => buildCreateOptions(req({ hostOutputDir: 'out' }), 'a')).toThrow(/absolute/);
     expect(() => buildCreateOptions(req({ hostOutputDir: '/x:/etc' }), 'a')).toThrow(/':'/);
     expect(() => buildCreateOptions(req({ outputDir: '/inputs' }), 'a')).toThrow(/reserved/);
+    // The same rule as the job spec's (protocol outputDirProblem): a spec the coordinator accepted never fails here.
+    for (const outputDir of ['//inputs', '/.', '/proc', '/tmp/out', '/a/'])
+      expect(() => buildCreateOptions(req({ outputDir }), 'a')).toThrow(/outputDir/);
   });
 });
 

@@ -1,0 +1,101 @@
+/**
+ * What an agent packages is what a report can carry (protocol/limits.ts): an output directory with folders nested
+ * past PATH_MAX_DEPTH, more than OUTPUT_MAX_FILES files, or a manifest larger than the coordinator reads, becomes a
+ * job-caused `output_too_large` failure (with stdout and stderr) instead of an agent error or a report refused and
+ * lost. Real packaging against a real coordinator over HTTP (listening on a free port).
+ */
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pino from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { packageResult, workDirs } from '../../src/agent/report-body.js';
+import { DeqoClient } from '../../src/client/index.js';
+import { BlobStore, buildServer } from '../../src/coordinator/index.js';
+import { DEFAULT_ENGINE_CONFIG, Engine } from '../../src/engine/index.js';
+import { OUTPUT_MAX_FILES, PATH_MAX_DEPTH, ManifestSchema } from '../../src/protocol/index.js';
+import { openSqliteStore, type Store } from '../../src/store/index.js';
+import type { ExecutionOutcome } from '../../src/agent/executor.js';
+
+let store: Store;
+let app: ReturnType<typeof buildServer>;
+let client: DeqoClient;
+let dataDir: string;
+
+beforeAll(async () => {
+  store = await openSqliteStore(':memory:');
+  dataDir = await mkdtemp(join(tmpdir(), 'deqo-pack-'));
+  const log = pino({ level: 'silent' });
+  const blobs = new BlobStore(join(dataDir, 'blobs'), 256 * 1024 * 1024);
+  const engine = new Engine(store, { blobs, config: DEFAULT_ENGINE_CONFIG, log });
+  app = buildServer({ store, engine, blobs, log });
+  const address = await app.listen({ port: 0, host: '127.0.0.1' });
+  const { apiKey } = await engine.accounts.createAccount('p', ['provider'], 'provider');
+  client = new DeqoClient(address, apiKey);
+});
+afterAll(async () => {
+  await app.close();
+  await store.close();
+  await rm(dataDir, { recursive: true, force: true });
+});
+
+const exited: ExecutionOutcome = {
+  kind: 'exited',
+  exitCode: 0,
+  usage: { wallMs: 1000, cpuMs: 500, maxMemoryBytes: 1024 },
+  stdoutTruncated: false,
+  stderrTruncated: false,
+};
+
+/** A work directory whose outputs `fill` writes; the report packageResult builds from it. */
+async function packaged(id: string, fill: (outputs: string) => Promise<void>) {
+  const dirs = workDirs(dataDir, id);
+  await mkdir(dirs.outputs, { recursive: true });
+  await writeFile(dirs.stdout, 'out');
+  await writeFile(dirs.stderr, 'err');
+  await fill(dirs.outputs);
+  return packageResult(client, 1, exited, dirs, false);
+}
+
+describe('packaging bounded by what a report carries', () => {
+  it('packages an ordinary output directory as a completed report', async () => {
+    const r = await packaged('ok', async (o) => {
+      await mkdir(join(o, 'a/b'), { recursive: true });
+      await writeFile(join(o, 'a/b/c.txt'), 'c');
+    });
+    expect(r.outcome).toBe('completed');
+  });
+
+  it('fails 250 nested folders as output_too_large, naming the depth limit', async () => {
+    const r = await packaged('deep', async (o) => {
+      await mkdir(join(o, ...Array.from({ length: 250 }, () => 'd')), { recursive: true });
+    });
+    expect(r).toMatchObject({ outcome: 'failed', reason: 'output_too_large' });
+    expect(r.outcome === 'failed' && r.message).toContain(`${PATH_MAX_DEPTH} folders deep`);
+    expect(r.outcome === 'failed' && r.stdoutBlob).toMatch(/^[a-f0-9]{64}$/);
+  });
+
+  it('fails more than OUTPUT_MAX_FILES files as output_too_large', async () => {
+    const r = await packaged('many', async (o) => {
+      for (let i = 0; i <= OUTPUT_MAX_FILES; i++) await writeFile(join(o, `f${i}`), '');
+    });
+    expect(r).toMatchObject({ outcome: 'failed', reason: 'output_too_large' });
+    expect(r.outcome === 'failed' && r.message).toContain(`more than ${OUTPUT_MAX_FILES} files`);
+  });
+
+  it('fails a manifest larger than a report body as output_too_large (each file and path within limits)', async () => {
+    const folder = Array.from({ length: 3 }, (_, i) => `${i}`.repeat(250)).join('/');
+    const r = await packaged('wide', async (o) => {
+      await mkdir(join(o, folder), { recursive: true });
+      for (let i = 0; i < 9_500; i++) await writeFile(join(o, folder, `${i}`.padStart(200, 'x')), '');
+    });
+    expect(r).toMatchObject({ outcome: 'failed', reason: 'output_too_large' });
+    expect(r.outcome === 'failed' && r.message).toMatch(/manifest of 9500 output files is \d+ bytes/);
+  });
+
+  it('keeps the report schema in step: a manifest of more files than the agent packages is refused', () => {
+    const file = { path: 'x', sha256: 'a'.repeat(64), size: 0 };
+    const files = Array.from({ length: OUTPUT_MAX_FILES + 1 }, (_, i) => ({ ...file, path: `f${i}` }));
+    expect(ManifestSchema.safeParse({ exitCode: 0, files, stdoutSha256: 'a'.repeat(64) }).success).toBe(false);
+  });
+});
