@@ -4,7 +4,8 @@
  * job-caused `output_too_large` failure (with stdout and stderr) instead of an agent error or a report refused and
  * lost. Real packaging against a real coordinator over HTTP (listening on a free port).
  */
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
@@ -36,7 +37,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await app.close();
   await store.close();
-  await rm(dataDir, { recursive: true, force: true });
+  execFileSync('rm', ['-rf', dataDir]); // GNU rm removes trees deeper than PATH_MAX; fs.rm does not
 });
 
 const exited: ExecutionOutcome = {
@@ -73,6 +74,16 @@ describe('packaging bounded by what a report carries', () => {
     expect(r).toMatchObject({ outcome: 'failed', reason: 'output_too_large' });
     expect(r.outcome === 'failed' && r.message).toContain(`${PATH_MAX_DEPTH} folders deep`);
     expect(r.outcome === 'failed' && r.stdoutBlob).toMatch(/^[a-f0-9]{64}$/);
+  });
+
+  it('fails folders nested past the host PATH_MAX (made with relative mkdir, as a container can) as output_too_large', async () => {
+    const r = await packaged('long', async (o) => {
+      // A relative chdir per level, as a process in the container can: the full path is far past PATH_MAX (4096).
+      const deep = `process.chdir(process.argv[1]); for (let i = 0; i < 250; i++) { require('fs').mkdirSync('${'d'.repeat(100)}'); process.chdir('${'d'.repeat(100)}'); } require('fs').writeFileSync('f', 'x');`;
+      execFileSync(process.execPath, ['-e', deep, o]);
+    });
+    expect(r).toMatchObject({ outcome: 'failed', reason: 'output_too_large' });
+    expect(r.outcome === 'failed' && r.message).toContain('longer than 1024 bytes');
   });
 
   it('fails more than OUTPUT_MAX_FILES files as output_too_large', async () => {
