@@ -4,7 +4,7 @@
  * the state database before the step it protects (state.ts), so a crash anywhere loses nothing that recovery
  * (recovery.ts) cannot finish or honestly report as failed.
  */
-import { chmod, mkdir, rm } from 'node:fs/promises';
+import { chmod, mkdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
 import { downloadBlob, sha256File } from '../client/index.js';
@@ -14,6 +14,7 @@ import { LogTail } from './log-tail.js';
 import type { BuildReport, Deliverer, ReportTarget } from './delivery.js';
 import type { ExecutionOutcome, ExecutionRequest, Executor } from './executor.js';
 import type { RecoveryAction } from './recovery.js';
+import { removeTree } from './remove-tree.js';
 import { failureReport, packageResult, workDirs, type WorkDirs } from './report-body.js';
 import { scriptOutcome, scriptRun, writeScript } from './script.js';
 import type { AgentState, Phase } from './state.js';
@@ -278,7 +279,7 @@ export class ExecutionRunner {
 
   private async forget(h: Held, dirs: WorkDirs): Promise<void> {
     this.write(h, () => this.d.state.remove(h.assignment.executionId));
-    await rm(dirs.root, { recursive: true, force: true }).catch(() => undefined);
+    await removeTree(dirs.root).catch((err: unknown) => h.log.warn({ err }, 'could not remove the work directory'));
   }
 
   /** Records how the execution ended (once). */

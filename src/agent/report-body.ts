@@ -3,12 +3,13 @@
  * uploaded as blobs, the manifest and result hash computed (results.ts). Work directories live under
  * `<dataDir>/work/<executionId>` and survive agent restarts while the execution is recorded (state.ts).
  */
-import { access, readdir, rm } from 'node:fs/promises';
+import { access, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { uploadFile, type DeqoClient } from '../client/index.js';
 import { resultHashOf, type FailureReason } from '../core/index.js';
 import { REQUEST_MAX_BYTES, utf8Bytes, type ReportRequest, type Usage } from '../protocol/index.js';
 import type { ExecutionOutcome } from './executor.js';
+import { removeTree } from './remove-tree.js';
 import { buildManifest, corruptOutputs, OutputsUnpackable, tarOutputs } from './results.js';
 
 /** Room in a report's body for what is not the manifest (hashes, usage, fencing token), bytes. */
@@ -43,7 +44,7 @@ export function workDirs(dataDir: string, executionId: string): WorkDirs {
 export async function removeStrayWorkDirs(dataDir: string, keep: ReadonlySet<string>): Promise<string[]> {
   const names = await readdir(join(dataDir, 'work')).catch(() => [] as string[]);
   const stray = names.filter((n) => !keep.has(n));
-  for (const n of stray) await rm(join(dataDir, 'work', n), { recursive: true, force: true });
+  for (const n of stray) await removeTree(join(dataDir, 'work', n));
   return stray;
 }
 

@@ -5,12 +5,13 @@
  * lost. Real packaging against a real coordinator over HTTP (listening on a free port).
  */
 import { execFileSync } from 'node:child_process';
-import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
+import { access, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { packageResult, workDirs } from '../../src/agent/report-body.js';
+import { packageResult, removeStrayWorkDirs, workDirs } from '../../src/agent/report-body.js';
+import { removeTree } from '../../src/agent/remove-tree.js';
 import { DeqoClient } from '../../src/client/index.js';
 import { BlobStore, buildServer } from '../../src/coordinator/index.js';
 import { DEFAULT_ENGINE_CONFIG, Engine } from '../../src/engine/index.js';
@@ -37,7 +38,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await app.close();
   await store.close();
-  execFileSync('rm', ['-rf', dataDir]); // GNU rm removes trees deeper than PATH_MAX; fs.rm does not
+  await removeTree(dataDir);
 });
 
 const exited: ExecutionOutcome = {
@@ -84,6 +85,14 @@ describe('packaging bounded by what a report carries', () => {
     });
     expect(r).toMatchObject({ outcome: 'failed', reason: 'output_too_large' });
     expect(r.outcome === 'failed' && r.message).toContain('longer than 1024 bytes');
+  });
+
+  it('removes a work directory nested past PATH_MAX, which fs.rm cannot (ENAMETOOLONG)', async () => {
+    const root = workDirs(dataDir, 'long').root;
+    await expect(rm(root, { recursive: true, force: true })).rejects.toThrow(/ENAMETOOLONG/);
+    expect(await removeStrayWorkDirs(dataDir, new Set(['ok']))).toContain('long');
+    await expect(access(root)).rejects.toThrow(/ENOENT/);
+    expect(await readdir(join(dataDir, 'work'))).not.toContain('long.flat');
   });
 
   it('fails more than OUTPUT_MAX_FILES files as output_too_large', async () => {
