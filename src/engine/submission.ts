@@ -27,7 +27,7 @@ import type { SettlementSystem } from './settlement.js';
  * Expands a spec into its tasks; throws DeqoError validation_failed (field `array`) when it expands too far, or
  * (naming the field) when a task's command and environment would not fit in a container (core taskExecProblem).
  */
-export function tasksOf(spec: JobSpec): TaskPlan[] {
+function tasksOf(spec: JobSpec): TaskPlan[] {
   let tasks: TaskPlan[];
   try {
     tasks = expandTasks(spec);
@@ -41,6 +41,16 @@ export function tasksOf(spec: JobSpec): TaskPlan[] {
   return tasks;
 }
 
+/**
+ * Admission of a parsed spec beyond its schema, shared by quote and submit so they never disagree: its tasks
+ * (tasksOf) and its escrow (core jobEscrow). Throws DeqoError validation_failed naming the field (array, a task's
+ * environment, maxPrice when the worst case passes the ledger's bound).
+ */
+export function admit(spec: JobSpec): { tasks: TaskPlan[]; escrow: JobEscrow } {
+  const tasks = tasksOf(spec);
+  return { tasks, escrow: jobEscrow(spec, tasks.length) };
+}
+
 export class SubmissionSystem {
   constructor(
     private readonly r: EngineResources,
@@ -49,8 +59,8 @@ export class SubmissionSystem {
 
   /**
    * Stores a parsed spec as a job of the buyer's with its maximum cost held in escrow (core jobEscrow). Throws
-   * DeqoError not_found for an input blob the buyer cannot read (naming the input), validation_failed when the
-   * array expands too far, insufficient_funds (with the shortfall) when the buyer cannot afford the escrow.
+   * DeqoError not_found for an input blob the buyer cannot read (naming the input), validation_failed as admit
+   * does, insufficient_funds (with the shortfall) when the buyer cannot afford the escrow.
    */
   async submit(buyerId: string, spec: JobSpec): Promise<{ jobId: string; tasks: number; escrow: number }> {
     const { store, log } = this.r;
@@ -62,8 +72,7 @@ export class SubmissionSystem {
         throw errors.notFound('input blob', `${input.blob} (inputs: ${input.path}); upload it first`);
       }
     }
-    const tasks = tasksOf(spec);
-    const escrow = jobEscrow(spec, tasks.length);
+    const { tasks, escrow } = admit(spec);
     const v = spec.verification;
     const jobId = await store.transaction(async (tx) => {
       const now = this.r.now();
