@@ -145,6 +145,8 @@ export interface ExitFacts {
   /** Output cap in bytes and the last measured size of the output directory, bytes. */
   outputBytes: number;
   outputSize: number;
+  /** The first output entry beyond what a report carries (results.ts outputEntryProblem), when one was seen. */
+  outputBeyond?: string | null;
 }
 
 type Classified =
@@ -154,7 +156,7 @@ type Classified =
 /**
  * Classifies a finished container. Precedence: our own kill cause (timeout, output_too_large,
  * cancelled), then out-of-memory (OOMKilled, or exit code 137 = SIGKILL that we did not send),
- * then an output directory found over the cap after exit, else a normal exit with its code.
+ * then an output directory found beyond what a report carries or over the cap after exit, else a normal exit.
  */
 export function classifyExit(f: ExitFacts): Classified {
   if (f.killedBy === 'timeout') {
@@ -163,6 +165,9 @@ export function classifyExit(f: ExitFacts): Classified {
       reason: 'timeout',
       message: `execution exceeded its wall-clock limit of ${f.timeoutSeconds} s and was killed`,
     };
+  }
+  if (f.killedBy === 'output_too_large' && f.outputBeyond) {
+    return { kind: 'failed', reason: 'output_too_large', message: `${f.outputBeyond}; the execution was killed` };
   }
   if (f.killedBy === 'output_too_large') {
     return {
@@ -181,6 +186,7 @@ export function classifyExit(f: ExitFacts): Classified {
       message: `execution ran out of memory: it exceeded its limit of ${f.memoryMb} MiB and was killed by the kernel (exit code ${f.exitCode})`,
     };
   }
+  if (f.outputBeyond) return { kind: 'failed', reason: 'output_too_large', message: f.outputBeyond };
   if (f.outputSize > f.outputBytes) {
     return {
       kind: 'failed',

@@ -23,32 +23,35 @@ export class OutputsUnpackable extends Error {
 }
 
 /**
- * Regular files under `dir`, as paths relative to it with `/` separators, sorted. Throws OutputsUnpackable past
- * OUTPUT_MAX_FILES files, a path over OUTPUT_PATH_MAX_BYTES, or a folder more than PATH_MAX_DEPTH deep (checked
- * before it is read, so a deep chain of folders never reaches the host's PATH_MAX).
+ * Why an entry of the output directory is beyond what a report carries, or null: `path` relative to the output
+ * directory, `folderDepth` how many folders deep it is when it is a folder (else 0), `files` the regular files seen
+ * so far. The one rule of the packager (listOutputFiles) and of the executor's size poll (docker-streams dirSize).
+ */
+export function outputEntryProblem(path: string, folderDepth: number, files: number): string | null {
+  if (utf8Bytes(path) > OUTPUT_PATH_MAX_BYTES)
+    return `output path ${path.slice(0, 60)}… is longer than ${OUTPUT_PATH_MAX_BYTES} bytes: use shorter names`;
+  if (folderDepth > PATH_MAX_DEPTH)
+    return `output folder ${path.slice(0, 60)}… is more than ${PATH_MAX_DEPTH} folders deep: flatten the outputs`;
+  if (files > OUTPUT_MAX_FILES)
+    return `the output directory holds more than ${OUTPUT_MAX_FILES} files: pack them into an archive`;
+  return null;
+}
+
+/**
+ * Regular files under `dir`, as paths relative to it with `/` separators, sorted. Throws OutputsUnpackable when an
+ * entry is beyond what a report carries (outputEntryProblem; a folder is checked before it is read, so a deep chain
+ * of folders never reaches the host's PATH_MAX).
  */
 export async function listOutputFiles(dir: string): Promise<string[]> {
   const out: string[] = [];
   async function walk(d: string, rel: string, depth: number): Promise<void> {
     for (const entry of await readdir(d, { withFileTypes: true })) {
       const path = rel === '' ? entry.name : `${rel}/${entry.name}`;
-      if (utf8Bytes(path) > OUTPUT_PATH_MAX_BYTES)
-        throw new OutputsUnpackable(
-          `output path ${path.slice(0, 60)}… is longer than ${OUTPUT_PATH_MAX_BYTES} bytes: use shorter names`,
-        );
-      if (entry.isDirectory()) {
-        if (depth + 1 > PATH_MAX_DEPTH)
-          throw new OutputsUnpackable(
-            `output folder ${path.slice(0, 60)}… is more than ${PATH_MAX_DEPTH} folders deep: flatten the outputs`,
-          );
-        await walk(join(d, entry.name), path, depth + 1);
-      } else if (entry.isFile()) {
-        out.push(path);
-        if (out.length > OUTPUT_MAX_FILES)
-          throw new OutputsUnpackable(
-            `the output directory holds more than ${OUTPUT_MAX_FILES} files: pack them into an archive`,
-          );
-      }
+      const folder = entry.isDirectory();
+      if (entry.isFile()) out.push(path);
+      const problem = outputEntryProblem(path, folder ? depth + 1 : 0, out.length);
+      if (problem) throw new OutputsUnpackable(problem);
+      if (folder) await walk(join(d, entry.name), path, depth + 1);
     }
   }
   await walk(dir, '', 0);

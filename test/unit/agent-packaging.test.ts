@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { packageResult, removeStrayWorkDirs, workDirs } from '../../src/agent/report-body.js';
+import { dirSize } from '../../src/agent/docker-streams.js';
 import { removeTree } from '../../src/agent/remove-tree.js';
 import { DeqoClient } from '../../src/client/index.js';
 import { BlobStore, buildServer } from '../../src/coordinator/index.js';
@@ -85,6 +86,10 @@ describe('packaging bounded by what a report carries', () => {
     });
     expect(r).toMatchObject({ outcome: 'failed', reason: 'output_too_large' });
     expect(r.outcome === 'failed' && r.message).toContain('longer than 1024 bytes');
+    // The executor's size poll sees it too, so it stops the container as it happens (a file past PATH_MAX would
+    // otherwise escape limits.outputBytes).
+    const polled = await dirSize(workDirs(dataDir, 'long').outputs);
+    expect(polled.beyond).toContain('longer than 1024 bytes');
   });
 
   it('removes a work directory nested past PATH_MAX, which fs.rm cannot (ENAMETOOLONG)', async () => {

@@ -130,6 +130,17 @@ describe('classifyExit', () => {
   it('flags an output directory over the cap found after exit', () => {
     expect(classifyExit({ ...base, outputSize: 101 })).toMatchObject({ kind: 'failed', reason: 'output_too_large' });
     expect(classifyExit({ ...base, outputSize: 100 })).toEqual({ kind: 'exited', exitCode: 0 });
+    // An output directory beyond what a report carries (files, depth, path length) is the job's output_too_large.
+    const beyond = 'output folder d/d/… is more than 32 folders deep: flatten the outputs';
+    expect(classifyExit({ ...base, outputBeyond: beyond })).toEqual({
+      kind: 'failed',
+      reason: 'output_too_large',
+      message: beyond,
+    });
+    expect(classifyExit({ ...base, killedBy: 'output_too_large', outputBeyond: beyond })).toMatchObject({
+      reason: 'output_too_large',
+      message: `${beyond}; the execution was killed`,
+    });
   });
 });
 
