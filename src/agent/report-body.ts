@@ -3,9 +3,9 @@
  * uploaded as blobs, the manifest and result hash computed (results.ts). Work directories live under
  * `<dataDir>/work/<executionId>` and survive agent restarts while the execution is recorded (state.ts).
  */
-import { access, readdir } from 'node:fs/promises';
+import { access, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { uploadFile, type DeqoClient } from '../client/index.js';
+import { ApiError, uploadFile, type DeqoClient } from '../client/index.js';
 import { resultHashOf, type FailureReason } from '../core/index.js';
 import { REQUEST_MAX_BYTES, utf8Bytes, type ReportRequest, type Usage } from '../protocol/index.js';
 import type { ExecutionOutcome } from './executor.js';
@@ -138,7 +138,15 @@ export async function packageResult(
         `(${REQUEST_MAX_BYTES} bytes): write fewer files or shorter names (pack them into an archive)`,
     );
   await tarOutputs(dirs.outputs, dirs.tarball);
-  const outputsBlob = await uploadBlob(client, dirs.tarball);
+  let outputsBlob: string;
+  try {
+    outputsBlob = await uploadBlob(client, dirs.tarball);
+  } catch (err) {
+    // Outputs within limits.outputBytes can still be more than the coordinator stores (its largest blob): the job's.
+    if (err instanceof ApiError && err.code === 'payload_too_large')
+      return tooLarge(`the outputs tarball is ${(await stat(dirs.tarball)).size} bytes: ${err.message}`);
+    throw err;
+  }
   return {
     outcome: 'completed',
     fencingToken,

@@ -5,6 +5,7 @@
  * lost. Real packaging against a real coordinator over HTTP (listening on a free port).
  */
 import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { access, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -20,6 +21,8 @@ import { OUTPUT_MAX_FILES, PATH_MAX_DEPTH, ManifestSchema } from '../../src/prot
 import { openSqliteStore, type Store } from '../../src/store/index.js';
 import type { ExecutionOutcome } from '../../src/agent/executor.js';
 
+/** The coordinator's largest blob in these tests, bytes. */
+const BLOB_MAX_BYTES = 2 * 1024 * 1024;
 let store: Store;
 let app: ReturnType<typeof buildServer>;
 let client: DeqoClient;
@@ -29,7 +32,7 @@ beforeAll(async () => {
   store = await openSqliteStore(':memory:');
   dataDir = await mkdtemp(join(tmpdir(), 'deqo-pack-'));
   const log = pino({ level: 'silent' });
-  const blobs = new BlobStore(join(dataDir, 'blobs'), 256 * 1024 * 1024);
+  const blobs = new BlobStore(join(dataDir, 'blobs'), BLOB_MAX_BYTES);
   const engine = new Engine(store, { blobs, config: DEFAULT_ENGINE_CONFIG, log });
   app = buildServer({ store, engine, blobs, log });
   const address = await app.listen({ port: 0, host: '127.0.0.1' });
@@ -116,6 +119,14 @@ describe('packaging bounded by what a report carries', () => {
     });
     expect(r).toMatchObject({ outcome: 'failed', reason: 'output_too_large' });
     expect(r.outcome === 'failed' && r.message).toMatch(/manifest of 9500 output files is \d+ bytes/);
+  });
+
+  it("fails outputs within limits.outputBytes but over the coordinator's largest blob as output_too_large", async () => {
+    const r = await packaged('big', async (o) => {
+      await writeFile(join(o, 'random.bin'), randomBytes(BLOB_MAX_BYTES + 1024));
+    });
+    expect(r).toMatchObject({ outcome: 'failed', reason: 'output_too_large' });
+    expect(r.outcome === 'failed' && r.message).toMatch(/outputs tarball is \d+ bytes/);
   });
 
   it('keeps the report schema in step: a manifest of more files than the agent packages is refused', () => {
