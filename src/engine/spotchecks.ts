@@ -23,6 +23,8 @@ import {
   executionMaxCost,
   formatCredits,
   grantTxn,
+  ISSUER,
+  lowestBalance,
   rejections,
   restedOn,
   type BacktrackCause,
@@ -199,9 +201,15 @@ export class SpotCheckSystem {
     const counts = await tx.jobs.taskCounts(jobId);
     const params = await tx.tasks.paramsOf(taskId);
     if (!spec || !demand || !counts || !params) return false;
+    const cost = executionMaxCost(spec);
+    // The platform issues what it pays; at the ledger's circulation bound it cannot, and the task stays as decided
+    // (a refused grant here would refuse the report being verified).
+    if ((await tx.ledger.balance(ISSUER)) - cost * AUDIT_POLICY.replicas < lowestBalance(ISSUER)) {
+      this.r.log.warn({ taskId, providerId }, "re-verification skipped: the ledger's circulation bound is reached");
+      return false;
+    }
     if (!(await tx.tasks.write(taskId, revision, now, { audit: 'pending' }))) return false;
     const platform = await this.platformAccount(tx, now);
-    const cost = executionMaxCost(spec);
     const total = Object.values(counts.counts).reduce((a, b) => a + b, 0);
     const auditJob = await tx.jobs.insert(
       {

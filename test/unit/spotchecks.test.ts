@@ -6,7 +6,7 @@
  */
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { DEFAULT_CREDIBILITY, fromMicro, restedOn } from '../../src/core/index.js';
+import { DEFAULT_CREDIBILITY, fromMicro, grantTxn, ISSUER, MAX_MICRO, restedOn } from '../../src/core/index.js';
 import { DEFAULT_ENGINE_CONFIG, DEFAULT_MARKET_POLICY, Engine, jobResults } from '../../src/engine/index.js';
 import type { Assignment, JobView } from '../../src/protocol/index.js';
 import { openSqliteStore, type Store } from '../../src/store/index.js';
@@ -160,6 +160,34 @@ describe('spot-checks and backtracking', () => {
     for (const id of [a!, b!]) await runAll(id, () => 'the honest answer');
     expect((await view(again, buyer)).state).toBe('succeeded');
     expect((await view(victim, buyer)).history.filter((h) => h.kind === 'reverifying')).toHaveLength(1);
+    expect(await store.ledger.audit()).toEqual([]);
+  });
+
+  it("skips the re-verification at the ledger's circulation bound instead of refusing the report that triggers it", async () => {
+    const buyer = await fundedBuyer(engine, 'buyer', 100);
+    const [a, b, liar] = await registerAgents(engine, 3);
+    for (const id of [a!, b!, liar!]) await engine.accounts.vouch(await providerOf(id));
+    const victim = await submitJob(engine, buyer, {
+      verification: { mode: 'none' },
+      constraints: { providers: [liar!] },
+    });
+    await engine.schedule();
+    await runAll(liar!, () => 'a wrong answer');
+    // Every credit the ledger can count is in circulation: the platform cannot issue what a re-verification costs.
+    const filler = await store.transaction((tx) => tx.accounts.createAccount('filler', ['buyer'], now));
+    const circulation = -(await store.ledger.balance(ISSUER));
+    await store.transaction((tx) => tx.ledger.post(grantTxn(filler, MAX_MICRO - circulation, 'fill'), now));
+
+    const voted = await submitJob(engine, buyer, {
+      verification: { replicas: 3, quorum: 2 },
+      constraints: { providers: [a!, b!, liar!] },
+    });
+    await engine.schedule();
+    await runAll(liar!, () => 'a wrong answer');
+    for (const id of [a!, b!]) await runAll(id, () => 'the honest answer'); // accepted: the outvote is decided
+    expect((await view(voted, buyer)).state).toBe('succeeded');
+    expect((await view(victim, buyer)).tasks[0]!.audit).toBeNull();
+    expect(await store.ledger.balance(ISSUER)).toBe(-MAX_MICRO);
     expect(await store.ledger.audit()).toEqual([]);
   });
 
