@@ -263,6 +263,8 @@ export class SpotCheckSystem {
       audit: 'changed',
       verdict: d.verdict,
       resultExecutionId: canonical.id,
+      // A replaced verdict is no spot-check answer: it rests on the re-verification's providers alone.
+      canary: false,
     });
     await tx.accounts.grantBlobAccess(
       [canonical.outputsBlob, canonical.stdoutBlob, canonical.stderrBlob].filter((b): b is string => b !== null),
