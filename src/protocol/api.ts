@@ -122,6 +122,30 @@ export const JobHistoryEntrySchema = z.object({
 });
 export type JobHistoryEntry = z.infer<typeof JobHistoryEntrySchema>;
 
+/** A job's tasks per state (kept on the job row: reading them costs nothing, whatever the array's size). */
+export const TaskCountsSchema = z.object({
+  queued: z.number().int(),
+  running: z.number().int(),
+  verified: z.number().int(),
+  failed: z.number().int(),
+  cancelled: z.number().int(),
+});
+
+/** Most tasks one `GET /v1/jobs/:id` returns (`taskLimit`), and how many it returns by default. */
+export const TASK_PAGE_MAX = 1_000;
+export const TASK_PAGE_DEFAULT = 100;
+
+/**
+ * `GET /v1/jobs/:id` query: which page of the job's tasks to include, in index order — from `taskOffset` (the
+ * position among the tasks that match, 0-based), at most `taskLimit`, only those in `taskState` if given.
+ */
+export const JobViewQuerySchema = z.object({
+  taskOffset: z.coerce.number().int().min(0).default(0),
+  taskLimit: z.coerce.number().int().min(1).max(TASK_PAGE_MAX).default(TASK_PAGE_DEFAULT),
+  taskState: TaskStateSchema.optional(),
+});
+export type JobViewQuery = z.input<typeof JobViewQuerySchema>;
+
 export const JobViewSchema = z.object({
   id: IdSchema,
   name: z.string().nullable(),
@@ -129,6 +153,16 @@ export const JobViewSchema = z.object({
   createdAt: z.number(),
   finishedAt: z.number().nullable(),
   spec: JobSpecSchema,
+  /** All the job's tasks, per state. */
+  taskCounts: TaskCountsSchema,
+  /** The page of tasks below: where it starts, its limit, how many tasks match its state filter in all. */
+  taskPage: z.object({
+    offset: z.number().int(),
+    limit: z.number().int(),
+    total: z.number().int(),
+    state: TaskStateSchema.nullable(),
+  }),
+  /** One page of tasks, in index order (taskPage). */
   tasks: z.array(TaskViewSchema),
   billing: JobBillingSchema,
   /** The job's history (re-verifications …), oldest first. */
