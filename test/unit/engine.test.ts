@@ -485,6 +485,35 @@ describe('Engine', () => {
     expect((await rejection(engine.report(a!, e.executionId, await completed(e, 'x')))).code).toBe('stale_lease');
   });
 
+  it('wakes a long-polling claim for work placed between its look and its wait (no lost wake-up, no not_claimed)', async () => {
+    engine = new Engine(store, {
+      blobs,
+      config: { ...DEFAULT_ENGINE_CONFIG, tickMs: 3_600_000 }, // no round but the ones this test runs
+      log: pino({ level: 'silent' }),
+      now: () => now,
+      random: () => 0,
+    });
+    engine.start();
+    const [a] = await agents(1);
+    // The claim's first look (a transaction that finds nothing) ends; before the claim can wait, a job is submitted
+    // and placed on the agent, and the agent is woken: as another coordinator's notification would arrive.
+    let jobId = '';
+    const transaction = store.transaction.bind(store);
+    let armed = true;
+    store.transaction = (async (fn: Parameters<Store['transaction']>[0]) => {
+      const r = await transaction(fn);
+      if (armed) {
+        armed = false;
+        jobId = await submit();
+        await engine.schedule();
+      }
+      return r;
+    }) as Store['transaction'];
+    // The claim may wait an hour, past the test's timeout: it returns only if the placement woke it.
+    const got = await engine.claim(a!, 1, 3_600_000);
+    expect(got.map((x) => x.jobId)).toEqual([jobId]);
+  });
+
   it('refuses unknown agents and array jobs that expand too far', async () => {
     expect((await rejection(engine.claim('agent_ghost', 1, 0))).code).toBe('not_found');
     expect((await rejection(engine.heartbeat('agent_ghost', []))).code).toBe('not_found');
