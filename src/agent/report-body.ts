@@ -9,6 +9,7 @@ import { uploadFile, type DeqoClient } from '../client/index.js';
 import { resultHashOf, type FailureReason } from '../core/index.js';
 import type { ReportRequest, Usage } from '../protocol/index.js';
 import type { ExecutionOutcome } from './executor.js';
+import { unmountOutputs } from './output-fs.js';
 import { buildManifest, corruptOutputs, tarOutputs } from './results.js';
 
 /** An upload gets no byte through (nor an answer) for this long: it is abandoned as unreachable, ms. */
@@ -41,8 +42,14 @@ export function workDirs(dataDir: string, executionId: string): WorkDirs {
 export async function removeStrayWorkDirs(dataDir: string, keep: ReadonlySet<string>): Promise<string[]> {
   const names = await readdir(join(dataDir, 'work')).catch(() => [] as string[]);
   const stray = names.filter((n) => !keep.has(n));
-  for (const n of stray) await rm(join(dataDir, 'work', n), { recursive: true, force: true });
+  for (const n of stray) await removeWorkDir(workDirs(dataDir, n));
   return stray;
+}
+
+/** Deletes an execution's work directory, unmounting its capped output filesystem first (output-fs.ts). */
+export async function removeWorkDir(dirs: WorkDirs): Promise<void> {
+  await unmountOutputs(dirs.outputs).catch(() => undefined);
+  await rm(dirs.root, { recursive: true, force: true });
 }
 
 /** A failed report (provider-side unless the reason says otherwise); the message is cut to the protocol's 4096 characters. */
