@@ -267,6 +267,16 @@ export class Agent {
     return this.capacity.cpus - used;
   }
 
+  /**
+   * MiB of the offer's disk not promised to the executions held (their output caps; their files stay until the
+   * report is settled). The coordinator places by it too, with the inputs (core/matching.ts); this is the backstop.
+   */
+  private freeDiskMb(): number {
+    let used = 0;
+    for (const h of this.held.values()) used += h.assignment.limits.outputBytes / (1024 * 1024);
+    return this.config.offer.diskMb - used;
+  }
+
   private wake(): void {
     this.wakeLoop?.();
     this.wakeLoop = null;
@@ -290,7 +300,7 @@ export class Agent {
   private async claimLoop(): Promise<void> {
     let backoff = 500;
     while (!this.stopped) {
-      if (this.freeCpus() <= 0 || this.availability.state !== 'available') {
+      if (this.freeCpus() <= 0 || this.freeDiskMb() <= 0 || this.availability.state !== 'available') {
         await new Promise<void>((r) => {
           this.wakeLoop = r;
         });
