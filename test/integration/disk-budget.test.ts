@@ -15,6 +15,7 @@ import type { ExecutionOutcome, ExecutionRequest } from '../../src/agent/executo
 import { placeInputs } from '../../src/agent/inputs.js';
 import { isMountPoint, mountCappedOutputs, outputFsPlan, unmountOutputs } from '../../src/agent/output-fs.js';
 import { removeWorkDir, workDirs } from '../../src/agent/report-body.js';
+import { buildManifest, UnpackageableOutputsError } from '../../src/agent/results.js';
 import { LimitsSchema, ResourcesSchema } from '../../src/protocol/index.js';
 
 const run = promisify(execFile);
@@ -117,6 +118,21 @@ describe('output cap at the write (capped ext4 per execution)', () => {
     await unmountOutputs(req.hostOutputDir);
     expect(await mountCappedOutputs(req.hostOutputDir, cap, { create: false })).toEqual({ capped: true });
     expect(await readdir(req.hostOutputDir)).toEqual(['kept']);
+    await removeWorkDir(workDirs(dataDir, req.executionId));
+  });
+});
+
+describe('outputs the agent cannot package', () => {
+  it('250 nested folders (a path past PATH_MAX) are UnpackageableOutputsError, not ENAMETOOLONG', async () => {
+    const name = 'a'.repeat(20);
+    const req = await request(
+      `cd /outputs; for i in $(seq 250); do mkdir ${name} && cd ${name}; done; echo x > f`,
+      MIB,
+    );
+    expect(await mountCappedOutputs(req.hostOutputDir, MIB)).toEqual({ capped: true });
+    const outcome = await executor.run(req);
+    expect(outcome.kind, JSON.stringify(outcome)).toBe('exited');
+    await expect(buildManifest(req.hostOutputDir, 0, req.stdoutPath)).rejects.toThrow(UnpackageableOutputsError);
     await removeWorkDir(workDirs(dataDir, req.executionId));
   });
 });
