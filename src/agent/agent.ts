@@ -16,7 +16,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { ApiError, type DeqoClient } from '../client/index.js';
-import { DEFAULT_AGENT_GRACE_MS, retryDelayMs, type RetryBackoff } from '../core/index.js';
+import { DEFAULT_AGENT_GRACE_MS, outputFsPlan, retryDelayMs, type RetryBackoff } from '../core/index.js';
 import type { Assignment, Availability, Capacity, Offer, RegisterAgentResponse } from '../protocol/index.js';
 import { AvailabilityMonitor, type AvailabilityEvaluation } from './availability.js';
 import { ConnectionMonitor, Coordinators } from './connection.js';
@@ -268,12 +268,13 @@ export class Agent {
   }
 
   /**
-   * MiB of the offer's disk not promised to the executions held (their output caps; their files stay until the
-   * report is settled). The coordinator places by it too, with the inputs (core/matching.ts); this is the backstop.
+   * MiB of the offer's disk not promised to the executions held (their output filesystems, core/disk.ts; their files
+   * stay until the report is settled). The coordinator places by it too, with the inputs (core/matching.ts); this is
+   * the backstop.
    */
   private freeDiskMb(): number {
     let used = 0;
-    for (const h of this.held.values()) used += h.assignment.limits.outputBytes / (1024 * 1024);
+    for (const h of this.held.values()) used += outputFsPlan(h.assignment.limits.outputBytes).bytes / (1024 * 1024);
     return this.config.offer.diskMb - used;
   }
 

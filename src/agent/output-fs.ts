@@ -16,31 +16,10 @@ import { execFile } from 'node:child_process';
 import { rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
-import { MAX_OUTPUT_FILES } from '../protocol/index.js';
+import { OUTPUT_FS_INODE_BYTES, outputFsPlan } from '../core/index.js';
 import { CONTAINER_GID, CONTAINER_UID } from './docker-hardening.js';
 
 const run = promisify(execFile);
-const MIB = 1024 * 1024;
-
-/** Size and inode count of the ext4 filesystem of an output cap. */
-export interface OutputFsPlan {
-  /** Size of the image (and at most what it takes on the provider's disk), bytes, a multiple of 1 MiB. */
-  bytes: number;
-  /** Inodes: every file and directory the job creates takes one. */
-  inodes: number;
-}
-
-/**
- * The filesystem of an output cap of `capBytes`: one inode per 2 KiB of cap, at least 4,096 and at most
- * MAX_OUTPUT_FILES + 1,024 (more files could not be packaged anyway); size = cap + 1/16 for block rounding and
- * directories + 128 B per inode + 2 MiB of metadata, rounded up to 1 MiB.
- */
-export function outputFsPlan(capBytes: number): OutputFsPlan {
-  const inodes = Math.min(MAX_OUTPUT_FILES + 1024, Math.max(4096, Math.ceil(capBytes / 2048)));
-  const raw = capBytes + Math.ceil(capBytes / 16) + inodes * 128 + 2 * MIB;
-  return { bytes: Math.ceil(raw / MIB) * MIB, inodes };
-}
-
 /** True when `dir` is a mount point (another device than its parent). False when it does not exist. */
 export async function isMountPoint(dir: string): Promise<boolean> {
   try {
@@ -92,6 +71,10 @@ export async function mountCappedOutputs(
         '0',
         '-O',
         '^has_journal',
+        '-b',
+        String(plan.blockSize),
+        '-I',
+        String(OUTPUT_FS_INODE_BYTES),
         '-N',
         String(plan.inodes),
         '-E',

@@ -5,6 +5,7 @@
  * at capacity, quota used up), so the first reason is the most useful one to read.
  */
 import type { Availability, JobSpec, MaxPrice, Price } from '../protocol/index.js';
+import { outputFsPlan } from './disk.js';
 
 /** What every execution of a job needs. Resources in cores, MiB, GPUs; `timeoutMs` ms. */
 export interface Demand {
@@ -23,8 +24,8 @@ export interface Demand {
   image: string;
   timeoutMs: number;
   /**
-   * Disk an execution may take on the provider, MiB: its output cap plus its inputs (each distinct blob once),
-   * rounded up. Absent on jobs stored before it existed: 0.
+   * Disk an execution may take on the provider, MiB: its output filesystem (disk.ts outputFsPlan: the output cap and
+   * room for rounding) plus its inputs (each distinct blob once), rounded up. Absent on jobs stored before it existed: 0.
    */
   diskMb?: number | undefined;
 }
@@ -40,7 +41,7 @@ export function demandOf(spec: JobSpec, inputBytes = 0): Demand {
   return {
     cpus: spec.resources.cpus,
     memoryMb: spec.resources.memoryMb,
-    diskMb: Math.ceil((spec.limits.outputBytes + inputBytes) / MIB),
+    diskMb: Math.ceil((outputFsPlan(spec.limits.outputBytes).bytes + inputBytes) / MIB),
     gpus: spec.resources.gpus,
     network: spec.network,
     arch: c.arch,
@@ -139,7 +140,7 @@ export function staticRejections(d: Demand, a: SchedAgent): Rejection[] {
   if (a.totalDiskMb < (d.diskMb ?? 0))
     out.push({
       code: 'disk',
-      message: `lends ${a.totalDiskMb} MiB of disk, the job needs ${d.diskMb} (output limit + inputs)`,
+      message: `lends ${a.totalDiskMb} MiB of disk, the job needs ${d.diskMb} (outputs filesystem + inputs)`,
     });
   if (a.gpuModels.length < d.gpus)
     out.push({ code: 'gpus', message: `has ${a.gpuModels.length} GPUs, the job needs ${d.gpus}` });

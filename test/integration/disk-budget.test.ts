@@ -13,7 +13,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DockerExecutor } from '../../src/agent/docker-executor.js';
 import type { ExecutionOutcome, ExecutionRequest } from '../../src/agent/executor.js';
 import { placeInputs } from '../../src/agent/inputs.js';
-import { isMountPoint, mountCappedOutputs, outputFsPlan, unmountOutputs } from '../../src/agent/output-fs.js';
+import { isMountPoint, mountCappedOutputs, unmountOutputs } from '../../src/agent/output-fs.js';
+import { outputFsPlan } from '../../src/core/index.js';
 import { removeWorkDir, workDirs } from '../../src/agent/report-body.js';
 import { buildManifest, UnpackageableOutputsError } from '../../src/agent/results.js';
 import { LimitsSchema, ResourcesSchema } from '../../src/protocol/index.js';
@@ -111,6 +112,22 @@ describe('output cap at the write (capped ext4 per execution)', () => {
     expect(await isMountPoint(req.hostOutputDir)).toBe(false);
   });
 
+  it('never stops a job within its cap: as many files as it has inodes, each just over a block multiple', async () => {
+    const plan = outputFsPlan(cap);
+    const files = plan.inodes - 16; // a few inodes are the filesystem's own (root, reserved)
+    const size = Math.floor(cap / files); // > 4 KiB: every file wastes almost a block to rounding
+    expect(size % plan.blockSize).toBeGreaterThan(0);
+    const req = await request(
+      `i=0; while [ $i -lt ${files} ]; do head -c ${size} /dev/zero > /outputs/f$i || exit 9; i=$((i+1)); done`,
+      cap,
+    );
+    expect(await mountCappedOutputs(req.hostOutputDir, cap)).toEqual({ capped: true });
+    const outcome = await executor.run(req);
+    expect(outcome, JSON.stringify(outcome)).toMatchObject({ kind: 'exited', exitCode: 0 });
+    expect((await readdir(req.hostOutputDir)).length).toBe(files);
+    await removeWorkDir(workDirs(dataDir, req.executionId));
+  });
+
   it('mounts an image left by an earlier run again with its files (create: false)', async () => {
     const req = await request('true', cap);
     await mountCappedOutputs(req.hostOutputDir, cap);
@@ -143,7 +160,7 @@ describe('inputs stored once per blob', () => {
     const sha = createHash('sha256').update(blob).digest('hex');
     const inputs = Array.from({ length: 50 }, (_, i) => ({ path: `d${i % 5}/copy${i}.bin`, blob: sha }));
     const req = await request(
-      'for f in /inputs/d*/copy*.bin; do sha256sum "$f"; done | cut -d" " -f1 | sort -u; echo x >> /inputs/d0/copy0.bin || echo read-only',
+      'ls /inputs/d*/copy*.bin | wc -l; stat -c %i /inputs/d*/copy*.bin | sort -u | wc -l; sha256sum /inputs/d4/copy49.bin | cut -d" " -f1; echo x >> /inputs/d0/copy0.bin || echo read-only',
       MIB,
     );
     let downloads = 0;
@@ -158,7 +175,12 @@ describe('inputs stored once per blob', () => {
     const outcome = await executor.run(req);
     expect(outcome.kind, JSON.stringify(outcome)).toBe('exited');
     const { stdout } = await run('cat', [req.stdoutPath]);
-    expect(stdout.trim().split('\n')).toEqual([sha, 'read-only']);
+    expect(
+      stdout
+        .trim()
+        .split('\n')
+        .map((l) => l.trim()),
+    ).toEqual(['50', '1', sha, 'read-only']); // 50 paths, one file
   });
 
   it('refuses a download that does not match its SHA-256, naming the input', async () => {

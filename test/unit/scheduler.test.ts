@@ -8,6 +8,7 @@ import fc from 'fast-check';
 import {
   demandOf,
   dynamicRejections,
+  outputFsPlan,
   planExecutions,
   rejections,
   staticRejections,
@@ -166,7 +167,7 @@ describe('matching: rejection reasons', () => {
     expect(rejections(demand({ diskMb: 1024 }), small)).toEqual([]);
     const r = rejections(demand({ diskMb: 1025 }), small);
     expect(codes(r)).toEqual(['disk']);
-    expect(r[0]!.message).toBe('lends 1024 MiB of disk, the job needs 1025 (output limit + inputs)');
+    expect(r[0]!.message).toBe('lends 1024 MiB of disk, the job needs 1025 (outputs filesystem + inputs)');
     const busy = agent({ agentId: 'a', providerId: 'p', totalDiskMb: 1024, freeDiskMb: 100 });
     expect(codes(rejections(demand({ diskMb: 101 }), busy))).toEqual(['at_capacity']);
     expect(rejections(demand({ diskMb: 100 }), busy)).toEqual([]);
@@ -176,10 +177,13 @@ describe('matching: rejection reasons', () => {
     );
   });
 
-  it('counts the output limit and the distinct inputs (MiB, rounded up) as the disk a job needs', () => {
+  it('counts the output filesystem and the distinct inputs (MiB, rounded up) as the disk a job needs', () => {
     const spec = JobSpecSchema.parse({ image: 'x', command: ['true'], limits: { outputBytes: 16 * 1024 ** 3 } });
-    expect(demandOf(spec).diskMb).toBe(16_384);
-    expect(demandOf(spec, 1).diskMb).toBe(16_385);
+    const fs = outputFsPlan(16 * 1024 ** 3).bytes / 1024 ** 2;
+    expect(fs).toBeGreaterThan(16_384); // the cap and room for block rounding
+    expect(fs).toBeLessThan(16_384 * 1.05);
+    expect(demandOf(spec).diskMb).toBe(fs);
+    expect(demandOf(spec, 1).diskMb).toBe(fs + 1);
   });
 
   it('rejects a reputation below the job minimum', () => {
