@@ -20,6 +20,7 @@ import { OUTPUT_FS_INODE_BYTES, outputFsPlan } from '../core/index.js';
 import { CONTAINER_GID, CONTAINER_UID } from './docker-hardening.js';
 
 const run = promisify(execFile);
+
 /** True when `dir` is a mount point (another device than its parent). False when it does not exist. */
 export async function isMountPoint(dir: string): Promise<boolean> {
   try {
