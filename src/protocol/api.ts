@@ -32,6 +32,22 @@ export const UsageSchema = z
   .strict();
 export type Usage = z.infer<typeof UsageSchema>;
 
+/** Most output files a result may list (ManifestSchema); an agent ends a job with more as `outputs_unpackageable`. */
+export const MAX_OUTPUT_FILES = 100_000;
+/**
+ * Longest relative path of an output file or directory an agent packages, UTF-8 bytes (far under Linux's 4,096-byte
+ * PATH_MAX with the agent's work folder in front, so packaging never meets ENAMETOOLONG); an agent ends a job with a
+ * longer (or deeper) one as `outputs_unpackageable`. The manifest schema accepts up to 4,096 characters.
+ */
+export const MAX_OUTPUT_PATH_BYTES = 1024;
+/** Largest request body the coordinator accepts, bytes (a larger one is refused 413). */
+export const MAX_REQUEST_BODY_BYTES = 8 * 1024 * 1024;
+/**
+ * Largest manifest (JSON, UTF-8 bytes) an agent reports: the request body limit less 64 KiB for the rest of the
+ * report (failure message, hashes, usage). An agent ends a job whose manifest is larger as `outputs_unpackageable`.
+ */
+export const MAX_MANIFEST_BYTES = MAX_REQUEST_BODY_BYTES - 64 * 1024;
+
 /** One output file in a result manifest: path relative to the output directory. */
 export const ManifestFileSchema = z
   .object({
@@ -52,7 +68,7 @@ export const ManifestFileSchema = z
 export const ManifestSchema = z
   .object({
     exitCode: z.number().int(),
-    files: z.array(ManifestFileSchema).max(100_000),
+    files: z.array(ManifestFileSchema).max(MAX_OUTPUT_FILES),
     stdoutSha256: Sha256Schema,
   })
   .strict();

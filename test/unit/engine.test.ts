@@ -437,23 +437,28 @@ describe('Engine', () => {
     expect((await jobView(jobId)).state).toBe('succeeded');
   });
 
-  it('fails a task when a quorum agrees on a job failure (out of memory)', async () => {
-    const [a, b] = await agents(2);
-    const jobId = await submit({ verification: { replicas: 2, quorum: 2 } });
-    await engine.schedule();
-    for (const id of [a!, b!]) {
-      const e = await claimOne(id);
-      await engine.report(id, e.executionId, {
-        outcome: 'failed',
-        fencingToken: e.fencingToken,
-        reason: 'out_of_memory',
-        message: 'exit 137',
-      });
-    }
-    const v = await jobView(jobId);
-    expect(v.state).toBe('failed');
-    expect(v.tasks[0]!.failure).toMatchObject({ reason: 'out_of_memory', blame: 'job' });
-  });
+  it.each(['out_of_memory', 'outputs_unpackageable'])(
+    'fails a task when a quorum agrees on a job failure (%s)',
+    async (reason) => {
+      const [a, b] = await agents(2);
+      const jobId = await submit({ verification: { replicas: 2, quorum: 2 } });
+      await engine.schedule();
+      for (const id of [a!, b!]) {
+        const e = await claimOne(id);
+        await engine.report(id, e.executionId, {
+          outcome: 'failed',
+          fencingToken: e.fencingToken,
+          reason,
+          message: 'exit 137',
+        });
+        // One provider's report does not fail the task alone.
+        if (id === a) expect((await jobView(jobId)).state).toBe('running');
+      }
+      const v = await jobView(jobId);
+      expect(v.state).toBe('failed');
+      expect(v.tasks[0]!.failure).toMatchObject({ reason, blame: 'job' });
+    },
+  );
 
   it('fails a task with nonzero_exit when a second provider confirms the nonzero exit code', async () => {
     const [a, b] = await agents(2);
