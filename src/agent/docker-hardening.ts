@@ -167,7 +167,7 @@ export function classifyExit(f: ExitFacts): Classified {
     };
   }
   if (f.killedBy === 'output_too_large' && f.outputBeyond) {
-    return { kind: 'failed', reason: 'output_too_large', message: `${f.outputBeyond}; the execution was killed` };
+    return { kind: 'failed', reason: 'outputs_unpackageable', message: `${f.outputBeyond}; the execution was killed` };
   }
   if (f.killedBy === 'output_too_large') {
     return {
@@ -186,7 +186,7 @@ export function classifyExit(f: ExitFacts): Classified {
       message: `execution ran out of memory: it exceeded its limit of ${f.memoryMb} MiB and was killed by the kernel (exit code ${f.exitCode})`,
     };
   }
-  if (f.outputBeyond) return { kind: 'failed', reason: 'output_too_large', message: f.outputBeyond };
+  if (f.outputBeyond) return { kind: 'failed', reason: 'outputs_unpackageable', message: f.outputBeyond };
   if (f.outputSize > f.outputBytes) {
     return {
       kind: 'failed',

@@ -116,7 +116,7 @@ export async function dirSize(
 ): Promise<{ bytes: number; beyond: string | null }> {
   let total = 0;
   let files = 0;
-  const stack: { path: string; rel: string; depth: number }[] = [{ path: dir, rel: '', depth: 0 }];
+  const stack: { path: string; rel: string }[] = [{ path: dir, rel: '' }];
   while (stack.length > 0 && total <= stopAbove) {
     const d = stack.pop()!;
     let entries;
@@ -130,10 +130,10 @@ export async function dirSize(
       const rel = d.rel === '' ? ent.name : `${d.rel}/${ent.name}`;
       const folder = ent.isDirectory();
       if (ent.isFile()) files++;
-      const beyond = outputEntryProblem(rel, folder ? d.depth + 1 : 0, files);
+      const beyond = outputEntryProblem(rel, files);
       if (beyond) return { bytes: total, beyond };
       if (folder) {
-        stack.push({ path: p, rel, depth: d.depth + 1 });
+        stack.push({ path: p, rel });
         continue;
       }
       try {

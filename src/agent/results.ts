@@ -1,71 +1,89 @@
 /**
  * Packaging an execution's result: the manifest of the output directory (regular files only — symlinks and
  * special files a container leaves are never followed or shipped), the result hash, and the output tarball.
- * What a report can carry is bounded by protocol/limits.ts (files, path length, folder depth); an output
- * directory beyond it is the job's fault (OutputsUnpackable → output_too_large), never a report the coordinator refuses.
  */
 import { appendFile, lstat, readdir, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, relative, sep } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import * as tar from 'tar';
 import { sha256File } from '../client/index.js';
-import {
-  OUTPUT_MAX_FILES,
-  OUTPUT_PATH_MAX_BYTES,
-  PATH_MAX_DEPTH,
-  utf8Bytes,
-  type Manifest,
-} from '../protocol/index.js';
-
-/** Thrown when an output directory holds more than a report can carry; the message says which limit and what to do. */
-export class OutputsUnpackable extends Error {
-  override readonly name = 'OutputsUnpackable';
-}
+import { MAX_MANIFEST_BYTES, MAX_OUTPUT_FILES, MAX_OUTPUT_PATH_BYTES, type Manifest } from '../protocol/index.js';
 
 /**
- * Why an entry of the output directory is beyond what a report carries, or null: `path` relative to the output
- * directory, `folderDepth` how many folders deep it is when it is a folder (else 0), `files` the regular files seen
- * so far. The one rule of the packager (listOutputFiles) and of the executor's size poll (docker-streams dirSize).
+ * Outputs the agent cannot package into a report the coordinator accepts — more than MAX_OUTPUT_FILES files, a
+ * path (of a file or a directory) longer than MAX_OUTPUT_PATH_BYTES, or a manifest over MAX_MANIFEST_BYTES. The
+ * same outputs fail the same way on every provider, so it is reported as the job's `outputs_unpackageable`.
  */
-export function outputEntryProblem(path: string, folderDepth: number, files: number): string | null {
-  if (utf8Bytes(path) > OUTPUT_PATH_MAX_BYTES)
-    return `output path ${path.slice(0, 60)}… is longer than ${OUTPUT_PATH_MAX_BYTES} bytes: use shorter names`;
-  if (folderDepth > PATH_MAX_DEPTH)
-    return `output folder ${path.slice(0, 60)}… is more than ${PATH_MAX_DEPTH} folders deep: flatten the outputs`;
-  if (files > OUTPUT_MAX_FILES)
-    return `the output directory holds more than ${OUTPUT_MAX_FILES} files: pack them into an archive`;
+export class UnpackageableOutputsError extends Error {
+  override readonly name = 'UnpackageableOutputsError';
+}
+
+/** The packaging limits: files, path bytes, manifest bytes (the protocol's constants; tests pass smaller ones). */
+export interface OutputLimits {
+  files: number;
+  pathBytes: number;
+  manifestBytes: number;
+}
+
+const LIMITS: OutputLimits = {
+  files: MAX_OUTPUT_FILES,
+  pathBytes: MAX_OUTPUT_PATH_BYTES,
+  manifestBytes: MAX_MANIFEST_BYTES,
+};
+
+/**
+ * Why an entry of an output folder cannot be packaged, or null: `rel` its path relative to the folder, `files` the
+ * regular files seen so far (this one included). The one rule of the packager (listOutputFiles) and of the executor's
+ * output-size poll (docker-streams.ts dirSize).
+ */
+export function outputEntryProblem(rel: string, files: number, limits: OutputLimits = LIMITS): string | null {
+  if (Buffer.byteLength(rel) > limits.pathBytes)
+    return `output path ${JSON.stringify(rel.slice(0, 120))}… is longer than ${limits.pathBytes} bytes`;
+  if (files > limits.files) return `more than ${limits.files} output files`;
   return null;
 }
 
 /**
- * Regular files under `dir`, as paths relative to it with `/` separators, sorted. Throws OutputsUnpackable when an
- * entry is beyond what a report carries (outputEntryProblem; a folder is checked before it is read, so a deep chain
- * of folders never reaches the host's PATH_MAX).
+ * Regular files under `dir`, as paths relative to it with `/` separators, sorted. Throws UnpackageableOutputsError
+ * as soon as there are more than MAX_OUTPUT_FILES of them or an entry's relative path is over MAX_OUTPUT_PATH_BYTES
+ * (so a walk never meets the system's ENAMETOOLONG, nor reads more than the limit).
  */
-export async function listOutputFiles(dir: string): Promise<string[]> {
+export async function listOutputFiles(dir: string, limits: OutputLimits = LIMITS): Promise<string[]> {
   const out: string[] = [];
-  async function walk(d: string, rel: string, depth: number): Promise<void> {
+  async function walk(d: string): Promise<void> {
     for (const entry of await readdir(d, { withFileTypes: true })) {
-      const path = rel === '' ? entry.name : `${rel}/${entry.name}`;
-      const folder = entry.isDirectory();
-      if (entry.isFile()) out.push(path);
-      const problem = outputEntryProblem(path, folder ? depth + 1 : 0, out.length);
-      if (problem) throw new OutputsUnpackable(problem);
-      if (folder) await walk(join(d, entry.name), path, depth + 1);
+      const full = join(d, entry.name);
+      const rel = relative(dir, full).split(sep).join('/');
+      if (!entry.isDirectory() && !entry.isFile()) continue;
+      if (entry.isFile()) out.push(rel);
+      const problem = outputEntryProblem(rel, out.length, limits);
+      if (problem) throw new UnpackageableOutputsError(problem);
+      if (entry.isDirectory()) await walk(full);
     }
   }
-  await walk(dir, '', 0);
+  await walk(dir);
   return out.sort();
 }
 
-/** Manifest of an output directory for an exit code and stdout file. */
-export async function buildManifest(outputDir: string, exitCode: number, stdoutPath: string): Promise<Manifest> {
+/** Manifest of an output directory for an exit code and stdout file. Throws UnpackageableOutputsError (see above). */
+export async function buildManifest(
+  outputDir: string,
+  exitCode: number,
+  stdoutPath: string,
+  limits: OutputLimits = LIMITS,
+): Promise<Manifest> {
   const files = [];
-  for (const path of await listOutputFiles(outputDir)) {
+  for (const path of await listOutputFiles(outputDir, limits)) {
     const full = join(outputDir, path);
     files.push({ path, sha256: await sha256File(full), size: (await lstat(full)).size });
   }
-  return { exitCode, files, stdoutSha256: await sha256File(stdoutPath) };
+  const manifest = { exitCode, files, stdoutSha256: await sha256File(stdoutPath) };
+  const bytes = Buffer.byteLength(JSON.stringify(manifest));
+  if (bytes > limits.manifestBytes)
+    throw new UnpackageableOutputsError(
+      `the manifest of ${files.length} output files is ${bytes} bytes, over ${limits.manifestBytes}`,
+    );
+  return manifest;
 }
 
 /** Writes a gzip tarball of the regular files of `outputDir` (paths relative to it) to `dest`. */

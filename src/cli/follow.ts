@@ -83,11 +83,21 @@ export async function followJob(
         out(`job ${jobId}: ${view.state}`);
         lastState = view.state;
       }
-      for (const t of view.tasks) {
-        const line = taskLine(t);
-        if (last.get(t.index) !== line) {
+      if (view.taskPage.total <= view.tasks.length) {
+        for (const t of view.tasks) {
+          const line = taskLine(t);
+          if (last.get(t.index) !== line) {
+            out(`  ${line}`);
+            last.set(t.index, line);
+          }
+        }
+      } else {
+        // An array larger than a page: its counts per state, when they change.
+        const c = view.taskCounts;
+        const line = `tasks: ${c.verified} verified, ${c.failed} failed, ${c.running} running, ${c.queued} queued`;
+        if (last.get(-1) !== line) {
           out(`  ${line}`);
-          last.set(t.index, line);
+          last.set(-1, line);
         }
       }
       if (ended) out(`job ${jobId}: ${view.state}`);

@@ -42,6 +42,7 @@ import {
   type JobState,
   type JobSummary,
   type JobView,
+  type JobViewQuery,
   type ProviderView,
   type RegisterAgentRequestInput,
   type RegisterAgentResponse,
@@ -129,8 +130,17 @@ export class DeqoClient {
   submitJob(spec: JobSpecInput): Promise<SubmitJobResponse> {
     return this.request('POST', '/v1/jobs', SubmitJobResponseSchema, spec);
   }
-  getJob(jobId: string): Promise<JobView> {
-    return this.request('GET', `/v1/jobs/${encodeURIComponent(jobId)}`, JobViewSchema);
+  /**
+   * A job with its task counts and one page of its tasks (`page`: taskOffset, taskLimit ≤ 1,000 [100], taskState;
+   * the view's taskPage says which).
+   */
+  getJob(jobId: string, page: JobViewQuery = {}): Promise<JobView> {
+    const q = new URLSearchParams();
+    if (page.taskOffset !== undefined) q.set('taskOffset', String(page.taskOffset));
+    if (page.taskLimit !== undefined) q.set('taskLimit', String(page.taskLimit));
+    if (page.taskState) q.set('taskState', page.taskState);
+    const query = q.size > 0 ? `?${q}` : '';
+    return this.request('GET', `/v1/jobs/${encodeURIComponent(jobId)}${query}`, JobViewSchema);
   }
   async listJobs(opts: { state?: JobState; limit?: number } = {}): Promise<JobSummary[]> {
     const q = new URLSearchParams();

@@ -5,7 +5,7 @@
  */
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { DeqoError, errors } from '../core/index.js';
-import { REQUEST_MAX_BYTES } from '../protocol/index.js';
+import { MAX_REQUEST_BODY_BYTES } from '../protocol/index.js';
 import type { Principal } from '../store/index.js';
 import { authenticate } from './auth.js';
 import type { RouteDeps, ServerDeps } from './http.js';
@@ -25,7 +25,7 @@ const PUBLIC_ROUTES: ReadonlySet<string> = new Set(['/v1/health', '/metrics']);
 export function buildServer(deps: ServerDeps): FastifyInstance {
   const app: FastifyInstance = Fastify({
     loggerInstance: deps.log as FastifyBaseLogger,
-    bodyLimit: REQUEST_MAX_BYTES,
+    bodyLimit: MAX_REQUEST_BODY_BYTES,
     // Per-request access logs would drown the log in heartbeats; errors are still logged.
     logController: new LogController({ disableRequestLogging: true }),
   });

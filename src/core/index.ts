@@ -6,6 +6,7 @@ export * from './tasks.js';
 export * from './manifest.js';
 export * from './verification.js';
 export * from './compare.js';
+export * from './disk.js';
 export * from './matching.js';
 export * from './scheduler.js';
 export * from './prediction.js';

@@ -18,7 +18,7 @@ import type { BlobReader } from './resources.js';
 /** The path a mismatch of the archive itself (not of one file) names. */
 export const TARBALL = '(tarball)';
 
-/** Largest pax or GNU long-name header accepted, bytes (a manifest path is at most OUTPUT_PATH_MAX_BYTES, 1 KiB). */
+/** Largest pax or GNU long-name header accepted, bytes (a manifest path is at most 4096 characters). */
 const MAX_META_ENTRY_BYTES = 16 * 1024;
 
 /**

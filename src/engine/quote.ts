@@ -20,7 +20,10 @@ export async function quoteJob(engine: Engine, buyerId: string, spec: JobSpec): 
   const admitted = admit(spec);
   const tasks = admitted.tasks.length;
   const now = engine.now();
-  const demand = demandOf(spec);
+  let inputBytes = 0;
+  for (const blob of new Set(spec.inputs.map((i) => i.blob)))
+    inputBytes += (await engine.store.accounts.blobSize(blob)) ?? 0;
+  const demand = demandOf(spec, inputBytes);
   const { agents } = await engine.store.snapshot.agents(now, now - engine.config.agentTtlMs, false, engine.policy);
   const matching = agents.filter((a) => rejections(demand, a).filter((r) => r.code !== 'at_capacity').length === 0);
   const predict = await engine.scheduling.predictor();

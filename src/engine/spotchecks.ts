@@ -66,14 +66,15 @@ export class SpotCheckSystem {
     if (rate <= 0 || plan.length === 0) return planted;
     // What the plan just took of each agent: a spot-check goes only where there is room left.
     const demandOf = new Map(snap.tasks.map((t) => [t.taskId, t.demand]));
-    const used = new Map<string, { cpus: number; memoryMb: number; gpus: number }>();
+    const used = new Map<string, { cpus: number; memoryMb: number; gpus: number; diskMb: number }>();
     for (const p of plan) {
       const d = demandOf.get(p.taskId);
-      const u = used.get(p.agentId) ?? { cpus: 0, memoryMb: 0, gpus: 0 };
+      const u = used.get(p.agentId) ?? { cpus: 0, memoryMb: 0, gpus: 0, diskMb: 0 };
       if (d) {
         u.cpus += d.cpus;
         u.memoryMb += d.memoryMb;
         u.gpus += d.gpus;
+        u.diskMb += d.diskMb ?? 0;
       }
       used.set(p.agentId, u);
     }
@@ -86,6 +87,7 @@ export class SpotCheckSystem {
           freeCpus: agent.freeCpus - u.cpus,
           freeMemoryMb: agent.freeMemoryMb - u.memoryMb,
           freeGpus: agent.freeGpus - u.gpus,
+          freeDiskMb: agent.freeDiskMb - u.diskMb,
         };
         // The original buyer's pick of providers does not bind a replay; what the task needs of a machine does.
         const canary = (await this.r.store.tasks.canariesFor(agent.providerId, CANARY_SAMPLE)).find(
@@ -271,6 +273,8 @@ export class SpotCheckSystem {
       audit: 'changed',
       verdict: d.verdict,
       resultExecutionId: canonical.id,
+      // A replaced verdict is no spot-check answer: it rests on the re-verification's providers alone.
+      canary: false,
     });
     await tx.accounts.grantBlobAccess(
       [canonical.outputsBlob, canonical.stdoutBlob, canonical.stderrBlob].filter((b): b is string => b !== null),

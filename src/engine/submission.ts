@@ -64,13 +64,13 @@ export class SubmissionSystem {
    */
   async submit(buyerId: string, spec: JobSpec): Promise<{ jobId: string; tasks: number; escrow: number }> {
     const { store, log } = this.r;
+    const sizes = new Map<string, number>();
     for (const input of spec.inputs) {
-      if (
-        (await store.accounts.blobSize(input.blob)) === null ||
-        !(await store.accounts.canReadBlob(input.blob, buyerId))
-      ) {
+      const size = await store.accounts.blobSize(input.blob);
+      if (size === null || !(await store.accounts.canReadBlob(input.blob, buyerId))) {
         throw errors.notFound('input blob', `${input.blob} (inputs: ${input.path}); upload it first`);
       }
+      sizes.set(input.blob, size);
     }
     const { tasks, escrow } = admit(spec);
     const v = spec.verification;
@@ -82,7 +82,10 @@ export class SubmissionSystem {
         {
           buyerId,
           spec,
-          demand: demandOf(spec),
+          demand: demandOf(
+            spec,
+            [...sizes.values()].reduce((a, b) => a + b, 0),
+          ),
           tasks,
           policy: {
             replicas: v.replicas,

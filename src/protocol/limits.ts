@@ -18,13 +18,10 @@ export const MAX_MICRO = 1_000_000_000_000_000;
 /** MAX_MICRO in credits (10⁹). */
 export const MAX_CREDITS = MAX_MICRO / MICRO_PER_CREDIT;
 
-/** Largest HTTP request body the coordinator reads, bytes (an agent's report with its manifest included). */
-export const REQUEST_MAX_BYTES = 8 * 1024 * 1024;
-/** Most output files one execution may leave (each is a manifest line of the report). */
-export const OUTPUT_MAX_FILES = 10_000;
-/** Longest path of an output file relative to the output directory, bytes of UTF-8 (the host's PATH_MAX is 4096). */
-export const OUTPUT_PATH_MAX_BYTES = 1024;
-/** Most folders deep an input path, the output directory or an output file may be. */
+/**
+ * Most folders deep an input path or the output directory may be (output files are bounded by MAX_OUTPUT_PATH_BYTES,
+ * api.ts).
+ */
 export const PATH_MAX_DEPTH = 32;
 
 /** Where inputs appear in the container (read-only). */

@@ -98,7 +98,7 @@ export const WindowsSchema = z.array(z.string().min(9).max(120)).max(32);
 export const OfferSchema = z
   .object({
     prices: PriceSchema.default(PriceSchema.parse({})),
-    /** Disk lent for inputs and outputs, MiB (informational; outputs are capped per job by limits.outputBytes). */
+    /** Disk lent for inputs and outputs, MiB: the scheduler places only jobs whose output limit + inputs fit what is free of it. */
     diskMb: z.number().int().min(0).default(10_240),
     labels: LabelsSchema.default({}),
     windows: WindowsSchema.default([]),

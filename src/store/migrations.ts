@@ -386,6 +386,13 @@ const m007 = (): Migration => ({
   },
 });
 
+/** A page of an array job's tasks in one state (`GET /v1/jobs/:id?taskState=failed`) reads that page, not the array. */
+const m008 = (): Migration => ({
+  async up(db) {
+    await db.schema.createIndex('tasks_job_state_idx').on('tasks').columns(['job_id', 'state', 'idx']).execute();
+  },
+});
+
 export function migrationProvider(d: Dialect): MigrationProvider {
   return {
     async getMigrations() {
@@ -397,6 +404,7 @@ export function migrationProvider(d: Dialect): MigrationProvider {
         '005_standing': m005(d),
         '006_spot_checks': m006(d),
         '007_flat_reads': m007(),
+        '008_task_pages': m008(),
       };
     },
   };

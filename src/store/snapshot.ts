@@ -169,12 +169,14 @@ export class SnapshotStore {
         rows.map((r) => r.id),
       )
       .execute();
-    const used = new Map<string, { cpus: number; memoryMb: number; gpus: number; n: number }>();
+    const used = new Map<string, { cpus: number; memoryMb: number; gpus: number; diskMb: number; n: number }>();
     for (const e of active) {
-      const u = used.get(e.agent_id) ?? { cpus: 0, memoryMb: 0, gpus: 0, n: 0 };
+      const u = used.get(e.agent_id) ?? { cpus: 0, memoryMb: 0, gpus: 0, diskMb: 0, n: 0 };
+      const d = JSON.parse(e.demand) as Partial<Demand>;
       u.cpus += e.cpus;
       u.memoryMb += e.memory_mb;
-      u.gpus += (JSON.parse(e.demand) as Partial<Demand>).gpus ?? 0;
+      u.gpus += d.gpus ?? 0;
+      u.diskMb += d.diskMb ?? 0;
       u.n += 1;
       used.set(e.agent_id, u);
     }
@@ -183,7 +185,7 @@ export class SnapshotStore {
     const agents = rows.map((r): SchedAgent => {
       const cap = CapacitySchema.parse(JSON.parse(r.capacity));
       const offer = OfferSchema.parse(JSON.parse(r.offer));
-      const u = used.get(r.id) ?? { cpus: 0, memoryMb: 0, gpus: 0, n: 0 };
+      const u = used.get(r.id) ?? { cpus: 0, memoryMb: 0, gpus: 0, diskMb: 0, n: 0 };
       const rec = records.get(r.provider_id)!;
       prices.set(r.id, offer.prices);
       return {
@@ -196,6 +198,8 @@ export class SnapshotStore {
         freeCpus: cap.cpus - u.cpus,
         totalMemoryMb: cap.memoryMb,
         freeMemoryMb: cap.memoryMb - u.memoryMb,
+        totalDiskMb: offer.diskMb,
+        freeDiskMb: offer.diskMb - u.diskMb,
         gpuModels: cap.gpus.map((g) => g.model),
         freeGpus: cap.gpus.length - u.gpus,
         arch: cap.arch,

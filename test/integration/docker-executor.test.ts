@@ -250,7 +250,7 @@ describe('DockerExecutor', () => {
     expect(await stdout(j)).toBe('');
   });
 
-  it('kills a job that hides output past the host PATH_MAX (beyond limits.outputBytes otherwise), as output_too_large', async () => {
+  it('kills a job that hides output past the host PATH_MAX (beyond limits.outputBytes otherwise), as outputs_unpackageable', async () => {
     // Nested by renames of short paths (a shell's cd cannot go past PATH_MAX): D/D/…/D/big, 60 × 101 bytes deep.
     const d = 'd'.repeat(100);
     const nest = `cd /outputs && mkdir ${d} && head -c 100000 /dev/zero > ${d}/big && for i in $(seq 60); do mkdir n && mv ${d} n/${d} && mv n ${d}; done`;
@@ -258,7 +258,7 @@ describe('DockerExecutor', () => {
       limits: { outputBytes: 1000 },
     });
     const o = await executor.run(j.req);
-    expectFailed(o, 'output_too_large');
+    expectFailed(o, 'outputs_unpackageable');
     if (o.kind === 'failed') expect(o.message).toMatch(/longer than 1024 bytes.*killed/);
     expect(await stdout(j)).toBe('');
   });

@@ -2,7 +2,7 @@
  * Hostile buyers over a real local network (coordinator in-process, `deqo agent` processes, real Docker): the job
  * specs of issue 13 that used to be accepted and then fail on every agent as the provider's fault are refused at
  * submit with 400 naming the field; a job that nests its outputs past the host's PATH_MAX fails as its own
- * `output_too_large` on both replicas, and neither provider's reputation records an error.
+ * `outputs_unpackageable` on both replicas, and neither provider's reputation records an error.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ApiError, type DeqoClient } from '../../src/client/index.js';
@@ -72,7 +72,7 @@ describe('hostile buyers', () => {
     }
   });
 
-  it("fail as their own output_too_large when the outputs nest past PATH_MAX; providers' reputations untouched", async () => {
+  it("fail as their own outputs_unpackageable when the outputs nest past PATH_MAX; providers' reputations untouched", async () => {
     const d = 'd'.repeat(100);
     const nest = `cd /outputs && mkdir ${d} && echo x > ${d}/f && for i in $(seq 60); do mkdir n && mv ${d} n/${d} && mv n ${d}; done`;
     const { jobId } = await client.submitJob({
@@ -85,7 +85,7 @@ describe('hostile buyers', () => {
     const failures = view.tasks[0]!.executions.map((e) => e.failure);
     expect(view.state, JSON.stringify(failures)).toBe('failed');
     expect(failures).toHaveLength(2);
-    for (const f of failures) expect(f).toMatchObject({ reason: 'output_too_large', blame: 'job' });
+    for (const f of failures) expect(f).toMatchObject({ reason: 'outputs_unpackageable', blame: 'job' });
     for (const p of await client.listProviders()) expect(p.reputation.errors).toBe(0);
   });
 });

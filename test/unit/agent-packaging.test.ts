@@ -1,8 +1,8 @@
 /**
- * What an agent packages is what a report can carry (protocol/limits.ts): an output directory with folders nested
- * past PATH_MAX_DEPTH, more than OUTPUT_MAX_FILES files, or a manifest larger than the coordinator reads, becomes a
- * job-caused `output_too_large` failure (with stdout and stderr) instead of an agent error or a report refused and
- * lost. Real packaging against a real coordinator over HTTP (listening on a free port).
+ * What an agent packages and removes when a container is hostile, against a real coordinator over HTTP (listening on
+ * a free port): folders nested past the host's PATH_MAX (relative mkdir, as a container can) are the job's
+ * `outputs_unpackageable` (the executor's size poll sees them too) and its work folder is still removed; outputs over
+ * the coordinator's largest blob are the job's `output_too_large` — never an agent error or a report refused and lost.
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -17,7 +17,6 @@ import { removeTree } from '../../src/agent/remove-tree.js';
 import { DeqoClient } from '../../src/client/index.js';
 import { BlobStore, buildServer } from '../../src/coordinator/index.js';
 import { DEFAULT_ENGINE_CONFIG, Engine } from '../../src/engine/index.js';
-import { OUTPUT_MAX_FILES, PATH_MAX_DEPTH, ManifestSchema } from '../../src/protocol/index.js';
 import { openSqliteStore, type Store } from '../../src/store/index.js';
 import type { ExecutionOutcome } from '../../src/agent/executor.js';
 
@@ -63,7 +62,7 @@ async function packaged(id: string, fill: (outputs: string) => Promise<void>) {
   return packageResult(client, 1, exited, dirs, false);
 }
 
-describe('packaging bounded by what a report carries', () => {
+describe('packaging and removing what a hostile container leaves', () => {
   it('packages an ordinary output directory as a completed report', async () => {
     const r = await packaged('ok', async (o) => {
       await mkdir(join(o, 'a/b'), { recursive: true });
@@ -72,22 +71,13 @@ describe('packaging bounded by what a report carries', () => {
     expect(r.outcome).toBe('completed');
   });
 
-  it('fails 250 nested folders as output_too_large, naming the depth limit', async () => {
-    const r = await packaged('deep', async (o) => {
-      await mkdir(join(o, ...Array.from({ length: 250 }, () => 'd')), { recursive: true });
-    });
-    expect(r).toMatchObject({ outcome: 'failed', reason: 'output_too_large' });
-    expect(r.outcome === 'failed' && r.message).toContain(`${PATH_MAX_DEPTH} folders deep`);
-    expect(r.outcome === 'failed' && r.stdoutBlob).toMatch(/^[a-f0-9]{64}$/);
-  });
-
-  it('fails folders nested past the host PATH_MAX (made with relative mkdir, as a container can) as output_too_large', async () => {
+  it('fails folders nested past the host PATH_MAX (made with relative mkdir, as a container can) as outputs_unpackageable', async () => {
     const r = await packaged('long', async (o) => {
       // A relative chdir per level, as a process in the container can: the full path is far past PATH_MAX (4096).
       const deep = `process.chdir(process.argv[1]); for (let i = 0; i < 250; i++) { require('fs').mkdirSync('${'d'.repeat(100)}'); process.chdir('${'d'.repeat(100)}'); } require('fs').writeFileSync('f', 'x');`;
       execFileSync(process.execPath, ['-e', deep, o]);
     });
-    expect(r).toMatchObject({ outcome: 'failed', reason: 'output_too_large' });
+    expect(r).toMatchObject({ outcome: 'failed', reason: 'outputs_unpackageable' });
     expect(r.outcome === 'failed' && r.message).toContain('longer than 1024 bytes');
     // The executor's size poll sees it too, so it stops the container as it happens (a file past PATH_MAX would
     // otherwise escape limits.outputBytes).
@@ -103,35 +93,11 @@ describe('packaging bounded by what a report carries', () => {
     expect(await readdir(join(dataDir, 'work'))).not.toContain('long.flat');
   });
 
-  it('fails more than OUTPUT_MAX_FILES files as output_too_large', async () => {
-    const r = await packaged('many', async (o) => {
-      for (let i = 0; i <= OUTPUT_MAX_FILES; i++) await writeFile(join(o, `f${i}`), '');
-    });
-    expect(r).toMatchObject({ outcome: 'failed', reason: 'output_too_large' });
-    expect(r.outcome === 'failed' && r.message).toContain(`more than ${OUTPUT_MAX_FILES} files`);
-  });
-
-  it('fails a manifest larger than a report body as output_too_large (each file and path within limits)', async () => {
-    const folder = Array.from({ length: 3 }, (_, i) => `${i}`.repeat(250)).join('/');
-    const r = await packaged('wide', async (o) => {
-      await mkdir(join(o, folder), { recursive: true });
-      for (let i = 0; i < 9_500; i++) await writeFile(join(o, folder, `${i}`.padStart(200, 'x')), '');
-    });
-    expect(r).toMatchObject({ outcome: 'failed', reason: 'output_too_large' });
-    expect(r.outcome === 'failed' && r.message).toMatch(/manifest of 9500 output files is \d+ bytes/);
-  });
-
   it("fails outputs within limits.outputBytes but over the coordinator's largest blob as output_too_large", async () => {
     const r = await packaged('big', async (o) => {
       await writeFile(join(o, 'random.bin'), randomBytes(BLOB_MAX_BYTES + 1024));
     });
     expect(r).toMatchObject({ outcome: 'failed', reason: 'output_too_large' });
     expect(r.outcome === 'failed' && r.message).toMatch(/outputs tarball is \d+ bytes/);
-  });
-
-  it('keeps the report schema in step: a manifest of more files than the agent packages is refused', () => {
-    const file = { path: 'x', sha256: 'a'.repeat(64), size: 0 };
-    const files = Array.from({ length: OUTPUT_MAX_FILES + 1 }, (_, i) => ({ ...file, path: `f${i}` }));
-    expect(ManifestSchema.safeParse({ exitCode: 0, files, stdoutSha256: 'a'.repeat(64) }).success).toBe(false);
   });
 });

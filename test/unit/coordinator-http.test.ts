@@ -194,3 +194,36 @@ describe('keys and tenancy', () => {
     ).toBe(404);
   });
 });
+
+describe('job view pages', () => {
+  it("returns an array job's counts and one page of its tasks, in index order, filtered by state on request", async () => {
+    const sub = await app.inject({
+      method: 'POST',
+      url: '/v1/jobs',
+      headers: auth('buyer'),
+      payload: { image: 'deqo/busybox:test', command: ['true'], array: { count: 250 } },
+    });
+    expect(sub.statusCode).toBe(201);
+    const id = sub.json().jobId as string;
+    const get = (query: string) => app.inject({ method: 'GET', url: `/v1/jobs/${id}${query}`, headers: auth('buyer') });
+    const first = (await get('')).json();
+    // An agent registered above may have taken a task already.
+    const c = first.taskCounts;
+    expect([c.queued + c.running, c.verified + c.failed + c.cancelled]).toEqual([250, 0]);
+    expect(first.taskPage).toEqual({ offset: 0, limit: 100, total: 250, state: null });
+    expect(first.tasks.map((t: { index: number }) => t.index)).toEqual(Array.from({ length: 100 }, (_, i) => i));
+    const last = (await get('?taskOffset=200&taskLimit=1000')).json();
+    expect(last.tasks.map((t: { index: number }) => t.index)).toEqual(Array.from({ length: 50 }, (_, i) => 200 + i));
+    const queued = (await get(`?taskState=queued&taskOffset=${c.queued - 1}`)).json();
+    expect(queued.taskPage).toEqual({ offset: c.queued - 1, limit: 100, total: c.queued, state: 'queued' });
+    expect(queued.tasks.map((t: { index: number; state: string }) => [t.index, t.state])).toEqual([[249, 'queued']]);
+    const none = (await get('?taskState=verified')).json();
+    expect([none.taskPage.total, none.tasks.length]).toEqual([0, 0]);
+    const bad = await get('?taskLimit=5000');
+    expect(bad.statusCode).toBe(400);
+    expect(JSON.stringify(bad.json())).toContain('taskLimit');
+    // The results still list every task.
+    const results = await app.inject({ method: 'GET', url: `/v1/jobs/${id}/results`, headers: auth('buyer') });
+    expect(results.json().tasks).toHaveLength(250);
+  });
+});

@@ -130,15 +130,15 @@ describe('classifyExit', () => {
   it('flags an output directory over the cap found after exit', () => {
     expect(classifyExit({ ...base, outputSize: 101 })).toMatchObject({ kind: 'failed', reason: 'output_too_large' });
     expect(classifyExit({ ...base, outputSize: 100 })).toEqual({ kind: 'exited', exitCode: 0 });
-    // An output directory beyond what a report carries (files, depth, path length) is the job's output_too_large.
-    const beyond = 'output folder d/d/… is more than 32 folders deep: flatten the outputs';
+    // An output directory beyond what a report carries (files, path length) is the job's outputs_unpackageable.
+    const beyond = 'output path "d/d/…"… is longer than 1024 bytes';
     expect(classifyExit({ ...base, outputBeyond: beyond })).toEqual({
       kind: 'failed',
-      reason: 'output_too_large',
+      reason: 'outputs_unpackageable',
       message: beyond,
     });
     expect(classifyExit({ ...base, killedBy: 'output_too_large', outputBeyond: beyond })).toMatchObject({
-      reason: 'output_too_large',
+      reason: 'outputs_unpackageable',
       message: `${beyond}; the execution was killed`,
     });
   });

@@ -224,6 +224,38 @@ describe('spot-checks and backtracking', () => {
     expect(v.history.at(-1)!.message).toMatch(/the result stands/);
   });
 
+  it('stops serving a task as a canary once a re-verification replaced its verdict', async () => {
+    const buyer = await fundedBuyer(engine, 'buyer', 100);
+    const [a, b, c, d, liar, partner] = await registerAgents(engine, 6);
+    for (const id of [a!, b!, c!, d!, liar!, partner!]) await engine.accounts.vouch(await providerOf(id));
+    // An honest canary on a, b, c; then a wrong answer two colluders agree on: a canary too, for now.
+    await submitJob(engine, buyer, {
+      verification: { replicas: 3, quorum: 2, spotChecks: true },
+      constraints: { providers: [a!, b!, c!] },
+    });
+    await engine.schedule();
+    for (const id of [a!, b!, c!]) await runAll(id, () => 'canary answer');
+    const forged = await submitJob(engine, buyer, {
+      verification: { replicas: 2, quorum: 2, spotChecks: true },
+      constraints: { providers: [liar!, partner!] },
+    });
+    await engine.schedule();
+    const got = await engine.claim(liar!, 8, 0);
+    await runAll(partner!, () => 'a shared lie');
+    now += 1_000;
+    const forgedTask = (await view(forged, buyer)).tasks[0]!;
+    const canaryIds = async () => (await store.tasks.canariesFor(await providerOf(d!), 50)).map((x) => x.taskId);
+    // The liar lies on its spot-check (a replay of the honest canary) as well: caught, and the forged task, which
+    // rested on it (its partner alone is below the quorum), is re-verified on a, b, c.
+    for (const x of got) await engine.report(liar!, x.executionId, await completedReport(engine, x, 'a shared lie'));
+    expect((await view(forged, buyer)).tasks[0]!.audit).toBe('pending');
+    await engine.schedule();
+    for (const id of [a!, b!, c!, d!]) await runAll(id, () => 'the honest answer');
+    expect((await view(forged, buyer)).tasks[0]!.audit).toBe('changed');
+    expect(await canaryIds()).not.toContain(forgedTask.id);
+    expect(await store.ledger.audit()).toEqual([]);
+  });
+
   it('plants no spot-check when no canary exists or the buyer did not allow replays', async () => {
     const buyer = await fundedBuyer(engine, 'buyer', 100);
     const [a, b, c] = await registerAgents(engine, 3);

@@ -141,7 +141,7 @@ export function explainCommand(ctx: CliContext): Command {
     .addHelpText(
       'after',
       `
-Reasons: not_picked, arch, os, cpus, memory, gpus, gpu_model, network, labels, price, reputation (the machine
+Reasons: not_picked, arch, os, cpus, memory, disk, gpus, gpu_model, network, labels, price, reputation (the machine
 can never run the job as offered); offline, outside_window, owner_busy, draining, at_capacity, quota_exhausted,
 already_ran (it cannot right now).`,
     )
