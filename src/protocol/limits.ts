@@ -1,7 +1,8 @@
 /**
- * Admission limits: every limit an agent, Docker, the kernel or the ledger would hit, as one constant each, with the
- * checks the job spec schema (job.ts) applies at submit and quote. The agent and the coordinator import the same
- * constants, so a spec the coordinator accepts is one an agent can run and package (docs/job-spec.md, "Limits").
+ * Admission limits: every limit a job spec can hit in the container, Docker, the kernel or the ledger, as one constant
+ * each, with the checks the job spec schema (job.ts) applies at submit and quote. The agent and the coordinator import
+ * the same constants, so a spec the coordinator accepts is one an agent can run (docs/job-spec.md, "Limits"); what an
+ * agent can package is bounded in api.ts (MAX_OUTPUT_FILES, MAX_OUTPUT_PATH_BYTES, MAX_MANIFEST_BYTES).
  */
 
 /** Micro-credits per credit: the API speaks decimal credits, the ledger integer micro-credits (µcr). */
