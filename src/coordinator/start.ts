@@ -4,9 +4,12 @@ import type { FastifyInstance } from 'fastify';
 import pino, { type Logger } from 'pino';
 import { DEFAULT_ENGINE_CONFIG, DEFAULT_MARKET_POLICY, Engine, type EngineConfig } from '../engine/index.js';
 import {
+  checkAccountLimits,
   checkCredibilityConfig,
+  DEFAULT_ACCOUNT_LIMITS,
   DEFAULT_CREDIBILITY,
   DEFAULT_QUOTA,
+  type AccountLimits,
   type CredibilityConfig,
   type QuotaConfig,
 } from '../core/index.js';
@@ -38,6 +41,11 @@ export interface CoordinatorConfig {
    * probation, the spot-check rate q, what an operator's vouch counts as. Unset fields keep DEFAULT_CREDIBILITY.
    */
   credibility?: Partial<CredibilityConfig>;
+  /**
+   * Per-account limits (core/limits.ts): failed authentications per address, open event streams, queued tasks,
+   * stored blob bytes, blob lifetimes. Unset fields keep DEFAULT_ACCOUNT_LIMITS.
+   */
+  limits?: Partial<AccountLimits>;
   engine: EngineConfig;
   /**
    * Serve Prometheus metrics at GET /metrics, without an API key (aggregate numbers only). Off by default:
@@ -66,7 +74,7 @@ export interface RunningCoordinator {
 
 /**
  * Opens the store, starts the engine loop and listens. Throws if the port is taken, feeBps is out of range or the
- * credibility settings are (RangeError naming the field).
+ * credibility settings or limits are (RangeError naming the field).
  */
 export async function startCoordinator(
   config: CoordinatorConfig,
@@ -76,6 +84,7 @@ export async function startCoordinator(
     throw new RangeError(`feeBps must be a whole number of basis points from 0 to 10000, got ${config.feeBps}`);
   }
   const credibility = checkCredibilityConfig({ ...DEFAULT_CREDIBILITY, ...config.credibility });
+  const limits = checkAccountLimits({ ...DEFAULT_ACCOUNT_LIMITS, ...config.limits });
   const store = config.databaseUrl
     ? await openStore(config.databaseUrl)
     : await openSqliteStore(join(config.dataDir, 'deqo.db'));
@@ -90,6 +99,7 @@ export async function startCoordinator(
       quota: config.quota,
       credibility,
     },
+    limits,
     log,
   });
   await engine.recover();
