@@ -26,6 +26,7 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
   const app: FastifyInstance = Fastify({
     loggerInstance: deps.log as FastifyBaseLogger,
     bodyLimit: 8 * 1024 * 1024,
+    ...(deps.trustProxy?.length ? { trustProxy: deps.trustProxy } : {}),
     // Per-request access logs would drown the log in heartbeats; errors are still logged.
     logController: new LogController({ disableRequestLogging: true }),
   });

@@ -26,6 +26,8 @@ export interface CoordinatorConfig {
   databaseUrl?: string;
   /** Blob folder (default `<dataDir>/blobs`). Coordinators sharing a database must share this folder too. */
   blobDir?: string;
+  /** Reverse proxies trusted to name the client in X-Forwarded-For (addresses or CIDR ranges); none by default. */
+  trustProxy?: string[];
   /** Listen address; 127.0.0.1 by default (not reachable from other machines). */
   host: string;
   /** TCP port; 0 picks a free one. */
@@ -104,7 +106,7 @@ export async function startCoordinator(
   });
   await engine.recover();
   const metrics = config.metrics ? createMetrics(store, engine) : undefined;
-  const app = buildServer({ store, engine, blobs, log, metrics });
+  const app = buildServer({ store, engine, blobs, log, metrics, trustProxy: config.trustProxy });
   await app.listen({ host: config.host, port: config.port });
   engine.start();
   const addr = app.server.address();

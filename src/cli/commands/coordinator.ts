@@ -8,12 +8,13 @@ import { dirname, join } from 'node:path';
 import { DeqoError } from '../../core/index.js';
 import type { EngineConfig, RunningCoordinator } from '../../coordinator/index.js';
 import { action, type CliContext } from '../command.js';
-import { parseBytes, parseDurationMs, parseFraction, parseIntFlag } from './units.js';
+import { collect, parseBytes, parseDurationMs, parseFraction, parseIntFlag } from './units.js';
 
 interface Opts {
   dataDir?: string;
   host: string;
   port: number;
+  trustProxy?: string[];
   databaseUrl?: string;
   blobDir?: string;
   platformFee?: number;
@@ -48,6 +49,11 @@ export function coordinatorCommand(ctx: CliContext): Command {
     .option('--data-dir <dir>', 'folder for the SQLite database and blobs [default $DEQO_HOME/coordinator]')
     .option('--host <addr>', 'listen address [default 127.0.0.1]', '127.0.0.1')
     .option('--port <port>', 'TCP port; 0 picks a free one [default 8470]', (v) => Number.parseInt(v, 10), 8470)
+    .option(
+      '--trust-proxy <addr>',
+      'a reverse proxy (address or CIDR range) whose X-Forwarded-For names the client, so limits count per client; repeatable',
+      collect,
+    )
     .option(
       '--database-url <url>',
       'postgres://… selects PostgreSQL (several coordinators may share it) [env DEQO_DATABASE_URL; default SQLite in --data-dir]',
@@ -177,6 +183,7 @@ nothing (every change is committed before it is acknowledged).`,
             dataDir,
             host: o.host,
             port: o.port,
+            trustProxy: o.trustProxy,
             databaseUrl: o.databaseUrl ?? ctx.env.databaseUrl,
             blobDir: o.blobDir,
             feeBps: o.platformFee ?? DEFAULT_COORDINATOR_CONFIG.feeBps,
