@@ -13,6 +13,8 @@ import { Readable } from 'node:stream';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ApiError, DeqoClient } from '../../src/client/index.js';
+import { retryAfterOf } from '../../src/client/client.js';
+import { formatWait } from '../../src/cli/command.js';
 import { BlobStore, buildServer } from '../../src/coordinator/index.js';
 import { sourceOf } from '../../src/coordinator/ratelimit.js';
 import { DEFAULT_ACCOUNT_LIMITS, grantTxn, toMicro, type AccountLimits } from '../../src/core/index.js';
@@ -220,7 +222,7 @@ describe('expiry of blobs', () => {
     await client.other.uploadBytes(bytes(1000, 9));
     await refused(client.other.uploadBytes(bytes(1, 9)), 'quota_exceeded', 'blobBytes');
     clock += HOUR + 1;
-    await engine.blobSystem.sweep();
+    await engine.tick(); // the engine's round sweeps when the sweep is due
     expect((await client.other.uploadBytes(bytes(600, 2))).size).toBe(600);
   });
 });
@@ -272,5 +274,16 @@ describe('failed authentications per source address', () => {
     for (let i = 0; i < LIMITS.authFailures; i++) await bad.whoami().catch(() => undefined);
     const e = await refused(bad.whoami(), 'rate_limited', 'authFailures');
     expect(e.retryAfterSec).toBe(60);
+  });
+});
+
+describe('Retry-After for people', () => {
+  it('reads delay-seconds and HTTP-dates, and words a wait', () => {
+    const now = Date.parse('2026-11-30T06:00:00Z');
+    expect(retryAfterOf('42', now)).toBe(42);
+    expect(retryAfterOf('Mon, 30 Nov 2026 06:02:00 GMT', now)).toBe(120);
+    expect(retryAfterOf('soon', now)).toBeUndefined();
+    expect(retryAfterOf(null, now)).toBeUndefined();
+    expect([formatWait(45), formatWait(600), formatWait(7200)]).toEqual(['45 s', '10 min', '2 h']);
   });
 });
