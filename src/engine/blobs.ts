@@ -76,7 +76,8 @@ export class BlobSystem {
       const gone = await store.transaction((tx) => tx.blobs.deleteExpired(candidates, expiry));
       for (const sha of gone) await blobs.remove(sha);
       deleted += gone.length;
-      if (candidates.length < SWEEP_BATCH) break;
+      // A short batch was the last; an empty deletion means jobs took them up meanwhile: the next sweep goes on.
+      if (candidates.length < SWEEP_BATCH || gone.length === 0) break;
     }
     if (deleted > 0) log.info({ deleted }, 'expired blobs deleted');
     return deleted;
