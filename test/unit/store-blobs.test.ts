@@ -91,7 +91,7 @@ describe.each(storeKinds())('blob records over $name', (kind) => {
   });
 });
 
-describe('migration 008 on an existing SQLite database', () => {
+describe('migration 009 on an existing SQLite database', () => {
   it("backfills the blobs each job uses: its inputs and its executions' logs and outputs", async () => {
     const dir = mkdtempSync(join(tmpdir(), 'deqo-m008-'));
     const file = join(dir, 'deqo.db');
@@ -112,7 +112,7 @@ describe('migration 008 on an existing SQLite database', () => {
       const taskId = (raw.prepare('SELECT id FROM tasks WHERE job_id = ?').get(jobId) as { id: string }).id;
       raw.exec(`DROP INDEX blobs_used; ALTER TABLE blobs DROP COLUMN used_at;
         DROP INDEX blob_access_account; ALTER TABLE blob_access DROP COLUMN uploaded_at;
-        DROP TABLE blob_refs; DELETE FROM kysely_migration WHERE name = '008_blob_quota';`);
+        DROP TABLE blob_refs; DELETE FROM kysely_migration WHERE name = '009_blob_quota';`);
       raw
         .prepare(
           `INSERT INTO executions (id, task_id, job_id, agent_id, provider_id, state, desired, fencing_token,
