@@ -34,6 +34,8 @@ export function reportError(err: unknown): number {
       for (const d of err.details as Array<{ path?: string; message?: string }>)
         process.stderr.write(`  ${d.path ?? ''}: ${d.message ?? ''}\n`);
     }
+    if (err.retryAfterSec !== undefined)
+      process.stderr.write(`  the coordinator asks to wait ${formatWait(err.retryAfterSec)} before trying again\n`);
     return exitCodeForApiError(err.code);
   }
   if (err instanceof CliError) {
@@ -42,4 +44,11 @@ export function reportError(err: unknown): number {
   }
   process.stderr.write(`error: ${(err as Error)?.stack ?? String(err)}\n`);
   return EXIT.INTERNAL;
+}
+
+/** A wait in seconds for a person: `45 s`, `3 min`, `2 h`. */
+export function formatWait(sec: number): string {
+  if (sec < 120) return `${sec} s`;
+  if (sec < 7200) return `${Math.ceil(sec / 60)} min`;
+  return `${Math.ceil(sec / 3600)} h`;
 }

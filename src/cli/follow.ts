@@ -74,8 +74,10 @@ export async function followJob(
       try {
         view = await client.getJob(jobId);
       } catch (err) {
-        if (!(err as { retryable?: boolean }).retryable) throw err;
-        await wakeup.nap(pollMs * 2);
+        const e = err as { retryable?: boolean; retryAfterSec?: number };
+        if (!e.retryable) throw err;
+        // A rate limit says how long to wait (Retry-After).
+        await wakeup.nap(Math.max(pollMs * 2, (e.retryAfterSec ?? 0) * 1000));
         continue;
       }
       const ended = TERMINAL_JOB_STATES.includes(view.state);

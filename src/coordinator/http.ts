@@ -27,6 +27,11 @@ export interface ServerDeps {
   metrics?: CoordinatorMetrics;
   live?: Partial<LiveHubOptions>;
   webRoot?: string;
+  /**
+   * Reverse proxies whose X-Forwarded-For names the client (addresses or CIDR ranges, Fastify `trustProxy`): the
+   * failed-authentication limit then counts per client, not per proxy. None by default (the socket's address counts).
+   */
+  trustProxy?: string[];
 }
 
 /** What route plugins get: the deps plus the app's live hub (event stream) and live output buffer. */

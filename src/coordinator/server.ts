@@ -16,6 +16,7 @@ import { blobRoutes } from './routes-blobs.js';
 import { jobRoutes } from './routes-jobs.js';
 import { liveRoutes } from './routes-live.js';
 import { marketRoutes } from './routes-market.js';
+import { FailureLimiter, sourceOf } from './ratelimit.js';
 import { DEFAULT_WEB_ROOT, isWebPath, serveWeb } from './web.js';
 
 /** Routes answered without an API key: health, and the metrics when enabled (aggregate numbers, no ids or names). */
@@ -26,21 +27,32 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
   const app: FastifyInstance = Fastify({
     loggerInstance: deps.log as FastifyBaseLogger,
     bodyLimit: MAX_REQUEST_BODY_BYTES,
+    ...(deps.trustProxy?.length ? { trustProxy: deps.trustProxy } : {}),
     // Per-request access logs would drown the log in heartbeats; errors are still logged.
     logController: new LogController({ disableRequestLogging: true }),
   });
   app.decorateRequest('principal', null as unknown as Principal);
 
+  const authFailures = new FailureLimiter(deps.engine.limits.authFailures, deps.engine.limits.authWindowMs);
   app.addHook('onRequest', async (req) => {
     const path = req.url.split('?')[0]!;
     // The dashboard's static files are public (they hold no data; the app sends a key on each /v1 call).
     if (PUBLIC_ROUTES.has(path) || isWebPath(req.method, path)) return;
-    req.principal = await authenticate(deps.store, req.headers.authorization);
+    const source = sourceOf(req.ip);
+    const now = deps.engine.now();
+    authFailures.check(source, now);
+    try {
+      req.principal = await authenticate(deps.store, req.headers.authorization);
+    } catch (err) {
+      if (err instanceof DeqoError && err.code === 'unauthorized') authFailures.fail(source, now);
+      throw err;
+    }
   });
 
   app.setErrorHandler((err, req, reply) => {
     if (err instanceof DeqoError) {
       if (err.status >= 500) req.log.error({ err }, 'request failed');
+      if (err.retryAfterSec !== undefined) void reply.header('retry-after', String(err.retryAfterSec));
       return reply.status(err.status).send(err.toBody());
     }
     const e = err as { statusCode?: number; code?: string; message: string };

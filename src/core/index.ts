@@ -21,3 +21,4 @@ export * from './settlement.js';
 export * from './catalog.js';
 export * from './idle-policy.js';
 export * from './faults.js';
+export * from './limits.js';

@@ -123,6 +123,10 @@ export class SpotCheckSystem {
       },
       now,
     );
+    await tx.blobs.reference(
+      jobId,
+      canary.spec.inputs.map((i) => i.blob),
+    );
     await this.fund(tx, platform, jobId, cost, 'spot-check', now);
     const task = (await tx.tasks.ofJob(jobId))[0]!;
     await tx.tasks.write(task.id, task.revision, now, {}, 'running');
@@ -226,6 +230,10 @@ export class SpotCheckSystem {
         replay: { of: taskId, taskCount: total, expectedVerdict: null },
       },
       now,
+    );
+    await tx.blobs.reference(
+      auditJob,
+      spec.inputs.map((i) => i.blob),
     );
     await this.fund(tx, platform, auditJob, cost * AUDIT_POLICY.replicas, 're-verification', now);
     const name = (await tx.accounts.findAccount(providerId))?.name ?? providerId;

@@ -4,6 +4,7 @@
  */
 import {
   accountLedger,
+  admitTasks,
   defaultMaxExecutions,
   demandOf,
   DeqoError,
@@ -60,7 +61,8 @@ export class SubmissionSystem {
   /**
    * Stores a parsed spec as a job of the buyer's with its maximum cost held in escrow (core jobEscrow). Throws
    * DeqoError not_found for an input blob the buyer cannot read (naming the input), validation_failed as admit
-   * does, insufficient_funds (with the shortfall) when the buyer cannot afford the escrow.
+   * does, quota_exceeded when the buyer's open tasks would pass `limits.queuedTasks`, insufficient_funds (with the
+   * shortfall) when the buyer cannot afford the escrow.
    */
   async submit(buyerId: string, spec: JobSpec): Promise<{ jobId: string; tasks: number; escrow: number }> {
     const { store, log } = this.r;
@@ -76,6 +78,7 @@ export class SubmissionSystem {
     const v = spec.verification;
     const jobId = await store.transaction(async (tx) => {
       const now = this.r.now();
+      admitTasks(await tx.jobs.openTasksOf(buyerId), tasks.length, this.r.limits.queuedTasks);
       const available = await tx.ledger.balance(accountLedger(buyerId));
       if (escrow.total > available) throw unaffordable(buyerId, escrow, tasks.length, available);
       const id = await tx.jobs.insert(
@@ -99,6 +102,11 @@ export class SubmissionSystem {
         },
         now,
       );
+      const inputs = spec.inputs.map((i) => i.blob);
+      // Taken up in this transaction: a sweep deleting one of them meanwhile makes the job fail here, not later.
+      if ((await tx.blobs.touch(inputs, now)) < new Set(inputs).size)
+        throw errors.notFound('input blob', 'of this job (it expired meanwhile); upload it again');
+      await tx.blobs.reference(id, inputs);
       if (escrow.total > 0) {
         const memo = `escrow for ${tasks.length} task(s) × ${escrow.fundedPerTask} execution(s)`;
         await tx.ledger.post(escrowHoldTxn(buyerId, id, escrow.total, memo), now);

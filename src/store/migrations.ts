@@ -393,6 +393,45 @@ const m008 = (): Migration => ({
   },
 });
 
+/**
+ * Blob quotas and expiry: when a blob was last uploaded or taken up by a new job (`blobs.used_at`; its
+ * unreferenced lifetime counts from it), which account uploaded it (`blob_access.uploaded_at`; the account's quota
+ * counts it), and which jobs use it (`blob_refs`: a job's inputs, its executions' logs and outputs), backfilled.
+ */
+const m009 = (): Migration => ({
+  async up(db) {
+    await db.schema.alterTable('blobs').addColumn('used_at', 'bigint').execute();
+    await sql`UPDATE blobs SET used_at = created_at`.execute(db);
+    await db.schema.createIndex('blobs_used').on('blobs').columns(['used_at']).execute();
+    await db.schema.alterTable('blob_access').addColumn('uploaded_at', 'bigint').execute();
+    await db.schema.createIndex('blob_access_account').on('blob_access').columns(['account_id']).execute();
+    await db.schema
+      .createTable('blob_refs')
+      .addColumn('sha256', 'text', (c) => c.notNull())
+      .addColumn('job_id', 'text', (c) => c.notNull())
+      .addPrimaryKeyConstraint('blob_refs_pk', ['sha256', 'job_id'])
+      .execute();
+    for (const col of ['stdout_blob', 'stderr_blob', 'outputs_blob']) {
+      await sql`INSERT INTO blob_refs (sha256, job_id) SELECT DISTINCT ${sql.ref(col)}, job_id FROM executions
+        WHERE ${sql.ref(col)} IS NOT NULL ON CONFLICT DO NOTHING`.execute(db);
+    }
+    // Inputs live in each job's spec (JSON): read in pages, inserted per job.
+    let after = '';
+    for (;;) {
+      const { rows } = await sql<{ id: string; spec: string }>`SELECT id, spec FROM jobs WHERE id > ${after}
+        ORDER BY id LIMIT 1000`.execute(db);
+      if (rows.length === 0) break;
+      for (const r of rows) {
+        const inputs = (JSON.parse(r.spec) as { inputs?: Array<{ blob: string }> }).inputs ?? [];
+        for (const sha of new Set(inputs.map((i) => i.blob))) {
+          await sql`INSERT INTO blob_refs (sha256, job_id) VALUES (${sha}, ${r.id}) ON CONFLICT DO NOTHING`.execute(db);
+        }
+      }
+      after = rows[rows.length - 1]!.id;
+    }
+  },
+});
+
 export function migrationProvider(d: Dialect): MigrationProvider {
   return {
     async getMigrations() {
@@ -405,6 +444,7 @@ export function migrationProvider(d: Dialect): MigrationProvider {
         '006_spot_checks': m006(d),
         '007_flat_reads': m007(),
         '008_task_pages': m008(),
+        '009_blob_quota': m009(),
       };
     },
   };

@@ -170,11 +170,20 @@ export interface ReputationEventsTable {
 export interface BlobAccessTable {
   sha256: string;
   account_id: string;
+  /** When this account last uploaded the blob (its quota counts it); null: it may only read it. */
+  uploaded_at: number | null;
 }
 export interface BlobsTable {
   sha256: string;
   size: number;
   created_at: number;
+  /** Last upload, or last taken up by a new job; an unreferenced blob's lifetime counts from it. */
+  used_at: number | null;
+}
+/** Which jobs use a blob: as an input, or as an execution's stdout, stderr or outputs. */
+export interface BlobRefsTable {
+  sha256: string;
+  job_id: string;
 }
 
 export interface JobEventsTable {
@@ -199,5 +208,6 @@ export interface Database {
   reputation: ReputationTable;
   reputation_events: ReputationEventsTable;
   blob_access: BlobAccessTable;
+  blob_refs: BlobRefsTable;
   job_events: JobEventsTable;
 }

@@ -35,7 +35,8 @@ beforeAll(async () => {
   const engine = new Engine(store, { blobs, config: DEFAULT_ENGINE_CONFIG, log });
   app = buildServer({ store, engine, blobs, log });
   const address = await app.listen({ port: 0, host: '127.0.0.1' });
-  const { apiKey } = await engine.accounts.createAccount('p', ['provider'], 'provider');
+  // A buyer key: it may upload without running an execution (a provider key uploads only while it runs one).
+  const { apiKey } = await engine.accounts.createAccount('b', ['buyer'], 'buyer');
   client = new DeqoClient(address, apiKey);
 });
 afterAll(async () => {

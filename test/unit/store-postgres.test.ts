@@ -175,6 +175,7 @@ describe('several coordinators on one PostgreSQL database', () => {
       '006_spot_checks',
       '007_flat_reads',
       '008_task_pages',
+      '009_blob_quota',
     ]);
     for (const [i, s] of stores.entries())
       expect(await s.transaction((tx) => tx.accounts.createAccount(`a${i}`, ['buyer'], T0))).toMatch(/^acct_/);
