@@ -6,6 +6,7 @@ import { action, globals, type CliContext } from '../command.js';
 import { CliError, EXIT } from '../exit-codes.js';
 import { formatExecution, formatFailure, formatParams, printJson, table } from '../format.js';
 import { clientFor } from '../settings.js';
+import { terminalLine, terminalText } from '../terminal.js';
 import type { DeqoClient } from '../../client/index.js';
 import { parseCpus, parseIntFlag, parseMemoryMb } from './units.js';
 
@@ -29,9 +30,11 @@ export function statusCommand(ctx: CliContext): Command {
         }
         const took = view.finishedAt ? ` in ${formatDuration(view.finishedAt - view.createdAt)}` : '';
         const v = view.spec.verification;
-        process.stdout.write(`job ${view.id}${view.name ? ` (${view.name})` : ''}: ${view.state}${took}\n`);
         process.stdout.write(
-          `image ${view.spec.image}, ${view.tasks.length} task(s), verification ${v.mode}${v.mode === 'none' ? '' : ` ${v.quorum}-of-${v.replicas}`}\n`,
+          `job ${view.id}${view.name ? ` (${terminalLine(view.name)})` : ''}: ${view.state}${took}\n`,
+        );
+        process.stdout.write(
+          `image ${terminalLine(view.spec.image)}, ${view.tasks.length} task(s), verification ${v.mode}${v.mode === 'none' ? '' : ` ${v.quorum}-of-${v.replicas}`}\n`,
         );
         const b = view.billing;
         process.stdout.write(
@@ -54,7 +57,8 @@ export function statusCommand(ctx: CliContext): Command {
         );
         if (view.history.length > 0) {
           process.stdout.write('\nhistory:\n');
-          for (const h of view.history) process.stdout.write(`  ${new Date(h.at).toISOString()}  ${h.message}\n`);
+          for (const h of view.history)
+            process.stdout.write(`  ${new Date(h.at).toISOString()}  ${terminalLine(h.message)}\n`);
         }
         const waiting = view.tasks.filter(
           (t) =>
@@ -227,17 +231,23 @@ export function logsCommand(ctx: CliContext): Command {
     .option('--task <index>', 'only this task', (v) => Number.parseInt(v, 10))
     .option('--stderr', 'print stderr instead of stdout')
     .option('--execution <id>', 'a specific execution (any state)')
+    .option('--raw', "print the job's bytes unchanged, terminal escape sequences included")
     .addOption(json())
+    .addHelpText(
+      'after',
+      "\nThe output is the job's: escape sequences in it (colours, cursor moves, window titles, links, clipboard\n" +
+        'writes) are removed and other control characters shown as \\xNN, unless --raw. --json escapes them too.',
+    )
     .action(
       action(
         async (
           jobId: string,
-          opts: { task?: number; stderr?: boolean; execution?: string; json?: boolean },
+          opts: { task?: number; stderr?: boolean; execution?: string; raw?: boolean; json?: boolean },
           cmd: Command,
         ) => {
           const client = await clientFor(ctx.env, globals(cmd));
           const view = await client.getJob(jobId);
-          const out: Array<{ taskIndex: number; executionId: string; agent: string; text: string }> = [];
+          const out: Array<{ taskIndex: number; executionId: string; agent: string; bytes: Uint8Array }> = [];
           for (const t of view.tasks) {
             if (opts.task !== undefined && t.index !== opts.task) continue;
             const e = opts.execution
@@ -245,22 +255,33 @@ export function logsCommand(ctx: CliContext): Command {
               : (t.executions.find((x) => x.state === 'valid') ?? t.executions.find((x) => x.stdoutBlob !== null));
             const blob = opts.stderr ? e?.stderrBlob : e?.stdoutBlob;
             if (!e || !blob) continue;
-            out.push({ taskIndex: t.index, executionId: e.id, agent: e.agentName, text: await client.blobText(blob) });
+            out.push({
+              taskIndex: t.index,
+              executionId: e.id,
+              agent: e.agentName,
+              bytes: await client.blobBytes(blob),
+            });
           }
           if (opts.execution && out.length === 0)
             throw new CliError(
               `execution ${opts.execution} has no ${opts.stderr ? 'stderr' : 'stdout'} yet`,
               EXIT.NOT_FOUND,
             );
+          const decode = (b: Uint8Array): string => new TextDecoder().decode(b);
           if (opts.json) {
-            printJson(out);
+            printJson(out.map(({ bytes, ...o }) => ({ ...o, text: decode(bytes) })));
             return;
           }
           if (out.length === 0) process.stderr.write('no logs yet: executions upload logs when they end\n');
           for (const o of out) {
             if (view.tasks.length > 1 || opts.execution)
-              process.stdout.write(`==> task ${o.taskIndex} (${o.agent}, ${o.executionId}) <==\n`);
-            process.stdout.write(o.text.endsWith('\n') || o.text === '' ? o.text : `${o.text}\n`);
+              process.stdout.write(`==> task ${o.taskIndex} (${terminalLine(o.agent)}, ${o.executionId}) <==\n`);
+            if (opts.raw) {
+              process.stdout.write(o.bytes);
+              continue;
+            }
+            const text = terminalText(decode(o.bytes));
+            process.stdout.write(text.endsWith('\n') || text === '' ? text : `${text}\n`);
           }
         },
       ),
