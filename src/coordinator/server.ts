@@ -15,6 +15,7 @@ import { blobRoutes } from './routes-blobs.js';
 import { jobRoutes } from './routes-jobs.js';
 import { liveRoutes } from './routes-live.js';
 import { marketRoutes } from './routes-market.js';
+import { setSecurityHeaders } from './security-headers.js';
 import { DEFAULT_WEB_ROOT, isWebPath, serveWeb } from './web.js';
 
 /** Routes answered without an API key: health, and the metrics when enabled (aggregate numbers, no ids or names). */
@@ -30,7 +31,8 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
   });
   app.decorateRequest('principal', null as unknown as Principal);
 
-  app.addHook('onRequest', async (req) => {
+  app.addHook('onRequest', async (req, reply) => {
+    setSecurityHeaders(reply.raw);
     const path = req.url.split('?')[0]!;
     // The dashboard's static files are public (they hold no data; the app sends a key on each /v1 call).
     if (PUBLIC_ROUTES.has(path) || isWebPath(req.method, path)) return;

@@ -9,6 +9,7 @@ import { stat } from 'node:fs/promises';
 import { extname, join, normalize, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import { DASHBOARD_CSP } from './security-headers.js';
 
 /** Where `npm run build` writes the dashboard (dist/web next to dist/coordinator). */
 export const DEFAULT_WEB_ROOT = fileURLToPath(new URL('../../dist/web/', import.meta.url));
@@ -41,7 +42,9 @@ async function isFile(p: string): Promise<boolean> {
 
 /**
  * Answers a dashboard path from `root`: the file itself when it exists under root (never outside it), else
- * index.html for a route-like path (no extension), else 404. Hashed assets (assets/) are cached for a year.
+ * index.html for a route-like path (no extension), else 404. Hashed assets (assets/) are cached for a year. The
+ * page gets the dashboard's Content-Security-Policy; every response already has the other security headers
+ * (security-headers.ts, set by the server for all requests).
  */
 export async function serveWeb(root: string, req: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
   let path: string;
@@ -65,10 +68,10 @@ export async function serveWeb(root: string, req: FastifyRequest, reply: Fastify
   else if (path === '/' || extname(path) === '') target = index;
   if (!target) return reply.status(404).type('text/plain; charset=utf-8').send(`not found: ${path}\n`);
   const immutable = target.includes(`${sep}assets${sep}`);
+  if (target === index) reply.header('content-security-policy', DASHBOARD_CSP);
   return reply
     .status(200)
     .type(TYPES[extname(target)] ?? 'application/octet-stream')
     .header('cache-control', immutable ? 'public, max-age=31536000, immutable' : 'no-cache')
-    .header('x-content-type-options', 'nosniff')
     .send(createReadStream(target));
 }

@@ -94,10 +94,11 @@ describe('deqo logs', () => {
     const agentIds = await registerAgents(engine, 1);
     jobId = await submitJob(engine, buyer.accountId, { verification: { mode: 'none' } });
     await engine.schedule();
-    const [{ agentId, a }] = await claimAll(engine, agentIds);
-    const report = await completedReport(engine, a!, HOSTILE);
+    const [claimed] = await claimAll(engine, agentIds);
+    const { agentId, a } = claimed!;
+    const report = await completedReport(engine, a, HOSTILE);
     await blobs.put(Readable.from([Buffer.from(HOSTILE)]), report.stdoutBlob);
-    await engine.report(agentId!, a!.executionId, report);
+    await engine.report(agentId, a.executionId, report);
     env = readEnv({
       DEQO_HOME: blobs.dir,
       DEQO_COORDINATOR: `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`,

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BlobStore } from '../../src/coordinator/blobs.js';
+import { DASHBOARD_CSP } from '../../src/coordinator/security-headers.js';
 import { buildServer } from '../../src/coordinator/server.js';
 import { DEFAULT_ENGINE_CONFIG, Engine } from '../../src/engine/index.js';
 import { openSqliteStore, type Store } from '../../src/store/index.js';
@@ -73,5 +74,25 @@ describe('dashboard static files', () => {
     const res = await app(join(root, 'nothing-here')).inject({ method: 'GET', url: '/' });
     expect(res.statusCode).toBe(404);
     expect(res.body).toContain('npm run build');
+  });
+
+  it('sends the dashboard page with its Content-Security-Policy and the other security headers', async () => {
+    const a = app(join(root, 'web'));
+    for (const url of ['/', '/index.html', '/jobs/abc']) {
+      const res = await a.inject({ method: 'GET', url });
+      expect(res.statusCode).toBe(200);
+      expect(res.headers['content-security-policy']).toBe(DASHBOARD_CSP);
+      expect(res.headers['content-security-policy']).toContain("script-src 'self'");
+      expect(res.headers['content-security-policy']).toContain("connect-src 'self'");
+      expect(res.headers['content-security-policy']).toContain("frame-ancestors 'none'");
+      expect(res.headers).toMatchObject({
+        'x-frame-options': 'DENY',
+        'x-content-type-options': 'nosniff',
+        'referrer-policy': 'no-referrer',
+      });
+    }
+    const asset = await a.inject({ method: 'GET', url: '/assets/app-1234.js' });
+    expect(asset.headers['x-content-type-options']).toBe('nosniff');
+    expect(asset.headers['content-security-policy']).toBe("default-src 'none'; frame-ancestors 'none'");
   });
 });
