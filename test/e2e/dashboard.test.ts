@@ -29,7 +29,7 @@ const cspMessages: string[] = [];
 async function newContext(options: Parameters<Browser['newContext']>[0]): Promise<BrowserContext> {
   const ctx = await browser.newContext(options);
   ctx.on('console', (m: ConsoleMessage) => {
-    if (/content security policy/i.test(m.text())) cspMessages.push(m.text());
+    if (/content security policy/i.test(m.text())) cspMessages.push(`${m.page()?.url()}: ${m.text()}`);
   });
   return ctx;
 }
