@@ -7,7 +7,7 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } 
 import { DeqoError, errors } from '../core/index.js';
 import type { Principal } from '../store/index.js';
 import { authenticate } from './auth.js';
-import type { RouteDeps, ServerDeps } from './http.js';
+import { isClientDisconnect, type RouteDeps, type ServerDeps } from './http.js';
 import { DEFAULT_LIVE_OPTIONS, LiveHub } from './live.js';
 import { LiveLogs } from './live-logs.js';
 import { agentRoutes } from './routes-agents.js';
@@ -60,6 +60,11 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     }
     if (e.statusCode && e.statusCode >= 400 && e.statusCode < 500) {
       return reply.status(400).send(new DeqoError('validation_failed', `bad request: ${e.message}`).toBody());
+    }
+    if (isClientDisconnect(err, req)) {
+      // The client left (an upload cut off, a closed tab): nothing is wrong here, and nobody reads the answer.
+      req.log.info({ code: e.code, method: req.method, url: req.url }, 'client closed the connection mid-request');
+      return reply.status(400).send(new DeqoError('validation_failed', 'the connection closed mid-request').toBody());
     }
     req.log.error({ err }, 'unhandled error');
     return reply
