@@ -2,16 +2,21 @@
  * The fence of network jobs (src/agent/job-network.ts) for real: iptables rules on this host and real containers
  * (deqo/busybox:test). A service bound to 0.0.0.0 on the host answers a job on Docker's default bridge (what
  * `--allow-private-network` keeps) at every host address, and answers nothing from the fenced network, whatever
- * address the job tries. The rules match only the test's own bridge and are removed afterwards. Needs root (iptables).
+ * address the job tries — also for a job the DockerExecutor runs. The rules match only the test's own bridge and are
+ * removed afterwards. Needs root (iptables).
  */
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
-import { networkInterfaces } from 'node:os';
+import { networkInterfaces, tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import Docker from 'dockerode';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DockerExecutor } from '../../src/agent/docker-executor.js';
 import { prepareJobNetwork, PRIVATE_RANGES_V4, type JobNetworkNames } from '../../src/agent/job-network.js';
+import { LimitsSchema, ResourcesSchema } from '../../src/protocol/index.js';
 
 const exec = promisify(execFile);
 const docker = new Docker({ socketPath: '/var/run/docker.sock' });
@@ -84,5 +89,34 @@ describe('network jobs', () => {
     for (const r of PRIVATE_RANGES_V4) expect(stdout).toContain(`-A ${NAMES.chain} -d ${r} -j DROP`);
     const jumps = (await exec('iptables', ['-w', '-S', 'DOCKER-USER'])).stdout.split('\n');
     expect(jumps.filter((l) => l.includes(`-j ${NAMES.chain}`))).toHaveLength(1);
+  });
+
+  it('asked for by a job the executor runs use the fenced network', async () => {
+    const executor = new DockerExecutor({ agentId: `itest-${id}` });
+    expect(await executor.prepareNetwork({ allowPrivateNetwork: false, names: NAMES })).toBe(NAMES.network);
+    const dir = await mkdtemp(join(tmpdir(), 'deqo-fence-'));
+    try {
+      await mkdir(join(dir, 'inputs'));
+      const script = `GW=$(ip route | awk '/default/{print $3}'); nc -w 2 $GW ${PORT} </dev/null || echo unreachable`;
+      const req = {
+        executionId: `it-${id}`,
+        fencingToken: 1,
+        image: 'deqo/busybox:test',
+        command: ['sh', '-c', script],
+        env: {},
+        resources: { ...ResourcesSchema.parse({}), timeoutSeconds: 60 },
+        limits: LimitsSchema.parse({}),
+        hostInputsDir: join(dir, 'inputs'),
+        hostOutputDir: join(dir, 'outputs'),
+        outputDir: '/outputs',
+        stdoutPath: join(dir, 'stdout'),
+        stderrPath: join(dir, 'stderr'),
+        network: true,
+      };
+      expect(await executor.run(req)).toMatchObject({ kind: 'exited', exitCode: 0 });
+      expect((await readFile(req.stdoutPath, 'utf8')).trim()).toBe('unreachable');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
