@@ -140,6 +140,15 @@ describe('deqo results download', () => {
     await expect(stat(join(out, 'task-0'))).rejects.toThrow();
   });
 
+  it('downloads long (pax header) paths, nested folders and empty files', async () => {
+    const long = `deep/${'d'.repeat(150)}/${'f'.repeat(120)}.txt`;
+    const results = await verifiedJob({ [long]: 'long path', 'a/b/c/empty.txt': '' });
+    await downloadResults(client, results, out, () => undefined);
+    expect(await readFile(join(out, 'task-0', long), 'utf8')).toBe('long path');
+    expect(await readFile(join(out, 'task-0', 'a/b/c/empty.txt'), 'utf8')).toBe('');
+    expect(await readdir(out)).toEqual(['task-0']);
+  });
+
   it('downloads a task without output files as an empty folder', async () => {
     const results = await verifiedJob({});
     expect(results.tasks[0]!.manifest?.files).toEqual([]);
