@@ -55,7 +55,8 @@ export function mibToBytes(mb: number): number {
  * - §5.12 read-only root filesystem, writable only `/tmp` (tmpfs, 64 MiB) and the output bind;
  * - §5.9/§5.16/§5.17/§5.21/§5.31 no host network/PID/IPC/UTS/user namespace, never the Docker socket;
  * - §5.25 `no-new-privileges` (setuid binaries cannot gain privileges); default seccomp profile kept (§5.22);
- * - network `none` unless the request asks for one (then the default `bridge`, never `host`);
+ * - network `none` unless the request asks for one: then `jobNetwork` (job-network.ts: the fenced `deqo-jobs`, or
+ *   Docker's default `bridge` when the provider allows private networks), never `host`;
  * - runs as uid/gid 65534 with `HOME=/tmp` and working directory `/tmp`;
  * - stdout/stderr are read live through attach and capped by the executor; the engine also keeps a json-file
  *   log cut at {@link logMaxBytes} (one file), read only to reattach after an agent restart, so a chatty job
@@ -65,7 +66,12 @@ export function mibToBytes(mb: number): number {
  * Throws Error if a bind source is the Docker socket, a request path is not absolute, or the output directory is not
  * one the job spec allows (protocol outputDirProblem: reserved or not normalized).
  */
-export function buildCreateOptions(req: ExecutionRequest, agentId: string): ContainerCreateOptions {
+export function buildCreateOptions(
+  req: ExecutionRequest,
+  agentId: string,
+  jobNetwork = 'bridge',
+): ContainerCreateOptions {
+  if (jobNetwork === 'host') throw new Error('refusing to run a job on the host network');
   for (const [what, p] of [
     ['hostInputsDir', req.hostInputsDir],
     ['hostOutputDir', req.hostOutputDir],
@@ -104,7 +110,7 @@ export function buildCreateOptions(req: ExecutionRequest, agentId: string): Cont
     AttachStdout: true,
     AttachStderr: true,
     HostConfig: {
-      NetworkMode: req.network ? 'bridge' : 'none',
+      NetworkMode: req.network ? jobNetwork : 'none',
       ReadonlyRootfs: true,
       Tmpfs: { [TMP_DIR]: TMPFS_OPTIONS },
       Binds: [`${req.hostInputsDir}:${INPUTS_DIR}:ro`, `${req.hostOutputDir}:${req.outputDir}:rw`],

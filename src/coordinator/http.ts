@@ -64,6 +64,25 @@ export function parseOr400<S extends z.ZodType>(schema: S, data: unknown, where:
   return r.data;
 }
 
+/** Error codes of a connection the client closed or reset, as Node's HTTP server and streams raise them. */
+const DISCONNECT_CODES: ReadonlySet<string> = new Set([
+  'ECONNRESET', // the request body stream: "aborted"
+  'ECONNABORTED',
+  'EPIPE',
+  'ERR_STREAM_PREMATURE_CLOSE',
+  'ERR_STREAM_DESTROYED',
+]);
+
+/**
+ * Whether `err` is the client going away (an aborted upload, a closed connection), not a fault of ours: a
+ * connection error code while the request's socket is already closed. Any other error, even one raised after the
+ * client left, is not.
+ */
+export function isClientDisconnect(err: unknown, req: FastifyRequest): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && DISCONNECT_CODES.has(code) && req.raw.socket?.destroyed === true;
+}
+
 /** Route param `:id` parsed as an id. */
 export function idParam(req: FastifyRequest, name = 'id'): string {
   return parseOr400(IdSchema, (req.params as Record<string, unknown>)[name], `path parameter ${name}`, name);

@@ -8,7 +8,7 @@ import { DeqoError, errors } from '../core/index.js';
 import { MAX_REQUEST_BODY_BYTES } from '../protocol/index.js';
 import type { Principal } from '../store/index.js';
 import { authenticate } from './auth.js';
-import type { RouteDeps, ServerDeps } from './http.js';
+import { isClientDisconnect, type RouteDeps, type ServerDeps } from './http.js';
 import { DEFAULT_LIVE_OPTIONS, LiveHub } from './live.js';
 import { LiveLogs } from './live-logs.js';
 import { agentRoutes } from './routes-agents.js';
@@ -17,6 +17,7 @@ import { jobRoutes } from './routes-jobs.js';
 import { liveRoutes } from './routes-live.js';
 import { marketRoutes } from './routes-market.js';
 import { FailureLimiter, sourceOf } from './ratelimit.js';
+import { setSecurityHeaders } from './security-headers.js';
 import { DEFAULT_WEB_ROOT, isWebPath, serveWeb } from './web.js';
 
 /** Routes answered without an API key: health, and the metrics when enabled (aggregate numbers, no ids or names). */
@@ -34,7 +35,8 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
   app.decorateRequest('principal', null as unknown as Principal);
 
   const authFailures = new FailureLimiter(deps.engine.limits.authFailures, deps.engine.limits.authWindowMs);
-  app.addHook('onRequest', async (req) => {
+  app.addHook('onRequest', async (req, reply) => {
+    setSecurityHeaders(reply.raw);
     const path = req.url.split('?')[0]!;
     // The dashboard's static files are public (they hold no data; the app sends a key on each /v1 call).
     if (PUBLIC_ROUTES.has(path) || isWebPath(req.method, path)) return;
@@ -71,6 +73,11 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     }
     if (e.statusCode && e.statusCode >= 400 && e.statusCode < 500) {
       return reply.status(400).send(new DeqoError('validation_failed', `bad request: ${e.message}`).toBody());
+    }
+    if (isClientDisconnect(err, req)) {
+      // The client left (an upload cut off, a closed tab): nothing is wrong here, and nobody reads the answer.
+      req.log.info({ code: e.code, method: req.method, url: req.url }, 'client closed the connection mid-request');
+      return reply.status(400).send(new DeqoError('validation_failed', 'the connection closed mid-request').toBody());
     }
     req.log.error({ err }, 'unhandled error');
     return reply

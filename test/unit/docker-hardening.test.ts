@@ -75,6 +75,12 @@ describe('buildCreateOptions', () => {
     expect(buildCreateOptions(req({ network: true }), 'a').HostConfig!.NetworkMode).toBe('bridge');
   });
 
+  it("puts network jobs on the agent's job network, never the host's", () => {
+    expect(buildCreateOptions(req({ network: true }), 'a', 'deqo-jobs').HostConfig!.NetworkMode).toBe('deqo-jobs');
+    expect(buildCreateOptions(req({ network: false }), 'a', 'deqo-jobs').HostConfig!.NetworkMode).toBe('none');
+    expect(() => buildCreateOptions(req({ network: true }), 'a', 'host')).toThrow(/host network/);
+  });
+
   it('mounts the output directory at the requested path', () => {
     expect(buildCreateOptions(req({ outputDir: '/work/out' }), 'a').HostConfig!.Binds).toContain(
       '/var/lib/deqo/ex1/outputs:/work/out:rw',

@@ -6,6 +6,7 @@ import { action, globals, type CliContext } from '../command.js';
 import { CliError, EXIT } from '../exit-codes.js';
 import { formatExecution, formatFailure, formatParams, printJson, table } from '../format.js';
 import { clientFor } from '../settings.js';
+import { terminalLine, terminalText } from '../terminal.js';
 import type { DeqoClient } from '../../client/index.js';
 import { parseCpus, parseIntFlag, parseMemoryMb } from './units.js';
 
@@ -51,9 +52,11 @@ export function statusCommand(ctx: CliContext): Command {
           const v = view.spec.verification;
           const c = view.taskCounts;
           const total = c.queued + c.running + c.verified + c.failed + c.cancelled;
-          process.stdout.write(`job ${view.id}${view.name ? ` (${view.name})` : ''}: ${view.state}${took}\n`);
           process.stdout.write(
-            `image ${view.spec.image}, ${total} task(s), verification ${v.mode}${v.mode === 'none' ? '' : ` ${v.quorum}-of-${v.replicas}`}\n`,
+            `job ${view.id}${view.name ? ` (${terminalLine(view.name)})` : ''}: ${view.state}${took}\n`,
+          );
+          process.stdout.write(
+            `image ${terminalLine(view.spec.image)}, ${total} task(s), verification ${v.mode}${v.mode === 'none' ? '' : ` ${v.quorum}-of-${v.replicas}`}\n`,
           );
           const states = TaskStateSchema.options.filter((s) => c[s] > 0).map((s) => `${c[s]} ${s}`);
           if (total > 1) process.stdout.write(`tasks: ${states.join(', ')}\n`);
@@ -89,7 +92,8 @@ export function statusCommand(ctx: CliContext): Command {
           }
           if (view.history.length > 0) {
             process.stdout.write('\nhistory:\n');
-            for (const h of view.history) process.stdout.write(`  ${new Date(h.at).toISOString()}  ${h.message}\n`);
+            for (const h of view.history)
+              process.stdout.write(`  ${new Date(h.at).toISOString()}  ${terminalLine(h.message)}\n`);
           }
           const waiting =
             p.total > view.tasks.length
@@ -264,17 +268,23 @@ export function logsCommand(ctx: CliContext): Command {
     .option('--task <index>', 'only this task', (v) => Number.parseInt(v, 10))
     .option('--stderr', 'print stderr instead of stdout')
     .option('--execution <id>', 'a specific execution (any state)')
+    .option('--raw', "print the job's bytes unchanged, terminal escape sequences included")
     .addOption(json())
+    .addHelpText(
+      'after',
+      "\nThe output is the job's: escape sequences in it (colours, cursor moves, window titles, links, clipboard\n" +
+        'writes) are removed and other control characters shown as \\xNN, unless --raw. --json escapes them too.',
+    )
     .action(
       action(
         async (
           jobId: string,
-          opts: { task?: number; stderr?: boolean; execution?: string; json?: boolean },
+          opts: { task?: number; stderr?: boolean; execution?: string; raw?: boolean; json?: boolean },
           cmd: Command,
         ) => {
           const client = await clientFor(ctx.env, globals(cmd));
           const { tasks, total } = await tasksOf(client, jobId, opts.task);
-          const out: Array<{ taskIndex: number; executionId: string; agent: string; text: string }> = [];
+          const out: Array<{ taskIndex: number; executionId: string; agent: string; bytes: Uint8Array }> = [];
           for (const t of tasks) {
             if (opts.task !== undefined && t.index !== opts.task) continue;
             const e = opts.execution
@@ -282,22 +292,33 @@ export function logsCommand(ctx: CliContext): Command {
               : (t.executions.find((x) => x.state === 'valid') ?? t.executions.find((x) => x.stdoutBlob !== null));
             const blob = opts.stderr ? e?.stderrBlob : e?.stdoutBlob;
             if (!e || !blob) continue;
-            out.push({ taskIndex: t.index, executionId: e.id, agent: e.agentName, text: await client.blobText(blob) });
+            out.push({
+              taskIndex: t.index,
+              executionId: e.id,
+              agent: e.agentName,
+              bytes: await client.blobBytes(blob),
+            });
           }
           if (opts.execution && out.length === 0)
             throw new CliError(
               `execution ${opts.execution} has no ${opts.stderr ? 'stderr' : 'stdout'} yet`,
               EXIT.NOT_FOUND,
             );
+          const decode = (b: Uint8Array): string => new TextDecoder().decode(b);
           if (opts.json) {
-            printJson(out);
+            printJson(out.map(({ bytes, ...o }) => ({ ...o, text: decode(bytes) })));
             return;
           }
           if (out.length === 0) process.stderr.write('no logs yet: executions upload logs when they end\n');
           for (const o of out) {
             if (total > 1 || opts.execution)
-              process.stdout.write(`==> task ${o.taskIndex} (${o.agent}, ${o.executionId}) <==\n`);
-            process.stdout.write(o.text.endsWith('\n') || o.text === '' ? o.text : `${o.text}\n`);
+              process.stdout.write(`==> task ${o.taskIndex} (${terminalLine(o.agent)}, ${o.executionId}) <==\n`);
+            if (opts.raw) {
+              process.stdout.write(o.bytes);
+              continue;
+            }
+            const text = terminalText(decode(o.bytes));
+            process.stdout.write(text.endsWith('\n') || text === '' ? text : `${text}\n`);
           }
         },
       ),
