@@ -57,24 +57,34 @@ export function fundedExecutions(mode: VerificationMode, replicas: number): numb
   return mode === 'none' ? 1 : replicas;
 }
 
-/** What a job holds in escrow at submission, µcr: per execution, executions funded per task, and the total. */
+/**
+ * What a job holds in escrow at submission, µcr: per execution, executions funded per task, the determinism probe's
+ * pair (core/probe.ts; 0 without one), and the total.
+ */
 export interface JobEscrow {
   executionMaxCost: number;
   fundedPerTask: number;
+  probe: number;
   total: number;
 }
 
+/** Executions in a determinism probe pair (core/probe.ts). */
+export const PROBE_PAIR = 2;
+
 /**
  * The escrow of a job of `tasks` tasks: every funded execution (fundedExecutions) running to its timeout at the
- * job's maximum prices (executionMaxCost). The one formula `deqo quote` shows and submission holds.
+ * job's maximum prices (executionMaxCost), plus the probe pair's two when the spec asks for a determinism check.
+ * The one formula `deqo quote` shows and submission holds.
  */
 export function jobEscrow(spec: Pick<JobSpec, 'resources' | 'maxPrice' | 'verification'>, tasks: number): JobEscrow {
   const executionMaxCostMicro = executionMaxCost(spec);
   const fundedPerTask = fundedExecutions(spec.verification.mode, spec.verification.replicas);
+  const probe = spec.verification.checkDeterminism ? PROBE_PAIR * executionMaxCostMicro : 0;
   return {
     executionMaxCost: executionMaxCostMicro,
     fundedPerTask,
-    total: executionMaxCostMicro * fundedPerTask * tasks,
+    probe,
+    total: executionMaxCostMicro * fundedPerTask * tasks + probe,
   };
 }
 

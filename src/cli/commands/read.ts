@@ -31,7 +31,8 @@ export function statusCommand(ctx: CliContext): Command {
         const v = view.spec.verification;
         process.stdout.write(`job ${view.id}${view.name ? ` (${view.name})` : ''}: ${view.state}${took}\n`);
         process.stdout.write(
-          `image ${view.spec.image}, ${view.tasks.length} task(s), verification ${v.mode}${v.mode === 'none' ? '' : ` ${v.quorum}-of-${v.replicas}`}\n`,
+          `image ${view.spec.image}, ${view.tasks.length} task(s), verification ${v.mode}${v.mode === 'none' ? '' : ` ${v.quorum}-of-${v.replicas}`}` +
+            `${view.probe ? `, determinism probe ${view.probe}` : ''}\n`,
         );
         const b = view.billing;
         process.stdout.write(
