@@ -19,10 +19,12 @@ import { compareOutputs } from './compare.js';
 import type { Effects } from './effects.js';
 import type { EngineResources } from './resources.js';
 import type { SettlementSystem } from './settlement.js';
-import type { VerifyOutcome } from './verification.js';
 
 /** Moves a job to the state its task counts imply and settles it once ended (VerificationSystem.rollUp). */
 export type RollUp = (tx: Repositories, jobId: string, now: number, fx: Effects) => Promise<JobState | null>;
+
+/** What deciding a probe did (a VerifyOutcome): passed, failed the job, ended a pair for a new one, or nothing. */
+export type ProbeOutcome = 'verified' | 'failed' | 'pending' | 'unchanged';
 
 export class ProbeSystem {
   constructor(
@@ -36,7 +38,7 @@ export class ProbeSystem {
    * `verified` when the probe passed, `failed` when the job failed by it, `pending` when a pair was ended for a new
    * one, else `unchanged`.
    */
-  async decide(tx: Repositories, task: TaskForVerification, now: number, fx: Effects): Promise<VerifyOutcome> {
+  async decide(tx: Repositories, task: TaskForVerification, now: number, fx: Effects): Promise<ProbeOutcome> {
     const runs = await tx.executions.probeRuns(task.id);
     const d = decideProbe(runs, task.policy.maxErrors);
     switch (d.kind) {
@@ -77,7 +79,7 @@ export class ProbeSystem {
     runs: readonly ProbeResult[],
     now: number,
     fx: Effects,
-  ): Promise<VerifyOutcome> {
+  ): Promise<ProbeOutcome> {
     if (!(await tx.jobs.setProbe(task.jobId, 'pending', 'passed'))) return 'unchanged';
     const why = failureOf('probe', 'ran twice as the determinism probe; the results agree');
     await this.settlement.executions(tx, await tx.executions.move(close, 'cancelled', now, why), now, fx);
@@ -110,7 +112,7 @@ export class ProbeSystem {
     failure: Failure,
     now: number,
     fx: Effects,
-  ): Promise<VerifyOutcome> {
+  ): Promise<ProbeOutcome> {
     if (!(await tx.jobs.setProbe(task.jobId, 'pending', 'failed'))) return 'unchanged';
     const cancelled = await tx.jobs.cancelOpenWork(task.jobId, failure, now, 'failed');
     await this.settlement.executions(tx, cancelled, now, fx);

@@ -124,10 +124,8 @@ export class SchedulingSystem {
   async snapshot(now: number): Promise<SchedulingSnapshot | null> {
     const { store, config, policy } = this.r;
     const retry = { now, backoff: { baseMs: config.retryBackoffMs, maxMs: config.retryBackoffMaxMs } };
-    const wanting: SchedulingSnapshot['open'] = [
-      ...probesWanting(await store.snapshot.openProbes(), retry),
-      ...tasksWanting(await store.snapshot.openTasks(), retry, ROUND_TASKS),
-    ];
+    const tasks = tasksWanting(await store.snapshot.openTasks(), retry, ROUND_TASKS);
+    const wanting: SchedulingSnapshot['open'] = [...probesWanting(await store.snapshot.openProbes(), retry), ...tasks];
     if (wanting.length === 0) return null;
     const { agents, prices } = await store.snapshot.agents(now, now - config.agentTtlMs, false, policy);
     if (agents.length === 0) return null;
