@@ -145,16 +145,16 @@ export interface OpenProbe extends OpenTask {
 }
 
 /**
- * The probes that want a pair now, as scheduler input: those with no probe execution active, past the retry backoff
- * after a provider-side error (faults.ts retryDue). Each wants one placement of pair number `pairs + 1`, on an agent
- * with room for both copies (probePairDemand).
+ * The probes that want a pair now, as scheduler input: those with no probe execution active and, with `retry`, past
+ * the retry backoff after a provider-side error (faults.ts retryDue). Each wants one placement of pair number
+ * `pairs + 1`, on an agent with room for both copies (probePairDemand).
  */
 export function probesWanting(
   open: readonly OpenProbe[],
-  retry: { now: number; backoff: RetryBackoff },
+  retry: { now: number; backoff: RetryBackoff } | null,
 ): Array<OpenTask & { need: number; probePair: number }> {
   return open
-    .filter((p) => p.active === 0 && retryDue(p.failures, p.lastFailureAt, retry.now, retry.backoff))
+    .filter((p) => p.active === 0 && (!retry || retryDue(p.failures, p.lastFailureAt, retry.now, retry.backoff)))
     .map(({ pairs, ...t }) => ({
       ...t,
       adaptive: false,

@@ -41,10 +41,10 @@ export class SnapshotStore {
 
   /**
    * Jobs whose determinism probe is pending: their task 0, with the counts of its probe executions (every pair) and
-   * the number of pairs placed (core/probe.ts `probesWanting` decides which want a pair).
+   * the number of pairs placed (core/probe.ts `probesWanting` decides which want a pair); optionally only one job's.
    */
-  openProbes(): Promise<OpenProbe[]> {
-    return this.openTaskRows('probes');
+  openProbes(jobId?: string): Promise<OpenProbe[]> {
+    return this.openTaskRows('probes', jobId);
   }
 
   /** Open tasks (`tasks`: ordinary executions counted) or pending probes (`probes`: probe executions counted). */

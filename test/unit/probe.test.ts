@@ -7,9 +7,19 @@
 import { rm } from 'node:fs/promises';
 import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { accountLedger, escrowLedger, executionMaxCost, jobEscrow, toMicro } from '../../src/core/index.js';
+import {
+  accountLedger,
+  decideProbe,
+  escrowLedger,
+  executionMaxCost,
+  failureOf,
+  jobEscrow,
+  probeDifferences,
+  toMicro,
+  type ProbeRun,
+} from '../../src/core/index.js';
 import type { BlobStore } from '../../src/coordinator/blobs.js';
-import { DEFAULT_ENGINE_CONFIG, Engine } from '../../src/engine/index.js';
+import { DEFAULT_ENGINE_CONFIG, Engine, explainJob } from '../../src/engine/index.js';
 import { JobSpecSchema, type Assignment, type JobSpecInput } from '../../src/protocol/index.js';
 import type { Store } from '../../src/store/index.js';
 import { claimAll, completedReport, fundedBuyer, registerAgents, submitJob } from '../helpers/engine-flow.js';
@@ -29,6 +39,56 @@ describe('core: the probe in escrow', () => {
     });
     expect(jobEscrow(plain, 3).probe).toBe(0);
     expect(jobEscrow(probed, 3).total - jobEscrow(plain, 3).total).toBe(2 * executionMaxCost(probed));
+  });
+});
+
+describe('core: deciding a probe', () => {
+  const run = (id: string, pair: number, state: ProbeRun['state'], verdict: string | null = null): ProbeRun => ({
+    id,
+    pair,
+    state,
+    verdict,
+    manifest: null,
+    failure: null,
+  });
+
+  it('waits for both halves, then agrees or differs by verdict', () => {
+    expect(decideProbe([run('a', 1, 'reported', 'h1'), run('b', 1, 'running')], 3)).toEqual({ kind: 'wait' });
+    expect(decideProbe([run('a', 1, 'reported', 'h1'), run('b', 1, 'reported', 'h1')], 3)).toEqual({
+      kind: 'agree',
+      close: ['a', 'b'],
+    });
+    expect(decideProbe([run('a', 1, 'reported', 'h1'), run('b', 1, 'reported', 'h2')], 3).kind).toBe('differ');
+  });
+
+  it('ends a pair a provider-side error broke, reads only the latest pair, and gives up at maxErrors', () => {
+    expect(decideProbe([run('a', 1, 'lost'), run('b', 1, 'running')], 3)).toEqual({
+      kind: 'retry',
+      cancel: [],
+      stop: ['b'],
+      close: [],
+    });
+    const second = [
+      run('a', 1, 'lost'),
+      run('b', 1, 'cancelled'),
+      run('c', 2, 'reported', 'h'),
+      run('d', 2, 'assigned'),
+    ];
+    expect(decideProbe(second, 3)).toEqual({ kind: 'wait' });
+    const broken = [run('a', 1, 'lost'), run('b', 1, 'cancelled'), run('c', 2, 'reported', 'h'), run('d', 2, 'failed')];
+    const d = decideProbe(broken, 2);
+    expect(d).toMatchObject({ kind: 'give_up', close: ['c'], failure: { reason: 'too_many_errors' } });
+  });
+
+  it('names a run that ended in a job failure as a whole result', () => {
+    const timedOut = { ...run('a', 1, 'reported', 'failure:timeout'), failure: failureOf('timeout', 'ran 10m') };
+    const exited = {
+      ...run('b', 1, 'reported', 'h'),
+      manifest: { exitCode: 0, stdoutSha256: 'a'.repeat(64), files: [] },
+    };
+    expect(probeDifferences(timedOut, exited)).toEqual([
+      { path: '(result)', where: '', a: 'timeout', b: 'exit 0', why: 'the two runs ended differently' },
+    ]);
   });
 });
 
@@ -253,6 +313,19 @@ describe.each(storeKinds())('determinism probe ($name)', (kind) => {
     expect(v.tasks[0]!.failure?.message).toMatch(/determinism probe failed on the provider side 2 time/);
     await expectMoneySettled(jobId);
     expect((await view(jobId)).billing.paid).toBe(0);
+  });
+
+  it('explains a probe no agent has room for: it needs two copies at once', async () => {
+    await registerAgents(engine, 2);
+    const jobId = await submit({ resources: { cpus: 1.5 } });
+    await engine.schedule();
+    expect((await view(jobId)).tasks[0]!.executions).toEqual([]);
+    const why = (await explainJob(engine, jobId))!;
+    expect(why.summary).toMatch(/^determinism probe \(task 0 twice at once on one agent, which needs room for both\)/);
+    expect(why.providers.map((p) => p.reasons[0]?.message)).toEqual([
+      'lends 2 cores, the job needs 3',
+      'lends 2 cores, the job needs 3',
+    ]);
   });
 
   it('lets a probe pair share its provider but never two ordinary replicas of a task', async () => {
