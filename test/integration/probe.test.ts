@@ -93,4 +93,13 @@ describe('deqo submit --check-determinism', () => {
       [0, 'valid'],
     ]);
   });
+
+  it('quotes the probe in the escrow', async () => {
+    const args = ['--json', '--cpus', '0.5', 'deqo/busybox:test', 'true'];
+    const plain = JSON.parse((await deqo('quote', ...args)).stdout) as { escrow: number; executionMaxCost: number };
+    const probed = JSON.parse((await deqo('quote', '--check-determinism', ...args)).stdout) as { escrow: number };
+    expect(probed.escrow - plain.escrow).toBeCloseTo(2 * plain.executionMaxCost, 9);
+    const text = await deqo('quote', '--check-determinism', ...args.slice(1));
+    expect(text.stdout).toContain('includes the determinism probe: 2 executions of task 0');
+  });
 });
