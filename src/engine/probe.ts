@@ -71,7 +71,10 @@ export class ProbeSystem {
     }
   }
 
-  /** The probe passed: its pair is closed (paid, ungraded), the job's history says so, and its tasks are released. */
+  /**
+   * The probe passed: its pair is closed (paid, ungraded), the job's history says so, and its tasks are released —
+   * touched, so that their queue timeout counts from now, not from the submission they were held since.
+   */
   private async pass(
     tx: Repositories,
     task: TaskForVerification,
@@ -81,6 +84,10 @@ export class ProbeSystem {
     fx: Effects,
   ): Promise<ProbeOutcome> {
     if (!(await tx.jobs.setProbe(task.jobId, 'pending', 'passed'))) return 'unchanged';
+    await tx.tasks.touch(
+      (await tx.tasks.ofJob(task.jobId)).map((t) => t.id),
+      now,
+    );
     const why = failureOf('probe', 'ran twice as the determinism probe; the results agree');
     await this.settlement.executions(tx, await tx.executions.move(close, 'cancelled', now, why), now, fx);
     const provider = await this.providerName(tx, runs.find((x) => x.id === close[0])?.providerId);

@@ -251,16 +251,18 @@ export class TaskStore {
   /**
    * Open tasks that waited longer than their job's queue timeout with nothing assigned or running and no change
    * (placement, result, lost execution) since: candidates for queue_timeout. With their revision, for the write.
+   * Tasks held for a pending determinism probe are not (`probe`: task 0 of such a job, which stands for its probe).
    */
   async queueTimedOut(
     now: number,
     limit: number,
-  ): Promise<Array<{ taskId: string; jobId: string; revision: number; queueTimeoutMs: number }>> {
+  ): Promise<Array<{ taskId: string; jobId: string; revision: number; queueTimeoutMs: number; probe: boolean }>> {
     const rows = await this.db
       .selectFrom('tasks')
       .innerJoin('jobs', 'jobs.id', 'tasks.job_id')
-      .select(['tasks.id', 'tasks.job_id', 'tasks.revision', 'jobs.queue_timeout_ms'])
+      .select(['tasks.id', 'tasks.job_id', 'tasks.revision', 'jobs.queue_timeout_ms', 'jobs.probe'])
       .where('tasks.state', 'in', OPEN_TASK_STATES)
+      .where((eb) => eb.or([eb('jobs.probe', 'is', null), eb('jobs.probe', '!=', 'pending'), eb('tasks.idx', '=', 0)]))
       .where((eb) => eb('tasks.updated_at', '<', eb(eb.val(now), '-', eb.ref('jobs.queue_timeout_ms'))))
       .where((eb) =>
         eb.not(
@@ -280,6 +282,7 @@ export class TaskStore {
       jobId: r.job_id,
       revision: r.revision,
       queueTimeoutMs: Number(r.queue_timeout_ms),
+      probe: r.probe === 'pending',
     }));
   }
 

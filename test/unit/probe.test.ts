@@ -191,6 +191,26 @@ describe.each(storeKinds())('determinism probe ($name)', (kind) => {
     expect(await probeReputationEvents(jobId)).toEqual([]);
   });
 
+  it("starts the held tasks' queue timeout when the probe passes", async () => {
+    const agentIds = await registerAgents(engine, 2);
+    const jobId = await submit({ array: { count: 2 }, queueTimeoutSeconds: 60 });
+    const { agent, pair } = await probePair(jobId, agentIds);
+    for (let i = 0; i < 4; i++) {
+      now += 30_000;
+      await engine.heartbeat(
+        agent,
+        pair.map((a) => ({ executionId: a.executionId, fencingToken: a.fencingToken })),
+      );
+    }
+    await engine.reap();
+    expect((await view(jobId)).tasks.map((t) => t.state)).toEqual(['running', 'queued']); // held, not timed out
+    for (const a of pair) await engine.report(agent, a.executionId, await completedReport(engine, a, 'same'));
+    await engine.reap();
+    expect((await view(jobId)).tasks.map((t) => t.state)).toEqual(['running', 'queued']);
+    await engine.schedule();
+    expect(await claimAll(engine, agentIds)).toHaveLength(2);
+  });
+
   it('fails the job naming the output file that differs, pays the probe, and places nothing else', async () => {
     const agentIds = await registerAgents(engine, 3);
     const jobId = await submit({ verification: { replicas: 2, quorum: 2 }, array: { count: 3 } });
@@ -326,6 +346,20 @@ describe.each(storeKinds())('determinism probe ($name)', (kind) => {
       'lends 2 cores, the job needs 3',
       'lends 2 cores, the job needs 3',
     ]);
+  });
+
+  it('fails the whole job when no agent takes its probe within the queue timeout', async () => {
+    await registerAgents(engine, 1);
+    const jobId = await submit({ array: { count: 3 }, resources: { cpus: 1.5 }, queueTimeoutSeconds: 60 });
+    await engine.schedule();
+    now += 61_000;
+    await engine.reap();
+    const v = await view(jobId);
+    expect(v.state).toBe('failed');
+    expect(v.probe).toBe('failed');
+    expect(v.tasks.map((t) => t.failure?.reason)).toEqual(['queue_timeout', 'queue_timeout', 'queue_timeout']);
+    expect(v.tasks[0]!.failure?.message).toMatch(/no provider took the determinism probe/);
+    await expectMoneySettled(jobId);
   });
 
   it('lets a probe pair share its provider but never two ordinary replicas of a task', async () => {
