@@ -36,17 +36,17 @@ export interface ProbeRun {
  * paid and ungraded); `retry` (a provider-side error ended the pair: `cancel` its unstarted partner, `stop` a running
  * one, `close` a reported one, then a new pair is placed); `give_up` after `maxErrors` provider-side errors.
  */
-export type ProbeDecision =
+export type ProbeDecision<R extends ProbeRun = ProbeRun> =
   | { kind: 'wait' }
   | { kind: 'agree'; close: string[] }
-  | { kind: 'differ'; close: string[]; runs: [ProbeRun, ProbeRun] }
+  | { kind: 'differ'; close: string[]; runs: [R, R] }
   | { kind: 'retry'; cancel: string[]; stop: string[]; close: string[] }
   | { kind: 'give_up'; failure: Failure; cancel: string[]; stop: string[]; close: string[] };
 
 const ERROR_STATES: ReadonlySet<ExecutionState> = new Set(['failed', 'lost']);
 
 /** Decides a probe from all its runs (every pair) and the job's `maxErrors` (provider-side errors tolerated). */
-export function decideProbe(runs: readonly ProbeRun[], maxErrors: number): ProbeDecision {
+export function decideProbe<R extends ProbeRun>(runs: readonly R[], maxErrors: number): ProbeDecision<R> {
   if (runs.length === 0) return { kind: 'wait' };
   const latest = Math.max(...runs.map((r) => r.pair));
   const pair = runs.filter((r) => r.pair === latest);
@@ -66,7 +66,7 @@ export function decideProbe(runs: readonly ProbeRun[], maxErrors: number): Probe
   }
   const reported = pair.filter((r) => r.state === 'reported');
   if (reported.length < 2) return { kind: 'wait' };
-  const [a, b] = reported as [ProbeRun, ProbeRun];
+  const [a, b] = reported as [R, R];
   const close = [a.id, b.id];
   return a.verdict !== null && a.verdict === b.verdict
     ? { kind: 'agree', close }
