@@ -87,10 +87,14 @@ export class SnapshotStore {
           .select((sb) => sb.fn.max('executions.finished_at').as('t'))
           .where('executions.state', 'in', ['lost', 'failed'])
           .as('last_failure_at'),
-        ofTask(eb)
-          .select((sb) => sb.fn.max('executions.probe').as('p'))
-          .as('pairs'),
       ])
+      .$if(probes, (qb) =>
+        qb.select((eb) =>
+          ofTask(eb)
+            .select((sb) => sb.fn.max('executions.probe').as('p'))
+            .as('pairs'),
+        ),
+      )
       .where('tasks.state', 'in', OPEN_TASK_STATES)
       .orderBy('jobs.created_at')
       .orderBy('tasks.idx');
