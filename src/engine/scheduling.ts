@@ -7,6 +7,8 @@
 import {
   buildPredictor,
   planExecutions,
+  PROBE_PAIR,
+  probesWanting,
   RUN_ALONE,
   schedTaskOf,
   tasksWanting,
@@ -28,7 +30,8 @@ export interface SchedulingSnapshot {
   tasks: SchedTask[];
   agents: SchedAgent[];
   prices: Map<string, Price>;
-  open: Array<OpenTask & { need: number }>;
+  /** `probePair`: the open task is a job's determinism probe wanting that pair (core/probe.ts), placed as two executions. */
+  open: Array<OpenTask & { need: number; probePair?: number }>;
 }
 
 /** Most tasks one round considers. */
@@ -120,11 +123,9 @@ export class SchedulingSystem {
   /** What a round plans from: the open tasks that want executions and the online agents; null when either is empty. */
   async snapshot(now: number): Promise<SchedulingSnapshot | null> {
     const { store, config, policy } = this.r;
-    const wanting = tasksWanting(
-      await store.snapshot.openTasks(),
-      { now, backoff: { baseMs: config.retryBackoffMs, maxMs: config.retryBackoffMaxMs } },
-      ROUND_TASKS,
-    );
+    const retry = { now, backoff: { baseMs: config.retryBackoffMs, maxMs: config.retryBackoffMaxMs } };
+    const tasks = tasksWanting(await store.snapshot.openTasks(), retry, ROUND_TASKS);
+    const wanting: SchedulingSnapshot['open'] = [...probesWanting(await store.snapshot.openProbes(), retry), ...tasks];
     if (wanting.length === 0) return null;
     const { agents, prices } = await store.snapshot.agents(now, now - config.agentTtlMs, false, policy);
     if (agents.length === 0) return null;
@@ -145,14 +146,17 @@ export class SchedulingSystem {
 
   /**
    * Applies a plan made from `snap` in one transaction: each task moves to running and gets its executions only if
-   * it is still at the revision the snapshot read (a task changed meanwhile is left to the next round); the jobs
-   * roll up. Returns the agents that got work, and wakes them (here and on other coordinators).
+   * it is still at the revision the snapshot read (a task changed meanwhile is left to the next round); a probe's
+   * placement becomes its pair of probe executions on the one agent; the jobs roll up. Returns the agents that got
+   * work, and wakes them (here and on other coordinators).
    */
   async apply(plan: readonly Placement[], snap: SchedulingSnapshot): Promise<Set<string>> {
     if (plan.length === 0) return new Set();
     const { store } = this.r;
     const now = snap.now;
-    const revisions = new Map(snap.open.map((t) => [t.taskId, { revision: t.revision, jobId: t.jobId }]));
+    const revisions = new Map(
+      snap.open.map((t) => [t.taskId, { revision: t.revision, jobId: t.jobId, probePair: t.probePair ?? 0 }]),
+    );
     const fx = await store.transaction(async (tx) => {
       const f = new Effects();
       const byTask = new Map<string, Placement[]>();
@@ -160,19 +164,34 @@ export class SchedulingSystem {
       // Lock order: jobs (in id order), then tasks, then executions.
       await tx.jobs.lock([...byTask.keys()].map((id) => revisions.get(id)!.jobId));
       for (const [taskId, ps] of byTask) {
-        const { revision, jobId } = revisions.get(taskId)!;
+        const { revision, jobId, probePair } = revisions.get(taskId)!;
         const alone = ps.length === 1 && ps[0]!.alone;
         if (!(await tx.tasks.write(taskId, revision, now, alone ? RUN_ALONE : {}, 'running'))) continue;
+        const copies = probePair > 0 ? PROBE_PAIR : 1;
         await tx.executions.insert(
-          ps.map((p) => ({
-            taskId,
-            jobId,
-            agentId: p.agentId,
-            providerId: p.providerId,
-            price: priceOf(snap.prices, p),
-          })),
+          ps.flatMap((p) =>
+            Array.from({ length: copies }, () => ({
+              taskId,
+              jobId,
+              agentId: p.agentId,
+              providerId: p.providerId,
+              price: priceOf(snap.prices, p),
+              probe: probePair,
+            })),
+          ),
           now,
         );
+        if (probePair > 0) {
+          const name = (await tx.accounts.findAccount(ps[0]!.providerId))?.name ?? ps[0]!.providerId;
+          const again = probePair > 1 ? ' again, after a provider-side error' : '';
+          await tx.jobs.addHistory(
+            jobId,
+            now,
+            'probe',
+            0,
+            `determinism probe: task 0 runs twice at once on provider ${name}${again}; the job's tasks wait for it`,
+          );
+        }
         for (const p of ps) f.agents.add(p.agentId);
         f.touch(jobId, 'placed');
       }

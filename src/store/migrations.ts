@@ -363,7 +363,6 @@ const m006 = (d: Dialect): Migration => ({
   },
 });
 
-/** All migrations by name for a dialect; Kysely runs them in name order. */
 /**
  * Reads that stay flat as history grows (issue 12): a buyer's unsettled jobs (the balance's escrow) without reading
  * its settled ones; payments summed from a covering index; per-minute graded executions by finish time, covering
@@ -432,6 +431,30 @@ const m009 = (): Migration => ({
   },
 });
 
+/**
+ * The determinism probe (core/probe.ts): a job's probe state (null without one; pending, passed, failed), and each
+ * execution's probe pair (0: an ordinary execution). One execution per (task, provider) holds among ordinary
+ * executions only: the two executions of a probe pair share their provider by design. Partial indexes are dropped and
+ * created the same way on both databases.
+ */
+const m010 = (): Migration => ({
+  async up(db) {
+    await db.schema.alterTable('jobs').addColumn('probe', 'text').execute();
+    await db.schema
+      .alterTable('executions')
+      .addColumn('probe', 'integer', (c) => c.notNull().defaultTo(0))
+      .execute();
+    await db.schema.dropIndex('executions_task_provider_replica').execute();
+    await sql
+      .raw(
+        `CREATE UNIQUE INDEX executions_task_provider_replica ON executions (task_id, provider_id) WHERE state IN ${REPLICA_STATES} AND probe = 0`,
+      )
+      .execute(db);
+    await db.schema.createIndex('jobs_probe').on('jobs').columns(['probe']).execute();
+  },
+});
+
+/** All migrations by name for a dialect; Kysely runs them in name order. */
 export function migrationProvider(d: Dialect): MigrationProvider {
   return {
     async getMigrations() {
@@ -445,6 +468,7 @@ export function migrationProvider(d: Dialect): MigrationProvider {
         '007_flat_reads': m007(),
         '008_task_pages': m008(),
         '009_blob_quota': m009(),
+        '010_probe': m010(),
       };
     },
   };

@@ -3,6 +3,7 @@
  * protocol schemas. The same schema serves SQLite and PostgreSQL (column types per dialect: migrations.ts).
  */
 import type { Generated } from 'kysely';
+import type { ProbeState } from '../core/index.js';
 import type { ExecutionState, JobState, TaskState, DesiredState } from '../protocol/index.js';
 
 export interface AccountsTable {
@@ -60,6 +61,8 @@ export interface JobsTable {
   tasks_cancelled: number;
   /** Whose job: a buyer's, or the platform's spot-check or re-verification (core/spotchecks.ts). */
   kind: JobKind;
+  /** The determinism probe's state (core/probe.ts), or null when the job has none. */
+  probe: ProbeState | null;
 }
 
 /** Whose job: a buyer's, or the platform's spot-check or re-verification (core/spotchecks.ts). */
@@ -122,6 +125,8 @@ export interface ExecutionsTable {
   settled_at: number | null;
   /** When a running execution's lease stops renewing: claim + job timeout + grace, epoch ms. */
   deadline_at: number | null;
+  /** Its determinism probe pair (1, 2, …), or 0 for an ordinary execution (core/probe.ts). */
+  probe: number;
 }
 export interface LedgerEntriesTable {
   id: Generated<number>;

@@ -3,7 +3,7 @@
  * executions, agents with offers, free capacity, availability, reputation and quota, and runtime history for
  * prediction. Which tasks want executions, and where they go, is core's to decide (core/scheduler.ts).
  */
-import type { Kysely } from 'kysely';
+import type { ExpressionBuilder, Kysely } from 'kysely';
 import {
   ACTIVE_EXECUTION_STATES,
   cohortOf,
@@ -14,6 +14,7 @@ import {
   standingOf,
   type CredibilityConfig,
   type Demand,
+  type OpenProbe,
   type OpenTask,
   type QuotaConfig,
   type RuntimeSample,
@@ -30,10 +31,30 @@ export class SnapshotStore {
   ) {}
 
   /**
-   * Open tasks with the counts of their executions that scheduling reads (core/scheduler.ts `tasksWanting`
-   * decides which want more), oldest job first; optionally only one job's.
+   * Open tasks with the counts of their ordinary executions that scheduling reads (core/scheduler.ts `tasksWanting`
+   * decides which want more), oldest job first; optionally only one job's. A job whose determinism probe is still
+   * pending has its tasks held: none is read.
    */
   async openTasks(jobId?: string): Promise<OpenTask[]> {
+    return (await this.openTaskRows('tasks', jobId)).map(({ pairs: _, ...t }) => t);
+  }
+
+  /**
+   * Jobs whose determinism probe is pending: their task 0, with the counts of its probe executions (every pair) and
+   * the number of pairs placed (core/probe.ts `probesWanting` decides which want a pair); optionally only one job's.
+   */
+  openProbes(jobId?: string): Promise<OpenProbe[]> {
+    return this.openTaskRows('probes', jobId);
+  }
+
+  /** Open tasks (`tasks`: ordinary executions counted) or pending probes (`probes`: probe executions counted). */
+  private async openTaskRows(what: 'tasks' | 'probes', jobId?: string): Promise<OpenProbe[]> {
+    const probes = what === 'probes';
+    const ofTask = (eb: ExpressionBuilder<Database, 'tasks' | 'jobs'>) =>
+      eb
+        .selectFrom('executions')
+        .whereRef('executions.task_id', '=', 'tasks.id')
+        .where('executions.probe', probes ? '>' : '=', 0);
     let q = this.db
       .selectFrom('tasks')
       .innerJoin('jobs', 'jobs.id', 'tasks.job_id')
@@ -53,33 +74,33 @@ export class SnapshotStore {
         'jobs.mode',
       ])
       .select((eb) => [
-        eb
-          .selectFrom('executions')
+        ofTask(eb)
           .select(eb.fn.countAll<number>().as('n'))
-          .whereRef('executions.task_id', '=', 'tasks.id')
           .where('executions.state', 'in', ['assigned', 'running', 'reported'])
           .as('active'),
-        eb
-          .selectFrom('executions')
+        ofTask(eb).select(eb.fn.countAll<number>().as('n')).as('total'),
+        ofTask(eb)
           .select(eb.fn.countAll<number>().as('n'))
-          .whereRef('executions.task_id', '=', 'tasks.id')
-          .as('total'),
-        eb
-          .selectFrom('executions')
-          .select(eb.fn.countAll<number>().as('n'))
-          .whereRef('executions.task_id', '=', 'tasks.id')
           .where('executions.state', 'in', ['lost', 'failed'])
           .as('failures'),
-        eb
-          .selectFrom('executions')
+        ofTask(eb)
           .select((sb) => sb.fn.max('executions.finished_at').as('t'))
-          .whereRef('executions.task_id', '=', 'tasks.id')
           .where('executions.state', 'in', ['lost', 'failed'])
           .as('last_failure_at'),
       ])
+      .$if(probes, (qb) =>
+        qb.select((eb) =>
+          ofTask(eb)
+            .select((sb) => sb.fn.max('executions.probe').as('p'))
+            .as('pairs'),
+        ),
+      )
       .where('tasks.state', 'in', OPEN_TASK_STATES)
       .orderBy('jobs.created_at')
       .orderBy('tasks.idx');
+    q = probes
+      ? q.where('jobs.probe', '=', 'pending').where('tasks.idx', '=', 0)
+      : q.where((eb) => eb.or([eb('jobs.probe', 'is', null), eb('jobs.probe', '!=', 'pending')]));
     if (jobId) q = q.where('tasks.job_id', '=', jobId);
     const rows = await q.execute();
     const demands = new Map<string, Demand>();
@@ -109,6 +130,7 @@ export class SnapshotStore {
       quorum: r.quorum,
       maxError: r.max_error,
       replayOf: r.replay_of,
+      pairs: Number(r.pairs ?? 0),
     }));
   }
 

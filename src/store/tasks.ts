@@ -12,6 +12,7 @@ import {
   TASK_TRANSITIONS,
   type Demand,
   type ExecutionVote,
+  type ProbeState,
   type Standing,
   type VerificationPolicy,
 } from '../core/index.js';
@@ -53,7 +54,9 @@ export interface TaskForVerification {
   spotChecks: boolean;
   /** The job compares results under comparator rules (verification.compare): its results may differ within them. */
   tolerant: boolean;
-  /** The executions with their provider's standing now (the engine turns it into credibility). */
+  /** The job's determinism probe (core/probe.ts), or null without one. */
+  probe: ProbeState | null;
+  /** The ordinary executions (probe executions never vote) with their provider's standing now (the engine turns it into credibility). */
   votes: Array<Omit<ExecutionVote, 'credibility' | 'established'> & { standing: Standing }>;
 }
 
@@ -79,7 +82,7 @@ export class TaskStore {
       .selectFrom('tasks')
       .innerJoin('jobs', 'jobs.id', 'tasks.job_id')
       .selectAll('tasks')
-      .select(['jobs.execution_max_cost', 'jobs.buyer_id', 'jobs.kind', 'jobs.spec'])
+      .select(['jobs.execution_max_cost', 'jobs.buyer_id', 'jobs.kind', 'jobs.spec', 'jobs.probe'])
       .where('tasks.id', '=', taskId)
       .executeTakeFirst();
     if (!t) return null;
@@ -100,6 +103,7 @@ export class TaskStore {
         'reputation.caught_at',
       ])
       .where('executions.task_id', '=', taskId)
+      .where('executions.probe', '=', 0)
       .execute();
     return {
       id: t.id,
@@ -118,6 +122,7 @@ export class TaskStore {
       alone: t.alone === 1,
       audit: t.audit,
       index: t.idx,
+      probe: t.probe,
       ...verificationFlags(t.spec),
       votes: ex.map((e) => ({
         id: e.id,
@@ -246,16 +251,18 @@ export class TaskStore {
   /**
    * Open tasks that waited longer than their job's queue timeout with nothing assigned or running and no change
    * (placement, result, lost execution) since: candidates for queue_timeout. With their revision, for the write.
+   * Tasks held for a pending determinism probe are not (`probe`: task 0 of such a job, which stands for its probe).
    */
   async queueTimedOut(
     now: number,
     limit: number,
-  ): Promise<Array<{ taskId: string; jobId: string; revision: number; queueTimeoutMs: number }>> {
+  ): Promise<Array<{ taskId: string; jobId: string; revision: number; queueTimeoutMs: number; probe: boolean }>> {
     const rows = await this.db
       .selectFrom('tasks')
       .innerJoin('jobs', 'jobs.id', 'tasks.job_id')
-      .select(['tasks.id', 'tasks.job_id', 'tasks.revision', 'jobs.queue_timeout_ms'])
+      .select(['tasks.id', 'tasks.job_id', 'tasks.revision', 'jobs.queue_timeout_ms', 'jobs.probe'])
       .where('tasks.state', 'in', OPEN_TASK_STATES)
+      .where((eb) => eb.or([eb('jobs.probe', 'is', null), eb('jobs.probe', '!=', 'pending'), eb('tasks.idx', '=', 0)]))
       .where((eb) => eb('tasks.updated_at', '<', eb(eb.val(now), '-', eb.ref('jobs.queue_timeout_ms'))))
       .where((eb) =>
         eb.not(
@@ -275,6 +282,7 @@ export class TaskStore {
       jobId: r.job_id,
       revision: r.revision,
       queueTimeoutMs: Number(r.queue_timeout_ms),
+      probe: r.probe === 'pending',
     }));
   }
 
