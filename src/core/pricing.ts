@@ -85,11 +85,12 @@ export const PROBE_PAIR = 2;
  * The escrow of a job of `tasks` tasks: every funded execution (fundedExecutions) running to its timeout at the
  * job's maximum prices (executionMaxCost), plus the probe pair's two when the spec asks for a determinism check.
  * The one formula `deqo quote` shows and submission holds. Throws DeqoError validation_failed (field `maxPrice`)
- * when the job's worst case — tasks × maxExecutions × the most one execution costs, plus the probe — exceeds
+ * when an execution would cost nothing (below MIN_EXECUTION_MICRO), or when the job's worst case — tasks × maxExecutions × the most one execution costs, plus the probe — exceeds
  * MAX_MICRO: below it every escrow, top-up and payment of the job is an exact integer.
  */
 export function jobEscrow(spec: Pick<JobSpec, 'resources' | 'maxPrice' | 'verification'>, tasks: number): JobEscrow {
   const perMax = executionMaxCost(spec);
+  if (perMax < MIN_EXECUTION_MICRO) throw freeJob();
   const v = spec.verification;
   const fundedPerTask = fundedExecutions(v.mode, v.replicas);
   const maxExecutions = v.maxExecutions ?? defaultMaxExecutions(v.replicas);
@@ -98,6 +99,20 @@ export function jobEscrow(spec: Pick<JobSpec, 'resources' | 'maxPrice' | 'verifi
   const worstCase = perMax * maxExecutions * tasks + probe;
   if (!(worstCase <= MAX_MICRO)) throw escrowTooLarge(perMax, maxExecutions, tasks);
   return { executionMaxCost: perMax, fundedPerTask, probe, total: perMax * fundedPerTask * tasks + probe, worstCase };
+}
+
+/**
+ * The least a job must offer per execution, µcr (the ledger's unit): a job whose maximum prices make every execution
+ * free holds no escrow, so an account without credits could fill the queue with work nobody is paid for.
+ */
+export const MIN_EXECUTION_MICRO = 1;
+
+/** The validation_failed error of a job whose maximum prices make every execution free. */
+function freeJob(): DeqoError {
+  const message =
+    'every price in maxPrice is 0, so an execution would pay its provider nothing: offer at least 1 µcr ' +
+    '(0.000001 credits) per execution, e.g. maxPrice.startFee';
+  return new DeqoError('validation_failed', message, [{ path: 'maxPrice', message }]);
 }
 
 /** The validation_failed error of a job whose worst-case cost the ledger cannot count exactly. */

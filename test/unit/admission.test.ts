@@ -154,6 +154,13 @@ describe('money', () => {
     };
     await refused(spec, 'maxPrice', /ledger's bound/);
   });
+  it('refuses a job whose every execution would be free (all maximum prices 0), at submit and quote alike', async () => {
+    await refused(
+      { ...base, maxPrice: { cpuHour: 0, memoryGiBHour: 0, gpuHour: 0, startFee: 0 } },
+      'maxPrice',
+      /nothing/,
+    );
+  });
   it('refuses a positive price below one micro-credit', async () => {
     await refused({ ...base, maxPrice: { startFee: 1e-9 } }, 'maxPrice.startFee');
   });
