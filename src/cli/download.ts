@@ -10,7 +10,7 @@
 import { createReadStream } from 'node:fs';
 import { mkdir, mkdtemp, readdir, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join, relative, sep } from 'node:path';
-import * as tar from 'tar';
+import type * as Tar from 'tar';
 import { ApiError, sha256File, type DeqoClient } from '../client/index.js';
 import { OutputsCheck, type OutputsMismatch } from '../core/index.js';
 import type { JobResults, Manifest, TaskResult } from '../protocol/index.js';
@@ -97,6 +97,8 @@ async function unpack(file: string, dest: string, manifest: Manifest): Promise<s
   } catch (err) {
     return (err as Error).message; // a manifest listing a path twice
   }
+  // Loaded when results are unpacked, not with every command (`deqo --help` stays light).
+  const tar = await import('tar');
   let refused: OutputsMismatch | null = null;
   const unpacker = new tar.Unpack({
     cwd: dest,
@@ -105,7 +107,7 @@ async function unpack(file: string, dest: string, manifest: Manifest): Promise<s
     preserveOwner: false,
     maxMetaEntrySize: MAX_META_ENTRY_BYTES,
     filter: (path, entry) => {
-      const e = entry as tar.ReadEntry;
+      const e = entry as Tar.ReadEntry;
       refused ??= check.entry({ path, type: e.type, size: e.size });
       if (refused) {
         unpacker.abort(new Error(refusal(refused)));
@@ -115,7 +117,7 @@ async function unpack(file: string, dest: string, manifest: Manifest): Promise<s
       return true;
     },
   });
-  unpacker.on('ignoredEntry', (e: tar.ReadEntry) => {
+  unpacker.on('ignoredEntry', (e: Tar.ReadEntry) => {
     refused ??= e.meta
       ? { path: e.path, problem: `an extended header over ${MAX_META_ENTRY_BYTES} bytes` }
       : { path: e.path, problem: `a ${e.type} entry (only regular files are accepted)` };

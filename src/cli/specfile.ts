@@ -4,7 +4,6 @@
  */
 import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
-import YAML from 'yaml';
 import { sha256File, type DeqoClient } from '../client/index.js';
 import { fieldIssues, JobSpecSchema, type JobSpec } from '../protocol/index.js';
 import { CliError, EXIT } from './exit-codes.js';
@@ -20,7 +19,9 @@ export async function readSpecFile(path: string): Promise<{ raw: Record<string, 
   }
   let raw: unknown;
   try {
-    raw = YAML.parse(text);
+    // Loaded when a spec file is read, not with every command (`deqo --help` stays light).
+    const { parse } = await import('yaml');
+    raw = parse(text);
   } catch (err) {
     throw new CliError(`${path} is not valid YAML/JSON: ${(err as Error).message}`, EXIT.USAGE);
   }

@@ -1,11 +1,13 @@
 /** Uploads and downloads with a progress bar on stderr for large transfers (cli-progress). */
 import { stat } from 'node:fs/promises';
 import { basename } from 'node:path';
-import cliProgress from 'cli-progress';
+import { createRequire } from 'node:module';
 import { downloadBlob, uploadFile, type DeqoClient, type Progress } from '../client/index.js';
 import { formatBytes } from '../core/index.js';
 import type { BlobInfo } from '../protocol/index.js';
 import { CliError, EXIT } from './exit-codes.js';
+
+const require = createRequire(import.meta.url);
 
 /** Transfers smaller than this show no bar, bytes. */
 export const PROGRESS_THRESHOLD_BYTES = 4 * 1024 * 1024;
@@ -14,6 +16,8 @@ export const PROGRESS_THRESHOLD_BYTES = 4 * 1024 * 1024;
 export function progressBar(label: string, total: number | null): { onProgress: Progress; done: () => void } {
   if (!process.stderr.isTTY || total === null || total < PROGRESS_THRESHOLD_BYTES)
     return { onProgress: () => undefined, done: () => undefined };
+  // Loaded when a bar is drawn, not with every command (`deqo --help` stays light).
+  const cliProgress = require('cli-progress') as typeof import('cli-progress');
   const bar = new cliProgress.SingleBar(
     { format: `${label} [{bar}] {percentage}% {doneH}/{totalH}`, stream: process.stderr, hideCursor: true },
     cliProgress.Presets.shades_classic,
