@@ -8,6 +8,7 @@ export * from './verification.js';
 export * from './compare.js';
 export * from './matching.js';
 export * from './scheduler.js';
+export * from './queue.js';
 export * from './prediction.js';
 export * from './money.js';
 export * from './format.js';

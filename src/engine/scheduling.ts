@@ -2,11 +2,18 @@
  * Scheduling: one round reads a snapshot (open tasks, online agents), lets the pure scheduler plan
  * (core/scheduler.ts), and applies the plan in one transaction with conditional writes — the one applier of a pure
  * plan, after Nomad's `plan_apply.go`. Rounds run on request (submit, report, register, an empty claim) and on the
- * tick; one at a time per coordinator, and across coordinators under `store.exclusive('schedule')`.
+ * tick; one at a time per coordinator, and across coordinators under `store.exclusive('schedule')`. A round reads the
+ * agents first and stops there when none has room, and reads a bounded, fairly chosen set of tasks otherwise, so its
+ * cost does not grow with the queue (`snapshot`).
  */
 import {
   buildPredictor,
+  fairClassOrder,
+  fairOrder,
+  hasRoom,
   planExecutions,
+  queueClasses,
+  slotsFor,
   RUN_ALONE,
   schedTaskOf,
   tasksWanting,
@@ -33,11 +40,25 @@ export interface SchedulingSnapshot {
 
 /** Most tasks one round considers. */
 const ROUND_TASKS = 5_000;
+/**
+ * Tasks a round reads of one class: CLASS_READ_FACTOR × the executions agents could start of it, plus CLASS_READ_MIN —
+ * room for tasks the planner passes over (a provider that already ran them, probation, backoff).
+ */
+const CLASS_READ_FACTOR = 4;
+const CLASS_READ_MIN = 16;
+
+/** Rounds requested and what became of them: skipped before reading the queue (no agent with room), or read it. */
+export interface RoundCounts {
+  skipped: number;
+  queueReads: number;
+}
 
 export class SchedulingSystem {
   private running: Promise<void> | null = null;
   private again = false;
   private predictorCache: { built: number; predict: Predictor } | null = null;
+  /** Rounds since start: skipped with no agent able to take work, or that read the queue (for tests and metrics). */
+  readonly counts: RoundCounts = { skipped: 0, queueReads: 0 };
   /** Long-polling claims waiting for work, per agent. */
   private readonly waiters = new Map<string, Set<() => void>>();
 
@@ -117,17 +138,39 @@ export class SchedulingSystem {
     });
   }
 
-  /** What a round plans from: the open tasks that want executions and the online agents; null when either is empty. */
+  /**
+   * What a round plans from, or null (no round) when no job is open, no online agent has room or no task can be
+   * placed. Whether a job is open is read first (one index row), then the agents (cheap: the online ones and their executions); then the open jobs (rows of jobs, not tasks), grouped
+   * into classes (buyer × demand, core/queue.ts); classes no agent can take now are skipped; the rest, in fair order
+   * (buyer with the fewest running executions first), give up to their slots' worth of wanting tasks each, at most
+   * ROUND_TASKS in all, which core orders fairly across buyers for the planner.
+   */
   async snapshot(now: number): Promise<SchedulingSnapshot | null> {
     const { store, config, policy } = this.r;
-    const wanting = tasksWanting(
-      await store.snapshot.openTasks(),
-      { now, backoff: { baseMs: config.retryBackoffMs, maxMs: config.retryBackoffMaxMs } },
-      ROUND_TASKS,
-    );
-    if (wanting.length === 0) return null;
+    if (!(await store.snapshot.anyOpenJob())) return null;
     const { agents, prices } = await store.snapshot.agents(now, now - config.agentTtlMs, false, policy);
-    if (agents.length === 0) return null;
+    if (!agents.some(hasRoom)) {
+      this.counts.skipped++;
+      return null;
+    }
+    this.counts.queueReads++;
+    const running = await store.snapshot.runningByBuyer();
+    const classes = fairClassOrder(queueClasses(await store.snapshot.openJobs()), running);
+    const candidates: Array<OpenTask & { need: number; buyerId: string }> = [];
+    const retry = { now, backoff: { baseMs: config.retryBackoffMs, maxMs: config.retryBackoffMaxMs } };
+    for (const c of classes) {
+      const left = ROUND_TASKS - candidates.length;
+      if (left <= 0) break;
+      const slots = slotsFor(c.demand, agents);
+      if (slots === 0) continue;
+      const read = await store.snapshot.wantingTasks(
+        c.jobs,
+        Math.min(left, CLASS_READ_FACTOR * slots + CLASS_READ_MIN),
+      );
+      for (const t of tasksWanting(read, retry)) candidates.push({ ...t, buyerId: c.buyerId });
+    }
+    if (candidates.length === 0) return null;
+    const wanting = fairOrder(candidates, running);
     // A re-verification must not go to the providers of the task it replays: they count as having run it.
     const ran = await store.snapshot.executionsOf([
       ...wanting.map((t) => t.taskId),
@@ -135,7 +178,13 @@ export class SchedulingSystem {
     ]);
     for (const t of wanting)
       if (t.replayOf) ran.set(t.taskId, [...(ran.get(t.taskId) ?? []), ...(ran.get(t.replayOf) ?? [])]);
-    return { now, tasks: wanting.map((t) => schedTaskOf(t, ran.get(t.taskId) ?? [])), agents, prices, open: wanting };
+    return {
+      now,
+      tasks: wanting.map((t, rank) => ({ ...schedTaskOf(t, ran.get(t.taskId) ?? []), rank })),
+      agents,
+      prices,
+      open: wanting,
+    };
   }
 
   /** The pure scheduler's plan for a snapshot (core/scheduler.ts). */

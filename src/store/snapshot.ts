@@ -3,27 +3,81 @@
  * executions, agents with offers, free capacity, availability, reputation and quota, and runtime history for
  * prediction. Which tasks want executions, and where they go, is core's to decide (core/scheduler.ts).
  */
-import type { Kysely } from 'kysely';
+import { sql, type Kysely, type Selection } from 'kysely';
 import {
   ACTIVE_EXECUTION_STATES,
   cohortOf,
   credibility,
   isEstablished,
-  OPEN_TASK_STATES,
   reputationScore,
   standingOf,
   type CredibilityConfig,
   type Demand,
+  type OpenJob,
   type OpenTask,
   type QuotaConfig,
   type RuntimeSample,
   type SchedAgent,
 } from '../core/index.js';
 import { AvailabilitySchema, CapacitySchema, OfferSchema, type Price } from '../protocol/index.js';
+import { OPEN_STATES } from './migrations.js';
 import type { ReputationStore } from './reputation.js';
 import type { Database } from './schema.js';
 
+/** The task columns an OpenTask is made of. */
+const TASK_COLUMNS = [
+  'tasks.id',
+  'tasks.job_id',
+  'tasks.idx',
+  'tasks.target',
+  'tasks.max_executions',
+  'tasks.funded',
+  'tasks.revision',
+  'tasks.quorum',
+  'tasks.max_error',
+  'tasks.replay_of',
+  'tasks.executions_active',
+  'tasks.executions_total',
+  'tasks.executions_failed',
+  'tasks.last_failure_at',
+] as const;
+
+/** Open tasks, as a literal so that the partial index of open tasks (migration 008) applies. */
+const OPEN_TASK = sql<boolean>`tasks.state IN ${sql.raw(OPEN_STATES)}`;
+
+/** Tasks whose counts leave room for another execution (core executionsWanted > 0). */
+const WANTS_MORE = sql<boolean>`tasks.executions_active < tasks.target AND tasks.executions_total < tasks.max_executions AND tasks.executions_active < tasks.funded`;
+
+/** A task row with its job's age, demand and mode as core's OpenTask. */
+function openTaskOf(
+  r: Selection<Database, 'tasks', (typeof TASK_COLUMNS)[number]>,
+  job: { createdAt: number; demand: Demand; adaptive: boolean },
+): OpenTask {
+  return {
+    taskId: r.id,
+    jobId: r.job_id,
+    jobCreatedAt: job.createdAt,
+    index: r.idx,
+    revision: r.revision,
+    target: r.target,
+    maxExecutions: r.max_executions,
+    funded: r.funded,
+    adaptive: job.adaptive,
+    demand: job.demand,
+    active: Number(r.executions_active),
+    total: Number(r.executions_total),
+    failures: Number(r.executions_failed),
+    lastFailureAt: r.last_failure_at === null ? null : Number(r.last_failure_at),
+    quorum: r.quorum,
+    maxError: r.max_error,
+    replayOf: r.replay_of,
+  };
+}
+
 export class SnapshotStore {
+  /** Parsed demands by their stored text (demandOf). */
+  private readonly demands = new Map<string, Demand>();
+
   constructor(
     private readonly db: Kysely<Database>,
     private readonly reputation: ReputationStore,
@@ -31,85 +85,134 @@ export class SnapshotStore {
 
   /**
    * Open tasks with the counts of their executions that scheduling reads (core/scheduler.ts `tasksWanting`
-   * decides which want more), oldest job first; optionally only one job's.
+   * decides which want more), oldest job first; optionally only one job's. Reads every open task: for `explain` and
+   * tests; a scheduling round reads `openJobs` and `wantingTasks` instead.
    */
   async openTasks(jobId?: string): Promise<OpenTask[]> {
     let q = this.db
       .selectFrom('tasks')
       .innerJoin('jobs', 'jobs.id', 'tasks.job_id')
-      .select([
-        'tasks.id',
-        'tasks.job_id',
-        'tasks.idx',
-        'tasks.target',
-        'tasks.max_executions',
-        'tasks.funded',
-        'tasks.revision',
-        'tasks.quorum',
-        'tasks.max_error',
-        'tasks.replay_of',
-        'jobs.created_at',
-        'jobs.demand',
-        'jobs.mode',
-      ])
-      .select((eb) => [
-        eb
-          .selectFrom('executions')
-          .select(eb.fn.countAll<number>().as('n'))
-          .whereRef('executions.task_id', '=', 'tasks.id')
-          .where('executions.state', 'in', ['assigned', 'running', 'reported'])
-          .as('active'),
-        eb
-          .selectFrom('executions')
-          .select(eb.fn.countAll<number>().as('n'))
-          .whereRef('executions.task_id', '=', 'tasks.id')
-          .as('total'),
-        eb
-          .selectFrom('executions')
-          .select(eb.fn.countAll<number>().as('n'))
-          .whereRef('executions.task_id', '=', 'tasks.id')
-          .where('executions.state', 'in', ['lost', 'failed'])
-          .as('failures'),
-        eb
-          .selectFrom('executions')
-          .select((sb) => sb.fn.max('executions.finished_at').as('t'))
-          .whereRef('executions.task_id', '=', 'tasks.id')
-          .where('executions.state', 'in', ['lost', 'failed'])
-          .as('last_failure_at'),
-      ])
-      .where('tasks.state', 'in', OPEN_TASK_STATES)
+      .select(TASK_COLUMNS)
+      .select(['jobs.created_at', 'jobs.demand', 'jobs.mode'])
+      .where(OPEN_TASK)
       .orderBy('jobs.created_at')
       .orderBy('tasks.idx');
     if (jobId) q = q.where('tasks.job_id', '=', jobId);
     const rows = await q.execute();
-    const demands = new Map<string, Demand>();
-    const demandOfJob = (id: string, text: string) => {
-      let d = demands.get(id);
-      if (!d) {
-        d = JSON.parse(text) as Demand;
-        demands.set(id, d);
-      }
-      return d;
-    };
+    return rows.map((r) =>
+      openTaskOf(r, {
+        createdAt: Number(r.created_at),
+        demand: this.demandOf(r.demand),
+        adaptive: r.mode === 'adaptive',
+      }),
+    );
+  }
+
+  /** Whether any job is open (queued or running): one row of the partial index of open jobs. */
+  async anyOpenJob(): Promise<boolean> {
+    const r = await this.db
+      .selectFrom('jobs')
+      .select('id')
+      .where(sql<boolean>`state IN ${sql.raw(OPEN_STATES)}`)
+      .limit(1)
+      .executeTakeFirst();
+    return r !== undefined;
+  }
+
+  /**
+   * Open jobs (queued or running), oldest first: their buyer, demand (parsed once per distinct text) and open task
+   * count. Reads job rows only, through the partial index of open jobs (migration 008).
+   */
+  async openJobs(): Promise<OpenJob[]> {
+    const rows = await this.db
+      .selectFrom('jobs')
+      .select(['id', 'buyer_id', 'created_at', 'demand', 'mode', 'tasks_queued', 'tasks_running'])
+      .where(sql<boolean>`state IN ${sql.raw(OPEN_STATES)}`)
+      .orderBy('created_at')
+      .execute();
     return rows.map((r) => ({
-      taskId: r.id,
-      jobId: r.job_id,
-      jobCreatedAt: Number(r.created_at),
-      index: r.idx,
-      revision: r.revision,
-      target: r.target,
-      maxExecutions: r.max_executions,
-      funded: r.funded,
+      jobId: r.id,
+      buyerId: r.buyer_id,
+      createdAt: Number(r.created_at),
+      demandKey: r.demand,
+      demand: this.demandOf(r.demand),
       adaptive: r.mode === 'adaptive',
-      demand: demandOfJob(r.job_id, r.demand),
-      active: Number(r.active),
-      total: Number(r.total),
-      failures: Number(r.failures),
-      lastFailureAt: r.last_failure_at === null ? null : Number(r.last_failure_at),
-      quorum: r.quorum,
-      maxError: r.max_error,
-      replayOf: r.replay_of,
+      openTasks: r.tasks_queued + r.tasks_running,
     }));
+  }
+
+  /**
+   * Up to `limit` open tasks of `jobs` (taken in the order given, each job's by index) that want more executions by
+   * the counts on their rows (core executionsWanted > 0; retry backoff is core's to apply). Jobs are read in
+   * batches whose open tasks fit in what is left of `limit`, a larger job alone with a LIMIT, so the rows read stay
+   * near `limit` however long the queue behind them is.
+   */
+  async wantingTasks(jobs: readonly OpenJob[], limit: number): Promise<Array<OpenTask & { buyerId: string }>> {
+    const out: Array<OpenTask & { buyerId: string }> = [];
+    const byId = new Map(jobs.map((j) => [j.jobId, j]));
+    let i = 0;
+    while (i < jobs.length && out.length < limit) {
+      const left = limit - out.length;
+      const start = i;
+      let open = jobs[i++]!.openTasks;
+      while (i < jobs.length && i - start < 500 && open + jobs[i]!.openTasks <= left) open += jobs[i++]!.openTasks;
+      const rows = await this.db
+        .selectFrom('tasks')
+        .select(TASK_COLUMNS)
+        .where(
+          'tasks.job_id',
+          'in',
+          jobs.slice(start, i).map((j) => j.jobId),
+        )
+        .where(OPEN_TASK)
+        .where(WANTS_MORE)
+        .orderBy('tasks.job_id')
+        .orderBy('tasks.idx')
+        .limit(left)
+        .execute();
+      const tasks = rows.map((r) => {
+        const j = byId.get(r.job_id)!;
+        return { ...openTaskOf(r, j), buyerId: j.buyerId };
+      });
+      tasks.sort((a, b) => a.jobCreatedAt - b.jobCreatedAt || a.jobId.localeCompare(b.jobId) || a.index - b.index);
+      out.push(...tasks);
+    }
+    return out.slice(0, limit);
+  }
+
+  /** Active executions (assigned, running) per buyer: fair share's measure of what each already has. */
+  async runningByBuyer(): Promise<Map<string, number>> {
+    const rows = await this.db
+      .selectFrom('executions')
+      .innerJoin('jobs', 'jobs.id', 'executions.job_id')
+      .select(['jobs.buyer_id'])
+      .select((eb) => eb.fn.countAll<number>().as('n'))
+      .where('executions.state', 'in', ACTIVE_EXECUTION_STATES)
+      .groupBy('jobs.buyer_id')
+      .execute();
+    return new Map(rows.map((r) => [r.buyer_id, Number(r.n)]));
+  }
+
+  /** How many open tasks want more executions (by the counts on their rows): the queue depth shown to people. */
+  async wantingCount(): Promise<number> {
+    const r = await this.db
+      .selectFrom('tasks')
+      .select((eb) => eb.fn.countAll<number>().as('n'))
+      .where(OPEN_TASK)
+      .where(WANTS_MORE)
+      .executeTakeFirst();
+    return Number(r?.n ?? 0);
+  }
+
+  /** A job's demand from its stored text, parsed once per distinct text (a small cache, cleared when it grows). */
+  private demandOf(text: string): Demand {
+    let d = this.demands.get(text);
+    if (!d) {
+      if (this.demands.size >= 10_000) this.demands.clear();
+      d = JSON.parse(text) as Demand;
+      this.demands.set(text, d);
+    }
+    return d;
   }
 
   /** Every execution each task had: its provider and state, by task id. */

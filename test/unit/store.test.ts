@@ -233,6 +233,48 @@ describe.each(storeKinds())('store over $name', (kind) => {
       ]);
     });
 
+    it("keeps each task's execution counts on its row as executions are placed, end and expire", async () => {
+      /** The counts recounted from the job view's executions, per task id. */
+      const recount = async () =>
+        new Map(
+          (await view(w)).tasks.map((t) => {
+            const failed = t.executions.filter((e) => e.state === 'lost' || e.state === 'failed');
+            return [
+              t.id,
+              {
+                active: t.executions.filter((e) => ['assigned', 'running', 'reported'].includes(e.state)).length,
+                total: t.executions.length,
+                failures: failed.length,
+                lastFailureAt: failed.length > 0 ? Math.max(...failed.map((e) => e.finishedAt!)) : null,
+              },
+            ];
+          }),
+        );
+      const stored = async () =>
+        new Map(
+          (await w.store.snapshot.openTasks()).map((t) => [
+            t.taskId,
+            { active: t.active, total: t.total, failures: t.failures, lastFailureAt: t.lastFailureAt },
+          ]),
+        );
+      expect([...(await stored()).values()].every((c) => c.total === 0 && c.lastFailureAt === null)).toBe(true);
+      await scheduleRound(w.store, T0);
+      const [c] = await claim(w.store, w.agentIds[0]!, 1, T0 + 10);
+      await recordEnd(w.store, c!.executionId, w.agentIds[0]!, 1, reported(H1), T0 + 20);
+      await claim(w.store, w.agentIds[1]!, 2, T0 + 30);
+      await expireLeases(w.store, T0 + 30 + TTL + 1, 60_000);
+      const counts = await stored();
+      expect(counts).toEqual(await recount());
+      expect([...counts.values()].map((x) => x.failures).sort()).toEqual([1, 1]);
+      expect([...counts.values()].every((x) => x.lastFailureAt === T0 + 30 + TTL + 1)).toBe(true);
+      // The scheduler's bounded read agrees: each task wants the replica it lost, and a limit of 1 reads one task.
+      const jobs = await w.store.snapshot.openJobs();
+      expect(jobs.map((j) => [j.jobId, j.openTasks])).toEqual([[w.jobId, 2]]);
+      expect((await w.store.snapshot.wantingTasks(jobs, 10)).map((t) => t.index)).toEqual([0, 1]);
+      expect((await w.store.snapshot.wantingTasks(jobs, 1)).map((t) => t.index)).toEqual([0]);
+      expect(await w.store.snapshot.wantingCount()).toBe(2);
+    });
+
     it('leaves out agents not seen since onlineSince', async () => {
       await w.store.transaction((tx) => tx.accounts.touchAgent(w.agentIds[1]!, T0 + 60_000));
       const snap = await snapshotAt(w.store, T0 + 60_000 - TTL);
