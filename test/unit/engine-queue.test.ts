@@ -1,0 +1,92 @@
+/**
+ * The engine's queue over a real SQLite store (issues 12, 13): a round reads nothing of the queue when no agent could
+ * take work, and one account's untakeable tasks (a price nobody offers, resources nobody lends) do not keep another
+ * buyer's job from being placed in the first round.
+ */
+import { pino } from 'pino';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { DEFAULT_ENGINE_CONFIG, Engine } from '../../src/engine/index.js';
+import { openSqliteStore, type Store } from '../../src/store/index.js';
+import { fundedBuyer, registerAgents, submitJob } from '../helpers/engine-flow.js';
+import { tempBlobStore } from '../helpers/outputs.js';
+
+const T0 = 1_700_000_000_000;
+const FREE = { cpuHour: 0, memoryGiBHour: 0, gpuHour: 0, startFee: 0 };
+
+let store: Store;
+let engine: Engine;
+
+beforeEach(async () => {
+  store = await openSqliteStore(':memory:');
+  engine = new Engine(store, {
+    blobs: await tempBlobStore(),
+    config: { ...DEFAULT_ENGINE_CONFIG },
+    log: pino({ level: 'silent' }),
+    now: () => T0,
+    random: () => 0,
+  });
+});
+afterEach(async () => {
+  await engine.stop();
+  await store.close();
+});
+
+/** The executions placed for a job's tasks, by the job view. */
+async function placed(jobId: string, buyerId: string): Promise<number> {
+  const v = await store.views.jobView(jobId, buyerId);
+  return v!.tasks.reduce((n, t) => n + t.executions.length, 0);
+}
+
+describe('scheduling rounds and the queue', () => {
+  it('reads no queue for a submit while no agent is online, and reads it once one is', async () => {
+    const buyer = await fundedBuyer(engine, 'buyer', 100);
+    const jobId = await submitJob(engine, buyer);
+    await engine.scheduling.idle();
+    expect(engine.scheduling.counts).toEqual({ skipped: 1, queueReads: 0 });
+    await engine.schedule();
+    expect(engine.scheduling.counts.queueReads).toBe(0);
+    expect(await placed(jobId, buyer)).toBe(0);
+    await registerAgents(engine, 1);
+    await engine.schedule();
+    expect(engine.scheduling.counts.queueReads).toBeGreaterThan(0);
+    expect(await placed(jobId, buyer)).toBe(1);
+  });
+
+  it('reads no queue when every online agent is full', async () => {
+    const buyer = await fundedBuyer(engine, 'buyer', 100);
+    await registerAgents(engine, 1);
+    await submitJob(engine, buyer, { resources: { cpus: 2 } });
+    await engine.schedule();
+    const reads = engine.scheduling.counts.queueReads;
+    await submitJob(engine, buyer);
+    await engine.schedule();
+    expect(engine.scheduling.counts.queueReads).toBe(reads);
+  });
+
+  it("places another buyer's one-task job in the first round behind thousands of one account's untakeable tasks", async () => {
+    const attacker = await fundedBuyer(engine, 'attacker', 0);
+    // Older than the victim's, more than a round used to read (5,000): a price nobody offers, and cores nobody lends.
+    await submitJob(engine, attacker, { array: { count: 6_000 }, maxPrice: FREE });
+    await submitJob(engine, attacker, { array: { count: 100 }, maxPrice: FREE, resources: { cpus: 64 } });
+    const victim = await fundedBuyer(engine, 'victim', 100);
+    const [agent] = await registerAgents(engine, 1);
+    await engine.scheduling.idle();
+    const before = engine.scheduling.counts.queueReads;
+    const jobId = await submitJob(engine, victim);
+    await engine.scheduling.idle();
+    expect(engine.scheduling.counts.queueReads).toBe(before + 1);
+    expect(await placed(jobId, victim)).toBe(1);
+    expect((await engine.claim(agent!, 4, 0)).map((a) => a.jobId)).toEqual([jobId]);
+  });
+
+  it('shares agents fairly: a buyer with a long takeable queue does not starve a later one-task job', async () => {
+    const big = await fundedBuyer(engine, 'big', 1000);
+    const small = await fundedBuyer(engine, 'small', 100);
+    await submitJob(engine, big, { array: { count: 50 } });
+    const jobId = await submitJob(engine, small);
+    await engine.scheduling.idle();
+    await registerAgents(engine, 1); // two cores: one for each buyer
+    await engine.scheduling.idle();
+    expect(await placed(jobId, small)).toBe(1);
+  });
+});
