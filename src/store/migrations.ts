@@ -395,7 +395,8 @@ const COUNTED_FAILED = "('lost', 'failed')";
  * executions that scheduling reads (active, ever placed, failed provider-side, when the latest failure ended), kept
  * by triggers on the executions table wherever an execution is inserted or changes state — so a round reads a
  * bounded set of candidate tasks without counting executions of every open task. Partial indexes over open jobs and
- * open tasks let a round read a job's wanting tasks in index order. Existing rows are backfilled.
+ * open tasks let a round read a job's wanting tasks in index order, the reaper find tasks past their job's queue timeout
+ * job by job, and tasks awaiting a decision among those ever placed (by state and executions_total). Existing rows are backfilled.
  */
 const m008 = (d: Dialect): Migration => ({
   async up(db) {
@@ -455,6 +456,10 @@ const m008 = (d: Dialect): Migration => ({
     }
     await sql.raw(`CREATE INDEX jobs_open ON jobs (created_at) WHERE state IN ${OPEN_STATES}`).execute(db);
     await sql.raw(`CREATE INDEX tasks_open_job ON tasks (job_id, idx) WHERE state IN ${OPEN_STATES}`).execute(db);
+    await sql
+      .raw(`CREATE INDEX tasks_open_job_updated ON tasks (job_id, updated_at) WHERE state IN ${OPEN_STATES}`)
+      .execute(db);
+    await db.schema.createIndex('tasks_state_placed').on('tasks').columns(['state', 'executions_total']).execute();
   },
 });
 

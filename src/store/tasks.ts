@@ -6,8 +6,8 @@
 import { sql, type Kysely } from 'kysely';
 import {
   ACTIVE_EXECUTION_STATES,
-  canTransition,
   OPEN_TASK_STATES,
+  canTransition,
   standingOf,
   TASK_TRANSITIONS,
   type Demand,
@@ -24,6 +24,7 @@ import {
   type TaskState,
 } from '../protocol/index.js';
 import { requireTransaction } from './db.js';
+import { OPEN_STATES } from './migrations.js';
 import type { Database } from './schema.js';
 
 /** A task as the verifier sees it. */
@@ -210,13 +211,15 @@ export class TaskStore {
   /**
    * Open tasks with results or errors but no execution in flight (assigned or running), least recently updated
    * first. Nothing else will trigger their verification, so if a coordinator stopped between recording a report
-   * and deciding, only re-verifying these un-sticks the task. Returns task and job ids.
+   * and deciding, only re-verifying these un-sticks the task. Returns task and job ids. Read among the open tasks
+   * that ever had an execution (index tasks_state_placed), not the whole queue.
    */
   async awaitingDecision(limit: number): Promise<Array<{ taskId: string; jobId: string }>> {
     const rows = await this.db
       .selectFrom('tasks')
       .select(['tasks.id', 'tasks.job_id'])
       .where('tasks.state', 'in', OPEN_TASK_STATES)
+      .where('tasks.executions_total', '>', 0)
       .where((eb) =>
         eb.exists(
           eb
@@ -246,16 +249,20 @@ export class TaskStore {
   /**
    * Open tasks that waited longer than their job's queue timeout with nothing assigned or running and no change
    * (placement, result, lost execution) since: candidates for queue_timeout. With their revision, for the write.
+   * Read job by job (open jobs, then each one's tasks past its timeout), so tasks within their timeout are not read.
    */
   async queueTimedOut(
     now: number,
     limit: number,
   ): Promise<Array<{ taskId: string; jobId: string; revision: number; queueTimeoutMs: number }>> {
     const rows = await this.db
-      .selectFrom('tasks')
-      .innerJoin('jobs', 'jobs.id', 'tasks.job_id')
+      .selectFrom('jobs')
+      // Open jobs first, then each one's tasks by the partial index (job_id, updated_at): a CROSS JOIN keeps SQLite to
+      // that order whatever its statistics say (PostgreSQL plans it as an inner join).
+      .crossJoin('tasks')
+      .whereRef('tasks.job_id', '=', 'jobs.id')
       .select(['tasks.id', 'tasks.job_id', 'tasks.revision', 'jobs.queue_timeout_ms'])
-      .where('tasks.state', 'in', OPEN_TASK_STATES)
+      .where(sql<boolean>`jobs.state IN ${sql.raw(OPEN_STATES)} AND tasks.state IN ${sql.raw(OPEN_STATES)}`)
       .where((eb) => eb('tasks.updated_at', '<', eb(eb.val(now), '-', eb.ref('jobs.queue_timeout_ms'))))
       .where((eb) =>
         eb.not(
