@@ -275,6 +275,22 @@ describe.each(storeKinds())('store over $name', (kind) => {
       expect(await w.store.snapshot.wantingCount()).toBe(2);
     });
 
+    it("finds tasks past their job's queue timeout job by job, and counts running executions per buyer", async () => {
+      const day = 86_400_000;
+      expect(await w.store.snapshot.anyOpenJob()).toBe(true);
+      expect(await w.store.tasks.queueTimedOut(T0 + day - 1, 100)).toEqual([]);
+      const late = await w.store.tasks.queueTimedOut(T0 + day + 1, 100);
+      expect(late.map((t) => [t.jobId, t.queueTimeoutMs]).sort()).toEqual([
+        [w.jobId, day],
+        [w.jobId, day],
+      ]);
+      expect(await w.store.tasks.queueTimedOut(T0 + day + 1, 1)).toHaveLength(1);
+      expect(await w.store.snapshot.runningByBuyer()).toEqual(new Map());
+      await scheduleRound(w.store, T0);
+      expect(await w.store.tasks.queueTimedOut(T0 + day + 1, 100)).toEqual([]); // placed: nothing waits
+      expect(await w.store.snapshot.runningByBuyer()).toEqual(new Map([[w.buyerId, 6]]));
+    });
+
     it('leaves out agents not seen since onlineSince', async () => {
       await w.store.transaction((tx) => tx.accounts.touchAgent(w.agentIds[1]!, T0 + 60_000));
       const snap = await snapshotAt(w.store, T0 + 60_000 - TTL);
