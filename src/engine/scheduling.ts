@@ -140,10 +140,11 @@ export class SchedulingSystem {
 
   /**
    * What a round plans from, or null (no round) when no job is open, no online agent has room or no task can be
-   * placed. Whether a job is open is read first (one index row), then the agents (cheap: the online ones and their executions); then the open jobs (rows of jobs, not tasks), grouped
-   * into classes (buyer × demand, core/queue.ts); classes no agent can take now are skipped; the rest, in fair order
-   * (buyer with the fewest running executions first), give up to their slots' worth of wanting tasks each, at most
-   * ROUND_TASKS in all, which core orders fairly across buyers for the planner.
+   * placed. Read in that order: whether a job is open (one index row); the online agents and their executions; then
+   * the open jobs (job rows, not tasks), grouped into classes (buyer × demand, core/queue.ts). Classes no agent can
+   * take now are skipped; the rest, in fair order (the buyer with the fewest running executions first), give up to
+   * CLASS_READ_FACTOR × their slots of wanting tasks each, at most ROUND_TASKS in all, which core orders fairly across
+   * buyers for the planner (`rank`).
    */
   async snapshot(now: number): Promise<SchedulingSnapshot | null> {
     const { store, config, policy } = this.r;
@@ -158,10 +159,12 @@ export class SchedulingSystem {
     const classes = fairClassOrder(queueClasses(await store.snapshot.openJobs()), running);
     const candidates: Array<OpenTask & { need: number; buyerId: string }> = [];
     const retry = { now, backoff: { baseMs: config.retryBackoffMs, maxMs: config.retryBackoffMaxMs } };
+    const slotsOf = new Map<string, number>(); // by demand: buyers with the same demand share one count
     for (const c of classes) {
       const left = ROUND_TASKS - candidates.length;
       if (left <= 0) break;
-      const slots = slotsFor(c.demand, agents);
+      const slots = slotsOf.get(c.demandKey) ?? slotsFor(c.demand, agents);
+      slotsOf.set(c.demandKey, slots);
       if (slots === 0) continue;
       const read = await store.snapshot.wantingTasks(
         c.jobs,

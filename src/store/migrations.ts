@@ -395,8 +395,9 @@ const COUNTED_FAILED = "('lost', 'failed')";
  * executions that scheduling reads (active, ever placed, failed provider-side, when the latest failure ended), kept
  * by triggers on the executions table wherever an execution is inserted or changes state — so a round reads a
  * bounded set of candidate tasks without counting executions of every open task. Partial indexes over open jobs and
- * open tasks let a round read a job's wanting tasks in index order, the reaper find tasks past their job's queue timeout
- * job by job, and tasks awaiting a decision among those ever placed (by state and executions_total). Existing rows are backfilled.
+ * open tasks let a round read a job's wanting tasks in index order, the reaper find tasks past their job's queue
+ * timeout job by job, and tasks awaiting a decision among those ever placed (by state and executions_total). Existing
+ * rows are backfilled.
  */
 const m008 = (d: Dialect): Migration => ({
   async up(db) {

@@ -46,7 +46,8 @@ const TASK_COLUMNS = [
 const OPEN_TASK = sql<boolean>`tasks.state IN ${sql.raw(OPEN_STATES)}`;
 
 /** Tasks whose counts leave room for another execution (core executionsWanted > 0). */
-const WANTS_MORE = sql<boolean>`tasks.executions_active < tasks.target AND tasks.executions_total < tasks.max_executions AND tasks.executions_active < tasks.funded`;
+const WANTS_MORE = sql<boolean>`tasks.executions_active < tasks.target
+  AND tasks.executions_total < tasks.max_executions AND tasks.executions_active < tasks.funded`;
 
 /** A task row with its job's age, demand and mode as core's OpenTask. */
 function openTaskOf(
