@@ -89,12 +89,12 @@ export function executionsWanted(
  * With `retry`, a task whose executions were lost or failed provider-side waits out its backoff (faults.ts
  * retryDue) first. `excluded` gives the providers that already have (or had) an execution of each task.
  */
-export function tasksWanting(
-  open: readonly OpenTask[],
+export function tasksWanting<T extends OpenTask>(
+  open: readonly T[],
   retry: { now: number; backoff: RetryBackoff } | null,
   limit = Number.MAX_SAFE_INTEGER,
-): Array<OpenTask & { need: number }> {
-  const out: Array<OpenTask & { need: number }> = [];
+): Array<T & { need: number }> {
+  const out: Array<T & { need: number }> = [];
   for (const t of open) {
     if (out.length >= limit) break;
     const need = executionsWanted(t);

@@ -149,28 +149,36 @@ export class SchedulingSystem {
   async snapshot(now: number): Promise<SchedulingSnapshot | null> {
     const { store, config, policy } = this.r;
     if (!(await store.snapshot.anyOpenJob())) return null;
-    const { agents, prices } = await store.snapshot.agents(now, now - config.agentTtlMs, false, policy);
+    const {
+      agents,
+      prices,
+      runningByBuyer: running,
+    } = await store.snapshot.agents(now, now - config.agentTtlMs, false, policy);
     if (!agents.some(hasRoom)) {
       this.counts.skipped++;
       return null;
     }
     this.counts.queueReads++;
-    const running = await store.snapshot.runningByBuyer();
     const classes = fairClassOrder(queueClasses(await store.snapshot.openJobs()), running);
     const candidates: Array<OpenTask & { need: number; buyerId: string }> = [];
     const retry = { now, backoff: { baseMs: config.retryBackoffMs, maxMs: config.retryBackoffMaxMs } };
     const slotsOf = new Map<string, number>(); // by demand: buyers with the same demand share one count
-    for (const c of classes) {
-      const left = ROUND_TASKS - candidates.length;
-      if (left <= 0) break;
+    const takeable = classes.filter((c) => {
       const slots = slotsOf.get(c.demandKey) ?? slotsFor(c.demand, agents);
       slotsOf.set(c.demandKey, slots);
-      if (slots === 0) continue;
-      const read = await store.snapshot.wantingTasks(
-        c.jobs,
-        Math.min(left, CLASS_READ_FACTOR * slots + CLASS_READ_MIN),
-      );
-      for (const t of tasksWanting(read, retry)) candidates.push({ ...t, buyerId: c.buyerId });
+      return slots > 0;
+    });
+    const jobs = takeable.flatMap((c) => c.jobs);
+    if (jobs.reduce((n, j) => n + j.openTasks, 0) <= ROUND_TASKS) {
+      // A short queue: every takeable task in one read (a statement per 500 jobs).
+      candidates.push(...tasksWanting(await store.snapshot.wantingTasks(jobs, ROUND_TASKS), retry));
+    } else {
+      for (const c of takeable) {
+        const left = ROUND_TASKS - candidates.length;
+        if (left <= 0) break;
+        const limit = Math.min(left, CLASS_READ_FACTOR * slotsOf.get(c.demandKey)! + CLASS_READ_MIN);
+        candidates.push(...tasksWanting(await store.snapshot.wantingTasks(c.jobs, limit), retry));
+      }
     }
     if (candidates.length === 0) return null;
     const wanting = fairOrder(candidates, running);

@@ -181,19 +181,6 @@ export class SnapshotStore {
     return out.slice(0, limit);
   }
 
-  /** Active executions (assigned, running) per buyer: fair share's measure of what each already has. */
-  async runningByBuyer(): Promise<Map<string, number>> {
-    const rows = await this.db
-      .selectFrom('executions')
-      .innerJoin('jobs', 'jobs.id', 'executions.job_id')
-      .select(['jobs.buyer_id'])
-      .select((eb) => eb.fn.countAll<number>().as('n'))
-      .where('executions.state', 'in', ACTIVE_EXECUTION_STATES)
-      .groupBy('jobs.buyer_id')
-      .execute();
-    return new Map(rows.map((r) => [r.buyer_id, Number(r.n)]));
-  }
-
   /** How many open tasks want more executions (by the counts on their rows): the queue depth shown to people. */
   async wantingCount(): Promise<number> {
     const r = await this.db
@@ -237,14 +224,15 @@ export class SnapshotStore {
 
   /**
    * Agents with their offers, free capacity and provider's record (newcomers' with quota `quota`); only those seen
-   * since `onlineSince` unless `includeOffline`.
+   * since `onlineSince` unless `includeOffline`. With the active executions (assigned, running) on them per buyer:
+   * fair share's measure of what each buyer already has.
    */
   async agents(
     now: number,
     onlineSince: number,
     includeOffline: boolean,
     policy: { quota: QuotaConfig; credibility: CredibilityConfig },
-  ): Promise<{ agents: SchedAgent[]; prices: Map<string, Price> }> {
+  ): Promise<{ agents: SchedAgent[]; prices: Map<string, Price>; runningByBuyer: Map<string, number> }> {
     let q = this.db
       .selectFrom('agents')
       .innerJoin('accounts', 'accounts.id', 'agents.provider_id')
@@ -261,11 +249,11 @@ export class SnapshotStore {
       ]);
     if (!includeOffline) q = q.where('agents.last_seen_at', '>=', onlineSince);
     const rows = await q.execute();
-    if (rows.length === 0) return { agents: [], prices: new Map() };
+    if (rows.length === 0) return { agents: [], prices: new Map(), runningByBuyer: new Map() };
     const active = await this.db
       .selectFrom('executions')
       .innerJoin('jobs', 'jobs.id', 'executions.job_id')
-      .select(['executions.agent_id', 'jobs.cpus', 'jobs.memory_mb', 'jobs.demand'])
+      .select(['executions.agent_id', 'jobs.cpus', 'jobs.memory_mb', 'jobs.demand', 'jobs.buyer_id'])
       .where('executions.state', 'in', ACTIVE_EXECUTION_STATES)
       .where(
         'executions.agent_id',
@@ -274,7 +262,9 @@ export class SnapshotStore {
       )
       .execute();
     const used = new Map<string, { cpus: number; memoryMb: number; gpus: number; n: number }>();
+    const runningByBuyer = new Map<string, number>();
     for (const e of active) {
+      runningByBuyer.set(e.buyer_id, (runningByBuyer.get(e.buyer_id) ?? 0) + 1);
       const u = used.get(e.agent_id) ?? { cpus: 0, memoryMb: 0, gpus: 0, n: 0 };
       u.cpus += e.cpus;
       u.memoryMb += e.memory_mb;
@@ -317,7 +307,7 @@ export class SnapshotStore {
         running: u.n,
       };
     });
-    return { agents, prices };
+    return { agents, prices, runningByBuyer };
   }
 
   /** The most recent valid executions with their wall time (newest last), for runtime prediction. */

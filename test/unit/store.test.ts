@@ -13,7 +13,7 @@ import { DeqoError, grantTxn, toMicro } from '../../src/core/index.js';
 import { JobSpecSchema, type JobSpec, type JobSpecInput } from '../../src/protocol/index.js';
 import { openSqliteStore, type Store } from '../../src/store/index.js';
 import { DEFAULT_QUOTA, failureOf } from '../../src/core/index.js';
-import { jobResults } from '../../src/engine/index.js';
+import { DEFAULT_MARKET_POLICY, jobResults } from '../../src/engine/index.js';
 import {
   applyPlan,
   AVAILABLE,
@@ -285,10 +285,12 @@ describe.each(storeKinds())('store over $name', (kind) => {
         [w.jobId, day],
       ]);
       expect(await w.store.tasks.queueTimedOut(T0 + day + 1, 1)).toHaveLength(1);
-      expect(await w.store.snapshot.runningByBuyer()).toEqual(new Map());
+      const running = async () =>
+        (await w.store.snapshot.agents(T0, T0 - TTL, false, DEFAULT_MARKET_POLICY)).runningByBuyer;
+      expect(await running()).toEqual(new Map());
       await scheduleRound(w.store, T0);
       expect(await w.store.tasks.queueTimedOut(T0 + day + 1, 100)).toEqual([]); // placed: nothing waits
-      expect(await w.store.snapshot.runningByBuyer()).toEqual(new Map([[w.buyerId, 6]]));
+      expect(await running()).toEqual(new Map([[w.buyerId, 6]]));
     });
 
     it('leaves out agents not seen since onlineSince', async () => {
