@@ -163,7 +163,7 @@ export function createMetrics(
     labelNames: ['outcome'],
     registers,
     help:
-      'Scheduling rounds with an open job: skipped (no online agent had room, nothing of the queue read) or read_queue ' +
+      'Scheduling rounds with a task wanting an execution: skipped (no online agent had room, nothing of the queue read) or read_queue ' +
       `(a bounded, fair read of the classes agents can take). ${PER_PROCESS}`,
     collect() {
       const c = engine.scheduling.counts;

@@ -139,16 +139,16 @@ export class SchedulingSystem {
   }
 
   /**
-   * What a round plans from, or null (no round) when no job is open, no online agent has room or no task can be
-   * placed. Read in that order: whether a job is open (one index row); the online agents and their executions; then
-   * the open jobs (job rows, not tasks), grouped into classes (buyer × demand, core/queue.ts). Classes no agent can
-   * take now are skipped; the rest, in fair order (the buyer with the fewest running executions first), give up to
-   * CLASS_READ_FACTOR × their slots of wanting tasks each, at most ROUND_TASKS in all, which core orders fairly across
-   * buyers for the planner (`rank`).
+   * What a round plans from, or null (no round) when no task wants an execution, no online agent has room or no task
+   * can be placed. Read in that order: whether a task wants one (the first row found); the online agents and their
+   * executions; then the open jobs (job rows, not tasks), grouped into classes (buyer × demand, core/queue.ts).
+   * Classes no agent can take now are skipped; the rest, in fair order (the buyer with the fewest running executions
+   * first), give up to CLASS_READ_FACTOR × their slots of wanting tasks each, at most ROUND_TASKS in all (all of them
+   * in one read when that many are open), which core orders fairly across buyers for the planner (`rank`).
    */
   async snapshot(now: number): Promise<SchedulingSnapshot | null> {
     const { store, config, policy } = this.r;
-    if (!(await store.snapshot.anyOpenJob())) return null;
+    if (!(await store.snapshot.anyTaskWanting())) return null;
     const {
       agents,
       prices,

@@ -109,12 +109,16 @@ export class SnapshotStore {
     );
   }
 
-  /** Whether any job is open (queued or running): one row of the partial index of open jobs. */
-  async anyOpenJob(): Promise<boolean> {
+  /**
+   * Whether any open task wants another execution (by the counts on its row): the first row found. Tasks that want
+   * none (their replicas all out) are passed over, and they are at most what agents are running.
+   */
+  async anyTaskWanting(): Promise<boolean> {
     const r = await this.db
-      .selectFrom('jobs')
-      .select('id')
-      .where(sql<boolean>`state IN ${sql.raw(OPEN_STATES)}`)
+      .selectFrom('tasks')
+      .select('tasks.id')
+      .where(OPEN_TASK)
+      .where(WANTS_MORE)
       .limit(1)
       .executeTakeFirst();
     return r !== undefined;

@@ -277,7 +277,7 @@ describe.each(storeKinds())('store over $name', (kind) => {
 
     it("finds tasks past their job's queue timeout job by job, and counts running executions per buyer", async () => {
       const day = 86_400_000;
-      expect(await w.store.snapshot.anyOpenJob()).toBe(true);
+      expect(await w.store.snapshot.anyTaskWanting()).toBe(true);
       expect(await w.store.tasks.queueTimedOut(T0 + day - 1, 100)).toEqual([]);
       const late = await w.store.tasks.queueTimedOut(T0 + day + 1, 100);
       expect(late.map((t) => [t.jobId, t.queueTimeoutMs]).sort()).toEqual([
@@ -291,6 +291,7 @@ describe.each(storeKinds())('store over $name', (kind) => {
       await scheduleRound(w.store, T0);
       expect(await w.store.tasks.queueTimedOut(T0 + day + 1, 100)).toEqual([]); // placed: nothing waits
       expect(await running()).toEqual(new Map([[w.buyerId, 6]]));
+      expect(await w.store.snapshot.anyTaskWanting()).toBe(false); // every replica placed
     });
 
     it('leaves out agents not seen since onlineSince', async () => {
