@@ -1,43 +1,45 @@
 /**
- * The engine's queue over a real SQLite store (issues 12, 13): a round reads nothing of the queue when no agent could
- * take work, and one account's untakeable tasks (a price nobody offers, resources nobody lends) do not keep another
- * buyer's job from being placed in the first round.
+ * The engine's queue over real SQLite and PostgreSQL stores (issues 12, 13): a round reads nothing of the queue when no
+ * agent could take work, and one account's untakeable tasks (a price nobody offers, resources nobody lends) do not keep
+ * another buyer's job from being placed in the first round.
  */
 import { pino } from 'pino';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { DEFAULT_ENGINE_CONFIG, Engine } from '../../src/engine/index.js';
-import { openSqliteStore, type Store } from '../../src/store/index.js';
+import type { Store } from '../../src/store/index.js';
 import { fundedBuyer, registerAgents, submitJob } from '../helpers/engine-flow.js';
 import { tempBlobStore } from '../helpers/outputs.js';
+import { storeKinds } from '../helpers/stores.js';
 
 const T0 = 1_700_000_000_000;
 const FREE = { cpuHour: 0, memoryGiBHour: 0, gpuHour: 0, startFee: 0 };
 
-let store: Store;
-let engine: Engine;
-
-beforeEach(async () => {
-  store = await openSqliteStore(':memory:');
-  engine = new Engine(store, {
-    blobs: await tempBlobStore(),
-    config: { ...DEFAULT_ENGINE_CONFIG },
-    log: pino({ level: 'silent' }),
-    now: () => T0,
-    random: () => 0,
+describe.each(storeKinds())('scheduling rounds and the queue over $name', (kind) => {
+  let store: Store;
+  let engine: Engine;
+  beforeAll(() => kind.setup());
+  afterAll(() => kind.teardown());
+  beforeEach(async () => {
+    store = await kind.open();
+    engine = new Engine(store, {
+      blobs: await tempBlobStore(),
+      config: { ...DEFAULT_ENGINE_CONFIG },
+      log: pino({ level: 'silent' }),
+      now: () => T0,
+      random: () => 0,
+    });
   });
-});
-afterEach(async () => {
-  await engine.stop();
-  await store.close();
-});
+  afterEach(async () => {
+    await engine.stop();
+    await store.close();
+  });
 
-/** The executions placed for a job's tasks, by the job view. */
-async function placed(jobId: string, buyerId: string): Promise<number> {
-  const v = await store.views.jobView(jobId, buyerId);
-  return v!.tasks.reduce((n, t) => n + t.executions.length, 0);
-}
+  /** The executions placed for a job's tasks, by the job view. */
+  const placed = async (jobId: string, buyerId: string): Promise<number> => {
+    const v = await store.views.jobView(jobId, buyerId);
+    return v!.tasks.reduce((n, t) => n + t.executions.length, 0);
+  };
 
-describe('scheduling rounds and the queue', () => {
   it('reads no queue for a submit while no agent is online, and reads it once one is', async () => {
     const buyer = await fundedBuyer(engine, 'buyer', 100);
     const jobId = await submitJob(engine, buyer);
