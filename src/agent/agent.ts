@@ -16,7 +16,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { ApiError, type DeqoClient } from '../client/index.js';
-import { DEFAULT_AGENT_GRACE_MS, retryDelayMs, type RetryBackoff } from '../core/index.js';
+import { DEFAULT_AGENT_GRACE_MS, outputFsPlan, retryDelayMs, type RetryBackoff } from '../core/index.js';
 import type { Assignment, Availability, Capacity, Offer, RegisterAgentResponse } from '../protocol/index.js';
 import { AvailabilityMonitor, type AvailabilityEvaluation } from './availability.js';
 import { ConnectionMonitor, Coordinators } from './connection.js';
@@ -267,6 +267,17 @@ export class Agent {
     return this.capacity.cpus - used;
   }
 
+  /**
+   * MiB of the offer's disk not promised to the executions held (their output filesystems, core/disk.ts; their files
+   * stay until the report is settled). The coordinator places by it too, with the inputs (core/matching.ts); this is
+   * the backstop.
+   */
+  private freeDiskMb(): number {
+    let used = 0;
+    for (const h of this.held.values()) used += outputFsPlan(h.assignment.limits.outputBytes).bytes / (1024 * 1024);
+    return this.config.offer.diskMb - used;
+  }
+
   private wake(): void {
     this.wakeLoop?.();
     this.wakeLoop = null;
@@ -290,7 +301,7 @@ export class Agent {
   private async claimLoop(): Promise<void> {
     let backoff = 500;
     while (!this.stopped) {
-      if (this.freeCpus() <= 0 || this.availability.state !== 'available') {
+      if (this.freeCpus() <= 0 || this.freeDiskMb() <= 0 || this.availability.state !== 'available') {
         await new Promise<void>((r) => {
           this.wakeLoop = r;
         });

@@ -25,6 +25,7 @@ import {
   type Executor,
   type OwnContainer,
 } from './executor.js';
+import { prepareJobNetwork, type JobNetworkOptions } from './job-network.js';
 
 /** Default Docker engine socket. */
 export const DEFAULT_DOCKER_SOCKET = '/var/run/docker.sock';
@@ -54,12 +55,23 @@ export class DockerExecutor implements Executor {
   private readonly pullMissing: boolean;
   /** CPU time of the containers this executor supervised (for jobCpuMs). */
   private readonly cpu = new CpuAccount();
+  /** The Docker network of jobs that ask for one (prepareNetwork); `bridge` until then. */
+  private jobNetwork = 'bridge';
 
   constructor(opts: DockerExecutorOptions) {
     this.agentId = opts.agentId;
     this.socketPath = opts.socketPath ?? DEFAULT_DOCKER_SOCKET;
     this.pullMissing = opts.pullMissing ?? false;
     this.docker = new Docker({ socketPath: this.socketPath });
+  }
+
+  /**
+   * Makes the network that jobs asking for one run on (job-network.ts): the fenced `deqo-jobs`, or Docker's
+   * `bridge` with allowPrivateNetwork. Returns its name. Throws NetworkFenceError saying how to fix it.
+   */
+  async prepareNetwork(opts: JobNetworkOptions): Promise<string> {
+    this.jobNetwork = await prepareJobNetwork(this.docker, opts);
+    return this.jobNetwork;
   }
 
   /** Engine version, e.g. "20.10.24+dfsg1". Throws ExecutorUnavailableError (with a fix) if no engine answers. */
@@ -129,7 +141,7 @@ export class DockerExecutor implements Executor {
 
     let createOpts: Docker.ContainerCreateOptions;
     try {
-      createOpts = buildCreateOptions(req, this.agentId);
+      createOpts = buildCreateOptions(req, this.agentId, this.jobNetwork);
     } catch (e) {
       return early('agent_error', messageOf(e));
     }

@@ -4,6 +4,7 @@
  * both are unit-tested without a Docker engine.
  */
 import type { ContainerCreateOptions } from 'dockerode';
+import { INPUTS_DIR, outputDirProblem, TMP_DIR } from '../protocol/index.js';
 import type { ExecutionOutcome, ExecutionRequest } from './executor.js';
 
 /** uid:gid every job runs as: `nobody:nogroup`, never root (CIS Docker §4.1 / §5.x least privilege). */
@@ -12,8 +13,6 @@ export const CONTAINER_USER = '65534:65534';
 export const CONTAINER_UID = 65534;
 /** Numeric gid of {@link CONTAINER_USER}. */
 export const CONTAINER_GID = 65534;
-/** Mount point of the read-only inputs directory inside the container. */
-export const INPUTS_MOUNT = '/inputs';
 /**
  * Options of the writable, size-capped `/tmp` (64 MiB, sticky, no setuid binaries, no device files;
  * Docker adds `noexec`). Owned by the container user because runc re-applies the mode of the image's
@@ -56,16 +55,23 @@ export function mibToBytes(mb: number): number {
  * - §5.12 read-only root filesystem, writable only `/tmp` (tmpfs, 64 MiB) and the output bind;
  * - §5.9/§5.16/§5.17/§5.21/§5.31 no host network/PID/IPC/UTS/user namespace, never the Docker socket;
  * - §5.25 `no-new-privileges` (setuid binaries cannot gain privileges); default seccomp profile kept (§5.22);
- * - network `none` unless the request asks for one (then the default `bridge`, never `host`);
+ * - network `none` unless the request asks for one: then `jobNetwork` (job-network.ts: the fenced `deqo-jobs`, or
+ *   Docker's default `bridge` when the provider allows private networks), never `host`;
  * - runs as uid/gid 65534 with `HOME=/tmp` and working directory `/tmp`;
  * - stdout/stderr are read live through attach and capped by the executor; the engine also keeps a json-file
  *   log cut at {@link logMaxBytes} (one file), read only to reattach after an agent restart, so a chatty job
  *   cannot fill the provider's disk;
  * - labels name the agent, the execution and its lease's fencing token (orphans are found and reported by them).
  * `AutoRemove` is false: the executor inspects the exited container (OOMKilled) and then removes it.
- * Throws Error if a bind source is the Docker socket or a request path is not absolute.
+ * Throws Error if a bind source is the Docker socket, a request path is not absolute, or the output directory is not
+ * one the job spec allows (protocol outputDirProblem: reserved or not normalized).
  */
-export function buildCreateOptions(req: ExecutionRequest, agentId: string): ContainerCreateOptions {
+export function buildCreateOptions(
+  req: ExecutionRequest,
+  agentId: string,
+  jobNetwork = 'bridge',
+): ContainerCreateOptions {
+  if (jobNetwork === 'host') throw new Error('refusing to run a job on the host network');
   for (const [what, p] of [
     ['hostInputsDir', req.hostInputsDir],
     ['hostOutputDir', req.hostOutputDir],
@@ -81,11 +87,10 @@ export function buildCreateOptions(req: ExecutionRequest, agentId: string): Cont
       throw new Error(`refusing to mount ${p} into a job container (Docker socket / host root)`);
     }
   }
-  if (req.outputDir === INPUTS_MOUNT || req.outputDir === '/tmp' || req.outputDir === '/') {
-    throw new Error(`outputDir ${req.outputDir} collides with a reserved mount`);
-  }
+  const problem = outputDirProblem(req.outputDir);
+  if (problem) throw new Error(`outputDir ${req.outputDir}: ${problem}`);
   const memory = mibToBytes(req.resources.memoryMb);
-  const env = { ...req.env, HOME: '/tmp' };
+  const env = { ...req.env, HOME: TMP_DIR };
   return {
     name: containerName(req.executionId),
     Image: req.image,
@@ -93,7 +98,7 @@ export function buildCreateOptions(req: ExecutionRequest, agentId: string): Cont
     Entrypoint: [],
     Env: Object.entries(env).map(([k, v]) => `${k}=${v}`),
     User: CONTAINER_USER,
-    WorkingDir: '/tmp',
+    WorkingDir: TMP_DIR,
     Labels: {
       [LABEL_AGENT]: agentId,
       [LABEL_EXECUTION]: req.executionId,
@@ -105,10 +110,10 @@ export function buildCreateOptions(req: ExecutionRequest, agentId: string): Cont
     AttachStdout: true,
     AttachStderr: true,
     HostConfig: {
-      NetworkMode: req.network ? 'bridge' : 'none',
+      NetworkMode: req.network ? jobNetwork : 'none',
       ReadonlyRootfs: true,
-      Tmpfs: { '/tmp': TMPFS_OPTIONS },
-      Binds: [`${req.hostInputsDir}:${INPUTS_MOUNT}:ro`, `${req.hostOutputDir}:${req.outputDir}:rw`],
+      Tmpfs: { [TMP_DIR]: TMPFS_OPTIONS },
+      Binds: [`${req.hostInputsDir}:${INPUTS_DIR}:ro`, `${req.hostOutputDir}:${req.outputDir}:rw`],
       CapDrop: ['ALL'],
       CapAdd: [],
       SecurityOpt: ['no-new-privileges'],
@@ -146,6 +151,8 @@ export interface ExitFacts {
   /** Output cap in bytes and the last measured size of the output directory, bytes. */
   outputBytes: number;
   outputSize: number;
+  /** The first output entry beyond what a report carries (results.ts outputEntryProblem), when one was seen. */
+  outputBeyond?: string | null;
 }
 
 type Classified =
@@ -155,7 +162,7 @@ type Classified =
 /**
  * Classifies a finished container. Precedence: our own kill cause (timeout, output_too_large,
  * cancelled), then out-of-memory (OOMKilled, or exit code 137 = SIGKILL that we did not send),
- * then an output directory found over the cap after exit, else a normal exit with its code.
+ * then an output directory found beyond what a report carries or over the cap after exit, else a normal exit.
  */
 export function classifyExit(f: ExitFacts): Classified {
   if (f.killedBy === 'timeout') {
@@ -164,6 +171,9 @@ export function classifyExit(f: ExitFacts): Classified {
       reason: 'timeout',
       message: `execution exceeded its wall-clock limit of ${f.timeoutSeconds} s and was killed`,
     };
+  }
+  if (f.killedBy === 'output_too_large' && f.outputBeyond) {
+    return { kind: 'failed', reason: 'outputs_unpackageable', message: `${f.outputBeyond}; the execution was killed` };
   }
   if (f.killedBy === 'output_too_large') {
     return {
@@ -182,6 +192,7 @@ export function classifyExit(f: ExitFacts): Classified {
       message: `execution ran out of memory: it exceeded its limit of ${f.memoryMb} MiB and was killed by the kernel (exit code ${f.exitCode})`,
     };
   }
+  if (f.outputBeyond) return { kind: 'failed', reason: 'outputs_unpackageable', message: f.outputBeyond };
   if (f.outputSize > f.outputBytes) {
     return {
       kind: 'failed',

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { Writable, type Readable } from 'node:stream';
 import type Docker from 'dockerode';
 import { parseStatsLine } from './docker-hardening.js';
+import { outputEntryProblem } from './results.js';
 
 /** HTTP status of a dockerode error, if any. */
 export function statusOf(e: unknown): number | undefined {
@@ -105,24 +106,34 @@ export async function openLogSinks(req: {
 }
 
 /**
- * Apparent size in bytes of all regular files under `dir` (recursive, symlinks not followed).
- * Stops early once the total exceeds `stopAbove`. Entries that vanish or cannot be read are skipped.
+ * Apparent size in bytes of all regular files under `dir` (recursive, symlinks not followed), and the first entry
+ * beyond what a report carries (results.ts outputEntryProblem), which ends the walk. Stops early once the total
+ * exceeds `stopAbove`. Entries that vanish or cannot be read are skipped.
  */
-export async function dirSize(dir: string, stopAbove = Number.POSITIVE_INFINITY): Promise<number> {
+export async function dirSize(
+  dir: string,
+  stopAbove = Number.POSITIVE_INFINITY,
+): Promise<{ bytes: number; beyond: string | null }> {
   let total = 0;
-  const stack = [dir];
+  let files = 0;
+  const stack: { path: string; rel: string }[] = [{ path: dir, rel: '' }];
   while (stack.length > 0 && total <= stopAbove) {
-    const d = stack.pop() as string;
+    const d = stack.pop()!;
     let entries;
     try {
-      entries = await readdir(d, { withFileTypes: true });
+      entries = await readdir(d.path, { withFileTypes: true });
     } catch {
       continue;
     }
     for (const ent of entries) {
-      const p = join(d, ent.name);
-      if (ent.isDirectory()) {
-        stack.push(p);
+      const p = join(d.path, ent.name);
+      const rel = d.rel === '' ? ent.name : `${d.rel}/${ent.name}`;
+      const folder = ent.isDirectory();
+      if (ent.isFile()) files++;
+      const beyond = outputEntryProblem(rel, files);
+      if (beyond) return { bytes: total, beyond };
+      if (folder) {
+        stack.push({ path: p, rel });
         continue;
       }
       try {
@@ -133,7 +144,7 @@ export async function dirSize(dir: string, stopAbove = Number.POSITIVE_INFINITY)
       if (total > stopAbove) break;
     }
   }
-  return total;
+  return { bytes: total, beyond: null };
 }
 
 /**

@@ -117,15 +117,17 @@ export async function supervise(
   req.signal?.addEventListener('abort', onAbort, { once: true });
   if (req.signal?.aborted) onAbort();
   let outputSize = 0;
+  let outputBeyond: string | null = null;
   let polling = false;
   const poller = setInterval(() => {
     if (polling || exited || killedBy) return;
     polling = true;
     dirSize(req.hostOutputDir, req.limits.outputBytes)
       .then(
-        (n) => {
-          outputSize = n;
-          if (n > req.limits.outputBytes) kill('output_too_large');
+        (r) => {
+          outputSize = r.bytes;
+          outputBeyond = r.beyond;
+          if (r.bytes > req.limits.outputBytes || r.beyond) kill('output_too_large');
         },
         () => {
           /* unreadable: checked again after exit */
@@ -193,7 +195,8 @@ export async function supervise(
   const used = usage(begin.mode === 'follow' ? (engineWallMs(info.State) ?? measuredWallMs) : measuredWallMs);
   if (info.State.Status === 'removing') return { kind: 'failed', reason: 'agent_error', message: gone, usage: used };
   const exitCode = typeof info.State.ExitCode === 'number' ? info.State.ExitCode : waitStatus;
-  if (!killedBy) outputSize = await dirSize(req.hostOutputDir, req.limits.outputBytes);
+  if (!killedBy)
+    ({ bytes: outputSize, beyond: outputBeyond } = await dirSize(req.hostOutputDir, req.limits.outputBytes));
 
   const c = classifyExit({
     exitCode,
@@ -203,6 +206,7 @@ export async function supervise(
     timeoutSeconds: req.resources.timeoutSeconds,
     outputBytes: req.limits.outputBytes,
     outputSize,
+    outputBeyond,
   });
   return c.kind === 'exited' ? { kind: 'exited', exitCode: c.exitCode, usage: used } : { ...c, usage: used };
 }

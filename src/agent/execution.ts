@@ -4,17 +4,18 @@
  * the state database before the step it protects (state.ts), so a crash anywhere loses nothing that recovery
  * (recovery.ts) cannot finish or honestly report as failed.
  */
-import { chmod, mkdir, rm } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { chmod, mkdir } from 'node:fs/promises';
 import type { Logger } from 'pino';
-import { downloadBlob, sha256File } from '../client/index.js';
+import { downloadBlob } from '../client/index.js';
 import type { Assignment, ReportRequest } from '../protocol/index.js';
 import type { ConnectionMonitor, Coordinators } from './connection.js';
 import { LogTail } from './log-tail.js';
 import type { BuildReport, Deliverer, ReportTarget } from './delivery.js';
 import type { ExecutionOutcome, ExecutionRequest, Executor } from './executor.js';
+import { placeInputs } from './inputs.js';
 import type { RecoveryAction } from './recovery.js';
-import { failureReport, packageResult, workDirs, type WorkDirs } from './report-body.js';
+import { mountCappedOutputs } from './output-fs.js';
+import { failureReport, packageResult, removeWorkDir, workDirs, type WorkDirs } from './report-body.js';
 import { scriptOutcome, scriptRun, writeScript } from './script.js';
 import type { AgentState, Phase } from './state.js';
 
@@ -89,6 +90,9 @@ export interface RunnerDeps {
 
 /** Runs executions end to end; its methods never throw. */
 export class ExecutionRunner {
+  /** The warning that outputs are only polled was logged. */
+  private warnedUncapped = false;
+
   constructor(private readonly d: RunnerDeps) {}
 
   /** A newly claimed execution: record, fetch inputs, run, report. */
@@ -105,6 +109,7 @@ export class ExecutionRunner {
         );
         return;
       }
+      await this.capOutputs(h, dirs, true);
       const tail = new LogTail({ stdout: dirs.stdout, stderr: dirs.stderr }, (stream, offset, data) =>
         this.d.coordinators.current.sendLog(
           this.d.agentId(),
@@ -144,6 +149,7 @@ export class ExecutionRunner {
           await this.settle(h, dirs, action.report, async () => action.report);
           return;
         case 'package':
+          await this.capOutputs(h, dirs, false);
           await this.settle(h, dirs, null, (client) =>
             packageResult(client, a.fencingToken, action.outcome, dirs, this.d.testCorruptOutputs),
           );
@@ -154,6 +160,7 @@ export class ExecutionRunner {
           );
           return;
         case 'reattach':
+          await this.capOutputs(h, dirs, false);
           if (action.record.containerId === null)
             this.write(h, (now) => this.d.state.containerCreated(a.executionId, action.container.containerId, now));
           await this.ended(h, dirs, await this.d.executor.attach(action.container.containerId, this.request(h, dirs)));
@@ -206,19 +213,24 @@ export class ExecutionRunner {
     };
   }
 
-  /** Downloads the inputs into the work directory and checks each against its SHA-256. Throws on any problem. */
+  /** Downloads the inputs into the work directory (once per blob, inputs.ts). Throws on any problem. */
   private async fetchInputs(a: Assignment, dirs: WorkDirs): Promise<void> {
     await mkdir(dirs.inputs, { recursive: true });
     await mkdir(dirs.outputs, { recursive: true });
-    for (const input of a.inputs) {
-      const dest = join(dirs.inputs, input.path);
-      await mkdir(dirname(dest), { recursive: true });
-      await this.d.coordinators.call((client) => downloadBlob(client, input.blob, dest));
-      if ((await sha256File(dest)) !== input.blob) throw new Error(`input ${input.path} does not match its SHA-256`);
-      await chmod(dest, 0o644);
-    }
+    await placeInputs(a.inputs, dirs.inputs, async (blob, dest) => {
+      await this.d.coordinators.call((client) => downloadBlob(client, blob, dest));
+    });
     await writeScript(a, dirs.inputs);
     await chmod(dirs.inputs, 0o755);
+  }
+
+  /** Caps the output directory at the write (output-fs.ts); `create: false` only mounts an image left by an earlier run. */
+  private async capOutputs(h: Held, dirs: WorkDirs, create: boolean): Promise<void> {
+    const r = await mountCappedOutputs(dirs.outputs, h.assignment.limits.outputBytes, { create });
+    if (!r.capped && create && !this.warnedUncapped) {
+      this.warnedUncapped = true;
+      h.log.warn({ why: r.why }, 'outputs are not capped at the write, only polled once a second');
+    }
   }
 
   /** The container ended: report it (recording the outcome first), or drop it when the agent stopped it. */
@@ -278,7 +290,7 @@ export class ExecutionRunner {
 
   private async forget(h: Held, dirs: WorkDirs): Promise<void> {
     this.write(h, () => this.d.state.remove(h.assignment.executionId));
-    await rm(dirs.root, { recursive: true, force: true }).catch(() => undefined);
+    await removeWorkDir(dirs).catch(() => undefined);
   }
 
   /** Records how the execution ended (once). */

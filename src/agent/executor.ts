@@ -52,6 +52,7 @@ export type ExecutorFailureReason = Extract<
   | 'timeout'
   | 'image_not_found'
   | 'output_too_large'
+  | 'outputs_unpackageable'
   | 'agent_error'
   | 'agent_restarted'
   | 'cancelled'

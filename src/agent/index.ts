@@ -4,6 +4,7 @@ export { probeCapacity } from './probe.js';
 export type { Executor, ExecutionRequest, ExecutionOutcome, OwnContainer } from './executor.js';
 export { ExecutorUnavailableError } from './executor.js';
 export { DockerExecutor } from './docker-executor.js';
+export { JOB_NETWORK, NetworkFenceError } from './job-network.js';
 export { loadOrCreateIdentity, signRegistration } from './identity.js';
 export {
   buildAgentSettings,

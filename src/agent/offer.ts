@@ -11,6 +11,7 @@
  * memory: 8g         # memory to lend (MiB as a number, or 512m / 8g)
  * disk: 20g          # disk for inputs and outputs (or diskMb: 20480)
  * allowNetwork: false
+ * allowPrivateNetwork: false  # network jobs may also reach this machine and private networks (job-network.ts)
  * prices: { cpuHour: 0.04, memoryGiBHour: 0.004, gpuHour: 0.4, startFee: 0.001 }
  * labels: { zone: eu-west, gpu: none }
  * windows: ['* 22-23,0-6 * * 1-5', '* * * * 6,0']
@@ -36,6 +37,7 @@ export interface OfferFlags {
   cpus?: number;
   memoryMb?: number;
   allowNetwork?: boolean;
+  allowPrivateNetwork?: boolean;
   priceCpuHour?: number;
   priceMemoryGibHour?: number;
   priceGpuHour?: number;
@@ -58,6 +60,8 @@ export interface AgentSettings {
   cpus?: number;
   memoryMb?: number;
   allowNetwork: boolean;
+  /** Network jobs may reach this machine and private networks (no fence, job-network.ts). */
+  allowPrivateNetwork: boolean;
   offer: Offer;
 }
 
@@ -80,6 +84,7 @@ const FLAG_OF: Record<string, string> = {
   memory: '--memory',
   name: '--name',
   allowNetwork: '--allow-network',
+  allowPrivateNetwork: '--allow-private-network',
 };
 
 /** `512m`, `2g`, `1t`, or a number of MiB → MiB. Returns null when unparsable. */
@@ -102,6 +107,7 @@ const FileSchema = z
     cpus: z.number().positive('cpus must be more than 0').optional(),
     memory: size.optional(),
     allowNetwork: z.boolean().optional(),
+    allowPrivateNetwork: z.boolean().optional(),
     disk: size.optional(),
     diskMb: z.unknown().optional(),
     prices: z.unknown().optional(),
@@ -210,6 +216,7 @@ export function buildAgentSettings(
     cpus: flags.cpus ?? f.cpus,
     memoryMb: flags.memoryMb ?? fileMemory,
     allowNetwork: flags.allowNetwork ?? f.allowNetwork ?? false,
+    allowPrivateNetwork: flags.allowPrivateNetwork ?? f.allowPrivateNetwork ?? false,
     offer,
   };
 }

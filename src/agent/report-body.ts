@@ -3,13 +3,15 @@
  * uploaded as blobs, the manifest and result hash computed (results.ts). Work directories live under
  * `<dataDir>/work/<executionId>` and survive agent restarts while the execution is recorded (state.ts).
  */
-import { access, readdir, rm } from 'node:fs/promises';
+import { access, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { uploadFile, type DeqoClient } from '../client/index.js';
+import { ApiError, uploadFile, type DeqoClient } from '../client/index.js';
 import { resultHashOf, type FailureReason } from '../core/index.js';
-import type { ReportRequest, Usage } from '../protocol/index.js';
+import type { Manifest, ReportRequest, Usage } from '../protocol/index.js';
 import type { ExecutionOutcome } from './executor.js';
-import { buildManifest, corruptOutputs, tarOutputs } from './results.js';
+import { unmountOutputs } from './output-fs.js';
+import { removeTree } from './remove-tree.js';
+import { buildManifest, corruptOutputs, tarOutputs, UnpackageableOutputsError } from './results.js';
 
 /** An upload gets no byte through (nor an answer) for this long: it is abandoned as unreachable, ms. */
 const UPLOAD_IDLE_TIMEOUT_MS = 60_000;
@@ -41,8 +43,17 @@ export function workDirs(dataDir: string, executionId: string): WorkDirs {
 export async function removeStrayWorkDirs(dataDir: string, keep: ReadonlySet<string>): Promise<string[]> {
   const names = await readdir(join(dataDir, 'work')).catch(() => [] as string[]);
   const stray = names.filter((n) => !keep.has(n));
-  for (const n of stray) await rm(join(dataDir, 'work', n), { recursive: true, force: true });
+  for (const n of stray) await removeWorkDir(workDirs(dataDir, n));
   return stray;
+}
+
+/**
+ * Deletes an execution's work directory, unmounting its capped output filesystem first (output-fs.ts); removeTree
+ * also removes folders a container nested past the host's PATH_MAX.
+ */
+export async function removeWorkDir(dirs: WorkDirs): Promise<void> {
+  await unmountOutputs(dirs.outputs).catch(() => undefined);
+  await removeTree(dirs.root);
 }
 
 /** A failed report (provider-side unless the reason says otherwise); the message is cut to the protocol's 4096 characters. */
@@ -82,9 +93,36 @@ export async function uploadBlob(client: DeqoClient, path: string): Promise<stri
   }
 }
 
+/** A failed report with stdout and stderr uploaded when a container wrote them (not for an unknown image, say). */
+async function failedWithLogs(
+  client: DeqoClient,
+  fencingToken: number,
+  reason: FailureReason,
+  message: string,
+  usage: Usage,
+  dirs: WorkDirs,
+): Promise<ReportRequest> {
+  const present = async (p: string): Promise<string | undefined> => {
+    try {
+      await access(p);
+    } catch {
+      return undefined;
+    }
+    return uploadBlob(client, p);
+  };
+  const stdoutBlob = await present(dirs.stdout);
+  const stderrBlob = await present(dirs.stderr);
+  return {
+    ...failureReport(fencingToken, reason, message, usage),
+    ...(stdoutBlob ? { stdoutBlob } : {}),
+    ...(stderrBlob ? { stderrBlob } : {}),
+  };
+}
+
 /**
  * Builds the report of a finished execution from its work directory: uploads stdout and stderr (when a
  * container wrote them) and, for an exit, the output tarball; computes the manifest and result hash.
+ * Outputs it cannot package (results.ts UnpackageableOutputsError) make a failed report, `outputs_unpackageable`.
  * `corrupt` (TEST ONLY) alters the outputs first. Throws ApiError when an upload fails, Error on file errors.
  */
 export async function packageResult(
@@ -94,30 +132,28 @@ export async function packageResult(
   dirs: WorkDirs,
   corrupt: boolean,
 ): Promise<ReportRequest> {
-  if (outcome.kind === 'failed') {
-    // Logs exist only when a container was created (not for an unknown image, say).
-    const present = async (p: string): Promise<string | undefined> => {
-      try {
-        await access(p);
-      } catch {
-        return undefined;
-      }
-      return uploadBlob(client, p);
-    };
-    const stdoutBlob = await present(dirs.stdout);
-    const stderrBlob = await present(dirs.stderr);
-    return {
-      ...failureReport(fencingToken, outcome.reason, outcome.message, outcome.usage),
-      ...(stdoutBlob ? { stdoutBlob } : {}),
-      ...(stderrBlob ? { stderrBlob } : {}),
-    };
+  if (outcome.kind === 'failed')
+    return failedWithLogs(client, fencingToken, outcome.reason, outcome.message, outcome.usage, dirs);
+  let manifest: Manifest; // before any upload: outputs it cannot package are the job's failure
+  try {
+    if (corrupt) await corruptOutputs(dirs.outputs);
+    manifest = await buildManifest(dirs.outputs, outcome.exitCode, dirs.stdout);
+  } catch (e) {
+    if (!(e instanceof UnpackageableOutputsError)) throw e;
+    return failedWithLogs(client, fencingToken, 'outputs_unpackageable', e.message, outcome.usage, dirs);
   }
   const stdoutBlob = await uploadBlob(client, dirs.stdout);
   const stderrBlob = await uploadBlob(client, dirs.stderr);
-  if (corrupt) await corruptOutputs(dirs.outputs);
-  const manifest = await buildManifest(dirs.outputs, outcome.exitCode, dirs.stdout);
   await tarOutputs(dirs.outputs, dirs.tarball);
-  const outputsBlob = await uploadBlob(client, dirs.tarball);
+  let outputsBlob: string;
+  try {
+    outputsBlob = await uploadBlob(client, dirs.tarball);
+  } catch (err) {
+    // Outputs within limits.outputBytes can still be more than the coordinator stores (its largest blob): the job's.
+    if (!(err instanceof ApiError && err.code === 'payload_too_large')) throw err;
+    const message = `the outputs tarball is ${(await stat(dirs.tarball)).size} bytes: ${err.message}`;
+    return failedWithLogs(client, fencingToken, 'output_too_large', message, outcome.usage, dirs);
+  }
   return {
     outcome: 'completed',
     fencingToken,

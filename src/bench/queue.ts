@@ -81,7 +81,10 @@ async function measureAt(size: number): Promise<QueuePoint> {
   const dir = await mkdtemp(join(tmpdir(), 'deqo-bench-queue-'));
   const store = await openSqliteStore(join(dir, 'deqo.db'));
   const engine = new Engine(store, {
-    blobs: { open: () => Promise.reject(new Error('no blobs in the queue benchmark')) },
+    blobs: {
+      open: () => Promise.reject(new Error('no blobs in the queue benchmark')),
+      remove: () => Promise.resolve(),
+    },
     config: { ...DEFAULT_ENGINE_CONFIG },
     log: pino({ level: 'silent' }),
   });

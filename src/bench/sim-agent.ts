@@ -112,14 +112,15 @@ export class SimAgent {
   private readonly abort = new AbortController();
   private loop: Promise<void> | null = null;
   private wakeLoop: (() => void) | null = null;
+  /** Its result blobs, uploaded once while it runs its first execution (a provider key uploads only then). */
+  private uploaded: Promise<void> | null = null;
 
   constructor(private readonly o: SimAgentOptions) {
     this.client = new DeqoClient(o.coordinatorUrl, o.providerKey);
   }
 
-  /** Uploads its blobs, registers like a real agent and starts heartbeating and claiming. */
+  /** Registers like a real agent and starts heartbeating and claiming. */
   async start(): Promise<void> {
-    for (const f of this.o.blobFiles) await uploadFile(this.client, f);
     const identity = await loadOrCreateIdentity(this.o.dataDir);
     const timestamp = Date.now();
     const reg = await this.client.registerAgent({
@@ -188,6 +189,13 @@ export class SimAgent {
         stderrPath: '',
         network: a.network,
       });
+      this.uploaded ??= (async () => {
+        for (const f of this.o.blobFiles) await uploadFile(this.client, f);
+      })().catch((err: unknown) => {
+        this.uploaded = null;
+        throw err;
+      });
+      await this.uploaded;
       await this.client.report(this.agentId, a.executionId, {
         ...this.o.result,
         fencingToken: a.fencingToken,

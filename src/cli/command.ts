@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { ApiError } from '../client/index.js';
 import { CliError, EXIT, exitCodeForApiError } from './exit-codes.js';
 import type { Env, GlobalOptions } from './settings.js';
+import { terminalLine } from './terminal.js';
 
 /** What every command gets: the environment read once at start. */
 export interface CliContext {
@@ -26,20 +27,29 @@ export function action<A extends unknown[]>(fn: (...args: A) => Promise<number |
   };
 }
 
-/** Prints an error for a person and returns its exit code. */
+/** Prints an error for a person (terminal-safe: messages may quote what others wrote) and returns its exit code. */
 export function reportError(err: unknown): number {
   if (err instanceof ApiError) {
-    process.stderr.write(`error: ${err.message}${err.code !== 'unreachable' ? ` [${err.code}]` : ''}\n`);
+    process.stderr.write(`error: ${terminalLine(err.message)}${err.code !== 'unreachable' ? ` [${err.code}]` : ''}\n`);
     if (Array.isArray(err.details)) {
       for (const d of err.details as Array<{ path?: string; message?: string }>)
-        process.stderr.write(`  ${d.path ?? ''}: ${d.message ?? ''}\n`);
+        process.stderr.write(`  ${terminalLine(d.path ?? '')}: ${terminalLine(d.message ?? '')}\n`);
     }
+    if (err.retryAfterSec !== undefined)
+      process.stderr.write(`  the coordinator asks to wait ${formatWait(err.retryAfterSec)} before trying again\n`);
     return exitCodeForApiError(err.code);
   }
   if (err instanceof CliError) {
-    process.stderr.write(`error: ${err.message}\n`);
+    process.stderr.write(`error: ${terminalLine(err.message)}\n`);
     return err.exitCode;
   }
   process.stderr.write(`error: ${(err as Error)?.stack ?? String(err)}\n`);
   return EXIT.INTERNAL;
+}
+
+/** A wait in seconds for a person: `45 s`, `3 min`, `2 h`. */
+export function formatWait(sec: number): string {
+  if (sec < 120) return `${sec} s`;
+  if (sec < 7200) return `${Math.ceil(sec / 60)} min`;
+  return `${Math.ceil(sec / 3600)} h`;
 }

@@ -1,15 +1,21 @@
 /**
- * Downloading a job's verified outputs: each verified task's tarball is fetched, unpacked into
- * `<dir>/task-<index>/`, and the folder is checked against the verified manifest: exactly its files (regular files
- * only, nothing more), each with its SHA-256. When a copy does not match (a blob damaged on the coordinator's disk,
- * say), the next agreeing execution's copy is tried (the results' `replicas`, canonical first).
+ * Downloading a job's verified outputs: each verified task's tarball is fetched and unpacked into a temporary sibling
+ * of `<dir>/task-<index>/`, entry by entry held against the verified manifest with core's rule (OutputsCheck: regular
+ * files of the manifest only, each once with its size, no absolute path, no `..`, no link, no device), then the
+ * folder is checked (exactly the manifest's files, each with its SHA-256) and renamed into place. The first entry
+ * refused stops the unpacking; a copy that fails leaves nothing behind. When a copy does not match (a blob damaged on
+ * the coordinator's disk, or one that is hostile), the next agreeing execution's copy is tried (the results'
+ * `replicas`, canonical first).
  */
-import { mkdir, readdir, rm } from 'node:fs/promises';
-import { join, relative, sep } from 'node:path';
+import { createReadStream } from 'node:fs';
+import { mkdir, mkdtemp, readdir, rename, rm } from 'node:fs/promises';
+import { basename, dirname, join, relative, sep } from 'node:path';
 import * as tar from 'tar';
 import { ApiError, sha256File, type DeqoClient } from '../client/index.js';
+import { OutputsCheck, type OutputsMismatch } from '../core/index.js';
 import type { JobResults, Manifest, TaskResult } from '../protocol/index.js';
 import { CliError, EXIT } from './exit-codes.js';
+import { terminalLine } from './terminal.js';
 import { downloadWithProgress } from './transfer.js';
 
 /** Where each task's outputs went, and whose copy they are. */
@@ -50,6 +56,14 @@ async function tree(dir: string): Promise<Array<{ path: string; file: boolean }>
 
 /** What differs between the unpacked folder `dir` and `manifest`, or null when it holds exactly its files. */
 async function mismatchOf(dir: string, manifest: Manifest): Promise<string | null> {
+  try {
+    return await folderMismatch(dir, manifest);
+  } catch (err) {
+    return `cannot read the unpacked files: ${(err as Error).message}`;
+  }
+}
+
+async function folderMismatch(dir: string, manifest: Manifest): Promise<string | null> {
   const want = new Set(manifest.files.map((f) => f.path));
   for (const e of await tree(dir)) {
     if (!e.file) return `${e.path} is not a regular file`;
@@ -63,59 +77,127 @@ async function mismatchOf(dir: string, manifest: Manifest): Promise<string | nul
   return null;
 }
 
+/** Largest pax or GNU long-name header accepted, bytes (a manifest path is at most 4096 characters). */
+const MAX_META_ENTRY_BYTES = 16 * 1024;
+
+/** A refused entry as the error line names it. */
+function refusal(m: OutputsMismatch): string {
+  return `entry ${JSON.stringify(m.path)} refused: ${m.problem}`;
+}
+
 /**
- * Fetches one copy into `taskDir` (emptied first) and checks it. Returns what did not match, or null. Rethrows what
- * no other copy can fix: an unreachable coordinator, a missing or refused API key.
+ * Unpacks the tarball `file` into the empty folder `dest`, entry by entry held against `manifest` (OutputsCheck).
+ * Files get mode 0644, or 0755 when any execute bit was set (no set-id bits), and belong to the user running
+ * this (not the archive's owner, even as root). Returns the first refused entry or unpacking error, or null.
+ */
+async function unpack(file: string, dest: string, manifest: Manifest): Promise<string | null> {
+  let check: OutputsCheck;
+  try {
+    check = new OutputsCheck(manifest);
+  } catch (err) {
+    return (err as Error).message; // a manifest listing a path twice
+  }
+  let refused: OutputsMismatch | null = null;
+  const unpacker = new tar.Unpack({
+    cwd: dest,
+    strict: true,
+    preservePaths: false,
+    preserveOwner: false,
+    maxMetaEntrySize: MAX_META_ENTRY_BYTES,
+    filter: (path, entry) => {
+      const e = entry as tar.ReadEntry;
+      refused ??= check.entry({ path, type: e.type, size: e.size });
+      if (refused) {
+        unpacker.abort(new Error(refusal(refused)));
+        return false;
+      }
+      e.mode = (e.mode ?? 0) & 0o111 ? 0o755 : 0o644;
+      return true;
+    },
+  });
+  unpacker.on('ignoredEntry', (e: tar.ReadEntry) => {
+    refused ??= e.meta
+      ? { path: e.path, problem: `an extended header over ${MAX_META_ENTRY_BYTES} bytes` }
+      : { path: e.path, problem: `a ${e.type} entry (only regular files are accepted)` };
+    unpacker.abort(new Error(refusal(refused)));
+  });
+  const source = createReadStream(file);
+  try {
+    await new Promise<void>((resolve, reject) => {
+      unpacker.on('error', reject);
+      unpacker.on('close', () => resolve());
+      source.on('error', reject);
+      source.pipe(unpacker);
+    });
+  } catch (err) {
+    return refused ? refusal(refused) : `cannot unpack it: ${(err as Error).message}`;
+  } finally {
+    source.destroy();
+  }
+  if (refused) return refusal(refused);
+  const missing = check.end();
+  return missing ? `${missing.path} is missing` : null;
+}
+
+/**
+ * Fetches one copy into a temporary sibling of `taskDir`, checks it, and only then renames it to `taskDir` (replacing
+ * an earlier download). Returns what did not match, or null; a copy that does not match leaves no trace. Rethrows
+ * what no other copy can fix: an unreachable coordinator, a missing or refused API key.
  */
 async function fetchCopy(
   client: DeqoClient,
   copy: Copy,
   manifest: Manifest,
   taskDir: string,
-  tarball: string,
   label: string,
 ): Promise<string | null> {
-  await rm(taskDir, { recursive: true, force: true });
-  await mkdir(taskDir, { recursive: true });
-  // No files: the empty folder is the verified result (node-tar refuses to unpack an archive of no entries).
-  if (manifest.files.length === 0) return null;
+  await mkdir(dirname(taskDir), { recursive: true });
+  const temp = await mkdtemp(join(dirname(taskDir), `.${basename(taskDir)}-partial-`));
   try {
-    await downloadWithProgress(client, copy.outputsBlob, tarball, label);
-    // Not strict: an archive of no files is "unrecognized" to node-tar; the folder check below is the judge. Paths
-    // are kept inside taskDir (no absolute paths, no `..`, no writing through links).
-    await tar.extract({ file: tarball, cwd: taskDir, strict: false, preservePaths: false });
-  } catch (err) {
-    if (err instanceof ApiError && (err.status === 0 || err.status === 401 || err.status === 403)) throw err;
-    return `cannot download or unpack it: ${(err as Error).message}`;
+    const files = join(temp, 'files');
+    await mkdir(files);
+    // No files: the empty folder is the verified result (node-tar refuses to unpack an archive of no entries).
+    if (manifest.files.length > 0) {
+      const tarball = join(temp, 'outputs.tar.gz');
+      try {
+        await downloadWithProgress(client, copy.outputsBlob, tarball, label);
+      } catch (err) {
+        if (err instanceof ApiError && (err.status === 0 || err.status === 401 || err.status === 403)) throw err;
+        return `cannot download it: ${(err as Error).message}`;
+      }
+      const wrong = (await unpack(tarball, files, manifest)) ?? (await mismatchOf(files, manifest));
+      if (wrong) return wrong;
+    }
+    await rm(taskDir, { recursive: true, force: true });
+    await rename(files, taskDir);
+    return null;
   } finally {
-    await rm(tarball, { force: true });
+    await rm(temp, { recursive: true, force: true });
   }
-  return mismatchOf(taskDir, manifest);
 }
 
 /**
  * Downloads and checks the outputs of every verified task into `dir` (one `task-<index>` folder each), trying each
  * agreeing execution's copy in turn until one matches the verified manifest; `note` hears of each copy that did not
- * (default: a line on stderr). Throws CliError (EXIT.INTERNAL) when no copy of a task's outputs matches, the
- * client's ApiError when the coordinator cannot be reached or refuses the key.
+ * (default: a line on stderr). Throws CliError (EXIT.INTERNAL) when no copy of a task's outputs matches (its
+ * folder is then left as it was: absent, or an earlier complete download), the client's ApiError when the coordinator cannot be reached or refuses the key.
  */
 export async function downloadResults(
   client: DeqoClient,
   results: JobResults,
   dir: string,
-  note: (line: string) => void = (line) => process.stderr.write(`${line}\n`),
+  note: (line: string) => void = (line) => process.stderr.write(`${terminalLine(line)}\n`),
 ): Promise<DownloadedTask[]> {
   const done: DownloadedTask[] = [];
   for (const t of results.tasks) {
     if (t.state !== 'verified' || !t.outputsBlob || !t.manifest) continue;
     const taskDir = join(dir, `task-${t.taskIndex}`);
-    const tarball = join(dir, `.task-${t.taskIndex}.tar.gz`);
     const copies = copiesOf({ ...t, outputsBlob: t.outputsBlob });
     const failures: string[] = [];
     let used: Copy | null = null;
     for (const [i, copy] of copies.entries()) {
       const whose = copy.agentName ? `${copy.agentName}'s copy` : 'the verified copy';
-      const wrong = await fetchCopy(client, copy, t.manifest, taskDir, tarball, `task ${t.taskIndex} outputs`);
+      const wrong = await fetchCopy(client, copy, t.manifest, taskDir, `task ${t.taskIndex} outputs`);
       if (wrong === null) {
         used = copy;
         break;
@@ -127,14 +209,12 @@ export async function downloadResults(
           (next ? `; trying ${next.agentName ?? 'another'}'s copy` : ''),
       );
     }
-    if (!used) {
-      await rm(taskDir, { recursive: true, force: true });
+    if (!used)
       throw new CliError(
         `task ${t.taskIndex}: no copy of the outputs matches the verified result (${failures.join('; ')}); ` +
           "the coordinator's stored outputs are damaged: tell its operator",
         EXIT.INTERNAL,
       );
-    }
     done.push({
       taskIndex: t.taskIndex,
       dir: taskDir,

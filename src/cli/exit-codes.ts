@@ -12,6 +12,8 @@ export const EXIT = {
   UNREACHABLE: 5,
   /** The buyer's credits do not cover the job's escrow (the error names the shortfall). */
   INSUFFICIENT_FUNDS: 6,
+  /** A rate limit or quota of the coordinator (429): the message names it and how long to wait. */
+  LIMITED: 7,
   /** Something this machine lacks (no Docker engine, image build failed). */
   ENVIRONMENT: 69,
   INTERNAL: 70,
@@ -33,6 +35,9 @@ export function exitCodeForApiError(code: string): number {
       return EXIT.UNREACHABLE;
     case 'insufficient_funds':
       return EXIT.INSUFFICIENT_FUNDS;
+    case 'rate_limited':
+    case 'quota_exceeded':
+      return EXIT.LIMITED;
     default:
       return EXIT.INTERNAL;
   }

@@ -74,8 +74,10 @@ export async function followJob(
       try {
         view = await client.getJob(jobId);
       } catch (err) {
-        if (!(err as { retryable?: boolean }).retryable) throw err;
-        await wakeup.nap(pollMs * 2);
+        const e = err as { retryable?: boolean; retryAfterSec?: number };
+        if (!e.retryable) throw err;
+        // A rate limit says how long to wait (Retry-After).
+        await wakeup.nap(Math.max(pollMs * 2, (e.retryAfterSec ?? 0) * 1000));
         continue;
       }
       const ended = TERMINAL_JOB_STATES.includes(view.state);
@@ -83,11 +85,21 @@ export async function followJob(
         out(`job ${jobId}: ${view.state}`);
         lastState = view.state;
       }
-      for (const t of view.tasks) {
-        const line = taskLine(t);
-        if (last.get(t.index) !== line) {
+      if (view.taskPage.total <= view.tasks.length) {
+        for (const t of view.tasks) {
+          const line = taskLine(t);
+          if (last.get(t.index) !== line) {
+            out(`  ${line}`);
+            last.set(t.index, line);
+          }
+        }
+      } else {
+        // An array larger than a page: its counts per state, when they change.
+        const c = view.taskCounts;
+        const line = `tasks: ${c.verified} verified, ${c.failed} failed, ${c.running} running, ${c.queued} queued`;
+        if (last.get(-1) !== line) {
           out(`  ${line}`);
-          last.set(t.index, line);
+          last.set(-1, line);
         }
       }
       if (ended) out(`job ${jobId}: ${view.state}`);

@@ -1,17 +1,30 @@
 /**
  * Output helpers: tables, task lines, failures, JSON. Human output to stdout; progress and notes to stderr. Credits,
- * sizes and durations are core's (core/format.ts), shared with the dashboard.
+ * sizes and durations are core's (core/format.ts), shared with the dashboard. Table cells and task lines pass through
+ * terminalLine (terminal.ts): they hold names and reasons others wrote.
  */
 import { chargeText, failureText } from '../core/index.js';
 import type { ExecutionView, Failure, JobSpec, TaskView } from '../protocol/index.js';
+import { terminalLine } from './terminal.js';
 
-/** Prints `value` as indented JSON on stdout. */
+/** DEL and the C1 controls, which JSON.stringify leaves unescaped (it escapes only U+0000–U+001F). */
+const JSON_UNESCAPED_CONTROLS = /[\u007f-\u009f]/g;
+
+/**
+ * Prints `value` as indented JSON on stdout. Every control character is escaped (`\u009b` …), so the JSON is the
+ * same value and no string in it can drive the terminal.
+ */
 export function printJson(value: unknown): void {
-  process.stdout.write(JSON.stringify(value, null, 2) + '\n');
+  const text = JSON.stringify(value, null, 2).replace(
+    JSON_UNESCAPED_CONTROLS,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
+  process.stdout.write(text + '\n');
 }
 
-/** A plain text table with left-aligned columns. */
-export function table(header: string[], rows: string[][]): string {
+/** A plain text table with left-aligned columns; cells are made terminal-safe (terminalLine). */
+export function table(header: string[], rawRows: string[][]): string {
+  const rows = rawRows.map((r) => r.map(terminalLine));
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   const line = (cells: string[]) =>
     cells
@@ -41,8 +54,12 @@ export function formatExecution(e: ExecutionView): string {
   return `${e.agentName}:${e.state}${e.failure && e.state !== 'cancelled' ? `(${e.failure.reason})` : ''}`;
 }
 
-/** A one-line summary of a task for progress output. */
+/** A one-line summary of a task for progress output, terminal-safe (terminalLine). */
 export function taskLine(t: TaskView): string {
+  return terminalLine(taskSummary(t));
+}
+
+function taskSummary(t: TaskView): string {
   const runningOn = t.executions.filter((e) => e.state === 'running').map((e) => e.agentName);
   const agreed = t.executions.filter((e) => e.state === 'valid').map((e) => e.agentName);
   const outvoted = t.executions.filter((e) => e.state === 'invalid').map((e) => e.agentName);

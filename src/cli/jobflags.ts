@@ -47,6 +47,7 @@ export interface JobFlagOptions {
   minReputation?: number;
   provider: string[];
   queueTimeout?: number;
+  array?: number;
 }
 
 function parseGpus(v: string): number {
@@ -104,6 +105,11 @@ export function addJobFlags(cmd: Command): Command {
     .option('--label <name=value>', 'only providers whose offer has this label (repeatable)', parseEnvPair, {})
     .option('--min-reputation <score>', 'only providers with at least this reputation score (0–1)', parseFraction)
     .option('--provider <id>', 'only this agent or provider id, from `deqo providers` (repeatable)', collect, [])
+    .option(
+      '--array <n>',
+      'an array job of n tasks, each with DEQO_TASK_INDEX 0 … n-1 in its environment',
+      parseIntFlag,
+    )
     .option('--queue-timeout <duration>', 'fail tasks no provider takes within this long [default 1d]', parseSeconds);
 }
 
@@ -156,6 +162,7 @@ export async function rawSpecFromFlags(
     providers: opts.provider.length > 0 ? opts.provider : undefined,
   });
   if (opts.queueTimeout !== undefined) raw.queueTimeoutSeconds = opts.queueTimeout;
+  if (opts.array !== undefined) raw.array = { count: opts.array };
   if (Object.keys(opts.env).length > 0) raw.env = { ...(raw.env as object | undefined), ...opts.env };
   if (opts.output) raw.outputDir = opts.output;
   if (opts.network) raw.network = true;

@@ -42,6 +42,7 @@ import {
   type JobState,
   type JobSummary,
   type JobView,
+  type JobViewQuery,
   type ProviderView,
   type RegisterAgentRequestInput,
   type RegisterAgentResponse,
@@ -56,7 +57,10 @@ import {
   type NetworkStats,
 } from '../protocol/index.js';
 
-/** An error answered by the coordinator (or a failure to reach it: code `unreachable`, status 0). */
+/**
+ * An error answered by the coordinator (or a failure to reach it: code `unreachable`, status 0). `retryAfterSec`:
+ * how long to wait before trying again, seconds, when the answer said (a 429's Retry-After header).
+ */
 export class ApiError extends Error {
   override readonly name = 'ApiError';
   constructor(
@@ -65,6 +69,7 @@ export class ApiError extends Error {
     message: string,
     readonly details?: unknown,
     readonly retryable = false,
+    readonly retryAfterSec?: number,
   ) {
     super(message);
   }
@@ -91,7 +96,7 @@ export class DeqoClient {
       body: body === undefined ? undefined : JSON.stringify(body),
     });
     const json: unknown = await res.json().catch(() => null);
-    if (!res.ok) throw toApiError(res.status, json);
+    if (!res.ok) throw toApiError(res.status, json, res.headers);
     const parsed = schema.safeParse(json);
     if (!parsed.success)
       throw new ApiError(
@@ -129,8 +134,17 @@ export class DeqoClient {
   submitJob(spec: JobSpecInput): Promise<SubmitJobResponse> {
     return this.request('POST', '/v1/jobs', SubmitJobResponseSchema, spec);
   }
-  getJob(jobId: string): Promise<JobView> {
-    return this.request('GET', `/v1/jobs/${encodeURIComponent(jobId)}`, JobViewSchema);
+  /**
+   * A job with its task counts and one page of its tasks (`page`: taskOffset, taskLimit ≤ 1,000 [100], taskState;
+   * the view's taskPage says which).
+   */
+  getJob(jobId: string, page: JobViewQuery = {}): Promise<JobView> {
+    const q = new URLSearchParams();
+    if (page.taskOffset !== undefined) q.set('taskOffset', String(page.taskOffset));
+    if (page.taskLimit !== undefined) q.set('taskLimit', String(page.taskLimit));
+    if (page.taskState) q.set('taskState', page.taskState);
+    const query = q.size > 0 ? `?${q}` : '';
+    return this.request('GET', `/v1/jobs/${encodeURIComponent(jobId)}${query}`, JobViewSchema);
   }
   async listJobs(opts: { state?: JobState; limit?: number } = {}): Promise<JobSummary[]> {
     const q = new URLSearchParams();
@@ -165,7 +179,7 @@ export class DeqoClient {
       `/v1/jobs/${encodeURIComponent(jobId)}/executions/${encodeURIComponent(executionId)}/log?stream=${stream}`,
       { method: 'GET' },
     );
-    if (!res.ok) throw toApiError(res.status, await res.json().catch(() => null));
+    if (!res.ok) throw toApiError(res.status, await res.json().catch(() => null), res.headers);
     return res.text();
   }
 
@@ -189,7 +203,7 @@ export class DeqoClient {
       if (signal?.aborted) return;
       throw err;
     }
-    if (!res.ok || !res.body) throw toApiError(res.status, await res.json().catch(() => null));
+    if (!res.ok || !res.body) throw toApiError(res.status, await res.json().catch(() => null), res.headers);
     opts.onOpen?.();
     await readEventStream(res.body, onEvent, signal);
   }
@@ -294,13 +308,13 @@ export class DeqoClient {
       ...(body instanceof ReadableStream ? { duplex: 'half' as const } : {}),
     });
     const json: unknown = await res.json().catch(() => null);
-    if (!res.ok) throw toApiError(res.status, json);
+    if (!res.ok) throw toApiError(res.status, json, res.headers);
     return BlobInfoSchema.parse(json);
   }
   /** Opens a blob for reading: the response, whose body streams the bytes. Throws ApiError (404 when not readable). */
   async openBlob(sha256: string): Promise<Response> {
     const res = await this.fetch(`/v1/blobs/${sha256}`, { method: 'GET' });
-    if (!res.ok || !res.body) throw toApiError(res.status, await res.json().catch(() => null));
+    if (!res.ok || !res.body) throw toApiError(res.status, await res.json().catch(() => null), res.headers);
     return res;
   }
   /** A blob's bytes, in memory (small blobs: logs). */
@@ -357,8 +371,12 @@ export class DeqoClient {
   }
 }
 
-/** The ApiError for an error answer (the catalogue's body, else `http_error`). */
-export function toApiError(status: number, json: unknown): ApiError {
+/**
+ * The ApiError for an error answer (the catalogue's body, else `http_error`), with the Retry-After header's wait in
+ * seconds when `headers` carry one (RFC 9110 §10.2.3: delay-seconds or an HTTP-date).
+ */
+export function toApiError(status: number, json: unknown, headers?: Headers): ApiError {
+  const retryAfterSec = retryAfterOf(headers?.get('retry-after') ?? null);
   const body = ErrorBodySchema.safeParse(json);
   if (body.success)
     return new ApiError(
@@ -367,6 +385,15 @@ export function toApiError(status: number, json: unknown): ApiError {
       body.data.error.message,
       body.data.error.details,
       body.data.error.retryable ?? false,
+      retryAfterSec,
     );
-  return new ApiError(status, 'http_error', `HTTP ${status}`);
+  return new ApiError(status, 'http_error', `HTTP ${status}`, undefined, false, retryAfterSec);
+}
+
+/** Seconds to wait from a Retry-After value (delay-seconds or an HTTP-date; `now` epoch ms); undefined when absent or unreadable. */
+export function retryAfterOf(value: string | null, now = Date.now()): number | undefined {
+  if (value === null) return undefined;
+  if (/^\s*\d+\s*$/.test(value)) return Number(value);
+  const at = Date.parse(value);
+  return Number.isNaN(at) ? undefined : Math.max(0, Math.ceil((at - now) / 1000));
 }

@@ -25,9 +25,14 @@ export class BlobStore implements BlobReader {
 
   /**
    * Streams `body` into the store. Throws DeqoError payload_too_large past `maxBytes`, digest_mismatch when
-   * `expectedSha256` is given and differs. Returns the blob's SHA-256 (hex) and size in bytes.
+   * `expectedSha256` is given and differs, and `quota.exceeded(size)` once more than `quota.room` bytes came.
+   * Returns the blob's SHA-256 (hex) and size in bytes.
    */
-  async put(body: Readable, expectedSha256?: string): Promise<{ sha256: string; size: number }> {
+  async put(
+    body: Readable,
+    expectedSha256?: string,
+    quota?: { room: number; exceeded: (size: number) => Error },
+  ): Promise<{ sha256: string; size: number }> {
     await mkdir(join(this.dir, 'tmp'), { recursive: true });
     const tmp = join(this.dir, 'tmp', randomBytes(8).toString('hex'));
     const hash = createHash('sha256');
@@ -38,6 +43,10 @@ export class BlobStore implements BlobReader {
         size += chunk.length;
         if (size > max) {
           cb(new DeqoError('payload_too_large', `blob exceeds the limit of ${max} bytes`));
+          return;
+        }
+        if (quota && size > quota.room) {
+          cb(quota.exceeded(size));
           return;
         }
         hash.update(chunk);
@@ -65,6 +74,11 @@ export class BlobStore implements BlobReader {
     } catch {
       return null;
     }
+  }
+
+  /** Deletes a stored blob's bytes (nothing when there are none). */
+  async remove(sha256: string): Promise<void> {
+    await rm(this.pathOf(sha256), { force: true });
   }
 
   /** A read stream of a stored blob. Throws DeqoError not_found. */

@@ -27,6 +27,11 @@ export interface ServerDeps {
   metrics?: CoordinatorMetrics;
   live?: Partial<LiveHubOptions>;
   webRoot?: string;
+  /**
+   * Reverse proxies whose X-Forwarded-For names the client (addresses or CIDR ranges, Fastify `trustProxy`): the
+   * failed-authentication limit then counts per client, not per proxy. None by default (the socket's address counts).
+   */
+  trustProxy?: string[];
 }
 
 /** What route plugins get: the deps plus the app's live hub (event stream) and live output buffer. */
@@ -57,6 +62,25 @@ export function parseOr400<S extends z.ZodType>(schema: S, data: unknown, where:
     );
   }
   return r.data;
+}
+
+/** Error codes of a connection the client closed or reset, as Node's HTTP server and streams raise them. */
+const DISCONNECT_CODES: ReadonlySet<string> = new Set([
+  'ECONNRESET', // the request body stream: "aborted"
+  'ECONNABORTED',
+  'EPIPE',
+  'ERR_STREAM_PREMATURE_CLOSE',
+  'ERR_STREAM_DESTROYED',
+]);
+
+/**
+ * Whether `err` is the client going away (an aborted upload, a closed connection), not a fault of ours: a
+ * connection error code while the request's socket is already closed. Any other error, even one raised after the
+ * client left, is not.
+ */
+export function isClientDisconnect(err: unknown, req: FastifyRequest): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && DISCONNECT_CODES.has(code) && req.raw.socket?.destroyed === true;
 }
 
 /** Route param `:id` parsed as an id. */

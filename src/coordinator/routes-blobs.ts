@@ -1,4 +1,7 @@
-/** Blob routes: streamed upload (application/octet-stream) and download, content-addressed by SHA-256. */
+/**
+ * Blob routes: streamed upload (application/octet-stream) and download, content-addressed by SHA-256. Uploads are
+ * admitted by the engine (a provider key only while it runs an execution; the account's byte quota).
+ */
 import type { FastifyPluginAsync } from 'fastify';
 import type { Readable } from 'node:stream';
 import { type BlobInfo, Sha256Schema } from '../protocol/index.js';
@@ -20,8 +23,12 @@ export function blobRoutes({ store, engine, blobs }: ServerDeps): FastifyPluginA
         typeof expected === 'string'
           ? parseOr400(Sha256Schema, expected, 'header x-deqo-sha256', 'x-deqo-sha256')
           : undefined;
-      const info = await blobs.put(req.raw as Readable, sha);
-      await engine.accounts.blobUploaded(req.principal.accountId, info.sha256, info.size);
+      const length = req.headers['content-length'];
+      const declared = length === undefined ? undefined : Number(length);
+      // Who may upload, and how many bytes fit in the account's quota (checked again as the bytes arrive).
+      const allowance = await engine.blobSystem.admitUpload(req.principal, declared);
+      const info = await blobs.put(req.raw as Readable, sha, allowance);
+      await engine.blobSystem.uploaded(req.principal.accountId, info.sha256, info.size);
       reply.status(201);
       return info;
     });

@@ -5,6 +5,7 @@ import { explainJob, jobResults, quoteJob } from '../engine/index.js';
 import {
   ExecutionLogQuerySchema,
   JobSpecSchema,
+  JobViewQuerySchema,
   ListJobsQuerySchema,
   type Explain,
   type JobResults,
@@ -49,7 +50,12 @@ export function jobRoutes({ store, engine, liveLogs }: RouteDeps): FastifyPlugin
     app.get('/v1/jobs/:id', async (req): Promise<JobView> => {
       requireScope(req.principal, 'buyer');
       const id = idParam(req);
-      const view = await store.views.jobView(id, req.principal.accountId);
+      const q = parseOr400(JobViewQuerySchema, req.query, 'query');
+      const view = await store.views.jobView(id, req.principal.accountId, {
+        offset: q.taskOffset,
+        limit: q.taskLimit,
+        state: q.taskState,
+      });
       if (!view) throw errors.notFound('job', id);
       return view;
     });

@@ -3,7 +3,7 @@
  * series (`GET /v1/network/stats`, `GET /v1/provider/earnings`).
  */
 import type { FastifyPluginAsync } from 'fastify';
-import { fromMicro } from '../core/index.js';
+import { fromMicro, quotaExceeded } from '../core/index.js';
 import {
   EarningsQuerySchema,
   EventsQuerySchema,
@@ -19,6 +19,9 @@ const RECENT_VERIFICATIONS = 20;
 
 /** A slow reader whose unsent events pass this many bytes is disconnected (it reconnects and reloads). */
 const MAX_BUFFERED_BYTES = 4 * 1024 * 1024;
+
+/** Seconds an account at its stream limit is told to wait: a closed tab's stream ends within a keep-alive or two. */
+const STREAMS_RETRY_AFTER_SEC = 30;
 
 export function liveRoutes({ hub, store, engine }: RouteDeps): FastifyPluginAsync {
   return async (app) => {
@@ -49,8 +52,32 @@ export function liveRoutes({ hub, store, engine }: RouteDeps): FastifyPluginAsyn
       };
     });
 
+    // Open event streams per account, on this coordinator (limits.streams).
+    const open = new Map<string, number>();
     app.get('/v1/events', async (req, reply) => {
       const q = parseOr400(EventsQuerySchema, req.query, 'query');
+      const accountId = req.principal.accountId;
+      const held = open.get(accountId) ?? 0;
+      const max = engine.limits.streams;
+      if (held >= max) {
+        throw quotaExceeded(
+          'streams',
+          max,
+          held,
+          1,
+          `your account has ${held} event streams open on this coordinator, the most allowed; close a dashboard tab or \`deqo\` follower first`,
+          STREAMS_RETRY_AFTER_SEC,
+        );
+      }
+      open.set(accountId, held + 1);
+      let released = false;
+      const release = (): void => {
+        if (released) return;
+        released = true;
+        const n = (open.get(accountId) ?? 1) - 1;
+        if (n > 0) open.set(accountId, n);
+        else open.delete(accountId);
+      };
       reply.hijack();
       const res = reply.raw;
       res.writeHead(200, {
@@ -71,7 +98,7 @@ export function liveRoutes({ hub, store, engine }: RouteDeps): FastifyPluginAsyn
         res.write(text);
       };
       unsubscribe = hub.subscribe({
-        accountId: req.principal.accountId,
+        accountId,
         scope: req.principal.scope,
         ...(q.jobId ? { jobId: q.jobId } : {}),
         send: (e) => write(`event: ${e.event}\ndata: ${JSON.stringify(e.data)}\n\n`),
@@ -80,7 +107,10 @@ export function liveRoutes({ hub, store, engine }: RouteDeps): FastifyPluginAsyn
           if (!res.writableEnded) res.end();
         },
       });
-      res.on('close', unsubscribe);
+      res.on('close', () => {
+        unsubscribe();
+        release();
+      });
       return reply;
     });
   };

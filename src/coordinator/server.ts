@@ -5,9 +5,10 @@
  */
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { DeqoError, errors } from '../core/index.js';
+import { MAX_REQUEST_BODY_BYTES } from '../protocol/index.js';
 import type { Principal } from '../store/index.js';
 import { authenticate } from './auth.js';
-import type { RouteDeps, ServerDeps } from './http.js';
+import { isClientDisconnect, type RouteDeps, type ServerDeps } from './http.js';
 import { DEFAULT_LIVE_OPTIONS, LiveHub } from './live.js';
 import { LiveLogs } from './live-logs.js';
 import { agentRoutes } from './routes-agents.js';
@@ -15,6 +16,8 @@ import { blobRoutes } from './routes-blobs.js';
 import { jobRoutes } from './routes-jobs.js';
 import { liveRoutes } from './routes-live.js';
 import { marketRoutes } from './routes-market.js';
+import { FailureLimiter, sourceOf } from './ratelimit.js';
+import { setSecurityHeaders } from './security-headers.js';
 import { DEFAULT_WEB_ROOT, isWebPath, serveWeb } from './web.js';
 
 /** Routes answered without an API key: health, and the metrics when enabled (aggregate numbers, no ids or names). */
@@ -24,22 +27,34 @@ const PUBLIC_ROUTES: ReadonlySet<string> = new Set(['/v1/health', '/metrics']);
 export function buildServer(deps: ServerDeps): FastifyInstance {
   const app: FastifyInstance = Fastify({
     loggerInstance: deps.log as FastifyBaseLogger,
-    bodyLimit: 8 * 1024 * 1024,
+    bodyLimit: MAX_REQUEST_BODY_BYTES,
+    ...(deps.trustProxy?.length ? { trustProxy: deps.trustProxy } : {}),
     // Per-request access logs would drown the log in heartbeats; errors are still logged.
     logController: new LogController({ disableRequestLogging: true }),
   });
   app.decorateRequest('principal', null as unknown as Principal);
 
-  app.addHook('onRequest', async (req) => {
+  const authFailures = new FailureLimiter(deps.engine.limits.authFailures, deps.engine.limits.authWindowMs);
+  app.addHook('onRequest', async (req, reply) => {
+    setSecurityHeaders(reply.raw);
     const path = req.url.split('?')[0]!;
     // The dashboard's static files are public (they hold no data; the app sends a key on each /v1 call).
     if (PUBLIC_ROUTES.has(path) || isWebPath(req.method, path)) return;
-    req.principal = await authenticate(deps.store, req.headers.authorization);
+    const source = sourceOf(req.ip);
+    const now = deps.engine.now();
+    authFailures.check(source, now);
+    try {
+      req.principal = await authenticate(deps.store, req.headers.authorization);
+    } catch (err) {
+      if (err instanceof DeqoError && err.code === 'unauthorized') authFailures.fail(source, now);
+      throw err;
+    }
   });
 
   app.setErrorHandler((err, req, reply) => {
     if (err instanceof DeqoError) {
       if (err.status >= 500) req.log.error({ err }, 'request failed');
+      if (err.retryAfterSec !== undefined) void reply.header('retry-after', String(err.retryAfterSec));
       return reply.status(err.status).send(err.toBody());
     }
     const e = err as { statusCode?: number; code?: string; message: string };
@@ -58,6 +73,11 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     }
     if (e.statusCode && e.statusCode >= 400 && e.statusCode < 500) {
       return reply.status(400).send(new DeqoError('validation_failed', `bad request: ${e.message}`).toBody());
+    }
+    if (isClientDisconnect(err, req)) {
+      // The client left (an upload cut off, a closed tab): nothing is wrong here, and nobody reads the answer.
+      req.log.info({ code: e.code, method: req.method, url: req.url }, 'client closed the connection mid-request');
+      return reply.status(400).send(new DeqoError('validation_failed', 'the connection closed mid-request').toBody());
     }
     req.log.error({ err }, 'unhandled error');
     return reply

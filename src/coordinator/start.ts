@@ -4,9 +4,12 @@ import type { FastifyInstance } from 'fastify';
 import pino, { type Logger } from 'pino';
 import { DEFAULT_ENGINE_CONFIG, DEFAULT_MARKET_POLICY, Engine, type EngineConfig } from '../engine/index.js';
 import {
+  checkAccountLimits,
   checkCredibilityConfig,
+  DEFAULT_ACCOUNT_LIMITS,
   DEFAULT_CREDIBILITY,
   DEFAULT_QUOTA,
+  type AccountLimits,
   type CredibilityConfig,
   type QuotaConfig,
 } from '../core/index.js';
@@ -23,6 +26,8 @@ export interface CoordinatorConfig {
   databaseUrl?: string;
   /** Blob folder (default `<dataDir>/blobs`). Coordinators sharing a database must share this folder too. */
   blobDir?: string;
+  /** Reverse proxies trusted to name the client in X-Forwarded-For (addresses or CIDR ranges); none by default. */
+  trustProxy?: string[];
   /** Listen address; 127.0.0.1 by default (not reachable from other machines). */
   host: string;
   /** TCP port; 0 picks a free one. */
@@ -38,6 +43,11 @@ export interface CoordinatorConfig {
    * probation, the spot-check rate q, what an operator's vouch counts as. Unset fields keep DEFAULT_CREDIBILITY.
    */
   credibility?: Partial<CredibilityConfig>;
+  /**
+   * Per-account limits (core/limits.ts): failed authentications per address, open event streams, queued tasks,
+   * stored blob bytes, blob lifetimes. Unset fields keep DEFAULT_ACCOUNT_LIMITS.
+   */
+  limits?: Partial<AccountLimits>;
   engine: EngineConfig;
   /**
    * Serve Prometheus metrics at GET /metrics, without an API key (aggregate numbers only). Off by default:
@@ -66,7 +76,7 @@ export interface RunningCoordinator {
 
 /**
  * Opens the store, starts the engine loop and listens. Throws if the port is taken, feeBps is out of range or the
- * credibility settings are (RangeError naming the field).
+ * credibility settings or limits are (RangeError naming the field).
  */
 export async function startCoordinator(
   config: CoordinatorConfig,
@@ -76,6 +86,7 @@ export async function startCoordinator(
     throw new RangeError(`feeBps must be a whole number of basis points from 0 to 10000, got ${config.feeBps}`);
   }
   const credibility = checkCredibilityConfig({ ...DEFAULT_CREDIBILITY, ...config.credibility });
+  const limits = checkAccountLimits({ ...DEFAULT_ACCOUNT_LIMITS, ...config.limits });
   const store = config.databaseUrl
     ? await openStore(config.databaseUrl)
     : await openSqliteStore(join(config.dataDir, 'deqo.db'));
@@ -90,11 +101,12 @@ export async function startCoordinator(
       quota: config.quota,
       credibility,
     },
+    limits,
     log,
   });
   await engine.recover();
   const metrics = config.metrics ? createMetrics(store, engine) : undefined;
-  const app = buildServer({ store, engine, blobs, log, metrics });
+  const app = buildServer({ store, engine, blobs, log, metrics, trustProxy: config.trustProxy });
   await app.listen({ host: config.host, port: config.port });
   engine.start();
   const addr = app.server.address();

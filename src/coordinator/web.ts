@@ -5,10 +5,14 @@
  * `/` answers a plain 404 saying how to build it.
  */
 import { createReadStream } from 'node:fs';
-import { stat } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { extname, join, normalize, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import { dashboardCsp, newCspNonce } from './security-headers.js';
+
+/** What the Vite build puts where the page's CSP nonce goes (vite.config.ts `html.cspNonce`). */
+export const NONCE_PLACEHOLDER = 'DEQO_CSP_NONCE';
 
 /** Where `npm run build` writes the dashboard (dist/web next to dist/coordinator). */
 export const DEFAULT_WEB_ROOT = fileURLToPath(new URL('../../dist/web/', import.meta.url));
@@ -41,7 +45,9 @@ async function isFile(p: string): Promise<boolean> {
 
 /**
  * Answers a dashboard path from `root`: the file itself when it exists under root (never outside it), else
- * index.html for a route-like path (no extension), else 404. Hashed assets (assets/) are cached for a year.
+ * index.html for a route-like path (no extension), else 404. Hashed assets (assets/) are cached for a year. The
+ * page gets a fresh nonce in place of NONCE_PLACEHOLDER and the dashboard's Content-Security-Policy naming it;
+ * every response already has the other security headers (security-headers.ts, set by the server for all requests).
  */
 export async function serveWeb(root: string, req: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
   let path: string;
@@ -64,11 +70,19 @@ export async function serveWeb(root: string, req: FastifyRequest, reply: Fastify
   if (inside && path !== '/' && (await isFile(file))) target = file;
   else if (path === '/' || extname(path) === '') target = index;
   if (!target) return reply.status(404).type('text/plain; charset=utf-8').send(`not found: ${path}\n`);
+  if (target === index) {
+    const nonce = newCspNonce();
+    return reply
+      .status(200)
+      .type(TYPES['.html']!)
+      .header('cache-control', 'no-cache')
+      .header('content-security-policy', dashboardCsp(nonce))
+      .send((await readFile(index, 'utf8')).replaceAll(NONCE_PLACEHOLDER, nonce));
+  }
   const immutable = target.includes(`${sep}assets${sep}`);
   return reply
     .status(200)
     .type(TYPES[extname(target)] ?? 'application/octet-stream')
     .header('cache-control', immutable ? 'public, max-age=31536000, immutable' : 'no-cache')
-    .header('x-content-type-options', 'nosniff')
     .send(createReadStream(target));
 }

@@ -130,14 +130,16 @@ export function networkPrefixOf(ip: string | undefined): string {
   const v4 = /^(?:::ffff:)?(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/i.exec(ip);
   if (v4) return v4[1] === '127' ? '' : `${v4[1]}.${v4[2]}.${v4[3]}`;
   if (ip === '::1' || !ip.includes(':')) return '';
+  return ipv6Groups(ip).slice(0, 3).join(':');
+}
+
+/** The eight groups of an IPv6 address (`::` expanded), lower case, leading zeros dropped. */
+export function ipv6Groups(ip: string): string[] {
   const [head = '', tail = ''] = ip.toLowerCase().split('::');
   const left = head === '' ? [] : head.split(':');
   const right = tail === '' ? [] : tail.split(':');
   const groups = ip.includes('::')
-    ? [...left, ...Array(Math.max(0, 8 - left.length - right.length)).fill('0'), ...right]
+    ? [...left, ...Array<string>(Math.max(0, 8 - left.length - right.length)).fill('0'), ...right]
     : left;
-  return groups
-    .slice(0, 3)
-    .map((g) => g.replace(/^0+(?=.)/, ''))
-    .join(':');
+  return groups.map((g) => g.replace(/^0+(?=.)/, ''));
 }

@@ -18,13 +18,20 @@ export const ERROR_CATALOGUE = {
   digest_mismatch: { status: 422, retryable: false },
   /** A report of something the coordinator did not observe (e.g. a timeout before the time limit). */
   implausible_report: { status: 422, retryable: false },
+  /** Too many requests of one kind from one source in a window (e.g. failed authentications); wait Retry-After. */
+  rate_limited: { status: 429, retryable: true },
+  /** An account's quota (open event streams, queued tasks, stored blob bytes) is used up; see details.limit. */
+  quota_exceeded: { status: 429, retryable: false },
   internal: { status: 500, retryable: true },
   unavailable: { status: 503, retryable: true },
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CATALOGUE;
 
-/** A classified error. `details` is JSON-safe context (e.g. the list of field issues). */
+/**
+ * A classified error. `details` is JSON-safe context (e.g. the list of field issues). `retryAfterSec`, when set,
+ * is how long the caller should wait before trying again, whole seconds (the HTTP layer sends it as Retry-After).
+ */
 export class DeqoError extends Error {
   override readonly name = 'DeqoError';
   readonly status: number;
@@ -33,6 +40,7 @@ export class DeqoError extends Error {
     readonly code: ErrorCode,
     message: string,
     readonly details?: unknown,
+    readonly retryAfterSec?: number,
   ) {
     super(message);
     this.status = ERROR_CATALOGUE[code].status;

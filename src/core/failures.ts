@@ -70,6 +70,12 @@ export const FAILURES = {
     words: 'the outputs grew past the output limit',
     fix: { flag: '--output-limit', field: 'limits.outputBytes', how: 'raise the output limit or write less' },
   },
+  outputs_unpackageable: {
+    ...job,
+    words:
+      'the outputs could not be packaged (too many files, a path too long or too deep, or a manifest too large for a report): write fewer files with shorter paths, e.g. one archive',
+    fix: null,
+  },
   requirements_unavailable: {
     ...job,
     words: "the script's Python requirements are not available on the provider",

@@ -9,6 +9,9 @@
  * Amounts are micro-credits (integers). Sources: the double-entry rule (sum of every transaction is zero) and
  * the escrow pattern of marketplaces such as Golem (allocation, then payment per activity, then release).
  */
+import { DeqoError } from './errors.js';
+import { formatCredits } from './format.js';
+import { fromMicro, MAX_MICRO } from './money.js';
 import { platformFee } from './pricing.js';
 
 /** Kinds of ledger transactions. */
@@ -37,9 +40,25 @@ export const accountLedger = (accountId: string): string => `acct:${accountId}`;
 /** The escrow ledger account of a job. */
 export const escrowLedger = (jobId: string): string => `escrow:${jobId}`;
 
-/** True for ledger accounts that may never go below zero (all but the issuer). */
-export function mustStayNonNegative(account: string): boolean {
-  return account !== ISSUER;
+/**
+ * The lowest balance a ledger account may reach, µcr: 0, or −MAX_MICRO for the issuer (at most MAX_MICRO in
+ * circulation, so every other balance, being non-negative with all of them summing to zero, is at most MAX_MICRO).
+ */
+export function lowestBalance(account: string): number {
+  return account === ISSUER ? -MAX_MICRO : 0;
+}
+
+/**
+ * The validation_failed error (field `amount`) of a grant that would put more than MAX_MICRO in circulation;
+ * `circulation` is what is in circulation now, µcr.
+ */
+export function circulationExceeded(amount: number, circulation: number): DeqoError {
+  const message =
+    `granting ${formatCredits(amount)} would put ${formatCredits(circulation + amount)} in circulation, over the ` +
+    `ledger's bound of ${formatCredits(MAX_MICRO)} (${formatCredits(MAX_MICRO - circulation)} can still be granted)`;
+  return new DeqoError('validation_failed', message, [
+    { path: 'amount', message, circulation: fromMicro(circulation), bound: fromMicro(MAX_MICRO) },
+  ]);
 }
 
 /** Throws RangeError unless the postings are integers that sum to zero with no zero or duplicate accounts. */

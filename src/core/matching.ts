@@ -5,6 +5,7 @@
  * at capacity, quota used up), so the first reason is the most useful one to read.
  */
 import type { Availability, JobSpec, MaxPrice, Price } from '../protocol/index.js';
+import { outputFsPlan } from './disk.js';
 
 /** What every execution of a job needs. Resources in cores, MiB, GPUs; `timeoutMs` ms. */
 export interface Demand {
@@ -22,14 +23,25 @@ export interface Demand {
   maxPrice: MaxPrice;
   image: string;
   timeoutMs: number;
+  /**
+   * Disk an execution may take on the provider, MiB: its output filesystem (disk.ts outputFsPlan: the output cap and
+   * room for rounding) plus its inputs (each distinct blob once), rounded up. Absent on jobs stored before it existed: 0.
+   */
+  diskMb?: number | undefined;
 }
 
-/** The demand of a job spec (what each of its executions needs). */
-export function demandOf(spec: JobSpec): Demand {
+const MIB = 1024 * 1024;
+
+/**
+ * The demand of a job spec (what each of its executions needs). `inputBytes`: the size of its distinct input blobs,
+ * bytes (the agent stores each blob once).
+ */
+export function demandOf(spec: JobSpec, inputBytes = 0): Demand {
   const c = spec.constraints;
   return {
     cpus: spec.resources.cpus,
     memoryMb: spec.resources.memoryMb,
+    diskMb: Math.ceil((outputFsPlan(spec.limits.outputBytes).bytes + inputBytes) / MIB),
     gpus: spec.resources.gpus,
     network: spec.network,
     arch: c.arch,
@@ -55,6 +67,9 @@ export interface SchedAgent {
   freeCpus: number;
   totalMemoryMb: number;
   freeMemoryMb: number;
+  /** Disk its offer lends for inputs and outputs (offer.diskMb), MiB, and what the executions it holds leave of it. */
+  totalDiskMb: number;
+  freeDiskMb: number;
   gpuModels: readonly string[];
   freeGpus: number;
   arch: string;
@@ -85,6 +100,7 @@ export type RejectionCode =
   | 'os'
   | 'cpus'
   | 'memory'
+  | 'disk'
   | 'gpus'
   | 'gpu_model'
   | 'network'
@@ -121,6 +137,11 @@ export function staticRejections(d: Demand, a: SchedAgent): Rejection[] {
     out.push({ code: 'cpus', message: `lends ${a.totalCpus} cores, the job needs ${d.cpus}` });
   if (a.totalMemoryMb < d.memoryMb)
     out.push({ code: 'memory', message: `lends ${a.totalMemoryMb} MiB, the job needs ${d.memoryMb}` });
+  if (a.totalDiskMb < (d.diskMb ?? 0))
+    out.push({
+      code: 'disk',
+      message: `lends ${a.totalDiskMb} MiB of disk, the job needs ${d.diskMb} (outputs filesystem + inputs)`,
+    });
   if (a.gpuModels.length < d.gpus)
     out.push({ code: 'gpus', message: `has ${a.gpuModels.length} GPUs, the job needs ${d.gpus}` });
   if (d.gpuModel && d.gpus > 0) {
@@ -167,10 +188,15 @@ export function dynamicRejections(d: Demand, a: SchedAgent): Rejection[] {
     return [{ code: 'owner_busy', message: 'its owner is using the machine (idle policy)' }];
   if (a.availability === 'draining') return [{ code: 'draining', message: 'shutting down' }];
   const out: Rejection[] = [];
-  if (a.freeCpus + 1e-9 < d.cpus || a.freeMemoryMb < d.memoryMb || a.freeGpus < d.gpus) {
+  if (
+    a.freeCpus + 1e-9 < d.cpus ||
+    a.freeMemoryMb < d.memoryMb ||
+    a.freeGpus < d.gpus ||
+    a.freeDiskMb < (d.diskMb ?? 0)
+  ) {
     out.push({
       code: 'at_capacity',
-      message: `at capacity: ${round(a.freeCpus)} cores, ${a.freeMemoryMb} MiB, ${a.freeGpus} GPUs free`,
+      message: `at capacity: ${round(a.freeCpus)} cores, ${a.freeMemoryMb} MiB, ${a.freeGpus} GPUs, ${a.freeDiskMb} MiB of disk free`,
     });
   }
   if (a.quotaLeft <= 0)

@@ -6,7 +6,10 @@
  * timeout, so a cost never exceeds the escrowed maximum. All amounts are micro-credits (integers).
  */
 import type { JobSpec, MaxPrice, Price, VerificationMode } from '../protocol/index.js';
-import { toMicro } from './money.js';
+import { DeqoError } from './errors.js';
+import { formatCredits } from './format.js';
+import { MAX_MICRO, toMicro } from './money.js';
+import { defaultMaxExecutions } from './verification.js';
 
 const MS_PER_HOUR = 3_600_000;
 const MIB_PER_GIB = 1024;
@@ -47,9 +50,14 @@ function reservedOf(spec: Pick<JobSpec, 'resources'>): Reserved {
   return { cpus: spec.resources.cpus, memoryMb: spec.resources.memoryMb, gpus: spec.resources.gpus };
 }
 
-/** The platform's cut of a payment, µcr: `feeBps` basis points (1/100 of a percent), rounded down. */
+/**
+ * The platform's cut of a payment, µcr: `feeBps` basis points (1/100 of a percent), rounded down. Exact for any
+ * amount up to MAX_MICRO and feeBps up to 10,000: the amount is split as q·10,000 + r so no product passes 2⁵³.
+ */
 export function platformFee(amount: number, feeBps: number): number {
-  return Math.floor((amount * feeBps) / 10_000);
+  const q = Math.floor(amount / 10_000);
+  const r = amount - q * 10_000;
+  return q * feeBps + Math.floor((r * feeBps) / 10_000);
 }
 
 /** Executions a task may be paid for when it starts: what escrow holds per task for each mode. */
@@ -57,25 +65,41 @@ export function fundedExecutions(mode: VerificationMode, replicas: number): numb
   return mode === 'none' ? 1 : replicas;
 }
 
-/** What a job holds in escrow at submission, µcr: per execution, executions funded per task, and the total. */
+/**
+ * What a job holds in escrow at submission, µcr: per execution, executions funded per task, the total, and the most
+ * it can ever hold (every task topped up to maxExecutions), which is at most MAX_MICRO.
+ */
 export interface JobEscrow {
   executionMaxCost: number;
   fundedPerTask: number;
   total: number;
+  worstCase: number;
 }
 
 /**
  * The escrow of a job of `tasks` tasks: every funded execution (fundedExecutions) running to its timeout at the
  * job's maximum prices (executionMaxCost). The one formula `deqo quote` shows and submission holds.
+ * Throws DeqoError validation_failed (field `maxPrice`) when the job's worst case — tasks × maxExecutions × the most
+ * one execution costs — exceeds MAX_MICRO: below it every escrow, top-up and payment of the job is an exact integer.
  */
 export function jobEscrow(spec: Pick<JobSpec, 'resources' | 'maxPrice' | 'verification'>, tasks: number): JobEscrow {
-  const executionMaxCostMicro = executionMaxCost(spec);
-  const fundedPerTask = fundedExecutions(spec.verification.mode, spec.verification.replicas);
-  return {
-    executionMaxCost: executionMaxCostMicro,
-    fundedPerTask,
-    total: executionMaxCostMicro * fundedPerTask * tasks,
-  };
+  const perMax = executionMaxCost(spec);
+  const v = spec.verification;
+  const fundedPerTask = fundedExecutions(v.mode, v.replicas);
+  const maxExecutions = v.maxExecutions ?? defaultMaxExecutions(v.replicas);
+  // Products of non-negative integers: exact whenever the result is at most MAX_MICRO (< 2⁵³), which is checked.
+  const worstCase = perMax * maxExecutions * tasks;
+  if (!(worstCase <= MAX_MICRO)) throw escrowTooLarge(perMax, maxExecutions, tasks);
+  return { executionMaxCost: perMax, fundedPerTask, total: perMax * fundedPerTask * tasks, worstCase };
+}
+
+/** The validation_failed error of a job whose worst-case cost the ledger cannot count exactly. */
+function escrowTooLarge(perMax: number, maxExecutions: number, tasks: number): DeqoError {
+  const message =
+    `the job could cost up to ${tasks} task(s) × ${maxExecutions} execution(s) × ${formatCredits(perMax)} ` +
+    `at most each, over the ledger's bound of ${formatCredits(MAX_MICRO)}: lower maxPrice, resources, ` +
+    `timeoutSeconds, verification.maxExecutions or the number of tasks`;
+  return new DeqoError('validation_failed', message, [{ path: 'maxPrice', message }]);
 }
 
 /**

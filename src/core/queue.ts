@@ -40,7 +40,7 @@ export const hasRoom = (a: SchedAgent): boolean =>
 /**
  * How many executions of a demand the agents could start now: over the agents that can take it (core/matching.ts
  * rejections: price, resources, labels, window, capacity, quota), the copies that fit in each one's free cores, memory,
- * GPUs and quota. 0: the class is untakeable this round.
+ * GPUs, disk and quota. 0: the class is untakeable this round.
  */
 export function slotsFor(d: Demand, agents: readonly SchedAgent[]): number {
   let n = 0;
@@ -50,6 +50,7 @@ export function slotsFor(d: Demand, agents: readonly SchedAgent[]): number {
       Math.floor((a.freeCpus + 1e-9) / d.cpus),
       d.memoryMb > 0 ? Math.floor(a.freeMemoryMb / d.memoryMb) : Infinity,
       d.gpus > 0 ? Math.floor(a.freeGpus / d.gpus) : Infinity,
+      (d.diskMb ?? 0) > 0 ? Math.floor(a.freeDiskMb / d.diskMb!) : Infinity,
       a.quotaLeft,
     ];
     n += Math.max(0, Math.min(...fits));

@@ -300,6 +300,7 @@ export function planExecutions(
       pick.freeCpus -= t.demand.cpus;
       pick.freeMemoryMb -= t.demand.memoryMb;
       pick.freeGpus -= t.demand.gpus;
+      pick.freeDiskMb -= t.demand.diskMb ?? 0;
       pick.quotaLeft -= 1;
       pick.running += 1;
       if (!hasRoom(pick)) withRoom--;

@@ -1,5 +1,5 @@
 /** Expanding a job spec into tasks, and the environment each task's container sees. */
-import type { JobSpec, ParamValue } from '../protocol/index.js';
+import { execArgsProblem, type FieldProblem, type JobSpec, type ParamValue } from '../protocol/index.js';
 
 /** One task of a job: its array index and parameters. */
 export interface TaskPlan {
@@ -41,4 +41,20 @@ export function taskEnv(spec: JobSpec, task: TaskPlan, taskCount: number): Recor
   env.DEQO_PARAMS = JSON.stringify(task.params);
   for (const [k, v] of Object.entries(task.params)) env[`DEQO_PARAM_${k.toUpperCase()}`] = String(v);
   return env;
+}
+
+/**
+ * The first task whose container command and environment (taskEnv: the spec's env with the DEQO_* variables of its
+ * parameters) exceed what the kernel and Docker accept (protocol execArgsProblem), as a problem of the field that
+ * holds its parameters (`array.parameters.<i>` or `array.sweep`), or `env` for a plain job; null when all fit.
+ */
+export function taskExecProblem(spec: JobSpec, tasks: readonly TaskPlan[]): FieldProblem | null {
+  for (const task of tasks) {
+    const problem = execArgsProblem(spec.command, taskEnv(spec, task, tasks.length));
+    if (!problem) continue;
+    const a = spec.array;
+    const path = a?.parameters ? `array.parameters.${task.index}` : a?.sweep ? 'array.sweep' : problem.path;
+    return { path, message: `task ${task.index} with its DEQO_* variables: ${problem.path}: ${problem.message}` };
+  }
+  return null;
 }

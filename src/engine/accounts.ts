@@ -1,5 +1,5 @@
 /**
- * Accounts, keys, credits, agents and blobs: every write the routes and the CLI make outside a job's life goes
+ * Accounts, keys, credits and agents: every write the routes and the CLI make outside a job's life goes
  * through here (the store only writes what this decides). Also the provider catalog, filtered and sorted by core.
  */
 import { createHash, randomBytes } from 'node:crypto';
@@ -156,14 +156,6 @@ export class AccountSystem {
     });
     this.r.log.info({ providerId: found.id, name: found.name }, 'provider vouched for by the operator');
     return { providerId: found.id };
-  }
-
-  /** Records a blob an account uploaded (bytes already stored): it may read it from now on. */
-  async blobUploaded(accountId: string, sha256: string, size: number): Promise<void> {
-    await this.r.store.transaction(async (tx) => {
-      await tx.accounts.recordBlob(sha256, size, this.r.now());
-      await tx.accounts.grantBlobAccess([sha256], accountId);
-    });
   }
 
   /** A provider's reputation record, standing and its `limit` most recent events (newest first). */

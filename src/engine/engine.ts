@@ -5,10 +5,17 @@
  * routes and the CLI call to change state. Observers (metrics, the live stream) subscribe to `engine.events`.
  */
 import type { Logger } from 'pino';
-import { coordinatorStallMs, DEFAULT_CREDIBILITY, DEFAULT_QUOTA } from '../core/index.js';
+import {
+  coordinatorStallMs,
+  DEFAULT_ACCOUNT_LIMITS,
+  DEFAULT_CREDIBILITY,
+  DEFAULT_QUOTA,
+  type AccountLimits,
+} from '../core/index.js';
 import type { Assignment, Availability, JobSpec, ReportRequest } from '../protocol/index.js';
 import type { Store } from '../store/index.js';
 import { AccountSystem, type AgentRegistration } from './accounts.js';
+import { BlobSystem } from './blobs.js';
 import { DEFAULT_ENGINE_CONFIG, type EngineConfig } from './config.js';
 import { Effects } from './effects.js';
 import { EngineEvents } from './events.js';
@@ -34,6 +41,8 @@ export interface EngineOptions {
   blobs: BlobReader;
   config?: EngineConfig;
   policy?: MarketPolicy;
+  /** Per-account limits (core/limits.ts); DEFAULT_ACCOUNT_LIMITS when not given. */
+  limits?: AccountLimits;
   log: Logger;
   now?: Clock;
   random?: () => number;
@@ -44,6 +53,7 @@ export class Engine {
   readonly blobs: BlobReader;
   readonly config: EngineConfig;
   readonly policy: MarketPolicy;
+  readonly limits: AccountLimits;
   readonly now: Clock;
   /** Dispatches, task decisions, settlements and credit movements, for observers (events.ts). */
   readonly events: EngineEvents;
@@ -55,6 +65,7 @@ export class Engine {
   readonly reports: ReportSystem;
   readonly submission: SubmissionSystem;
   readonly accounts: AccountSystem;
+  readonly blobSystem: BlobSystem;
   private readonly log: Logger;
   private timer: NodeJS.Timeout | null = null;
   /** When the latest tick whose reap completed started, epoch ms (null: none yet); the stall rule's reference. */
@@ -66,6 +77,7 @@ export class Engine {
     this.blobs = o.blobs;
     this.config = o.config ?? DEFAULT_ENGINE_CONFIG;
     this.policy = o.policy ?? DEFAULT_MARKET_POLICY;
+    this.limits = o.limits ?? DEFAULT_ACCOUNT_LIMITS;
     this.now = o.now ?? Date.now;
     this.log = o.log;
     this.events = new EngineEvents((err, event) => this.log.error({ err, event }, 'engine event listener failed'));
@@ -74,6 +86,7 @@ export class Engine {
       blobs: o.blobs,
       config: this.config,
       policy: this.policy,
+      limits: this.limits,
       log: o.log,
       now: this.now,
       random: o.random ?? Math.random,
@@ -87,6 +100,7 @@ export class Engine {
     this.reports = new ReportSystem(r, this.verification, this.settlement);
     this.submission = new SubmissionSystem(r, this.settlement);
     this.accounts = new AccountSystem(r, () => this.scheduling.request());
+    this.blobSystem = new BlobSystem(r);
   }
 
   /** Recovery at coordinator start: running leases get the restart grace (leases.ts). */
@@ -120,7 +134,7 @@ export class Engine {
   }
 
   /**
-   * One round: reap leases and queues, schedule, settle what is left. Errors are logged, never thrown.
+   * One round: reap leases and queues, schedule, settle what is left, delete expired blobs when due. Errors are logged, never thrown.
    * When the previous round that reaped started longer ago than core's stall threshold (the coordinator stalled:
    * event loop blocked, VM paused, store unreachable), running leases first get the restart grace
    * (LeaseSystem.graceAfterStall), so the stall is not charged to the agents as missed heartbeats.
@@ -134,6 +148,7 @@ export class Engine {
       this.lastReapAt = Math.max(this.lastReapAt ?? started, started);
       await this.scheduling.schedule();
       await this.settlement.sweep();
+      await this.blobSystem.sweepIfDue();
     } catch (err) {
       this.log.error({ err }, 'engine tick failed');
     }

@@ -61,24 +61,34 @@ export class LeaseSystem {
 
   /**
    * Claims up to `max` executions for an agent, waiting up to `waitMs` for one to be assigned (only while the
-   * engine runs: `longPoll`). Throws DeqoError not_found for an unknown agent.
+   * engine runs: `longPoll`). The agent waits for work before it looks for some, so a placement committed (here or
+   * on another coordinator) between the look and the wait still wakes it: otherwise the claim slept through the
+   * whole long poll and the execution was lost as `not_claimed`, blamed on an honest provider. Throws DeqoError
+   * not_found for an unknown agent.
    */
   async claim(agentId: string, max: number, waitMs: number, longPoll: boolean): Promise<Assignment[]> {
-    let claimed = await this.claimNow(agentId, max);
-    if (claimed.length === 0 && waitMs > 0 && longPoll) {
-      await new Promise<void>((resolve) => {
-        const done = () => {
-          clearTimeout(t);
-          stop();
-          resolve();
-        };
-        const t = setTimeout(done, waitMs);
-        const stop = this.scheduling.waitForWork(agentId, done);
-        this.scheduling.request();
-      });
-      claimed = await this.claimNow(agentId, max);
+    if (waitMs <= 0 || !longPoll) return this.claimNow(agentId, max);
+    let woken = false;
+    let wake = () => {
+      woken = true;
+    };
+    const stop = this.scheduling.waitForWork(agentId, () => wake());
+    try {
+      const claimed = await this.claimNow(agentId, max);
+      if (claimed.length > 0) return claimed;
+      if (!woken)
+        await new Promise<void>((resolve) => {
+          const t = setTimeout(resolve, waitMs);
+          wake = () => {
+            clearTimeout(t);
+            resolve();
+          };
+          this.scheduling.request();
+        });
+      return await this.claimNow(agentId, max);
+    } finally {
+      stop();
     }
-    return claimed;
   }
 
   private async claimNow(agentId: string, max: number): Promise<Assignment[]> {

@@ -7,20 +7,23 @@ import {
   adaptiveTrustedShare,
   demandOf,
   fromMicro,
-  jobEscrow,
   quoteModes,
   rejections,
   replicasFor,
 } from '../core/index.js';
 import type { JobSpec, Quote } from '../protocol/index.js';
 import type { Engine } from './engine.js';
-import { tasksOf } from './submission.js';
+import { admit } from './submission.js';
 
-/** Prices `spec` for `buyerId`. Throws DeqoError validation_failed when the array expands too far. */
+/** Prices `spec` for `buyerId`. Throws DeqoError validation_failed as submission's admit does (the same checks). */
 export async function quoteJob(engine: Engine, buyerId: string, spec: JobSpec): Promise<Quote> {
-  const tasks = tasksOf(spec).length;
+  const admitted = admit(spec);
+  const tasks = admitted.tasks.length;
   const now = engine.now();
-  const demand = demandOf(spec);
+  let inputBytes = 0;
+  for (const blob of new Set(spec.inputs.map((i) => i.blob)))
+    inputBytes += (await engine.store.accounts.blobSize(blob)) ?? 0;
+  const demand = demandOf(spec, inputBytes);
   const { agents } = await engine.store.snapshot.agents(now, now - engine.config.agentTtlMs, false, engine.policy);
   const matching = agents.filter((a) => rejections(demand, a).filter((r) => r.code !== 'at_capacity').length === 0);
   const predict = await engine.scheduling.predictor();
@@ -35,7 +38,7 @@ export async function quoteJob(engine: Engine, buyerId: string, spec: JobSpec): 
     expectedWallMs: expectedMs,
     trustedShare: adaptiveTrustedShare(matching.map((a) => a.consecutiveValid)),
   });
-  const { executionMaxCost: perMax, total: escrow } = jobEscrow(spec, tasks);
+  const { executionMaxCost: perMax, total: escrow } = admitted.escrow;
   const maxError = spec.verification.maxError;
   const meanCredibility =
     matching.length > 0

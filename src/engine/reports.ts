@@ -206,11 +206,11 @@ export class ReportSystem {
       await tx.tasks.touch([lease.taskId], now);
       const taskId = await tx.executions.recordEnd(executionId, agentId, report.fencingToken, end, now);
       if (!taskId) throw errors.staleLease(executionId);
-      const blobs = [end.stdoutBlob, end.stderrBlob, end.state === 'reported' ? end.outputsBlob : null];
-      await tx.accounts.grantBlobAccess(
-        blobs.filter((b): b is string => b !== null),
-        lease.buyerId,
+      const blobs = [end.stdoutBlob, end.stderrBlob, end.state === 'reported' ? end.outputsBlob : null].filter(
+        (b): b is string => b !== null,
       );
+      await tx.accounts.grantBlobAccess(blobs, lease.buyerId);
+      await tx.blobs.reference(lease.jobId, blobs);
       f.touch(lease.jobId, 'reported');
       if (end.state === 'failed') await this.settlement.executions(tx, [executionId], now, f);
       return { outcome: await this.verification.task(tx, taskId, now, f), fx: f };

@@ -5,7 +5,7 @@
  */
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
-import type { CredibilityConfig, QuotaConfig } from '../core/index.js';
+import type { AccountLimits, CredibilityConfig, QuotaConfig } from '../core/index.js';
 import type { Store } from '../store/index.js';
 import type { EngineConfig } from './config.js';
 import type { EngineEvents } from './events.js';
@@ -24,11 +24,13 @@ export interface MarketPolicy {
 }
 
 /**
- * The port through which the engine reads blob bytes (the coordinator's BlobStore fills it). `open` resolves to a
- * stream of the blob named by its SHA-256 (hex), or rejects: with DeqoError not_found when no such blob is stored.
+ * The port through which the engine reads and deletes blob bytes (the coordinator's BlobStore fills it). `open`
+ * resolves to a stream of the blob named by its SHA-256 (hex), or rejects: with DeqoError not_found when no such
+ * blob is stored. `remove` deletes a blob's bytes (nothing when there are none).
  */
 export interface BlobReader {
   open(sha256: string): Promise<{ stream: Readable }>;
+  remove(sha256: string): Promise<void>;
 }
 
 export interface EngineResources {
@@ -37,6 +39,8 @@ export interface EngineResources {
   blobs: BlobReader;
   config: EngineConfig;
   policy: MarketPolicy;
+  /** Per-account limits: queued tasks, blob bytes and blob lifetimes (core/limits.ts). */
+  limits: AccountLimits;
   log: Logger;
   now: Clock;
   /** Random draws in [0, 1) (adaptive replication), injected so tests can decide them. */

@@ -10,7 +10,7 @@ import type { Store } from '../store/index.js';
 
 /** The results of a job the buyer owns, or null when it is missing or not the buyer's. */
 export async function jobResults(store: Store, jobId: string, buyerId: string): Promise<JobResults | null> {
-  const view = await store.views.jobView(jobId, buyerId);
+  const view = await store.views.jobView(jobId, buyerId, { offset: 0, limit: Infinity });
   if (!view) return null;
   const manifests = await store.views.validManifests(jobId);
   // A task whose result a re-verification replaced is served from the re-verification's canonical execution.

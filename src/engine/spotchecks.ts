@@ -23,6 +23,8 @@ import {
   executionMaxCost,
   formatCredits,
   grantTxn,
+  ISSUER,
+  lowestBalance,
   rejections,
   restedOn,
   type BacktrackCause,
@@ -64,14 +66,15 @@ export class SpotCheckSystem {
     if (rate <= 0 || plan.length === 0) return planted;
     // What the plan just took of each agent: a spot-check goes only where there is room left.
     const demandOf = new Map(snap.tasks.map((t) => [t.taskId, t.demand]));
-    const used = new Map<string, { cpus: number; memoryMb: number; gpus: number }>();
+    const used = new Map<string, { cpus: number; memoryMb: number; gpus: number; diskMb: number }>();
     for (const p of plan) {
       const d = demandOf.get(p.taskId);
-      const u = used.get(p.agentId) ?? { cpus: 0, memoryMb: 0, gpus: 0 };
+      const u = used.get(p.agentId) ?? { cpus: 0, memoryMb: 0, gpus: 0, diskMb: 0 };
       if (d) {
         u.cpus += d.cpus;
         u.memoryMb += d.memoryMb;
         u.gpus += d.gpus;
+        u.diskMb += d.diskMb ?? 0;
       }
       used.set(p.agentId, u);
     }
@@ -84,6 +87,7 @@ export class SpotCheckSystem {
           freeCpus: agent.freeCpus - u.cpus,
           freeMemoryMb: agent.freeMemoryMb - u.memoryMb,
           freeGpus: agent.freeGpus - u.gpus,
+          freeDiskMb: agent.freeDiskMb - u.diskMb,
         };
         // The original buyer's pick of providers does not bind a replay; what the task needs of a machine does.
         const canary = (await this.r.store.tasks.canariesFor(agent.providerId, CANARY_SAMPLE)).find(
@@ -118,6 +122,10 @@ export class SpotCheckSystem {
         replay: { of: canary.taskId, taskCount: canary.taskCount, expectedVerdict: canary.verdict },
       },
       now,
+    );
+    await tx.blobs.reference(
+      jobId,
+      canary.spec.inputs.map((i) => i.blob),
     );
     await this.fund(tx, platform, jobId, cost, 'spot-check', now);
     const task = (await tx.tasks.ofJob(jobId))[0]!;
@@ -199,9 +207,15 @@ export class SpotCheckSystem {
     const counts = await tx.jobs.taskCounts(jobId);
     const params = await tx.tasks.paramsOf(taskId);
     if (!spec || !demand || !counts || !params) return false;
+    const cost = executionMaxCost(spec);
+    // The platform issues what it pays; at the ledger's circulation bound it cannot, and the task stays as decided
+    // (a refused grant here would refuse the report being verified).
+    if ((await tx.ledger.balance(ISSUER)) - cost * AUDIT_POLICY.replicas < lowestBalance(ISSUER)) {
+      this.r.log.warn({ taskId, providerId }, "re-verification skipped: the ledger's circulation bound is reached");
+      return false;
+    }
     if (!(await tx.tasks.write(taskId, revision, now, { audit: 'pending' }))) return false;
     const platform = await this.platformAccount(tx, now);
-    const cost = executionMaxCost(spec);
     const total = Object.values(counts.counts).reduce((a, b) => a + b, 0);
     const auditJob = await tx.jobs.insert(
       {
@@ -216,6 +230,10 @@ export class SpotCheckSystem {
         replay: { of: taskId, taskCount: total, expectedVerdict: null },
       },
       now,
+    );
+    await tx.blobs.reference(
+      auditJob,
+      spec.inputs.map((i) => i.blob),
     );
     await this.fund(tx, platform, auditJob, cost * AUDIT_POLICY.replicas, 're-verification', now);
     const name = (await tx.accounts.findAccount(providerId))?.name ?? providerId;
@@ -263,6 +281,8 @@ export class SpotCheckSystem {
       audit: 'changed',
       verdict: d.verdict,
       resultExecutionId: canonical.id,
+      // A replaced verdict is no spot-check answer: it rests on the re-verification's providers alone.
+      canary: false,
     });
     await tx.accounts.grantBlobAccess(
       [canonical.outputsBlob, canonical.stdoutBlob, canonical.stderrBlob].filter((b): b is string => b !== null),

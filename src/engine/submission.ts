@@ -4,6 +4,7 @@
  */
 import {
   accountLedger,
+  admitTasks,
   defaultMaxExecutions,
   demandOf,
   DeqoError,
@@ -14,6 +15,7 @@ import {
   formatCredits,
   fromMicro,
   jobEscrow,
+  taskExecProblem,
   type JobEscrow,
   type TaskPlan,
 } from '../core/index.js';
@@ -22,14 +24,32 @@ import { Effects } from './effects.js';
 import type { EngineResources } from './resources.js';
 import type { SettlementSystem } from './settlement.js';
 
-/** Expands a spec into its tasks; throws DeqoError validation_failed (field `array`) when it expands too far. */
-export function tasksOf(spec: JobSpec): TaskPlan[] {
+/**
+ * Expands a spec into its tasks; throws DeqoError validation_failed (field `array`) when it expands too far, or
+ * (naming the field) when a task's command and environment would not fit in a container (core taskExecProblem).
+ */
+function tasksOf(spec: JobSpec): TaskPlan[] {
+  let tasks: TaskPlan[];
   try {
-    return expandTasks(spec);
+    tasks = expandTasks(spec);
   } catch (err) {
     const message = (err as Error).message;
     throw new DeqoError('validation_failed', message, [{ path: 'array', message }]);
   }
+  const problem = taskExecProblem(spec, tasks);
+  if (problem)
+    throw new DeqoError('validation_failed', `invalid job spec: ${problem.path}: ${problem.message}`, [problem]);
+  return tasks;
+}
+
+/**
+ * Admission of a parsed spec beyond its schema, shared by quote and submit so they never disagree: its tasks
+ * (tasksOf) and its escrow (core jobEscrow). Throws DeqoError validation_failed naming the field (array, a task's
+ * environment, maxPrice when the worst case passes the ledger's bound).
+ */
+export function admit(spec: JobSpec): { tasks: TaskPlan[]; escrow: JobEscrow } {
+  const tasks = tasksOf(spec);
+  return { tasks, escrow: jobEscrow(spec, tasks.length) };
 }
 
 export class SubmissionSystem {
@@ -40,31 +60,35 @@ export class SubmissionSystem {
 
   /**
    * Stores a parsed spec as a job of the buyer's with its maximum cost held in escrow (core jobEscrow). Throws
-   * DeqoError not_found for an input blob the buyer cannot read (naming the input), validation_failed when the
-   * array expands too far, insufficient_funds (with the shortfall) when the buyer cannot afford the escrow.
+   * DeqoError not_found for an input blob the buyer cannot read (naming the input), validation_failed as admit
+   * does, quota_exceeded when the buyer's open tasks would pass `limits.queuedTasks`, insufficient_funds (with the
+   * shortfall) when the buyer cannot afford the escrow.
    */
   async submit(buyerId: string, spec: JobSpec): Promise<{ jobId: string; tasks: number; escrow: number }> {
     const { store, log } = this.r;
+    const sizes = new Map<string, number>();
     for (const input of spec.inputs) {
-      if (
-        (await store.accounts.blobSize(input.blob)) === null ||
-        !(await store.accounts.canReadBlob(input.blob, buyerId))
-      ) {
+      const size = await store.accounts.blobSize(input.blob);
+      if (size === null || !(await store.accounts.canReadBlob(input.blob, buyerId))) {
         throw errors.notFound('input blob', `${input.blob} (inputs: ${input.path}); upload it first`);
       }
+      sizes.set(input.blob, size);
     }
-    const tasks = tasksOf(spec);
-    const escrow = jobEscrow(spec, tasks.length);
+    const { tasks, escrow } = admit(spec);
     const v = spec.verification;
     const jobId = await store.transaction(async (tx) => {
       const now = this.r.now();
+      admitTasks(await tx.jobs.openTasksOf(buyerId), tasks.length, this.r.limits.queuedTasks);
       const available = await tx.ledger.balance(accountLedger(buyerId));
       if (escrow.total > available) throw unaffordable(buyerId, escrow, tasks.length, available);
       const id = await tx.jobs.insert(
         {
           buyerId,
           spec,
-          demand: demandOf(spec),
+          demand: demandOf(
+            spec,
+            [...sizes.values()].reduce((a, b) => a + b, 0),
+          ),
           tasks,
           policy: {
             replicas: v.replicas,
@@ -78,6 +102,11 @@ export class SubmissionSystem {
         },
         now,
       );
+      const inputs = spec.inputs.map((i) => i.blob);
+      // Taken up in this transaction: a sweep deleting one of them meanwhile makes the job fail here, not later.
+      if ((await tx.blobs.touch(inputs, now)) < new Set(inputs).size)
+        throw errors.notFound('input blob', 'of this job (it expired meanwhile); upload it again');
+      await tx.blobs.reference(id, inputs);
       if (escrow.total > 0) {
         const memo = `escrow for ${tasks.length} task(s) × ${escrow.fundedPerTask} execution(s)`;
         await tx.ledger.post(escrowHoldTxn(buyerId, id, escrow.total, memo), now);

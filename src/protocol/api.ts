@@ -32,6 +32,22 @@ export const UsageSchema = z
   .strict();
 export type Usage = z.infer<typeof UsageSchema>;
 
+/** Most output files a result may list (ManifestSchema); an agent ends a job with more as `outputs_unpackageable`. */
+export const MAX_OUTPUT_FILES = 100_000;
+/**
+ * Longest relative path of an output file or directory an agent packages, UTF-8 bytes (far under Linux's 4,096-byte
+ * PATH_MAX with the agent's work folder in front, so packaging never meets ENAMETOOLONG); an agent ends a job with a
+ * longer (or deeper) one as `outputs_unpackageable`. The manifest schema accepts up to 4,096 characters.
+ */
+export const MAX_OUTPUT_PATH_BYTES = 1024;
+/** Largest request body the coordinator accepts, bytes (a larger one is refused 413). */
+export const MAX_REQUEST_BODY_BYTES = 8 * 1024 * 1024;
+/**
+ * Largest manifest (JSON, UTF-8 bytes) an agent reports: the request body limit less 64 KiB for the rest of the
+ * report (failure message, hashes, usage). An agent ends a job whose manifest is larger as `outputs_unpackageable`.
+ */
+export const MAX_MANIFEST_BYTES = MAX_REQUEST_BODY_BYTES - 64 * 1024;
+
 /** One output file in a result manifest: path relative to the output directory. */
 export const ManifestFileSchema = z
   .object({
@@ -52,7 +68,7 @@ export const ManifestFileSchema = z
 export const ManifestSchema = z
   .object({
     exitCode: z.number().int(),
-    files: z.array(ManifestFileSchema).max(100_000),
+    files: z.array(ManifestFileSchema).max(MAX_OUTPUT_FILES),
     stdoutSha256: Sha256Schema,
   })
   .strict();
@@ -122,6 +138,30 @@ export const JobHistoryEntrySchema = z.object({
 });
 export type JobHistoryEntry = z.infer<typeof JobHistoryEntrySchema>;
 
+/** A job's tasks per state (kept on the job row: reading them costs nothing, whatever the array's size). */
+export const TaskCountsSchema = z.object({
+  queued: z.number().int(),
+  running: z.number().int(),
+  verified: z.number().int(),
+  failed: z.number().int(),
+  cancelled: z.number().int(),
+});
+
+/** Most tasks one `GET /v1/jobs/:id` returns (`taskLimit`), and how many it returns by default. */
+export const TASK_PAGE_MAX = 1_000;
+export const TASK_PAGE_DEFAULT = 100;
+
+/**
+ * `GET /v1/jobs/:id` query: which page of the job's tasks to include, in index order — from `taskOffset` (the
+ * position among the tasks that match, 0-based), at most `taskLimit`, only those in `taskState` if given.
+ */
+export const JobViewQuerySchema = z.object({
+  taskOffset: z.coerce.number().int().min(0).default(0),
+  taskLimit: z.coerce.number().int().min(1).max(TASK_PAGE_MAX).default(TASK_PAGE_DEFAULT),
+  taskState: TaskStateSchema.optional(),
+});
+export type JobViewQuery = z.input<typeof JobViewQuerySchema>;
+
 export const JobViewSchema = z.object({
   id: IdSchema,
   name: z.string().nullable(),
@@ -129,6 +169,16 @@ export const JobViewSchema = z.object({
   createdAt: z.number(),
   finishedAt: z.number().nullable(),
   spec: JobSpecSchema,
+  /** All the job's tasks, per state. */
+  taskCounts: TaskCountsSchema,
+  /** The page of tasks below: where it starts, its limit, how many tasks match its state filter in all. */
+  taskPage: z.object({
+    offset: z.number().int(),
+    limit: z.number().int(),
+    total: z.number().int(),
+    state: TaskStateSchema.nullable(),
+  }),
+  /** One page of tasks, in index order (taskPage). */
   tasks: z.array(TaskViewSchema),
   billing: JobBillingSchema,
   /** The job's history (re-verifications …), oldest first. */

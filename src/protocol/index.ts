@@ -1,5 +1,6 @@
 /** protocol: zod schemas and inferred types shared by every part. Imports zod only. */
 export * from './offer.js';
+export * from './limits.js';
 export * from './job.js';
 export * from './states.js';
 export * from './api.js';

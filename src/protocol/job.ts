@@ -3,6 +3,7 @@
  * Units are in field names: memoryMb (MiB), timeoutSeconds, *Bytes.
  */
 import { z } from 'zod';
+import { execArgsProblem, inputCollision, INPUTS_DIR, outputDirProblem, PATH_MAX_DEPTH } from './limits.js';
 import { ConstraintsSchema, MaxPriceSchema } from './offer.js';
 
 /** A parameter value of an array job: strings, numbers and booleans only (they become env strings). */
@@ -75,7 +76,10 @@ export type Limits = z.infer<typeof LimitsSchema>;
 export const InputSchema = z
   .object({
     /** Path under /inputs where the blob appears (read-only), e.g. "sweep.py". */
-    path: z.string().regex(REL_PATH, 'expected a relative path without ".." (letters, digits, . _ - /)'),
+    path: z
+      .string()
+      .regex(REL_PATH, 'expected a relative path without ".." (letters, digits, . _ - /)')
+      .refine((p) => p.split('/').length <= PATH_MAX_DEPTH + 1, `at most ${PATH_MAX_DEPTH} folders deep`),
     /** SHA-256 of a blob already uploaded with `POST /v1/blobs`. */
     blob: Sha256Schema,
   })
@@ -160,10 +164,10 @@ export type Verification = z.infer<typeof VerificationSchema>;
 
 /** Image a script job runs in when the spec names none (Debian bookworm python3 + scikit-learn, no pip). */
 export const DEFAULT_SCRIPT_IMAGE = 'deqo/python-sklearn:bookworm';
-/** Command a script job runs when the spec gives none: the source, written by the agent to /inputs/main.py. */
-export const SCRIPT_COMMAND: readonly string[] = Object.freeze(['python3', '/inputs/main.py']);
-/** Where a script job's source appears in the container (an input path no other input may use). */
+/** Where a script job's source appears in the container (an input path no other input may use, nor a folder of it). */
 export const SCRIPT_INPUT_PATH = 'main.py';
+/** Command a script job runs when the spec gives none: the source, written by the agent to /inputs/main.py. */
+export const SCRIPT_COMMAND: readonly string[] = Object.freeze(['python3', `${INPUTS_DIR}/${SCRIPT_INPUT_PATH}`]);
 /** Largest script source, bytes of UTF-8. */
 export const SCRIPT_MAX_BYTES = 256 * 1024;
 /** A pip requirement: a PEP 508 name, optional extras, optional version specifiers (no URLs, no options). */
@@ -195,10 +199,11 @@ export const ScriptSchema = z
   .strict();
 export type Script = z.infer<typeof ScriptSchema>;
 
-const ParamsSchema = z.record(
-  z.string().regex(PARAM_NAME, 'parameter names are letters, digits and _'),
-  ParamValueSchema,
-);
+/** Most parameters of one task (each becomes two environment variables). */
+const MAX_PARAMS = 64;
+const ParamsSchema = z
+  .record(z.string().regex(PARAM_NAME, 'parameter names are letters, digits and _'), ParamValueSchema)
+  .refine((p) => Object.keys(p).length <= MAX_PARAMS, `at most ${MAX_PARAMS} parameters per task`);
 
 /**
  * Array job: one task per index. Exactly one of `count`, `parameters` (explicit list) or `sweep`
@@ -234,7 +239,7 @@ export const JobSpecSchema = z
       .regex(IMAGE_REF, 'expected a Docker image reference such as "python:3.12" or "deqo/busybox:test"')
       .optional(),
     /** argv of the container's process; no shell unless the command starts one. */
-    command: z.array(z.string().max(65_536)).min(1).max(1024).optional(),
+    command: z.array(z.string()).min(1).max(1024).optional(),
     /** A Python script to run (see ScriptSchema). */
     script: ScriptSchema.optional(),
     env: z
@@ -243,21 +248,21 @@ export const JobSpecSchema = z
           .string()
           .regex(ENV_NAME, 'environment names are letters, digits and _')
           .refine((k) => !k.startsWith('DEQO_'), 'names starting with DEQO_ are reserved'),
-        z.string().max(65_536),
+        z.string(),
       )
       .default({}),
     resources: ResourcesSchema.default(ResourcesSchema.parse({})),
-    inputs: z
-      .array(InputSchema)
-      .max(1000)
-      .default([])
-      .refine((xs) => new Set(xs.map((x) => x.path)).size === xs.length, 'input paths must be unique'),
-    /** Absolute directory inside the container whose files are the task's outputs. */
+    inputs: z.array(InputSchema).max(1000).default([]),
+    /** Absolute, normalized directory inside the container whose files are the task's outputs (limits.ts). */
     outputDir: z
       .string()
-      .regex(/^\/(?!inputs(?:\/|$))(?!.*\.\.)[A-Za-z0-9._\-/]{1,255}$/, 'expected an absolute path other than /inputs')
-      .default('/outputs')
-      .refine((p) => p !== '/', 'outputDir cannot be /'),
+      .max(255)
+      .regex(/^[A-Za-z0-9._\-/]+$/, 'expected an absolute path of letters, digits and . _ - /')
+      .superRefine((p, ctx) => {
+        const problem = outputDirProblem(p);
+        if (problem) ctx.addIssue({ code: 'custom', message: problem });
+      })
+      .default('/outputs'),
     /** Ask for network access; only providers that allow it will run the job. */
     network: z.boolean().default(false),
     verification: VerificationSchema.default(VerificationSchema.parse({})),
@@ -288,9 +293,23 @@ export const JobSpecSchema = z
     message: 'expected a command (or a script)',
     path: ['command'],
   })
-  .refine((s) => s.script === undefined || s.inputs.every((i) => i.path !== SCRIPT_INPUT_PATH), {
-    message: `a script job's source is /inputs/${SCRIPT_INPUT_PATH}: use another input path`,
-    path: ['inputs'],
+  .superRefine((s, ctx) => {
+    const reserved = s.script ? [SCRIPT_INPUT_PATH] : [];
+    const clash = inputCollision(
+      s.inputs.map((i) => i.path),
+      reserved,
+    );
+    if (clash)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['inputs', clash.index, 'path'],
+        message:
+          typeof clash.other === 'string'
+            ? `a script job's source is ${INPUTS_DIR}/${clash.other}: use another input path, not it nor under it`
+            : `collides with inputs.${clash.other}.path: two inputs cannot share a path, nor can one be a folder of another`,
+      });
+    const exec = execArgsProblem(s.command ?? SCRIPT_COMMAND, s.env);
+    if (exec) ctx.addIssue({ code: 'custom', path: exec.path.split('.'), message: exec.message });
   })
   .transform((s) => ({ ...s, image: s.image ?? DEFAULT_SCRIPT_IMAGE, command: s.command ?? [...SCRIPT_COMMAND] }));
 /** A validated job spec with defaults filled in. */

@@ -4,6 +4,7 @@
  */
 import { z } from 'zod';
 import { IdSchema as Id, JobSpecSchema, VerificationModeSchema } from './job.js';
+import { MAX_CREDITS, MIN_CREDITS } from './limits.js';
 
 // ---------- money ----------
 
@@ -104,7 +105,14 @@ export const GrantRequestSchema = z
   .object({
     /** Account id or name. */
     account: z.string().min(1).max(100),
-    amount: z.number().positive().max(1e9),
+    /**
+     * Credits, rounded to the nearest µcr: at least MIN_CREDITS (1 µcr), at most MAX_CREDITS; the ledger also refuses
+     * a grant that would put more than MAX_CREDITS in circulation.
+     */
+    amount: z
+      .number()
+      .min(MIN_CREDITS, `below ${MIN_CREDITS} credits (1 µcr, the ledger's unit)`)
+      .max(MAX_CREDITS, `at most ${MAX_CREDITS} credits`),
     memo: z.string().max(200).default('admin grant'),
   })
   .strict();

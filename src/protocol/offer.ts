@@ -3,8 +3,18 @@
  * Prices are in credits (decimal, at most 6 places are kept: the ledger counts micro-credits).
  */
 import { z } from 'zod';
+import { MIN_CREDITS } from './limits.js';
 
-const credits = (what: string) => z.number().min(0, `${what} cannot be negative`).max(1_000_000);
+/** A price in credits: 0 (free) or from 1 µcr (the ledger's unit) to 1,000,000 credits. */
+const credits = (what: string) =>
+  z
+    .number()
+    .min(0, `${what} cannot be negative`)
+    .max(1_000_000)
+    .refine(
+      (v) => v === 0 || v >= MIN_CREDITS,
+      `${what} is below ${MIN_CREDITS} credits (1 µcr, the ledger's unit): give 0 or at least ${MIN_CREDITS}`,
+    );
 
 /**
  * A linear price (Golem's model: a start fee plus rates over time): per CPU core-hour, per GiB-hour of
@@ -88,7 +98,7 @@ export const WindowsSchema = z.array(z.string().min(9).max(120)).max(32);
 export const OfferSchema = z
   .object({
     prices: PriceSchema.default(PriceSchema.parse({})),
-    /** Disk lent for inputs and outputs, MiB (informational; outputs are capped per job by limits.outputBytes). */
+    /** Disk lent for inputs and outputs, MiB: the scheduler places only jobs whose output limit + inputs fit what is free of it. */
     diskMb: z.number().int().min(0).default(10_240),
     labels: LabelsSchema.default({}),
     windows: WindowsSchema.default([]),

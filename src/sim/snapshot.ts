@@ -58,6 +58,9 @@ export function agentOf(st: SimState, pi: number, now: number, o: SimOptions): S
     freeCpus: free,
     totalMemoryMb: p.cores * MEM_PER_CORE_MB,
     freeMemoryMb: free * MEM_PER_CORE_MB,
+    // Disk is not simulated: DEMAND needs none.
+    totalDiskMb: 0,
+    freeDiskMb: 0,
     gpuModels: [],
     freeGpus: 0,
     arch: 'amd64',

@@ -33,7 +33,7 @@ export function plant(st: SimState, gotWork: ReadonlySet<number>, free: Readonly
     let canary: SimTask | null = null;
     for (let k = 0; k < CANARY_SAMPLE && !canary; k++) {
       const c = st.tasks[st.canaries[Math.floor(st.chance() * st.canaries.length)]!]!;
-      if (!c.ranBy.has(pi)) canary = c;
+      if (c.canary && !c.ranBy.has(pi)) canary = c;
     }
     if (!canary) continue;
     const t = addTask(st, {
@@ -145,6 +145,7 @@ export function audited(st: SimState, audit: SimTask, d: Exclude<Decision, { kin
   }
   original.audit = 'changed';
   original.verdict = d.verdict;
+  original.canary = false; // engine: the same (a replaced verdict is no spot-check answer)
   if (st.measuring) st.counters.overturned += 1;
   if (st.measuring && d.verdict !== honestOf(original)) st.counters.overturnedToWrong += 1;
   const overturned = original.execs

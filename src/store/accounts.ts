@@ -260,13 +260,13 @@ export class AccountStore {
     return row !== undefined;
   }
 
-  /** Records a stored blob (idempotent). */
+  /** Records a stored blob (idempotent); its unreferenced lifetime starts again at `now`. */
   async recordBlob(sha256: string, size: number, now: number): Promise<void> {
     requireTransaction(this.db);
     await this.db
       .insertInto('blobs')
-      .values({ sha256, size, created_at: now })
-      .onConflict((oc) => oc.column('sha256').doNothing())
+      .values({ sha256, size, created_at: now, used_at: now })
+      .onConflict((oc) => oc.column('sha256').doUpdateSet({ used_at: now }))
       .execute();
   }
 

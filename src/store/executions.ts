@@ -84,6 +84,18 @@ export interface LeaseInfo {
 export class ExecutionStore {
   constructor(private readonly db: Kysely<Database>) {}
 
+  /** True when the provider has an execution running (index executions_provider_created). */
+  async providerRunning(providerId: string): Promise<boolean> {
+    const r = await this.db
+      .selectFrom('executions')
+      .select('id')
+      .where('provider_id', '=', providerId)
+      .where('state', '=', 'running')
+      .limit(1)
+      .executeTakeFirst();
+    return r !== undefined;
+  }
+
   /** Inserts executions as `assigned` (desired run). Returns their ids, in order. In a transaction. */
   async insert(executions: readonly NewExecution[], now: number): Promise<string[]> {
     requireTransaction(this.db);

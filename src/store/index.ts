@@ -9,6 +9,7 @@
  */
 import type { Kysely } from 'kysely';
 import { AccountStore } from './accounts.js';
+import { BlobRecordStore } from './blobs.js';
 import { SINGLE_COORDINATOR, type Coordination, type ExclusiveStep, type Notifier } from './coordination.js';
 import { openSqlite, transact, type StoreCapabilities } from './db.js';
 import { ExecutionStore } from './executions.js';
@@ -27,6 +28,7 @@ import { ViewStore } from './views.js';
 
 export { AccountStore, type Principal, type Role, type AgentRecord } from './accounts.js';
 export { JobStore, type NewJob, type JobHeader } from './jobs.js';
+export { BlobRecordStore, type BlobExpiry } from './blobs.js';
 export {
   TaskStore,
   type TaskForVerification,
@@ -56,6 +58,8 @@ export { ViewStore } from './views.js';
 /** The repositories over one database handle: the root (reads, autocommit) or a transaction. */
 export interface Repositories {
   accounts: AccountStore;
+  /** Blob uploads, uses and expiry (quotas, the sweep). */
+  blobs: BlobRecordStore;
   jobs: JobStore;
   tasks: TaskStore;
   executions: ExecutionStore;
@@ -94,6 +98,7 @@ function repositories(db: Kysely<Database>, caps: StoreCapabilities): Repositori
   const snapshot = new SnapshotStore(db, reputation);
   return {
     accounts: new AccountStore(db),
+    blobs: new BlobRecordStore(db),
     jobs: new JobStore(db, caps),
     tasks: new TaskStore(db),
     executions: new ExecutionStore(db),

@@ -239,6 +239,17 @@ export class JobStore {
       .execute();
   }
 
+  /** A buyer's open tasks (queued or running) across its unsettled jobs (index jobs_buyer_settled). */
+  async openTasksOf(buyerId: string): Promise<number> {
+    const r = await this.db
+      .selectFrom('jobs')
+      .select((eb) => eb.fn.sum<number | string | null>(eb('tasks_queued', '+', eb.ref('tasks_running'))).as('n'))
+      .where('buyer_id', '=', buyerId)
+      .where('settled_at', 'is', null)
+      .executeTakeFirst();
+    return Number(r?.n ?? 0);
+  }
+
   /** The job's stored spec, or null. */
   async spec(jobId: string): Promise<JobSpec | null> {
     const r = await this.db.selectFrom('jobs').select('spec').where('id', '=', jobId).executeTakeFirst();

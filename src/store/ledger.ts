@@ -8,11 +8,13 @@ import type { Kysely } from 'kysely';
 import {
   accountLedger,
   assertBalanced,
+  circulationExceeded,
   DeqoError,
   escrowLedger,
   formatCredits,
   fromMicro,
-  mustStayNonNegative,
+  ISSUER,
+  lowestBalance,
   type LedgerKind,
   type LedgerTxn,
 } from '../core/index.js';
@@ -31,20 +33,30 @@ export function insufficientFunds(account: string, needed: number, available: nu
 
 /**
  * Posts a balanced transaction inside the caller's database transaction `tx`. Throws RangeError for an
- * unbalanced transaction, DeqoError insufficient_funds when a debit would overdraw (the caller's transaction
+ * unbalanced transaction, DeqoError insufficient_funds when a debit would overdraw, DeqoError validation_failed
+ * (core circulationExceeded) when a grant would take the issuer below its lowest balance (the caller's transaction
  * must then roll back, which it does when the error propagates out of `db.transaction().execute`).
+ * Every debit is a conditional update (`WHERE balance + amount >= lowestBalance`), so concurrent writers cannot
+ * pass either bound.
  * Balance rows are written in account-name order, so two transactions never lock the same two in opposite orders.
  */
 export async function postTxn(tx: Kysely<Database>, t: LedgerTxn, now: number): Promise<string> {
   assertBalanced(t);
   const txnId = newId('txn');
   for (const p of [...t.postings].sort((a, b) => (a.account < b.account ? -1 : a.account > b.account ? 1 : 0))) {
-    if (p.amount < 0 && mustStayNonNegative(p.account)) {
+    if (p.amount < 0) {
+      const floor = lowestBalance(p.account);
+      if (p.account === ISSUER)
+        await tx
+          .insertInto('balances')
+          .values({ account: p.account, balance: 0 })
+          .onConflict((oc) => oc.column('account').doNothing())
+          .execute();
       const r = await tx
         .updateTable('balances')
         .set((eb) => ({ balance: eb('balance', '+', p.amount) }))
         .where('account', '=', p.account)
-        .where((eb) => eb(eb('balance', '+', p.amount), '>=', 0))
+        .where((eb) => eb(eb('balance', '+', p.amount), '>=', floor))
         .executeTakeFirst();
       if (Number(r.numUpdatedRows) === 0) {
         const row = await tx
@@ -52,7 +64,10 @@ export async function postTxn(tx: Kysely<Database>, t: LedgerTxn, now: number): 
           .select('balance')
           .where('account', '=', p.account)
           .executeTakeFirst();
-        throw insufficientFunds(p.account, -p.amount, Number(row?.balance ?? 0));
+        const balance = Number(row?.balance ?? 0);
+        throw p.account === ISSUER
+          ? circulationExceeded(-p.amount, -balance)
+          : insufficientFunds(p.account, -p.amount, balance);
       }
     } else {
       await tx
@@ -184,7 +199,7 @@ export class LedgerStore {
 
   /**
    * Checks the ledger against its own rules: every transaction sums to zero, the balances cache equals the
-   * sums of the entries (rebuilt here), no account but the issuer is negative. Returns the problems found (empty = sound).
+   * sums of the entries (rebuilt here), no account is below its lowest balance (core lowestBalance). Returns the problems found (empty = sound).
    * Reads one snapshot (a REPEATABLE READ transaction), so postings committed meanwhile by another coordinator
    * cannot make the entries and the cached balances disagree.
    */
@@ -217,7 +232,8 @@ async function auditIn(db: Kysely<Database>): Promise<string[]> {
     const rebuilt = Number(s.s);
     if ((cached.get(s.account) ?? 0) !== rebuilt)
       problems.push(`balance of ${s.account} is ${cached.get(s.account)} but its entries sum to ${rebuilt}`);
-    if (rebuilt < 0 && mustStayNonNegative(s.account)) problems.push(`${s.account} is negative (${rebuilt})`);
+    if (rebuilt < lowestBalance(s.account))
+      problems.push(`${s.account} is ${rebuilt}, below its lowest balance ${lowestBalance(s.account)}`);
     cached.delete(s.account);
   }
   for (const [account, b] of cached) if (b !== 0) problems.push(`balance of ${account} is ${b} with no entries`);

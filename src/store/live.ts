@@ -54,8 +54,18 @@ export interface DecidedTask {
 
 const MINUTE_MS = 60_000;
 const HOUR_MS = 3_600_000;
+/**
+ * A minute that ended this long ago (ms) no longer changes: its counts are read once and kept. The margin covers
+ * coordinators' clocks that lag (each stamps its own writes) and transactions that commit late.
+ */
+const SETTLED_AFTER_MS = 2 * MINUTE_MS;
+/** Settled minutes kept in memory (a day's), oldest dropped first. */
+const SETTLED_KEPT = 1_440;
 
 export class LiveStore {
+  /** Per-minute activity of settled minutes, by minute number (epoch ms / MINUTE_MS). */
+  private readonly settled = new Map<number, MinutePoint>();
+
   constructor(
     private readonly db: Kysely<Database>,
     private readonly snapshot: SnapshotStore,
@@ -112,10 +122,30 @@ export class LiveStore {
 
   /**
    * Activity per minute for the `minutes` minutes up to `now` (epoch ms), oldest first, every minute present:
-   * jobs submitted (created) and finished, executions that ended valid or invalid (by their report time).
+   * jobs submitted (created) and finished, executions that ended valid or invalid (by their report time). Minutes
+   * that ended over SETTLED_AFTER_MS ago are read once and kept, so a poll reads only the last few minutes' rows,
+   * whatever the history and the window.
    */
   async minutes(now: number, minutes: number): Promise<MinutePoint[]> {
     const first = Math.floor(now / MINUTE_MS) - minutes + 1;
+    const settledBelow = Math.floor((now - SETTLED_AFTER_MS) / MINUTE_MS);
+    let from = first;
+    while (from < settledBelow && this.settled.has(from)) from++;
+    const read = await this.readMinutes(from, first + minutes - from);
+    for (const p of read) {
+      const m = p.t / MINUTE_MS;
+      if (m < settledBelow) this.settled.set(m, p);
+    }
+    for (const m of this.settled.keys()) {
+      if (this.settled.size <= SETTLED_KEPT) break;
+      this.settled.delete(m); // insertion order: oldest read first
+    }
+    const kept = Array.from({ length: from - first }, (_, i) => ({ ...this.settled.get(first + i)! }));
+    return [...kept, ...read];
+  }
+
+  /** Activity of `count` minutes from minute number `first` (epoch ms / MINUTE_MS), from the tables. */
+  private async readMinutes(first: number, count: number): Promise<MinutePoint[]> {
     const since = first * MINUTE_MS;
     const bucket = (col: string) => sql<number>`${sql.ref(col)} / ${sql.lit(MINUTE_MS)}`;
     const submitted = await this.db
@@ -138,7 +168,7 @@ export class LiveStore {
       // state index, which reads the whole history (executions_finished_state covers this read).
       .groupBy([bucket('finished_at'), 'state'])
       .execute();
-    const points: MinutePoint[] = Array.from({ length: minutes }, (_, i) => ({
+    const points: MinutePoint[] = Array.from({ length: count }, (_, i) => ({
       t: (first + i) * MINUTE_MS,
       jobsSubmitted: 0,
       jobsFinished: 0,

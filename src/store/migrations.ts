@@ -385,6 +385,52 @@ const m007 = (): Migration => ({
   },
 });
 
+/** A page of an array job's tasks in one state (`GET /v1/jobs/:id?taskState=failed`) reads that page, not the array. */
+const m008 = (): Migration => ({
+  async up(db) {
+    await db.schema.createIndex('tasks_job_state_idx').on('tasks').columns(['job_id', 'state', 'idx']).execute();
+  },
+});
+
+/**
+ * Blob quotas and expiry: when a blob was last uploaded or taken up by a new job (`blobs.used_at`; its
+ * unreferenced lifetime counts from it), which account uploaded it (`blob_access.uploaded_at`; the account's quota
+ * counts it), and which jobs use it (`blob_refs`: a job's inputs, its executions' logs and outputs), backfilled.
+ */
+const m009 = (): Migration => ({
+  async up(db) {
+    await db.schema.alterTable('blobs').addColumn('used_at', 'bigint').execute();
+    await sql`UPDATE blobs SET used_at = created_at`.execute(db);
+    await db.schema.createIndex('blobs_used').on('blobs').columns(['used_at']).execute();
+    await db.schema.alterTable('blob_access').addColumn('uploaded_at', 'bigint').execute();
+    await db.schema.createIndex('blob_access_account').on('blob_access').columns(['account_id']).execute();
+    await db.schema
+      .createTable('blob_refs')
+      .addColumn('sha256', 'text', (c) => c.notNull())
+      .addColumn('job_id', 'text', (c) => c.notNull())
+      .addPrimaryKeyConstraint('blob_refs_pk', ['sha256', 'job_id'])
+      .execute();
+    for (const col of ['stdout_blob', 'stderr_blob', 'outputs_blob']) {
+      await sql`INSERT INTO blob_refs (sha256, job_id) SELECT DISTINCT ${sql.ref(col)}, job_id FROM executions
+        WHERE ${sql.ref(col)} IS NOT NULL ON CONFLICT DO NOTHING`.execute(db);
+    }
+    // Inputs live in each job's spec (JSON): read in pages, inserted per job.
+    let after = '';
+    for (;;) {
+      const { rows } = await sql<{ id: string; spec: string }>`SELECT id, spec FROM jobs WHERE id > ${after}
+        ORDER BY id LIMIT 1000`.execute(db);
+      if (rows.length === 0) break;
+      for (const r of rows) {
+        const inputs = (JSON.parse(r.spec) as { inputs?: Array<{ blob: string }> }).inputs ?? [];
+        for (const sha of new Set(inputs.map((i) => i.blob))) {
+          await sql`INSERT INTO blob_refs (sha256, job_id) VALUES (${sha}, ${r.id}) ON CONFLICT DO NOTHING`.execute(db);
+        }
+      }
+      after = rows[rows.length - 1]!.id;
+    }
+  },
+});
+
 /** Execution states counted as a task's active executions (assigned, running, reported). */
 const COUNTED_ACTIVE = "('assigned', 'running', 'reported')";
 /** Execution states counted as a task's provider-side failures. */
@@ -399,7 +445,7 @@ const COUNTED_FAILED = "('lost', 'failed')";
  * timeout job by job, and tasks awaiting a decision among those ever placed (by state and executions_total). Existing
  * rows are backfilled.
  */
-const m008 = (d: Dialect): Migration => ({
+const m010 = (d: Dialect): Migration => ({
   async up(db) {
     for (const col of ['executions_active', 'executions_total', 'executions_failed'])
       await db.schema
@@ -464,7 +510,7 @@ const m008 = (d: Dialect): Migration => ({
   },
 });
 
-/** Open jobs and tasks (queued, running): the literal partial indexes and the queries using them share (008). */
+/** Open jobs and tasks (queued, running): the literal partial indexes and the queries using them share (010). */
 export const OPEN_STATES = "('queued', 'running')";
 
 /** All migrations by name for a dialect; Kysely runs them in name order. */
@@ -479,7 +525,9 @@ export function migrationProvider(d: Dialect): MigrationProvider {
         '005_standing': m005(d),
         '006_spot_checks': m006(d),
         '007_flat_reads': m007(),
-        '008_queue': m008(d),
+        '008_task_pages': m008(),
+        '009_blob_quota': m009(),
+        '010_queue': m010(d),
       };
     },
   };

@@ -93,13 +93,13 @@ export interface TasksTable {
   audit: string | null;
   /** The execution whose result stands for this task after a re-verification changed it (another job's). */
   result_execution_id: string | null;
-  /** Its executions assigned, running or reported; kept by a trigger on executions (migration 008). */
+  /** Its executions assigned, running or reported; kept by a trigger on executions (migration 010). */
   executions_active: Generated<number>;
-  /** Its executions ever placed (trigger, 008). */
+  /** Its executions ever placed (trigger, 010). */
   executions_total: Generated<number>;
-  /** Its executions lost or failed on the provider side (trigger, 008). */
+  /** Its executions lost or failed on the provider side (trigger, 010). */
   executions_failed: Generated<number>;
-  /** When the latest of those failures ended, epoch ms (trigger, 008). */
+  /** When the latest of those failures ended, epoch ms (trigger, 010). */
   last_failure_at: Generated<number | null>;
 }
 export interface ExecutionsTable {
@@ -178,11 +178,20 @@ export interface ReputationEventsTable {
 export interface BlobAccessTable {
   sha256: string;
   account_id: string;
+  /** When this account last uploaded the blob (its quota counts it); null: it may only read it. */
+  uploaded_at: number | null;
 }
 export interface BlobsTable {
   sha256: string;
   size: number;
   created_at: number;
+  /** Last upload, or last taken up by a new job; an unreferenced blob's lifetime counts from it. */
+  used_at: number | null;
+}
+/** Which jobs use a blob: as an input, or as an execution's stdout, stderr or outputs. */
+export interface BlobRefsTable {
+  sha256: string;
+  job_id: string;
 }
 
 export interface JobEventsTable {
@@ -207,5 +216,6 @@ export interface Database {
   reputation: ReputationTable;
   reputation_events: ReputationEventsTable;
   blob_access: BlobAccessTable;
+  blob_refs: BlobRefsTable;
   job_events: JobEventsTable;
 }

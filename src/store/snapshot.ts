@@ -42,7 +42,7 @@ const TASK_COLUMNS = [
   'tasks.last_failure_at',
 ] as const;
 
-/** Open tasks, as a literal so that the partial index of open tasks (migration 008) applies. */
+/** Open tasks, as a literal so that the partial index of open tasks (migration 010) applies. */
 const OPEN_TASK = sql<boolean>`tasks.state IN ${sql.raw(OPEN_STATES)}`;
 
 /** Tasks whose counts leave room for another execution (core executionsWanted > 0). */
@@ -126,7 +126,7 @@ export class SnapshotStore {
 
   /**
    * Open jobs (queued or running), oldest first: their buyer, demand (parsed once per distinct text) and open task
-   * count. Reads job rows only, through the partial index of open jobs (migration 008).
+   * count. Reads job rows only, through the partial index of open jobs (migration 010).
    */
   async openJobs(): Promise<OpenJob[]> {
     const rows = await this.db
@@ -265,14 +265,16 @@ export class SnapshotStore {
         rows.map((r) => r.id),
       )
       .execute();
-    const used = new Map<string, { cpus: number; memoryMb: number; gpus: number; n: number }>();
+    const used = new Map<string, { cpus: number; memoryMb: number; gpus: number; diskMb: number; n: number }>();
     const runningByBuyer = new Map<string, number>();
     for (const e of active) {
       runningByBuyer.set(e.buyer_id, (runningByBuyer.get(e.buyer_id) ?? 0) + 1);
-      const u = used.get(e.agent_id) ?? { cpus: 0, memoryMb: 0, gpus: 0, n: 0 };
+      const u = used.get(e.agent_id) ?? { cpus: 0, memoryMb: 0, gpus: 0, diskMb: 0, n: 0 };
+      const d = JSON.parse(e.demand) as Partial<Demand>;
       u.cpus += e.cpus;
       u.memoryMb += e.memory_mb;
-      u.gpus += (JSON.parse(e.demand) as Partial<Demand>).gpus ?? 0;
+      u.gpus += d.gpus ?? 0;
+      u.diskMb += d.diskMb ?? 0;
       u.n += 1;
       used.set(e.agent_id, u);
     }
@@ -281,7 +283,7 @@ export class SnapshotStore {
     const agents = rows.map((r): SchedAgent => {
       const cap = CapacitySchema.parse(JSON.parse(r.capacity));
       const offer = OfferSchema.parse(JSON.parse(r.offer));
-      const u = used.get(r.id) ?? { cpus: 0, memoryMb: 0, gpus: 0, n: 0 };
+      const u = used.get(r.id) ?? { cpus: 0, memoryMb: 0, gpus: 0, diskMb: 0, n: 0 };
       const rec = records.get(r.provider_id)!;
       prices.set(r.id, offer.prices);
       return {
@@ -294,6 +296,8 @@ export class SnapshotStore {
         freeCpus: cap.cpus - u.cpus,
         totalMemoryMb: cap.memoryMb,
         freeMemoryMb: cap.memoryMb - u.memoryMb,
+        totalDiskMb: offer.diskMb,
+        freeDiskMb: offer.diskMb - u.diskMb,
         gpuModels: cap.gpus.map((g) => g.model),
         freeGpus: cap.gpus.length - u.gpus,
         arch: cap.arch,

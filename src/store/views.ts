@@ -16,7 +16,10 @@ import {
   type JobSummary,
   type JobView,
   type Manifest,
+  type TaskState,
   type TaskView,
+  TASK_PAGE_DEFAULT,
+  TASK_PAGE_MAX,
 } from '../protocol/index.js';
 import { balanceOf } from './ledger.js';
 import type { Database, JobKind } from './schema.js';
@@ -27,10 +30,12 @@ export class ViewStore {
   /** A job's money from its ledger postings, credits. */
   async billing(jobId: string): Promise<JobBilling> {
     const escrow = escrowLedger(jobId);
+    // Summed per kind and account in the database: an array job has an entry per execution.
     const rows = await this.db
       .selectFrom('ledger_entries')
-      .select(['kind', 'account', 'amount'])
+      .select(['kind', 'account', (eb) => eb.fn.sum<number>('amount').as('amount')])
       .where('job_id', '=', jobId)
+      .groupBy(['kind', 'account'])
       .execute();
     const sum = (f: (r: { kind: string; account: string; amount: number }) => boolean) =>
       rows.filter(f).reduce((acc, r) => acc + Number(r.amount), 0);
@@ -45,8 +50,17 @@ export class ViewStore {
     };
   }
 
-  /** Full view of a job (tasks and every execution), or null when missing or not the buyer's. */
-  async jobView(jobId: string, buyerId: string): Promise<JobView | null> {
+  /**
+   * A job with its task counts and one page of its tasks (index order, optionally only those in `page.state`), each
+   * with every execution; null when missing or not the buyer's. Reads the page's tasks and their executions only, so
+   * the cost is the page's, not the array's. `page.offset` counts among the matching tasks; `limit` Infinity reads
+   * them all (the results of a job).
+   */
+  async jobView(
+    jobId: string,
+    buyerId: string,
+    page: { offset: number; limit: number; state?: TaskState } = { offset: 0, limit: TASK_PAGE_DEFAULT },
+  ): Promise<JobView | null> {
     const job = await this.db
       .selectFrom('jobs')
       .selectAll()
@@ -54,15 +68,31 @@ export class ViewStore {
       .where('buyer_id', '=', buyerId)
       .executeTakeFirst();
     if (!job) return null;
-    const tasks = await this.db.selectFrom('tasks').selectAll().where('job_id', '=', jobId).orderBy('idx').execute();
-    const execs = await this.db
-      .selectFrom('executions')
-      .innerJoin('agents', 'agents.id', 'executions.agent_id')
-      .selectAll('executions')
-      .select('agents.name as agent_name')
-      .where('executions.job_id', '=', jobId)
-      .orderBy('executions.created_at')
-      .execute();
+    let q = this.db.selectFrom('tasks').selectAll().where('job_id', '=', jobId);
+    if (page.state) q = q.where('state', '=', page.state);
+    q = q.orderBy('idx');
+    if (Number.isFinite(page.limit)) q = q.limit(page.limit).offset(page.offset);
+    const tasks = await q.execute();
+    const execs =
+      tasks.length === 0
+        ? []
+        : await this.db
+            .selectFrom('executions')
+            .innerJoin('agents', 'agents.id', 'executions.agent_id')
+            .selectAll('executions')
+            .select('agents.name as agent_name')
+            // All of a large job's tasks: read its executions (executions_job) rather than bind thousands of ids.
+            .where((eb) =>
+              tasks.length > TASK_PAGE_MAX
+                ? eb('executions.job_id', '=', jobId)
+                : eb(
+                    'executions.task_id',
+                    'in',
+                    tasks.map((t) => t.id),
+                  ),
+            )
+            .orderBy('executions.created_at')
+            .execute();
     const byTask = new Map<string, ExecutionView[]>();
     for (const e of execs) {
       const list = byTask.get(e.task_id);
@@ -80,6 +110,14 @@ export class ViewStore {
       executions: byTask.get(t.id) ?? [],
       audit: (t.audit as TaskView['audit']) ?? null,
     }));
+    const taskCounts = {
+      queued: job.tasks_queued,
+      running: job.tasks_running,
+      verified: job.tasks_verified,
+      failed: job.tasks_failed,
+      cancelled: job.tasks_cancelled,
+    };
+    const allTasks = Object.values(taskCounts).reduce((a, b) => a + b, 0);
     const history = await this.db
       .selectFrom('job_events')
       .select(['at', 'kind', 'task_index', 'message'])
@@ -93,6 +131,13 @@ export class ViewStore {
       createdAt: Number(job.created_at),
       finishedAt: job.finished_at === null ? null : Number(job.finished_at),
       spec: JobSpecSchema.parse(JSON.parse(job.spec)),
+      taskCounts,
+      taskPage: {
+        offset: page.offset,
+        limit: page.limit,
+        total: page.state ? taskCounts[page.state] : allTasks,
+        state: page.state ?? null,
+      },
       tasks: taskViews,
       billing: await this.billing(jobId),
       history: history.map((h) => ({ at: Number(h.at), kind: h.kind, taskIndex: h.task_index, message: h.message })),

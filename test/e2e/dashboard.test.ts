@@ -2,14 +2,14 @@
  * The dashboard end to end, in real chromium against a real coordinator and three real agents (Docker):
  * sign in, submit a container job, watch it verify without reloading, download its verified output; a provider
  * sees what that job earned it; the code runner runs a Python script on a chosen machine. Screenshots of every
- * view go to test-artifacts/screenshots/.
-
+ * view go to test-artifacts/screenshots/. The page is served with its Content-Security-Policy, and nothing the
+ * dashboard does in any of these steps breaks it (no violation reported on any page's console).
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtemp, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Browser, BrowserContext, Page } from 'playwright-core';
+import type { Browser, BrowserContext, ConsoleMessage, Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { DeqoClient } from '../../src/client/index.js';
 import type { LocalNetwork } from '../../src/cli/network.js';
@@ -22,12 +22,23 @@ let browser: Browser;
 let buyerCtx: BrowserContext;
 let page: Page;
 let jobId = '';
+/** Console messages of any page about the Content-Security-Policy (violations). */
+const cspMessages: string[] = [];
+
+/** A new browser context whose pages report CSP violations to cspMessages. */
+async function newContext(options: Parameters<Browser['newContext']>[0]): Promise<BrowserContext> {
+  const ctx = await browser.newContext(options);
+  ctx.on('console', (m: ConsoleMessage) => {
+    if (/content security policy/i.test(m.text())) cspMessages.push(`${m.page()?.url()}: ${m.text()}`);
+  });
+  return ctx;
+}
 
 beforeAll(async () => {
   ({ net, client: buyer } = await testNetwork({ agents: 3 }));
   await clearShots();
   browser = await launchChromium();
-  buyerCtx = await browser.newContext({ viewport: { width: 1280, height: 800 }, acceptDownloads: true });
+  buyerCtx = await newContext({ viewport: { width: 1280, height: 800 }, acceptDownloads: true });
   page = await buyerCtx.newPage();
 }, 240_000);
 afterEach(async (ctx) => {
@@ -42,7 +53,9 @@ afterAll(async () => {
 
 describe('dashboard', () => {
   it('is served by the coordinator and refuses a wrong key next to the key field', async () => {
-    await page.goto(`${net.url}/`);
+    const res = await page.goto(`${net.url}/`);
+    expect(res?.headers()['content-security-policy']).toContain("script-src 'self'");
+    expect(res?.headers()['x-frame-options']).toBe('DENY');
     const keyField = page.getByLabel('API key');
     await keyField.fill('not-a-key');
     await page.getByRole('button', { name: 'Sign in' }).click();
@@ -144,7 +157,7 @@ describe('dashboard', () => {
     const view = await buyer.getJob(jobId);
     const paid = view.tasks[0]!.executions.find((e) => e.state === 'valid' && (e.paid ?? 0) > 0)!;
     const index = Number(/provider-(\d+)/.exec(paid.agentName)![1]) - 1;
-    const ctx = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+    const ctx = await newContext({ viewport: { width: 1280, height: 800 } });
     const p = await ctx.newPage();
     await p.goto(`${net.url}/#key=${encodeURIComponent(net.providerKeys[index]!)}`);
     await p.getByRole('heading', { name: 'Provider', exact: true }).waitFor();
@@ -172,7 +185,7 @@ describe('dashboard', () => {
   });
 
   it('fits a phone screen and is keyboard reachable', async () => {
-    const ctx = await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true });
+    const ctx = await newContext({ viewport: { width: 390, height: 844 }, isMobile: true });
     const p = await ctx.newPage();
     await p.goto(`${net.url}/#key=${encodeURIComponent(net.buyerKey)}`);
     await p.locator(`tr[data-job="${jobId}"]`).waitFor();
@@ -190,5 +203,9 @@ describe('dashboard', () => {
     }
     expect(focused).toEqual(['Skip to content', 'Deqo', 'Jobs', 'Submit']);
     await ctx.close();
+  });
+
+  it('broke no Content-Security-Policy rule in any step above', () => {
+    expect(cspMessages).toEqual([]);
   });
 });

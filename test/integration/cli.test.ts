@@ -144,6 +144,38 @@ describe('deqo CLI', () => {
     expect(none.stderr).not.toMatch(/\n\s+at /); // one clear line, no stack trace
   });
 
+  it('runs an array job from a flag and pages its status: counts per state, a page of tasks, the next command', async () => {
+    const sub = await deqo(
+      'submit',
+      '--wait',
+      '--json',
+      '--array',
+      '7',
+      'deqo/busybox:test',
+      'sh',
+      '-c',
+      'echo task $DEQO_TASK_INDEX',
+    );
+    expect(sub.code, sub.stderr).toBe(0);
+    const jobId = (JSON.parse(sub.stdout) as { id: string }).id;
+    const page2 = await deqo('status', jobId, '--page', '2', '--page-size', '3');
+    expect(page2.code).toBe(0);
+    expect(page2.stdout).toContain('7 task(s)');
+    expect(page2.stdout).toContain('tasks: 7 verified');
+    expect(page2.stdout).toMatch(/^3 +#3 +verified/m);
+    expect(page2.stdout).not.toMatch(/^2 +#2 /m);
+    expect(page2.stdout).toContain(`tasks 4-6 of 7; next: deqo status ${jobId} --page 3 --page-size 3`);
+    const failed = JSON.parse((await deqo('status', jobId, '--tasks', 'failed', '--json')).stdout) as {
+      tasks: unknown[];
+      taskPage: { total: number };
+    };
+    expect([failed.tasks.length, failed.taskPage.total]).toEqual([0, 0]);
+    expect((await deqo('logs', jobId, '--task', '5')).stdout).toMatch(
+      /^==> task 5 \(provider-\d, exec_\w+\) <==\ntask 5\n$/,
+    );
+    expect((await deqo('status', jobId, '--page-size', '5000')).code).toBe(2);
+  });
+
   it('exits 1 when the job fails and says why', async () => {
     const sub = await deqo('submit', '--wait', 'deqo/busybox:test', 'sh', '-c', 'exit 4');
     expect(sub.code).toBe(1);

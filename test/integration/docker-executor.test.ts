@@ -4,12 +4,13 @@
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { chmod, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readFile, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Docker from 'dockerode';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { buildCreateOptions } from '../../src/agent/docker-hardening.js';
+import { removeTree } from '../../src/agent/remove-tree.js';
 import { DockerExecutor } from '../../src/agent/docker-executor.js';
 import type { ExecutionOutcome, ExecutionRequest } from '../../src/agent/executor.js';
 import { LimitsSchema, ResourcesSchema, type Limits, type Resources } from '../../src/protocol/index.js';
@@ -107,7 +108,7 @@ afterEach(async () => {
 
 afterAll(async () => {
   for (const c of await executor.containers().catch(() => [])) await executor.remove(c.containerId).catch(() => {});
-  if (root) await rm(root, { recursive: true, force: true });
+  if (root) await removeTree(root);
 });
 
 describe('DockerExecutor', () => {
@@ -246,6 +247,19 @@ describe('DockerExecutor', () => {
     expectFailed(await executor.run(j.req), 'output_too_large');
     // Killed while it ran (not found too large after it exited, as the next test): SIGKILL before `finished`.
     expect(end.state).toEqual({ running: false, exitCode: 137 });
+    expect(await stdout(j)).toBe('');
+  });
+
+  it('kills a job that hides output past the host PATH_MAX (beyond limits.outputBytes otherwise), as outputs_unpackageable', async () => {
+    // Nested by renames of short paths (a shell's cd cannot go past PATH_MAX): D/D/…/D/big, 60 × 101 bytes deep.
+    const d = 'd'.repeat(100);
+    const nest = `cd /outputs && mkdir ${d} && head -c 100000 /dev/zero > ${d}/big && for i in $(seq 60); do mkdir n && mv ${d} n/${d} && mv n ${d}; done`;
+    const j = await job(sh(`${nest}; sleep 30; echo finished`), {
+      limits: { outputBytes: 1000 },
+    });
+    const o = await executor.run(j.req);
+    expectFailed(o, 'outputs_unpackageable');
+    if (o.kind === 'failed') expect(o.message).toMatch(/longer than 1024 bytes.*killed/);
     expect(await stdout(j)).toBe('');
   });
 

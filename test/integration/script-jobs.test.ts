@@ -102,6 +102,34 @@ describe('script jobs', () => {
     expect(await client.executionLog(jobId, executionId)).toBe('tick 0\ntick 1\ntick 2\n');
   });
 
+  it('verify floating-point outputs that differ in the last digits under a tolerance comparator, and only under one', async () => {
+    // Each provider's loss differs by up to 1e-9 (as a real training run's would on another CPU or thread count).
+    const source = `import json, random
+json.dump({"loss": 0.25 + random.random() * 1e-9, "epochs": 3}, open("/outputs/metrics.json", "w"))
+print("trained")
+`;
+    const submit = (compare?: Array<{ glob: string; format: 'json'; absTol: number }>) =>
+      client.submitJob({
+        script: { language: 'python', source },
+        verification: { replicas: 2, quorum: 2, maxExecutions: 2, ...(compare ? { compare } : {}) },
+        resources: { memoryMb: 256, timeoutSeconds: 120 },
+      });
+    const tolerant = await submit([{ glob: '*.json', format: 'json', absTol: 1e-6 }]);
+    const exact = await submit();
+    const [t, x] = await Promise.all([
+      waitForJob(client, tolerant.jobId, settled),
+      waitForJob(client, exact.jobId, settled),
+    ]);
+    expect(t.state, JSON.stringify(t.tasks[0]?.executions.map((e) => e.failure))).toBe('succeeded');
+    expect(t.tasks[0]!.executions.map((e) => e.state)).toEqual(['valid', 'valid']);
+    const r = (await client.getResults(tolerant.jobId)).tasks[0]!;
+    expect(r.agreedBy).toHaveLength(2);
+    expect(r.manifest!.files.map((f) => f.path)).toEqual(['metrics.json']);
+    // Without the comparator the two results' hashes differ: no quorum within two executions.
+    expect(x.state).toBe('failed');
+    expect(x.tasks[0]!.failure).toMatchObject({ reason: 'no_quorum' });
+  });
+
   it('deqo run: submits the file with its requirements, follows it, and prints the verified stdout', async () => {
     const script = join(home, 'hello.py');
     await writeFile(script, 'import numpy\nprint("sum", int(numpy.arange(10).sum()))\n');

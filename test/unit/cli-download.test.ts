@@ -1,13 +1,19 @@
 /**
  * `deqo results`' download (src/cli/download.ts) against a real coordinator over HTTP, with real tarballs in its
  * blob folder: a canonical copy damaged on disk after the fact is replaced by another agreeing replica's; when no
- * copy matches, a CliError (exit 70) says so; a task without output files downloads to an empty folder.
+ * copy matches, a CliError (exit 70) says so; a task without output files downloads to an empty folder. Hostile
+ * tarballs (built with node-tar's Header: `..`, absolute paths, links pointing out, devices) are refused at their
+ * first bad entry, named in the error, and leave nothing: no file outside, no half-unpacked folder, an earlier
+ * download untouched.
  */
+import { randomUUID } from 'node:crypto';
 import { mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
 import pino from 'pino';
+import * as tar from 'tar';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { downloadResults } from '../../src/cli/download.js';
 import { CliError, EXIT } from '../../src/cli/exit-codes.js';
@@ -65,9 +71,40 @@ async function verifiedJob(files: Record<string, string>): Promise<JobResults> {
   return results;
 }
 
-/** Overwrites a stored blob's file with other bytes, as disk damage would. */
-async function damage(sha256: string): Promise<void> {
-  await writeFile(join(blobs.dir, sha256.slice(0, 2), sha256), 'not the outputs any more');
+/** Overwrites a stored blob's file with other bytes, as disk damage (or a hostile coordinator) would. */
+async function damage(sha256: string, bytes: Buffer | string = 'not the outputs any more'): Promise<void> {
+  await writeFile(join(blobs.dir, sha256.slice(0, 2), sha256), bytes);
+}
+
+/** One raw tar entry: `header` (node-tar's Header fields: path, type, linkpath, mode …) and its content. */
+interface RawEntry {
+  header: ConstructorParameters<typeof tar.Header>[0];
+  body?: string;
+}
+
+/** A gzip tarball of `entries` exactly as given (no path cleaning), as a hostile provider could write one. */
+function rawTarball(entries: RawEntry[]): Buffer {
+  const blocks = entries.map(({ header, body = '' }) => {
+    const content = Buffer.from(body);
+    const block = Buffer.alloc(512);
+    new tar.Header({ mode: 0o644, mtime: new Date(0), size: content.length, ...header }).encode(block, 0);
+    return Buffer.concat([block, content, Buffer.alloc((512 - (content.length % 512)) % 512)]);
+  });
+  return gzipSync(Buffer.concat([...blocks, Buffer.alloc(1024)]));
+}
+
+/** `result.json` with the content verifiedJob gives it, as a raw entry. */
+const RESULT: RawEntry = { header: { path: 'result.json', type: 'File' }, body: '{}\n' };
+
+/** Makes every replica's stored outputs `bytes`; returns the download's error. */
+async function downloadHostile(results: JobResults, bytes: Buffer): Promise<CliError> {
+  for (const r of results.tasks[0]!.replicas) await damage(r.outputsBlob, bytes);
+  const err = await downloadResults(client, results, out, () => undefined).then(
+    () => null,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(CliError);
+  return err as CliError;
 }
 
 describe('deqo results download', () => {
@@ -103,11 +140,101 @@ describe('deqo results download', () => {
     await expect(stat(join(out, 'task-0'))).rejects.toThrow();
   });
 
+  it('downloads long (pax header) paths, nested folders and empty files', async () => {
+    const long = `deep/${'d'.repeat(150)}/${'f'.repeat(120)}.txt`;
+    const results = await verifiedJob({ [long]: 'long path', 'a/b/c/empty.txt': '' });
+    await downloadResults(client, results, out, () => undefined);
+    expect(await readFile(join(out, 'task-0', long), 'utf8')).toBe('long path');
+    expect(await readFile(join(out, 'task-0', 'a/b/c/empty.txt'), 'utf8')).toBe('');
+    expect(await readdir(out)).toEqual(['task-0']);
+  });
+
   it('downloads a task without output files as an empty folder', async () => {
     const results = await verifiedJob({});
     expect(results.tasks[0]!.manifest?.files).toEqual([]);
     const [done] = await downloadResults(client, results, out, () => undefined);
     expect(done).toMatchObject({ files: [] });
     expect(await readdir(join(out, 'task-0'))).toEqual([]);
+  });
+});
+
+describe('deqo results download of a hostile tarball', () => {
+  const outside = `deqo-escaped-${randomUUID()}`;
+  const cases: Array<{ name: string; entries: RawEntry[]; entry: string; problem: RegExp }> = [
+    {
+      name: 'a `..` path',
+      entries: [RESULT, { header: { path: `../../../${outside}`, type: 'File' }, body: 'x' }],
+      entry: `../../../${outside}`,
+      problem: /a path with a "\.\." segment/,
+    },
+    {
+      name: 'an absolute path',
+      entries: [RESULT, { header: { path: join(tmpdir(), outside), type: 'File' }, body: 'x' }],
+      entry: join(tmpdir(), outside),
+      problem: /an absolute path/,
+    },
+    {
+      name: 'a symlink pointing outside, then a file through it',
+      entries: [{ header: { path: 'result.json', type: 'SymbolicLink', linkpath: join(tmpdir(), outside) } }, RESULT],
+      entry: 'result.json',
+      problem: /a symbolic link/,
+    },
+    {
+      name: 'a hard link to a file outside',
+      entries: [{ header: { path: 'result.json', type: 'Link', linkpath: '/etc/hostname' } }],
+      entry: 'result.json',
+      problem: /a hard link/,
+    },
+    {
+      name: 'a character device',
+      entries: [RESULT, { header: { path: 'null', type: 'CharacterDevice', devmaj: 1, devmin: 3 } }],
+      entry: 'null',
+      problem: /a CharacterDevice entry/,
+    },
+    {
+      name: 'a file the manifest does not list, before the listed one',
+      entries: [{ header: { path: 'extra.bin', type: 'File' }, body: 'y' }, RESULT],
+      entry: 'extra.bin',
+      problem: /a file the manifest does not list/,
+    },
+  ];
+
+  for (const c of cases) {
+    it(`refuses ${c.name}, names the entry, and leaves nothing behind`, async () => {
+      const results = await verifiedJob({ 'result.json': '{}\n' });
+      const err = await downloadHostile(results, rawTarball(c.entries));
+      expect(err.exitCode).toBe(EXIT.INTERNAL);
+      expect(err.message).toContain(`entry ${JSON.stringify(c.entry)} refused: `);
+      expect(err.message).toMatch(c.problem);
+      expect(await readdir(out)).toEqual([]); // no task folder, no temporary folder
+      await expect(stat(join(tmpdir(), outside))).rejects.toThrow();
+    });
+  }
+
+  it('keeps an earlier complete download when a later one is refused', async () => {
+    const results = await verifiedJob({ 'result.json': '{}\n' });
+    await downloadResults(client, results, out, () => undefined);
+    const err = await downloadHostile(
+      results,
+      rawTarball([{ header: { path: 'result.json', type: 'SymbolicLink', linkpath: '/etc/passwd' } }]),
+    );
+    expect(err.message).toContain('entry "result.json" refused: a symbolic link');
+    expect((await readdir(out)).sort()).toEqual(['task-0']);
+    expect(await readFile(join(out, 'task-0', 'result.json'), 'utf8')).toBe('{}\n');
+  });
+
+  it('unpacks files without set-id bits, keeping only whether they are executable', async () => {
+    const results = await verifiedJob({ 'result.json': '{}\n', 'run.sh': 'echo\n' });
+    for (const r of results.tasks[0]!.replicas)
+      await damage(
+        r.outputsBlob,
+        rawTarball([
+          { header: { path: 'result.json', type: 'File', mode: 0o6666 }, body: '{}\n' },
+          { header: { path: 'run.sh', type: 'File', mode: 0o4777 }, body: 'echo\n' },
+        ]),
+      );
+    await downloadResults(client, results, out, () => undefined);
+    expect((await stat(join(out, 'task-0', 'result.json'))).mode & 0o7777).toBe(0o644);
+    expect((await stat(join(out, 'task-0', 'run.sh'))).mode & 0o7777).toBe(0o755);
   });
 });

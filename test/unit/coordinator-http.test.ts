@@ -1,4 +1,7 @@
-/** The HTTP layer through inject(): blobs (limit, digest check), auth scopes, and another provider's agent. */
+/**
+ * The HTTP layer through inject(): blobs (limit, digest check), auth scopes, another provider's agent, and the
+ * security headers on every kind of API response.
+ */
 import { createHash, generateKeyPairSync, sign, createPublicKey } from 'node:crypto';
 import { mkdtemp, readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -6,6 +9,7 @@ import { join } from 'node:path';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BlobStore, buildServer } from '../../src/coordinator/index.js';
+import { SECURITY_HEADERS } from '../../src/coordinator/security-headers.js';
 import { grantTxn, toMicro } from '../../src/core/index.js';
 import { DEFAULT_ENGINE_CONFIG, Engine } from '../../src/engine/index.js';
 import { openSqliteStore, type Store } from '../../src/store/index.js';
@@ -192,5 +196,64 @@ describe('keys and tenancy', () => {
     expect(
       (await app.inject({ method: 'POST', url: `/v1/jobs/${id}/cancel`, headers: auth('buyer2') })).statusCode,
     ).toBe(404);
+  });
+});
+
+describe('job view pages', () => {
+  it("returns an array job's counts and one page of its tasks, in index order, filtered by state on request", async () => {
+    const sub = await app.inject({
+      method: 'POST',
+      url: '/v1/jobs',
+      headers: auth('buyer'),
+      payload: { image: 'deqo/busybox:test', command: ['true'], array: { count: 250 } },
+    });
+    expect(sub.statusCode).toBe(201);
+    const id = sub.json().jobId as string;
+    const get = (query: string) => app.inject({ method: 'GET', url: `/v1/jobs/${id}${query}`, headers: auth('buyer') });
+    const first = (await get('')).json();
+    // An agent registered above may have taken a task already.
+    const c = first.taskCounts;
+    expect([c.queued + c.running, c.verified + c.failed + c.cancelled]).toEqual([250, 0]);
+    expect(first.taskPage).toEqual({ offset: 0, limit: 100, total: 250, state: null });
+    expect(first.tasks.map((t: { index: number }) => t.index)).toEqual(Array.from({ length: 100 }, (_, i) => i));
+    const last = (await get('?taskOffset=200&taskLimit=1000')).json();
+    expect(last.tasks.map((t: { index: number }) => t.index)).toEqual(Array.from({ length: 50 }, (_, i) => 200 + i));
+    const queued = (await get(`?taskState=queued&taskOffset=${c.queued - 1}`)).json();
+    expect(queued.taskPage).toEqual({ offset: c.queued - 1, limit: 100, total: c.queued, state: 'queued' });
+    expect(queued.tasks.map((t: { index: number; state: string }) => [t.index, t.state])).toEqual([[249, 'queued']]);
+    const none = (await get('?taskState=verified')).json();
+    expect([none.taskPage.total, none.tasks.length]).toEqual([0, 0]);
+    const bad = await get('?taskLimit=5000');
+    expect(bad.statusCode).toBe(400);
+    expect(JSON.stringify(bad.json())).toContain('taskLimit');
+    // The results still list every task.
+    const results = await app.inject({ method: 'GET', url: `/v1/jobs/${id}/results`, headers: auth('buyer') });
+    expect(results.json().tasks).toHaveLength(250);
+  });
+});
+
+describe('security headers', () => {
+  it('are on every API response: answers, errors, refusals, unknown routes, blobs and health', async () => {
+    const up = await app.inject({
+      method: 'POST',
+      url: '/v1/blobs',
+      headers: { ...auth('buyer'), 'content-type': 'application/octet-stream' },
+      payload: Buffer.from('headers'),
+    });
+    const responses = [
+      up,
+      await app.inject({ method: 'GET', url: `/v1/blobs/${up.json().sha256}`, headers: auth('buyer') }),
+      await app.inject({ method: 'GET', url: '/v1/jobs', headers: auth('buyer') }),
+      await app.inject({ method: 'GET', url: '/v1/jobs' }), // 401
+      await app.inject({ method: 'GET', url: '/v1/jobs/nope!', headers: auth('buyer') }), // 400
+      await app.inject({ method: 'GET', url: '/v1/no-such-route', headers: auth('buyer') }), // 404
+      await app.inject({ method: 'GET', url: '/v1/health' }),
+    ];
+    expect(responses.map((r) => r.statusCode)).toEqual([201, 200, 200, 401, 400, 404, 200]);
+    for (const r of responses) {
+      expect(r.headers).toMatchObject(SECURITY_HEADERS);
+      expect(r.headers['x-content-type-options']).toBe('nosniff');
+      expect(r.headers['content-security-policy']).toBe("default-src 'none'; frame-ancestors 'none'");
+    }
   });
 });

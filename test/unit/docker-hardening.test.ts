@@ -75,6 +75,12 @@ describe('buildCreateOptions', () => {
     expect(buildCreateOptions(req({ network: true }), 'a').HostConfig!.NetworkMode).toBe('bridge');
   });
 
+  it("puts network jobs on the agent's job network, never the host's", () => {
+    expect(buildCreateOptions(req({ network: true }), 'a', 'deqo-jobs').HostConfig!.NetworkMode).toBe('deqo-jobs');
+    expect(buildCreateOptions(req({ network: false }), 'a', 'deqo-jobs').HostConfig!.NetworkMode).toBe('none');
+    expect(() => buildCreateOptions(req({ network: true }), 'a', 'host')).toThrow(/host network/);
+  });
+
   it('mounts the output directory at the requested path', () => {
     expect(buildCreateOptions(req({ outputDir: '/work/out' }), 'a').HostConfig!.Binds).toContain(
       '/var/lib/deqo/ex1/outputs:/work/out:rw',
@@ -87,6 +93,9 @@ describe('buildCreateOptions', () => {
     expect(() => buildCreateOptions(req({ hostOutputDir: 'out' }), 'a')).toThrow(/absolute/);
     expect(() => buildCreateOptions(req({ hostOutputDir: '/x:/etc' }), 'a')).toThrow(/':'/);
     expect(() => buildCreateOptions(req({ outputDir: '/inputs' }), 'a')).toThrow(/reserved/);
+    // The same rule as the job spec's (protocol outputDirProblem): a spec the coordinator accepted never fails here.
+    for (const outputDir of ['//inputs', '/.', '/proc', '/tmp/out', '/a/'])
+      expect(() => buildCreateOptions(req({ outputDir }), 'a')).toThrow(/outputDir/);
   });
 });
 
@@ -127,6 +136,17 @@ describe('classifyExit', () => {
   it('flags an output directory over the cap found after exit', () => {
     expect(classifyExit({ ...base, outputSize: 101 })).toMatchObject({ kind: 'failed', reason: 'output_too_large' });
     expect(classifyExit({ ...base, outputSize: 100 })).toEqual({ kind: 'exited', exitCode: 0 });
+    // An output directory beyond what a report carries (files, path length) is the job's outputs_unpackageable.
+    const beyond = 'output path "d/d/…"… is longer than 1024 bytes';
+    expect(classifyExit({ ...base, outputBeyond: beyond })).toEqual({
+      kind: 'failed',
+      reason: 'outputs_unpackageable',
+      message: beyond,
+    });
+    expect(classifyExit({ ...base, killedBy: 'output_too_large', outputBeyond: beyond })).toMatchObject({
+      reason: 'outputs_unpackageable',
+      message: `${beyond}; the execution was killed`,
+    });
   });
 });
 

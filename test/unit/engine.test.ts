@@ -437,23 +437,28 @@ describe('Engine', () => {
     expect((await jobView(jobId)).state).toBe('succeeded');
   });
 
-  it('fails a task when a quorum agrees on a job failure (out of memory)', async () => {
-    const [a, b] = await agents(2);
-    const jobId = await submit({ verification: { replicas: 2, quorum: 2 } });
-    await engine.schedule();
-    for (const id of [a!, b!]) {
-      const e = await claimOne(id);
-      await engine.report(id, e.executionId, {
-        outcome: 'failed',
-        fencingToken: e.fencingToken,
-        reason: 'out_of_memory',
-        message: 'exit 137',
-      });
-    }
-    const v = await jobView(jobId);
-    expect(v.state).toBe('failed');
-    expect(v.tasks[0]!.failure).toMatchObject({ reason: 'out_of_memory', blame: 'job' });
-  });
+  it.each(['out_of_memory', 'outputs_unpackageable'])(
+    'fails a task when a quorum agrees on a job failure (%s)',
+    async (reason) => {
+      const [a, b] = await agents(2);
+      const jobId = await submit({ verification: { replicas: 2, quorum: 2 } });
+      await engine.schedule();
+      for (const id of [a!, b!]) {
+        const e = await claimOne(id);
+        await engine.report(id, e.executionId, {
+          outcome: 'failed',
+          fencingToken: e.fencingToken,
+          reason,
+          message: 'exit 137',
+        });
+        // One provider's report does not fail the task alone.
+        if (id === a) expect((await jobView(jobId)).state).toBe('running');
+      }
+      const v = await jobView(jobId);
+      expect(v.state).toBe('failed');
+      expect(v.tasks[0]!.failure).toMatchObject({ reason, blame: 'job' });
+    },
+  );
 
   it('fails a task with nonzero_exit when a second provider confirms the nonzero exit code', async () => {
     const [a, b] = await agents(2);
@@ -483,6 +488,35 @@ describe('Engine', () => {
       e.executionId,
     ]);
     expect((await rejection(engine.report(a!, e.executionId, await completed(e, 'x')))).code).toBe('stale_lease');
+  });
+
+  it('wakes a long-polling claim for work placed between its look and its wait (no lost wake-up, no not_claimed)', async () => {
+    engine = new Engine(store, {
+      blobs,
+      config: { ...DEFAULT_ENGINE_CONFIG, tickMs: 3_600_000 }, // no round but the ones this test runs
+      log: pino({ level: 'silent' }),
+      now: () => now,
+      random: () => 0,
+    });
+    engine.start();
+    const [a] = await agents(1);
+    // The claim's first look (a transaction that finds nothing) ends; before the claim can wait, a job is submitted
+    // and placed on the agent, and the agent is woken: as another coordinator's notification would arrive.
+    let jobId = '';
+    const transaction = store.transaction.bind(store);
+    let armed = true;
+    store.transaction = (async (fn: Parameters<Store['transaction']>[0]) => {
+      const r = await transaction(fn);
+      if (armed) {
+        armed = false;
+        jobId = await submit();
+        await engine.schedule();
+      }
+      return r;
+    }) as Store['transaction'];
+    // The claim may wait an hour, past the test's timeout: it returns only if the placement woke it.
+    const got = await engine.claim(a!, 1, 3_600_000);
+    expect(got.map((x) => x.jobId)).toEqual([jobId]);
   });
 
   it('refuses unknown agents and array jobs that expand too far', async () => {

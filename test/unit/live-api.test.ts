@@ -237,6 +237,7 @@ describe('a job followed live', () => {
     });
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toBe('text/event-stream; charset=utf-8');
+    expect(res.headers.get('x-content-type-options')).toBe('nosniff'); // set before the route wrote its own head
     const reader = res.body!.getReader();
     let text = '';
     while (!(text.includes('\n: ping\n') && text.includes('event: network\ndata: {')))

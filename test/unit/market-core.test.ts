@@ -23,10 +23,12 @@ import {
   INITIAL_IDLE_STATE,
   ISSUER,
   meanTurnaroundMs,
-  mustStayNonNegative,
+  lowestBalance,
+  MAX_MICRO,
   newReputation,
   paymentTxn,
   platformFee,
+  jobEscrow,
   quoteModes,
   refundTxn,
   reputationScore,
@@ -133,6 +135,26 @@ describe('pricing', () => {
     expect(platformFee(39, 250)).toBe(0); // 0.975 µcr rounds down
     expect(platformFee(1_000_000, 0)).toBe(0);
     expect(platformFee(1_000_000, 10_000)).toBe(1_000_000);
+  });
+
+  it('takes the fee exactly for every amount up to MAX_MICRO (BigInt reference, property)', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: MAX_MICRO }), fc.integer({ min: 0, max: 10_000 }), (amount, bps) => {
+        expect(BigInt(platformFee(amount, bps))).toBe((BigInt(amount) * BigInt(bps)) / 10_000n);
+      }),
+    );
+    // amount × bps is past 2⁵³ here: the naive floor(amount × bps / 10,000) gives 335502483665838, 1 µcr too many.
+    expect(platformFee(710_509_283_493_939, 4_722)).toBe(335_502_483_665_837);
+  });
+
+  it('refuses a job whose worst case passes MAX_MICRO, and holds exact integers below it', () => {
+    const spec = (over: object): JobSpec => JobSpecSchema.parse({ image: 'x', command: ['x'], ...over });
+    const heavy = spec({ resources: { cpus: 256, gpus: 16 }, maxPrice: { cpuHour: 1e6, gpuHour: 1e6 } });
+    expect(() => jobEscrow(heavy, 10_000)).toThrow(/ledger's bound/);
+    const e = jobEscrow(spec({ verification: { replicas: 2, quorum: 2 } }), 10_000);
+    expect(e.total).toBe(e.executionMaxCost * 2 * 10_000);
+    expect(e.worstCase).toBe(e.executionMaxCost * 5 * 10_000);
+    expect(Number.isSafeInteger(e.total) && e.worstCase <= MAX_MICRO).toBe(true);
   });
 
   it('funds one execution for none and `replicas` otherwise', () => {
@@ -268,10 +290,10 @@ describe('ledger', () => {
   });
 
   it('lets only the issuer go negative', () => {
-    expect(mustStayNonNegative(ISSUER)).toBe(false);
-    expect(mustStayNonNegative(FEES)).toBe(true);
-    expect(mustStayNonNegative(escrowLedger('j'))).toBe(true);
-    expect(mustStayNonNegative(accountLedger('a'))).toBe(true);
+    expect(lowestBalance(ISSUER)).toBe(-MAX_MICRO);
+    expect(lowestBalance(FEES)).toBe(0);
+    expect(lowestBalance(escrowLedger('j'))).toBe(0);
+    expect(lowestBalance(accountLedger('a'))).toBe(0);
   });
 });
 

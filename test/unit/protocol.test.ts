@@ -105,7 +105,7 @@ describe('JobSpecSchema', () => {
           { path: 'a', blob },
         ],
       }).map((i) => i.path),
-    ).toContain('inputs');
+    ).toContain('inputs.1.path');
   });
 
   it('rejects an outputDir of /, /inputs or a relative path', () => {
@@ -246,7 +246,7 @@ describe('script jobs', () => {
     expect(
       issuesOf({ script: { ...script, requirements: Array.from({ length: 51 }, (_, i) => `pkg${i}`) } })[0]!.path,
     ).toBe('script.requirements');
-    expect(issuesOf({ script, inputs: [{ path: 'main.py', blob: 'a'.repeat(64) }] })[0]!.path).toBe('inputs');
+    expect(issuesOf({ script, inputs: [{ path: 'main.py', blob: 'a'.repeat(64) }] })[0]!.path).toBe('inputs.0.path');
     expect(issuesOf({ script: { ...script, language: 'ruby' } })[0]!.path).toBe('script.language');
   });
 });

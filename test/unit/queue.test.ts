@@ -43,6 +43,8 @@ function agent(over: Partial<SchedAgent> = {}): SchedAgent {
     freeCpus: 4,
     totalMemoryMb: 8192,
     freeMemoryMb: 8192,
+    totalDiskMb: 10_240,
+    freeDiskMb: 10_240,
     gpuModels: [],
     freeGpus: 0,
     arch: 'amd64',
@@ -138,6 +140,7 @@ describe('queue classes and what agents can take', () => {
     const agents = [agent({ freeCpus: 3.5, quotaLeft: 10 }), agent({ agentId: 'agent_2', freeCpus: 4, quotaLeft: 2 })];
     expect(slotsFor(demand({ cpus: 1 }), agents)).toBe(3 + 2);
     expect(slotsFor(demand({ cpus: 2, memoryMb: 4096 }), agents)).toBe(1 + 2);
+    expect(slotsFor(demand({ diskMb: 4096 }), agents)).toBe(2 + 2);
     expect(slotsFor(demand({ maxPrice: { cpuHour: 0, memoryGiBHour: 0, gpuHour: 0, startFee: 0 } }), agents)).toBe(0);
     expect(slotsFor(demand({ cpus: 64 }), agents)).toBe(0);
     expect(slotsFor(demand({ labels: { zone: 'moon' } }), agents)).toBe(0);

@@ -6,7 +6,9 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import {
+  demandOf,
   dynamicRejections,
+  outputFsPlan,
   planExecutions,
   rejections,
   staticRejections,
@@ -18,6 +20,7 @@ import {
   type SchedAgent,
   type SchedTask,
 } from '../../src/core/index.js';
+import { JobSpecSchema } from '../../src/protocol/index.js';
 
 const MAX_PRICE = { cpuHour: 0.1, memoryGiBHour: 0.01, gpuHour: 1, startFee: 0.002 };
 const PRICE = { cpuHour: 0.05, memoryGiBHour: 0.005, gpuHour: 0.5, startFee: 0.001 };
@@ -57,6 +60,8 @@ function agent(over: Partial<SchedAgent> & { agentId: string; providerId: string
     freeCpus: 4,
     totalMemoryMb: 8192,
     freeMemoryMb: 8192,
+    totalDiskMb: 10_240,
+    freeDiskMb: 10_240,
     gpuModels: [],
     freeGpus: 0,
     arch: 'amd64',
@@ -157,6 +162,30 @@ describe('matching: rejection reasons', () => {
     );
   });
 
+  it("rejects a job whose output limit + inputs exceed the offer's disk, and a full disk as at capacity", () => {
+    const small = agent({ agentId: 'a', providerId: 'p', totalDiskMb: 1024, freeDiskMb: 1024 });
+    expect(rejections(demand({ diskMb: 1024 }), small)).toEqual([]);
+    const r = rejections(demand({ diskMb: 1025 }), small);
+    expect(codes(r)).toEqual(['disk']);
+    expect(r[0]!.message).toBe('lends 1024 MiB of disk, the job needs 1025 (outputs filesystem + inputs)');
+    const busy = agent({ agentId: 'a', providerId: 'p', totalDiskMb: 1024, freeDiskMb: 100 });
+    expect(codes(rejections(demand({ diskMb: 101 }), busy))).toEqual(['at_capacity']);
+    expect(rejections(demand({ diskMb: 100 }), busy)).toEqual([]);
+    // Demands stored before diskMb existed need none.
+    expect(rejections(demand({ diskMb: undefined }), agent({ agentId: 'a', providerId: 'p', freeDiskMb: 0 }))).toEqual(
+      [],
+    );
+  });
+
+  it('counts the output filesystem and the distinct inputs (MiB, rounded up) as the disk a job needs', () => {
+    const spec = JobSpecSchema.parse({ image: 'x', command: ['true'], limits: { outputBytes: 16 * 1024 ** 3 } });
+    const fs = outputFsPlan(16 * 1024 ** 3).bytes / 1024 ** 2;
+    expect(fs).toBeGreaterThan(16_384); // the cap and room for block rounding
+    expect(fs).toBeLessThan(16_384 * 1.05);
+    expect(demandOf(spec).diskMb).toBe(fs);
+    expect(demandOf(spec, 1).diskMb).toBe(fs + 1);
+  });
+
   it('rejects a reputation below the job minimum', () => {
     const r = rejections(demand({ minReputation: 0.8 }), agent({ agentId: 'a', providerId: 'p', reputation: 0.75 }));
     expect(codes(r)).toEqual(['reputation']);
@@ -222,6 +251,12 @@ describe('planExecutions', () => {
     expect(plan).toHaveLength(2); // only two providers exist
     expect(new Set(plan.map((p) => p.providerId))).toEqual(new Set(['p1', 'p2']));
     expect(plan.every((p) => !p.alone)).toBe(true);
+  });
+
+  it('places no more executions on an agent than its disk holds', () => {
+    const agents = [agent({ agentId: 'a1', providerId: 'p1', totalCpus: 16, freeCpus: 16, freeDiskMb: 2500 })];
+    const tasks = ['t1', 't2', 't3'].map((taskId) => task({ taskId, demand: { diskMb: 1000 } }));
+    expect(planExecutions(tasks, agents, noRandom).map((p) => p.taskId)).toEqual(['t1', 't2']);
   });
 
   it('never places on an excluded provider', () => {

@@ -6,7 +6,7 @@
  */
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { DEFAULT_CREDIBILITY, fromMicro, restedOn } from '../../src/core/index.js';
+import { DEFAULT_CREDIBILITY, fromMicro, grantTxn, ISSUER, MAX_MICRO, restedOn } from '../../src/core/index.js';
 import { DEFAULT_ENGINE_CONFIG, DEFAULT_MARKET_POLICY, Engine, jobResults } from '../../src/engine/index.js';
 import type { Assignment, JobView } from '../../src/protocol/index.js';
 import { openSqliteStore, type Store } from '../../src/store/index.js';
@@ -163,6 +163,34 @@ describe('spot-checks and backtracking', () => {
     expect(await store.ledger.audit()).toEqual([]);
   });
 
+  it("skips the re-verification at the ledger's circulation bound instead of refusing the report that triggers it", async () => {
+    const buyer = await fundedBuyer(engine, 'buyer', 100);
+    const [a, b, liar] = await registerAgents(engine, 3);
+    for (const id of [a!, b!, liar!]) await engine.accounts.vouch(await providerOf(id));
+    const victim = await submitJob(engine, buyer, {
+      verification: { mode: 'none' },
+      constraints: { providers: [liar!] },
+    });
+    await engine.schedule();
+    await runAll(liar!, () => 'a wrong answer');
+    // Every credit the ledger can count is in circulation: the platform cannot issue what a re-verification costs.
+    const filler = await store.transaction((tx) => tx.accounts.createAccount('filler', ['buyer'], now));
+    const circulation = -(await store.ledger.balance(ISSUER));
+    await store.transaction((tx) => tx.ledger.post(grantTxn(filler, MAX_MICRO - circulation, 'fill'), now));
+
+    const voted = await submitJob(engine, buyer, {
+      verification: { replicas: 3, quorum: 2 },
+      constraints: { providers: [a!, b!, liar!] },
+    });
+    await engine.schedule();
+    await runAll(liar!, () => 'a wrong answer');
+    for (const id of [a!, b!]) await runAll(id, () => 'the honest answer'); // accepted: the outvote is decided
+    expect((await view(voted, buyer)).state).toBe('succeeded');
+    expect((await view(victim, buyer)).tasks[0]!.audit).toBeNull();
+    expect(await store.ledger.balance(ISSUER)).toBe(-MAX_MICRO);
+    expect(await store.ledger.audit()).toEqual([]);
+  });
+
   it('confirms a result the re-verification agrees with, and leaves honest results alone', async () => {
     const buyer = await fundedBuyer(engine, 'buyer', 100);
     const [a, b, c, sleeper] = await registerAgents(engine, 4);
@@ -194,6 +222,38 @@ describe('spot-checks and backtracking', () => {
     expect(v.tasks[0]!.audit).toBe('confirmed');
     expect(v.tasks[0]!.executions[0]!.state).toBe('valid');
     expect(v.history.at(-1)!.message).toMatch(/the result stands/);
+  });
+
+  it('stops serving a task as a canary once a re-verification replaced its verdict', async () => {
+    const buyer = await fundedBuyer(engine, 'buyer', 100);
+    const [a, b, c, d, liar, partner] = await registerAgents(engine, 6);
+    for (const id of [a!, b!, c!, d!, liar!, partner!]) await engine.accounts.vouch(await providerOf(id));
+    // An honest canary on a, b, c; then a wrong answer two colluders agree on: a canary too, for now.
+    await submitJob(engine, buyer, {
+      verification: { replicas: 3, quorum: 2, spotChecks: true },
+      constraints: { providers: [a!, b!, c!] },
+    });
+    await engine.schedule();
+    for (const id of [a!, b!, c!]) await runAll(id, () => 'canary answer');
+    const forged = await submitJob(engine, buyer, {
+      verification: { replicas: 2, quorum: 2, spotChecks: true },
+      constraints: { providers: [liar!, partner!] },
+    });
+    await engine.schedule();
+    const got = await engine.claim(liar!, 8, 0);
+    await runAll(partner!, () => 'a shared lie');
+    now += 1_000;
+    const forgedTask = (await view(forged, buyer)).tasks[0]!;
+    const canaryIds = async () => (await store.tasks.canariesFor(await providerOf(d!), 50)).map((x) => x.taskId);
+    // The liar lies on its spot-check (a replay of the honest canary) as well: caught, and the forged task, which
+    // rested on it (its partner alone is below the quorum), is re-verified on a, b, c.
+    for (const x of got) await engine.report(liar!, x.executionId, await completedReport(engine, x, 'a shared lie'));
+    expect((await view(forged, buyer)).tasks[0]!.audit).toBe('pending');
+    await engine.schedule();
+    for (const id of [a!, b!, c!, d!]) await runAll(id, () => 'the honest answer');
+    expect((await view(forged, buyer)).tasks[0]!.audit).toBe('changed');
+    expect(await canaryIds()).not.toContain(forgedTask.id);
+    expect(await store.ledger.audit()).toEqual([]);
   });
 
   it('plants no spot-check when no canary exists or the buyer did not allow replays', async () => {

@@ -72,6 +72,15 @@ describe.each(storeKinds())('live reads over $name', (kind) => {
       [0, 1, 1, 0],
     ]);
 
+    // Ten minutes on, those minutes are settled: read once, then served from memory; both reads agree.
+    const later = minuteOf(T0) + 10 * MIN + 5_000;
+    for (let read = 0; read < 2; read++) {
+      const window = await store.live.minutes(later, 12);
+      expect(window.map((p) => p.t)).toEqual(Array.from({ length: 12 }, (_, i) => minuteOf(T0) + (i - 1) * MIN));
+      expect(window.slice(0, 4)).toEqual(points);
+      expect(window.slice(4).every((p) => p.jobsSubmitted + p.jobsFinished + p.executionsValid === 0)).toBe(true);
+    }
+
     expect(await store.live.recentlyDecided(20)).toEqual([
       { at: now, jobId, buyerId, taskIndex: 0, outcome: 'verified', agreed: 2, outvoted: 1 },
     ]);

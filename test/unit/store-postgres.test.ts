@@ -174,7 +174,9 @@ describe('several coordinators on one PostgreSQL database', () => {
       '005_standing',
       '006_spot_checks',
       '007_flat_reads',
-      '008_queue',
+      '008_task_pages',
+      '009_blob_quota',
+      '010_queue',
     ]);
     for (const [i, s] of stores.entries())
       expect(await s.transaction((tx) => tx.accounts.createAccount(`a${i}`, ['buyer'], T0))).toMatch(/^acct_/);

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import SqliteDatabase from 'better-sqlite3';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { DeqoError, grantTxn, toMicro } from '../../src/core/index.js';
+import { accountLedger, DeqoError, grantTxn, ISSUER, MAX_MICRO, toMicro } from '../../src/core/index.js';
 import { JobSpecSchema, type JobSpec, type JobSpecInput } from '../../src/protocol/index.js';
 import { openSqliteStore, type Store } from '../../src/store/index.js';
 import { DEFAULT_QUOTA, failureOf } from '../../src/core/index.js';
@@ -117,6 +117,20 @@ describe.each(storeKinds())('store over $name', (kind) => {
         scope: 'provider',
       });
       expect(await store.accounts.authenticate('hash-of-other-key')).toBeNull();
+    });
+
+    it('refuses a grant past MAX_MICRO in circulation (validation_failed naming amount), keeping the ledger sound', async () => {
+      const a = await store.transaction((tx) => tx.accounts.createAccount('rich', ['buyer'], T0));
+      await store.transaction((tx) => tx.ledger.post(grantTxn(a, MAX_MICRO - 5, 'most of it'), T0));
+      const err = await store
+        .transaction((tx) => tx.ledger.post(grantTxn(a, 6, 'one too many'), T0))
+        .catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(DeqoError);
+      expect(err).toMatchObject({ code: 'validation_failed', details: [{ path: 'amount' }] });
+      await store.transaction((tx) => tx.ledger.post(grantTxn(a, 5, 'the rest'), T0));
+      expect(await store.ledger.balance(accountLedger(a))).toBe(MAX_MICRO);
+      expect(await store.ledger.balance(ISSUER)).toBe(-MAX_MICRO);
+      expect(await store.ledger.audit()).toEqual([]);
     });
 
     it('keeps an agent identity with its provider and refreshes its capacity', async () => {

@@ -12,7 +12,7 @@ import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BlobStore, buildServer, createMetrics } from '../../src/coordinator/index.js';
-import { grantTxn, toMicro } from '../../src/core/index.js';
+import { DEFAULT_ACCOUNT_LIMITS, grantTxn, toMicro } from '../../src/core/index.js';
 import { DEFAULT_ENGINE_CONFIG, Engine, hashApiKey } from '../../src/engine/index.js';
 import { resultHashOf } from '../../src/core/index.js';
 import type { Assignment, JobSpecInput, Manifest } from '../../src/protocol/index.js';
@@ -160,7 +160,9 @@ beforeAll(async () => {
   blobDir = await mkdtemp(join(tmpdir(), 'deqo-tenancy-'));
   const blobs = new BlobStore(blobDir, 1 << 20);
   // Draws of 0: placement takes the best-ranked agent, so each test knows which agent gets its job.
-  engine = new Engine(store, { blobs, config: { ...DEFAULT_ENGINE_CONFIG }, log: log, random: () => 0 });
+  // Every route is tried with every kind of bad key from one address: no failed-authentication limit here.
+  const limits = { ...DEFAULT_ACCOUNT_LIMITS, authFailures: 1_000_000 };
+  engine = new Engine(store, { blobs, config: { ...DEFAULT_ENGINE_CONFIG }, limits, log: log, random: () => 0 });
   app = buildServer({
     store,
     engine,
@@ -689,8 +691,10 @@ describe("another tenant's resources answer 404", () => {
     });
     expect(hb.statusCode).toBe(200);
     expect(hb.json().stop).toEqual([lease!.executionId]);
-    // Q's report on P's execution is refused and records nothing.
-    const report = await completedReport('providerQ', lease!, 'forged');
+    // Q, running nothing, may not even upload blobs; its report on P's execution (with blobs it got from P) is
+    // refused and records nothing.
+    expect((await call('POST', '/v1/blobs', key.providerQ, Buffer.from('forged'))).statusCode).toBe(403);
+    const report = await completedReport('providerP', lease!, 'forged');
     const res = await call(
       'POST',
       `/v1/agents/${r.agentQ}/executions/${lease!.executionId}/report`,

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BlobStore } from '../../src/coordinator/blobs.js';
+import { dashboardCsp } from '../../src/coordinator/security-headers.js';
 import { buildServer } from '../../src/coordinator/server.js';
 import { DEFAULT_ENGINE_CONFIG, Engine } from '../../src/engine/index.js';
 import { openSqliteStore, type Store } from '../../src/store/index.js';
@@ -29,7 +30,11 @@ beforeAll(async () => {
   store = await openSqliteStore(':memory:');
   root = await mkdtemp(join(tmpdir(), 'deqo-web-'));
   await mkdir(join(root, 'web', 'assets'), { recursive: true });
-  await writeFile(join(root, 'web', 'index.html'), '<!doctype html><title>Deqo</title>');
+  await writeFile(
+    join(root, 'web', 'index.html'),
+    '<!doctype html><meta property="csp-nonce" nonce="DEQO_CSP_NONCE"><title>Deqo</title>' +
+      '<script type="module" nonce="DEQO_CSP_NONCE" src="/assets/app-1234.js"></script>',
+  );
   await writeFile(join(root, 'web', 'assets', 'app-1234.js'), 'console.log(1)');
   await writeFile(join(root, 'secret.txt'), 'outside the web root');
 });
@@ -73,5 +78,33 @@ describe('dashboard static files', () => {
     const res = await app(join(root, 'nothing-here')).inject({ method: 'GET', url: '/' });
     expect(res.statusCode).toBe(404);
     expect(res.body).toContain('npm run build');
+  });
+
+  it('sends the dashboard page with a fresh nonce, its Content-Security-Policy and the other security headers', async () => {
+    const a = app(join(root, 'web'));
+    const nonces = new Set<string>();
+    for (const url of ['/', '/index.html', '/jobs/abc']) {
+      const res = await a.inject({ method: 'GET', url });
+      expect(res.statusCode).toBe(200);
+      const nonce = /<meta property="csp-nonce" nonce="([A-Za-z0-9+/=]{24})">/.exec(res.body)?.[1];
+      expect(nonce).toBeDefined();
+      expect(res.body).not.toContain('DEQO_CSP_NONCE');
+      expect(res.body).toContain(`<script type="module" nonce="${nonce}"`);
+      nonces.add(nonce!);
+      expect(res.headers['content-security-policy']).toBe(dashboardCsp(nonce!));
+      expect(res.headers['content-security-policy']).toContain(`style-src 'self' 'nonce-${nonce}'`);
+      expect(res.headers['content-security-policy']).toContain("script-src 'self'");
+      expect(res.headers['content-security-policy']).toContain("connect-src 'self'");
+      expect(res.headers['content-security-policy']).toContain("frame-ancestors 'none'");
+      expect(res.headers).toMatchObject({
+        'x-frame-options': 'DENY',
+        'x-content-type-options': 'nosniff',
+        'referrer-policy': 'no-referrer',
+      });
+    }
+    expect(nonces.size).toBe(3); // one per response
+    const asset = await a.inject({ method: 'GET', url: '/assets/app-1234.js' });
+    expect(asset.headers['x-content-type-options']).toBe('nosniff');
+    expect(asset.headers['content-security-policy']).toBe("default-src 'none'; frame-ancestors 'none'");
   });
 });

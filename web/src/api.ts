@@ -56,8 +56,9 @@ export class DashboardApi {
 
   /**
    * Follows GET /v1/events (optionally one job's) through the client until `signal` aborts, calling `onEvent`
-   * for each event; reconnects after a dropped stream. `onOpen` runs each time a stream is accepted.
-   * Resolves `false` at once when the coordinator has no event stream (404 route): the caller then polls.
+   * for each event; reconnects after a dropped stream (waiting at least a 429's Retry-After). `onOpen` runs each time
+   * a stream is accepted. Throws ApiError for a refusal retrying cannot mend (e.g. 429 quota_exceeded: the account
+   * holds its most streams; the caller polls). Resolves `false` at once when the coordinator has no event stream (404 route): the caller then polls.
    */
   async events(opts: {
     jobId?: string;
@@ -67,6 +68,7 @@ export class DashboardApi {
   }): Promise<boolean> {
     let delay = 500;
     while (!opts.signal.aborted) {
+      let retryAfterMs = 0;
       try {
         await this.client.events(
           {
@@ -81,10 +83,12 @@ export class DashboardApi {
         );
       } catch (err) {
         if (isMissingRoute(err)) return false;
+        // A stream quota (429 quota_exceeded: too many tabs) throws too: the caller polls instead.
         if (err instanceof ApiError && !err.retryable && err.status !== 0) throw err;
+        if (err instanceof ApiError) retryAfterMs = (err.retryAfterSec ?? 0) * 1000;
       }
       if (opts.signal.aborted) break;
-      await sleep(delay, opts.signal);
+      await sleep(Math.max(delay, retryAfterMs), opts.signal);
       delay = Math.min(delay * 2, 10_000);
     }
     return true;

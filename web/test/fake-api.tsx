@@ -54,6 +54,8 @@ export function jobView(id: string, state: JobView['state']): JobView {
       command: ['echo', 'hi'],
       verification: { replicas: 2, quorum: 2 },
     }),
+    taskCounts: { queued: 0, running: done ? 0 : 1, verified: done ? 1 : 0, failed: 0, cancelled: 0 },
+    taskPage: { offset: 0, limit: 100, total: 1, state: null },
     tasks: [
       {
         id: 't1',

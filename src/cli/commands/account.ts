@@ -6,7 +6,7 @@ import { createInterface } from 'node:readline/promises';
 import { Command, Option } from 'commander';
 import { DeqoClient } from '../../client/index.js';
 import { formatDecimalCredits, formatDuration } from '../../core/index.js';
-import { RoleSchema } from '../../protocol/index.js';
+import { MAX_CREDITS, MIN_CREDITS, RoleSchema } from '../../protocol/index.js';
 import { action, globals, type CliContext } from '../command.js';
 import { CliError, EXIT } from '../exit-codes.js';
 import { printJson, table } from '../format.js';
@@ -223,7 +223,8 @@ export function adminCommand(ctx: CliContext): Command {
     .argument('<account>', 'account name or id')
     .argument('<credits>', 'amount, e.g. 50', (v) => {
       const n = Number(v);
-      if (!Number.isFinite(n) || n <= 0) throw new CliError('credits must be a number > 0', EXIT.USAGE);
+      if (!(n >= MIN_CREDITS && n <= MAX_CREDITS))
+        throw new CliError(`credits must be a number from ${MIN_CREDITS} to ${MAX_CREDITS}`, EXIT.USAGE);
       return n;
     })
     .option('--memo <text>', 'why')

@@ -18,6 +18,7 @@ interface AgentOptions {
   cpus?: number;
   memory?: number;
   allowNetwork?: boolean;
+  allowPrivateNetwork?: boolean;
   pull?: boolean;
   config?: string;
   priceCpuHour?: number;
@@ -47,6 +48,7 @@ async function settingsFrom(opts: AgentOptions): Promise<AgentSettings> {
     cpus: opts.cpus,
     memoryMb: opts.memory,
     allowNetwork: opts.allowNetwork,
+    allowPrivateNetwork: opts.allowPrivateNetwork,
     priceCpuHour: opts.priceCpuHour,
     priceMemoryGibHour: opts.priceMemoryGibHour,
     priceGpuHour: opts.priceGpuHour,
@@ -95,7 +97,14 @@ export function agentCommand(ctx: CliContext): Command {
     .option('--cpus <n>', 'cores to lend [default all]', parseCpus)
     .option('--memory <size>', 'memory to lend, e.g. 8g [default all]', parseMemoryMb)
     .option('--disk <size>', 'disk to lend for inputs and outputs, e.g. 20g [default 10g]', parseMemoryMb)
-    .option('--allow-network', 'let jobs that ask for network access have it')
+    .option(
+      '--allow-network',
+      'let jobs that ask for network access have it: the internet, not this machine nor private networks (needs root for iptables)',
+    )
+    .option(
+      '--allow-private-network',
+      'with --allow-network: network jobs may also reach this machine and private networks (LAN, cloud metadata)',
+    )
     .option('--pull', 'pull images that are missing locally (otherwise they fail as image_not_found)')
     .option('--price-cpu-hour <credits>', 'price per core-hour [default 0.05]', parseCredits)
     .option('--price-memory-gib-hour <credits>', 'price per GiB-hour of memory [default 0.005]', parseCredits)
@@ -176,6 +185,7 @@ Examples:
             DockerExecutor,
             ExecutorUnavailableError,
             FileLoadSampler,
+            NetworkFenceError,
             loadOrCreateIdentity,
             probeCapacity,
           },
@@ -204,6 +214,15 @@ Examples:
         } catch (err) {
           if (err instanceof ExecutorUnavailableError) throw new CliError(err.message, EXIT.ENVIRONMENT);
           throw err;
+        }
+        if (settings.allowNetwork) {
+          try {
+            const network = await executor.prepareNetwork({ allowPrivateNetwork: settings.allowPrivateNetwork });
+            log.info({ network }, 'network jobs run on this Docker network');
+          } catch (err) {
+            if (err instanceof NetworkFenceError) throw new CliError(err.message, EXIT.ENVIRONMENT);
+            throw err;
+          }
         }
         const capacity = await probeCapacity(dockerVersion, lendFlags);
         process.stderr.write(`${describeOffer(name, capacity, settings.offer)}\n`);

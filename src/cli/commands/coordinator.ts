@@ -8,12 +8,13 @@ import { dirname, join } from 'node:path';
 import { DeqoError } from '../../core/index.js';
 import type { EngineConfig, RunningCoordinator } from '../../coordinator/index.js';
 import { action, type CliContext } from '../command.js';
-import { parseDurationMs, parseFraction, parseIntFlag } from './units.js';
+import { collect, parseBytes, parseDurationMs, parseFraction, parseIntFlag } from './units.js';
 
 interface Opts {
   dataDir?: string;
   host: string;
   port: number;
+  trustProxy?: string[];
   databaseUrl?: string;
   blobDir?: string;
   platformFee?: number;
@@ -32,6 +33,14 @@ interface Opts {
   spotCheckRate?: number;
   saboteurFraction?: number;
   establishedAfter?: number;
+  authFailures?: number;
+  authWindow?: number;
+  maxStreams?: number;
+  maxQueuedTasks?: number;
+  blobQuota?: number;
+  blobTtl?: number;
+  blobRetention?: number;
+  blobSweep?: number;
 }
 
 export function coordinatorCommand(ctx: CliContext): Command {
@@ -40,6 +49,11 @@ export function coordinatorCommand(ctx: CliContext): Command {
     .option('--data-dir <dir>', 'folder for the SQLite database and blobs [default $DEQO_HOME/coordinator]')
     .option('--host <addr>', 'listen address [default 127.0.0.1]', '127.0.0.1')
     .option('--port <port>', 'TCP port; 0 picks a free one [default 8470]', (v) => Number.parseInt(v, 10), 8470)
+    .option(
+      '--trust-proxy <addr>',
+      'a reverse proxy (address or CIDR range) whose X-Forwarded-For names the client, so limits count per client; repeatable',
+      collect,
+    )
     .option(
       '--database-url <url>',
       'postgres://… selects PostgreSQL (several coordinators may share it) [env DEQO_DATABASE_URL; default SQLite in --data-dir]',
@@ -106,6 +120,30 @@ export function coordinatorCommand(ctx: CliContext): Command {
       "confirmed results in a row that end a new provider's probation [default 10]",
       parseIntFlag,
     )
+    .option(
+      '--auth-failures <n>',
+      'failed authentications one address (IPv6: one /64) may make per --auth-window before 429 [default 20]',
+      parseIntFlag,
+    )
+    .option('--auth-window <duration>', 'sliding window of --auth-failures [default 1m]', parseDurationMs)
+    .option('--max-streams <n>', 'event streams (GET /v1/events) one account may hold open [default 20]', parseIntFlag)
+    .option(
+      '--max-queued-tasks <n>',
+      'tasks one buyer may have queued or running across its jobs; a submission past it gets 429 [default 100000]',
+      parseIntFlag,
+    )
+    .option('--blob-quota <size>', 'bytes of blobs one account may keep stored, e.g. 20g [default 20g]', parseBytes)
+    .option(
+      '--blob-ttl <duration>',
+      'a blob no job uses is deleted this long after its last upload or use [default 24h]',
+      parseDurationMs,
+    )
+    .option(
+      '--blob-retention <duration>',
+      "a job's inputs, logs and outputs are kept this long after the job ended [default 168h]",
+      parseDurationMs,
+    )
+    .option('--blob-sweep <duration>', 'how often expired blobs are deleted [default 10m]', parseDurationMs)
     .addHelpText(
       'after',
       `
@@ -145,6 +183,7 @@ nothing (every change is committed before it is acknowledged).`,
             dataDir,
             host: o.host,
             port: o.port,
+            trustProxy: o.trustProxy,
             databaseUrl: o.databaseUrl ?? ctx.env.databaseUrl,
             blobDir: o.blobDir,
             feeBps: o.platformFee ?? DEFAULT_COORDINATOR_CONFIG.feeBps,
@@ -153,6 +192,16 @@ nothing (every change is committed before it is acknowledged).`,
               ...(o.spotCheckRate !== undefined && { spotCheckRate: o.spotCheckRate }),
               ...(o.saboteurFraction !== undefined && { saboteurFraction: o.saboteurFraction }),
               ...(o.establishedAfter !== undefined && { establishedAfter: o.establishedAfter }),
+            },
+            limits: {
+              ...(o.authFailures !== undefined && { authFailures: o.authFailures }),
+              ...(o.authWindow !== undefined && { authWindowMs: o.authWindow }),
+              ...(o.maxStreams !== undefined && { streams: o.maxStreams }),
+              ...(o.maxQueuedTasks !== undefined && { queuedTasks: o.maxQueuedTasks }),
+              ...(o.blobQuota !== undefined && { blobBytes: o.blobQuota }),
+              ...(o.blobTtl !== undefined && { unreferencedBlobTtlMs: o.blobTtl }),
+              ...(o.blobRetention !== undefined && { blobRetentionMs: o.blobRetention }),
+              ...(o.blobSweep !== undefined && { blobSweepMs: o.blobSweep }),
             },
             metrics: o.metrics ?? false,
           },

@@ -6,6 +6,7 @@ import { EXIT } from '../exit-codes.js';
 import { printJson, table } from '../format.js';
 import { addJobFlags, rawSpecFromFlags, type JobFlagOptions } from '../jobflags.js';
 import { clientFor } from '../settings.js';
+import { terminalLine } from '../terminal.js';
 import { resolveSpec } from '../specfile.js';
 import { parseIntFlag } from './units.js';
 
@@ -141,7 +142,7 @@ export function explainCommand(ctx: CliContext): Command {
     .addHelpText(
       'after',
       `
-Reasons: not_picked, arch, os, cpus, memory, gpus, gpu_model, network, labels, price, reputation (the machine
+Reasons: not_picked, arch, os, cpus, memory, disk, gpus, gpu_model, network, labels, price, reputation (the machine
 can never run the job as offered); offline, outside_window, owner_busy, draining, at_capacity, quota_exhausted,
 already_ran (it cannot right now).`,
     )
@@ -152,7 +153,7 @@ already_ran (it cannot right now).`,
           printJson(e);
           return;
         }
-        process.stdout.write(`job ${e.jobId}: ${e.state}. ${e.summary}\n`);
+        process.stdout.write(`job ${e.jobId}: ${e.state}. ${terminalLine(e.summary)}\n`);
         if (e.queueTimeoutAt)
           process.stdout.write(`waiting tasks fail as queue_timeout at ${new Date(e.queueTimeoutAt).toISOString()}\n`);
         process.stdout.write(

@@ -1,72 +1,113 @@
 /** Read commands: `deqo status`, `deqo jobs`, `deqo providers`, `deqo logs`, `deqo cancel`. All take --json. */
 import { Command, Option } from 'commander';
 import { formatDecimalCredits, formatDuration } from '../../core/index.js';
-import { JobStateSchema } from '../../protocol/index.js';
+import { JobStateSchema, TASK_PAGE_MAX, TaskStateSchema, type TaskState, type TaskView } from '../../protocol/index.js';
 import { action, globals, type CliContext } from '../command.js';
 import { CliError, EXIT } from '../exit-codes.js';
 import { formatExecution, formatFailure, formatParams, printJson, table } from '../format.js';
 import { clientFor } from '../settings.js';
+import { terminalLine, terminalText } from '../terminal.js';
 import type { DeqoClient } from '../../client/index.js';
 import { parseCpus, parseIntFlag, parseMemoryMb } from './units.js';
 
 const json = () => new Option('--json', 'print JSON for scripts');
 
+/** Tasks `deqo status` lists per page by default. */
+const STATUS_PAGE = 50;
+
 export function statusCommand(ctx: CliContext): Command {
   return new Command('status')
-    .description('show a job: its state, each task, and each execution per provider')
+    .description('show a job: its state, tasks per state, and a page of its tasks with each execution per provider')
     .argument('<job>', 'job id (from `deqo submit` or `deqo jobs`)')
+    .addOption(new Option('--tasks <state>', 'list only tasks in this state').choices(TaskStateSchema.options))
+    .option('--page <n>', 'which page of tasks to list, from 1 [default 1]', parseIntFlag)
+    .option('--page-size <n>', `tasks per page, 1-${TASK_PAGE_MAX} [default ${STATUS_PAGE}]`, parseIntFlag)
     .addOption(json())
     .addHelpText(
       'after',
-      '\nExample:\n  deqo status job_3f2a…        failure reasons say who caused them: (job) or (provider)',
+      '\nExamples:\n  deqo status job_3f2a…                  failure reasons say who caused them: (job) or (provider)' +
+        "\n  deqo status job_3f2a… --tasks failed   an array job's failed tasks, 50 per page (--page 2 …)",
     )
     .action(
-      action(async (jobId: string, opts: { json?: boolean }, cmd: Command) => {
-        const view = await (await clientFor(ctx.env, globals(cmd))).getJob(jobId);
-        if (opts.json) {
-          printJson(view);
-          return;
-        }
-        const took = view.finishedAt ? ` in ${formatDuration(view.finishedAt - view.createdAt)}` : '';
-        const v = view.spec.verification;
-        process.stdout.write(`job ${view.id}${view.name ? ` (${view.name})` : ''}: ${view.state}${took}\n`);
-        process.stdout.write(
-          `image ${view.spec.image}, ${view.tasks.length} task(s), verification ${v.mode}${v.mode === 'none' ? '' : ` ${v.quorum}-of-${v.replicas}`}\n`,
-        );
-        const b = view.billing;
-        process.stdout.write(
-          `credits: ${formatDecimalCredits(b.escrowHeld)} held in escrow, ${formatDecimalCredits(b.paid)} paid to providers${b.fees > 0 ? ` (${formatDecimalCredits(b.fees)} fees)` : ''}, ` +
-            `${formatDecimalCredits(b.refunded)} refunded${b.settled ? ' (settled)' : `, ${formatDecimalCredits(b.inEscrow)} still held`}\n\n`,
-        );
-        process.stdout.write(
-          table(
-            ['TASK', 'PARAMS', 'STATE', 'EXECUTIONS', 'RESULT / REASON'],
-            view.tasks.map((t) => [
-              String(t.index),
-              formatParams(t),
-              t.state,
-              t.executions.map(formatExecution).join(' '),
-              t.failure
-                ? formatFailure(t.failure, view.spec)
-                : `${t.resultHash?.slice(0, 12) ?? ''}${t.audit ? ` (re-verification: ${t.audit})` : ''}`,
-            ]),
-          ),
-        );
-        if (view.history.length > 0) {
-          process.stdout.write('\nhistory:\n');
-          for (const h of view.history) process.stdout.write(`  ${new Date(h.at).toISOString()}  ${h.message}\n`);
-        }
-        const waiting = view.tasks.filter(
-          (t) =>
-            t.state === 'queued' ||
-            (t.state === 'running' &&
-              t.executions.every((e) => !['assigned', 'running', 'reported'].includes(e.state))),
-        );
-        if (waiting.length > 0)
+      action(
+        async (
+          jobId: string,
+          opts: { json?: boolean; tasks?: TaskState; page?: number; pageSize?: number },
+          cmd: Command,
+        ) => {
+          const size = opts.pageSize ?? STATUS_PAGE;
+          if (size < 1 || size > TASK_PAGE_MAX)
+            throw new CliError(`--page-size must be between 1 and ${TASK_PAGE_MAX}, got ${size}`, EXIT.USAGE);
+          if (opts.page !== undefined && opts.page < 1)
+            throw new CliError(`--page counts from 1, got ${opts.page}`, EXIT.USAGE);
+          const page = opts.page ?? 1;
+          const view = await (
+            await clientFor(ctx.env, globals(cmd))
+          ).getJob(jobId, { taskOffset: (page - 1) * size, taskLimit: size, taskState: opts.tasks });
+          if (opts.json) {
+            printJson(view);
+            return;
+          }
+          const took = view.finishedAt ? ` in ${formatDuration(view.finishedAt - view.createdAt)}` : '';
+          const v = view.spec.verification;
+          const c = view.taskCounts;
+          const total = c.queued + c.running + c.verified + c.failed + c.cancelled;
           process.stdout.write(
-            `\n${waiting.length} task(s) waiting for a provider; see why: deqo explain ${view.id}\n`,
+            `job ${view.id}${view.name ? ` (${terminalLine(view.name)})` : ''}: ${view.state}${took}\n`,
           );
-      }),
+          process.stdout.write(
+            `image ${terminalLine(view.spec.image)}, ${total} task(s), verification ${v.mode}${v.mode === 'none' ? '' : ` ${v.quorum}-of-${v.replicas}`}\n`,
+          );
+          const states = TaskStateSchema.options.filter((s) => c[s] > 0).map((s) => `${c[s]} ${s}`);
+          if (total > 1) process.stdout.write(`tasks: ${states.join(', ')}\n`);
+          const b = view.billing;
+          process.stdout.write(
+            `credits: ${formatDecimalCredits(b.escrowHeld)} held in escrow, ${formatDecimalCredits(b.paid)} paid to providers${b.fees > 0 ? ` (${formatDecimalCredits(b.fees)} fees)` : ''}, ` +
+              `${formatDecimalCredits(b.refunded)} refunded${b.settled ? ' (settled)' : `, ${formatDecimalCredits(b.inEscrow)} still held`}\n\n`,
+          );
+          process.stdout.write(
+            table(
+              ['TASK', 'PARAMS', 'STATE', 'EXECUTIONS', 'RESULT / REASON'],
+              view.tasks.map((t) => [
+                String(t.index),
+                formatParams(t),
+                t.state,
+                t.executions.map(formatExecution).join(' '),
+                t.failure
+                  ? formatFailure(t.failure, view.spec)
+                  : `${t.resultHash?.slice(0, 12) ?? ''}${t.audit ? ` (re-verification: ${t.audit})` : ''}`,
+              ]),
+            ),
+          );
+          const p = view.taskPage;
+          if (p.total > view.tasks.length) {
+            const which = p.state ? `${p.state} tasks` : 'tasks';
+            const shown =
+              view.tasks.length > 0 ? `${which} ${p.offset + 1}-${p.offset + view.tasks.length}` : `no ${which}`;
+            const next =
+              p.offset + view.tasks.length < p.total
+                ? `; next: deqo status ${view.id}${p.state ? ` --tasks ${p.state}` : ''} --page ${page + 1}${opts.pageSize ? ` --page-size ${size}` : ''}`
+                : '';
+            process.stdout.write(`\n${shown} of ${p.total}${next}\n`);
+          }
+          if (view.history.length > 0) {
+            process.stdout.write('\nhistory:\n');
+            for (const h of view.history)
+              process.stdout.write(`  ${new Date(h.at).toISOString()}  ${terminalLine(h.message)}\n`);
+          }
+          const waiting =
+            p.total > view.tasks.length
+              ? c.queued
+              : view.tasks.filter(
+                  (t) =>
+                    t.state === 'queued' ||
+                    (t.state === 'running' &&
+                      t.executions.every((e) => !['assigned', 'running', 'reported'].includes(e.state))),
+                ).length;
+          if (waiting > 0)
+            process.stdout.write(`\n${waiting} task(s) waiting for a provider; see why: deqo explain ${view.id}\n`);
+        },
+      ),
     );
 }
 
@@ -227,44 +268,82 @@ export function logsCommand(ctx: CliContext): Command {
     .option('--task <index>', 'only this task', (v) => Number.parseInt(v, 10))
     .option('--stderr', 'print stderr instead of stdout')
     .option('--execution <id>', 'a specific execution (any state)')
+    .option('--raw', "print the job's bytes unchanged, terminal escape sequences included")
     .addOption(json())
+    .addHelpText(
+      'after',
+      "\nThe output is the job's: escape sequences in it (colours, cursor moves, window titles, links, clipboard\n" +
+        'writes) are removed and other control characters shown as \\xNN, unless --raw. --json escapes them too.',
+    )
     .action(
       action(
         async (
           jobId: string,
-          opts: { task?: number; stderr?: boolean; execution?: string; json?: boolean },
+          opts: { task?: number; stderr?: boolean; execution?: string; raw?: boolean; json?: boolean },
           cmd: Command,
         ) => {
           const client = await clientFor(ctx.env, globals(cmd));
-          const view = await client.getJob(jobId);
-          const out: Array<{ taskIndex: number; executionId: string; agent: string; text: string }> = [];
-          for (const t of view.tasks) {
+          const { tasks, total } = await tasksOf(client, jobId, opts.task);
+          const out: Array<{ taskIndex: number; executionId: string; agent: string; bytes: Uint8Array }> = [];
+          for (const t of tasks) {
             if (opts.task !== undefined && t.index !== opts.task) continue;
             const e = opts.execution
               ? t.executions.find((x) => x.id === opts.execution)
               : (t.executions.find((x) => x.state === 'valid') ?? t.executions.find((x) => x.stdoutBlob !== null));
             const blob = opts.stderr ? e?.stderrBlob : e?.stdoutBlob;
             if (!e || !blob) continue;
-            out.push({ taskIndex: t.index, executionId: e.id, agent: e.agentName, text: await client.blobText(blob) });
+            out.push({
+              taskIndex: t.index,
+              executionId: e.id,
+              agent: e.agentName,
+              bytes: await client.blobBytes(blob),
+            });
           }
           if (opts.execution && out.length === 0)
             throw new CliError(
               `execution ${opts.execution} has no ${opts.stderr ? 'stderr' : 'stdout'} yet`,
               EXIT.NOT_FOUND,
             );
+          const decode = (b: Uint8Array): string => new TextDecoder().decode(b);
           if (opts.json) {
-            printJson(out);
+            printJson(out.map(({ bytes, ...o }) => ({ ...o, text: decode(bytes) })));
             return;
           }
           if (out.length === 0) process.stderr.write('no logs yet: executions upload logs when they end\n');
           for (const o of out) {
-            if (view.tasks.length > 1 || opts.execution)
-              process.stdout.write(`==> task ${o.taskIndex} (${o.agent}, ${o.executionId}) <==\n`);
-            process.stdout.write(o.text.endsWith('\n') || o.text === '' ? o.text : `${o.text}\n`);
+            if (total > 1 || opts.execution)
+              process.stdout.write(`==> task ${o.taskIndex} (${terminalLine(o.agent)}, ${o.executionId}) <==\n`);
+            if (opts.raw) {
+              process.stdout.write(o.bytes);
+              continue;
+            }
+            const text = terminalText(decode(o.bytes));
+            process.stdout.write(text.endsWith('\n') || text === '' ? text : `${text}\n`);
           }
         },
       ),
     );
+}
+
+/**
+ * The tasks `deqo logs` reads: task `index` alone when given (tasks are numbered from 0, so its offset is its
+ * index), else every task, a page of TASK_PAGE_MAX at a time. `total` is the job's task count.
+ */
+async function tasksOf(
+  client: DeqoClient,
+  jobId: string,
+  index?: number,
+): Promise<{ tasks: TaskView[]; total: number }> {
+  if (index !== undefined) {
+    const view = await client.getJob(jobId, { taskOffset: Math.max(0, index), taskLimit: 1 });
+    return { tasks: view.tasks.filter((t) => t.index === index), total: view.taskPage.total };
+  }
+  const tasks: TaskView[] = [];
+  for (;;) {
+    const view = await client.getJob(jobId, { taskOffset: tasks.length, taskLimit: TASK_PAGE_MAX });
+    tasks.push(...view.tasks);
+    if (view.tasks.length === 0 || tasks.length >= view.taskPage.total) return { tasks, total: view.taskPage.total };
+  }
 }
 
 export function cancelCommand(ctx: CliContext): Command {

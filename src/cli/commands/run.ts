@@ -9,6 +9,7 @@ import { formatFailure, printJson } from '../format.js';
 import { addJobFlags, rawSpecFromFlags, type JobFlagOptions } from '../jobflags.js';
 import { clientFor } from '../settings.js';
 import { resolveSpec } from '../specfile.js';
+import { terminalLine, terminalText } from '../terminal.js';
 import { collect } from './units.js';
 
 interface RunOptions extends JobFlagOptions {
@@ -17,6 +18,7 @@ interface RunOptions extends JobFlagOptions {
   image?: string;
   verification?: string;
   wait: boolean;
+  raw?: boolean;
   json?: boolean;
 }
 
@@ -44,22 +46,26 @@ async function readText(path: string): Promise<string> {
   }
 }
 
-/** Writes each task's verified stdout (fetched from its blob) to stdout and each failure to stderr, or all of it as JSON. */
+/**
+ * Writes each task's verified stdout (fetched from its blob) to stdout and each failure to stderr, or all of it as
+ * JSON. `as` says how: `json`, `raw` (the bytes unchanged) or `text` (made terminal-safe, terminal.ts).
+ */
 async function printResults(
   results: JobResults,
-  fetch: (sha: string) => Promise<string>,
-  json: boolean,
+  fetch: (sha: string) => Promise<Uint8Array>,
+  as: 'json' | 'raw' | 'text',
 ): Promise<void> {
   const tasks = [];
   for (const t of results.tasks) {
-    const stdout = t.state === 'verified' && t.stdoutBlob ? await fetch(t.stdoutBlob) : null;
+    const bytes = t.state === 'verified' && t.stdoutBlob ? await fetch(t.stdoutBlob) : null;
+    const stdout = bytes && new TextDecoder().decode(bytes);
     tasks.push({ taskIndex: t.taskIndex, state: t.state, failure: t.failure, stdout });
-    if (json) continue;
+    if (as === 'json') continue;
     if (results.tasks.length > 1) process.stderr.write(`--- task ${t.taskIndex}: ${t.state}\n`);
-    if (stdout !== null) process.stdout.write(stdout);
-    if (t.failure) process.stderr.write(`task ${t.taskIndex} failed: ${formatFailure(t.failure)}\n`);
+    if (bytes !== null) process.stdout.write(as === 'raw' ? bytes : terminalText(stdout!));
+    if (t.failure) process.stderr.write(`task ${t.taskIndex} failed: ${terminalLine(formatFailure(t.failure))}\n`);
   }
-  if (json) printJson({ jobId: results.jobId, state: results.state, tasks });
+  if (as === 'json') printJson({ jobId: results.jobId, state: results.state, tasks });
 }
 
 export function runCommand(ctx: CliContext): Command {
@@ -78,6 +84,7 @@ export function runCommand(ctx: CliContext): Command {
     .option('--image <image>', 'image to run in [default deqo/python-sklearn:bookworm]')
     .addOption(new Option('--verification <mode>', 'same as --verify').choices(VerificationModeSchema.options))
     .option('--no-wait', 'print the job id and return at once')
+    .option('--raw', "print the script's stdout bytes unchanged, terminal escape sequences included")
     .addOption(new Option('--json', "print JSON (the job id, or each task's state, failure and stdout)"))
     .addHelpText(
       'after',
@@ -88,7 +95,8 @@ Examples:
   deqo run analysis.py --requirements-file requirements.txt --provider <agentId> --verify none
 
 Requirements must be importable in the image, or installable with pip where the job has network access
-(--network; only providers that allow it run such jobs). Otherwise the job fails as requirements_unavailable.`,
+(--network; only providers that allow it run such jobs). Otherwise the job fails as requirements_unavailable.
+The stdout is the job's: escape sequences in it are removed and other control characters shown as \\xNN, unless --raw.`,
     )
     .action(
       action(async (scriptPath: string, opts: RunOptions, cmd: Command) => {
@@ -110,7 +118,8 @@ Requirements must be importable in the image, or installable with pip where the 
         const view = await submitAndFollow(client, await resolveSpec(client, raw, baseDir), opts);
         if (!view) return EXIT.OK;
         const jobId = view.id;
-        await printResults(await client.getResults(jobId), (sha) => client.blobText(sha), opts.json === true);
+        const as = opts.json ? 'json' : opts.raw ? 'raw' : 'text';
+        await printResults(await client.getResults(jobId), (sha) => client.blobBytes(sha), as);
         return view.state === 'succeeded' ? EXIT.OK : EXIT.JOB_FAILED;
       }),
     );

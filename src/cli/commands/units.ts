@@ -11,6 +11,16 @@ export function parseMemoryMb(v: string): number {
   return Math.round(Number(m[1]) * factor);
 }
 
+/** `500k`, `10g`, `1.5t`, `4096` (bytes); binary units (k = 1024) → bytes. */
+export function parseBytes(v: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?$/i.exec(v.trim());
+  if (!m) throw new InvalidArgumentError('expected a size such as 500m, 10g or 4096 (bytes)');
+  const power = ['', 'k', 'm', 'g', 't'].indexOf(m[2]!.toLowerCase());
+  const bytes = Math.round(Number(m[1]) * 1024 ** power);
+  if (bytes < 1) throw new InvalidArgumentError('expected a size of at least 1 byte');
+  return bytes;
+}
+
 /** `90s`, `10m`, `2h`, `30` (seconds) → seconds. */
 export function parseSeconds(v: string): number {
   const m = /^(\d+)\s*([smhd]?)$/i.exec(v.trim());

@@ -3,6 +3,14 @@ import { useEffect, useRef } from 'react';
 import { basicSetup, EditorView } from 'codemirror';
 import { python } from '@codemirror/lang-python';
 
+/**
+ * The page's CSP nonce (the coordinator puts a fresh one in `<meta property="csp-nonce">` of each page): CodeMirror
+ * puts its styles in a <style> element, which the Content-Security-Policy allows only with it. Empty without one.
+ */
+function cspNonce(): string {
+  return document.querySelector<HTMLMetaElement>('meta[property="csp-nonce"]')?.nonce ?? '';
+}
+
 /** The editor; `label` names it for screen readers (the content element gets aria-label). */
 export function CodeEditor({
   value,
@@ -24,6 +32,7 @@ export function CodeEditor({
       extensions: [
         basicSetup,
         python(),
+        EditorView.cspNonce.of(cspNonce()),
         EditorView.contentAttributes.of({ 'aria-label': label }),
         EditorView.updateListener.of((u) => {
           if (u.docChanged) changed.current(u.state.doc.toString());

@@ -296,6 +296,13 @@ export function JobDetail({ jobId }: { jobId: string }) {
       {v.tasks.map((t) => (
         <TaskCard key={t.id} t={t} job={v} />
       ))}
+      {v.taskPage.total > v.tasks.length && (
+        <p className="muted small" data-testid="task-page">
+          showing tasks {v.taskPage.offset + 1}–{v.taskPage.offset + v.tasks.length} of {v.taskPage.total} (
+          {v.taskCounts.verified} verified, {v.taskCounts.failed} failed); the CLI pages through the rest: deqo status{' '}
+          {v.id} --page 2
+        </p>
+      )}
       <Results job={v} />
     </>
   );
