@@ -49,9 +49,13 @@ export function formatFailure(f: Failure, spec?: Pick<JobSpec, 'network'>): stri
   return `${f.reason} (${chargeText(f)}): ${failureText(f, 'flag', tried)}`;
 }
 
-/** One execution as `agent:state` with its failure reason, e.g. `provider-2:failed(out_of_memory)`. */
+/**
+ * One execution as `agent:state` with its failure reason, e.g. `provider-2:failed(out_of_memory)`; a determinism
+ * probe execution as `agent[probe N]:state`.
+ */
 export function formatExecution(e: ExecutionView): string {
-  return `${e.agentName}:${e.state}${e.failure && e.state !== 'cancelled' ? `(${e.failure.reason})` : ''}`;
+  const probe = e.probe ? `[probe ${e.probe}]` : '';
+  return `${e.agentName}${probe}:${e.state}${e.failure && e.state !== 'cancelled' ? `(${e.failure.reason})` : ''}`;
 }
 
 /** A one-line summary of a task for progress output, terminal-safe (terminalLine). */

@@ -33,6 +33,7 @@ export interface JobFlagOptions {
   quorum?: number;
   maxError?: number;
   spotChecks?: boolean;
+  checkDeterminism?: boolean;
   verify?: string;
   env: Record<string, string>;
   network?: boolean;
@@ -93,6 +94,11 @@ export function addJobFlags(cmd: Command): Command {
       "let this job's verified tasks be replayed to other providers as spot-checks (tasks whose answer is known, " +
         'used to catch lying providers; a replay shows the task to one more provider) [default off]',
     )
+    .option(
+      '--check-determinism',
+      'first run task 0 twice at once on one provider (needs room for both); if the results differ the job fails ' +
+        'naming the outputs that differ, else its tasks are placed as usual. You pay both probe executions [default off]',
+    )
     .option('-e, --env <KEY=VALUE>', 'environment variable for the container (repeatable)', parseEnvPair, {})
     .option('--network', 'ask for network access (only providers that allow it will run the job)')
     .option('--max-cpu-hour <credits>', 'highest price accepted per core-hour [default 0.1]', parseCredits)
@@ -143,6 +149,7 @@ export async function rawSpecFromFlags(
     quorum: opts.quorum,
     maxError: opts.maxError,
     spotChecks: opts.spotChecks,
+    checkDeterminism: opts.checkDeterminism,
   });
   section('maxPrice', {
     cpuHour: opts.maxCpuHour,

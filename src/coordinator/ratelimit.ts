@@ -55,9 +55,11 @@ export class FailureLimiter {
 
 /**
  * The rate-limit key of a client address: an IPv4 address itself, an IPv6 address's /64 (one subscriber's network:
- * rotating addresses inside it gains nothing). IPv4-mapped IPv6 counts as IPv4.
+ * rotating addresses inside it gains nothing). IPv4-mapped IPv6 counts as IPv4. A request whose socket is already
+ * gone has no address (Node leaves `remoteAddress` undefined): it shares the key `unknown`.
  */
-export function sourceOf(ip: string): string {
+export function sourceOf(ip: string | undefined): string {
+  if (!ip) return 'unknown';
   const v4 = /^(?:::ffff:)?(\d{1,3}(?:\.\d{1,3}){3})$/i.exec(ip);
   if (v4) return v4[1]!;
   if (!ip.includes(':')) return ip;

@@ -192,6 +192,41 @@ export const FAILURES = {
     words: 'the provider returned a wrong answer to a spot-check and was caught',
     fix: null,
   },
+  nondeterministic: {
+    blame: 'job',
+    source: 'task',
+    votes: false,
+    // The two probe executions are paid (the buyer asked for the probe); nothing else ran.
+    charged: true,
+    againstProvider: false,
+    words: 'the determinism probe ran task 0 twice on one provider and the results differ',
+    fix: {
+      flag: '--check-determinism',
+      field: 'verification.checkDeterminism',
+      how: 'make the program deterministic (fixed seeds, no clock or random bytes in outputs), declare a tolerance with verification.compare, or drop the check',
+    },
+  },
+  probe: {
+    blame: 'none',
+    source: 'coordinator',
+    votes: false,
+    // A probe execution is paid for its work and never graded: it says nothing about its provider's honesty.
+    charged: true,
+    againstProvider: false,
+    words: 'it ran as half of the determinism probe (paid, not graded)',
+    fix: null,
+  },
+  probe_discarded: {
+    blame: 'provider',
+    source: 'coordinator',
+    votes: false,
+    // Its partner on the same provider failed on the provider side (counted there): the pair is redone elsewhere.
+    charged: false,
+    againstProvider: false,
+    words:
+      'the other half of its determinism probe pair failed on the provider side, so the pair runs again elsewhere (not paid)',
+    fix: null,
+  },
   insufficient_funds: {
     blame: 'job',
     source: 'task',

@@ -18,6 +18,7 @@ export * from './ledger.js';
 export * from './reputation.js';
 export * from './credibility.js';
 export * from './spotchecks.js';
+export * from './probe.js';
 export * from './settlement.js';
 export * from './catalog.js';
 export * from './idle-policy.js';

@@ -66,31 +66,38 @@ export function fundedExecutions(mode: VerificationMode, replicas: number): numb
 }
 
 /**
- * What a job holds in escrow at submission, µcr: per execution, executions funded per task, the total, and the most
- * it can ever hold (every task topped up to maxExecutions), which is at most MAX_MICRO.
+ * What a job holds in escrow at submission, µcr: per execution, executions funded per task, the determinism probe's
+ * pair (core/probe.ts; 0 without one), the total, and the most it can ever hold (every task topped up to
+ * maxExecutions, and the probe), which is at most MAX_MICRO.
  */
 export interface JobEscrow {
   executionMaxCost: number;
   fundedPerTask: number;
+  probe: number;
   total: number;
   worstCase: number;
 }
 
+/** Executions in a determinism probe pair (core/probe.ts). */
+export const PROBE_PAIR = 2;
+
 /**
  * The escrow of a job of `tasks` tasks: every funded execution (fundedExecutions) running to its timeout at the
- * job's maximum prices (executionMaxCost). The one formula `deqo quote` shows and submission holds.
- * Throws DeqoError validation_failed (field `maxPrice`) when the job's worst case — tasks × maxExecutions × the most
- * one execution costs — exceeds MAX_MICRO: below it every escrow, top-up and payment of the job is an exact integer.
+ * job's maximum prices (executionMaxCost), plus the probe pair's two when the spec asks for a determinism check.
+ * The one formula `deqo quote` shows and submission holds. Throws DeqoError validation_failed (field `maxPrice`)
+ * when the job's worst case — tasks × maxExecutions × the most one execution costs, plus the probe — exceeds
+ * MAX_MICRO: below it every escrow, top-up and payment of the job is an exact integer.
  */
 export function jobEscrow(spec: Pick<JobSpec, 'resources' | 'maxPrice' | 'verification'>, tasks: number): JobEscrow {
   const perMax = executionMaxCost(spec);
   const v = spec.verification;
   const fundedPerTask = fundedExecutions(v.mode, v.replicas);
   const maxExecutions = v.maxExecutions ?? defaultMaxExecutions(v.replicas);
-  // Products of non-negative integers: exact whenever the result is at most MAX_MICRO (< 2⁵³), which is checked.
-  const worstCase = perMax * maxExecutions * tasks;
+  const probe = v.checkDeterminism ? PROBE_PAIR * perMax : 0;
+  // Products and sums of non-negative integers: exact whenever the result is at most MAX_MICRO (< 2⁵³), checked.
+  const worstCase = perMax * maxExecutions * tasks + probe;
   if (!(worstCase <= MAX_MICRO)) throw escrowTooLarge(perMax, maxExecutions, tasks);
-  return { executionMaxCost: perMax, fundedPerTask, total: perMax * fundedPerTask * tasks, worstCase };
+  return { executionMaxCost: perMax, fundedPerTask, probe, total: perMax * fundedPerTask * tasks + probe, worstCase };
 }
 
 /** The validation_failed error of a job whose worst-case cost the ledger cannot count exactly. */

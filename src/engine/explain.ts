@@ -1,8 +1,9 @@
 /**
  * `explain`: for one job, every provider agent and why it was or was not chosen — the same predicate the
- * scheduler uses (core/matching.ts), plus "already ran a replica of every waiting task".
+ * scheduler uses (core/matching.ts), plus "already ran a replica of every waiting task". While a job's determinism
+ * probe is pending, its tasks are held and the probe pair is what waits (core/probe.ts: room for two copies).
  */
-import { rankScores, rejections, schedTaskOf, tasksWanting } from '../core/index.js';
+import { probePairDemand, probesWanting, rankScores, rejections, schedTaskOf, tasksWanting } from '../core/index.js';
 import type { Explain } from '../protocol/index.js';
 import type { Engine } from './engine.js';
 
@@ -12,10 +13,15 @@ const count = (n: number, what: string) => `${n} ${what}${n === 1 ? '' : 's'}`;
 export async function explainJob(engine: Engine, jobId: string): Promise<Explain | null> {
   const { store } = engine;
   const job = await store.jobs.header(jobId);
-  const demand = await store.jobs.demand(jobId);
-  if (!job || !demand) return null;
+  const one = await store.jobs.demand(jobId);
+  if (!job || !one) return null;
   const now = engine.now();
-  const wanting = tasksWanting(await store.snapshot.openTasks(jobId), null, 10_000);
+  const probes = await store.snapshot.openProbes(jobId);
+  const probing = probes.length > 0;
+  const demand = probing ? probePairDemand(one) : one;
+  const wanting = probing
+    ? probesWanting(probes, null)
+    : tasksWanting(await store.snapshot.openTasks(jobId), null, 10_000);
   const ran = await store.snapshot.executionsOf(wanting.map((t) => t.taskId));
   const tasks = wanting.map((t) => schedTaskOf(t, ran.get(t.taskId) ?? []));
   const { agents } = await store.snapshot.agents(now, now - engine.config.agentTtlMs, true, engine.policy);
@@ -70,6 +76,11 @@ export async function explainJob(engine: Engine, jobId: string): Promise<Explain
         ? `${count(waitingTasks, 'task')} waiting: no provider has ever registered`
         : `${count(waitingTasks, 'task')} waiting: no provider can take them now (${why})`;
   }
+  if (probing)
+    summary =
+      waitingTasks === 0
+        ? "the determinism probe is running (task 0 twice at once on one agent); the job's tasks wait for it"
+        : `determinism probe (task 0 twice at once on one agent, which needs room for both): ${summary}`;
   const oldest = await store.jobs.oldestOpenTaskUpdate(jobId);
   return {
     jobId,

@@ -198,17 +198,20 @@ export class LeaseSystem {
   /**
    * Fails a task that no provider took within its job's queue timeout. Results it holds that wait for a quorum no
    * remaining provider can complete are cancelled, unpaid like a cancelled job's, since nothing could cross-check
-   * them. False when the task changed meanwhile.
+   * them. A pending determinism probe that no agent took (`probe`: the task is its task 0) fails the whole job: its
+   * held tasks cannot run before it. False when the task changed meanwhile.
    */
   private async queueTimeout(t: {
     taskId: string;
     jobId: string;
     revision: number;
     queueTimeoutMs: number;
+    probe: boolean;
   }): Promise<boolean> {
+    const what = t.probe ? 'the determinism probe (task 0 twice at once on one agent)' : 'this task';
     const failure = failureOf(
       'queue_timeout',
-      `no provider took this task within the queue timeout (${Math.round(t.queueTimeoutMs / 1000)} s); \`deqo explain ${t.jobId}\` shows why`,
+      `no provider took ${what} within the queue timeout (${Math.round(t.queueTimeoutMs / 1000)} s); \`deqo explain ${t.jobId}\` shows why`,
     );
     const fx = await this.r.store.transaction(async (tx) => {
       const f = new Effects();
@@ -222,6 +225,8 @@ export class LeaseSystem {
         now,
         failureOf('cancelled', 'the task timed out waiting for more replicas to cross-check this result'),
       );
+      if (t.probe && (await tx.jobs.setProbe(t.jobId, 'pending', 'failed')))
+        cancelled.push(...(await tx.jobs.cancelOpenWork(t.jobId, failure, now, 'failed')));
       f.touch(t.jobId, 'expired');
       await this.settlement.executions(tx, cancelled, now, f);
       await this.verification.rollUp(tx, t.jobId, now, f);

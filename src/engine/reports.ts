@@ -196,13 +196,14 @@ export class ReportSystem {
     // the groups founded so far, then again under the job's lock against any founded meanwhile (cached).
     const rules = end.state === 'reported' && end.resultHash !== null ? await this.compareRules(lease.jobId) : [];
     const cache: ComparisonCache = new Map();
-    if (rules.length > 0 && end.state === 'reported') await this.groupedVerdict(store, lease.taskId, end, rules, cache);
+    const scope = { taskId: lease.taskId, probe: lease.probe };
+    if (rules.length > 0 && end.state === 'reported') await this.groupedVerdict(store, scope, end, rules, cache);
     const { outcome, fx } = await store.transaction(async (tx) => {
       const f = new Effects();
       const now = this.r.now();
       await tx.jobs.lock([lease.jobId]);
       if (rules.length > 0 && end.state === 'reported')
-        end.verdict = await this.groupedVerdict(tx, lease.taskId, end, rules, cache);
+        end.verdict = await this.groupedVerdict(tx, scope, end, rules, cache);
       await tx.tasks.touch([lease.taskId], now);
       const taskId = await tx.executions.recordEnd(executionId, agentId, report.fencingToken, end, now);
       if (!taskId) throw errors.staleLease(executionId);
@@ -238,25 +239,26 @@ export class ReportSystem {
   }
 
   /**
-   * The verdict of the reported result `end` of task `taskId` under `rules`, read through `repos` (groupVerdict). A
+   * The verdict of the reported result `end` of task `taskId` under `rules`, read through `repos` (groupVerdict),
+   * among the task's ordinary results, or for a determinism probe execution (`probe` > 0) among its pair's. A
    * replay (spot-check or re-verification) also tries the replayed task's canonical result, with its verdict, first.
    */
   private async groupedVerdict(
     repos: Repositories,
-    taskId: string,
+    { taskId, probe }: { taskId: string; probe: number },
     end: Extract<ExecutionEnd, { state: 'reported' }>,
     rules: readonly CompareRule[],
     cache: ComparisonCache,
   ): Promise<string> {
     if (end.resultHash === null || end.manifest === null || end.outputsBlob === null) return end.verdict;
-    const task = await repos.tasks.forVerification(taskId);
+    const task = probe === 0 ? await repos.tasks.forVerification(taskId) : null;
     const original = task?.replayOf ? await repos.tasks.forVerification(task.replayOf) : null;
     let seeds: ComparableResult[] = [];
     if (original?.verdict) {
       const agreeing = (await repos.executions.comparable(original.id)).filter((e) => e.verdict === original.verdict);
       seeds = agreeing.slice(0, 1);
     }
-    const existing = await repos.executions.comparable(taskId);
+    const existing = await repos.executions.comparable(taskId, probe);
     return groupVerdict(
       this.r.blobs,
       rules,

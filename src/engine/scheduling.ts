@@ -12,6 +12,8 @@ import {
   fairOrder,
   hasRoom,
   planExecutions,
+  PROBE_PAIR,
+  probesWanting,
   queueClasses,
   slotsFor,
   RUN_ALONE,
@@ -35,7 +37,8 @@ export interface SchedulingSnapshot {
   tasks: SchedTask[];
   agents: SchedAgent[];
   prices: Map<string, Price>;
-  open: Array<OpenTask & { need: number }>;
+  /** `probePair`: the open task is a job's determinism probe wanting that pair (core/probe.ts), placed as two executions. */
+  open: Array<OpenTask & { need: number; probePair?: number }>;
 }
 
 /** Most tasks one round considers. */
@@ -139,16 +142,22 @@ export class SchedulingSystem {
   }
 
   /**
-   * What a round plans from, or null (no round) when no task wants an execution, no online agent has room or no task
-   * can be placed. Read in that order: whether a task wants one (the first row found); the online agents and their
-   * executions; then the open jobs (job rows, not tasks), grouped into classes (buyer × demand, core/queue.ts).
-   * Classes no agent can take now are skipped; the rest, in fair order (the buyer with the fewest running executions
-   * first), give up to CLASS_READ_FACTOR × their slots of wanting tasks each, at most ROUND_TASKS in all (all of them
-   * in one read when that many are open), which core orders fairly across buyers for the planner (`rank`).
+   * What a round plans from, or null (no round) when no task or probe wants an execution, no online agent has room or
+   * no task can be placed. Read in that order: the pending determinism probes that want a pair (core/probe.ts; placed
+   * first) and whether a task wants an execution (the first row found); the online agents and their executions; then
+   * the open jobs (job rows, not tasks; none whose probe is pending), grouped into classes (buyer × demand,
+   * core/queue.ts). Classes no agent can take now are skipped; the rest, in fair order (the buyer with the fewest
+   * running executions first), give up to CLASS_READ_FACTOR × their slots of wanting tasks each, at most ROUND_TASKS
+   * in all (all of them in one read when that many are open), which core orders fairly across buyers for the planner
+   * (`rank`).
    */
   async snapshot(now: number): Promise<SchedulingSnapshot | null> {
     const { store, config, policy } = this.r;
-    if (!(await store.snapshot.anyTaskWanting())) return null;
+    const retry = { now, backoff: { baseMs: config.retryBackoffMs, maxMs: config.retryBackoffMaxMs } };
+    const tasksWant = await store.snapshot.anyTaskWanting();
+    // Pending determinism probes, placed first (few: read by the index on jobs.probe); their jobs' tasks are held.
+    const probes = probesWanting(await store.snapshot.openProbes(), retry);
+    if (probes.length === 0 && !tasksWant) return null;
     const {
       agents,
       prices,
@@ -158,30 +167,32 @@ export class SchedulingSystem {
       this.counts.skipped++;
       return null;
     }
-    this.counts.queueReads++;
-    const classes = fairClassOrder(queueClasses(await store.snapshot.openJobs()), running);
     const candidates: Array<OpenTask & { need: number; buyerId: string }> = [];
-    const retry = { now, backoff: { baseMs: config.retryBackoffMs, maxMs: config.retryBackoffMaxMs } };
-    const slotsOf = new Map<string, number>(); // by demand: buyers with the same demand share one count
-    const takeable = classes.filter((c) => {
-      const slots = slotsOf.get(c.demandKey) ?? slotsFor(c.demand, agents);
-      slotsOf.set(c.demandKey, slots);
-      return slots > 0;
-    });
-    const jobs = takeable.flatMap((c) => c.jobs);
-    if (jobs.reduce((n, j) => n + j.openTasks, 0) <= ROUND_TASKS) {
-      // A short queue: every takeable task in one read (a statement per 500 jobs).
-      candidates.push(...tasksWanting(await store.snapshot.wantingTasks(jobs, ROUND_TASKS), retry));
-    } else {
-      for (const c of takeable) {
-        const left = ROUND_TASKS - candidates.length;
-        if (left <= 0) break;
-        const limit = Math.min(left, CLASS_READ_FACTOR * slotsOf.get(c.demandKey)! + CLASS_READ_MIN);
-        candidates.push(...tasksWanting(await store.snapshot.wantingTasks(c.jobs, limit), retry));
+    if (tasksWant) {
+      this.counts.queueReads++;
+      const classes = fairClassOrder(queueClasses(await store.snapshot.openJobs()), running);
+      const slotsOf = new Map<string, number>(); // by demand: buyers with the same demand share one count
+      const takeable = classes.filter((c) => {
+        const slots = slotsOf.get(c.demandKey) ?? slotsFor(c.demand, agents);
+        slotsOf.set(c.demandKey, slots);
+        return slots > 0;
+      });
+      const jobs = takeable.flatMap((c) => c.jobs);
+      const left = ROUND_TASKS - probes.length;
+      if (jobs.reduce((n, j) => n + j.openTasks, 0) <= left) {
+        // A short queue: every takeable task in one read (a statement per 500 jobs).
+        candidates.push(...tasksWanting(await store.snapshot.wantingTasks(jobs, left), retry));
+      } else {
+        for (const c of takeable) {
+          const rest = left - candidates.length;
+          if (rest <= 0) break;
+          const limit = Math.min(rest, CLASS_READ_FACTOR * slotsOf.get(c.demandKey)! + CLASS_READ_MIN);
+          candidates.push(...tasksWanting(await store.snapshot.wantingTasks(c.jobs, limit), retry));
+        }
       }
     }
-    if (candidates.length === 0) return null;
-    const wanting = fairOrder(candidates, running);
+    const wanting: SchedulingSnapshot['open'] = [...probes, ...fairOrder(candidates, running)];
+    if (wanting.length === 0) return null;
     // A re-verification must not go to the providers of the task it replays: they count as having run it.
     const ran = await store.snapshot.executionsOf([
       ...wanting.map((t) => t.taskId),
@@ -205,14 +216,17 @@ export class SchedulingSystem {
 
   /**
    * Applies a plan made from `snap` in one transaction: each task moves to running and gets its executions only if
-   * it is still at the revision the snapshot read (a task changed meanwhile is left to the next round); the jobs
-   * roll up. Returns the agents that got work, and wakes them (here and on other coordinators).
+   * it is still at the revision the snapshot read (a task changed meanwhile is left to the next round); a probe's
+   * placement becomes its pair of probe executions on the one agent; the jobs roll up. Returns the agents that got
+   * work, and wakes them (here and on other coordinators).
    */
   async apply(plan: readonly Placement[], snap: SchedulingSnapshot): Promise<Set<string>> {
     if (plan.length === 0) return new Set();
     const { store } = this.r;
     const now = snap.now;
-    const revisions = new Map(snap.open.map((t) => [t.taskId, { revision: t.revision, jobId: t.jobId }]));
+    const revisions = new Map(
+      snap.open.map((t) => [t.taskId, { revision: t.revision, jobId: t.jobId, probePair: t.probePair ?? 0 }]),
+    );
     const fx = await store.transaction(async (tx) => {
       const f = new Effects();
       const byTask = new Map<string, Placement[]>();
@@ -220,19 +234,34 @@ export class SchedulingSystem {
       // Lock order: jobs (in id order), then tasks, then executions.
       await tx.jobs.lock([...byTask.keys()].map((id) => revisions.get(id)!.jobId));
       for (const [taskId, ps] of byTask) {
-        const { revision, jobId } = revisions.get(taskId)!;
+        const { revision, jobId, probePair } = revisions.get(taskId)!;
         const alone = ps.length === 1 && ps[0]!.alone;
         if (!(await tx.tasks.write(taskId, revision, now, alone ? RUN_ALONE : {}, 'running'))) continue;
+        const copies = probePair > 0 ? PROBE_PAIR : 1;
         await tx.executions.insert(
-          ps.map((p) => ({
-            taskId,
-            jobId,
-            agentId: p.agentId,
-            providerId: p.providerId,
-            price: priceOf(snap.prices, p),
-          })),
+          ps.flatMap((p) =>
+            Array.from({ length: copies }, () => ({
+              taskId,
+              jobId,
+              agentId: p.agentId,
+              providerId: p.providerId,
+              price: priceOf(snap.prices, p),
+              probe: probePair,
+            })),
+          ),
           now,
         );
+        if (probePair > 0) {
+          const name = (await tx.accounts.findAccount(ps[0]!.providerId))?.name ?? ps[0]!.providerId;
+          const again = probePair > 1 ? ' again, after a provider-side error' : '';
+          await tx.jobs.addHistory(
+            jobId,
+            now,
+            'probe',
+            0,
+            `determinism probe: task 0 runs twice at once on provider ${name}${again}; the job's tasks wait for it`,
+          );
+        }
         for (const p of ps) f.agents.add(p.agentId);
         f.touch(jobId, 'placed');
       }

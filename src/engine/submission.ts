@@ -15,6 +15,7 @@ import {
   formatCredits,
   fromMicro,
   jobEscrow,
+  PROBE_PAIR,
   taskExecProblem,
   type JobEscrow,
   type TaskPlan,
@@ -99,6 +100,7 @@ export class SubmissionSystem {
           },
           fundedPerTask: escrow.fundedPerTask,
           executionMaxCost: escrow.executionMaxCost,
+          probe: v.checkDeterminism,
         },
         now,
       );
@@ -108,7 +110,8 @@ export class SubmissionSystem {
         throw errors.notFound('input blob', 'of this job (it expired meanwhile); upload it again');
       await tx.blobs.reference(id, inputs);
       if (escrow.total > 0) {
-        const memo = `escrow for ${tasks.length} task(s) × ${escrow.fundedPerTask} execution(s)`;
+        const probe = escrow.probe > 0 ? ` + ${PROBE_PAIR} determinism probe execution(s)` : '';
+        const memo = `escrow for ${tasks.length} task(s) × ${escrow.fundedPerTask} execution(s)${probe}`;
         await tx.ledger.post(escrowHoldTxn(buyerId, id, escrow.total, memo), now);
       }
       return id;
@@ -144,7 +147,8 @@ function unaffordable(buyerId: string, escrow: JobEscrow, tasks: number, availab
   const shortfall = escrow.total - available;
   return new DeqoError(
     'insufficient_funds',
-    `the job's escrow is ${formatCredits(escrow.total)} (${tasks} task(s) × ${escrow.fundedPerTask} execution(s) × ` +
+    `the job's escrow is ${formatCredits(escrow.total)} (${tasks} task(s) × ${escrow.fundedPerTask} execution(s)` +
+      `${escrow.probe > 0 ? ` + ${PROBE_PAIR} determinism probe execution(s)` : ''} × ` +
       `${formatCredits(escrow.executionMaxCost)} at most each) but you have ${formatCredits(available)}: short by ` +
       `${formatCredits(shortfall)}. Lower replicas, timeout or maxPrice (\`deqo quote\` prices it), or ask an admin for credits.`,
     {

@@ -23,6 +23,7 @@ import {
 import type { JobState } from '../protocol/index.js';
 import type { Repositories, TaskForVerification } from '../store/index.js';
 import type { Effects } from './effects.js';
+import { ProbeSystem } from './probe.js';
 import type { EngineResources } from './resources.js';
 import type { SettlementSystem } from './settlement.js';
 import type { SpotCheckSystem } from './spotchecks.js';
@@ -31,11 +32,15 @@ import type { SpotCheckSystem } from './spotchecks.js';
 export type VerifyOutcome = 'verified' | 'failed' | 'pending' | 'closed' | 'unchanged';
 
 export class VerificationSystem {
+  private readonly probes: ProbeSystem;
+
   constructor(
     private readonly r: EngineResources,
     private readonly settlement: SettlementSystem,
     private readonly spotChecks: SpotCheckSystem,
-  ) {}
+  ) {
+    this.probes = new ProbeSystem(r, settlement, (tx, jobId, now, fx) => this.rollUp(tx, jobId, now, fx));
+  }
 
   /**
    * Decides task `taskId` inside `tx` and applies the decision. A decided task instead grades the results reported
@@ -50,6 +55,8 @@ export class VerificationSystem {
         await this.gradeLate(tx, task, now, fx);
         return 'closed';
       }
+      // A job's tasks wait for its determinism probe (probe.ts), which task 0's probe executions decide.
+      if (task.probe === 'pending') return task.index === 0 ? this.probes.decide(tx, task, now, fx) : 'unchanged';
       const { credibility: cfg } = this.r.policy;
       const votes = task.votes.map(({ standing, ...v }) => ({
         ...v,

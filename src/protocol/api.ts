@@ -109,6 +109,8 @@ export const ExecutionViewSchema = z.object({
   outputsBlob: Sha256Schema.nullable(),
   /** Credits paid to the provider for this execution (null: not paid, e.g. invalid or a provider-side failure). */
   paid: z.number().nullable(),
+  /** Its determinism probe pair (1, 2, …: verification.checkDeterminism); absent for an ordinary execution. */
+  probe: z.number().int().min(1).optional(),
 });
 export type ExecutionView = z.infer<typeof ExecutionViewSchema>;
 
@@ -183,6 +185,11 @@ export const JobViewSchema = z.object({
   billing: JobBillingSchema,
   /** The job's history (re-verifications …), oldest first. */
   history: z.array(JobHistoryEntrySchema).default([]),
+  /**
+   * Its determinism probe (verification.checkDeterminism): pending (its tasks wait), passed, or failed (the job
+   * failed by it, `nondeterministic` or `too_many_errors`); absent when the job has none.
+   */
+  probe: z.enum(['pending', 'passed', 'failed']).optional(),
 });
 export type JobView = z.infer<typeof JobViewSchema>;
 

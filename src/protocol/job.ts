@@ -149,6 +149,12 @@ export const VerificationSchema = z
      * (the first matching rule applies). Other files, stdout and the exit code must agree exactly. At most 32 rules.
      */
     compare: z.array(CompareRuleSchema).max(32).default([]),
+    /**
+     * Determinism probe: before any task is placed, task 0 runs twice on one provider (both copies at once, so that
+     * agent needs room for two); when the two results differ (or disagree under `compare`) the job fails naming the
+     * outputs that differ, else the job fans out as usual. The buyer pays both probe executions. Off by default.
+     */
+    checkDeterminism: z.boolean().default(false),
   })
   .strict()
   .refine((v) => v.mode !== 'none' || (v.replicas === 1 && v.quorum === 1), {

@@ -4,8 +4,16 @@
  * Leases (claim, renew, expire) are leases.ts.
  */
 import type { Kysely } from 'kysely';
-import { EXECUTION_TRANSITIONS } from '../core/index.js';
-import type { ExecutionState, Failure, Manifest, Price, Usage } from '../protocol/index.js';
+import { EXECUTION_TRANSITIONS, type ProbeRun } from '../core/index.js';
+import {
+  FailureSchema,
+  ManifestSchema,
+  type ExecutionState,
+  type Failure,
+  type Manifest,
+  type Price,
+  type Usage,
+} from '../protocol/index.js';
 import { newId, requireTransaction } from './db.js';
 import type { Database } from './schema.js';
 
@@ -31,13 +39,17 @@ export type ExecutionEnd =
       stderrBlob: string | null;
     };
 
-/** A new execution placed on an agent, paid at `price` (its agent's offer when placed). */
+/**
+ * A new execution placed on an agent, paid at `price` (its agent's offer when placed); `probe`: its determinism probe
+ * pair (core/probe.ts), absent or 0 for an ordinary execution.
+ */
 export interface NewExecution {
   taskId: string;
   jobId: string;
   agentId: string;
   providerId: string;
   price: Price;
+  probe?: number;
 }
 
 /** A valid execution as backtracking reads it. */
@@ -68,6 +80,12 @@ export interface ComparableResult {
   finishedAt: number;
 }
 
+/** A determinism probe execution (core/probe.ts ProbeRun) with its provider and outputs tarball. */
+export interface ProbeResult extends ProbeRun {
+  providerId: string;
+  outputsBlob: string | null;
+}
+
 /** Who holds an execution and in which state, with its current fencing token, job and task. */
 export interface LeaseInfo {
   agentId: string;
@@ -79,6 +97,8 @@ export interface LeaseInfo {
   buyerId: string;
   /** When the agent claimed it (epoch ms, the claiming coordinator's clock); null while not claimed. */
   startedAt: number | null;
+  /** Its determinism probe pair, or 0 for an ordinary execution. */
+  probe: number;
 }
 
 export class ExecutionStore {
@@ -126,6 +146,7 @@ export class ExecutionStore {
       price: JSON.stringify(e.price),
       paid: null,
       settled_at: null,
+      probe: e.probe ?? 0,
     }));
     for (let i = 0; i < rows.length; i += 200)
       await this.db
@@ -222,6 +243,7 @@ export class ExecutionStore {
         'executions.job_id',
         'executions.task_id',
         'executions.started_at',
+        'executions.probe',
         'jobs.buyer_id',
       ])
       .where('executions.id', '=', executionId)
@@ -236,17 +258,19 @@ export class ExecutionStore {
           taskId: row.task_id,
           buyerId: row.buyer_id,
           startedAt: row.started_at === null ? null : Number(row.started_at),
+          probe: row.probe,
         }
       : null;
   }
 
-  /** Executions of a task that reported and were not graded yet, with their verdicts. */
+  /** Ordinary executions of a task that reported and were not graded yet, with their verdicts. */
   async ungraded(taskId: string): Promise<Array<{ id: string; verdict: string | null; providerId: string }>> {
     return this.db
       .selectFrom('executions')
       .select(['id', 'verdict', 'provider_id as providerId'])
       .where('task_id', '=', taskId)
       .where('state', '=', 'reported')
+      .where('probe', '=', 0)
       .execute();
   }
 
@@ -270,12 +294,16 @@ export class ExecutionStore {
     }));
   }
 
-  /** A task's comparable results (see ComparableResult), earliest report first (ties by id). */
-  async comparable(taskId: string): Promise<ComparableResult[]> {
+  /**
+   * A task's comparable results (see ComparableResult), earliest report first (ties by id): its ordinary ones, or
+   * with `probe` those of that determinism probe pair.
+   */
+  async comparable(taskId: string, probe = 0): Promise<ComparableResult[]> {
     const rows = await this.db
       .selectFrom('executions')
       .select(['id', 'agent_id', 'provider_id', 'verdict', 'result_hash', 'manifest', 'outputs_blob', 'finished_at'])
       .where('task_id', '=', taskId)
+      .where('probe', '=', probe)
       .where('state', 'in', ['reported', 'valid', 'invalid'])
       .where('manifest', 'is not', null)
       .where('result_hash', 'is not', null)
@@ -304,5 +332,27 @@ export class ExecutionStore {
       .where('state', 'in', states)
       .execute();
     return rows.map((r) => r.id);
+  }
+
+  /** A task's determinism probe executions (every pair), with their providers, results and outputs, oldest first. */
+  async probeRuns(taskId: string): Promise<ProbeResult[]> {
+    const rows = await this.db
+      .selectFrom('executions')
+      .select(['id', 'probe', 'state', 'verdict', 'manifest', 'failure', 'provider_id', 'outputs_blob'])
+      .where('task_id', '=', taskId)
+      .where('probe', '>', 0)
+      .orderBy('created_at')
+      .orderBy('id')
+      .execute();
+    return rows.map((r) => ({
+      id: r.id,
+      pair: r.probe,
+      state: r.state,
+      verdict: r.verdict,
+      manifest: r.manifest ? ManifestSchema.parse(JSON.parse(r.manifest)) : null,
+      failure: r.failure ? FailureSchema.parse(JSON.parse(r.failure)) : null,
+      providerId: r.provider_id,
+      outputsBlob: r.outputs_blob,
+    }));
   }
 }

@@ -43,6 +43,7 @@ export {
   type LeaseInfo,
   type ValidExecution,
   type ComparableResult,
+  type ProbeResult,
 } from './executions.js';
 export { LeaseStore, type ClaimedExecution, type ExpiredLease } from './leases.js';
 export { newId, type StoreCapabilities } from './db.js';

@@ -9,6 +9,7 @@ import {
   OPEN_TASK_STATES,
   TERMINAL_JOB_STATES,
   type Demand,
+  type ProbeState,
   type TaskCounts,
   type TaskPlan,
 } from '../core/index.js';
@@ -31,6 +32,8 @@ export interface NewJob {
   kind?: JobKind;
   /** For a replay: the task it replays, the task count its environment shows, and (spot-check) the known answer. */
   replay?: { of: string; taskCount: number; expectedVerdict: string | null };
+  /** Hold the tasks until a determinism probe of task 0 agrees (core/probe.ts). */
+  probe?: boolean;
 }
 
 /** A job's owner, state and settlement, as the engine reads it. Times epoch ms. */
@@ -80,6 +83,7 @@ export class JobStore {
         tasks_failed: 0,
         tasks_cancelled: 0,
         kind: job.kind ?? 'buyer',
+        probe: job.probe ? 'pending' : null,
       })
       .execute();
     const rows = job.tasks.map((t) => ({
@@ -173,22 +177,33 @@ export class JobStore {
   }
 
   /**
-   * Cancels what is open of a job: open tasks → cancelled (counts moved), their assigned, running and reported
-   * executions → cancelled with `failure` and desired stop. The caller has moved the job itself. Returns the ids of
-   * the executions cancelled. In a transaction.
+   * Ends what is open of a job: open tasks → `to` (cancelled, or failed with `failure`; counts moved), their assigned,
+   * running and reported executions → cancelled with `failure` and desired stop. The caller moves the job itself (or
+   * rolls it up). Returns the ids of the executions cancelled. In a transaction.
    */
-  async cancelOpenWork(jobId: string, failure: Failure, now: number): Promise<string[]> {
+  async cancelOpenWork(
+    jobId: string,
+    failure: Failure,
+    now: number,
+    to: 'cancelled' | 'failed' = 'cancelled',
+  ): Promise<string[]> {
     requireTransaction(this.db);
     await this.db
       .updateTable('tasks')
-      .set((eb) => ({ state: 'cancelled', updated_at: now, revision: eb('revision', '+', 1) }))
+      .set((eb) => ({
+        state: to,
+        updated_at: now,
+        revision: eb('revision', '+', 1),
+        ...(to === 'failed' ? { failure: JSON.stringify(failure) } : {}),
+      }))
       .where('job_id', '=', jobId)
       .where('state', 'in', OPEN_TASK_STATES)
       .execute();
+    const ended = to === 'failed' ? 'tasks_failed' : 'tasks_cancelled';
     await this.db
       .updateTable('jobs')
       .set((eb) => ({
-        tasks_cancelled: eb(eb('tasks_cancelled', '+', eb.ref('tasks_queued')), '+', eb.ref('tasks_running')),
+        [ended]: eb(eb(ended, '+', eb.ref('tasks_queued')), '+', eb.ref('tasks_running')),
         tasks_queued: 0,
         tasks_running: 0,
       }))
@@ -209,6 +224,18 @@ export class JobStore {
       .returning('id')
       .execute();
     return rows.map((r) => r.id);
+  }
+
+  /** Moves the job's determinism probe from `from` to `to` (conditional); false when it was not at `from`. */
+  async setProbe(jobId: string, from: ProbeState, to: ProbeState): Promise<boolean> {
+    requireTransaction(this.db);
+    const u = await this.db
+      .updateTable('jobs')
+      .set({ probe: to })
+      .where('id', '=', jobId)
+      .where('probe', '=', from)
+      .executeTakeFirst();
+    return Number(u.numUpdatedRows) > 0;
   }
 
   /** The job's owner, state and timing, or null. */

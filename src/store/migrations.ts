@@ -431,6 +431,29 @@ const m009 = (): Migration => ({
   },
 });
 
+/**
+ * The determinism probe (core/probe.ts): a job's probe state (null without one; pending, passed, failed), and each
+ * execution's probe pair (0: an ordinary execution). One execution per (task, provider) holds among ordinary
+ * executions only: the two executions of a probe pair share their provider by design. Partial indexes are dropped and
+ * created the same way on both databases.
+ */
+const m010 = (): Migration => ({
+  async up(db) {
+    await db.schema.alterTable('jobs').addColumn('probe', 'text').execute();
+    await db.schema
+      .alterTable('executions')
+      .addColumn('probe', 'integer', (c) => c.notNull().defaultTo(0))
+      .execute();
+    await db.schema.dropIndex('executions_task_provider_replica').execute();
+    await sql
+      .raw(
+        `CREATE UNIQUE INDEX executions_task_provider_replica ON executions (task_id, provider_id) WHERE state IN ${REPLICA_STATES} AND probe = 0`,
+      )
+      .execute(db);
+    await db.schema.createIndex('jobs_probe').on('jobs').columns(['probe']).execute();
+  },
+});
+
 /** Execution states counted as a task's active executions (assigned, running, reported). */
 const COUNTED_ACTIVE = "('assigned', 'running', 'reported')";
 /** Execution states counted as a task's provider-side failures. */
@@ -438,14 +461,14 @@ const COUNTED_FAILED = "('lost', 'failed')";
 
 /**
  * A queue whose scheduling cost does not grow with its length (issues 12, 13): each task row keeps the counts of its
- * executions that scheduling reads (active, ever placed, failed provider-side, when the latest failure ended), kept
- * by triggers on the executions table wherever an execution is inserted or changes state — so a round reads a
- * bounded set of candidate tasks without counting executions of every open task. Partial indexes over open jobs and
- * open tasks let a round read a job's wanting tasks in index order, the reaper find tasks past their job's queue
- * timeout job by job, and tasks awaiting a decision among those ever placed (by state and executions_total). Existing
- * rows are backfilled.
+ * ordinary executions (probe = 0: a determinism probe pair counts for none) that scheduling reads (active, ever
+ * placed, failed provider-side, when the latest failure ended), kept by triggers on the executions table wherever an
+ * execution is inserted or changes state — so a round reads a bounded set of candidate tasks without counting
+ * executions of every open task. Partial indexes over open jobs and open tasks let a round read a job's wanting tasks
+ * in index order, the reaper find tasks past their job's queue timeout job by job, and tasks awaiting a decision among
+ * those ever placed (by state and executions_total). Existing rows are backfilled.
  */
-const m010 = (d: Dialect): Migration => ({
+const m011 = (d: Dialect): Migration => ({
   async up(db) {
     for (const col of ['executions_active', 'executions_total', 'executions_failed'])
       await db.schema
@@ -453,13 +476,14 @@ const m010 = (d: Dialect): Migration => ({
         .addColumn(col, 'integer', (c) => c.notNull().defaultTo(0))
         .execute();
     await db.schema.alterTable('tasks').addColumn('last_failure_at', 'bigint').execute();
+    // Ordinary executions only (probe = 0, migration 010): a probe pair counts toward no replica, retry or decision.
     const count = (states: string | null) =>
-      `(SELECT COUNT(*) FROM executions e WHERE e.task_id = tasks.id${states ? ` AND e.state IN ${states}` : ''})`;
+      `(SELECT COUNT(*) FROM executions e WHERE e.task_id = tasks.id AND e.probe = 0${states ? ` AND e.state IN ${states}` : ''})`;
     await sql
       .raw(
         `UPDATE tasks SET executions_active = ${count(COUNTED_ACTIVE)}, executions_total = ${count(null)},
          executions_failed = ${count(COUNTED_FAILED)},
-         last_failure_at = (SELECT MAX(e.finished_at) FROM executions e WHERE e.task_id = tasks.id AND e.state IN ${COUNTED_FAILED})`,
+         last_failure_at = (SELECT MAX(e.finished_at) FROM executions e WHERE e.task_id = tasks.id AND e.probe = 0 AND e.state IN ${COUNTED_FAILED})`,
       )
       .execute(db);
     const isActive = (row: string) => `(CASE WHEN ${row}.state IN ${COUNTED_ACTIVE} THEN 1 ELSE 0 END)`;
@@ -478,7 +502,8 @@ const m010 = (d: Dialect): Migration => ({
         .raw(
           `CREATE FUNCTION deqo_task_execution_counts() RETURNS trigger LANGUAGE plpgsql AS $$
            BEGIN
-             IF TG_OP = 'INSERT' THEN ${onInsert};
+             IF NEW.probe <> 0 THEN RETURN NULL;
+             ELSIF TG_OP = 'INSERT' THEN ${onInsert};
              ELSIF ${changed} THEN ${onUpdate};
              END IF;
              RETURN NULL;
@@ -493,11 +518,13 @@ const m010 = (d: Dialect): Migration => ({
         .execute(db);
     } else {
       await sql
-        .raw(`CREATE TRIGGER executions_task_counts_insert AFTER INSERT ON executions BEGIN ${onInsert}; END`)
+        .raw(
+          `CREATE TRIGGER executions_task_counts_insert AFTER INSERT ON executions WHEN NEW.probe = 0 BEGIN ${onInsert}; END`,
+        )
         .execute(db);
       await sql
         .raw(
-          `CREATE TRIGGER executions_task_counts_update AFTER UPDATE OF state ON executions WHEN ${changed} BEGIN ${onUpdate}; END`,
+          `CREATE TRIGGER executions_task_counts_update AFTER UPDATE OF state ON executions WHEN NEW.probe = 0 AND (${changed}) BEGIN ${onUpdate}; END`,
         )
         .execute(db);
     }
@@ -510,7 +537,7 @@ const m010 = (d: Dialect): Migration => ({
   },
 });
 
-/** Open jobs and tasks (queued, running): the literal partial indexes and the queries using them share (010). */
+/** Open jobs and tasks (queued, running): the literal partial indexes and the queries using them share (011). */
 export const OPEN_STATES = "('queued', 'running')";
 
 /** All migrations by name for a dialect; Kysely runs them in name order. */
@@ -527,7 +554,8 @@ export function migrationProvider(d: Dialect): MigrationProvider {
         '007_flat_reads': m007(),
         '008_task_pages': m008(),
         '009_blob_quota': m009(),
-        '010_queue': m010(d),
+        '010_probe': m010(),
+        '011_queue': m011(d),
       };
     },
   };

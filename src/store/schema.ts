@@ -3,6 +3,7 @@
  * protocol schemas. The same schema serves SQLite and PostgreSQL (column types per dialect: migrations.ts).
  */
 import type { Generated } from 'kysely';
+import type { ProbeState } from '../core/index.js';
 import type { ExecutionState, JobState, TaskState, DesiredState } from '../protocol/index.js';
 
 export interface AccountsTable {
@@ -60,6 +61,8 @@ export interface JobsTable {
   tasks_cancelled: number;
   /** Whose job: a buyer's, or the platform's spot-check or re-verification (core/spotchecks.ts). */
   kind: JobKind;
+  /** The determinism probe's state (core/probe.ts), or null when the job has none. */
+  probe: ProbeState | null;
 }
 
 /** Whose job: a buyer's, or the platform's spot-check or re-verification (core/spotchecks.ts). */
@@ -93,13 +96,13 @@ export interface TasksTable {
   audit: string | null;
   /** The execution whose result stands for this task after a re-verification changed it (another job's). */
   result_execution_id: string | null;
-  /** Its executions assigned, running or reported; kept by a trigger on executions (migration 010). */
+  /** Its executions assigned, running or reported; kept by a trigger on executions (migration 011). */
   executions_active: Generated<number>;
-  /** Its executions ever placed (trigger, 010). */
+  /** Its executions ever placed (trigger, 011). */
   executions_total: Generated<number>;
-  /** Its executions lost or failed on the provider side (trigger, 010). */
+  /** Its executions lost or failed on the provider side (trigger, 011). */
   executions_failed: Generated<number>;
-  /** When the latest of those failures ended, epoch ms (trigger, 010). */
+  /** When the latest of those failures ended, epoch ms (trigger, 011). */
   last_failure_at: Generated<number | null>;
 }
 export interface ExecutionsTable {
@@ -130,6 +133,8 @@ export interface ExecutionsTable {
   settled_at: number | null;
   /** When a running execution's lease stops renewing: claim + job timeout + grace, epoch ms. */
   deadline_at: number | null;
+  /** Its determinism probe pair (1, 2, …), or 0 for an ordinary execution (core/probe.ts). */
+  probe: number;
 }
 export interface LedgerEntriesTable {
   id: Generated<number>;

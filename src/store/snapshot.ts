@@ -3,7 +3,7 @@
  * executions, agents with offers, free capacity, availability, reputation and quota, and runtime history for
  * prediction. Which tasks want executions, and where they go, is core's to decide (core/scheduler.ts).
  */
-import { sql, type Kysely, type Selection } from 'kysely';
+import { sql, type ExpressionBuilder, type Kysely, type Selection } from 'kysely';
 import {
   ACTIVE_EXECUTION_STATES,
   cohortOf,
@@ -14,6 +14,7 @@ import {
   type CredibilityConfig,
   type Demand,
   type OpenJob,
+  type OpenProbe,
   type OpenTask,
   type QuotaConfig,
   type RuntimeSample,
@@ -42,8 +43,14 @@ const TASK_COLUMNS = [
   'tasks.last_failure_at',
 ] as const;
 
-/** Open tasks, as a literal so that the partial index of open tasks (migration 010) applies. */
+/** Open tasks, as a literal so that the partial index of open tasks (migration 011) applies. */
 const OPEN_TASK = sql<boolean>`tasks.state IN ${sql.raw(OPEN_STATES)}`;
+
+/**
+ * Tasks not held for their job's determinism probe: a job whose probe is pending has none of its tasks placed as
+ * ordinary tasks (its task 0 is placed as the probe pair instead, `openProbes`). Needs the jobs row joined.
+ */
+const NOT_HELD = sql<boolean>`(jobs.probe IS NULL OR jobs.probe != 'pending')`;
 
 /** Tasks whose counts leave room for another execution (core executionsWanted > 0). */
 const WANTS_MORE = sql<boolean>`tasks.executions_active < tasks.target
@@ -85,9 +92,11 @@ export class SnapshotStore {
   ) {}
 
   /**
-   * Open tasks with the counts of their executions that scheduling reads (core/scheduler.ts `tasksWanting`
-   * decides which want more), oldest job first; optionally only one job's. Reads every open task: for `explain` and
-   * tests; a scheduling round reads `openJobs` and `wantingTasks` instead.
+  /**
+   * Open tasks with the counts of their ordinary executions that scheduling reads (core/scheduler.ts `tasksWanting`
+   * decides which want more), oldest job first; optionally only one job's. A job whose determinism probe is still
+   * pending has its tasks held: none is read. Reads every open task: for `explain` and tests; a scheduling round
+   * reads `openJobs` and `wantingTasks` instead.
    */
   async openTasks(jobId?: string): Promise<OpenTask[]> {
     let q = this.db
@@ -96,6 +105,7 @@ export class SnapshotStore {
       .select(TASK_COLUMNS)
       .select(['jobs.created_at', 'jobs.demand', 'jobs.mode'])
       .where(OPEN_TASK)
+      .where(NOT_HELD)
       .orderBy('jobs.created_at')
       .orderBy('tasks.idx');
     if (jobId) q = q.where('tasks.job_id', '=', jobId);
@@ -110,15 +120,90 @@ export class SnapshotStore {
   }
 
   /**
+   * Jobs whose determinism probe is pending: their task 0, with the counts of its probe executions (every pair) and
+   * the number of pairs placed (core/probe.ts `probesWanting` decides which want a pair), oldest job first;
+   * optionally only one job's. Read through the index on jobs.probe; the counts are taken from the executions (the
+   * counts on task rows are of ordinary executions only).
+   */
+  async openProbes(jobId?: string): Promise<OpenProbe[]> {
+    const ofTask = (eb: ExpressionBuilder<Database, 'tasks' | 'jobs'>) =>
+      eb.selectFrom('executions').whereRef('executions.task_id', '=', 'tasks.id').where('executions.probe', '>', 0);
+    let q = this.db
+      .selectFrom('jobs')
+      .innerJoin('tasks', 'tasks.job_id', 'jobs.id')
+      .select([
+        'tasks.id',
+        'tasks.job_id',
+        'tasks.idx',
+        'tasks.target',
+        'tasks.max_executions',
+        'tasks.funded',
+        'tasks.revision',
+        'tasks.quorum',
+        'tasks.max_error',
+        'tasks.replay_of',
+        'jobs.created_at',
+        'jobs.demand',
+      ])
+      .select((eb) => [
+        ofTask(eb)
+          .select(eb.fn.countAll<number>().as('n'))
+          .where('executions.state', 'in', ['assigned', 'running', 'reported'])
+          .as('active'),
+        ofTask(eb).select(eb.fn.countAll<number>().as('n')).as('total'),
+        ofTask(eb)
+          .select(eb.fn.countAll<number>().as('n'))
+          .where('executions.state', 'in', ['lost', 'failed'])
+          .as('failures'),
+        ofTask(eb)
+          .select((sb) => sb.fn.max('executions.finished_at').as('t'))
+          .where('executions.state', 'in', ['lost', 'failed'])
+          .as('last_failure_at'),
+        ofTask(eb)
+          .select((sb) => sb.fn.max('executions.probe').as('p'))
+          .as('pairs'),
+      ])
+      .where('jobs.probe', '=', 'pending')
+      .where('tasks.idx', '=', 0)
+      .where(OPEN_TASK)
+      .orderBy('jobs.created_at');
+    if (jobId) q = q.where('tasks.job_id', '=', jobId);
+    const rows = await q.execute();
+    return rows.map((r) => ({
+      taskId: r.id,
+      jobId: r.job_id,
+      jobCreatedAt: Number(r.created_at),
+      index: r.idx,
+      revision: r.revision,
+      target: r.target,
+      maxExecutions: r.max_executions,
+      funded: r.funded,
+      adaptive: false,
+      demand: this.demandOf(r.demand),
+      active: Number(r.active),
+      total: Number(r.total),
+      failures: Number(r.failures),
+      lastFailureAt: r.last_failure_at === null ? null : Number(r.last_failure_at),
+      quorum: r.quorum,
+      maxError: r.max_error,
+      replayOf: r.replay_of,
+      pairs: Number(r.pairs ?? 0),
+    }));
+  }
+
+  /**
    * Whether any open task wants another execution (by the counts on its row): the first row found. Tasks that want
-   * none (their replicas all out) are passed over, and they are at most what agents are running.
+   * none (their replicas all out) are passed over, and they are at most what agents are running. Tasks held for a
+   * pending determinism probe are not counted (a waiting probe is `openProbes`).
    */
   async anyTaskWanting(): Promise<boolean> {
     const r = await this.db
       .selectFrom('tasks')
+      .innerJoin('jobs', 'jobs.id', 'tasks.job_id')
       .select('tasks.id')
       .where(OPEN_TASK)
       .where(WANTS_MORE)
+      .where(NOT_HELD)
       .limit(1)
       .executeTakeFirst();
     return r !== undefined;
@@ -126,13 +211,15 @@ export class SnapshotStore {
 
   /**
    * Open jobs (queued or running), oldest first: their buyer, demand (parsed once per distinct text) and open task
-   * count. Reads job rows only, through the partial index of open jobs (migration 010).
+   * count; not those whose determinism probe is pending (their tasks are held). Reads job rows only, through the
+   * partial index of open jobs (migration 011).
    */
   async openJobs(): Promise<OpenJob[]> {
     const rows = await this.db
       .selectFrom('jobs')
       .select(['id', 'buyer_id', 'created_at', 'demand', 'mode', 'tasks_queued', 'tasks_running'])
       .where(sql<boolean>`state IN ${sql.raw(OPEN_STATES)}`)
+      .where(NOT_HELD)
       .orderBy('created_at')
       .execute();
     return rows.map((r) => ({
@@ -150,7 +237,8 @@ export class SnapshotStore {
    * Up to `limit` open tasks of `jobs` (taken in the order given, each job's by index) that want more executions by
    * the counts on their rows (core executionsWanted > 0; retry backoff is core's to apply). Jobs are read in
    * batches whose open tasks fit in what is left of `limit`, a larger job alone with a LIMIT, so the rows read stay
-   * near `limit` however long the queue behind them is.
+   * near `limit` however long the queue behind them is. `jobs` come from `openJobs`, so none is held for a pending
+   * determinism probe.
    */
   async wantingTasks(jobs: readonly OpenJob[], limit: number): Promise<Array<OpenTask & { buyerId: string }>> {
     const out: Array<OpenTask & { buyerId: string }> = [];
@@ -185,13 +273,18 @@ export class SnapshotStore {
     return out.slice(0, limit);
   }
 
-  /** How many open tasks want more executions (by the counts on their rows): the queue depth shown to people. */
+  /**
+   * How many open tasks want more executions (by the counts on their rows): the queue depth shown to people. Tasks
+   * held for a pending determinism probe are not counted.
+   */
   async wantingCount(): Promise<number> {
     const r = await this.db
       .selectFrom('tasks')
+      .innerJoin('jobs', 'jobs.id', 'tasks.job_id')
       .select((eb) => eb.fn.countAll<number>().as('n'))
       .where(OPEN_TASK)
       .where(WANTS_MORE)
+      .where(NOT_HELD)
       .executeTakeFirst();
     return Number(r?.n ?? 0);
   }

@@ -141,6 +141,7 @@ export class ViewStore {
       tasks: taskViews,
       billing: await this.billing(jobId),
       history: history.map((h) => ({ at: Number(h.at), kind: h.kind, taskIndex: h.task_index, message: h.message })),
+      ...(job.probe ? { probe: job.probe } : {}),
     };
   }
 
@@ -257,5 +258,6 @@ function toExecutionView(e: Database['executions'] & { agent_name: string }): Ex
     stderrBlob: e.stderr_blob,
     outputsBlob: e.outputs_blob,
     paid: e.paid === null ? null : fromMicro(Number(e.paid)),
+    ...(e.probe > 0 ? { probe: e.probe } : {}),
   };
 }

@@ -31,7 +31,7 @@ interface PaidExecution {
 
 /**
  * Each execution paid at most once, and only for its work: a valid result, one stopped before a verdict
- * (core/failures.ts: `cancelled` is charged), or one valid when paid that a re-verification later overturned (its
+ * (core/failures.ts: `cancelled` is charged), a determinism probe execution (`probe`, charged), or one valid when paid that a re-verification later overturned (its
  * pay taken back as far as the provider's balance allowed).
  */
 function paymentProblems(paid: readonly PaidExecution[]): string[] {
@@ -40,7 +40,7 @@ function paymentProblems(paid: readonly PaidExecution[]): string[] {
     if (p.payments > 1) problems.push(`execution ${p.id} was paid ${p.payments} times`);
     const payable =
       p.state === 'valid' ||
-      (p.state === 'cancelled' && p.reason === 'cancelled') ||
+      (p.state === 'cancelled' && (p.reason === 'cancelled' || p.reason === 'probe')) ||
       (p.state === 'invalid' && p.audit === 'changed');
     if (!payable) problems.push(`execution ${p.id} was paid but is ${p.state}${p.reason ? ` (${p.reason})` : ''}`);
   }

@@ -1,13 +1,14 @@
 /**
  * The engine's queue over real SQLite and PostgreSQL stores (issues 12, 13): a round reads nothing of the queue when no
  * agent could take work, and one account's untakeable tasks (a price nobody offers, resources nobody lends) do not keep
- * another buyer's job from being placed in the first round.
+ * another buyer's job from being placed in the first round; a job's determinism probe pair is placed by the same rounds
+ * while its tasks are held.
  */
 import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { DEFAULT_ENGINE_CONFIG, Engine } from '../../src/engine/index.js';
 import type { Store } from '../../src/store/index.js';
-import { fundedBuyer, registerAgents, submitJob } from '../helpers/engine-flow.js';
+import { claimAll, completedReport, fundedBuyer, registerAgents, submitJob } from '../helpers/engine-flow.js';
 import { tempBlobStore } from '../helpers/outputs.js';
 import { storeKinds } from '../helpers/stores.js';
 
@@ -90,5 +91,54 @@ describe.each(storeKinds())('scheduling rounds and the queue over $name', (kind)
     await registerAgents(engine, 1); // two cores: one for each buyer
     await engine.scheduling.idle();
     expect(await placed(jobId, small)).toBe(1);
+  });
+  it("places a determinism probe pair through the round, holds the job's tasks until it passes, then places them", async () => {
+    const buyer = await fundedBuyer(engine, 'buyer', 100);
+    const agentIds = await registerAgents(engine, 2);
+    const jobId = await submitJob(engine, buyer, { array: { count: 2 }, verification: { checkDeterminism: true } });
+    await engine.schedule();
+    let v = (await store.views.jobView(jobId, buyer))!;
+    expect(v.probe).toBe('pending');
+    expect(v.tasks.map((t) => t.executions.map((e) => e.probe))).toEqual([[1, 1], []]);
+    // Held: no ordinary task of the job is wanted, read or counted in the queue, however many rounds run.
+    expect(await store.snapshot.anyTaskWanting()).toBe(false);
+    expect(await store.snapshot.openJobs()).toEqual([]);
+    expect(await store.snapshot.wantingCount()).toBe(0);
+    await engine.schedule();
+    expect((await store.views.jobView(jobId, buyer))!.tasks[1]!.executions).toEqual([]);
+
+    const pair = await claimAll(engine, agentIds);
+    expect(pair).toHaveLength(2);
+    for (const { agentId, a } of pair)
+      await engine.report(agentId, a.executionId, await completedReport(engine, a, 'same'));
+    expect((await store.views.jobView(jobId, buyer))!.probe).toBe('passed');
+    // The counts on task rows are of ordinary executions only: the probe pair counts toward none.
+    expect((await store.snapshot.openTasks(jobId)).map((t) => [t.index, t.active, t.total, t.failures])).toEqual([
+      [0, 0, 0, 0],
+      [1, 0, 0, 0],
+    ]);
+    expect(await store.snapshot.wantingCount()).toBe(2);
+
+    await engine.schedule();
+    v = (await store.views.jobView(jobId, buyer))!;
+    for (const t of v.tasks) expect(t.executions.filter((e) => e.probe === undefined).length).toBeGreaterThan(0);
+  });
+  it('lists a pending probe whose pair reported undecided for re-verification, never the tasks it holds', async () => {
+    const buyer = await fundedBuyer(engine, 'buyer', 100);
+    const agentIds = await registerAgents(engine, 1);
+    const jobId = await submitJob(engine, buyer, { array: { count: 2 }, verification: { checkDeterminism: true } });
+    await engine.schedule();
+    const pair = await claimAll(engine, agentIds);
+    expect(await store.tasks.awaitingDecision(10)).toEqual([]);
+    // As if a coordinator stopped between recording the pair's reports and deciding the probe.
+    await store.transaction((tx) =>
+      tx.executions.move(
+        pair.map((c) => c.a.executionId),
+        'reported',
+        T0,
+      ),
+    );
+    const task0 = (await store.views.jobView(jobId, buyer))!.tasks[0]!;
+    expect(await store.tasks.awaitingDecision(10)).toEqual([{ taskId: task0.id, jobId }]);
   });
 });

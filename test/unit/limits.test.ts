@@ -248,6 +248,7 @@ describe('failed authentications per source address', () => {
   it('counts an IPv6 /64 as one source', () => {
     expect(sourceOf('2001:db8:1:2:aaaa::1')).toBe(sourceOf('2001:0db8:1:2:bbbb:cccc:dddd:eeee'));
     expect(sourceOf('2001:db8:1:3::1')).not.toBe(sourceOf('2001:db8:1:2::1'));
+    expect(sourceOf(undefined)).toBe('unknown'); // a request whose socket is already gone
     expect(sourceOf('::ffff:192.0.2.1')).toBe('192.0.2.1');
   });
 

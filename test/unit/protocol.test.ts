@@ -21,6 +21,7 @@ describe('JobSpecSchema', () => {
       maxErrors: 3,
       spotChecks: false,
       compare: [],
+      checkDeterminism: false,
     });
     expect(s.verification.maxExecutions).toBeUndefined();
     expect(s.resources).toEqual({ cpus: 1, memoryMb: 512, timeoutSeconds: 600, pids: 256, gpus: 0 });

@@ -1,6 +1,6 @@
 /** Money and matching commands: `deqo quote`, `deqo balance`, `deqo ledger`, `deqo explain`. All take --json. */
 import { Command, Option } from 'commander';
-import { formatDecimalCredits } from '../../core/index.js';
+import { formatDecimalCredits, PROBE_PAIR } from '../../core/index.js';
 import { action, globals, type CliContext } from '../command.js';
 import { EXIT } from '../exit-codes.js';
 import { printJson, table } from '../format.js';
@@ -40,7 +40,8 @@ Exit code 6 when your balance does not cover the escrow.`,
         ) => {
           const client = await clientFor(ctx.env, globals(cmd));
           const { raw, baseDir } = await rawSpecFromFlags(image, command, opts);
-          const q = await client.quote(await resolveSpec(client, raw, baseDir, false));
+          const spec = await resolveSpec(client, raw, baseDir, false);
+          const q = await client.quote(spec);
           if (opts.json) {
             printJson(q);
             return q.affordable ? EXIT.OK : EXIT.INSUFFICIENT_FUNDS;
@@ -72,6 +73,11 @@ Exit code 6 when your balance does not cover the escrow.`,
           out(
             `\nescrow held on submit: ${formatDecimalCredits(q.escrow)}; your balance: ${formatDecimalCredits(q.balance)}${q.affordable ? '' : ` — short by ${formatDecimalCredits(q.shortfall)}`}`,
           );
+          if (spec.verification.checkDeterminism)
+            out(
+              `  (includes the determinism probe: ${PROBE_PAIR} executions of task 0 at most ` +
+                `${formatDecimalCredits(q.executionMaxCost)} each, paid for the time they run)`,
+            );
           out(
             `providers online that match: ${q.matchingProviders}${q.cheapestMatchingCpuHour !== null ? ` (cheapest ${formatDecimalCredits(q.cheapestMatchingCpuHour)}/core-hour)` : ''}` +
               `${q.feeBps > 0 ? `; platform fee ${q.feeBps / 100}% of payments` : ''}`,

@@ -56,7 +56,8 @@ export function statusCommand(ctx: CliContext): Command {
             `job ${view.id}${view.name ? ` (${terminalLine(view.name)})` : ''}: ${view.state}${took}\n`,
           );
           process.stdout.write(
-            `image ${terminalLine(view.spec.image)}, ${total} task(s), verification ${v.mode}${v.mode === 'none' ? '' : ` ${v.quorum}-of-${v.replicas}`}\n`,
+            `image ${terminalLine(view.spec.image)}, ${total} task(s), verification ${v.mode}${v.mode === 'none' ? '' : ` ${v.quorum}-of-${v.replicas}`}` +
+              `${view.probe ? `, determinism probe ${view.probe}` : ''}\n`,
           );
           const states = TaskStateSchema.options.filter((s) => c[s] > 0).map((s) => `${c[s]} ${s}`);
           if (total > 1) process.stdout.write(`tasks: ${states.join(', ')}\n`);

@@ -37,9 +37,12 @@ Examples:
   deqo submit --replicas 3 --quorum 2 --wait deqo/busybox:test sh -c 'sha256sum /inputs/* > /outputs/sums' --input big.bin
   deqo submit -f examples/svm-sweep/job.yaml --wait
   deqo submit --verify adaptive --replicas 3 --quorum 2 --max-cpu-hour 0.05 deqo/busybox:test true
+  deqo submit --check-determinism --replicas 2 --quorum 2 --wait -f examples/svm-sweep/job.yaml
 
 Submitting holds the job's maximum cost in escrow (see \`deqo quote\`); what providers are not paid
-returns when the job ends.
+returns when the job ends. With --check-determinism task 0 first runs twice at once on one provider
+(two more executions in escrow); if the two results differ the job fails naming the outputs that
+differ (see docs/job-spec.md, "Determinism probe").
 
 Array jobs and sweeps need a spec file (see docs/job-spec.md); each task sees DEQO_TASK_INDEX and
 DEQO_PARAM_<NAME> for its parameters.`,
