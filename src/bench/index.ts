@@ -13,8 +13,9 @@ import { runDatapath } from './datapath.js';
 import { runDispatch } from './dispatch.js';
 import { runHistory, summarizeHistory } from './history.js';
 import { summarizeProfiles } from './profile.js';
+import { runQueue } from './queue.js';
 
-const USAGE = `usage: npm run bench -- [dispatch|container|datapath|history ...] [options]
+const USAGE = `usage: npm run bench -- [dispatch|container|datapath|history|queue ...] [options]
   --json-out <file>       also write the combined results here (always: bench-results.json)
 dispatch:  --jobs <n> (default 3000)  --agents <n> (100)  --concurrency <n> (64)  --warmup <n> (300)
            --database sqlite|postgres|both (both)  --postgres-url <url> (postgres://postgres@127.0.0.1:5432)
@@ -22,9 +23,10 @@ dispatch:  --jobs <n> (default 3000)  --agents <n> (100)  --concurrency <n> (64)
            --profile <dir>        write the coordinators' CPU profiles (--cpu-prof) here and summarize them
 container: --runs <k> (30)  --container-warmup <k> (3)
 datapath:  --size-mib <n> (1024)
-history:   --history-sizes <n,n,…> (0,10000,100000)  --seed-jobs <n> (100)  --samples <n> (30)`;
+history:   --history-sizes <n,n,…> (0,10000,100000)  --seed-jobs <n> (100)  --samples <n> (30)
+queue:     --queue-sizes <n,n,…> (100,10000,100000)`;
 
-const BENCHMARKS = ['dispatch', 'container', 'datapath', 'history'] as const;
+const BENCHMARKS = ['dispatch', 'container', 'datapath', 'history', 'queue'] as const;
 type Name = (typeof BENCHMARKS)[number];
 
 function int(v: string | undefined, d: number, name: string): number {
@@ -51,6 +53,7 @@ async function main(): Promise<number> {
       'container-warmup': { type: 'string' },
       'size-mib': { type: 'string' },
       'history-sizes': { type: 'string' },
+      'queue-sizes': { type: 'string' },
       'seed-jobs': { type: 'string' },
       samples: { type: 'string' },
       help: { type: 'boolean' },
@@ -128,6 +131,11 @@ async function main(): Promise<number> {
             samples: Math.max(1, int(v.samples, 30, 'samples')),
           }),
         );
+      });
+    } else if (name === 'queue') {
+      await attempt('queue', () => {
+        const sizes = (v['queue-sizes'] ?? '100,10000,100000').split(',').map((x) => int(x.trim(), 0, 'queue-sizes'));
+        return runQueue({ sizes: sizes.sort((a, b) => a - b) });
       });
     } else {
       await attempt('datapath', () => runDatapath({ sizeMiB: int(v['size-mib'], 1024, 'size-mib') }));

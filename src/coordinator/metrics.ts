@@ -158,6 +158,20 @@ export function createMetrics(
     registers,
     help: `Credits moved by the ledger: escrow_hold (buyer to escrow), payment (escrow to provider), fee (escrow to platform), refund (escrow to buyer). ${PER_PROCESS}`,
   });
+  new Counter({
+    name: 'deqo_scheduling_rounds_total',
+    labelNames: ['outcome'],
+    registers,
+    help:
+      'Scheduling rounds with a task wanting an execution: skipped (no online agent had room, nothing of the queue read) or read_queue ' +
+      `(a bounded, fair read of the classes agents can take). ${PER_PROCESS}`,
+    collect() {
+      const c = engine.scheduling.counts;
+      this.reset();
+      this.inc({ outcome: 'skipped' }, c.skipped);
+      this.inc({ outcome: 'read_queue' }, c.queueReads);
+    },
+  });
   // Series that exist from the start, so rate() sees their first increase.
   tasksDecided.inc({ outcome: 'verified', reason: 'none' }, 0);
   for (const state of ['valid', 'invalid', 'failed', 'lost', 'cancelled']) executionsSettled.inc({ state }, 0);

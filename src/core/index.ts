@@ -9,6 +9,7 @@ export * from './compare.js';
 export * from './disk.js';
 export * from './matching.js';
 export * from './scheduler.js';
+export * from './queue.js';
 export * from './prediction.js';
 export * from './money.js';
 export * from './format.js';

@@ -10,7 +10,8 @@
  * Rank (lower score first): `cost/cheapest + time/fastest + 2 × (1 − reputation)` among the feasible agents,
  * where cost is the expected cost of the execution at the agent's prices over its predicted runtime and time
  * is that predicted runtime (core/prediction.ts). Ties go to the most free CPU share (spreads load), then the
- * fewest running executions, then agent id (deterministic). Tasks are served oldest job first, by index.
+ * fewest running executions, then agent id (deterministic). Tasks are served in their fair order (`rank`, core/queue.ts),
+ * then oldest job first, by index.
  *
  * Adaptive replication: for a task in `adaptive` mode with no execution yet, if the best agent's provider has
  * earned trust (core/reputation.ts runsAlone), the task runs there alone; otherwise it is replicated.
@@ -19,6 +20,7 @@ import { hourlyRate } from './pricing.js';
 import { rejections, staticRejections, type Demand, type SchedAgent } from './matching.js';
 import { retryDue, type RetryBackoff } from './faults.js';
 import { runsAlone } from './reputation.js';
+import { hasRoom } from './queue.js';
 
 export type { SchedAgent } from './matching.js';
 
@@ -43,6 +45,8 @@ export interface SchedTask {
   quorum?: number;
   /** The task's error bound ε (null: quorum voting): adaptive runs alone only on a provider of credibility ≥ 1 − ε. */
   maxError?: number | null;
+  /** Its place in the round's fair order across buyers (core/queue.ts fairOrder); tasks without one come after. */
+  rank?: number;
 }
 
 /** An open task as the store reads it for scheduling: its policy and the counts of its executions. */
@@ -85,12 +89,12 @@ export function executionsWanted(
  * With `retry`, a task whose executions were lost or failed provider-side waits out its backoff (faults.ts
  * retryDue) first. `excluded` gives the providers that already have (or had) an execution of each task.
  */
-export function tasksWanting(
-  open: readonly OpenTask[],
+export function tasksWanting<T extends OpenTask>(
+  open: readonly T[],
   retry: { now: number; backoff: RetryBackoff } | null,
   limit = Number.MAX_SAFE_INTEGER,
-): Array<OpenTask & { need: number }> {
-  const out: Array<OpenTask & { need: number }> = [];
+): Array<T & { need: number }> {
+  const out: Array<T & { need: number }> = [];
   for (const t of open) {
     if (out.length >= limit) break;
     const need = executionsWanted(t);
@@ -181,10 +185,6 @@ export function rankScores(d: Demand, agents: readonly SchedAgent[], predict: Pr
 const rankKey = (d: Demand): string =>
   `${d.image}\u0000${d.cpus}\u0000${d.memoryMb}\u0000${d.gpus}\u0000${d.timeoutMs}`;
 
-/** Whether an agent could take another execution of some task: every demand asks for some CPU (ResourcesSchema: cpus > 0). */
-const hasRoom = (a: SchedAgent): boolean =>
-  a.online && a.availability === 'available' && a.freeCpus > 1e-9 && a.quotaLeft > 0;
-
 /** How strongly price and predicted time steer the random draw: weight ∝ e^(−PRICE_STEER·(score − best score)). */
 export const PRICE_STEER = 1;
 
@@ -242,8 +242,13 @@ export function planExecutions(
 ): Placement[] {
   const free = agents.map((a) => ({ ...a }));
   let withRoom = free.filter(hasRoom).length;
+  const unranked = Number.MAX_SAFE_INTEGER;
   const order = [...tasks].sort(
-    (a, b) => a.jobCreatedAt - b.jobCreatedAt || a.jobId.localeCompare(b.jobId) || a.index - b.index,
+    (a, b) =>
+      (a.rank ?? unranked) - (b.rank ?? unranked) ||
+      a.jobCreatedAt - b.jobCreatedAt ||
+      a.jobId.localeCompare(b.jobId) ||
+      a.index - b.index,
   );
   const scoresByDemand = new Map<string, Map<string, number>>();
   const plan: Placement[] = [];

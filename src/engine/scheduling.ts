@@ -2,13 +2,20 @@
  * Scheduling: one round reads a snapshot (open tasks, online agents), lets the pure scheduler plan
  * (core/scheduler.ts), and applies the plan in one transaction with conditional writes — the one applier of a pure
  * plan, after Nomad's `plan_apply.go`. Rounds run on request (submit, report, register, an empty claim) and on the
- * tick; one at a time per coordinator, and across coordinators under `store.exclusive('schedule')`.
+ * tick; one at a time per coordinator, and across coordinators under `store.exclusive('schedule')`. A round reads the
+ * agents first and stops there when none has room, and reads a bounded, fairly chosen set of tasks otherwise, so its
+ * cost does not grow with the queue (`snapshot`).
  */
 import {
   buildPredictor,
+  fairClassOrder,
+  fairOrder,
+  hasRoom,
   planExecutions,
   PROBE_PAIR,
   probesWanting,
+  queueClasses,
+  slotsFor,
   RUN_ALONE,
   schedTaskOf,
   tasksWanting,
@@ -36,11 +43,25 @@ export interface SchedulingSnapshot {
 
 /** Most tasks one round considers. */
 const ROUND_TASKS = 5_000;
+/**
+ * Tasks a round reads of one class: CLASS_READ_FACTOR × the executions agents could start of it, plus CLASS_READ_MIN —
+ * room for tasks the planner passes over (a provider that already ran them, probation, backoff).
+ */
+const CLASS_READ_FACTOR = 4;
+const CLASS_READ_MIN = 16;
+
+/** Rounds requested and what became of them: skipped before reading the queue (no agent with room), or read it. */
+export interface RoundCounts {
+  skipped: number;
+  queueReads: number;
+}
 
 export class SchedulingSystem {
   private running: Promise<void> | null = null;
   private again = false;
   private predictorCache: { built: number; predict: Predictor } | null = null;
+  /** Rounds since start: skipped with no agent able to take work, or that read the queue (for tests and metrics). */
+  readonly counts: RoundCounts = { skipped: 0, queueReads: 0 };
   /** Long-polling claims waiting for work, per agent. */
   private readonly waiters = new Map<string, Set<() => void>>();
 
@@ -120,15 +141,58 @@ export class SchedulingSystem {
     });
   }
 
-  /** What a round plans from: the open tasks that want executions and the online agents; null when either is empty. */
+  /**
+   * What a round plans from, or null (no round) when no task or probe wants an execution, no online agent has room or
+   * no task can be placed. Read in that order: the pending determinism probes that want a pair (core/probe.ts; placed
+   * first) and whether a task wants an execution (the first row found); the online agents and their executions; then
+   * the open jobs (job rows, not tasks; none whose probe is pending), grouped into classes (buyer × demand,
+   * core/queue.ts). Classes no agent can take now are skipped; the rest, in fair order (the buyer with the fewest
+   * running executions first), give up to CLASS_READ_FACTOR × their slots of wanting tasks each, at most ROUND_TASKS
+   * in all (all of them in one read when that many are open), which core orders fairly across buyers for the planner
+   * (`rank`).
+   */
   async snapshot(now: number): Promise<SchedulingSnapshot | null> {
     const { store, config, policy } = this.r;
     const retry = { now, backoff: { baseMs: config.retryBackoffMs, maxMs: config.retryBackoffMaxMs } };
-    const tasks = tasksWanting(await store.snapshot.openTasks(), retry, ROUND_TASKS);
-    const wanting: SchedulingSnapshot['open'] = [...probesWanting(await store.snapshot.openProbes(), retry), ...tasks];
+    const tasksWant = await store.snapshot.anyTaskWanting();
+    // Pending determinism probes, placed first (few: read by the index on jobs.probe); their jobs' tasks are held.
+    const probes = probesWanting(await store.snapshot.openProbes(), retry);
+    if (probes.length === 0 && !tasksWant) return null;
+    const {
+      agents,
+      prices,
+      runningByBuyer: running,
+    } = await store.snapshot.agents(now, now - config.agentTtlMs, false, policy);
+    if (!agents.some(hasRoom)) {
+      this.counts.skipped++;
+      return null;
+    }
+    const candidates: Array<OpenTask & { need: number; buyerId: string }> = [];
+    if (tasksWant) {
+      this.counts.queueReads++;
+      const classes = fairClassOrder(queueClasses(await store.snapshot.openJobs()), running);
+      const slotsOf = new Map<string, number>(); // by demand: buyers with the same demand share one count
+      const takeable = classes.filter((c) => {
+        const slots = slotsOf.get(c.demandKey) ?? slotsFor(c.demand, agents);
+        slotsOf.set(c.demandKey, slots);
+        return slots > 0;
+      });
+      const jobs = takeable.flatMap((c) => c.jobs);
+      const left = ROUND_TASKS - probes.length;
+      if (jobs.reduce((n, j) => n + j.openTasks, 0) <= left) {
+        // A short queue: every takeable task in one read (a statement per 500 jobs).
+        candidates.push(...tasksWanting(await store.snapshot.wantingTasks(jobs, left), retry));
+      } else {
+        for (const c of takeable) {
+          const rest = left - candidates.length;
+          if (rest <= 0) break;
+          const limit = Math.min(rest, CLASS_READ_FACTOR * slotsOf.get(c.demandKey)! + CLASS_READ_MIN);
+          candidates.push(...tasksWanting(await store.snapshot.wantingTasks(c.jobs, limit), retry));
+        }
+      }
+    }
+    const wanting: SchedulingSnapshot['open'] = [...probes, ...fairOrder(candidates, running)];
     if (wanting.length === 0) return null;
-    const { agents, prices } = await store.snapshot.agents(now, now - config.agentTtlMs, false, policy);
-    if (agents.length === 0) return null;
     // A re-verification must not go to the providers of the task it replays: they count as having run it.
     const ran = await store.snapshot.executionsOf([
       ...wanting.map((t) => t.taskId),
@@ -136,7 +200,13 @@ export class SchedulingSystem {
     ]);
     for (const t of wanting)
       if (t.replayOf) ran.set(t.taskId, [...(ran.get(t.taskId) ?? []), ...(ran.get(t.replayOf) ?? [])]);
-    return { now, tasks: wanting.map((t) => schedTaskOf(t, ran.get(t.taskId) ?? [])), agents, prices, open: wanting };
+    return {
+      now,
+      tasks: wanting.map((t, rank) => ({ ...schedTaskOf(t, ran.get(t.taskId) ?? []), rank })),
+      agents,
+      prices,
+      open: wanting,
+    };
   }
 
   /** The pure scheduler's plan for a snapshot (core/scheduler.ts). */

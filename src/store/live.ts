@@ -5,7 +5,7 @@
  * (`t / width`, integer on both SQLite and PostgreSQL bigint columns).
  */
 import { sql, type Kysely } from 'kysely';
-import { accountLedger, tasksWanting } from '../core/index.js';
+import { accountLedger } from '../core/index.js';
 import type { ExecutionState, JobState } from '../protocol/index.js';
 import type { Database } from './schema.js';
 import type { SnapshotStore } from './snapshot.js';
@@ -114,7 +114,7 @@ export class LiveStore {
       .where('state', '=', 'running')
       .executeTakeFirst();
     return {
-      queueDepth: tasksWanting(await this.snapshot.openTasks(), null).length,
+      queueDepth: await this.snapshot.wantingCount(),
       agentsOnline: Number(agents?.n ?? 0),
       runningExecutions: Number(running?.n ?? 0),
     };

@@ -454,6 +454,92 @@ const m010 = (): Migration => ({
   },
 });
 
+/** Execution states counted as a task's active executions (assigned, running, reported). */
+const COUNTED_ACTIVE = "('assigned', 'running', 'reported')";
+/** Execution states counted as a task's provider-side failures. */
+const COUNTED_FAILED = "('lost', 'failed')";
+
+/**
+ * A queue whose scheduling cost does not grow with its length (issues 12, 13): each task row keeps the counts of its
+ * ordinary executions (probe = 0: a determinism probe pair counts for none) that scheduling reads (active, ever
+ * placed, failed provider-side, when the latest failure ended), kept by triggers on the executions table wherever an
+ * execution is inserted or changes state — so a round reads a bounded set of candidate tasks without counting
+ * executions of every open task. Partial indexes over open jobs and open tasks let a round read a job's wanting tasks
+ * in index order, the reaper find tasks past their job's queue timeout job by job, and tasks awaiting a decision among
+ * those ever placed (by state and executions_total). Existing rows are backfilled.
+ */
+const m011 = (d: Dialect): Migration => ({
+  async up(db) {
+    for (const col of ['executions_active', 'executions_total', 'executions_failed'])
+      await db.schema
+        .alterTable('tasks')
+        .addColumn(col, 'integer', (c) => c.notNull().defaultTo(0))
+        .execute();
+    await db.schema.alterTable('tasks').addColumn('last_failure_at', 'bigint').execute();
+    // Ordinary executions only (probe = 0, migration 010): a probe pair counts toward no replica, retry or decision.
+    const count = (states: string | null) =>
+      `(SELECT COUNT(*) FROM executions e WHERE e.task_id = tasks.id AND e.probe = 0${states ? ` AND e.state IN ${states}` : ''})`;
+    await sql
+      .raw(
+        `UPDATE tasks SET executions_active = ${count(COUNTED_ACTIVE)}, executions_total = ${count(null)},
+         executions_failed = ${count(COUNTED_FAILED)},
+         last_failure_at = (SELECT MAX(e.finished_at) FROM executions e WHERE e.task_id = tasks.id AND e.probe = 0 AND e.state IN ${COUNTED_FAILED})`,
+      )
+      .execute(db);
+    const isActive = (row: string) => `(CASE WHEN ${row}.state IN ${COUNTED_ACTIVE} THEN 1 ELSE 0 END)`;
+    const isFailed = (row: string) => `(CASE WHEN ${row}.state IN ${COUNTED_FAILED} THEN 1 ELSE 0 END)`;
+    const greatest = d === 'postgres' ? 'GREATEST' : 'MAX';
+    const lastFailure = `CASE WHEN NEW.state IN ${COUNTED_FAILED} THEN ${greatest}(COALESCE(last_failure_at, 0), COALESCE(NEW.finished_at, 0)) ELSE last_failure_at END`;
+    const onInsert = `UPDATE tasks SET executions_total = executions_total + 1,
+      executions_active = executions_active + ${isActive('NEW')}, executions_failed = executions_failed + ${isFailed('NEW')},
+      last_failure_at = ${lastFailure} WHERE id = NEW.task_id`;
+    const onUpdate = `UPDATE tasks SET executions_active = executions_active + ${isActive('NEW')} - ${isActive('OLD')},
+      executions_failed = executions_failed + ${isFailed('NEW')} - ${isFailed('OLD')},
+      last_failure_at = ${lastFailure} WHERE id = NEW.task_id`;
+    const changed = `${isActive('OLD')} <> ${isActive('NEW')} OR ${isFailed('OLD')} <> ${isFailed('NEW')}`;
+    if (d === 'postgres') {
+      await sql
+        .raw(
+          `CREATE FUNCTION deqo_task_execution_counts() RETURNS trigger LANGUAGE plpgsql AS $$
+           BEGIN
+             IF NEW.probe <> 0 THEN RETURN NULL;
+             ELSIF TG_OP = 'INSERT' THEN ${onInsert};
+             ELSIF ${changed} THEN ${onUpdate};
+             END IF;
+             RETURN NULL;
+           END $$`,
+        )
+        .execute(db);
+      await sql
+        .raw(
+          `CREATE TRIGGER executions_task_counts AFTER INSERT OR UPDATE OF state ON executions
+           FOR EACH ROW EXECUTE FUNCTION deqo_task_execution_counts()`,
+        )
+        .execute(db);
+    } else {
+      await sql
+        .raw(
+          `CREATE TRIGGER executions_task_counts_insert AFTER INSERT ON executions WHEN NEW.probe = 0 BEGIN ${onInsert}; END`,
+        )
+        .execute(db);
+      await sql
+        .raw(
+          `CREATE TRIGGER executions_task_counts_update AFTER UPDATE OF state ON executions WHEN NEW.probe = 0 AND (${changed}) BEGIN ${onUpdate}; END`,
+        )
+        .execute(db);
+    }
+    await sql.raw(`CREATE INDEX jobs_open ON jobs (created_at) WHERE state IN ${OPEN_STATES}`).execute(db);
+    await sql.raw(`CREATE INDEX tasks_open_job ON tasks (job_id, idx) WHERE state IN ${OPEN_STATES}`).execute(db);
+    await sql
+      .raw(`CREATE INDEX tasks_open_job_updated ON tasks (job_id, updated_at) WHERE state IN ${OPEN_STATES}`)
+      .execute(db);
+    await db.schema.createIndex('tasks_state_placed').on('tasks').columns(['state', 'executions_total']).execute();
+  },
+});
+
+/** Open jobs and tasks (queued, running): the literal partial indexes and the queries using them share (011). */
+export const OPEN_STATES = "('queued', 'running')";
+
 /** All migrations by name for a dialect; Kysely runs them in name order. */
 export function migrationProvider(d: Dialect): MigrationProvider {
   return {
@@ -469,6 +555,7 @@ export function migrationProvider(d: Dialect): MigrationProvider {
         '008_task_pages': m008(),
         '009_blob_quota': m009(),
         '010_probe': m010(),
+        '011_queue': m011(d),
       };
     },
   };

@@ -96,6 +96,14 @@ export interface TasksTable {
   audit: string | null;
   /** The execution whose result stands for this task after a re-verification changed it (another job's). */
   result_execution_id: string | null;
+  /** Its executions assigned, running or reported; kept by a trigger on executions (migration 011). */
+  executions_active: Generated<number>;
+  /** Its executions ever placed (trigger, 011). */
+  executions_total: Generated<number>;
+  /** Its executions lost or failed on the provider side (trigger, 011). */
+  executions_failed: Generated<number>;
+  /** When the latest of those failures ended, epoch ms (trigger, 011). */
+  last_failure_at: Generated<number | null>;
 }
 export interface ExecutionsTable {
   id: string;

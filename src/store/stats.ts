@@ -5,7 +5,6 @@
  * callers cache them (the metrics module keeps them for about a second).
  */
 import type { Kysely } from 'kysely';
-import { tasksWanting } from '../core/index.js';
 import type { ExecutionState, JobState, TaskState } from '../protocol/index.js';
 import type { Database } from './schema.js';
 import type { SnapshotStore } from './snapshot.js';
@@ -55,7 +54,7 @@ export class StatsStore {
       tasks: await this.byState('tasks'),
       executions: await this.byState('executions'),
       agents: { online, suspect: seen - online, offline: total - seen },
-      tasksWanting: tasksWanting(await this.snapshot.openTasks(), null).length,
+      tasksWanting: await this.snapshot.wantingCount(),
     };
   }
 

@@ -3,11 +3,11 @@
  * core's TASK_TRANSITIONS and only at the revision its writer read (`WHERE revision = ?`), and every state change
  * moves the job's task counts in the same statement order (task row, then job row: lock order).
  */
-import { sql, type Kysely } from 'kysely';
+import { sql, type ExpressionBuilder, type Kysely } from 'kysely';
 import {
   ACTIVE_EXECUTION_STATES,
-  canTransition,
   OPEN_TASK_STATES,
+  canTransition,
   standingOf,
   TASK_TRANSITIONS,
   type Demand,
@@ -25,6 +25,7 @@ import {
   type TaskState,
 } from '../protocol/index.js';
 import { requireTransaction } from './db.js';
+import { OPEN_STATES } from './migrations.js';
 import type { Database } from './schema.js';
 
 /** A task as the verifier sees it. */
@@ -215,53 +216,55 @@ export class TaskStore {
   /**
    * Open tasks with results or errors but no execution in flight (assigned or running), least recently updated
    * first. Nothing else will trigger their verification, so if a coordinator stopped between recording a report
-   * and deciding, only re-verifying these un-sticks the task. Returns task and job ids.
+   * and deciding, only re-verifying these un-sticks the task. Returns task and job ids. Read among the open tasks
+   * that ever had an ordinary execution (index tasks_state_placed), not the whole queue, and among the task 0s of jobs
+   * whose determinism probe is pending (index jobs_probe; their probe pair is what waits for a decision). Tasks held
+   * for a pending probe are not read.
    */
   async awaitingDecision(limit: number): Promise<Array<{ taskId: string; jobId: string }>> {
-    const rows = await this.db
-      .selectFrom('tasks')
+    const probes = await this.db
+      .selectFrom('jobs')
+      .innerJoin('tasks', 'tasks.job_id', 'jobs.id')
       .select(['tasks.id', 'tasks.job_id'])
+      .where('jobs.probe', '=', 'pending')
+      .where('tasks.idx', '=', 0)
       .where('tasks.state', 'in', OPEN_TASK_STATES)
-      .where((eb) =>
-        eb.exists(
-          eb
-            .selectFrom('executions')
-            .select('executions.id')
-            .whereRef('executions.task_id', '=', 'tasks.id')
-            .where('executions.state', 'in', ['reported', 'failed', 'lost'] satisfies ExecutionState[]),
-        ),
-      )
-      .where((eb) =>
-        eb.not(
-          eb.exists(
-            eb
-              .selectFrom('executions')
-              .select('executions.id')
-              .whereRef('executions.task_id', '=', 'tasks.id')
-              .where('executions.state', 'in', ACTIVE_EXECUTION_STATES),
-          ),
-        ),
-      )
+      .where((eb) => undecided(eb))
       .orderBy('tasks.updated_at')
       .limit(limit)
       .execute();
-    return rows.map((r) => ({ taskId: r.id, jobId: r.job_id }));
+    const tasks = await this.db
+      .selectFrom('tasks')
+      .innerJoin('jobs', 'jobs.id', 'tasks.job_id')
+      .select(['tasks.id', 'tasks.job_id'])
+      .where('tasks.state', 'in', OPEN_TASK_STATES)
+      .where('tasks.executions_total', '>', 0)
+      .where((eb) => eb.or([eb('jobs.probe', 'is', null), eb('jobs.probe', '!=', 'pending')]))
+      .where((eb) => undecided(eb))
+      .orderBy('tasks.updated_at')
+      .limit(limit - probes.length)
+      .execute();
+    return [...probes, ...tasks].map((r) => ({ taskId: r.id, jobId: r.job_id }));
   }
 
   /**
    * Open tasks that waited longer than their job's queue timeout with nothing assigned or running and no change
    * (placement, result, lost execution) since: candidates for queue_timeout. With their revision, for the write.
    * Tasks held for a pending determinism probe are not (`probe`: task 0 of such a job, which stands for its probe).
+   * Read job by job (open jobs, then each one's tasks past its timeout), so tasks within their timeout are not read.
    */
   async queueTimedOut(
     now: number,
     limit: number,
   ): Promise<Array<{ taskId: string; jobId: string; revision: number; queueTimeoutMs: number; probe: boolean }>> {
     const rows = await this.db
-      .selectFrom('tasks')
-      .innerJoin('jobs', 'jobs.id', 'tasks.job_id')
+      .selectFrom('jobs')
+      // Open jobs first, then each one's tasks by the partial index (job_id, updated_at): a CROSS JOIN keeps SQLite to
+      // that order whatever its statistics say (PostgreSQL plans it as an inner join).
+      .crossJoin('tasks')
+      .whereRef('tasks.job_id', '=', 'jobs.id')
       .select(['tasks.id', 'tasks.job_id', 'tasks.revision', 'jobs.queue_timeout_ms', 'jobs.probe'])
-      .where('tasks.state', 'in', OPEN_TASK_STATES)
+      .where(sql<boolean>`jobs.state IN ${sql.raw(OPEN_STATES)} AND tasks.state IN ${sql.raw(OPEN_STATES)}`)
       .where((eb) => eb.or([eb('jobs.probe', 'is', null), eb('jobs.probe', '!=', 'pending'), eb('tasks.idx', '=', 0)]))
       .where((eb) => eb('tasks.updated_at', '<', eb(eb.val(now), '-', eb.ref('jobs.queue_timeout_ms'))))
       .where((eb) =>
@@ -449,4 +452,17 @@ export interface BacktrackCandidate {
 function verificationFlags(spec: string): { spotChecks: boolean; tolerant: boolean } {
   const v = (JSON.parse(spec) as { verification?: { spotChecks?: boolean; compare?: unknown[] } }).verification;
   return { spotChecks: v?.spotChecks === true, tolerant: (v?.compare?.length ?? 0) > 0 };
+}
+
+/** A task with a result or an error (reported, failed, lost) among its executions and none in flight. */
+function undecided(eb: ExpressionBuilder<Database, 'tasks' | 'jobs'>) {
+  const executions = (states: readonly ExecutionState[]) =>
+    eb.exists(
+      eb
+        .selectFrom('executions')
+        .select('executions.id')
+        .whereRef('executions.task_id', '=', 'tasks.id')
+        .where('executions.state', 'in', states),
+    );
+  return eb.and([executions(['reported', 'failed', 'lost']), eb.not(executions(ACTIVE_EXECUTION_STATES))]);
 }

@@ -177,6 +177,7 @@ describe('several coordinators on one PostgreSQL database', () => {
       '008_task_pages',
       '009_blob_quota',
       '010_probe',
+      '011_queue',
     ]);
     for (const [i, s] of stores.entries())
       expect(await s.transaction((tx) => tx.accounts.createAccount(`a${i}`, ['buyer'], T0))).toMatch(/^acct_/);

@@ -13,7 +13,7 @@ import { accountLedger, DeqoError, grantTxn, ISSUER, MAX_MICRO, toMicro } from '
 import { JobSpecSchema, type JobSpec, type JobSpecInput } from '../../src/protocol/index.js';
 import { openSqliteStore, type Store } from '../../src/store/index.js';
 import { DEFAULT_QUOTA, failureOf } from '../../src/core/index.js';
-import { jobResults } from '../../src/engine/index.js';
+import { DEFAULT_MARKET_POLICY, jobResults } from '../../src/engine/index.js';
 import {
   applyPlan,
   AVAILABLE,
@@ -245,6 +245,67 @@ describe.each(storeKinds())('store over $name', (kind) => {
         [0, 3072, 2],
         [0, 3072, 2],
       ]);
+    });
+
+    it("keeps each task's execution counts on its row as executions are placed, end and expire", async () => {
+      /** The counts recounted from the job view's executions, per task id. */
+      const recount = async () =>
+        new Map(
+          (await view(w)).tasks.map((t) => {
+            const failed = t.executions.filter((e) => e.state === 'lost' || e.state === 'failed');
+            return [
+              t.id,
+              {
+                active: t.executions.filter((e) => ['assigned', 'running', 'reported'].includes(e.state)).length,
+                total: t.executions.length,
+                failures: failed.length,
+                lastFailureAt: failed.length > 0 ? Math.max(...failed.map((e) => e.finishedAt!)) : null,
+              },
+            ];
+          }),
+        );
+      const stored = async () =>
+        new Map(
+          (await w.store.snapshot.openTasks()).map((t) => [
+            t.taskId,
+            { active: t.active, total: t.total, failures: t.failures, lastFailureAt: t.lastFailureAt },
+          ]),
+        );
+      expect([...(await stored()).values()].every((c) => c.total === 0 && c.lastFailureAt === null)).toBe(true);
+      await scheduleRound(w.store, T0);
+      const [c] = await claim(w.store, w.agentIds[0]!, 1, T0 + 10);
+      await recordEnd(w.store, c!.executionId, w.agentIds[0]!, 1, reported(H1), T0 + 20);
+      await claim(w.store, w.agentIds[1]!, 2, T0 + 30);
+      await expireLeases(w.store, T0 + 30 + TTL + 1, 60_000);
+      const counts = await stored();
+      expect(counts).toEqual(await recount());
+      expect([...counts.values()].map((x) => x.failures).sort()).toEqual([1, 1]);
+      expect([...counts.values()].every((x) => x.lastFailureAt === T0 + 30 + TTL + 1)).toBe(true);
+      // The scheduler's bounded read agrees: each task wants the replica it lost, and a limit of 1 reads one task.
+      const jobs = await w.store.snapshot.openJobs();
+      expect(jobs.map((j) => [j.jobId, j.openTasks])).toEqual([[w.jobId, 2]]);
+      expect((await w.store.snapshot.wantingTasks(jobs, 10)).map((t) => t.index)).toEqual([0, 1]);
+      expect((await w.store.snapshot.wantingTasks(jobs, 1)).map((t) => t.index)).toEqual([0]);
+      expect(await w.store.snapshot.wantingCount()).toBe(2);
+    });
+
+    it("finds tasks past their job's queue timeout job by job, and counts running executions per buyer", async () => {
+      const day = 86_400_000;
+      expect(await w.store.snapshot.anyTaskWanting()).toBe(true);
+      expect(await w.store.tasks.queueTimedOut(T0 + day - 1, 100)).toEqual([]);
+      const late = await w.store.tasks.queueTimedOut(T0 + day + 1, 100);
+      expect(late.map((t) => [t.jobId, t.queueTimeoutMs]).sort()).toEqual([
+        [w.jobId, day],
+        [w.jobId, day],
+      ]);
+      expect(await w.store.tasks.queueTimedOut(T0 + day + 1, 1)).toHaveLength(1);
+      const running = async () =>
+        (await w.store.snapshot.agents(T0, T0 - TTL, false, DEFAULT_MARKET_POLICY)).runningByBuyer;
+      expect(await running()).toEqual(new Map());
+      await scheduleRound(w.store, T0);
+      expect(await w.store.tasks.queueTimedOut(T0 + day + 1, 100)).toEqual([]); // placed: nothing waits
+      expect(await running()).toEqual(new Map([[w.buyerId, 6]]));
+      expect(await w.store.snapshot.anyTaskWanting()).toBe(false); // every replica placed
     });
 
     it('leaves out agents not seen since onlineSince', async () => {
