@@ -110,9 +110,19 @@ describe('migration 009 on an existing SQLite database', () => {
       const raw = new SqliteDatabase(file);
       raw.pragma('foreign_keys = OFF'); // the execution's agent is not stored
       const taskId = (raw.prepare('SELECT id FROM tasks WHERE job_id = ?').get(jobId) as { id: string }).id;
-      raw.exec(`DROP INDEX blobs_used; ALTER TABLE blobs DROP COLUMN used_at;
+      // Migrations 011 and 010 undone first (they ran after 009), then 009 itself; reopening runs all three again.
+      raw.exec(`DROP TRIGGER executions_task_counts_insert; DROP TRIGGER executions_task_counts_update;
+        DROP INDEX jobs_open; DROP INDEX tasks_open_job; DROP INDEX tasks_open_job_updated; DROP INDEX tasks_state_placed;
+        ALTER TABLE tasks DROP COLUMN executions_active; ALTER TABLE tasks DROP COLUMN executions_total;
+        ALTER TABLE tasks DROP COLUMN executions_failed; ALTER TABLE tasks DROP COLUMN last_failure_at;
+        DROP INDEX jobs_probe; ALTER TABLE jobs DROP COLUMN probe; DROP INDEX executions_task_provider_replica;
+        ALTER TABLE executions DROP COLUMN probe;
+        CREATE UNIQUE INDEX executions_task_provider_replica ON executions (task_id, provider_id)
+          WHERE state IN ('assigned', 'running', 'reported', 'valid', 'invalid');
+        DROP INDEX blobs_used; ALTER TABLE blobs DROP COLUMN used_at;
         DROP INDEX blob_access_account; ALTER TABLE blob_access DROP COLUMN uploaded_at;
-        DROP TABLE blob_refs; DELETE FROM kysely_migration WHERE name = '009_blob_quota';`);
+        DROP TABLE blob_refs;
+        DELETE FROM kysely_migration WHERE name IN ('009_blob_quota', '010_probe', '011_queue');`);
       raw
         .prepare(
           `INSERT INTO executions (id, task_id, job_id, agent_id, provider_id, state, desired, fencing_token,
@@ -130,6 +140,13 @@ describe('migration 009 on an existing SQLite database', () => {
       } finally {
         await store.close();
       }
+      // Migration 011 backfilled the task's execution counts from the execution inserted above.
+      const check = new SqliteDatabase(file);
+      expect(check.prepare('SELECT executions_total, executions_active FROM tasks WHERE id = ?').get(taskId)).toEqual({
+        executions_total: 1,
+        executions_active: 0,
+      });
+      check.close();
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
