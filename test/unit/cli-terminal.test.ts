@@ -106,6 +106,8 @@ describe('deqo logs', () => {
     });
   });
   afterEach(async () => {
+    // The in-process CLI's keep-alive connection would hold close() for Node's keep-alive timeout (72 s).
+    app.server.closeAllConnections();
     await app.close();
     await store.close();
     await rm(blobs.dir, { recursive: true, force: true });
