@@ -92,7 +92,6 @@ export class SnapshotStore {
   ) {}
 
   /**
-  /**
    * Open tasks with the counts of their ordinary executions that scheduling reads (core/scheduler.ts `tasksWanting`
    * decides which want more), oldest job first; optionally only one job's. A job whose determinism probe is still
    * pending has its tasks held: none is read. Reads every open task: for `explain` and tests; a scheduling round
@@ -122,7 +121,7 @@ export class SnapshotStore {
   /**
    * Jobs whose determinism probe is pending: their task 0, with the counts of its probe executions (every pair) and
    * the number of pairs placed (core/probe.ts `probesWanting` decides which want a pair), oldest job first;
-   * optionally only one job's. Read through the index on jobs.probe; the counts are taken from the executions (the
+   * optionally only one job's. Read through the index on jobs.probe, then the tasks' (job_id, idx); the counts are taken from the executions (the
    * counts on task rows are of ordinary executions only).
    */
   async openProbes(jobId?: string): Promise<OpenProbe[]> {
@@ -130,7 +129,10 @@ export class SnapshotStore {
       eb.selectFrom('executions').whereRef('executions.task_id', '=', 'tasks.id').where('executions.probe', '>', 0);
     let q = this.db
       .selectFrom('jobs')
-      .innerJoin('tasks', 'tasks.job_id', 'jobs.id')
+      // Pending jobs first (jobs_probe), then each one's task 0: a CROSS JOIN keeps SQLite to that order whatever its
+      // statistics say; an inner join let it scan the open tasks (6 ms a round with 100,000 queued).
+      .crossJoin('tasks')
+      .whereRef('tasks.job_id', '=', 'jobs.id')
       .select([
         'tasks.id',
         'tasks.job_id',
