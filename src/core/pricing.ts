@@ -107,11 +107,11 @@ export function jobEscrow(spec: Pick<JobSpec, 'resources' | 'maxPrice' | 'verifi
  */
 export const MIN_EXECUTION_MICRO = 1;
 
-/** The validation_failed error of a job whose maximum prices make every execution free. */
+/** The validation_failed error of a job whose maximum prices make every execution free (below 1 µcr). */
 function freeJob(): DeqoError {
   const message =
-    'every price in maxPrice is 0, so an execution would pay its provider nothing: offer at least 1 µcr ' +
-    '(0.000001 credits) per execution, e.g. maxPrice.startFee';
+    'at these maximum prices an execution would pay its provider nothing (timeout × resources × maxPrice + ' +
+    'startFee rounds to 0): offer at least 1 µcr (0.000001 credits) per execution, e.g. maxPrice.startFee';
   return new DeqoError('validation_failed', message, [{ path: 'maxPrice', message }]);
 }
 
