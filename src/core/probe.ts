@@ -16,8 +16,11 @@ import { retryDue, type RetryBackoff } from './faults.js';
 import type { Demand } from './matching.js';
 import type { OpenTask } from './scheduler.js';
 
-/** Where a job's determinism probe stands: running (`pending`), agreed (`passed`), or differed / gave up (`failed`). */
-export type ProbeState = 'pending' | 'passed' | 'failed';
+/**
+ * Where a job's determinism probe stands: running (`pending`), agreed (`passed`), differed / gave up (`failed`), or
+ * ended unfinished by the buyer's cancel (`cancelled`).
+ */
+export type ProbeState = 'pending' | 'passed' | 'failed' | 'cancelled';
 
 /** One probe execution as the probe rule reads it. */
 export interface ProbeRun {

@@ -130,6 +130,8 @@ export class SubmissionSystem {
       await tx.jobs.lock([jobId]);
       if (!(await tx.jobs.setState(jobId, 'cancelled', now))) return null;
       const cancelled = await tx.jobs.cancelOpenWork(jobId, failureOf('cancelled', 'the job was cancelled'), now);
+      await tx.jobs.setProbe(jobId, 'pending', 'cancelled'); // nothing when it has none or it ended
+
       f.touch(jobId, 'cancelled');
       await this.settlement.executions(tx, cancelled, now, f);
       await this.settlement.job(tx, jobId, now, f);

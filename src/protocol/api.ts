@@ -186,10 +186,11 @@ export const JobViewSchema = z.object({
   /** The job's history (re-verifications …), oldest first. */
   history: z.array(JobHistoryEntrySchema).default([]),
   /**
-   * Its determinism probe (verification.checkDeterminism): pending (its tasks wait), passed, or failed (the job
-   * failed by it, `nondeterministic` or `too_many_errors`); absent when the job has none.
+   * Its determinism probe (verification.checkDeterminism): pending (its tasks wait), passed, failed (the job
+   * failed by it, `nondeterministic` or `too_many_errors`), or cancelled (the job was cancelled while it ran);
+   * absent when the job has none.
    */
-  probe: z.enum(['pending', 'passed', 'failed']).optional(),
+  probe: z.enum(['pending', 'passed', 'failed', 'cancelled']).optional(),
 });
 export type JobView = z.infer<typeof JobViewSchema>;
 

@@ -191,6 +191,17 @@ describe.each(storeKinds())('determinism probe ($name)', (kind) => {
     expect(await probeReputationEvents(jobId)).toEqual([]);
   });
 
+  it('ends a pending probe as cancelled when the buyer cancels the job, and settles it', async () => {
+    const agentIds = await registerAgents(engine, 2);
+    const jobId = await submit({ array: { count: 2 } });
+    await probePair(jobId, agentIds);
+    expect((await view(jobId)).probe).toBe('pending');
+    expect(await engine.cancelJob(jobId)).toBe(true);
+    const v = await view(jobId);
+    expect([v.state, v.probe]).toEqual(['cancelled', 'cancelled']);
+    await expectMoneySettled(jobId);
+  });
+
   it("starts the held tasks' queue timeout when the probe passes", async () => {
     const agentIds = await registerAgents(engine, 2);
     const jobId = await submit({ array: { count: 2 }, queueTimeoutSeconds: 60 });
