@@ -25,6 +25,14 @@ const AUDIT_TEXT: Record<NonNullable<TaskView['audit']>, string> = {
   inconclusive: 'Re-verification was inconclusive: the result stands, but could not be confirmed.',
 };
 
+/** A job's determinism probe (verification.checkDeterminism), in a few words. */
+const PROBE_WORDS: Record<NonNullable<JobView['probe']>, string> = {
+  pending: 'running: task 0 runs twice on one provider before the tasks are placed',
+  passed: 'passed: the two runs agreed',
+  failed: 'failed: the two runs differed (see the task)',
+  cancelled: 'cancelled with the job',
+};
+
 /** What verification decided for a task, in one sentence. */
 export function verdict(t: TaskView): string {
   const names = (xs: ExecutionView[]) => xs.map((e) => e.agentName).join(' + ');
@@ -256,6 +264,7 @@ export function JobDetail({ jobId }: { jobId: string }) {
                   ? 'none (one execution, trusted)'
                   : `${v.spec.verification.mode}: ${v.spec.verification.quorum} of ${v.spec.verification.replicas} must agree`,
               ],
+              ...(v.probe ? [['determinism probe', PROBE_WORDS[v.probe]] as [string, string]] : []),
               ['submitted', when(v.createdAt)],
               [
                 'finished',
