@@ -23,7 +23,15 @@ import {
 import { createBenchDatabase, DEFAULT_POSTGRES_URL, type BenchDatabase } from './postgres.js';
 import { jobPhases, phasesP50, type Phases } from './phases.js';
 import { buildFixedResult, SimAgent } from './sim-agent.js';
-import { distribution, mapPool, processCpuSeconds, round, seconds, type Distribution } from './stats.js';
+import {
+  distribution,
+  mapPool,
+  processCpuSeconds,
+  processesCpuSeconds,
+  round,
+  seconds,
+  type Distribution,
+} from './stats.js';
 
 /** Settings of a dispatch run. */
 export interface DispatchOptions {
@@ -44,6 +52,8 @@ export interface DispatchOptions {
   cpuProfDir?: string;
   /** PostgreSQL server (no database path). */
   postgresUrl?: string;
+  /** PostgreSQL only: coordinator processes sharing the database (default 2). */
+  coordinators?: number;
   /** Give up waiting for reports after this long, ms. */
   timeoutMs?: number;
 }
@@ -78,6 +88,10 @@ export interface DispatchResult {
   coordinatorCpuCores: number | null;
   /** Coordinator CPU per verified job, ms: the figure least disturbed by other load on the machine. */
   coordinatorCpuMsPerJob: number | null;
+  /** PostgreSQL: CPU of every local `postgres` process during the measured window, s (null on SQLite). */
+  databaseCpuS: number | null;
+  /** Verified jobs per CPU second of the coordinators plus (PostgreSQL) the database: what scale-out must raise. */
+  jobsPerTotalCpuS: number | null;
   /** CPU time of this process (buyers and simulated agents; plus the coordinator when in-process), s. */
   benchProcessCpuS: number;
   loadAverageAtStart: number;
@@ -131,7 +145,7 @@ export async function runDispatch(o: DispatchOptions): Promise<DispatchResult | 
         return { benchmark: 'dispatch', database: 'postgres', skipped: (err as Error).message };
       }
       try {
-        for (const i of [1, 2]) {
+        for (let i = 1; i <= Math.max(1, o.coordinators ?? 2); i++) {
           coords.push(
             await startCoordinatorProcess({
               dataDir: join(dir, `coordinator-${i}`),
@@ -241,11 +255,13 @@ export async function runDispatch(o: DispatchOptions): Promise<DispatchResult | 
     await runPhase(o.warmup, () => 0);
     const loadAverageAtStart = loadavg()[0]!;
     const cpu0 = coordinatorCpu(coords);
+    const db0 = o.database === 'postgres' ? processesCpuSeconds('postgres') : null;
     const bench0 = process.cpuUsage();
     const t0 = Date.now();
     const submits = await runPhase(o.jobs, (i) => 1 + (i % (buyers - 1)), o.rate);
     const lastSubmit = submits.reduce((m, s) => Math.max(m, s.at + s.ms), t0);
     const cpu1 = coordinatorCpu(coords);
+    const db1 = o.database === 'postgres' ? processesCpuSeconds('postgres') : null;
     const bench1 = process.cpuUsage(bench0);
 
     const jobs = new Map<string, JobSummary>();
@@ -272,6 +288,8 @@ export async function runDispatch(o: DispatchOptions): Promise<DispatchResult | 
     ).filter((p): p is Phases => p !== null);
     const durationMs = end - t0;
     const coordCpu = cpu0 !== null && cpu1 !== null ? cpu1 - cpu0 : null;
+    const dbCpu = db0 !== null && db1 !== null ? db1 - db0 : null;
+    const totalCpu = coordCpu !== null && dbCpu !== null ? coordCpu + dbCpu : coordCpu;
     const jobsPerSecond = round(verified / (durationMs / 1000));
     return {
       benchmark: 'dispatch',
@@ -298,6 +316,8 @@ export async function runDispatch(o: DispatchOptions): Promise<DispatchResult | 
       coordinatorCpuS: coordCpu === null ? null : round(coordCpu, 2),
       coordinatorCpuCores: coordCpu === null ? null : round(coordCpu / (durationMs / 1000), 2),
       coordinatorCpuMsPerJob: coordCpu === null || verified === 0 ? null : round((coordCpu * 1000) / verified, 2),
+      databaseCpuS: dbCpu === null ? null : round(dbCpu, 2),
+      jobsPerTotalCpuS: totalCpu === null || totalCpu === 0 ? null : round(verified / totalCpu, 1),
       benchProcessCpuS: round((bench1.user + bench1.system) / 1e6, 2),
       loadAverageAtStart: round(loadAverageAtStart, 2),
       target: { jobsPerSecond: DISPATCH_TARGET_JOBS_PER_S, met: jobsPerSecond >= DISPATCH_TARGET_JOBS_PER_S },

@@ -19,6 +19,7 @@ const USAGE = `usage: npm run bench -- [dispatch|container|datapath|history|queu
   --json-out <file>       also write the combined results here (always: bench-results.json)
 dispatch:  --jobs <n> (default 3000)  --agents <n> (100)  --concurrency <n> (64)  --warmup <n> (300)
            --database sqlite|postgres|both (both)  --postgres-url <url> (postgres://postgres@127.0.0.1:5432)
+           --coordinators <n,n,…> PostgreSQL: one run per count of coordinator processes sharing the database (2)
            --rate <jobs/s>        offer this load (open loop) instead of submitting as fast as possible
            --profile <dir>        write the coordinators' CPU profiles (--cpu-prof) here and summarize them
 container: --runs <k> (30)  --container-warmup <k> (3)
@@ -48,6 +49,7 @@ async function main(): Promise<number> {
       rate: { type: 'string' },
       database: { type: 'string' },
       'postgres-url': { type: 'string' },
+      coordinators: { type: 'string' },
       profile: { type: 'string' },
       runs: { type: 'string' },
       'container-warmup': { type: 'string' },
@@ -98,24 +100,28 @@ async function main(): Promise<number> {
 
   for (const name of chosen) {
     if (name === 'dispatch') {
+      const counts = (v.coordinators ?? '2').split(',').map((x) => Math.max(1, int(x.trim(), 2, 'coordinators')));
       for (const database of databases) {
-        await attempt('dispatch', async () => {
-          const profDir = v.profile ? resolve(v.profile, `dispatch-${database}-${Date.now()}`) : undefined;
-          if (profDir) await mkdir(profDir, { recursive: true });
-          const r = await runDispatch({
-            database,
-            jobs: int(v.jobs, 3_000, 'jobs'),
-            agents: int(v.agents, 100, 'agents'),
-            concurrency: int(v.concurrency, 64, 'concurrency'),
-            warmup: int(v.warmup, 300, 'warmup'),
-            rate: v.rate === undefined ? undefined : int(v.rate, 0, 'rate') || undefined,
-            postgresUrl: v['postgres-url'],
-            cpuProfDir: profDir,
+        for (const coordinators of database === 'postgres' ? counts : [1]) {
+          await attempt('dispatch', async () => {
+            const profDir = v.profile ? resolve(v.profile, `dispatch-${database}-${Date.now()}`) : undefined;
+            if (profDir) await mkdir(profDir, { recursive: true });
+            const r = await runDispatch({
+              database,
+              coordinators,
+              jobs: int(v.jobs, 3_000, 'jobs'),
+              agents: int(v.agents, 100, 'agents'),
+              concurrency: int(v.concurrency, 64, 'concurrency'),
+              warmup: int(v.warmup, 300, 'warmup'),
+              rate: v.rate === undefined ? undefined : int(v.rate, 0, 'rate') || undefined,
+              postgresUrl: v['postgres-url'],
+              cpuProfDir: profDir,
+            });
+            return profDir && !('skipped' in r)
+              ? { ...r, profile: { dir: profDir, ...(await summarizeProfiles(profDir, 15)) } }
+              : r;
           });
-          return profDir && !('skipped' in r)
-            ? { ...r, profile: { dir: profDir, ...(await summarizeProfiles(profDir, 15)) } }
-            : r;
-        });
+        }
       }
     } else if (name === 'container') {
       await attempt('container', () =>

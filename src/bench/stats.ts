@@ -1,5 +1,5 @@
 /** Small measuring helpers of the benchmarks: percentiles, bounded concurrency, and /proc readings of a process. */
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 
 /** Percentiles of a sample (nearest rank), milliseconds in and out, rounded to 0.1 ms. */
 export interface Distribution {
@@ -62,6 +62,30 @@ export function processCpuSeconds(pid: number): number | null {
   } catch {
     return null;
   }
+}
+
+/**
+ * CPU time (user + system) used so far by every process named `comm` (e.g. `postgres`: the server and its backends,
+ * when the database runs on this machine), seconds; null when /proc cannot be read. Processes that ended between two
+ * readings drop out, so a difference can undercount what short-lived backends used.
+ */
+export function processesCpuSeconds(comm: string): number | null {
+  let pids: string[];
+  try {
+    pids = readdirSync('/proc').filter((d) => /^\d+$/.test(d));
+  } catch {
+    return null;
+  }
+  let total = 0;
+  for (const pid of pids) {
+    try {
+      if (readFileSync(`/proc/${pid}/comm`, 'utf8').trim() !== comm) continue;
+    } catch {
+      continue; // gone meanwhile
+    }
+    total += processCpuSeconds(Number(pid)) ?? 0;
+  }
+  return total;
 }
 
 /** Resident set size of a process (VmRSS), bytes; null when /proc cannot be read. */
