@@ -540,6 +540,20 @@ const m011 = (d: Dialect): Migration => ({
 /** Open jobs and tasks (queued, running): the literal partial indexes and the queries using them share (011). */
 export const OPEN_STATES = "('queued', 'running')";
 
+/**
+ * Backtracking reads a provider's valid executions (`TaskStore.verifiedWith`, after each outvote or catch): by
+ * provider and state, so the read is that provider's history, not every verified task of the network.
+ */
+const m012 = (): Migration => ({
+  async up(db) {
+    await db.schema
+      .createIndex('executions_provider_state')
+      .on('executions')
+      .columns(['provider_id', 'state', 'task_id'])
+      .execute();
+  },
+});
+
 /** All migrations by name for a dialect; Kysely runs them in name order. */
 export function migrationProvider(d: Dialect): MigrationProvider {
   return {
@@ -556,6 +570,7 @@ export function migrationProvider(d: Dialect): MigrationProvider {
         '009_blob_quota': m009(),
         '010_probe': m010(),
         '011_queue': m011(d),
+        '012_backtrack_reads': m012(),
       };
     },
   };

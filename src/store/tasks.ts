@@ -368,9 +368,13 @@ export class TaskStore {
    * providers.
    */
   async verifiedWith(providerId: string): Promise<BacktrackCandidate[]> {
-    // One query: each such task once per valid execution (its provider), grouped below.
+    // One query: each such task once per valid execution (its provider), grouped below. It starts from the provider's
+    // valid executions (executions_provider_state) and a CROSS JOIN keeps SQLite to that order: the read is this
+    // provider's history, not every verified task (an outvote is something a hostile pair can cause at will).
     const rows = await this.db
-      .selectFrom('tasks')
+      .selectFrom('executions as mine')
+      .crossJoin('tasks')
+      .whereRef('tasks.id', '=', 'mine.task_id')
       .innerJoin('jobs', 'jobs.id', 'tasks.job_id')
       .innerJoin('executions as v', (j) => j.onRef('v.task_id', '=', 'tasks.id').on('v.state', '=', 'valid'))
       .select([
@@ -384,19 +388,11 @@ export class TaskStore {
         'tasks.revision',
         'v.provider_id',
       ])
+      .where('mine.provider_id', '=', providerId)
+      .where('mine.state', '=', 'valid')
       .where('tasks.state', '=', 'verified')
       .where('tasks.audit', 'is', null)
       .where('jobs.kind', '=', 'buyer')
-      .where((eb) =>
-        eb.exists(
-          eb
-            .selectFrom('executions')
-            .select('executions.id')
-            .whereRef('executions.task_id', '=', 'tasks.id')
-            .where('executions.provider_id', '=', providerId)
-            .where('executions.state', '=', 'valid'),
-        ),
-      )
       .orderBy('tasks.id')
       .execute();
     const byTask = new Map<string, BacktrackCandidate>();

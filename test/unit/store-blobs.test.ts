@@ -110,8 +110,8 @@ describe('migration 009 on an existing SQLite database', () => {
       const raw = new SqliteDatabase(file);
       raw.pragma('foreign_keys = OFF'); // the execution's agent is not stored
       const taskId = (raw.prepare('SELECT id FROM tasks WHERE job_id = ?').get(jobId) as { id: string }).id;
-      // Migrations 011 and 010 undone first (they ran after 009), then 009 itself; reopening runs all three again.
-      raw.exec(`DROP TRIGGER executions_task_counts_insert; DROP TRIGGER executions_task_counts_update;
+      // Migrations 012, 011 and 010 undone first (they ran after 009), then 009 itself; reopening runs them again.
+      raw.exec(`DROP INDEX executions_provider_state; DROP TRIGGER executions_task_counts_insert; DROP TRIGGER executions_task_counts_update;
         DROP INDEX jobs_open; DROP INDEX tasks_open_job; DROP INDEX tasks_open_job_updated; DROP INDEX tasks_state_placed;
         ALTER TABLE tasks DROP COLUMN executions_active; ALTER TABLE tasks DROP COLUMN executions_total;
         ALTER TABLE tasks DROP COLUMN executions_failed; ALTER TABLE tasks DROP COLUMN last_failure_at;
@@ -122,7 +122,7 @@ describe('migration 009 on an existing SQLite database', () => {
         DROP INDEX blobs_used; ALTER TABLE blobs DROP COLUMN used_at;
         DROP INDEX blob_access_account; ALTER TABLE blob_access DROP COLUMN uploaded_at;
         DROP TABLE blob_refs;
-        DELETE FROM kysely_migration WHERE name IN ('009_blob_quota', '010_probe', '011_queue');`);
+        DELETE FROM kysely_migration WHERE name IN ('009_blob_quota', '010_probe', '011_queue', '012_backtrack_reads');`);
       raw
         .prepare(
           `INSERT INTO executions (id, task_id, job_id, agent_id, provider_id, state, desired, fencing_token,

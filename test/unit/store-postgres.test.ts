@@ -178,6 +178,7 @@ describe('several coordinators on one PostgreSQL database', () => {
       '009_blob_quota',
       '010_probe',
       '011_queue',
+      '012_backtrack_reads',
     ]);
     for (const [i, s] of stores.entries())
       expect(await s.transaction((tx) => tx.accounts.createAccount(`a${i}`, ['buyer'], T0))).toMatch(/^acct_/);
