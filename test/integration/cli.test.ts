@@ -4,9 +4,9 @@
  * runs again on another provider.
  */
 import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import Docker from 'dockerode';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -174,6 +174,20 @@ describe('deqo CLI', () => {
       /^==> task 5 \(provider-\d, exec_\w+\) <==\ntask 5\n$/,
     );
     expect((await deqo('status', jobId, '--page-size', '5000')).code).toBe(2);
+  });
+
+  it('prints `deqo --help` from the help the build saved, the same text the CLI itself prints', async () => {
+    const saved = await deqo('--help');
+    expect(saved.code).toBe(0);
+    const cli = join(dirname(DEQO_BIN), '..', 'dist', 'cli');
+    const live = await exec(process.execPath, [join(cli, 'main.js'), '--help']);
+    expect(saved.stdout).toBe(live.stdout);
+    // `npm run build` saved it, after the CLI it came from (bin/deqo.js uses only such a file).
+    expect(await readFile(join(cli, 'help.txt'), 'utf8')).toBe(saved.stdout);
+    expect((await stat(join(cli, 'help.txt'))).mtimeMs).toBeGreaterThanOrEqual(
+      (await stat(join(cli, 'main.js'))).mtimeMs,
+    );
+    expect(saved.stdout).toMatch(/^Usage: deqo \[options\] \[command\]/);
   });
 
   it('exits 1 when the job fails and says why', async () => {
