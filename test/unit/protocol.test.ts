@@ -1,6 +1,13 @@
 /** Unit tests of the job spec schema and field issue paths. */
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { fieldIssues, JobSpecSchema, ReportRequestSchema, type JobSpecInput } from '../../src/protocol/index.js';
+import {
+  fieldIssues,
+  JobSpecSchema,
+  ReportRequestSchema,
+  utf8Bytes,
+  type JobSpecInput,
+} from '../../src/protocol/index.js';
 
 const base = { image: 'deqo/busybox:test', command: ['sh', '-c', 'echo hi'] } satisfies JobSpecInput;
 
@@ -249,5 +256,17 @@ describe('script jobs', () => {
     ).toBe('script.requirements');
     expect(issuesOf({ script, inputs: [{ path: 'main.py', blob: 'a'.repeat(64) }] })[0]!.path).toBe('inputs.0.path');
     expect(issuesOf({ script: { ...script, language: 'ruby' } })[0]!.path).toBe('script.language');
+  });
+});
+
+describe('utf8Bytes', () => {
+  it('counts what TextEncoder encodes, for any string (lone surrogates included)', () => {
+    const enc = new TextEncoder();
+    for (const s of ['', 'a', 'é', '€', '😀', '\ud800', '\udc00x', 'a\ud83d'])
+      expect(utf8Bytes(s)).toBe(enc.encode(s).length);
+    fc.assert(
+      fc.property(fc.string({ unit: 'binary' }), (s) => utf8Bytes(s) === enc.encode(s).length),
+      { numRuns: 2000 },
+    );
   });
 });
