@@ -50,6 +50,9 @@ export interface AgentsPoint {
   agents: number;
   /** Seconds from the first registration to every agent online. */
   registerS: number;
+  /** Failed agent requests over the whole point (registration, warm-up, both windows), and the first one's message. */
+  agentErrors: number;
+  firstAgentError: string | null;
   empty: AgentsWindow;
   untakeable: AgentsWindow;
   /** The issue's target: idle (empty) CPU at most TARGET_CPU_MS_PER_S at 1,000 agents or more. */
@@ -125,10 +128,11 @@ async function measureAt(n: number, o: AgentsOptions): Promise<AgentsPoint> {
     await new DeqoClient(coord.url, accounts.buyerKeys[0]!).submitJob({ ...TRIVIAL_JOB, maxPrice: CHEAP });
     await sleep(SETTLE_MS);
     const untakeable = await measureWindow(coord, agents, o.idleSeconds);
-    if (errors > 0) throw new Error(`${errors} simulated agent requests failed, the first: ${firstError}`);
     return {
       agents: n,
       registerS,
+      agentErrors: errors,
+      firstAgentError: firstError,
       empty,
       untakeable,
       targetMet: n >= TARGET.agents ? empty.cpuMsPerS <= TARGET.cpuMsPerS : null,
