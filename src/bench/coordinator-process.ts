@@ -34,6 +34,8 @@ export interface CoordinatorProcessOptions {
   cpuProfDir?: string;
   /** pino log level of the coordinator (default `info`, as deployed). */
   logLevel?: string;
+  /** Serve Prometheus metrics at GET /metrics (`--metrics`). */
+  metrics?: boolean;
 }
 
 /** How long a coordinator process may take to listen, ms. */
@@ -61,6 +63,7 @@ export async function startCoordinatorProcess(o: CoordinatorProcessOptions): Pro
     o.logLevel ?? 'info',
     ...(o.databaseUrl ? ['--database-url', o.databaseUrl] : []),
     ...(o.blobDir ? ['--blob-dir', o.blobDir] : []),
+    ...(o.metrics ? ['--metrics'] : []),
   ];
   const env = { ...process.env };
   delete env.DEQO_DATABASE_URL;

@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- [dispatch|container|datapath …] [options]`: runs the benchmarks (all by default), prints one
+ * `npm run bench -- [dispatch|container|datapath|history|queue|agents …] [options]`: runs the benchmarks (all by default), prints one
  * JSON object per benchmark as it ends and a combined JSON document at the end, and writes that document to
  * bench-results.json (and to --json-out). Targets are reported, never enforced: the exit code is non-zero only
  * when a benchmark could not run to its end. docs/benchmarks.md describes each benchmark and its figures.
@@ -8,6 +8,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { runAgents } from './agents.js';
 import { runContainer } from './container.js';
 import { runDatapath } from './datapath.js';
 import { runDispatch } from './dispatch.js';
@@ -15,7 +16,7 @@ import { runHistory, summarizeHistory } from './history.js';
 import { summarizeProfiles } from './profile.js';
 import { runQueue } from './queue.js';
 
-const USAGE = `usage: npm run bench -- [dispatch|container|datapath|history|queue ...] [options]
+const USAGE = `usage: npm run bench -- [dispatch|container|datapath|history|queue|agents ...] [options]
   --json-out <file>       also write the combined results here (always: bench-results.json)
 dispatch:  --jobs <n> (default 3000)  --agents <n> (100)  --concurrency <n> (64)  --warmup <n> (300)
            --database sqlite|postgres|both (both)  --postgres-url <url> (postgres://postgres@127.0.0.1:5432)
@@ -25,9 +26,10 @@ dispatch:  --jobs <n> (default 3000)  --agents <n> (100)  --concurrency <n> (64)
 container: --runs <k> (30)  --container-warmup <k> (3)
 datapath:  --size-mib <n> (1024)
 history:   --history-sizes <n,n,…> (0,10000,100000)  --seed-jobs <n> (100)  --samples <n> (30)
-queue:     --queue-sizes <n,n,…> (100,10000,100000)`;
+queue:     --queue-sizes <n,n,…> (100,10000,100000)
+agents:    --agent-counts <n,n,…> (100,1000)  --idle-seconds <s> (10)  --profile <dir> (as for dispatch)`;
 
-const BENCHMARKS = ['dispatch', 'container', 'datapath', 'history', 'queue'] as const;
+const BENCHMARKS = ['dispatch', 'container', 'datapath', 'history', 'queue', 'agents'] as const;
 type Name = (typeof BENCHMARKS)[number];
 
 function int(v: string | undefined, d: number, name: string): number {
@@ -56,6 +58,8 @@ async function main(): Promise<number> {
       'size-mib': { type: 'string' },
       'history-sizes': { type: 'string' },
       'queue-sizes': { type: 'string' },
+      'agent-counts': { type: 'string' },
+      'idle-seconds': { type: 'string' },
       'seed-jobs': { type: 'string' },
       samples: { type: 'string' },
       help: { type: 'boolean' },
@@ -142,6 +146,18 @@ async function main(): Promise<number> {
       await attempt('queue', () => {
         const sizes = (v['queue-sizes'] ?? '100,10000,100000').split(',').map((x) => int(x.trim(), 0, 'queue-sizes'));
         return runQueue({ sizes: sizes.sort((a, b) => a - b) });
+      });
+    } else if (name === 'agents') {
+      await attempt('agents', async () => {
+        const counts = (v['agent-counts'] ?? '100,1000').split(',').map((x) => int(x.trim(), 0, 'agent-counts'));
+        const profDir = v.profile ? resolve(v.profile, `agents-${Date.now()}`) : undefined;
+        if (profDir) await mkdir(profDir, { recursive: true });
+        const r = await runAgents({
+          counts: counts.sort((a, b) => a - b),
+          idleSeconds: Math.max(1, int(v['idle-seconds'], 10, 'idle-seconds')),
+          cpuProfDir: profDir,
+        });
+        return profDir ? { ...r, profile: { dir: profDir, ...(await summarizeProfiles(profDir, 15)) } } : r;
       });
     } else {
       await attempt('datapath', () => runDatapath({ sizeMiB: int(v['size-mib'], 1024, 'size-mib') }));

@@ -112,6 +112,8 @@ export class SimAgent {
   private readonly abort = new AbortController();
   private loop: Promise<void> | null = null;
   private wakeLoop: (() => void) | null = null;
+  /** Heartbeats and claims sent so far (for request rates). */
+  readonly sent = { heartbeats: 0, claims: 0 };
   /** Its result blobs, uploaded once while it runs its first execution (a provider key uploads only then). */
   private uploaded: Promise<void> | null = null;
 
@@ -133,6 +135,7 @@ export class SimAgent {
     });
     this.agentId = reg.agentId;
     this.heartbeatTimer = setInterval(() => {
+      this.sent.heartbeats++;
       this.client.heartbeat(this.agentId, [], { state: 'available' }).catch((err: Error) => this.o.onError(err));
     }, reg.heartbeatIntervalMs);
     this.loop = this.claimLoop();
@@ -156,6 +159,7 @@ export class SimAgent {
         continue;
       }
       try {
+        this.sent.claims++;
         const got = await this.client.claim(
           this.agentId,
           this.o.slots - this.inflight,

@@ -4,7 +4,7 @@
  * decided again; after a restart or a stall of the coordinator, running leases get a grace first. Every change is a conditional write in one transaction per task, with its verification and
  * settlement.
  */
-import { errors, failureOf, taskEnv } from '../core/index.js';
+import { emptyClaimWantsRound, errors, failureOf, taskEnv } from '../core/index.js';
 import type { Assignment, Availability, Failure } from '../protocol/index.js';
 import type { ExpiredLease } from '../store/index.js';
 import { Effects } from './effects.js';
@@ -67,14 +67,14 @@ export class LeaseSystem {
    * not_found for an unknown agent.
    */
   async claim(agentId: string, max: number, waitMs: number, longPoll: boolean): Promise<Assignment[]> {
-    if (waitMs <= 0 || !longPoll) return this.claimNow(agentId, max);
+    if (waitMs <= 0 || !longPoll) return (await this.claimNow(agentId, max)).claimed;
     let woken = false;
     let wake = () => {
       woken = true;
     };
     const stop = this.scheduling.waitForWork(agentId, () => wake());
     try {
-      const claimed = await this.claimNow(agentId, max);
+      const { claimed, lastSeenAt, now } = await this.claimNow(agentId, max);
       if (claimed.length > 0) return claimed;
       if (!woken)
         await new Promise<void>((resolve) => {
@@ -83,15 +83,19 @@ export class LeaseSystem {
             clearTimeout(t);
             resolve();
           };
-          this.scheduling.request();
+          if (emptyClaimWantsRound(lastSeenAt, now, this.r.config.agentTtlMs)) this.scheduling.request();
         });
-      return await this.claimNow(agentId, max);
+      return (await this.claimNow(agentId, max)).claimed;
     } finally {
       stop();
     }
   }
 
-  private async claimNow(agentId: string, max: number): Promise<Assignment[]> {
+  /** Claims what is assigned to the agent now; also returns when it was last seen before this claim, and now (ms). */
+  private async claimNow(
+    agentId: string,
+    max: number,
+  ): Promise<{ claimed: Assignment[]; lastSeenAt: number; now: number }> {
     const { store, config, log, events } = this.r;
     const agent = await store.accounts.getAgent(agentId);
     if (!agent) throw errors.notFound('agent', agentId);
@@ -117,7 +121,7 @@ export class LeaseSystem {
       log.info(e, 'execution claimed');
       events.notify('dispatched', e);
     }
-    return claimed.map((c) => ({
+    const assignments = claimed.map((c) => ({
       executionId: c.executionId,
       fencingToken: c.fencingToken,
       leaseExpiresAt: c.leaseExpiresAt,
@@ -133,6 +137,7 @@ export class LeaseSystem {
       network: c.spec.network,
       ...(c.spec.script ? { script: c.spec.script } : {}),
     }));
+    return { claimed: assignments, lastSeenAt: agent.lastSeenAt, now };
   }
 
   /** Renews the agent's leases; returns executions it must stop. Throws DeqoError not_found for an unknown agent. */

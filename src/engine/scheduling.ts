@@ -1,7 +1,7 @@
 /**
  * Scheduling: one round reads a snapshot (open tasks, online agents), lets the pure scheduler plan
  * (core/scheduler.ts), and applies the plan in one transaction with conditional writes — the one applier of a pure
- * plan, after Nomad's `plan_apply.go`. Rounds run on request (submit, report, register, an empty claim) and on the
+ * plan, after Nomad's `plan_apply.go`. Rounds run on request (submit, report, register, the empty claim of an agent that was offline) and on the
  * tick; one at a time per coordinator, and across coordinators under `store.exclusive('schedule')`. A round reads the
  * agents first and stops there when none has room, and reads a bounded, fairly chosen set of tasks otherwise, so its
  * cost does not grow with the queue (`snapshot`).

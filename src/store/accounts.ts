@@ -1,15 +1,9 @@
 /** Accounts, API keys, agents and blob records. */
 import type { Kysely } from 'kysely';
 import { ACTIVE_EXECUTION_STATES, DeqoError } from '../core/index.js';
-import {
-  AvailabilitySchema,
-  CapacitySchema,
-  OfferSchema,
-  type Availability,
-  type Capacity,
-  type Offer,
-} from '../protocol/index.js';
+import type { Availability, Capacity, Offer } from '../protocol/index.js';
 import { newId, requireTransaction } from './db.js';
+import { parsedAvailability, parsedCapacity, parsedOffer } from './json-memo.js';
 import type { Database } from './schema.js';
 
 /** Roles an account may hold. */
@@ -282,9 +276,9 @@ function toAgent(r: Database['agents']): AgentRecord {
     id: r.id,
     providerId: r.provider_id,
     name: r.name,
-    capacity: CapacitySchema.parse(JSON.parse(r.capacity)),
-    offer: OfferSchema.parse(JSON.parse(r.offer)),
-    availability: AvailabilitySchema.parse(JSON.parse(r.availability)),
+    capacity: parsedCapacity(r.capacity),
+    offer: parsedOffer(r.offer),
+    availability: parsedAvailability(r.availability),
     registeredAt: Number(r.registered_at),
     lastSeenAt: Number(r.last_seen_at),
   };

@@ -20,7 +20,8 @@ import {
   type RuntimeSample,
   type SchedAgent,
 } from '../core/index.js';
-import { AvailabilitySchema, CapacitySchema, OfferSchema, type Price } from '../protocol/index.js';
+import type { Price } from '../protocol/index.js';
+import { parsedAvailability, parsedCapacity, parsedOffer } from './json-memo.js';
 import { OPEN_STATES } from './migrations.js';
 import type { ReputationStore } from './reputation.js';
 import type { Database } from './schema.js';
@@ -376,8 +377,8 @@ export class SnapshotStore {
     const records = await this.reputation.records([...new Set(rows.map((r) => r.provider_id))], now, policy.quota);
     const prices = new Map<string, Price>();
     const agents = rows.map((r): SchedAgent => {
-      const cap = CapacitySchema.parse(JSON.parse(r.capacity));
-      const offer = OfferSchema.parse(JSON.parse(r.offer));
+      const cap = parsedCapacity(r.capacity);
+      const offer = parsedOffer(r.offer);
       const u = used.get(r.id) ?? { cpus: 0, memoryMb: 0, gpus: 0, diskMb: 0, n: 0 };
       const rec = records.get(r.provider_id)!;
       prices.set(r.id, offer.prices);
@@ -386,7 +387,7 @@ export class SnapshotStore {
         providerId: r.provider_id,
         name: r.name,
         online: Number(r.last_seen_at) >= onlineSince,
-        availability: AvailabilitySchema.parse(JSON.parse(r.availability)).state,
+        availability: parsedAvailability(r.availability).state,
         totalCpus: cap.cpus,
         freeCpus: cap.cpus - u.cpus,
         totalMemoryMb: cap.memoryMb,
