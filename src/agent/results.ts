@@ -86,7 +86,18 @@ export async function buildManifest(
   return manifest;
 }
 
-/** Writes a gzip tarball of the regular files of `outputDir` (paths relative to it) to `dest`. */
+/**
+ * A node-tar link cache that never finds a link, so a file the job hard-linked under two output paths is packed as
+ * two regular files: the coordinator accepts only regular files (a hard-link entry is refused as the provider's
+ * `outputs_mismatch`), and a job must not be able to get honest providers blamed by linking its outputs.
+ */
+class NoHardLinks extends Map<`${number}:${number}`, string> {
+  override get(): string | undefined {
+    return undefined;
+  }
+}
+
+/** Writes a gzip tarball of the regular files of `outputDir` (paths relative to it) to `dest`; hard links as files. */
 export async function tarOutputs(outputDir: string, dest: string): Promise<void> {
   const files = await listOutputFiles(outputDir);
   // An empty tar archive is two 512-byte zero blocks.
@@ -94,7 +105,10 @@ export async function tarOutputs(outputDir: string, dest: string): Promise<void>
     await writeFile(dest, gzipSync(Buffer.alloc(1024)));
     return;
   }
-  await tar.create({ gzip: true, file: dest, cwd: outputDir, portable: true, noDirRecurse: true }, files);
+  await tar.create(
+    { gzip: true, file: dest, cwd: outputDir, portable: true, noDirRecurse: true, linkCache: new NoHardLinks() },
+    files,
+  );
 }
 
 /**
