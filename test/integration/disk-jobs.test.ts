@@ -61,6 +61,14 @@ describe('disk budget through real agents', () => {
     ]);
   });
 
+  it('hard-linked outputs verify on both providers, no provider blamed (each path packed as a regular file)', async () => {
+    const { view, task } = await run('echo x > /outputs/a.txt && ln /outputs/a.txt /outputs/b.txt');
+    expect(view.state, JSON.stringify(task.executions.map((e) => e.failure))).toBe('succeeded');
+    expect(task.executions.map((e) => e.state)).toEqual(['valid', 'valid']);
+    const r = (await client.getResults(view.id)).tasks[0]!;
+    expect(r.manifest!.files.map((f) => f.path)).toEqual(['a.txt', 'b.txt']);
+  });
+
   it('a blob listed under 50 input paths is one file in the container', async () => {
     const blob = await client.uploadBytes(randomBytes(2 * MIB));
     const inputs = Array.from({ length: 50 }, (_, i) => ({ path: `d/copy${i}.bin`, blob: blob.sha256 }));
