@@ -26,8 +26,8 @@ import { OPEN_STATES } from './migrations.js';
 import type { ReputationStore } from './reputation.js';
 import type { Database } from './schema.js';
 
-/** The task columns an OpenTask is made of. */
-const TASK_COLUMNS = [
+/** A task row's own columns that scheduling reads (its execution counts aside). */
+const TASK_ROW_COLUMNS = [
   'tasks.id',
   'tasks.job_id',
   'tasks.idx',
@@ -38,6 +38,11 @@ const TASK_COLUMNS = [
   'tasks.quorum',
   'tasks.max_error',
   'tasks.replay_of',
+] as const;
+
+/** The task columns an OpenTask is made of: the row's, and the counts of its ordinary executions (migration 011). */
+const TASK_COLUMNS = [
+  ...TASK_ROW_COLUMNS,
   'tasks.executions_active',
   'tasks.executions_total',
   'tasks.executions_failed',
@@ -122,8 +127,8 @@ export class SnapshotStore {
   /**
    * Jobs whose determinism probe is pending: their task 0, with the counts of its probe executions (every pair) and
    * the number of pairs placed (core/probe.ts `probesWanting` decides which want a pair), oldest job first;
-   * optionally only one job's. Read through the index on jobs.probe, then the tasks' (job_id, idx); the counts are taken from the executions (the
-   * counts on task rows are of ordinary executions only).
+   * optionally only one job's. Read through the index on jobs.probe, then the tasks' (job_id, idx); the counts are
+   * taken from the executions (the counts on task rows are of ordinary executions only).
    */
   async openProbes(jobId?: string): Promise<OpenProbe[]> {
     const ofTask = (eb: ExpressionBuilder<Database, 'tasks' | 'jobs'>) =>
@@ -134,20 +139,7 @@ export class SnapshotStore {
       // statistics say; an inner join let it scan the open tasks (6 ms a round with 100,000 queued).
       .crossJoin('tasks')
       .whereRef('tasks.job_id', '=', 'jobs.id')
-      .select([
-        'tasks.id',
-        'tasks.job_id',
-        'tasks.idx',
-        'tasks.target',
-        'tasks.max_executions',
-        'tasks.funded',
-        'tasks.revision',
-        'tasks.quorum',
-        'tasks.max_error',
-        'tasks.replay_of',
-        'jobs.created_at',
-        'jobs.demand',
-      ])
+      .select([...TASK_ROW_COLUMNS, 'jobs.created_at', 'jobs.demand'])
       .select((eb) => [
         ofTask(eb)
           .select(eb.fn.countAll<number>().as('n'))
