@@ -22,7 +22,7 @@ import {
 } from '../core/index.js';
 import type { Price } from '../protocol/index.js';
 import { parsedAvailability, parsedCapacity, parsedOffer } from './json-memo.js';
-import { OPEN_STATES } from './migrations.js';
+import { OPEN_STATES } from './migration-literals.js';
 import type { ReputationStore } from './reputation.js';
 import type { Database } from './schema.js';
 

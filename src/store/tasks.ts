@@ -25,7 +25,7 @@ import {
   type TaskState,
 } from '../protocol/index.js';
 import { requireTransaction } from './db.js';
-import { OPEN_STATES } from './migrations.js';
+import { OPEN_STATES } from './migration-literals.js';
 import type { Database } from './schema.js';
 
 /** A task as the verifier sees it. */
