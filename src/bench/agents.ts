@@ -11,13 +11,13 @@
  * (nodejs_eventloop_lag_*: prom-client's monitorEventLoopDelay, reset at each scrape, 10 ms resolution) and the
  * latency of GET /v1/health sent every HEALTH_EVERY_MS by the benchmark.
  */
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DeqoClient } from '../client/index.js';
 import { createBenchAccounts, startCoordinatorProcess, type BenchCoordinator } from './coordinator-process.js';
 import { SIM_CAPACITY, TRIVIAL_JOB } from './dispatch.js';
-import { buildFixedResult, SimAgent } from './sim-agent.js';
+import { SimAgent, simAgents } from './sim-agent.js';
 import { distribution, mapPool, processCpuSeconds, round, type Distribution } from './stats.js';
 
 /** Options of the agents benchmark. */
@@ -97,29 +97,21 @@ async function measureAt(n: number, o: AgentsOptions): Promise<AgentsPoint> {
       metrics: true,
     });
     const accounts = await createBenchAccounts(coord.url, coord.adminKey, 1, n, 100);
-    const { result, files } = await buildFixedResult(join(dir, 'result'));
     let errors = 0;
     let firstError: string | null = null;
-    for (let i = 0; i < n; i++) {
-      await mkdir(join(dir, 'agents', String(i)), { recursive: true });
-      agents.push(
-        new SimAgent({
-          coordinatorUrl: coord.url,
-          providerKey: accounts.providerKeys[i]!,
-          dataDir: join(dir, 'agents', String(i)),
-          name: `sim-${i + 1}`,
-          capacity: SIM_CAPACITY,
-          slots: SIM_CAPACITY.cpus,
-          blobFiles: files,
-          result,
-          onReported: () => undefined,
-          onError: (err) => {
-            errors++;
-            firstError ??= err.message;
-          },
-        }),
-      );
-    }
+    agents.push(
+      ...(await simAgents({
+        dir,
+        count: n,
+        providerKeys: accounts.providerKeys,
+        urlOf: () => coord!.url,
+        capacity: SIM_CAPACITY,
+        onError: (err) => {
+          errors++;
+          firstError ??= err.message;
+        },
+      })),
+    );
     const t0 = Date.now();
     await mapPool(agents, 10, (a) => a.start());
     const registerS = round((Date.now() - t0) / 1000, 1);

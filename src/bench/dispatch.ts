@@ -9,7 +9,7 @@
  * machine), and per job from its submit to its `finishedAt`. Nothing polls during the run: completion is
  * counted from the agents' accepted reports, then every job's state is read once through `GET /v1/jobs`.
  */
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DeqoClient } from '../client/index.js';
@@ -22,7 +22,7 @@ import {
 } from './coordinator-process.js';
 import { createBenchDatabase, DEFAULT_POSTGRES_URL, type BenchDatabase } from './postgres.js';
 import { jobPhases, phasesP50, type Phases } from './phases.js';
-import { buildFixedResult, SimAgent } from './sim-agent.js';
+import { SimAgent, simAgents } from './sim-agent.js';
 import {
   distribution,
   mapPool,
@@ -184,35 +184,28 @@ export async function runDispatch(o: DispatchOptions): Promise<DispatchResult | 
     // Enough credits for every job of a buyer to be held in escrow at once (the warm-up buyer may submit more).
     const credits = Math.min(1e9, Math.ceil(escrow * Math.max(JOBS_PER_BUYER, o.warmup) * 1.5) + 1);
     const accounts = await createBenchAccounts(urlOf(0), coords[0]!.adminKey, buyers, o.agents, credits);
-    const { result, files } = await buildFixedResult(join(dir, 'result'));
 
     let reported = 0;
     let agentErrors = 0;
     let firstAgentError: string | null = null;
     let wantReports = 0;
     let onTarget: (() => void) | null = null;
-    for (let i = 0; i < o.agents; i++) {
-      await mkdir(join(dir, 'agents', String(i)), { recursive: true });
-      agents.push(
-        new SimAgent({
-          coordinatorUrl: urlOf(i),
-          providerKey: accounts.providerKeys[i]!,
-          dataDir: join(dir, 'agents', String(i)),
-          name: `sim-${i + 1}`,
-          capacity: SIM_CAPACITY,
-          slots: SIM_CAPACITY.cpus,
-          blobFiles: files,
-          result,
-          onReported: () => {
-            if (++reported >= wantReports) onTarget?.();
-          },
-          onError: (err) => {
-            agentErrors++;
-            firstAgentError ??= err.message;
-          },
-        }),
-      );
-    }
+    agents.push(
+      ...(await simAgents({
+        dir,
+        count: o.agents,
+        providerKeys: accounts.providerKeys,
+        urlOf,
+        capacity: SIM_CAPACITY,
+        onReported: () => {
+          if (++reported >= wantReports) onTarget?.();
+        },
+        onError: (err) => {
+          agentErrors++;
+          firstAgentError ??= err.message;
+        },
+      })),
+    );
     await mapPool(agents, 10, (a) => a.start());
     await waitOnline(new DeqoClient(urlOf(0), accounts.buyerKeys[0]!), o.agents);
 

@@ -10,14 +10,14 @@
  * through the API would take hours here); the rows are the real ones. `DEQO_BENCH_KEEP=1` keeps the data folder.
  */
 import Database from 'better-sqlite3';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DeqoClient } from '../client/index.js';
 import { TERMINAL_JOB_STATES } from '../core/index.js';
 import { createBenchAccounts, startCoordinatorProcess, type BenchCoordinator } from './coordinator-process.js';
 import { SIM_CAPACITY, TRIVIAL_JOB } from './dispatch.js';
-import { buildFixedResult, SimAgent } from './sim-agent.js';
+import { SimAgent, simAgents } from './sim-agent.js';
 import { distribution, mapPool, round, type Distribution } from './stats.js';
 
 /** Options of the history benchmark. */
@@ -65,24 +65,15 @@ export async function runHistory(o: HistoryOptions): Promise<HistoryResult> {
   try {
     coord = await startCoordinatorProcess({ dataDir, adminKeyFile, logLevel: 'warn' });
     const accounts = await createBenchAccounts(coord.url, coord.adminKey, 1, 2, 1_000_000);
-    const { result, files } = await buildFixedResult(join(dir, 'result'));
-    for (let i = 0; i < 2; i++) {
-      await mkdir(join(dir, 'agents', String(i)), { recursive: true });
-      agents.push(
-        new SimAgent({
-          coordinatorUrl: coord.url,
-          providerKey: accounts.providerKeys[i]!,
-          dataDir: join(dir, 'agents', String(i)),
-          name: `sim-${i + 1}`,
-          capacity: SIM_CAPACITY,
-          slots: SIM_CAPACITY.cpus,
-          blobFiles: files,
-          result,
-          onReported: () => undefined,
-          onError: () => undefined,
-        }),
-      );
-    }
+    agents.push(
+      ...(await simAgents({
+        dir,
+        count: 2,
+        providerKeys: accounts.providerKeys,
+        urlOf: () => coord!.url,
+        capacity: SIM_CAPACITY,
+      })),
+    );
     for (const a of agents) await a.start();
     const buyer = new DeqoClient(coord.url, accounts.buyerKeys[0]!);
     const spec = { ...TRIVIAL_JOB, verification: { mode: 'replicate' as const, replicas: 2, quorum: 2 } };

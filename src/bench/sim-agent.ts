@@ -217,3 +217,40 @@ export class SimAgent {
     }
   }
 }
+
+/**
+ * `count` simulated agents, not started: agent i has provider key `providerKeys[i]`, talks to `urlOf(i)`, keeps its
+ * identity in `<dir>/agents/<i>`, lends `capacity` (one slot per CPU) and reports the fixed result built once in
+ * `<dir>/result`. `onReported` and `onError` are called per report and per failed request (default: nothing).
+ */
+export async function simAgents(o: {
+  dir: string;
+  count: number;
+  providerKeys: readonly string[];
+  urlOf: (i: number) => string;
+  capacity: Capacity;
+  onReported?: (executionId: string) => void;
+  onError?: (err: Error) => void;
+}): Promise<SimAgent[]> {
+  const { result, files } = await buildFixedResult(join(o.dir, 'result'));
+  const agents: SimAgent[] = [];
+  for (let i = 0; i < o.count; i++) {
+    const dataDir = join(o.dir, 'agents', String(i));
+    await mkdir(dataDir, { recursive: true });
+    agents.push(
+      new SimAgent({
+        coordinatorUrl: o.urlOf(i),
+        providerKey: o.providerKeys[i]!,
+        dataDir,
+        name: `sim-${i + 1}`,
+        capacity: o.capacity,
+        slots: o.capacity.cpus,
+        blobFiles: files,
+        result,
+        onReported: o.onReported ?? (() => undefined),
+        onError: o.onError ?? (() => undefined),
+      }),
+    );
+  }
+  return agents;
+}
